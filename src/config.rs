@@ -1,0 +1,360 @@
+//! [`Config`] mirrors `config.toml`: every key, its default, and validation in one place.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ConfigError;
+
+/// Environment variable naming a config file (used by the examples).
+pub const CONFIG_ENV: &str = "DRACO_SESSION_CONFIG";
+/// Environment variable holding the id secret; overrides `session.secret`.
+pub const SECRET_ENV: &str = "DRACO_SESSION_SECRET";
+
+/// The whole configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[session]`: lifetimes, shards, id secret.
+    pub session: SessionConfig,
+    /// `[cookie]`: the session cookie.
+    pub cookie: CookieConfig,
+    /// `[storage]`: where and how often sessions are persisted.
+    pub storage: StorageConfig,
+    /// `[limits]`: caps that turn into clear errors instead of unbounded growth.
+    pub limits: LimitsConfig,
+    /// `[robots]`: which User-Agents never get a session.
+    pub robots: RobotsConfig,
+}
+
+/// `[session]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Idle lifetime of a volatile session. Defaults to `"2h"`.
+    #[serde(deserialize_with = "duration")]
+    pub volatile_ttl: Duration,
+    /// Idle lifetime of a persistent ("remember me") session. Defaults to `"100d"`.
+    #[serde(deserialize_with = "duration")]
+    pub persistent_ttl: Duration,
+    /// Hard cap on a session's age whatever its use; `"0s"` means none. Defaults to `"0s"`.
+    #[serde(deserialize_with = "duration")]
+    pub absolute_ttl: Duration,
+    /// Number of shard workers; 0 means one per CPU. Defaults to `0`.
+    pub shards: usize,
+    /// How often each worker sweeps expired sessions. Defaults to `"1s"`.
+    #[serde(deserialize_with = "duration")]
+    pub sweep_interval: Duration,
+    /// Secret keying the id tag (at least 32 bytes). Defaults to none: the
+    /// `DRACO_SESSION_SECRET` environment variable, else a key generated once into
+    /// `storage.dir/secret.key` (mode 0600).
+    pub secret: Option<String>,
+    /// Earlier secrets whose ids are still accepted, for key rotation. Defaults to `[]`.
+    pub previous_secrets: Vec<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            volatile_ttl: Duration::from_secs(2 * 3600),
+            persistent_ttl: Duration::from_secs(100 * 86_400),
+            absolute_ttl: Duration::ZERO,
+            shards: 0,
+            sweep_interval: Duration::from_secs(1),
+            secret: None,
+            previous_secrets: Vec::new(),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// The shard count actually used: `shards`, or the number of CPUs when it is 0.
+    pub fn effective_shards(&self) -> usize {
+        if self.shards > 0 { self.shards } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+}
+
+/// `SameSite` attribute of the cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent on top-level navigations from other sites, not on their sub-requests.
+    Lax,
+    /// Never sent from other sites.
+    Strict,
+    /// Always sent; requires `secure = true`.
+    None,
+}
+
+/// `[cookie]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieConfig {
+    /// Cookie name. Defaults to `"sid"`.
+    pub name: String,
+    /// Send the cookie only over HTTPS. Defaults to `true`; set `false` for plain-HTTP local demos.
+    pub secure: bool,
+    /// `SameSite` attribute: `"lax"`, `"strict"` or `"none"`. Defaults to `"lax"`.
+    pub same_site: SameSite,
+    /// `Path` attribute. Defaults to `"/"`.
+    pub path: String,
+    /// `Domain` attribute. Defaults to none (host-only cookie).
+    pub domain: Option<String>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self { name: "sid".into(), secure: true, same_site: SameSite::Lax, path: "/".into(), domain: None }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Data directory (secret key, snapshots); created when missing. Defaults to `"data"`.
+    pub dir: PathBuf,
+    /// How often workers snapshot their sessions to disk. Defaults to `"30s"`.
+    #[serde(deserialize_with = "duration")]
+    pub snapshot_interval: Duration,
+    /// Write and load snapshots at all. Defaults to `true`.
+    pub persist: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("data"), snapshot_interval: Duration::from_secs(30), persist: true }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest encoded value, in bytes. Defaults to `65536` (64 KiB).
+    pub max_value_bytes: usize,
+    /// Most keys in one session, over all scopes. Defaults to `1024`.
+    pub max_keys: usize,
+    /// Most live sessions in the engine; creating one more fails with `Full`. Defaults to `10000000`.
+    pub max_sessions: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_value_bytes: 64 * 1024, max_keys: 1024, max_sessions: 10_000_000 }
+    }
+}
+
+/// `[robots]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RobotsConfig {
+    /// Refuse sessions to robots at all. Defaults to `true`.
+    pub detect: bool,
+    /// Extra case-insensitive regular expressions that mark a User-Agent as a robot. Defaults to `[]`.
+    pub extra: Vec<String>,
+    /// Case-insensitive regular expressions that mark a User-Agent as a person, winning over
+    /// every robot pattern. Defaults to `[]`.
+    pub allow: Vec<String>,
+}
+
+impl Default for RobotsConfig {
+    fn default() -> Self {
+        Self { detect: true, extra: Vec::new(), allow: Vec::new() }
+    }
+}
+
+/// Longest accepted duration: about 10 years.
+const MAX_TTL: Duration = Duration::from_secs(10 * 366 * 86_400);
+
+impl Config {
+    /// Reads and validates a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and the key when the file cannot be read, does not parse,
+    /// has an unknown key or an invalid value.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    ///
+    /// ```
+    /// use draco_session::Config;
+    ///
+    /// let config = Config::from_toml("[session]\nvolatile_ttl = \"90m\"", "inline").unwrap();
+    /// assert_eq!(config.session.volatile_ttl.as_secs(), 5400);
+    ///
+    /// let err = Config::from_toml("[session]\nvolatile_tll = \"90m\"", "inline").unwrap_err();
+    /// assert!(err.to_string().contains("volatile_tll"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks ranges and combinations; `origin` names the source in errors.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first offending key.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad =
+            |key: &'static str, message: String| Err(ConfigError::Invalid { origin: origin.to_owned(), key, message });
+        let s = &self.session;
+        if s.volatile_ttl.is_zero() || s.volatile_ttl > MAX_TTL {
+            return bad("session.volatile_ttl", "must be between 1s and 10 years".into());
+        }
+        if s.persistent_ttl.is_zero() || s.persistent_ttl > MAX_TTL {
+            return bad("session.persistent_ttl", "must be between 1s and 10 years".into());
+        }
+        if s.persistent_ttl < s.volatile_ttl {
+            return bad(
+                "session.persistent_ttl",
+                "must not be shorter than session.volatile_ttl (remember-me would forget sooner)".into(),
+            );
+        }
+        if s.absolute_ttl > MAX_TTL {
+            return bad("session.absolute_ttl", "must be at most 10 years (0s = none)".into());
+        }
+        if s.shards > 1024 {
+            return bad("session.shards", format!("is {}, at most 1024", s.shards));
+        }
+        if s.sweep_interval < Duration::from_millis(10) {
+            return bad("session.sweep_interval", "must be at least 10ms".into());
+        }
+        if let Some(secret) = &s.secret
+            && secret.len() < 32
+        {
+            return bad("session.secret", "must be at least 32 bytes".into());
+        }
+        if s.previous_secrets.iter().any(|p| p.len() < 32) {
+            return bad("session.previous_secrets", "every entry must be at least 32 bytes".into());
+        }
+        let c = &self.cookie;
+        let token_ok =
+            |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token_ok(&c.name) {
+            return bad("cookie.name", format!("{:?} is not a valid cookie name", c.name));
+        }
+        if c.same_site == SameSite::None && !c.secure {
+            return bad("cookie.same_site", "\"none\" requires cookie.secure = true".into());
+        }
+        if !c.path.starts_with('/') || c.path.contains([';', ',']) {
+            return bad("cookie.path", format!("{:?} must start with / and hold no ; or ,", c.path));
+        }
+        if let Some(d) = &c.domain
+            && (d.is_empty() || d.contains([';', ',', ' ']))
+        {
+            return bad("cookie.domain", format!("{d:?} is not a valid domain"));
+        }
+        if self.storage.dir.as_os_str().is_empty() {
+            return bad("storage.dir", "must not be empty".into());
+        }
+        if self.storage.snapshot_interval < Duration::from_millis(100) {
+            return bad("storage.snapshot_interval", "must be at least 100ms".into());
+        }
+        let l = &self.limits;
+        if l.max_value_bytes == 0 || l.max_value_bytes > 64 << 20 {
+            return bad("limits.max_value_bytes", "must be between 1 and 67108864".into());
+        }
+        if l.max_keys == 0 {
+            return bad("limits.max_keys", "must be at least 1".into());
+        }
+        if l.max_sessions == 0 {
+            return bad("limits.max_sessions", "must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} ({e}); write e.g. \"2s\", \"90m\", \"2h\", \"100d\""
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("", "t").unwrap();
+        assert_eq!(c.session.volatile_ttl, Duration::from_secs(7200));
+        assert_eq!(c.session.persistent_ttl, Duration::from_secs(8_640_000));
+        assert_eq!(c.cookie.name, "sid");
+        assert!(c.cookie.secure);
+        assert_eq!(c.storage.snapshot_interval, Duration::from_secs(30));
+        assert_eq!(c.limits.max_value_bytes, 65536);
+    }
+
+    #[test]
+    fn shipped_config_toml_parses_to_the_defaults() {
+        let text = include_str!("../config.toml");
+        let c = Config::from_toml(text, "config.toml").unwrap();
+        let d = Config::default();
+        assert_eq!(c.session.volatile_ttl, d.session.volatile_ttl);
+        assert_eq!(c.session.persistent_ttl, d.session.persistent_ttl);
+        assert_eq!(c.session.shards, d.session.shards);
+        assert_eq!(c.cookie.name, d.cookie.name);
+        assert_eq!(c.storage.dir, d.storage.dir);
+        assert_eq!(c.limits.max_sessions, d.limits.max_sessions);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let e = Config::from_toml("[cookie]\nnmae = \"x\"", "my.toml").unwrap_err().to_string();
+        assert!(e.contains("my.toml") && e.contains("nmae"), "{e}");
+        let e = Config::from_toml("[sesion]\n", "my.toml").unwrap_err().to_string();
+        assert!(e.contains("sesion"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_explained() {
+        let e = Config::from_toml("[session]\nvolatile_ttl = \"2 hours-ish\"", "f.toml").unwrap_err().to_string();
+        assert!(e.contains("volatile_ttl") && e.contains("f.toml"), "{e}");
+    }
+
+    #[test]
+    fn impossible_combinations_are_rejected() {
+        for (toml, key) in [
+            ("[session]\nvolatile_ttl = \"2d\"\npersistent_ttl = \"1d\"", "session.persistent_ttl"),
+            ("[session]\nvolatile_ttl = \"0s\"", "session.volatile_ttl"),
+            ("[session]\nshards = 5000", "session.shards"),
+            ("[session]\nsecret = \"short\"", "session.secret"),
+            ("[cookie]\nsame_site = \"none\"\nsecure = false", "cookie.same_site"),
+            ("[cookie]\nname = \"a b\"", "cookie.name"),
+            ("[limits]\nmax_keys = 0", "limits.max_keys"),
+            ("[storage]\nsnapshot_interval = \"1ms\"", "storage.snapshot_interval"),
+        ] {
+            let e = Config::from_toml(toml, "f.toml").unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("f.toml"), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_human_units() {
+        let c = Config::from_toml(
+            "[session]\nvolatile_ttl = \"90m\"\npersistent_ttl = \"100d\"\n[storage]\nsnapshot_interval = \"2s\"",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.session.volatile_ttl, Duration::from_secs(5400));
+        assert_eq!(c.storage.snapshot_interval, Duration::from_secs(2));
+    }
+}

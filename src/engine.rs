@@ -1,0 +1,367 @@
+//! [`SessionEngine`]: the handle applications, middleware and load tests use.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use actix::{Addr, Handler, MailboxError, Message};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::error::{Result, SessionError, StartError};
+use crate::id::{Keyring, SessionId};
+use crate::message::*;
+use crate::state::{Lifetimes, check_name};
+use crate::supervisor::{Router, Shutdown, Supervisor, WorkerDown};
+use crate::worker::{Shared, Worker};
+
+/// A handle to a running session engine. Cheap to clone; `Send + Sync`.
+///
+/// Every per-session call verifies the id's tag, then runs inside the one worker that owns
+/// the session.
+#[derive(Clone)]
+pub struct SessionEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    router: Arc<Router>,
+    supervisor: Addr<Supervisor>,
+}
+
+impl std::fmt::Debug for SessionEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionEngine").field("shards", &self.inner.shared.shards).finish()
+    }
+}
+
+/// Builds a [`SessionEngine`] with a non-default clock or keyring.
+#[derive(Debug)]
+pub struct EngineBuilder {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    keyring: Option<Keyring>,
+}
+
+impl EngineBuilder {
+    /// Uses `clock` for every timestamp and expiry. Defaults to [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses `keyring` to tag ids. Defaults to the one [`Keyring::load`] finds for the config.
+    pub fn keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// Starts the supervisor and its workers.
+    ///
+    /// # Errors
+    /// [`StartError`] for an invalid config, an unusable data directory, or no actix `System`.
+    pub fn start(self) -> Result<SessionEngine, StartError> {
+        let config = self.config;
+        config.validate("<config>")?;
+        if actix::System::try_current().is_none() {
+            return Err(StartError::NoSystem);
+        }
+        let keyring = match self.keyring {
+            Some(k) => k,
+            None => Keyring::load(&config)?,
+        };
+        let shards = config.session.effective_shards();
+        let shared = Arc::new(Shared {
+            keyring,
+            clock: self.clock,
+            lifetimes: Lifetimes::from_config(&config.session),
+            limits: config.limits.clone(),
+            live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+            shards,
+            config,
+        });
+        let (supervisor, router) = Supervisor::launch(shared.clone());
+        Ok(SessionEngine { inner: Arc::new(Inner { shared, router, supervisor }) })
+    }
+}
+
+impl SessionEngine {
+    /// A builder for an engine with this config.
+    pub fn builder(config: Config) -> EngineBuilder {
+        EngineBuilder { config, clock: Arc::new(SystemClock), keyring: None }
+    }
+
+    /// Starts an engine with this config, the system clock and the configured keyring.
+    ///
+    /// # Errors
+    /// See [`EngineBuilder::start`].
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        Self::builder(config).start()
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.shared.config
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.inner.shared.shards
+    }
+
+    /// The supervisor, for sending engine-wide messages ([`LogoutUser`], [`SessionsOf`],
+    /// [`Stats`], [`Sweep`]) directly.
+    pub fn supervisor(&self) -> &Addr<Supervisor> {
+        &self.inner.supervisor
+    }
+
+    /// Parses and verifies an id (e.g. from a cookie).
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidId`] for a malformed or forged id.
+    pub fn parse_id(&self, text: &[u8]) -> Result<SessionId> {
+        self.inner.shared.keyring.parse(text)
+    }
+
+    /// Sends a per-session message to the worker that owns its session, after verifying
+    /// the id.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidId`] for an id this engine did not issue;
+    /// [`SessionError::Unavailable`] when the engine is stopped; else the message's own errors.
+    pub async fn send<M, R>(&self, msg: M) -> Result<R>
+    where
+        M: SessionMessage + Message<Result = Result<R>> + Send + 'static,
+        R: Send + 'static,
+        Worker: Handler<M>,
+    {
+        let id = msg.session_id();
+        if !self.inner.shared.keyring.verify(id) {
+            return Err(SessionError::InvalidId);
+        }
+        let addr = self.inner.router.get(id.shard(self.inner.shared.shards));
+        match addr.send(msg).await {
+            Ok(result) => result,
+            Err(MailboxError::Closed) => {
+                self.inner.supervisor.do_send(WorkerDown);
+                Err(SessionError::Unavailable("shard worker is restarting".into()))
+            }
+            Err(MailboxError::Timeout) => Err(SessionError::Unavailable("shard worker timed out".into())),
+        }
+    }
+
+    async fn ask<M, R>(&self, msg: M) -> Result<R>
+    where
+        M: Message<Result = Result<R>> + Send + 'static,
+        R: Send + 'static,
+        Supervisor: Handler<M>,
+    {
+        self.inner
+            .supervisor
+            .send(msg)
+            .await
+            .map_err(|_| SessionError::Unavailable("session engine is stopped".into()))?
+    }
+
+    /// Creates an empty anonymous session with a fresh id.
+    ///
+    /// # Errors
+    /// [`SessionError::Full`] when `limits.max_sessions` are live.
+    pub async fn create(&self) -> Result<SessionInfo> {
+        self.send(Create { id: self.inner.shared.keyring.generate() }).await
+    }
+
+    /// Reads `scope`/`key` as a `T`.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`], [`SessionError::Codec`] if the value is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<T>> {
+        match self.get_raw(id, scope, key).await? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the JSON encoding stored under `scope`/`key`.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`], [`SessionError::InvalidName`].
+    pub async fn get_raw(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        names(scope, key)?;
+        self.send(Get { id: *id, scope: scope.into(), key: key.into() }).await
+    }
+
+    /// Stores `value` under `scope`/`key`.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`], [`SessionError::ValueTooLarge`], [`SessionError::TooManyKeys`].
+    pub async fn insert<T: Serialize + ?Sized>(&self, id: &SessionId, scope: &str, key: &str, value: &T) -> Result<()> {
+        self.insert_raw(id, scope, key, encode(value)?).await
+    }
+
+    /// Stores an already JSON-encoded value under `scope`/`key`.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); also [`SessionError::Codec`] when `json` is not valid JSON.
+    pub async fn insert_raw(&self, id: &SessionId, scope: &str, key: &str, json: Vec<u8>) -> Result<()> {
+        names(scope, key)?;
+        self.send(Set { id: *id, scope: scope.into(), key: key.into(), value: json }).await
+    }
+
+    /// Removes `scope`/`key`; whether it was there.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`].
+    pub async fn remove(&self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
+        names(scope, key)?;
+        self.send(Remove { id: *id, scope: scope.into(), key: key.into() }).await
+    }
+
+    /// Removes every key of `scope`, or of all scopes when `None`.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`].
+    pub async fn clear(&self, id: &SessionId, scope: Option<&str>) -> Result<()> {
+        if let Some(s) = scope {
+            check_name("scope", s)?;
+        }
+        self.send(Clear { id: *id, scope: scope.map(Into::into) }).await
+    }
+
+    /// The keys of `scope`, sorted.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`].
+    pub async fn keys(&self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
+        check_name("scope", scope)?;
+        self.send(Keys { id: *id, scope: scope.into() }).await
+    }
+
+    /// Atomically replaces `scope`/`key` with `f(current)`, inside the owning worker: no
+    /// concurrent update is lost. Answers the new value.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`]; [`SessionError::Codec`] if the stored value is not a `T`;
+    /// [`SessionError::Panicked`] if `f` panics (the session is unchanged); limits.
+    pub async fn update<T, F>(&self, id: &SessionId, scope: &str, key: &str, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(Option<T>) -> T + Send + 'static,
+    {
+        names(scope, key)?;
+        let step: UpdateFn = Box::new(move |current| {
+            let current = current.map(decode::<T>).transpose()?;
+            encode(&f(current)).map(Some)
+        });
+        let new = self.send(Update { id: *id, scope: scope.into(), key: key.into(), f: step }).await?;
+        decode(&new.expect("update stores a value"))
+    }
+
+    /// Atomically adds `by` to the integer under `scope`/`key` (absent counts as 0).
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub async fn increment(&self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
+        self.update(id, scope, key, move |n: Option<i64>| n.unwrap_or(0).saturating_add(by)).await
+    }
+
+    /// Logs `userid` in: the id rotates (the old one is dead at once), the data stays.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidUserId`] for 0; [`SessionError::SessionGone`].
+    pub async fn login(&self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
+        self.send(Login { id: *id, userid }).await
+    }
+
+    /// Logs out: user id 0, volatile, id rotated, other data kept.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`].
+    pub async fn logout(&self, id: &SessionId) -> Result<SessionInfo> {
+        self.send(Logout { id: *id }).await
+    }
+
+    /// Makes the session persistent (remember me) or volatile.
+    ///
+    /// # Errors
+    /// [`SessionError::NotLoggedIn`] for `true` on an anonymous session; [`SessionError::SessionGone`].
+    pub async fn set_persistent(&self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
+        self.send(SetPersistent { id: *id, persistent }).await
+    }
+
+    /// The session's metadata; does not count as a use.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`].
+    pub async fn info(&self, id: &SessionId) -> Result<SessionInfo> {
+        self.send(Info { id: *id }).await
+    }
+
+    /// Counts as a use: slides the expiry.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionGone`].
+    pub async fn touch(&self, id: &SessionId) -> Result<SessionInfo> {
+        self.send(Touch { id: *id }).await
+    }
+
+    /// Ends the session; whether it existed.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidId`], [`SessionError::Unavailable`].
+    pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
+        self.send(Destroy { id: *id }).await
+    }
+
+    /// Ends every session of `userid` on every shard ("log out everywhere"); how many.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`].
+    pub async fn logout_user(&self, userid: u64) -> Result<usize> {
+        self.ask(LogoutUser { userid }).await
+    }
+
+    /// The live sessions of `userid`, most recently used first.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`].
+    pub async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
+        self.ask(SessionsOf { userid }).await
+    }
+
+    /// Counters of every shard.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`].
+    pub async fn stats(&self) -> Result<EngineStats> {
+        self.ask(Stats).await
+    }
+
+    /// Drops every expired session now; how many.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`].
+    pub async fn sweep(&self) -> Result<usize> {
+        self.ask(Sweep).await
+    }
+
+    /// Stops the workers and the supervisor. Later calls answer `Unavailable`.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.supervisor.send(Shutdown).await;
+    }
+}
+
+fn names(scope: &str, key: &str) -> Result<()> {
+    check_name("scope", scope)?;
+    check_name("key", key)
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| SessionError::Codec(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| SessionError::Codec(e.to_string()))
+}

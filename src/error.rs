@@ -1,0 +1,117 @@
+//! Error types, one enum per layer.
+
+use std::path::PathBuf;
+
+/// What can go wrong with one session operation.
+///
+/// Every variant says what happened and, where there is one, what the caller can do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The id is not one this engine issued (bad format or a tag that does not verify).
+    #[error("invalid session id: not issued by this engine")]
+    InvalidId,
+    /// The session expired, was rotated by login/logout, or was destroyed.
+    #[error("session is gone: it expired, was rotated by login/logout, or was destroyed")]
+    SessionGone,
+    /// `set_persistent(true)` on an anonymous session.
+    #[error("only a logged-in session can be persistent: call login() first")]
+    NotLoggedIn,
+    /// `login(0)`: user ids start at 1, 0 means anonymous.
+    #[error("invalid user id 0: user ids start at 1 (0 means anonymous)")]
+    InvalidUserId,
+    /// A scope or key name that is empty or too long.
+    #[error("invalid {what} name {name:?}: must be 1..={max} bytes")]
+    InvalidName {
+        /// `"scope"` or `"key"`.
+        what: &'static str,
+        /// The rejected name (cut to 64 bytes).
+        name: String,
+        /// The longest allowed name, in bytes.
+        max: usize,
+    },
+    /// A value larger than `limits.max_value_bytes`.
+    #[error("value of {size} bytes exceeds the limit of {limit} bytes (limits.max_value_bytes)")]
+    ValueTooLarge {
+        /// Encoded size of the rejected value.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A session already holding `limits.max_keys` keys.
+    #[error("session already holds {limit} keys (limits.max_keys)")]
+    TooManyKeys {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The engine already holds `limits.max_sessions` live sessions; nobody was evicted.
+    #[error("session engine is full: {limit} live sessions (limits.max_sessions)")]
+    Full {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A value could not be encoded or decoded as the requested type.
+    #[error("value encoding error: {0}")]
+    Codec(String),
+    /// Code run inside the engine (e.g. an `update` closure) panicked; the session is unchanged.
+    #[error("operation panicked inside the engine; the session is unchanged: {0}")]
+    Panicked(String),
+    /// The engine is stopped, or the shard is restarting; retry later.
+    #[error("session engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A configuration file or value that cannot be used. Always names the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema (unknown key, wrong type, bad duration).
+    #[error("invalid config in {origin}: {message}")]
+    Parse {
+        /// The file name, or `<string>`.
+        origin: String,
+        /// What the parser said, including the key.
+        message: String,
+    },
+    /// A value is out of range, or values contradict each other.
+    #[error("invalid config in {origin}: `{key}` {message}")]
+    Invalid {
+        /// The file name, or `<string>`.
+        origin: String,
+        /// The offending key, dotted (`session.volatile_ttl`).
+        key: &'static str,
+        /// Why it is rejected.
+        message: String,
+    },
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory or the secret key file could not be used.
+    #[error("storage error at {path}: {message}")]
+    Storage {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// No actix `System` is running on this thread.
+    #[error("no actix System is running: start the engine inside #[actix_web::main] or actix_rt::System")]
+    NoSystem,
+}
+
+/// Shorthand for session operation results.
+pub type Result<T, E = SessionError> = std::result::Result<T, E>;

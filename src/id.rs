@@ -1,0 +1,344 @@
+//! [`SessionId`]: 128 random bits plus a 64-bit keyed tag, as 32 base64url characters.
+//!
+//! The tag is a BLAKE3 keyed hash of the random part, so a forged or mangled id is rejected
+//! by [`Keyring::verify`] in constant time before any shard is asked.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{SessionError, StartError};
+
+/// Length of a session id's text form.
+pub const ID_LEN: usize = 32;
+const RANDOM_LEN: usize = 16;
+const TAG_LEN: usize = 8;
+const SHARD_SEED: u64 = 0x6472_6163_6f5f_7364; // "draco_sd": fixed, so routing is stable across runs
+const KEY_CONTEXT: &str = "draco-session 2026-11 session id tag v1";
+
+/// A session id. Its text form is 32 URL- and cookie-safe characters.
+///
+/// Parsing checks the format only; whether this engine issued it is checked by
+/// [`Keyring::verify`] (the engine does it on every operation).
+///
+/// ```
+/// use draco_session::SessionId;
+///
+/// assert!("not-a-session-id".parse::<SessionId>().is_err());
+/// assert!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse::<SessionId>().is_ok());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionId {
+    random: [u8; RANDOM_LEN],
+    tag: [u8; TAG_LEN],
+}
+
+impl SessionId {
+    /// The random part: what shards route on and workers index by.
+    pub(crate) fn random(&self) -> &[u8; RANDOM_LEN] {
+        &self.random
+    }
+
+    /// The shard that owns this id among `shards`: xxh3 (fixed seed) of the random part.
+    pub fn shard(&self, shards: usize) -> usize {
+        shard_of(&self.random, shards)
+    }
+
+    fn encode(&self) -> [u8; ID_LEN] {
+        let mut bytes = [0u8; RANDOM_LEN + TAG_LEN];
+        bytes[..RANDOM_LEN].copy_from_slice(&self.random);
+        bytes[RANDOM_LEN..].copy_from_slice(&self.tag);
+        let mut out = [0u8; ID_LEN];
+        let n = URL_SAFE_NO_PAD.encode_slice(bytes, &mut out).expect("24 bytes fit 32 chars");
+        debug_assert_eq!(n, ID_LEN);
+        out
+    }
+}
+
+pub(crate) fn shard_of(random: &[u8; RANDOM_LEN], shards: usize) -> usize {
+    (xxhash_rust::xxh3::xxh3_64_with_seed(random, SHARD_SEED) % shards.max(1) as u64) as usize
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.encode();
+        f.write_str(std::str::from_utf8(&text).expect("base64 is ASCII"))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    /// Shows a prefix only, so logs never carry a usable id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.encode();
+        write!(f, "SessionId({}…)", std::str::from_utf8(&text[..6]).expect("ASCII"))
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = SessionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_bytes(s.as_bytes())
+    }
+}
+
+impl SessionId {
+    /// Parses the text form from raw bytes (e.g. straight from a `Cookie` header).
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidId`] unless `text` is 32 base64url characters.
+    pub fn from_bytes(text: &[u8]) -> Result<Self, SessionError> {
+        if text.len() != ID_LEN {
+            return Err(SessionError::InvalidId);
+        }
+        let mut bytes = [0u8; RANDOM_LEN + TAG_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(n) if n == bytes.len() => {}
+            _ => return Err(SessionError::InvalidId),
+        }
+        let mut random = [0u8; RANDOM_LEN];
+        let mut tag = [0u8; TAG_LEN];
+        random.copy_from_slice(&bytes[..RANDOM_LEN]);
+        tag.copy_from_slice(&bytes[RANDOM_LEN..]);
+        Ok(Self { random, tag })
+    }
+}
+
+/// The keys that tag ids: the current one signs, previous ones still verify (rotation).
+#[derive(Clone)]
+pub struct Keyring {
+    current: [u8; 32],
+    previous: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keyring({} previous keys)", self.previous.len())
+    }
+}
+
+impl Keyring {
+    /// A keyring from secrets of any length (they are stretched by BLAKE3's key derivation).
+    pub fn from_secrets(current: &[u8], previous: &[&[u8]]) -> Self {
+        Self {
+            current: blake3::derive_key(KEY_CONTEXT, current),
+            previous: previous.iter().map(|p| blake3::derive_key(KEY_CONTEXT, p)).collect(),
+        }
+    }
+
+    /// The keyring for a config: `session.secret`, else `$DRACO_SESSION_SECRET`, else the
+    /// key file `<dir>/secret.key`, generated (mode 0600) when missing.
+    ///
+    /// # Errors
+    /// [`StartError::Storage`] when the key file cannot be read or written.
+    pub fn load(config: &crate::Config) -> Result<Self, StartError> {
+        let previous: Vec<&[u8]> = config.session.previous_secrets.iter().map(|s| s.as_bytes()).collect();
+        if let Some(secret) = &config.session.secret {
+            return Ok(Self::from_secrets(secret.as_bytes(), &previous));
+        }
+        if let Ok(secret) = std::env::var(crate::config::SECRET_ENV)
+            && !secret.is_empty()
+        {
+            if secret.len() < 32 {
+                return Err(StartError::Config(crate::ConfigError::Invalid {
+                    origin: format!("${}", crate::config::SECRET_ENV),
+                    key: "session.secret",
+                    message: "must be at least 32 bytes".into(),
+                }));
+            }
+            return Ok(Self::from_secrets(secret.as_bytes(), &previous));
+        }
+        let secret = load_or_create_key_file(&config.storage.dir.join("secret.key"))?;
+        Ok(Self::from_secrets(&secret, &previous))
+    }
+
+    /// A fresh id tagged with the current key.
+    pub fn generate(&self) -> SessionId {
+        let mut random = [0u8; RANDOM_LEN];
+        rand::rng().fill_bytes(&mut random);
+        SessionId { random, tag: tag(&self.current, &random) }
+    }
+
+    /// A fresh id that routes to `shard` among `shards` (for rotation inside one worker).
+    pub(crate) fn generate_in_shard(&self, shard: usize, shards: usize) -> SessionId {
+        loop {
+            let id = self.generate();
+            if id.shard(shards) == shard {
+                return id;
+            }
+        }
+    }
+
+    /// Whether one of our keys tagged `id`. Constant time in the id's content.
+    pub fn verify(&self, id: &SessionId) -> bool {
+        let mut ok = ct_eq(&tag(&self.current, &id.random), &id.tag);
+        for key in &self.previous {
+            ok |= ct_eq(&tag(key, &id.random), &id.tag);
+        }
+        ok
+    }
+
+    /// Parses and verifies in one step.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidId`] for a malformed or forged id.
+    pub fn parse(&self, text: &[u8]) -> Result<SessionId, SessionError> {
+        let id = SessionId::from_bytes(text)?;
+        if self.verify(&id) { Ok(id) } else { Err(SessionError::InvalidId) }
+    }
+}
+
+fn tag(key: &[u8; 32], random: &[u8; RANDOM_LEN]) -> [u8; TAG_LEN] {
+    let hash = blake3::keyed_hash(key, random);
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(&hash.as_bytes()[..TAG_LEN]);
+    out
+}
+
+fn ct_eq(a: &[u8; TAG_LEN], b: &[u8; TAG_LEN]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, StartError> {
+    let storage = |message: String| StartError::Storage { path: path.to_owned(), message };
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+        Ok(_) => {
+            return Err(storage(
+                "key file is shorter than 32 bytes; delete it to generate a new one (this ends every session)".into(),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(storage(format!("cannot read key file: {e}"))),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| storage(format!("cannot create data directory: {e}")))?;
+    }
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| storage(format!("cannot create key file: {e}")))?;
+    file.write_all(hex.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| storage(format!("cannot write key file: {e}")))?;
+    log::info!("generated a new session id key at {}", path.display());
+    Ok(hex.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    fn ring() -> Keyring {
+        Keyring::from_secrets(b"test secret test secret test secret!", &[])
+    }
+
+    #[test]
+    fn text_form_is_32_url_safe_chars_and_round_trips() {
+        let k = ring();
+        for _ in 0..1000 {
+            let id = k.generate();
+            let text = id.to_string();
+            assert_eq!(text.len(), ID_LEN);
+            assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            assert_eq!(text.parse::<SessionId>().unwrap(), id);
+            assert!(k.verify(&id));
+        }
+    }
+
+    #[test]
+    fn ids_never_repeat_in_a_large_sample() {
+        let k = ring();
+        let ids: HashSet<SessionId> = (0..200_000).map(|_| k.generate()).collect();
+        assert_eq!(ids.len(), 200_000);
+    }
+
+    #[test]
+    fn other_key_rejects_previous_key_accepts() {
+        let old = Keyring::from_secrets(b"old secret old secret old secret old", &[]);
+        let id = old.generate();
+        assert!(!ring().verify(&id));
+        let rotated =
+            Keyring::from_secrets(b"test secret test secret test secret!", &[b"old secret old secret old secret old"]);
+        assert!(rotated.verify(&id));
+        assert!(rotated.verify(&rotated.generate()));
+    }
+
+    #[test]
+    fn malformed_text_is_rejected() {
+        let k = ring();
+        let good = k.generate().to_string();
+        for bad in ["", "abc", &good[..31], &format!("{good}A"), &good.replace(|_| true, "=")] {
+            assert_eq!(k.parse(bad.as_bytes()), Err(SessionError::InvalidId), "{bad:?}");
+        }
+        let mut non_ascii = good.as_bytes().to_vec();
+        non_ascii[3] = 0xff;
+        assert_eq!(k.parse(&non_ascii), Err(SessionError::InvalidId));
+    }
+
+    #[test]
+    fn generate_in_shard_routes_there() {
+        let k = ring();
+        for shard in 0..7 {
+            assert_eq!(k.generate_in_shard(shard, 7).shard(7), shard);
+        }
+    }
+
+    #[test]
+    fn key_file_is_created_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/secret.key");
+        let a = load_or_create_key_file(&path).unwrap();
+        let b = load_or_create_key_file(&path).unwrap();
+        assert_eq!(a, b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    proptest! {
+        #[test]
+        fn every_single_character_change_is_rejected(pos in 0..ID_LEN, c in 0..=255u8) {
+            let k = ring();
+            let id = k.generate();
+            let mut text = id.to_string().into_bytes();
+            prop_assume!(text[pos] != c);
+            text[pos] = c;
+            prop_assert!(k.parse(&text).is_err());
+        }
+
+        #[test]
+        fn every_alphabet_substitution_is_rejected(pos in 0..ID_LEN, i in 0..64usize) {
+            let k = ring();
+            let mut text = k.generate().to_string().into_bytes();
+            prop_assume!(text[pos] != ALPHABET[i]);
+            text[pos] = ALPHABET[i];
+            prop_assert!(k.parse(&text).is_err());
+        }
+
+        #[test]
+        fn shard_routing_is_stable_and_in_range(random in any::<[u8; 16]>(), shards in 1..1024usize) {
+            let s = shard_of(&random, shards);
+            prop_assert!(s < shards);
+            prop_assert_eq!(s, shard_of(&random, shards));
+        }
+    }
+}

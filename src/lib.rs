@@ -1,0 +1,57 @@
+//! # draco-session
+//!
+//! An embedded, actor-based session engine for actix-web, with the session API of the Draco
+//! web framework: namespaced session data, `login(userid)` / `logout()`, remember-me
+//! persistence, and no sessions at all for web robots.
+//!
+//! A supervisor actor shards sessions over worker actors by a stable hash of the id; each
+//! worker alone owns its sessions, so concurrent requests on one session never lose writes.
+//!
+//! ```
+//! use draco_session::{Config, SessionEngine, SessionError};
+//!
+//! # actix_rt::System::new().block_on(async {
+//! let mut config = Config::default();
+//! config.session.secret = Some("an example secret of at least 32 bytes".into());
+//! config.storage.persist = false;
+//! let engine = SessionEngine::start(config).unwrap();
+//!
+//! let session = engine.create().await.unwrap();
+//! engine.insert(&session.id, "cart", "items", &vec!["book"]).await.unwrap();
+//! assert_eq!(engine.increment(&session.id, "stats", "visits", 1).await.unwrap(), 1);
+//!
+//! // Remember-me needs a logged-in user.
+//! assert_eq!(engine.set_persistent(&session.id, true).await, Err(SessionError::NotLoggedIn));
+//! let logged_in = engine.login(&session.id, 42).await.unwrap();
+//! assert_ne!(logged_in.id, session.id); // the id rotates; the old one is dead
+//! assert_eq!(engine.get::<Vec<String>>(&session.id, "cart", "items").await, Err(SessionError::SessionGone));
+//! assert_eq!(engine.get::<Vec<String>>(&logged_in.id, "cart", "items").await.unwrap().unwrap(), ["book"]);
+//! # engine.shutdown().await;
+//! # });
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod clock;
+mod config;
+mod engine;
+mod error;
+mod id;
+mod message;
+mod state;
+mod robot;
+mod supervisor;
+mod worker;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    CONFIG_ENV, Config, CookieConfig, LimitsConfig, RobotsConfig, SECRET_ENV, SameSite, SessionConfig, StorageConfig,
+};
+pub use engine::{EngineBuilder, SessionEngine};
+pub use error::{ConfigError, Result, SessionError, StartError};
+pub use id::{ID_LEN, Keyring, SessionId};
+pub use message::*;
+pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN, SessionState};
+pub use robot::RobotDetector;
+pub use supervisor::Supervisor;
+pub use worker::Worker;

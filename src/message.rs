@@ -1,0 +1,156 @@
+//! Typed engine messages. Each per-session message names its [`SessionId`]; send it with
+//! [`SessionEngine::send`](crate::SessionEngine::send), which verifies the id and routes it to
+//! the owning shard. Engine-wide messages go to the [`Supervisor`](crate::Supervisor).
+
+use std::time::SystemTime;
+
+use actix::Message;
+
+use crate::error::Result;
+use crate::id::SessionId;
+
+/// What the engine knows about one session besides its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session's current id (after `login`/`logout`, the new one).
+    pub id: SessionId,
+    /// Logged-in user, 0 when anonymous.
+    pub userid: u64,
+    /// Remember-me session.
+    pub persistent: bool,
+    /// When it was created.
+    pub created: SystemTime,
+    /// When it was last used.
+    pub last_access: SystemTime,
+    /// When it expires unless used again.
+    pub expires: SystemTime,
+}
+
+/// A read-modify-write step run inside the owning worker: gets the current JSON encoding
+/// (`None` when absent) and returns the new one (`None` removes the key).
+pub type UpdateFn = Box<dyn FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>> + Send>;
+
+/// A message about one session.
+pub trait SessionMessage {
+    /// The session it is about.
+    fn session_id(&self) -> &SessionId;
+}
+
+// Per-session messages share the `id` field and the `SessionMessage` impl.
+macro_rules! define {
+    ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* } -> $ret:ty; )*) => {$(
+        $(#[$doc])*
+        pub struct $name {
+            /// The session.
+            pub id: SessionId,
+            $( $(#[$fdoc])* pub $field: $ty, )*
+        }
+
+        impl Message for $name {
+            type Result = Result<$ret>;
+        }
+
+        impl SessionMessage for $name {
+            fn session_id(&self) -> &SessionId {
+                &self.id
+            }
+        }
+    )*};
+}
+
+define! {
+    /// Creates an empty anonymous session under a fresh id.
+    Create {} -> SessionInfo;
+    /// Reads one value (its JSON encoding).
+    Get { /// Namespace.
+          scope: String, /// Key.
+          key: String } -> Option<Vec<u8>>;
+    /// Writes one value (its JSON encoding).
+    Set { /// Namespace.
+          scope: String, /// Key.
+          key: String, /// JSON encoding.
+          value: Vec<u8> } -> ();
+    /// Removes one value; answers whether it was there.
+    Remove { /// Namespace.
+             scope: String, /// Key.
+             key: String } -> bool;
+    /// Removes every value of one scope, or of all scopes.
+    Clear { /// Namespace, or `None` for all.
+            scope: Option<String> } -> ();
+    /// Lists the keys of one scope, sorted.
+    Keys { /// Namespace.
+           scope: String } -> Vec<String>;
+    /// Atomic read-modify-write of one value; answers the new encoding.
+    Update { /// Namespace.
+             scope: String, /// Key.
+             key: String, /// The step, run inside the owning worker.
+             f: UpdateFn } -> Option<Vec<u8>>;
+    /// Logs a user in: sets the user id and rotates the session id, keeping the data.
+    Login { /// User id, at least 1.
+            userid: u64 } -> SessionInfo;
+    /// Logs out: user id 0, not persistent, id rotated, other data kept.
+    Logout {} -> SessionInfo;
+    /// Makes a logged-in session persistent (remember me) or volatile again.
+    SetPersistent { /// Persistent or not.
+                    persistent: bool } -> SessionInfo;
+    /// Reads the session's metadata without counting as a use.
+    Info {} -> SessionInfo;
+    /// Counts as a use: slides the expiry.
+    Touch {} -> SessionInfo;
+    /// Ends the session; answers whether it existed.
+    Destroy {} -> bool;
+}
+
+/// Ends every session of one user, on every shard; answers how many.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<usize>")]
+pub struct LogoutUser {
+    /// The user.
+    pub userid: u64,
+}
+
+/// Lists the live sessions of one user, on every shard.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<SessionInfo>>")]
+pub struct SessionsOf {
+    /// The user.
+    pub userid: u64,
+}
+
+/// Engine statistics.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<EngineStats>")]
+pub struct Stats;
+
+/// Drops every expired session now; answers how many (workers also do it on their own).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<usize>")]
+pub struct Sweep;
+
+/// Counters of one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Live sessions.
+    pub sessions: usize,
+    /// Sessions created since the worker started.
+    pub created: u64,
+    /// Sessions dropped by expiry.
+    pub expired: u64,
+    /// Sessions destroyed (including `LogoutUser`).
+    pub destroyed: u64,
+    /// Messages handled.
+    pub operations: u64,
+    /// Operations that panicked and were contained.
+    pub panics: u64,
+    /// Times this shard's worker was restarted.
+    pub restarts: u64,
+}
+
+/// Counters of the whole engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Live sessions over all shards.
+    pub sessions: usize,
+    /// One entry per shard, in shard order.
+    pub shards: Vec<ShardStats>,
+}
