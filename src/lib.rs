@@ -55,3 +55,8 @@ pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN, SessionState};
 pub use robot::RobotDetector;
 pub use supervisor::Supervisor;
 pub use worker::Worker;
+
+/// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

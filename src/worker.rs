@@ -19,6 +19,8 @@ use crate::state::{Lifetimes, SessionState};
 
 /// Sessions examined per periodic sweep step: bounds how long one step holds the worker.
 const SWEEP_BATCH: usize = 4096;
+/// Messages queued in a worker's mailbox before senders wait.
+const MAILBOX_CAPACITY: usize = 1024;
 
 /// What every worker and the engine handle share.
 #[derive(Debug)]
@@ -206,7 +208,8 @@ impl Actor for Worker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(usize::MAX);
+        // Senders wait (backpressure) once this many messages are queued.
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         let interval = self.shared.config.session.sweep_interval;
         ctx.run_interval(interval, |worker, _| {
             let dropped = worker.sweep_step(SWEEP_BATCH);
