@@ -275,6 +275,7 @@ impl Config {
         if l.max_sessions == 0 {
             return bad("limits.max_sessions", "must be at least 1".into());
         }
+        crate::robot::RobotDetector::build(&self.robots, origin)?;
         Ok(())
     }
 }
@@ -345,6 +346,17 @@ mod tests {
             let e = Config::from_toml(toml, "f.toml").unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("f.toml"), "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn invalid_robot_patterns_name_key_pattern_and_file() {
+        let e = Config::from_toml("[robots]\nextra = [\"ok\", \"(unclosed\"]", "f.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "robots.extra", .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(e.contains("f.toml") && e.contains("(unclosed"), "{e}");
+        let e = Config::from_toml("[robots]\ndetect = false\nallow = [\"a{2,1}\"]", "f.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "robots.allow", .. }), "{e:?}");
+        assert!(Config::from_toml("[robots]\nextra = [\"^acme/\"]\nallow = [\"friendly\"]", "f.toml").is_ok());
     }
 
     #[test]

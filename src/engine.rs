@@ -12,8 +12,9 @@ use crate::config::Config;
 use crate::error::{Result, SessionError, StartError};
 use crate::id::{Keyring, SessionId};
 use crate::message::*;
+use crate::snapshot;
 use crate::state::{Lifetimes, check_name};
-use crate::supervisor::{Router, Shutdown, Supervisor, WorkerDown};
+use crate::supervisor::{Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
 use crate::worker::{Shared, Worker};
 
 /// A handle to a running session engine. Cheap to clone; `Send + Sync`.
@@ -58,10 +59,14 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts the supervisor and its workers.
+    /// Starts the supervisor and its workers. With `storage.persist` on, first loads every
+    /// snapshot in `<storage.dir>/snapshots/` (re-hashed to the current shard count, expired
+    /// sessions dropped, a damaged file set aside for the previous generation).
     ///
     /// # Errors
-    /// [`StartError`] for an invalid config, an unusable data directory, or no actix `System`.
+    /// [`StartError`] for an invalid config, no actix `System`, or an unusable data directory:
+    /// [`StartError::Storage`] when it cannot be created or written, when a snapshot cannot be
+    /// read, or when a snapshot was written by a newer version.
     pub fn start(self) -> Result<SessionEngine, StartError> {
         let config = self.config;
         config.validate("<config>")?;
@@ -73,16 +78,24 @@ impl EngineBuilder {
             None => Keyring::load(&config)?,
         };
         let shards = config.session.effective_shards();
+        let lifetimes = Lifetimes::from_config(&config.session);
+        let (snapshots, sessions) = if config.storage.persist {
+            let (snapshots, sessions) = snapshot::open(&config.storage.dir, shards, self.clock.clone(), lifetimes)?;
+            (Some(snapshots), sessions)
+        } else {
+            (None, (0..shards).map(|_| Vec::new()).collect())
+        };
         let shared = Arc::new(Shared {
             keyring,
             clock: self.clock,
-            lifetimes: Lifetimes::from_config(&config.session),
+            lifetimes,
             limits: config.limits.clone(),
             live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             shards,
             config,
+            snapshots,
         });
-        let (supervisor, router) = Supervisor::launch(shared.clone());
+        let (supervisor, router) = Supervisor::launch(shared.clone(), sessions);
         Ok(SessionEngine { inner: Arc::new(Inner { shared, router, supervisor }) })
     }
 }
@@ -347,7 +360,20 @@ impl SessionEngine {
         self.ask(Sweep).await
     }
 
-    /// Stops the workers and the supervisor. Later calls answer `Unavailable`.
+    /// Snapshots every shard changed since its last snapshot, and waits until the files are
+    /// durable; answers how many sessions were written (0 when nothing changed, or when
+    /// `storage.persist` is off). Workers also do this every `storage.snapshot_interval`.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the engine is stopped or a snapshot could not be
+    /// written (the previous generation stays in place; the message says why).
+    pub async fn snapshot(&self) -> Result<usize> {
+        self.ask(SnapshotAll).await
+    }
+
+    /// Stops the engine gracefully: every worker writes a final snapshot (when
+    /// `storage.persist` is on and its shard changed) and stops; returns once those
+    /// snapshots are durable. Later calls answer `Unavailable`.
     pub async fn shutdown(&self) {
         let _ = self.inner.supervisor.send(Shutdown).await;
     }

@@ -40,7 +40,9 @@ mod id;
 mod message;
 mod state;
 mod robot;
+mod snapshot;
 mod supervisor;
+mod web;
 mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -54,6 +56,7 @@ pub use message::*;
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN, SessionState};
 pub use robot::RobotDetector;
 pub use supervisor::Supervisor;
+pub use web::{MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError};
 pub use worker::Worker;
 
 /// The README's examples are compiled and run as doctests.

@@ -1,38 +1,442 @@
 //! Robot detection: which User-Agents never get a session.
 //!
-//! (Placeholder matcher; the real detector replaces the internals, keeping this API.)
+//! A request without a valid session whose User-Agent is a robot gets no session and no
+//! `Set-Cookie` (the request itself is served normally). A User-Agent is a robot when it is
+//! missing, empty or blank, or when it matches one of the built-in [`RULES`] or a configured
+//! `robots.extra` pattern — unless a `robots.allow` pattern matches it, which always wins.
+//!
+//! The built-in rules are generic: the words robots use for themselves (`bot`, `crawl`,
+//! `spider`, `fetch`, `preview`, `monitor`, ...), HTTP libraries and scripting runtimes, headless
+//! browsers, a contact URL or e-mail address in the string (browsers never carry one), and the
+//! bare `Name/1.2` shape that no browser sends. A few rules name what a person's browser may
+//! carry that looks like a robot token (the phone maker CUBOT, the CamScanner webview, ...).
+//!
+//! All rules run at once in one case-insensitive byte automaton (a [`RegexSet`]), so a
+//! User-Agent costs one linear scan; non-UTF-8 bytes are simply bytes that match no rule.
+
+use std::sync::Arc;
+
+use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use crate::config::RobotsConfig;
 use crate::error::ConfigError;
 
+/// Most bytes a configured pattern may compile to; past it the pattern is rejected at start-up
+/// rather than slowing every request or exhausting memory.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// Longest configured pattern, in bytes of source text.
+const PATTERN_MAX_LEN: usize = 4096;
+
+/// One built-in rule: a pattern that marks a robot, and optionally a pattern that, when it also
+/// matches, shows the User-Agent is a person after all.
+///
+/// Patterns are case-insensitive and ASCII-only (`\w`, `\b` and `.` work on bytes).
+struct Rule {
+    robot: &'static str,
+    unless: Option<&'static str>,
+}
+
+/// A rule without exception.
+const fn rule(robot: &'static str) -> Rule {
+    Rule { robot, unless: None }
+}
+
+/// A rule with an exception: `robot` marks a robot unless `person` also matches.
+const fn unless(robot: &'static str, person: &'static str) -> Rule {
+    Rule { robot, unless: Some(person) }
+}
+
+/// The built-in robot rules, each case-insensitive, matched anywhere in the User-Agent.
+///
+/// Generic on purpose: words and shapes, plus the names of widely used robot software. An
+/// exception names what a person's browser may carry that looks like the robot token.
+#[rustfmt::skip]
+const RULES: &[Rule] = &[
+    // The words robots use for themselves; "bot" but not the phone maker CUBOT.
+    rule(r"(?:^|[^u]|(?:^|[^c])u)bots?(?:\b|_)"),
+    rule(r"crawl|spider|sipder|scrap[ei]|harvest|archiv|index(?:er|ing)|nutch|heritrix|httrack|larbin"),
+    // Fetchers and downloaders, but not Firefox for Android's own fetcher (MozacFetch).
+    rule(r"(?:^|[^c])fetch|retriev|download(?:er|/)|extractor|leech|offline|sucker|copier|mirror(?:er|ing)"),
+    rule(r"feed|\brss|rss\b|reader|^re[ae]d|aggregat"),
+    // Link previews, thumbnails, renderers and other processing of pages.
+    rule(r"preview|thumbnail|screenshot|shots\b|snapshot|capture|prerender|render(?:er)?\b|transcod|favicon"),
+    rule(r"unfurl|resolver|expander|lookup|metadata|parser|classif|extract|summar"),
+    // Monitoring, testing and site-analysis services.
+    rule(r"check(?:er|ing|ly|_|\b)|monitor|uptime|status|synthetic|pingdom|pinger\b|probe|diagnos|observatory"),
+    rule(r"validat|verif|analy[sz]|audit|inspect|insight|lighthouse|page ?speed|ptst\b|webpagetest|grader"),
+    rule(r"optimi[sz]e(?:r|\b)|\btest|test(?:er|ing)?\b|exporter"),
+    rule(r"catchpoint|gomez|rigor\b|dareboost|speedcurve|site24x7|dmbrowser"),
+    // Security scanners; not the CamScanner app's webview.
+    rule(r"(?:^|[^m])scan|zgrab|nmap|nikto|sqlmap|acunetix|openvas|netcraft|burp|watchtowr|nessus|qualys|clamav"),
+    // Headless and automated browsers.
+    rule(r"headless|phantomjs|slimerjs|selenium|webdriver|puppeteer|playwright|cypress|htmlunit|jsdom|splash\b"),
+    // A URL (a robot's contact page) or an HTTP library ("HttpClient", "Go-http-client"); not
+    // the PlayStation's libhttp.
+    rule(r"(?:^|[^b]|(?:^|[^i])b|(?:^|[^l])ib)http"),
+    // A domain name or short link; not a product token named like one ("Miniature.io/6.0"), nor
+    // the carrier in Facebook's in-app browser ("FBCR/Vodafone.de").
+    unless(
+        r"www\.|\b[a-z][a-z0-9-]+\.(?:com|org|net|io|ai|eu|fr|de|ru|ly|gy|me)(?:$|[^a-z0-9/]|/(?:[^0-9]|[0-9.]*[^0-9. ;)]))",
+        r"fban/",
+    ),
+    // An e-mail address.
+    rule(r"@[a-z0-9-]+\.[a-z]{2,}|e-?mail"),
+    // HTTP libraries, scripting runtimes and automation platforms.
+    rule(r"curl|wget|python|urllib|requests/|perl|(?:^|[^e])php|ruby|java/|^java|\(java\)|jakarta|okhttp"),
+    rule(r"^go[ -]|golang|node-fetch|axios|undici|^node|powershell|postman|insomnia|reqwest|guzzle|mechanize"),
+    rule(r"scrapy|library|\bsdk\b|devtools|[-_]tools\b|workflow|integromat|zapier|ifttt|cache|proxy|cdn/|batch"),
+    // Agents, AI assistants and cloud services fetching on someone's behalf.
+    unless(r"agent(?:\b|[-_])", r"user-agent:"),
+    rule(r"openai|claude|anthropic|perplexity|cloudflare|torrent|discourse|track|unknown version"),
+    // Google's fetchers ("Google-Site-Verification", "Google Favicon", "GoogleOther"), not a
+    // phone ("Google Pixel") nor the Google app.
+    rule(r"google(?:-|other|agent|messages| (?:favicon|search|web|wireless))|-google|weblight"),
+    // Link-preview fetchers of messengers and search apps, named at the start.
+    rule(r"^whatsapp|^(?:duckduckgo|ddg)[/_]|daumoa|\bdaum[ /]"),
+    // Shapes no browser sends. The bare "Name" or "Name/1.2" with no comment (but not a browser
+    // naming itself, nor Firefox for Android's fetcher).
+    unless(
+        r"^[a-z][a-z0-9_.\- ]*(?:/v?[0-9]+(?:\.[0-9]+)*[a-z]?|/[a-z]*)?$",
+        r"^(?:mozac|mozilla\b|chrome |firefox\b|opera\b|safari\b)|browser",
+    ),
+    // "Mozilla/5.0 Name/1.0", "Mozilla/5.0 (compatible; Name/1.0)", "Mozilla/5.0 (Name)".
+    rule(r"^mozilla/[0-9.]+ [a-z][\w.-]*(?:/[\w.]+)?$"),
+    rule(r"^mozilla/[0-9.]+ \((?:compatible; ?[\w.-]+/v?[0-9][\w.]*;?|[\w-]+(?:/[\w.]+)?)\)$"),
+    // A robot naming itself inside the engine's comment; not an agent acting on a person's own
+    // request ("Amzn-User").
+    unless(r"like gecko; compatible; ", r"-user/"),
+    // "Name: ...", "Name, ...", "Name/1.0, ...", a pipe before any comment, no letter at all,
+    // markup.
+    rule(r"^\w+:|^[\w .-]+,|^[\w .-]+/[\w.]+,|^[^(]*\||^[^a-z]*$|^[<{]"),
+];
+
 /// Decides from a User-Agent whether a request comes from a robot.
+///
+/// Cheap to clone: the compiled patterns are shared.
+///
+/// # Examples
+///
+/// ```
+/// use draco_session::RobotDetector;
+/// use draco_session::RobotsConfig;
+///
+/// let robots = RobotDetector::from_config(&RobotsConfig::default()).unwrap();
+/// assert!(robots.is_robot(Some(b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")));
+/// assert!(robots.is_robot(Some(b"curl/8.5.0")));
+/// assert!(robots.is_robot(None));
+/// assert!(!robots.is_robot(Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")));
+/// ```
 #[derive(Debug, Clone)]
 pub struct RobotDetector {
-    detect: bool,
+    /// `None` when detection is off (`robots.detect = false`).
+    inner: Option<Arc<Inner>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The built-in rules, in [`RULES`] order.
+    builtin: RegexSet,
+    /// Per built-in rule, the exception that turns its match back into a person.
+    unless: Vec<Option<RegexSet>>,
+    /// Configured `robots.extra` patterns; `None` when there are none.
+    extra: Option<RegexSet>,
+    /// Configured `robots.allow` patterns; `None` when there are none.
+    allow: Option<RegexSet>,
 }
 
 impl RobotDetector {
     /// The detector for `[robots]`.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use draco_session::RobotDetector;
+    /// use draco_session::RobotsConfig;
+    ///
+    /// let config = RobotsConfig {
+    ///     extra: vec!["^acme-probe".into()],
+    ///     allow: vec![r"\bOurAppBot/".into()],
+    ///     ..RobotsConfig::default()
+    /// };
+    /// let robots = RobotDetector::from_config(&config).unwrap();
+    /// assert!(robots.is_robot(Some(b"ACME-Probe (Windows NT 10.0; Win64; x64)")));
+    /// assert!(!robots.is_robot(Some(b"OurAppBot/2.0")));
+    ///
+    /// let bad = RobotsConfig { extra: vec!["(unclosed".into()], ..RobotsConfig::default() };
+    /// let err = RobotDetector::from_config(&bad).unwrap_err().to_string();
+    /// assert!(err.contains("robots.extra") && err.contains("(unclosed"), "{err}");
+    /// ```
+    ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming a pattern that does not compile.
+    /// [`ConfigError::Invalid`] naming `robots.extra` or `robots.allow` and quoting the pattern
+    /// that is empty, too long, too large once compiled, or not a valid regular expression.
     pub fn from_config(config: &RobotsConfig) -> Result<Self, ConfigError> {
-        Ok(Self { detect: config.detect })
+        Self::build(config, "<config>")
     }
 
-    /// Whether `user_agent` (the raw header; `None` when missing) is a robot. A missing or
-    /// empty User-Agent counts as a robot.
+    /// [`from_config`](Self::from_config) with `origin` (the config file) named in errors.
+    pub(crate) fn build(config: &RobotsConfig, origin: &str) -> Result<Self, ConfigError> {
+        // Configured patterns are checked even when detection is off, so a typo is found before
+        // someone turns it on.
+        let extra = configured(&config.extra, "robots.extra", origin)?;
+        let allow = configured(&config.allow, "robots.allow", origin)?;
+        if !config.detect {
+            return Ok(Self { inner: None });
+        }
+        let builtin = builtin_set(RULES.iter().map(|r| r.robot));
+        let unless = RULES.iter().map(|r| r.unless.map(|p| builtin_set([p]))).collect();
+        Ok(Self { inner: Some(Arc::new(Inner { builtin, unless, extra, allow })) })
+    }
+
+    /// Whether `user_agent` (the raw header; `None` when missing) is a robot.
+    ///
+    /// A missing, empty or blank User-Agent is a robot; so is one matching a built-in rule or a
+    /// `robots.extra` pattern. A `robots.allow` match is a person whatever else matches. Any
+    /// bytes are accepted, UTF-8 or not. Always `false` when `robots.detect` is off.
     pub fn is_robot(&self, user_agent: Option<&[u8]>) -> bool {
-        if !self.detect {
+        let Some(inner) = &self.inner else { return false };
+        let Some(ua) = user_agent else { return true };
+        if inner.allow.as_ref().is_some_and(|allow| allow.is_match(ua)) {
             return false;
         }
-        match user_agent {
-            None => true,
-            Some(ua) if ua.iter().all(u8::is_ascii_whitespace) => true,
-            Some(ua) => {
-                let lower = ua.to_ascii_lowercase();
-                [&b"bot"[..], b"crawl", b"spider", b"headless"].iter().any(|p| lower.windows(p.len()).any(|w| w == *p))
+        if ua.iter().all(u8::is_ascii_whitespace) || inner.extra.as_ref().is_some_and(|extra| extra.is_match(ua)) {
+            return true;
+        }
+        // Most User-Agents match no rule, and one scan says so. Only a match pays for finding
+        // which rules fired and checking their exceptions.
+        inner.builtin.is_match(ua)
+            && inner
+                .builtin
+                .matches(ua)
+                .iter()
+                .any(|i| inner.unless[i].as_ref().is_none_or(|person| !person.is_match(ua)))
+    }
+}
+
+/// Compiles built-in patterns (case-insensitive, ASCII); they are tested, so failing is a bug.
+fn builtin_set<'a>(patterns: impl IntoIterator<Item = &'a str>) -> RegexSet {
+    RegexSetBuilder::new(patterns)
+        .case_insensitive(true)
+        .unicode(false)
+        .build()
+        .unwrap_or_else(|e| panic!("built-in robot rules must compile: {e}"))
+}
+
+/// Compiles configured patterns (case-insensitive), one by one first so an error names the
+/// culprit; `None` when there are none.
+fn configured(patterns: &[String], key: &'static str, origin: &str) -> Result<Option<RegexSet>, ConfigError> {
+    let bad = |message: String| ConfigError::Invalid { origin: origin.to_owned(), key, message };
+    for pattern in patterns {
+        let shown = quote(pattern);
+        if pattern.trim().is_empty() {
+            return Err(bad(format!("holds the empty pattern {shown}, which would match every User-Agent")));
+        }
+        if pattern.len() > PATTERN_MAX_LEN {
+            return Err(bad(format!(
+                "pattern {shown} is {} bytes long, at most {PATTERN_MAX_LEN}: split or shorten it",
+                pattern.len()
+            )));
+        }
+        compile([pattern], PATTERN_SIZE_LIMIT).map_err(|e| {
+            bad(match e {
+                regex::Error::CompiledTooBig(limit) => format!(
+                    "pattern {shown} is too large once compiled (over the {limit}-byte limit): \
+                     use fewer or smaller repetitions"
+                ),
+                e => format!("pattern {shown} is not a valid regular expression: {e}"),
+            })
+        })?;
+    }
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let limit = PATTERN_SIZE_LIMIT.saturating_mul(patterns.len());
+    compile(patterns, limit).map(Some).map_err(|e| bad(format!("patterns are too large together: {e}")))
+}
+
+fn compile<I, S>(patterns: I, size_limit: usize) -> Result<RegexSet, regex::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    RegexSetBuilder::new(patterns).case_insensitive(true).size_limit(size_limit).dfa_size_limit(size_limit).build()
+}
+
+/// The pattern as an error shows it: debug-quoted, cut when very long.
+fn quote(pattern: &str) -> String {
+    const SHOWN: usize = 120;
+    if pattern.len() <= SHOWN {
+        return format!("{pattern:?}");
+    }
+    let cut = (0..=SHOWN).rev().find(|&i| pattern.is_char_boundary(i)).unwrap_or(0);
+    format!("{:?}… ({} bytes)", &pattern[..cut], pattern.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detector(extra: &[&str], allow: &[&str]) -> RobotDetector {
+        let config = RobotsConfig {
+            detect: true,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+        };
+        RobotDetector::from_config(&config).unwrap()
+    }
+
+    fn robot(ua: &str) -> bool {
+        detector(&[], &[]).is_robot(Some(ua.as_bytes()))
+    }
+
+    fn error(extra: &[&str], allow: &[&str]) -> (String, &'static str, String) {
+        let config = RobotsConfig {
+            detect: true,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+        };
+        match RobotDetector::build(&config, "robots.toml").unwrap_err() {
+            ConfigError::Invalid { origin, key, message } => (origin, key, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    const BROWSERS: &[&str] = &[
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36",
+        "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+        "Opera/9.80 (Windows NT 6.1; WOW64) Presto/2.12.388 Version/12.18",
+        "Mozilla/5.0 (Linux; Android 6.0; CUBOT DINOSAUR Build/MRA58K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/63.0.3239.111 Mobile Safari/537.36",
+        // In-app webviews: Facebook, Instagram, Android WebView, an app's Dalvik client.
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 11_2_5 like Mac OS X) AppleWebKit/604.5.6 (KHTML, like Gecko) Mobile/15D60 [FBAN/FBIOS;FBAV/159.0.0.48.97;FBCR/Vodafone.de;FBID/phone;FBLC/de_DE]",
+        "Mozilla/5.0 (Linux; Android 12; moto g(50) 5G Build/S1RSS32.38-20-9-13; wv) AppleWebKit/537.36 (KHTML,like Gecko) Version/4.0 Chrome/124.0.6367.180 Mobile Safari/537.36 Instagram 333.0.0.42.91 Android (31/12; 280dpi; 720x1462; motorola; moto g(50) 5G; saipan; mt6833; pt_BR; 604247853)",
+        "Mozilla/5.0 (Linux; Android 14; SM-S918B Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/124.0.6367.123 Mobile Safari/537.36 CamScanner/4.8.5.2310271827",
+        "Dalvik/2.1.0 (Linux; U; Android 9; SM-G965U Build/PPR1.180610.011)",
+        "MozacFetch/49.0.20200702190156",
+        "PS4Application libhttp/1.000 (PS4) CoreMedia libhttp/6.72 (PlayStation 4)",
+    ];
+
+    #[test]
+    fn browsers_and_webviews_are_people() {
+        for ua in BROWSERS {
+            assert!(!robot(ua), "{ua}");
+        }
+    }
+
+    #[test]
+    fn missing_empty_and_blank_user_agents_are_robots() {
+        let d = detector(&[], &[]);
+        assert!(d.is_robot(None));
+        assert!(d.is_robot(Some(b"")));
+        assert!(d.is_robot(Some(b"  \t ")));
+    }
+
+    #[test]
+    fn crawlers_libraries_and_headless_browsers_are_robots() {
+        for ua in [
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.6099.71 Safari/537.36",
+            "Mozilla/5.0 (Unknown; Linux x86_64) AppleWebKit/538.1 (KHTML, like Gecko) PhantomJS/2.1.1 Safari/538.1",
+            "curl/8.5.0",
+            "Wget/1.21.4",
+            "python-requests/2.32.3",
+            "Go-http-client/1.1",
+            "okhttp/4.12.0",
+            "Java/17.0.2",
+            "libwww-perl/6.72",
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "Mozilla/5.0 (compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+            "WhatsApp/2.23.20.0 A",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Chrome-Lighthouse",
+        ] {
+            assert!(robot(ua), "{ua}");
+        }
+    }
+
+    #[test]
+    fn extra_patterns_mark_robots_case_insensitively() {
+        let d = detector(&["^acme-probe/", "internal monitor"], &[]);
+        assert!(d.is_robot(Some(b"ACME-Probe/1.0 (Windows NT 10.0)")));
+        assert!(d.is_robot(Some(b"Mozilla/5.0 (Internal Monitor; X11)")));
+        assert!(!d.is_robot(Some(BROWSERS[0].as_bytes())));
+    }
+
+    #[test]
+    fn allow_patterns_beat_every_robot_pattern() {
+        let d = detector(&["acme"], &["OurAppBot/", "acme-person"]);
+        assert!(!d.is_robot(Some(b"Mozilla/5.0 (compatible; OurAppBot/2.0; +https://example.com)")));
+        assert!(!d.is_robot(Some(b"ACME-Person/1.0")));
+        assert!(d.is_robot(Some(b"ACME-Robot/1.0 (X11)")));
+        assert!(d.is_robot(Some(b"Mozilla/5.0 (compatible; Googlebot/2.1)")));
+        assert!(d.is_robot(None), "allow cannot match a missing header");
+    }
+
+    #[test]
+    fn detect_false_makes_everyone_a_person() {
+        let config = RobotsConfig { detect: false, extra: vec!["firefox".into()], allow: Vec::new() };
+        let d = RobotDetector::from_config(&config).unwrap();
+        assert!(!d.is_robot(None));
+        assert!(!d.is_robot(Some(b"")));
+        assert!(!d.is_robot(Some(b"curl/8.5.0")));
+        assert!(!d.is_robot(Some(BROWSERS[1].as_bytes())));
+    }
+
+    #[test]
+    fn invalid_patterns_are_named_with_their_key_and_file() {
+        let (origin, key, message) = error(&["ok", "(unclosed"], &[]);
+        assert_eq!((origin.as_str(), key), ("robots.toml", "robots.extra"));
+        assert!(message.contains("\"(unclosed\"") && message.contains("unclosed group"), "{message}");
+
+        let (_, key, message) = error(&[], &["[z-a]"]);
+        assert_eq!(key, "robots.allow");
+        assert!(message.contains("\"[z-a]\"") && message.contains("not a valid regular expression"), "{message}");
+
+        let (_, key, message) = error(&[""], &[]);
+        assert_eq!(key, "robots.extra");
+        assert!(message.contains("empty"), "{message}");
+
+        // The same checks hold when detection is off.
+        let config = RobotsConfig { detect: false, extra: Vec::new(), allow: vec!["a{2,1}".into()] };
+        assert!(RobotDetector::from_config(&config).is_err());
+    }
+
+    #[test]
+    fn huge_patterns_are_rejected_clearly() {
+        let (_, key, message) = error(&[r"\w{1000}{1000}"], &[]);
+        assert_eq!(key, "robots.extra");
+        assert!(message.contains("too large once compiled") && message.contains(r"\\w{1000}{1000}"), "{message}");
+
+        let long = "a".repeat(PATTERN_MAX_LEN + 1);
+        let (_, key, message) = error(&[], &[&long]);
+        assert_eq!(key, "robots.allow");
+        assert!(message.contains("bytes long") && message.contains("…"), "{message}");
+    }
+
+    #[test]
+    fn non_utf8_bytes_never_panic() {
+        let d = detector(&["acme"], &["person"]);
+        assert!(d.is_robot(Some(b"\xff\xfe\xfd")));
+        assert!(d.is_robot(Some(b"curl/8.5.0 \xc3\x28")));
+        assert!(d.is_robot(Some(b"\xff acme \xff")));
+        assert!(!d.is_robot(Some(b"Mozilla/5.0 (X11; Linux x86_64; \xe9t\xe9) Gecko/20100101 Firefox/128.0")));
+        assert!(!d.is_robot(Some(b"\x80person\x80")));
+    }
+
+    #[test]
+    fn every_rule_and_exception_compiles() {
+        for rule in RULES {
+            builtin_set([rule.robot]);
+            if let Some(person) = rule.unless {
+                builtin_set([person]);
             }
         }
+        assert!(RULES.len() < 64, "keep the rule set small enough to read");
     }
 }

@@ -2,7 +2,7 @@
 //! that died, and fans engine-wide messages out to every shard.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, Message, ResponseActFuture, ResponseFuture,
@@ -12,7 +12,8 @@ use futures_util::future::join_all;
 
 use crate::error::{Result, SessionError};
 use crate::message::{EngineStats, LogoutUser, SessionInfo, SessionsOf, Stats, Sweep};
-use crate::worker::{Shared, Worker};
+use crate::snapshot::Record;
+use crate::worker::{FinalSnapshot, Shared, SnapshotNow, Worker};
 
 /// How often the supervisor checks that every worker is alive.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
@@ -44,42 +45,63 @@ pub struct Supervisor {
     router: Arc<Router>,
     arbiters: Vec<Arbiter>,
     restarts: Vec<u64>,
+    /// Shutting down: workers stop on purpose and must not be restarted.
+    stopping: bool,
 }
 
 impl Supervisor {
-    /// Starts the workers; the caller must be inside a running actix `System`.
-    pub(crate) fn launch(shared: Arc<Shared>) -> (Addr<Self>, Arc<Router>) {
+    /// Starts the workers, each owning its share of `sessions` (loaded from snapshots, one
+    /// vector per shard); the caller must be inside a running actix `System`.
+    pub(crate) fn launch(shared: Arc<Shared>, sessions: Vec<Vec<Record>>) -> (Addr<Self>, Arc<Router>) {
         let shards = shared.shards;
         let arbiters: Vec<Arbiter> = (0..shards).map(|_| Arbiter::new()).collect();
-        let workers =
-            arbiters.iter().enumerate().map(|(shard, arbiter)| spawn_worker(arbiter, shard, &shared, 0)).collect();
+        let workers = arbiters
+            .iter()
+            .zip(sessions)
+            .enumerate()
+            .map(|(shard, (arbiter, sessions))| spawn_worker(arbiter, shard, &shared, 0, sessions, false))
+            .collect();
         let router = Arc::new(Router { workers: RwLock::new(workers) });
-        let supervisor = Supervisor { shared, router: router.clone(), arbiters, restarts: vec![0; shards] };
+        let supervisor =
+            Supervisor { shared, router: router.clone(), arbiters, restarts: vec![0; shards], stopping: false };
         (supervisor.start(), router)
     }
 
     fn check_workers(&mut self) {
+        if self.stopping {
+            return;
+        }
         for (shard, addr) in self.router.all().into_iter().enumerate() {
             if addr.connected() {
                 continue;
             }
             self.restarts[shard] += 1;
-            log::error!(
-                "shard {shard}: worker died; restarting it (restart #{}), its in-memory sessions are lost",
-                self.restarts[shard]
-            );
+            let lost = if self.shared.snapshots.is_some() {
+                "it reloads its last snapshot; changes made since are lost"
+            } else {
+                "its in-memory sessions are lost (storage.persist is off)"
+            };
+            log::error!("shard {shard}: worker died; restarting it (restart #{}), {lost}", self.restarts[shard]);
             if !self.arbiters[shard].spawn(async {}) {
                 self.arbiters[shard] = Arbiter::new();
             }
-            let addr = spawn_worker(&self.arbiters[shard], shard, &self.shared, self.restarts[shard]);
+            let addr = spawn_worker(&self.arbiters[shard], shard, &self.shared, self.restarts[shard], Vec::new(), true);
             self.router.replace(shard, addr);
         }
     }
 }
 
-fn spawn_worker(arbiter: &Arbiter, shard: usize, shared: &Arc<Shared>, restarts: u64) -> Addr<Worker> {
+fn spawn_worker(
+    arbiter: &Arbiter,
+    shard: usize,
+    shared: &Arc<Shared>,
+    restarts: u64,
+    sessions: Vec<Record>,
+    reload: bool,
+) -> Addr<Worker> {
     let shared = shared.clone();
-    Worker::start_in_arbiter(&arbiter.handle(), move |_| Worker::new(shard, shared, restarts))
+    // The worker (and its index over the loaded sessions) is built on its own thread.
+    Worker::start_in_arbiter(&arbiter.handle(), move |_| Worker::new(shard, shared, restarts, sessions, reload))
 }
 
 impl Actor for Supervisor {
@@ -111,16 +133,89 @@ impl Handler<WorkerDown> for Supervisor {
     }
 }
 
-/// Stops every worker and the supervisor.
+/// Stops every worker after its final snapshot is durable, then the supervisor.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
 
 impl Handler<Shutdown> for Supervisor {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        actix::ActorContext::stop(ctx);
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.stopping = true;
+        let started = Instant::now();
+        let persist = self.shared.snapshots.is_some();
+        let requests: Vec<_> = self.router.all().into_iter().map(|a| a.send(FinalSnapshot)).collect();
+        let finals = async move {
+            let (mut written, mut sessions, mut unchanged, mut failed) = (0, 0, 0, 0);
+            for (shard, answer) in join_all(requests).await.into_iter().enumerate() {
+                let outcome = match answer {
+                    Ok(Some(durable)) => {
+                        durable.await.unwrap_or_else(|_| Err("the snapshot writer thread is gone".into()))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(_) => Err("the worker was not running".into()),
+                };
+                match outcome {
+                    Ok(Some(n)) => {
+                        written += 1;
+                        sessions += n;
+                    }
+                    Ok(None) => unchanged += 1,
+                    Err(e) => {
+                        failed += 1;
+                        log::error!("shard {shard}: final snapshot failed: {e}");
+                    }
+                }
+            }
+            (written, sessions, unchanged, failed)
+        };
+        Box::pin(finals.into_actor(self).map(move |(written, sessions, unchanged, failed), supervisor, ctx| {
+            if let Some(snapshots) = &supervisor.shared.snapshots {
+                // Every final write is done: the writer thread can end.
+                snapshots.stop();
+            }
+            if persist {
+                let ms = started.elapsed().as_millis();
+                if failed == 0 {
+                    log::info!(
+                        "final snapshot durable: {sessions} sessions in {written} shard files, {unchanged} shards unchanged, {ms} ms"
+                    );
+                } else {
+                    log::error!(
+                        "final snapshot incomplete: {failed} shards failed; {sessions} sessions in {written} shard files durable, {ms} ms"
+                    );
+                }
+            }
+            actix::ActorContext::stop(ctx);
+        }))
+    }
+}
+
+/// Snapshots every changed shard now; answers the sessions written once all are durable.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<usize>")]
+pub(crate) struct SnapshotAll;
+
+impl Handler<SnapshotAll> for Supervisor {
+    type Result = ResponseFuture<Result<usize>>;
+
+    fn handle(&mut self, _: SnapshotAll, _: &mut Context<Self>) -> Self::Result {
+        let requests: Vec<_> = self.router.all().into_iter().map(|a| a.send(SnapshotNow)).collect();
+        Box::pin(async move {
+            let mut sessions = 0;
+            for answer in join_all(requests).await {
+                let durable = answer.map_err(|e| SessionError::Unavailable(format!("shard worker: {e}")))?;
+                let written = durable
+                    .await
+                    .map_err(|_| {
+                        SessionError::Unavailable("shard worker stopped before its snapshot was durable".into())
+                    })?
+                    .map_err(|e| SessionError::Unavailable(format!("snapshot failed: {e}")))?;
+                sessions += written.unwrap_or(0) as usize;
+            }
+            Ok(sessions)
+        })
     }
 }
 

@@ -6,19 +6,27 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use actix::{Actor, AsyncContext, Context, Handler};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use indexmap::IndexMap;
+use tokio::sync::oneshot;
 
 use crate::clock::{Clock, to_system_time};
 use crate::config::{Config, LimitsConfig};
 use crate::error::{Result, SessionError};
 use crate::id::{Keyring, SessionId};
 use crate::message::*;
+use crate::snapshot::{Record, Snapshots, Written, format};
 use crate::state::{Lifetimes, SessionState};
 
 /// Sessions examined per periodic sweep step: bounds how long one step holds the worker.
 const SWEEP_BATCH: usize = 4096;
+/// Sessions encoded per snapshot step: one step holds the worker for well under a
+/// millisecond (see BENCHMARKS.md), so operations keep flowing while a big shard is written.
+const SNAPSHOT_BATCH: usize = 256;
+/// Encoded bytes per chunk handed to the writer; chunks avoid re-growing one huge buffer.
+const CHUNK_BYTES: usize = 1 << 20;
 /// Messages queued in a worker's mailbox before senders wait.
 const MAILBOX_CAPACITY: usize = 1024;
 
@@ -33,6 +41,8 @@ pub(crate) struct Shared {
     pub shards: usize,
     /// Live sessions per shard; their sum is checked against `limits.max_sessions`.
     pub live: Vec<AtomicUsize>,
+    /// The snapshot writer; `None` when `storage.persist` is off.
+    pub snapshots: Option<Snapshots>,
 }
 
 impl Shared {
@@ -64,7 +74,43 @@ type Random = [u8; 16];
 struct Slot {
     id: SessionId,
     state: SessionState,
+    /// Written at least once (value, login); a session never written is never persisted.
+    written: bool,
 }
+
+/// Where this shard's snapshots stand.
+#[derive(Default)]
+struct SnapState {
+    /// Changes to persisted state so far (a counter, so a snapshot knows what it covers).
+    changes: u64,
+    /// `changes` as of the start of the last durable snapshot.
+    persisted: u64,
+    /// The snapshot being encoded, a batch per actor turn.
+    run: Option<Run>,
+    /// A finished snapshot is at the writer thread.
+    writing: bool,
+    /// `SnapshotNow` callers: the change count they need durable, and their answer.
+    waiters: Vec<(u64, oneshot::Sender<SnapshotResult>)>,
+}
+
+/// A snapshot in progress. It walks the ids that were live when it began; ids created later
+/// wait for the next snapshot, and ids gone meanwhile are skipped, so a session rotated
+/// during the snapshot can never appear under two ids.
+struct Run {
+    keys: Vec<Random>,
+    pos: usize,
+    chunks: Vec<Vec<u8>>,
+    chunk: Vec<u8>,
+    entries: u64,
+    /// `changes` when the snapshot began: every change up to here is in it.
+    at: u64,
+    started: Instant,
+    turns: u32,
+    longest_turn: Duration,
+}
+
+/// Sessions written by one shard's snapshot (`None`: unchanged, nothing written), or why not.
+pub(crate) type SnapshotResult = std::result::Result<Option<u64>, String>;
 
 /// Owns the sessions of one shard.
 pub struct Worker {
@@ -74,18 +120,48 @@ pub struct Worker {
     by_user: HashMap<u64, Vec<Random>>,
     sweep_cursor: usize,
     stats: ShardStats,
+    snap: SnapState,
+    /// Restarted and waiting for its snapshot to be read back: operations answer `Unavailable`.
+    loading: bool,
 }
 
 impl Worker {
-    pub(crate) fn new(shard: usize, shared: Arc<Shared>, restarts: u64) -> Self {
+    /// A worker owning `sessions` (loaded at start-up). A restarted worker (`reload`) reads
+    /// its shard's last snapshot back before it serves.
+    pub(crate) fn new(shard: usize, shared: Arc<Shared>, restarts: u64, sessions: Vec<Record>, reload: bool) -> Self {
         shared.live[shard].store(0, Ordering::Relaxed);
-        Self {
+        let loading = reload && shared.snapshots.is_some();
+        let mut worker = Self {
             shard,
             shared,
             sessions: IndexMap::default(),
             by_user: HashMap::new(),
             sweep_cursor: 0,
             stats: ShardStats { restarts, ..ShardStats::default() },
+            snap: SnapState::default(),
+            loading,
+        };
+        worker.install(sessions);
+        worker
+    }
+
+    /// Adds sessions read from a snapshot. They are already on disk, so nothing is dirty.
+    fn install(&mut self, records: Vec<Record>) {
+        self.sessions.reserve(records.len());
+        for (id, state) in records {
+            let random = *id.random();
+            if let Some(old) = self.sessions.get(&random) {
+                if old.state.last_access_ms >= state.last_access_ms {
+                    continue;
+                }
+                let index = self.sessions.get_index_of(&random).expect("present");
+                self.remove_index(index, false);
+            }
+            if state.userid != 0 {
+                self.by_user.entry(state.userid).or_default().push(random);
+            }
+            self.sessions.insert(random, Slot { id, state, written: true });
+            self.shared.live[self.shard].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -108,6 +184,9 @@ impl Worker {
     /// Runs one operation; a panic inside it becomes `Err(Panicked)` and the worker lives on.
     fn guarded<R>(&mut self, op: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         self.stats.operations += 1;
+        if self.loading {
+            return Err(SessionError::Unavailable("shard worker is reloading its snapshot after a restart".into()));
+        }
         match catch_unwind(AssertUnwindSafe(|| op(self))) {
             Ok(result) => result,
             Err(payload) => {
@@ -130,21 +209,38 @@ impl Worker {
         let lifetimes = self.shared.lifetimes;
         let index = self.sessions.get_index_of(id.random()).ok_or(SessionError::SessionGone)?;
         if self.sessions[index].state.is_expired(&lifetimes, now) {
-            self.remove_index(index);
+            self.remove_index(index, false);
             self.stats.expired += 1;
             return Err(SessionError::SessionGone);
         }
         let slot = &mut self.sessions[index];
         if touch {
             slot.state.last_access_ms = slot.state.last_access_ms.max(now);
+            // The sliding expiry is persisted state too.
+            if slot.written {
+                self.snap.changes += 1;
+            }
         }
         Ok(slot)
     }
 
-    fn remove_index(&mut self, index: usize) -> Slot {
+    /// Marks the session written (so it is persisted from now on) and the shard changed.
+    fn wrote(&mut self, id: &SessionId) {
+        if let Some(slot) = self.sessions.get_mut(id.random()) {
+            slot.written = true;
+        }
+        self.snap.changes += 1;
+    }
+
+    /// Removes a session; `ended` when it was destroyed (a change snapshots must record), not
+    /// merely expired (a snapshot holding it drops it on load anyway).
+    fn remove_index(&mut self, index: usize, ended: bool) -> Slot {
         let (random, slot) = self.sessions.swap_remove_index(index).expect("index in range");
         self.unindex_user(slot.state.userid, &random);
         self.shared.live[self.shard].fetch_sub(1, Ordering::Relaxed);
+        if ended && slot.written {
+            self.snap.changes += 1;
+        }
         slot
     }
 
@@ -172,6 +268,9 @@ impl Worker {
         // logout) must not inherit it.
         slot.state.persistent &= new_userid != 0 && new_userid == slot.state.userid;
         slot.state.userid = new_userid;
+        if slot.written {
+            self.snap.changes += 1;
+        }
         if new_userid != 0 {
             self.by_user.entry(new_userid).or_default().push(*new_id.random());
         }
@@ -193,7 +292,7 @@ impl Worker {
             examined += 1;
             if self.sessions[self.sweep_cursor].state.is_expired(&lifetimes, now) {
                 // swap_remove brings the last entry here: examine this index again.
-                self.remove_index(self.sweep_cursor);
+                self.remove_index(self.sweep_cursor, false);
                 dropped += 1;
             } else {
                 self.sweep_cursor += 1;
@@ -201,6 +300,93 @@ impl Worker {
         }
         self.stats.expired += dropped as u64;
         dropped
+    }
+
+    /// Begins a snapshot when the shard changed since the last durable one and none is
+    /// under way; answers the waiters at once when there is nothing to write.
+    fn start_snapshot(&mut self, ctx: &mut Context<Self>) {
+        if self.shared.snapshots.is_none() || self.loading || self.snap.run.is_some() || self.snap.writing {
+            return;
+        }
+        if self.snap.changes == self.snap.persisted {
+            self.answer_waiters(Ok(None));
+            return;
+        }
+        self.snap.run = Some(self.new_run());
+        ctx.notify(SnapshotStep);
+    }
+
+    /// A snapshot of the sessions live now, nothing encoded yet.
+    fn new_run(&self) -> Run {
+        let started = Instant::now();
+        let keys: Vec<Random> = self.sessions.keys().copied().collect();
+        Run {
+            longest_turn: started.elapsed(),
+            keys,
+            pos: 0,
+            chunks: Vec::new(),
+            chunk: Vec::new(),
+            entries: 0,
+            at: self.snap.changes,
+            started,
+            turns: 1,
+        }
+    }
+
+    /// Encodes up to `budget` sessions of `run`; whether it reached the end.
+    fn encode_step(&self, run: &mut Run, budget: usize) -> bool {
+        let now = self.now();
+        let lifetimes = self.shared.lifetimes;
+        let end = run.keys.len().min(run.pos.saturating_add(budget));
+        for random in &run.keys[run.pos..end] {
+            let Some(slot) = self.sessions.get(random) else { continue };
+            if !slot.written || slot.state.is_expired(&lifetimes, now) {
+                continue;
+            }
+            match format::encode_record(&mut run.chunk, &slot.id, &slot.state) {
+                Ok(()) => run.entries += 1,
+                Err(e) => log::error!("shard {}: session left out of the snapshot, cannot encode: {e}", self.shard),
+            }
+            if run.chunk.len() >= CHUNK_BYTES {
+                run.chunks.push(std::mem::replace(&mut run.chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
+            }
+        }
+        run.pos = end;
+        end == run.keys.len()
+    }
+
+    /// Hands a finished snapshot to the writer thread; `done` hears when it is durable.
+    /// False when the writer thread is gone.
+    fn send_snapshot(&self, mut run: Run, done: crate::snapshot::WriteDone) -> bool {
+        if !run.chunk.is_empty() {
+            run.chunks.push(run.chunk);
+        }
+        log::debug!(
+            "shard {}: snapshot of {} sessions encoded in {} actor turns over {:?} (longest turn {:?})",
+            self.shard,
+            run.entries,
+            run.turns,
+            run.started.elapsed(),
+            run.longest_turn
+        );
+        match &self.shared.snapshots {
+            Some(snapshots) => snapshots.write(self.shard, run.entries, run.chunks, done),
+            None => false,
+        }
+    }
+
+    /// Answers the waiters the last durable snapshot satisfies; every waiter on an error.
+    fn answer_waiters(&mut self, result: SnapshotResult) {
+        let persisted = self.snap.persisted;
+        let mut i = 0;
+        while i < self.snap.waiters.len() {
+            if result.is_err() || self.snap.waiters[i].0 <= persisted {
+                let (_, tx) = self.snap.waiters.swap_remove(i);
+                let _ = tx.send(result.clone());
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 
@@ -217,6 +403,142 @@ impl Actor for Worker {
                 log::debug!("shard {}: {dropped} expired sessions dropped", worker.shard);
             }
         });
+        if let Some(snapshots) = &self.shared.snapshots {
+            ctx.run_interval(self.shared.config.storage.snapshot_interval, |worker, ctx| worker.start_snapshot(ctx));
+            if self.loading {
+                let addr = ctx.address();
+                if !snapshots.load(self.shard, Box::new(move |records| addr.do_send(Reloaded(records)))) {
+                    log::error!("shard {}: snapshot writer is gone; the restarted shard starts empty", self.shard);
+                    self.loading = false;
+                }
+            }
+        }
+    }
+}
+
+/// Encode the next batch of the snapshot under way (sent by the worker to itself, so
+/// operations queued meanwhile run between batches).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SnapshotStep;
+
+impl Handler<SnapshotStep> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: SnapshotStep, ctx: &mut Context<Self>) {
+        let Some(mut run) = self.snap.run.take() else { return };
+        let turn = Instant::now();
+        let finished = self.encode_step(&mut run, SNAPSHOT_BATCH);
+        run.turns += 1;
+        run.longest_turn = run.longest_turn.max(turn.elapsed());
+        if !finished {
+            self.snap.run = Some(run);
+            ctx.notify(SnapshotStep);
+            return;
+        }
+        let (at, entries) = (run.at, run.entries);
+        let addr = ctx.address();
+        let done = Box::new(move |result: std::io::Result<Written>| {
+            addr.do_send(SnapshotWritten { at, result: result.map(|_| entries).map_err(|e| e.to_string()) });
+        });
+        if self.send_snapshot(run, done) {
+            self.snap.writing = true;
+        } else {
+            self.answer_waiters(Err("the snapshot writer thread is gone".into()));
+        }
+    }
+}
+
+/// The writer thread finished a snapshot of this shard.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SnapshotWritten {
+    at: u64,
+    result: std::result::Result<u64, String>,
+}
+
+impl Handler<SnapshotWritten> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: SnapshotWritten, ctx: &mut Context<Self>) {
+        self.snap.writing = false;
+        match msg.result {
+            Ok(entries) => {
+                self.snap.persisted = self.snap.persisted.max(msg.at);
+                self.answer_waiters(Ok(Some(entries)));
+                // Waiters that need changes made during this snapshot get another one.
+                if !self.snap.waiters.is_empty() {
+                    self.start_snapshot(ctx);
+                }
+            }
+            // The writer logged the failure; the shard stays dirty, so the next tick retries.
+            Err(e) => self.answer_waiters(Err(format!("shard {}: {e}", self.shard))),
+        }
+    }
+}
+
+/// Snapshot now if anything changed; the answer arrives once the snapshot is durable.
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<SnapshotResult>")]
+pub(crate) struct SnapshotNow;
+
+impl Handler<SnapshotNow> for Worker {
+    type Result = actix::MessageResult<SnapshotNow>;
+
+    fn handle(&mut self, _: SnapshotNow, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.snapshots.is_none() || self.snap.changes == self.snap.persisted {
+            let _ = tx.send(Ok(None));
+        } else {
+            self.snap.waiters.push((self.snap.changes, tx));
+            self.start_snapshot(ctx);
+        }
+        actix::MessageResult(rx)
+    }
+}
+
+/// Graceful stop: write everything in this one turn and stop, so no operation is
+/// acknowledged after the final snapshot. Answers `None` when there was nothing to write.
+#[derive(Message)]
+#[rtype(result = "Option<oneshot::Receiver<SnapshotResult>>")]
+pub(crate) struct FinalSnapshot;
+
+impl Handler<FinalSnapshot> for Worker {
+    type Result = Option<oneshot::Receiver<SnapshotResult>>;
+
+    fn handle(&mut self, _: FinalSnapshot, ctx: &mut Context<Self>) -> Self::Result {
+        ctx.stop();
+        self.snap.run = None;
+        if self.shared.snapshots.is_none() || self.loading || self.snap.changes == self.snap.persisted {
+            return None;
+        }
+        let mut run = self.new_run();
+        self.encode_step(&mut run, usize::MAX);
+        run.longest_turn = run.started.elapsed();
+        let entries = run.entries;
+        let (tx, rx) = oneshot::channel();
+        let done = Box::new(move |result: std::io::Result<Written>| {
+            let _ = tx.send(result.map(|_| Some(entries)).map_err(|e| e.to_string()));
+        });
+        // If the writer is gone the job, and the sender in it, are dropped: the receiver says so.
+        self.send_snapshot(run, done);
+        Some(rx)
+    }
+}
+
+/// The sessions of this shard's last snapshot, read back after a restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reloaded(Vec<Record>);
+
+impl Handler<Reloaded> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reloaded, _: &mut Context<Self>) {
+        let n = msg.0.len();
+        self.install(msg.0);
+        self.loading = false;
+        log::info!("shard {}: restarted worker reloaded {n} sessions from its last snapshot", self.shard);
     }
 }
 
@@ -233,7 +555,7 @@ impl Handler<Create> for Worker {
                 return Err(SessionError::Full { limit });
             }
             w.shared.live[w.shard].fetch_add(1, Ordering::Relaxed);
-            let slot = Slot { id: msg.id, state: SessionState::new(w.now()) };
+            let slot = Slot { id: msg.id, state: SessionState::new(w.now()), written: false };
             let info = w.info(&slot);
             w.sessions.insert(*msg.id.random(), slot);
             w.stats.created += 1;
@@ -256,7 +578,9 @@ impl Handler<Set> for Worker {
     fn handle(&mut self, msg: Set, _: &mut Context<Self>) -> Self::Result {
         self.guarded(|w| {
             let limits = w.shared.limits.clone();
-            w.live(&msg.id, true)?.state.set(&msg.scope, &msg.key, msg.value, &limits)
+            w.live(&msg.id, true)?.state.set(&msg.scope, &msg.key, msg.value, &limits)?;
+            w.wrote(&msg.id);
+            Ok(())
         })
     }
 }
@@ -305,6 +629,7 @@ impl Handler<Update> for Worker {
                     slot.state.remove(&scope, &key);
                 }
             }
+            w.wrote(&id);
             Ok(new)
         })
     }
@@ -318,7 +643,9 @@ impl Handler<Login> for Worker {
             if msg.userid == 0 {
                 return Err(SessionError::InvalidUserId);
             }
-            w.rotate(&msg.id, msg.userid)
+            let info = w.rotate(&msg.id, msg.userid)?;
+            w.wrote(&info.id);
+            Ok(info)
         })
     }
 }
@@ -377,7 +704,7 @@ impl Handler<Destroy> for Worker {
     fn handle(&mut self, msg: Destroy, _: &mut Context<Self>) -> Self::Result {
         self.guarded(|w| match w.sessions.get_index_of(msg.id.random()) {
             Some(index) => {
-                w.remove_index(index);
+                w.remove_index(index, true);
                 w.stats.destroyed += 1;
                 Ok(true)
             }
@@ -395,7 +722,7 @@ impl Handler<LogoutUser> for Worker {
             let mut ended = 0;
             for random in &randoms {
                 if let Some(index) = w.sessions.get_index_of(random) {
-                    w.remove_index(index);
+                    w.remove_index(index, true);
                     w.stats.destroyed += 1;
                     ended += 1;
                 }

@@ -1,0 +1,89 @@
+//! Engine throughput through the public API: Get / Set / Update with 1, 64 and 1,024
+//! concurrent clients, for 1, 2 and 4 shards. Each client works on its own session.
+//!
+//! `cargo bench --bench engine` (add `-- --warm-up-time 1 --measurement-time 3` for a short run).
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use draco_session::{Config, SessionEngine, SessionId};
+use futures_util::future::join_all;
+
+/// Operations per measured iteration, split evenly over the clients.
+const OPS: usize = 4096;
+
+fn engine(shards: usize) -> SessionEngine {
+    let mut c = Config::default();
+    c.session.secret = Some("benchmark secret, at least 32 bytes long!".into());
+    c.session.shards = shards;
+    c.storage.persist = false;
+    SessionEngine::start(c).expect("engine starts")
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Get,
+    Set,
+    Update,
+}
+
+async fn run(engine: &SessionEngine, sessions: &[SessionId], op: Op) {
+    let per_client = OPS / sessions.len();
+    join_all(sessions.iter().map(|id| async move {
+        for i in 0..per_client {
+            match op {
+                Op::Get => {
+                    engine.get_raw(id, "bench", "a").await.unwrap();
+                }
+                Op::Set => engine.insert(id, "bench", "a", &i).await.unwrap(),
+                Op::Update => {
+                    engine.increment(id, "bench", "n", 1).await.unwrap();
+                }
+            }
+        }
+    }))
+    .await;
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(OPS as u64));
+    for shards in [1, 2, 4] {
+        let system = actix_rt::System::new();
+        let engine = system.block_on(async { engine(shards) });
+        for clients in [1, 64, 1024] {
+            let sessions: Vec<SessionId> = system.block_on(async {
+                let mut ids = Vec::with_capacity(clients);
+                for _ in 0..clients {
+                    let id = engine.create().await.unwrap().id;
+                    engine.insert(&id, "bench", "a", &0).await.unwrap();
+                    ids.push(id);
+                }
+                ids
+            });
+            for (name, op) in [("get", Op::Get), ("set", Op::Set), ("update", Op::Update)] {
+                let id = BenchmarkId::new(name, format!("shards={shards}/clients={clients}"));
+                group.bench_function(id, |b| {
+                    b.iter_custom(|iters| {
+                        system.block_on(async {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                run(&engine, &sessions, op).await;
+                            }
+                            start.elapsed()
+                        })
+                    })
+                });
+            }
+        }
+        system.block_on(engine.shutdown());
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

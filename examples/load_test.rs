@@ -1,0 +1,274 @@
+//! Load test for the remember-me demo's JSON API: N concurrent visitors, each logging in
+//! (some with remember-me), incrementing a counter, reading the session and logging out.
+//!
+//! ```sh
+//! cargo run --release --example remember_me -- --bind 127.0.0.1:8080 &
+//! cargo run --release --example load_test -- --sessions 10000 --concurrency 64
+//! ```
+//!
+//! Options (all optional):
+//! `--url URL` (default `http://127.0.0.1:8080`; loopback only), `--sessions N` (10000),
+//! `--concurrency N` (64 visitors in flight), `--increments N` (5 per visitor),
+//! `--remember PERCENT` (30), `--duration SECS` (120: stop starting visitors after this),
+//! `--cookie NAME` (`sid`), `--no-progress`.
+//!
+//! Every answer is checked (status, user id, persistence, exact counter values); the run exits
+//! non-zero when any request failed or answered wrongly.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use awc::Client;
+use awc::http::StatusCode;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36";
+
+#[derive(Debug, Clone)]
+struct Options {
+    url: String,
+    sessions: usize,
+    concurrency: usize,
+    increments: usize,
+    remember_percent: usize,
+    duration: Duration,
+    cookie: String,
+    progress: bool,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        url: "http://127.0.0.1:8080".into(),
+        sessions: 10_000,
+        concurrency: 64,
+        increments: 5,
+        remember_percent: 30,
+        duration: Duration::from_secs(120),
+        cookie: "sid".into(),
+        progress: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--no-progress" {
+            o.progress = false;
+            continue;
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || value.parse::<usize>().map_err(|e| format!("{flag} {value:?}: {e}"));
+        match flag.as_str() {
+            "--url" => o.url = value.trim_end_matches('/').to_owned(),
+            "--sessions" => o.sessions = number()?,
+            "--concurrency" => o.concurrency = number()?.max(1),
+            "--increments" => o.increments = number()?,
+            "--remember" => o.remember_percent = number()?.min(100),
+            "--duration" => o.duration = Duration::from_secs(number()? as u64),
+            "--cookie" => o.cookie = value,
+            other => return Err(format!("unknown option {other}; see the header of examples/load_test.rs")),
+        }
+    }
+    check_loopback(&o.url)?;
+    Ok(o)
+}
+
+/// Load goes to this machine only.
+fn check_loopback(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").ok_or("--url must start with http://")?;
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host == "localhost" || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+    if loopback { Ok(()) } else { Err(format!("--url host {host:?} is not a loopback address")) }
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    requests: u64,
+    errors: u64,
+    first_errors: Vec<String>,
+    visitors_done: u64,
+}
+
+impl Tally {
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_errors.len() < 10 {
+            self.first_errors.push(what);
+        }
+    }
+}
+
+struct Visitor {
+    client: Client,
+    url: String,
+    cookie_name: String,
+    cookie: Option<String>,
+    tally: Rc<RefCell<Tally>>,
+}
+
+impl Visitor {
+    async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<(StatusCode, Value), String> {
+        let url = format!("{}{path}", self.url);
+        let mut req = match method {
+            "GET" => self.client.get(&url),
+            _ => self.client.post(&url),
+        };
+        req = req.insert_header(("User-Agent", BROWSER_UA));
+        if let Some(c) = &self.cookie {
+            req = req.insert_header(("Cookie", format!("{}={c}", self.cookie_name)));
+        }
+        let start = Instant::now();
+        let sent = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        };
+        let mut resp = sent.map_err(|e| format!("{method} {path}: {e}"))?;
+        let json: Value = resp.json().limit(1 << 16).await.map_err(|e| format!("{method} {path}: body: {e}"))?;
+        let elapsed = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        {
+            let mut t = self.tally.borrow_mut();
+            t.latencies_us.push(elapsed);
+            t.requests += 1;
+        }
+        for value in resp.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap_or_default();
+            if let Some(rest) = text.strip_prefix(&format!("{}=", self.cookie_name)) {
+                let v = rest.split(';').next().unwrap_or_default();
+                self.cookie = if v.is_empty() || text.contains("Max-Age=0") { None } else { Some(v.to_owned()) };
+            }
+        }
+        Ok((resp.status(), json))
+    }
+
+    /// One visitor's whole story; any surprise is an error.
+    async fn run(&mut self, n: usize, o: &Options) -> Result<(), String> {
+        let remember = n % 100 < o.remember_percent;
+        let expect = |cond: bool, what: &str, got: &Value| {
+            if cond { Ok(()) } else { Err(format!("visitor {n}: {what}; got {got}")) }
+        };
+        let (status, v) = self.call("GET", "/api/session", None).await?;
+        expect(status == StatusCode::OK && v["available"] == true, "first visit available", &v)?;
+        let login = json!({"username": "alice", "password": "wonderland", "remember": remember});
+        let (status, v) = self.call("POST", "/api/login", Some(login)).await?;
+        expect(status == StatusCode::OK && v["userid"] == 1, "login as alice", &v)?;
+        expect(v["persistent"] == remember, "persistence after login", &v)?;
+        expect(self.cookie.is_some(), "a session cookie after login", &v)?;
+        for i in 1..=o.increments {
+            let (status, v) = self.call("POST", "/api/incr/hits", None).await?;
+            expect(status == StatusCode::OK && v["value"] == i as u64, "exact counter value", &v)?;
+        }
+        let (status, v) = self.call("GET", "/api/session", None).await?;
+        expect(status == StatusCode::OK && v["userid"] == 1 && v["visits"] == 2, "session after login", &v)?;
+        if n % 2 == 0 {
+            let (status, v) = self.call("POST", "/api/logout", None).await?;
+            expect(status == StatusCode::OK && v["userid"] == 0 && v["persistent"] == false, "logout", &v)?;
+        }
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank] as f64 / 1000.0
+}
+
+async fn drive(o: Options) -> Tally {
+    let tally = Rc::new(RefCell::new(Tally::default()));
+    let next = Rc::new(RefCell::new(0usize));
+    let deadline = Instant::now() + o.duration;
+    let bar = if o.progress { ProgressBar::new(o.sessions as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} visitors {per_sec} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let connector = awc::Connector::new().limit(o.concurrency);
+    let client = Client::builder().timeout(Duration::from_secs(10)).connector(connector).finish();
+    let workers = (0..o.concurrency).map(|_| {
+        let (tally, next, bar, o) = (tally.clone(), next.clone(), bar.clone(), o.clone());
+        let client = client.clone();
+        async move {
+            loop {
+                let n = {
+                    let mut next = next.borrow_mut();
+                    if *next >= o.sessions || Instant::now() >= deadline {
+                        break;
+                    }
+                    *next += 1;
+                    *next - 1
+                };
+                let mut visitor = Visitor {
+                    client: client.clone(),
+                    url: o.url.clone(),
+                    cookie_name: o.cookie.clone(),
+                    cookie: None,
+                    tally: tally.clone(),
+                };
+                if let Err(e) = visitor.run(n, &o).await {
+                    tally.borrow_mut().error(e);
+                    bar.set_message(format!("{} errors", tally.borrow().errors));
+                }
+                tally.borrow_mut().visitors_done += 1;
+                bar.inc(1);
+            }
+        }
+    });
+    futures_util::future::join_all(workers).await;
+    bar.finish();
+    Rc::try_unwrap(tally).map(RefCell::into_inner).unwrap_or_default()
+}
+
+fn main() -> ExitCode {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("load_test: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "load test: {} visitors, {} concurrent, {} increments each, {}% remember-me, against {}",
+        o.sessions, o.concurrency, o.increments, o.remember_percent, o.url
+    );
+    let start = Instant::now();
+    let mut t = actix_rt::System::new().block_on(drive(o.clone()));
+    let elapsed = start.elapsed().as_secs_f64();
+    t.latencies_us.sort_unstable();
+    let l = &t.latencies_us;
+    println!("visitors: {} of {} in {elapsed:.2} s", t.visitors_done, o.sessions);
+    println!("requests: {} ({:.0} req/s)", t.requests, t.requests as f64 / elapsed);
+    println!(
+        "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+        percentile(l, 50.0),
+        percentile(l, 90.0),
+        percentile(l, 99.0),
+        percentile(l, 100.0)
+    );
+    println!("errors: {}", t.errors);
+    for e in &t.first_errors {
+        println!("  {e}");
+    }
+    if t.errors > 0 || t.visitors_done == 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert!(super::check_loopback("http://127.0.0.1:8080").is_ok());
+        assert!(super::check_loopback("http://localhost:1").is_ok());
+        assert!(super::check_loopback("http://[::1]:80/x").is_ok());
+        assert!(super::check_loopback("http://10.0.0.1:80").is_err());
+        assert!(super::check_loopback("https://127.0.0.1").is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! The snapshot codec: the one place that knows the file format (and bincode).
+//!
+//! A file is a fixed 72-byte header followed by a body. All integers are little-endian.
+//!
+//! | bytes  | field                                              |
+//! |--------|----------------------------------------------------|
+//! | 0..8   | magic `DRACOSNP`                                   |
+//! | 8..12  | format version (1)                                 |
+//! | 12..16 | shard index                                        |
+//! | 16..20 | shard count of the writer                          |
+//! | 20..24 | reserved, 0                                        |
+//! | 24..32 | generation (unique, increasing)                    |
+//! | 32..40 | written at, ms since the epoch                     |
+//! | 40..48 | entry count                                        |
+//! | 48..56 | body length in bytes                               |
+//! | 56..64 | xxh3-64 of the body                                |
+//! | 64..72 | xxh3-64 of bytes 0..64 (the header itself)         |
+//!
+//! The body is `entries` records back to back, each the bincode 2 (standard config, serde) encoding
+//! of `(SessionId, SessionState)`. The v1 body is therefore tied to the serde shape of those
+//! two types: changing either means a new format version with a v1 decoder kept for old files.
+//! `tests/fixtures/snapshot-v1.snap` and the test reading it guard this.
+
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use crate::id::SessionId;
+use crate::state::SessionState;
+
+/// First bytes of every snapshot file.
+pub(crate) const MAGIC: [u8; 8] = *b"DRACOSNP";
+/// The format version this build writes (and the newest it reads).
+pub(crate) const VERSION: u32 = 1;
+/// Size of the v1 header.
+pub(crate) const HEADER_LEN: usize = 72;
+
+/// One decoded session record.
+pub(crate) type Record = (SessionId, SessionState);
+
+/// The header fields of a snapshot file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub version: u32,
+    pub shard: u32,
+    pub shards: u32,
+    pub generation: u64,
+    pub written_ms: u64,
+    pub entries: u64,
+    pub body_len: u64,
+    pub body_hash: u64,
+}
+
+/// Why a file cannot be read as a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FormatError {
+    /// Shorter than a header, or than the body length the header announces.
+    #[error("truncated: {len} bytes, expected {expected}")]
+    Truncated { len: u64, expected: u64 },
+    /// Not a snapshot file at all.
+    #[error("not a draco-session snapshot (wrong magic bytes)")]
+    BadMagic,
+    /// The header does not match its own checksum.
+    #[error("header checksum mismatch")]
+    HeaderChecksum,
+    /// The body does not match the checksum in the header.
+    #[error("body checksum mismatch")]
+    BodyChecksum,
+    /// Checksums match but the records do not decode (a writer bug, or a forged file).
+    #[error("record {index} does not decode: {message}")]
+    Record { index: u64, message: String },
+    /// Written by a newer draco-session: not corrupt, but unreadable by this build.
+    #[error("format version {found}, but this build reads only up to version {VERSION}: upgrade draco-session")]
+    UnsupportedVersion { found: u32 },
+}
+
+impl FormatError {
+    /// Whether the file is damaged (as opposed to written by a newer version).
+    pub fn is_corrupt(&self) -> bool {
+        !matches!(self, Self::UnsupportedVersion { .. })
+    }
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Appends the record of one session to `out`.
+///
+/// # Errors
+/// Only if serde refuses the value, which `SessionId`/`SessionState` never do.
+pub(crate) fn encode_record(out: &mut Vec<u8>, id: &SessionId, state: &SessionState) -> Result<(), String> {
+    bincode::serde::encode_into_std_write((id, state), out, config()).map(drop).map_err(|e| e.to_string())
+}
+
+/// The header of a file whose body is `chunks` concatenated.
+pub(crate) fn header_for(
+    shard: u32,
+    shards: u32,
+    generation: u64,
+    written_ms: u64,
+    entries: u64,
+    chunks: &[Vec<u8>],
+) -> Header {
+    let mut hasher = Xxh3::new();
+    let mut body_len = 0u64;
+    for chunk in chunks {
+        hasher.update(chunk);
+        body_len += chunk.len() as u64;
+    }
+    Header { version: VERSION, shard, shards, generation, written_ms, entries, body_len, body_hash: hasher.digest() }
+}
+
+impl Header {
+    /// The 72 header bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
+        b[12..16].copy_from_slice(&self.shard.to_le_bytes());
+        b[16..20].copy_from_slice(&self.shards.to_le_bytes());
+        b[24..32].copy_from_slice(&self.generation.to_le_bytes());
+        b[32..40].copy_from_slice(&self.written_ms.to_le_bytes());
+        b[40..48].copy_from_slice(&self.entries.to_le_bytes());
+        b[48..56].copy_from_slice(&self.body_len.to_le_bytes());
+        b[56..64].copy_from_slice(&self.body_hash.to_le_bytes());
+        let check = xxh3_64(&b[..64]);
+        b[64..72].copy_from_slice(&check.to_le_bytes());
+        b
+    }
+
+    /// Reads and checks a header: magic, version, header checksum.
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
+        if bytes.len() < 12 || bytes[0..8] != MAGIC {
+            return Err(if bytes.len() < 8 || (bytes.len() < 12 && bytes[..8] == MAGIC) {
+                FormatError::Truncated { len: bytes.len() as u64, expected: HEADER_LEN as u64 }
+            } else {
+                FormatError::BadMagic
+            });
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let version = u32_at(8);
+        if version > VERSION {
+            // A flipped bit in the version field of a v1 file must read as damage, not as a
+            // file from the future: check the v1 header checksum with the version put back.
+            if bytes.len() >= HEADER_LEN {
+                let mut v1 = [0u8; 64];
+                v1.copy_from_slice(&bytes[..64]);
+                v1[8..12].copy_from_slice(&VERSION.to_le_bytes());
+                if xxh3_64(&v1) == u64_at(64) {
+                    return Err(FormatError::HeaderChecksum);
+                }
+            }
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(FormatError::Truncated { len: bytes.len() as u64, expected: HEADER_LEN as u64 });
+        }
+        if xxh3_64(&bytes[..64]) != u64_at(64) || version == 0 {
+            return Err(FormatError::HeaderChecksum);
+        }
+        Ok(Self {
+            version,
+            shard: u32_at(12),
+            shards: u32_at(16),
+            generation: u64_at(24),
+            written_ms: u64_at(32),
+            entries: u64_at(40),
+            body_len: u64_at(48),
+            body_hash: u64_at(56),
+        })
+    }
+}
+
+/// Checks and decodes a whole file.
+///
+/// # Errors
+/// A [`FormatError`]; never a panic, whatever the bytes.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError> {
+    let header = Header::parse(bytes)?;
+    let len = bytes.len() as u64;
+    let expected = (HEADER_LEN as u64).saturating_add(header.body_len);
+    if len < expected {
+        return Err(FormatError::Truncated { len, expected });
+    }
+    // Trailing bytes change the length: as damaging as missing ones.
+    if len > expected {
+        return Err(FormatError::BodyChecksum);
+    }
+    let body = &bytes[HEADER_LEN..];
+    if xxh3_64(body) != header.body_hash {
+        return Err(FormatError::BodyChecksum);
+    }
+    // Every record takes at least 24 bytes (the id), which bounds a forged count.
+    let mut records = Vec::with_capacity((header.entries).min(body.len() as u64 / 24) as usize);
+    let mut pos = 0;
+    for index in 0..header.entries {
+        let (record, used): (Record, usize) = bincode::serde::decode_from_slice(&body[pos..], config())
+            .map_err(|e| FormatError::Record { index, message: e.to_string() })?;
+        pos += used;
+        records.push(record);
+    }
+    if pos != body.len() {
+        return Err(FormatError::Record { index: header.entries, message: "bytes left after the last record".into() });
+    }
+    Ok((header, records))
+}
+
+/// A whole file in memory (header + body), for tests and the fixture generator.
+#[cfg(test)]
+pub(crate) fn encode_file(
+    shard: u32,
+    shards: u32,
+    generation: u64,
+    written_ms: u64,
+    records: &[(SessionId, &SessionState)],
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (id, state) in records {
+        encode_record(&mut body, id, state).unwrap();
+    }
+    let chunks = [body];
+    let header = header_for(shard, shards, generation, written_ms, records.len() as u64, &chunks);
+    let mut file = header.to_bytes().to_vec();
+    file.extend_from_slice(&chunks[0]);
+    file
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LimitsConfig;
+    use crate::id::Keyring;
+
+    fn sample() -> Vec<(SessionId, SessionState)> {
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        (0..20u64)
+            .map(|i| {
+                let mut s = SessionState::new(1_000 + i);
+                s.set("cart", "items", format!("[{i}]").into_bytes(), &LimitsConfig::default()).unwrap();
+                if i % 3 == 0 {
+                    s.userid = i + 1;
+                    s.persistent = true;
+                }
+                (ring.generate(), s)
+            })
+            .collect()
+    }
+
+    fn file() -> (Vec<(SessionId, SessionState)>, Vec<u8>) {
+        let records = sample();
+        let refs: Vec<_> = records.iter().map(|(id, s)| (*id, s)).collect();
+        let bytes = encode_file(3, 8, 42, 123_456, &refs);
+        (records, bytes)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (records, bytes) = file();
+        let (header, decoded) = decode(&bytes).unwrap();
+        assert_eq!(decoded, records);
+        assert_eq!((header.shard, header.shards, header.generation, header.written_ms), (3, 8, 42, 123_456));
+        assert_eq!(header.entries, 20);
+        assert_eq!(header.version, VERSION);
+    }
+
+    #[test]
+    fn empty_snapshot_round_trips() {
+        let bytes = encode_file(0, 1, 1, 0, &[]);
+        assert_eq!(bytes.len(), HEADER_LEN);
+        assert_eq!(decode(&bytes).unwrap().1, vec![]);
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let (_, bytes) = file();
+        for len in 0..bytes.len() {
+            let err = decode(&bytes[..len]).unwrap_err();
+            assert!(err.is_corrupt(), "cut at {len}: {err}");
+            if len >= 8 {
+                assert!(matches!(err, FormatError::Truncated { .. }), "cut at {len}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_is_detected() {
+        let (_, bytes) = file();
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[i] ^= 1 << bit;
+                let err = decode(&bad).unwrap_err();
+                assert!(err.is_corrupt(), "byte {i} bit {bit}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_and_body_damage_are_named() {
+        let (_, bytes) = file();
+        let mut bad = bytes.clone();
+        bad[30] ^= 0xff; // generation
+        assert_eq!(decode(&bad).unwrap_err(), FormatError::HeaderChecksum);
+        let mut bad = bytes.clone();
+        bad[HEADER_LEN + 5] ^= 0x01;
+        assert_eq!(decode(&bad).unwrap_err(), FormatError::BodyChecksum);
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode(&long).unwrap_err().is_corrupt());
+    }
+
+    #[test]
+    fn wrong_magic_is_rejected() {
+        let (_, mut bytes) = file();
+        bytes[0..8].copy_from_slice(b"NOTASNAP");
+        assert_eq!(decode(&bytes).unwrap_err(), FormatError::BadMagic);
+        assert_eq!(decode(b"{\"json\": true, \"not\": \"a snapshot\"}").unwrap_err(), FormatError::BadMagic);
+    }
+
+    #[test]
+    fn future_version_is_a_clear_error_not_corruption() {
+        let (_, bytes) = file();
+        let mut future = bytes.clone();
+        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        // A real v2 file would have its own valid header checksum.
+        let check = xxh3_64(&future[..64]);
+        future[64..72].copy_from_slice(&check.to_le_bytes());
+        let err = decode(&future).unwrap_err();
+        assert_eq!(err, FormatError::UnsupportedVersion { found: 2 });
+        assert!(!err.is_corrupt());
+        assert!(err.to_string().contains("upgrade"), "{err}");
+        // Even a future file shorter than a v1 header is "future", not corrupt.
+        assert_eq!(decode(&future[..20]).unwrap_err(), FormatError::UnsupportedVersion { found: 2 });
+    }
+
+    #[test]
+    fn consistent_checksums_over_garbage_records_are_an_error_not_a_panic() {
+        let chunks = [vec![0xff; 40]];
+        let header = header_for(0, 1, 1, 0, 3, &chunks);
+        let mut bytes = header.to_bytes().to_vec();
+        bytes.extend_from_slice(&chunks[0]);
+        assert!(matches!(decode(&bytes).unwrap_err(), FormatError::Record { .. }));
+        // A huge forged count does not allocate a huge vector.
+        let header = header_for(0, 1, 1, 0, u64::MAX, &chunks);
+        let mut bytes = header.to_bytes().to_vec();
+        bytes.extend_from_slice(&chunks[0]);
+        assert!(decode(&bytes).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! Start-up recovery: read every snapshot file, fall back to the previous generation of a
+//! damaged one, re-hash sessions to the current shard count, drop the expired.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::files::{self, FileName, Kind};
+use super::format::{self, FormatError, Record};
+use crate::error::StartError;
+use crate::state::Lifetimes;
+
+/// What start-up found on disk.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// Live sessions, by current shard.
+    pub shards: Vec<Vec<Record>>,
+    /// Generations of the current layout still on disk and not known bad, by shard, oldest first.
+    pub generations: Vec<Vec<u64>>,
+    /// First generation number never used in the directory.
+    pub next_generation: u64,
+    /// Snapshot files of another shard count, to delete once the current layout is written.
+    pub stale: Vec<FileName>,
+    /// Files read successfully.
+    pub files: usize,
+    /// Damaged files renamed aside.
+    pub corrupt: usize,
+    /// Sessions dropped because they expired while the engine was down.
+    pub expired: usize,
+}
+
+/// Why one file could not be used.
+enum Problem {
+    /// Damaged: set it aside and try the previous generation.
+    Corrupt(String),
+    /// Unreadable for a reason that is not damage: refuse to start rather than start empty.
+    Fatal(StartError),
+}
+
+fn storage(path: &Path, message: String) -> StartError {
+    StartError::Storage { path: path.to_owned(), message }
+}
+
+fn read_file(dir: &Path, name: FileName) -> Result<Vec<Record>, Problem> {
+    let path = name.path(dir);
+    let bytes =
+        std::fs::read(&path).map_err(|e| Problem::Fatal(storage(&path, format!("cannot read snapshot: {e}"))))?;
+    let (header, records) = format::decode(&bytes).map_err(|e: FormatError| {
+        if e.is_corrupt() {
+            Problem::Corrupt(e.to_string())
+        } else {
+            Problem::Fatal(storage(
+                &path,
+                format!("{e}, or move the snapshots directory away to start without these sessions"),
+            ))
+        }
+    })?;
+    if (header.shard, header.shards, header.generation) != (name.shard, name.shards, name.generation) {
+        return Err(Problem::Corrupt(format!(
+            "header says shard {} of {} generation {}, which does not match its file name",
+            header.shard, header.shards, header.generation
+        )));
+    }
+    Ok(records)
+}
+
+/// One shard of one layout: the newest generation that reads, setting damaged ones aside.
+struct Group {
+    records: Vec<Record>,
+    /// Generations left on disk as `.snap`, oldest first.
+    remaining: Vec<u64>,
+    files: usize,
+    corrupt: usize,
+}
+
+fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Result<Group, StartError> {
+    let mut remaining = generations.to_vec();
+    let mut corrupt = 0;
+    for &generation in generations.iter().rev() {
+        let name = FileName { shards, shard, generation, kind: Kind::Snap };
+        match read_file(dir, name) {
+            Ok(records) => return Ok(Group { records, remaining, files: 1, corrupt }),
+            Err(Problem::Fatal(e)) => return Err(e),
+            Err(Problem::Corrupt(why)) => {
+                corrupt += 1;
+                remaining.retain(|g| *g != generation);
+                let from = name.path(dir);
+                let aside = name.with_kind(Kind::Corrupt).path(dir);
+                let next = if remaining.is_empty() {
+                    "no earlier generation is left: this shard's sessions are lost"
+                } else {
+                    "loading the previous generation instead"
+                };
+                match std::fs::rename(&from, &aside) {
+                    Ok(()) => log::error!(
+                        "snapshot {} is corrupt ({why}); renamed aside to {}; {next}",
+                        from.display(),
+                        aside.display()
+                    ),
+                    Err(e) => log::error!(
+                        "snapshot {} is corrupt ({why}) and could not be renamed aside ({e}); {next}",
+                        from.display()
+                    ),
+                }
+            }
+        }
+    }
+    Ok(Group { records: Vec::new(), remaining, files: 0, corrupt })
+}
+
+/// Groups the `.snap` files of `names` by (layout, shard), generations oldest first.
+fn groups(names: &[FileName]) -> BTreeMap<(u32, u32), Vec<u64>> {
+    let mut groups: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
+    for n in names.iter().filter(|n| n.kind == Kind::Snap) {
+        groups.entry((n.shards, n.shard)).or_default().push(n.generation);
+    }
+    for gens in groups.values_mut() {
+        gens.sort_unstable();
+    }
+    groups
+}
+
+/// Reads the whole snapshot directory for an engine of `shards` shards at `now_ms`.
+///
+/// # Errors
+/// [`StartError::Storage`] when the directory or a file cannot be read, or a file was written
+/// by a newer version. Damage is not an error: the file is set aside and the previous
+/// generation used.
+pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifetimes) -> Result<Loaded, StartError> {
+    let names = files::list(dir).map_err(|e| storage(dir, format!("cannot list snapshot directory: {e}")))?;
+    let next_generation = names.iter().map(|n| n.generation).max().map_or(1, |g| g + 1);
+    for tmp in names.iter().filter(|n| n.kind == Kind::Tmp) {
+        // An interrupted write: the generation before it is intact.
+        let path = tmp.path(dir);
+        match std::fs::remove_file(&path) {
+            Ok(()) => log::warn!("removed unfinished snapshot write {}", path.display()),
+            Err(e) => log::warn!("cannot remove unfinished snapshot write {}: {e}", path.display()),
+        }
+    }
+    let groups: Vec<((u32, u32), Vec<u64>)> = groups(&names).into_iter().collect();
+
+    // Files decode in parallel: one thread per CPU, each taking every n-th group.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(groups.len()).max(1);
+    let results: Vec<Result<Group, StartError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let groups = &groups;
+                scope.spawn(move || {
+                    groups
+                        .iter()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|((layout, shard), gens)| load_group(dir, *layout, *shard, gens))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut per_thread: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| vec![Err(storage(dir, "snapshot loader thread panicked".into()))]))
+            .map(Vec::into_iter)
+            .collect();
+        // Back to group order.
+        (0..groups.len()).filter_map(|i| per_thread[i % threads].next()).collect()
+    });
+
+    let mut loaded = Loaded {
+        shards: (0..shards).map(|_| Vec::new()).collect(),
+        generations: vec![Vec::new(); shards],
+        next_generation,
+        ..Loaded::default()
+    };
+    for ((layout, shard), result) in groups.iter().map(|(key, _)| key).zip(results) {
+        let group = result?;
+        loaded.files += group.files;
+        loaded.corrupt += group.corrupt;
+        if *layout as usize == shards && (*shard as usize) < shards {
+            loaded.generations[*shard as usize] = group.remaining;
+        } else {
+            loaded.stale.extend(group.remaining.iter().map(|&generation| FileName {
+                shards: *layout,
+                shard: *shard,
+                generation,
+                kind: Kind::Snap,
+            }));
+        }
+        for (id, state) in group.records {
+            if state.is_expired(lifetimes, now_ms) {
+                loaded.expired += 1;
+            } else {
+                // Routing by the id itself re-hashes a different layout and is a no-op otherwise.
+                loaded.shards[id.shard(shards)].push((id, state));
+            }
+        }
+    }
+    if !loaded.stale.is_empty() {
+        // Several layouts on disk (a crash while the layout was being rewritten) can hold the
+        // same session twice: keep the most recently used copy.
+        for records in &mut loaded.shards {
+            records
+                .sort_unstable_by(|a, b| (a.0.random(), b.1.last_access_ms).cmp(&(b.0.random(), a.1.last_access_ms)));
+            records.dedup_by(|later, earlier| later.0 == earlier.0);
+        }
+    }
+    Ok(loaded)
+}
+
+/// Re-reads one shard of the current layout (after its worker was restarted). Damage is
+/// handled as at start-up; any other failure is logged and yields no sessions.
+pub(crate) fn load_shard(dir: &Path, shards: usize, shard: usize, now_ms: u64, lifetimes: &Lifetimes) -> Vec<Record> {
+    let names = match files::list(dir) {
+        Ok(names) => names,
+        Err(e) => {
+            log::error!("shard {shard}: cannot list snapshot directory {}: {e}", dir.display());
+            return Vec::new();
+        }
+    };
+    let gens = groups(&names).remove(&(shards as u32, shard as u32)).unwrap_or_default();
+    match load_group(dir, shards as u32, shard as u32, &gens) {
+        Ok(group) => group.records.into_iter().filter(|(_, s)| !s.is_expired(lifetimes, now_ms)).collect(),
+        Err(e) => {
+            log::error!("shard {shard}: cannot reload its snapshot: {e}");
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The snapshot writer thread: the only place that touches snapshot files after start-up.
+//! Workers hand it encoded chunks through a crossbeam channel and never wait for the disk.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+
+use super::files::{FileName, Kind, SnapshotIo};
+use super::format::{self, Record};
+use super::loader;
+use crate::clock::Clock;
+use crate::state::Lifetimes;
+
+/// Called on the writer thread when a write is durable (or failed).
+pub(crate) type WriteDone = Box<dyn FnOnce(io::Result<Written>) + Send>;
+/// Called on the writer thread with the sessions of a reloaded shard.
+pub(crate) type LoadDone = Box<dyn FnOnce(Vec<Record>) + Send>;
+
+/// Work for the writer thread.
+pub(crate) enum Job {
+    /// Write one shard's snapshot from encoded records.
+    Write { shard: usize, entries: u64, chunks: Vec<Vec<u8>>, done: WriteDone },
+    /// Read one shard's newest good snapshot back (its worker was restarted).
+    Load { shard: usize, done: LoadDone },
+    /// Finish the queued jobs, then end the thread.
+    Stop,
+}
+
+/// A durable snapshot file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub generation: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Writes generations of shard snapshots and keeps the newest two of each shard.
+pub(crate) struct Writer<I: SnapshotIo> {
+    dir: PathBuf,
+    shards: usize,
+    next_generation: u64,
+    /// Generations on disk, by shard, oldest first.
+    kept: Vec<Vec<u64>>,
+    io: I,
+    clock: Arc<dyn Clock>,
+    lifetimes: Lifetimes,
+}
+
+/// Generations kept per shard: the newest, and the previous one in case the newest is damaged.
+const KEEP: usize = 2;
+
+impl<I: SnapshotIo> Writer<I> {
+    pub fn new(
+        dir: PathBuf,
+        shards: usize,
+        next_generation: u64,
+        kept: Vec<Vec<u64>>,
+        io: I,
+        clock: Arc<dyn Clock>,
+        lifetimes: Lifetimes,
+    ) -> Self {
+        Self { dir, shards, next_generation, kept, io, clock, lifetimes }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes one generation: temp file, fsync, atomic rename, fsync of the directory, then
+    /// drops generations older than the previous one. On any failure the earlier generations
+    /// are untouched.
+    pub fn write(&mut self, shard: usize, entries: u64, chunks: &[Vec<u8>]) -> io::Result<Written> {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let name = FileName::snap(self.shards, shard, generation);
+        let header =
+            format::header_for(shard as u32, self.shards as u32, generation, self.clock.now_ms(), entries, chunks);
+        let head = header.to_bytes();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
+        parts.push(&head);
+        parts.extend(chunks.iter().map(Vec::as_slice));
+        let tmp = name.with_kind(Kind::Tmp).path(&self.dir);
+        let path = name.path(&self.dir);
+        if let Err(e) = self.io.write_synced(&tmp, &parts).and_then(|()| self.io.rename(&tmp, &path)) {
+            let _ = self.io.remove(&tmp);
+            return Err(e);
+        }
+        self.kept[shard].push(generation);
+        // Until the directory is synced the rename may not survive a power cut: keep every
+        // older generation until then.
+        self.io.sync_dir(&self.dir)?;
+        while self.kept[shard].len() > KEEP {
+            let old = self.kept[shard].remove(0);
+            let old = FileName::snap(self.shards, shard, old).path(&self.dir);
+            if let Err(e) = self.io.remove(&old) {
+                log::warn!("cannot remove old snapshot {}: {e}", old.display());
+            }
+        }
+        Ok(Written { generation, entries, bytes: (format::HEADER_LEN as u64) + header.body_len })
+    }
+
+    /// Serves jobs until [`Job::Stop`] or until every sender is gone.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        while let Ok(job) = jobs.recv() {
+            match job {
+                Job::Write { shard, entries, chunks, done } => {
+                    let result = self.write(shard, entries, &chunks);
+                    drop(chunks);
+                    if let Err(e) = &result {
+                        log::error!(
+                            "shard {shard}: snapshot write to {} failed, the previous generation stays in place: {e}",
+                            self.dir.display()
+                        );
+                    }
+                    done(result);
+                }
+                Job::Load { shard, done } => {
+                    let records =
+                        loader::load_shard(&self.dir, self.shards, shard, self.clock.now_ms(), &self.lifetimes);
+                    done(records);
+                }
+                Job::Stop => break,
+            }
+        }
+        log::debug!("snapshot writer for {} stopped", self.dir.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::LimitsConfig;
+    use crate::id::{Keyring, SessionId};
+    use crate::snapshot::files::{self, Fs};
+    use crate::state::SessionState;
+
+    /// Fails the `fail_at`-th file-system step (0-based), counting every step.
+    struct Faulty {
+        real: Fs,
+        step: usize,
+        fail_at: usize,
+    }
+
+    impl Faulty {
+        fn tick(&mut self, what: &str) -> io::Result<()> {
+            let step = self.step;
+            self.step += 1;
+            if step == self.fail_at { Err(io::Error::other(format!("injected fault in {what}"))) } else { Ok(()) }
+        }
+    }
+
+    impl SnapshotIo for Faulty {
+        fn write_synced(&mut self, path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+            if self.step == self.fail_at {
+                // A torn write: half the bytes reach the temp file, then the error.
+                let all: Vec<u8> = parts.concat();
+                std::fs::write(path, &all[..all.len() / 2])?;
+            }
+            self.tick("write")?;
+            self.real.write_synced(path, parts)
+        }
+        fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
+            self.tick("rename")?;
+            self.real.rename(from, to)
+        }
+        fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+            self.tick("sync_dir")?;
+            self.real.sync_dir(dir)
+        }
+        fn remove(&mut self, path: &Path) -> io::Result<()> {
+            self.tick("remove")?;
+            self.real.remove(path)
+        }
+    }
+
+    fn lifetimes() -> Lifetimes {
+        Lifetimes { volatile_ms: 3_600_000, persistent_ms: 3_600_000, absolute_ms: 0 }
+    }
+
+    fn encoded(records: &[(SessionId, SessionState)]) -> Vec<Vec<u8>> {
+        let mut chunk = Vec::new();
+        for (id, s) in records {
+            format::encode_record(&mut chunk, id, s).unwrap();
+        }
+        vec![chunk]
+    }
+
+    fn generation(n: u64) -> Vec<(SessionId, SessionState)> {
+        let ring = Keyring::from_secrets(b"writer test secret writer test secret", &[]);
+        (0..n)
+            .map(|i| {
+                let mut s = SessionState::new(1_000);
+                s.set("g", "n", n.to_string().into_bytes(), &LimitsConfig::default()).unwrap();
+                s.set("g", "i", i.to_string().into_bytes(), &LimitsConfig::default()).unwrap();
+                (ring.generate(), s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_two_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000));
+        let mut w = Writer::new(dir.path().into(), 1, 1, vec![vec![]], Fs, clock, lifetimes());
+        for n in 1..=4 {
+            let g = generation(n);
+            assert_eq!(w.write(0, n, &encoded(&g)).unwrap().generation, n);
+        }
+        let names: Vec<u64> = files::list(dir.path()).unwrap().iter().map(|n| n.generation).collect();
+        assert_eq!(names, [3, 4]);
+        assert_eq!(loader::load_shard(dir.path(), 1, 0, 1_000, &lifetimes()).len(), 4);
+    }
+
+    /// A write that fails at any step leaves the previous generation loadable; a failure
+    /// after the rename leaves the new one.
+    #[test]
+    fn a_failed_write_leaves_the_previous_generation_intact() {
+        let steps = ["write", "rename", "sync_dir", "remove old generation"];
+        for (fail_at, step) in steps.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = Arc::new(ManualClock::new(1_000));
+            let mut good = Writer::new(dir.path().into(), 1, 1, vec![vec![]], Fs, clock.clone(), lifetimes());
+            good.write(0, 1, &encoded(&generation(1))).unwrap();
+            let second = generation(2);
+            good.write(0, 2, &encoded(&second)).unwrap();
+
+            let faulty = Faulty { real: Fs, step: 0, fail_at };
+            let mut w = Writer::new(dir.path().into(), 1, 3, vec![vec![1, 2]], faulty, clock, lifetimes());
+            let result = w.write(0, 3, &encoded(&generation(3)));
+            let loaded = loader::load_shard(dir.path(), 1, 0, 1_000, &lifetimes());
+            let names = files::list(dir.path()).unwrap();
+            assert!(names.iter().all(|n| n.kind == Kind::Snap), "{step}: leftovers {names:?}");
+            match *step {
+                "write" | "rename" => {
+                    assert!(result.is_err(), "{step}");
+                    assert_eq!(loaded, second, "{step}: previous generation must load");
+                }
+                "sync_dir" => {
+                    assert!(result.is_err(), "{step}");
+                    // Renamed but maybe not durable: generation 2 must still be on disk.
+                    assert_eq!(loaded.len(), 3, "{step}");
+                    assert!(names.iter().any(|n| n.generation == 2), "{step}: {names:?}");
+                }
+                _ => {
+                    assert!(result.is_ok(), "{step}: a failed clean-up is not a failed write");
+                    assert_eq!(loaded.len(), 3, "{step}");
+                }
+            }
+            // The writer recovers: the next write works and leaves no stray file behind.
+            w.io.fail_at = usize::MAX;
+            w.write(0, 4, &encoded(&generation(4))).unwrap();
+            assert_eq!(loader::load_shard(dir.path(), 1, 0, 1_000, &lifetimes()).len(), 4, "{step}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The session cookie on the wire: reading our own cookie from raw `Cookie` header bytes and
+//! writing `Set-Cookie` values.
+//!
+//! Parsing stays on bytes on purpose: one non-UTF-8 or otherwise malformed cookie set by some
+//! other code on the same site must not make the whole header unreadable and log the user out.
+
+use std::time::Duration;
+
+use actix_web::cookie::{Cookie, SameSite as CookieSameSite, time};
+use actix_web::http::header::{COOKIE, HeaderMap, HeaderValue};
+
+use crate::config::{CookieConfig, SameSite};
+use crate::id::SessionId;
+
+/// Most values of our cookie looked at in one request; a client sending more is misbehaving.
+const MAX_CANDIDATES: usize = 8;
+
+/// The values of every cookie named `name`, in header order, over every `Cookie` header.
+pub(crate) fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .get_all(COOKIE)
+        .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
+        .filter_map(move |pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            let (key, value) = (trim(&pair[..eq]), trim(&pair[eq + 1..]));
+            (key == name.as_bytes()).then(|| unquote(value))
+        })
+        .take(MAX_CANDIDATES)
+}
+
+fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// RFC 6265 allows a cookie value in double quotes.
+fn unquote(bytes: &[u8]) -> &[u8] {
+    match bytes {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => bytes,
+    }
+}
+
+/// `Set-Cookie` for `id`: a browser-session cookie, or one that lives `max_age` when given.
+pub(crate) fn set_cookie(config: &CookieConfig, id: &SessionId, max_age: Option<Duration>) -> HeaderValue {
+    let mut cookie = base(config, id.to_string());
+    if let Some(age) = max_age {
+        cookie.set_max_age(time::Duration::seconds(i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
+    }
+    header_value(&cookie)
+}
+
+/// `Set-Cookie` that makes the browser drop the cookie (`Max-Age=0`, expiry in the past).
+pub(crate) fn removal_cookie(config: &CookieConfig) -> HeaderValue {
+    let mut cookie = base(config, String::new());
+    cookie.make_removal();
+    header_value(&cookie)
+}
+
+fn base(config: &CookieConfig, value: String) -> Cookie<'static> {
+    let mut cookie = Cookie::new(config.name.clone(), value);
+    cookie.set_http_only(true);
+    cookie.set_secure(config.secure);
+    cookie.set_path(config.path.clone());
+    cookie.set_same_site(match config.same_site {
+        SameSite::Lax => CookieSameSite::Lax,
+        SameSite::Strict => CookieSameSite::Strict,
+        SameSite::None => CookieSameSite::None,
+    });
+    if let Some(domain) = &config.domain {
+        cookie.set_domain(domain.clone());
+    }
+    cookie
+}
+
+fn header_value(cookie: &Cookie<'_>) -> HeaderValue {
+    // Name, path and domain are validated by `Config::validate`; the id is base64url.
+    HeaderValue::from_str(&cookie.encoded().to_string()).expect("validated cookie attributes are header-safe")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn finds_our_cookie_among_others_and_non_utf8_bytes() {
+        let map = headers(&[b"a=1; junk=\xff\xfe; sid=abc ; sidx=no", b"sid=\"def\"; =x; novalue; sid="]);
+        let found: Vec<&[u8]> = values(&map, "sid").collect();
+        assert_eq!(found, [&b"abc"[..], b"def", b""]);
+    }
+
+    #[test]
+    fn set_cookie_attributes() {
+        let config = CookieConfig { domain: Some("example.com".into()), ..CookieConfig::default() };
+        let id: SessionId = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse().unwrap();
+        let v = set_cookie(&config, &id, None);
+        let s = v.to_str().unwrap();
+        assert!(s.starts_with("sid=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "{s}");
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Domain=example.com"] {
+            assert!(s.contains(attr), "{s} lacks {attr}");
+        }
+        assert!(!s.contains("Max-Age") && !s.contains("Expires"), "{s}");
+        let v = set_cookie(&config, &id, Some(Duration::from_secs(8_640_000)));
+        assert!(v.to_str().unwrap().contains("Max-Age=8640000"));
+        let v = removal_cookie(&config);
+        assert!(v.to_str().unwrap().contains("Max-Age=0"));
+    }
+}

@@ -1,0 +1,120 @@
+//! [`WebError`]: what a [`Session`](super::Session) method can fail with, and the HTTP response
+//! each failure becomes. Responses never carry internal details; those go to the log.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::error::SessionError;
+
+/// A failed session operation inside a request handler.
+///
+/// Implements [`ResponseError`], so handlers can use `?`. The status codes:
+///
+/// | error | status |
+/// |---|---|
+/// | [`NoSession`](Self::NoSession) (a robot) | 403 |
+/// | `NotLoggedIn`, `SessionGone` | 409 |
+/// | `InvalidName`, `InvalidUserId` | 400 |
+/// | `ValueTooLarge`, `TooManyKeys` | 413 |
+/// | `Full`, `Unavailable` | 503 with `Retry-After` |
+/// | everything else | 500 with a generic body; the details are logged |
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebError {
+    /// The request has no session and may not get one: its User-Agent is a robot (or missing).
+    #[error("no session: this client is treated as a robot and gets no session")]
+    NoSession,
+    /// The [`SessionMiddleware`](super::SessionMiddleware) is not installed around this route.
+    #[error("SessionMiddleware is not installed: wrap the App or scope with SessionMiddleware::new(engine)")]
+    MissingMiddleware,
+    /// The engine refused or failed the operation.
+    #[error(transparent)]
+    Engine(#[from] SessionError),
+}
+
+impl WebError {
+    /// The engine error inside, if any.
+    pub fn engine(&self) -> Option<&SessionError> {
+        match self {
+            Self::Engine(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::NoSession => StatusCode::FORBIDDEN,
+            Self::MissingMiddleware => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Engine(e) => match e {
+                SessionError::NotLoggedIn | SessionError::SessionGone => StatusCode::CONFLICT,
+                SessionError::InvalidName { .. } | SessionError::InvalidUserId => StatusCode::BAD_REQUEST,
+                SessionError::ValueTooLarge { .. } | SessionError::TooManyKeys { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                SessionError::Full { .. } | SessionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        // Every body is a fixed text: engine messages can name limits, values or panics.
+        let body = match status {
+            StatusCode::FORBIDDEN => "no session: sessions are not given to robots or clients without a User-Agent",
+            StatusCode::CONFLICT => match self {
+                Self::Engine(SessionError::NotLoggedIn) => "not logged in: only a logged-in session can be persistent",
+                _ => "the session ended during this request: reload and try again",
+            },
+            StatusCode::BAD_REQUEST => "invalid session request: scope and key names must be 1 to 256 bytes",
+            StatusCode::PAYLOAD_TOO_LARGE => "session data too large",
+            StatusCode::SERVICE_UNAVAILABLE => "sessions are temporarily unavailable: try again shortly",
+            _ => "internal server error",
+        };
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            log::error!("session operation failed: {self}");
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+            log::warn!("session operation refused: {self}");
+        } else {
+            log::debug!("session operation refused: {self}");
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        response.content_type("text/plain; charset=utf-8").body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body(e: WebError) -> (StatusCode, String) {
+        let r = e.error_response();
+        let status = r.status();
+        let bytes = r.into_body().try_into_bytes().unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn statuses_and_opaque_bodies() {
+        let secret = "db password hunter2";
+        let (s, b) = body(WebError::Engine(SessionError::Panicked(secret.into())));
+        assert_eq!(s, 500);
+        assert!(!b.contains("hunter2"), "{b}");
+        let (s, b) = body(WebError::Engine(SessionError::Codec(secret.into())));
+        assert_eq!(s, 500);
+        assert!(!b.contains("hunter2"));
+        let (s, b) = body(WebError::Engine(SessionError::Unavailable(secret.into())));
+        assert_eq!(s, 503);
+        assert!(!b.contains("hunter2"));
+        assert_eq!(body(WebError::Engine(SessionError::ValueTooLarge { size: 9, limit: 8 })).0, 413);
+        assert_eq!(body(WebError::Engine(SessionError::Full { limit: 1 })).0, 503);
+        assert_eq!(body(WebError::Engine(SessionError::NotLoggedIn)).0, 409);
+        assert_eq!(body(WebError::NoSession).0, 403);
+        assert_eq!(body(WebError::MissingMiddleware).0, 500);
+    }
+}

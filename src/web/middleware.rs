@@ -1,0 +1,120 @@
+//! [`SessionMiddleware`]: connects the session cookie of each request to the engine.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::SET_COOKIE;
+use actix_web::{Error, HttpMessage};
+use futures_util::future::LocalBoxFuture;
+
+use super::session::{Context, Session};
+use crate::engine::SessionEngine;
+use crate::error::ConfigError;
+use crate::robot::RobotDetector;
+
+/// Gives every request a [`Session`](super::Session) and writes the session cookie back.
+///
+/// Per request it only parses the `Cookie` header (raw bytes, our cookie name only) and
+/// checks the ids' tags; the engine is asked nothing until a handler extracts the session.
+/// After the handler it adds a `Set-Cookie` only when the cookie changed: a new session, a
+/// rotation by login/logout, a persistence change, `destroy()`, or the daily refresh of a
+/// remember-me cookie's `Max-Age`.
+///
+/// ```no_run
+/// use actix_web::{App, HttpServer};
+/// use draco_session::{Config, SessionEngine, SessionMiddleware};
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let engine = SessionEngine::start(Config::default()).expect("session engine");
+///     let app_engine = engine.clone();
+///     HttpServer::new(move || App::new().wrap(SessionMiddleware::new(app_engine.clone())))
+///         .bind(("127.0.0.1", 8080))?
+///         .run()
+///         .await?;
+///     engine.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SessionMiddleware {
+    ctx: Arc<Context>,
+}
+
+impl SessionMiddleware {
+    /// The middleware for `engine`, with its cookie and robot settings.
+    ///
+    /// # Panics
+    /// When a `[robots]` pattern of the engine's config does not compile; use
+    /// [`try_new`](Self::try_new) to handle that as an error.
+    pub fn new(engine: SessionEngine) -> Self {
+        match Self::try_new(engine) {
+            Ok(m) => m,
+            Err(e) => panic!("SessionMiddleware: {e}"),
+        }
+    }
+
+    /// The middleware for `engine`; builds the robot detector once, here.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming a `[robots]` pattern that does not compile.
+    pub fn try_new(engine: SessionEngine) -> Result<Self, ConfigError> {
+        let robots = RobotDetector::from_config(&engine.config().robots)?;
+        Ok(Self { ctx: Arc::new(Context { engine, robots }) })
+    }
+
+    /// The engine sessions live in.
+    pub fn engine(&self) -> &SessionEngine {
+        &self.ctx.engine
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService { service: Rc::new(service), ctx: self.ctx.clone() }))
+    }
+}
+
+/// The service [`SessionMiddleware`] wraps around an app; actix-web builds it.
+#[derive(Debug)]
+pub struct SessionService<S> {
+    service: Rc<S>,
+    ctx: Arc<Context>,
+}
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let session = Session::for_request(self.ctx.clone(), req.headers());
+        req.extensions_mut().insert(session.clone());
+        let service = self.service.clone();
+        Box::pin(async move {
+            let mut response = service.call(req).await?;
+            if let Some(cookie) = session.finish().await {
+                response.response_mut().headers_mut().append(SET_COOKIE, cookie);
+            }
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,37 @@
+//! The actix-web layer: [`SessionMiddleware`] maps the session cookie to the engine, and the
+//! [`Session`] extractor gives handlers Draco's session API.
+//!
+//! ```
+//! use actix_web::{App, HttpResponse, Result, test, web};
+//! use draco_session::{Config, Session, SessionEngine, SessionMiddleware};
+//!
+//! async fn hello(session: Session) -> Result<HttpResponse> {
+//!     let visits = session.namespace("stats").increment("visits", 1).await?;
+//!     Ok(HttpResponse::Ok().body(format!("visit number {visits}")))
+//! }
+//!
+//! # actix_rt::System::new().block_on(async {
+//! let mut config = Config::default();
+//! config.session.secret = Some("an example secret of at least 32 bytes".into());
+//! config.storage.persist = false;
+//! let engine = SessionEngine::start(config).unwrap();
+//!
+//! let app = test::init_service(
+//!     App::new().wrap(SessionMiddleware::new(engine.clone())).route("/", web::get().to(hello)),
+//! )
+//! .await;
+//! let req = test::TestRequest::get().uri("/").insert_header(("user-agent", "Mozilla/5.0")).to_request();
+//! let res = test::call_service(&app, req).await;
+//! assert!(res.headers().contains_key("set-cookie")); // the first write created the session
+//! # engine.shutdown().await;
+//! # });
+//! ```
+
+mod cookie;
+mod error;
+mod middleware;
+mod session;
+
+pub use error::WebError;
+pub use middleware::{SessionMiddleware, SessionService};
+pub use session::{MaybeSession, Namespace, Session};

@@ -1,0 +1,622 @@
+//! [`Session`]: the per-request handle handlers extract, with Draco's session API.
+//!
+//! The handle is created by the middleware for every request but costs nothing until a
+//! handler extracts it: only then is the cookie's session looked up, and only a write creates
+//! one (lazy creation).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{HeaderMap, HeaderValue, USER_AGENT};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::cookie;
+use super::error::WebError;
+use crate::engine::SessionEngine;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::message::SessionInfo;
+use crate::robot::RobotDetector;
+use crate::state::DEFAULT_SCOPE;
+
+/// What one [`SessionMiddleware`](super::SessionMiddleware) shares with all its requests.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub engine: SessionEngine,
+    pub robots: RobotDetector,
+}
+
+/// The session of one request. Extract it in a handler; clones share the same state.
+///
+/// Mirrors `draco.session`: [`get`](Self::get)/[`insert`](Self::insert)/[`remove`](Self::remove)
+/// work on the default scope `__system__`, [`namespace`](Self::namespace) gives the same
+/// operations on an independent scope, and [`login`](Self::login), [`logout`](Self::logout),
+/// [`userid`](Self::userid), [`persistent`](Self::persistent) and
+/// [`set_persistent`](Self::set_persistent) manage the user.
+///
+/// A robot (see [`RobotDetector`]) without a session still gets a `Session`, but
+/// [`is_available`](Self::is_available) is `false`, reads find nothing and writes fail with
+/// [`WebError::NoSession`] (a 403, never a 5xx). [`MaybeSession`] is `None` instead.
+///
+/// The handle is `Send`: it may be held across `.await` and moved into spawned work.
+///
+/// ```
+/// use actix_web::{HttpResponse, Result};
+/// use draco_session::Session;
+///
+/// async fn visit(session: Session) -> Result<HttpResponse> {
+///     if !session.is_available() {
+///         return Ok(HttpResponse::Ok().body("hello, robot"));
+///     }
+///     let visits = session.namespace("stats").increment("visits", 1).await?;
+///     Ok(HttpResponse::Ok().body(format!("visit {visits}, user {}", session.userid())))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    state: Arc<RequestState>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let view = self.view();
+        f.debug_struct("Session")
+            .field("id", &view.current.as_ref().map(|i| i.id))
+            .field("userid", &view.current.as_ref().map_or(0, |i| i.userid))
+            .finish()
+    }
+}
+
+struct RequestState {
+    ctx: Arc<Context>,
+    user_agent: Option<HeaderValue>,
+    /// Serialises the cookie lookup and session creation of this request.
+    gate: futures_util::lock::Mutex<()>,
+    /// Never held across an `.await`.
+    view: Mutex<View>,
+}
+
+#[derive(Default)]
+struct View {
+    /// Whether the cookie's session was looked up.
+    resolved: bool,
+    /// Ids from the cookie whose tag verifies, in header order.
+    candidates: Vec<SessionId>,
+    /// The request carried a cookie with our name at all (valid or not).
+    had_cookie: bool,
+    /// What the client's cookie stands for: the live session it named and its persistence.
+    sent: Option<(SessionId, bool)>,
+    /// The session's last use before this request.
+    last_access_before: Option<SystemTime>,
+    /// The live session, with its metadata as of the last operation of this request.
+    current: Option<SessionInfo>,
+    /// The User-Agent is a robot; computed when first needed.
+    robot: Option<bool>,
+    /// The session ended under this request (rotated or destroyed by another request).
+    lost: bool,
+    /// `destroy()` was called.
+    destroyed: bool,
+    /// An engine operation of this request already counted as a use.
+    slid: bool,
+}
+
+impl Session {
+    /// The handle the middleware attaches to a request: parses the cookie, asks nobody yet.
+    pub(crate) fn for_request(ctx: Arc<Context>, headers: &HeaderMap) -> Self {
+        let mut view = View::default();
+        let name = &ctx.engine.config().cookie.name;
+        for value in cookie::values(headers, name) {
+            view.had_cookie = true;
+            if let Ok(id) = ctx.engine.parse_id(value)
+                && !view.candidates.contains(&id)
+            {
+                view.candidates.push(id);
+            }
+        }
+        let user_agent = headers.get(USER_AGENT).cloned();
+        Self {
+            state: Arc::new(RequestState {
+                ctx,
+                user_agent,
+                gate: futures_util::lock::Mutex::new(()),
+                view: Mutex::new(view),
+            }),
+        }
+    }
+
+    fn view(&self) -> MutexGuard<'_, View> {
+        // A panic while holding the guard cannot leave `View` half-updated in a harmful way.
+        self.state.view.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn engine(&self) -> &SessionEngine {
+        &self.state.ctx.engine
+    }
+
+    fn is_robot(&self) -> bool {
+        let mut view = self.view();
+        *view.robot.get_or_insert_with(|| {
+            self.state.ctx.robots.is_robot(self.state.user_agent.as_ref().map(HeaderValue::as_bytes))
+        })
+    }
+
+    /// Looks the cookie's session up, once per request. With several cookies of our name the
+    /// first one naming a live session wins.
+    async fn resolve(&self) -> Result<(), WebError> {
+        if self.view().resolved {
+            return Ok(());
+        }
+        let _gate = self.state.gate.lock().await;
+        let candidates = {
+            let mut view = self.view();
+            if view.resolved {
+                return Ok(());
+            }
+            std::mem::take(&mut view.candidates)
+        };
+        let mut found = None;
+        for id in candidates {
+            match self.engine().info(&id).await {
+                Ok(info) => {
+                    found = Some(info);
+                    break;
+                }
+                Err(SessionError::SessionGone | SessionError::InvalidId) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut view = self.view();
+        view.sent = found.as_ref().map(|i| (i.id, i.persistent));
+        view.last_access_before = found.as_ref().map(|i| i.last_access);
+        view.current = found;
+        view.resolved = true;
+        Ok(())
+    }
+
+    /// The live session's id, without creating one.
+    async fn live_id(&self) -> Result<Option<SessionId>, WebError> {
+        self.resolve().await?;
+        Ok(self.view().current.as_ref().map(|i| i.id))
+    }
+
+    /// The live session's id, creating the session when there is none (the lazy creation).
+    async fn ensure(&self) -> Result<SessionId, WebError> {
+        if let Some(id) = self.live_id().await? {
+            return Ok(id);
+        }
+        let _gate = self.state.gate.lock().await;
+        {
+            let view = self.view();
+            if let Some(info) = &view.current {
+                return Ok(info.id);
+            }
+            if view.lost {
+                // Another request rotated or destroyed this client's session: making a new
+                // one here would overwrite the cookie that request just set.
+                return Err(SessionError::SessionGone.into());
+            }
+        }
+        if self.is_robot() {
+            return Err(WebError::NoSession);
+        }
+        let info = self.engine().create().await?;
+        let id = info.id;
+        let mut view = self.view();
+        view.current = Some(info);
+        view.slid = true;
+        Ok(id)
+    }
+
+    /// Records a successful operation on `id`, with the metadata it answered if any.
+    fn used(&self, id: SessionId, info: Option<SessionInfo>) {
+        let mut view = self.view();
+        view.slid = true;
+        if let Some(info) = info
+            && view.current.as_ref().is_some_and(|c| c.id == id)
+        {
+            view.current = Some(info);
+        }
+    }
+
+    /// Turns an engine error on `id` into a web error; a session that is gone is forgotten.
+    fn failed(&self, id: SessionId, e: SessionError) -> WebError {
+        if matches!(e, SessionError::SessionGone | SessionError::InvalidId) {
+            let mut view = self.view();
+            if view.current.as_ref().is_some_and(|c| c.id == id) {
+                view.current = None;
+                view.lost = true;
+            }
+            return SessionError::SessionGone.into();
+        }
+        e.into()
+    }
+
+    /// For reads: a session that is gone reads as empty; other errors stay errors.
+    fn read_failed(&self, id: SessionId, e: SessionError) -> Result<(), WebError> {
+        match self.failed(id, e) {
+            WebError::Engine(SessionError::SessionGone) => Ok(()),
+            other => Err(other),
+        }
+    }
+
+    /// Whether this request has a session or may get one: `false` only for a robot (or a
+    /// missing User-Agent) without a valid session. Draco's `if session:`.
+    pub fn is_available(&self) -> bool {
+        self.view().current.is_some() || !self.is_robot()
+    }
+
+    /// The session's id; `None` while there is no session (nothing written yet, or a robot).
+    pub fn id(&self) -> Option<SessionId> {
+        self.view().current.as_ref().map(|i| i.id)
+    }
+
+    /// The logged-in user id; 0 when anonymous or without a session.
+    ///
+    /// As of the cookie lookup and this request's own login/logout.
+    pub fn userid(&self) -> u64 {
+        self.view().current.as_ref().map_or(0, |i| i.userid)
+    }
+
+    /// Whether this is a remember-me session; `false` without a session.
+    pub fn persistent(&self) -> bool {
+        self.view().current.as_ref().is_some_and(|i| i.persistent)
+    }
+
+    /// The same operations on the independent scope `scope` (Draco's `namespace(scope)`).
+    pub fn namespace(&self, scope: &str) -> Namespace {
+        Namespace { session: self.clone(), scope: scope.to_owned() }
+    }
+
+    fn system(&self) -> Namespace {
+        self.namespace(DEFAULT_SCOPE)
+    }
+
+    /// Reads `key` of the default scope as a `T`; `None` when absent or without a session.
+    ///
+    /// # Errors
+    /// See [`Namespace::get`].
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
+        self.system().get(key).await
+    }
+
+    /// Stores `value` under `key` of the default scope, creating the session if needed.
+    ///
+    /// # Errors
+    /// See [`Namespace::insert`].
+    pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
+        self.system().insert(key, value).await
+    }
+
+    /// Removes `key` of the default scope; whether it was there.
+    ///
+    /// # Errors
+    /// See [`Namespace::remove`].
+    pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
+        self.system().remove(key).await
+    }
+
+    /// Atomically replaces `key` of the default scope with `f(current)`; answers the new value.
+    ///
+    /// # Errors
+    /// See [`Namespace::update`].
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, WebError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(Option<T>) -> T + Send + 'static,
+    {
+        self.system().update(key, f).await
+    }
+
+    /// Atomically adds `by` to the counter `key` of the default scope; answers the new value.
+    ///
+    /// # Errors
+    /// See [`Namespace::increment`].
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
+        self.system().increment(key, by).await
+    }
+
+    /// The keys of the default scope, sorted.
+    ///
+    /// # Errors
+    /// See [`Namespace::keys`].
+    pub async fn keys(&self) -> Result<Vec<String>, WebError> {
+        self.system().keys().await
+    }
+
+    /// Removes every key of the default scope.
+    ///
+    /// # Errors
+    /// See [`Namespace::clear`].
+    pub async fn clear(&self) -> Result<(), WebError> {
+        self.system().clear().await
+    }
+
+    /// Removes every key of every scope; user id and persistence stay.
+    ///
+    /// # Errors
+    /// [`WebError::Engine`] when the engine fails.
+    pub async fn clear_all(&self) -> Result<(), WebError> {
+        let Some(id) = self.live_id().await? else { return Ok(()) };
+        self.engine().clear(&id, None).await.map(|()| self.used(id, None)).map_err(|e| self.failed(id, e))
+    }
+
+    /// Logs `userid` in (Draco's `login(userid)`), creating the session if needed. The id
+    /// rotates and the data stays, so a fixated id is worthless; the new cookie is sent.
+    ///
+    /// # Errors
+    /// [`WebError::NoSession`] for a robot; `InvalidUserId` for 0; `SessionGone` (409) when
+    /// another request ended the session meanwhile; `Full`/`Unavailable` (503).
+    pub async fn login(&self, userid: u64) -> Result<(), WebError> {
+        let id = self.ensure().await?;
+        self.engine().login(&id, userid).await.map(|info| self.used(id, Some(info))).map_err(|e| self.failed(id, e))
+    }
+
+    /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept.
+    /// Without a session it does nothing.
+    ///
+    /// # Errors
+    /// `SessionGone` (409) when another request ended the session meanwhile; `Unavailable`.
+    pub async fn logout(&self) -> Result<(), WebError> {
+        let Some(id) = self.live_id().await? else { return Ok(()) };
+        self.engine().logout(&id).await.map(|info| self.used(id, Some(info))).map_err(|e| self.failed(id, e))
+    }
+
+    /// Makes the session persistent ("remember me": the cookie gets a `Max-Age` of
+    /// `session.persistent_ttl`) or volatile again (Draco's `setPersistent(p)`).
+    ///
+    /// # Errors
+    /// `NotLoggedIn` (409) for `true` on an anonymous session or without a session;
+    /// `SessionGone` (409); `Unavailable` (503).
+    pub async fn set_persistent(&self, persistent: bool) -> Result<(), WebError> {
+        let Some(id) = self.live_id().await? else {
+            return if persistent { Err(SessionError::NotLoggedIn.into()) } else { Ok(()) };
+        };
+        self.engine()
+            .set_persistent(&id, persistent)
+            .await
+            .map(|info| self.used(id, Some(info)))
+            .map_err(|e| self.failed(id, e))
+    }
+
+    /// Ends the session and tells the browser to drop the cookie; whether a session existed.
+    /// A later write in the same request starts a new session.
+    ///
+    /// # Errors
+    /// [`WebError::Engine`] with `Unavailable` when the engine is stopped.
+    pub async fn destroy(&self) -> Result<bool, WebError> {
+        let live = self.live_id().await?;
+        let existed = match live {
+            Some(id) => self.engine().destroy(&id).await.map_err(|e| self.failed(id, e))?,
+            None => false,
+        };
+        let mut view = self.view();
+        view.current = None;
+        view.lost = false;
+        view.destroyed = true;
+        Ok(existed)
+    }
+
+    /// After the handler: the `Set-Cookie` this response needs, if the cookie changed.
+    ///
+    /// An unchanged cookie is sent again only to refresh a persistent cookie's `Max-Age`, on
+    /// the session's first use in a UTC calendar day: the day of the engine's `last_access`
+    /// before this request differs from the day of this request's use. So a remember-me
+    /// cookie is renewed at most once a day and never lags its session by more than a day.
+    pub(crate) async fn finish(&self) -> Option<HeaderValue> {
+        let (current, sent, before, destroyed, had_cookie, slid) = {
+            let view = self.view();
+            if !view.resolved {
+                return None;
+            }
+            (view.current.clone(), view.sent, view.last_access_before, view.destroyed, view.had_cookie, view.slid)
+        };
+        let config = &self.engine().config().cookie;
+        let Some(info) = current else {
+            return (destroyed && had_cookie).then(|| cookie::removal_cookie(config));
+        };
+        if sent != Some((info.id, info.persistent)) {
+            return Some(self.cookie_for(&info));
+        }
+        if !info.persistent && slid {
+            return None;
+        }
+        // Every request that looked at its session counts as a use of it.
+        let now = self.engine().touch(&info.id).await.ok()?;
+        let due = now.persistent && before.is_some_and(|b| utc_day(b) != utc_day(now.last_access));
+        due.then(|| self.cookie_for(&now))
+    }
+
+    fn cookie_for(&self, info: &SessionInfo) -> HeaderValue {
+        let config = self.engine().config();
+        let max_age = info.persistent.then(|| {
+            // Equal to `persistent_ttl`, unless an absolute cap ends the session sooner.
+            let left = info.expires.duration_since(info.last_access).unwrap_or_default();
+            left.min(config.session.persistent_ttl)
+        });
+        cookie::set_cookie(&config.cookie, &info.id, max_age)
+    }
+}
+
+fn utc_day(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400)
+}
+
+impl FromRequest for Session {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = req.extensions().get::<Session>().cloned();
+        Box::pin(async move {
+            let session = session.ok_or(WebError::MissingMiddleware)?;
+            session.resolve().await?;
+            Ok(session)
+        })
+    }
+}
+
+/// Extracts `Some(session)`, or `None` for a robot without a session: Draco's `if session:`.
+///
+/// actix-web's `Option<T>` extractor is `None` only when `T` fails to extract, and a
+/// [`Session`] always extracts (a robot must still be served), so this wrapper stands in for
+/// `Option<Session>`.
+///
+/// ```
+/// use draco_session::MaybeSession;
+///
+/// async fn page(MaybeSession(session): MaybeSession) -> String {
+///     match session {
+///         Some(s) => format!("user {}", s.userid()),
+///         None => "no session for robots".into(),
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MaybeSession(pub Option<Session>);
+
+impl MaybeSession {
+    /// The session, if available.
+    pub fn into_inner(self) -> Option<Session> {
+        self.0
+    }
+}
+
+impl FromRequest for MaybeSession {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = Session::from_request(req, payload);
+        Box::pin(async move {
+            let session = session.await?;
+            Ok(MaybeSession(session.is_available().then_some(session)))
+        })
+    }
+}
+
+/// One scope of a [`Session`] (Draco's `namespace(scope)`): the same operations, on keys
+/// independent of every other scope. Cheap to clone; `Send`.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    session: Session,
+    scope: String,
+}
+
+impl Namespace {
+    /// The scope's name.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Reads `key` as a `T`; `None` when absent or without a session. Never creates a session.
+    ///
+    /// # Errors
+    /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
+    /// is not a `T`; `Unavailable` (503).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
+        let s = &self.session;
+        let Some(id) = s.live_id().await? else { return Ok(None) };
+        match s.engine().get(&id, &self.scope, key).await {
+            Ok(value) => {
+                s.used(id, None);
+                Ok(value)
+            }
+            Err(e) => s.read_failed(id, e).map(|()| None),
+        }
+    }
+
+    /// Stores `value` under `key`, creating the session if needed.
+    ///
+    /// # Errors
+    /// [`WebError::NoSession`] (403) for a robot; `ValueTooLarge`/`TooManyKeys` (413);
+    /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
+    /// meanwhile; `Full`/`Unavailable` (503).
+    pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
+        let s = &self.session;
+        let id = s.ensure().await?;
+        s.engine().insert(&id, &self.scope, key, value).await.map(|()| s.used(id, None)).map_err(|e| s.failed(id, e))
+    }
+
+    /// Removes `key`; whether it was there. Never creates a session.
+    ///
+    /// # Errors
+    /// `InvalidName` (400); `Unavailable` (503).
+    pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
+        let s = &self.session;
+        let Some(id) = s.live_id().await? else { return Ok(false) };
+        match s.engine().remove(&id, &self.scope, key).await {
+            Ok(existed) => {
+                s.used(id, None);
+                Ok(existed)
+            }
+            Err(e) => s.read_failed(id, e).map(|()| false),
+        }
+    }
+
+    /// Atomically replaces `key` with `f(current)` inside the engine, creating the session if
+    /// needed: concurrent requests never lose each other's updates. Answers the new value.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); also `Codec` (500) when the stored value is not a `T` and
+    /// `Panicked` (500) when `f` panics (the session is unchanged).
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, WebError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(Option<T>) -> T + Send + 'static,
+    {
+        let s = &self.session;
+        let id = s.ensure().await?;
+        match s.engine().update(&id, &self.scope, key, f).await {
+            Ok(value) => {
+                s.used(id, None);
+                Ok(value)
+            }
+            Err(e) => Err(s.failed(id, e)),
+        }
+    }
+
+    /// Atomically adds `by` to the integer under `key` (absent counts as 0), creating the
+    /// session if needed; answers the new value.
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
+        self.update(key, move |n: Option<i64>| n.unwrap_or(0).saturating_add(by)).await
+    }
+
+    /// The keys of this scope, sorted; empty without a session.
+    ///
+    /// # Errors
+    /// `InvalidName` (400); `Unavailable` (503).
+    pub async fn keys(&self) -> Result<Vec<String>, WebError> {
+        let s = &self.session;
+        let Some(id) = s.live_id().await? else { return Ok(Vec::new()) };
+        match s.engine().keys(&id, &self.scope).await {
+            Ok(keys) => {
+                s.used(id, None);
+                Ok(keys)
+            }
+            Err(e) => s.read_failed(id, e).map(|()| Vec::new()),
+        }
+    }
+
+    /// Removes every key of this scope.
+    ///
+    /// # Errors
+    /// `InvalidName` (400); `Unavailable` (503).
+    pub async fn clear(&self) -> Result<(), WebError> {
+        let s = &self.session;
+        let Some(id) = s.live_id().await? else { return Ok(()) };
+        match s.engine().clear(&id, Some(&self.scope)).await {
+            Ok(()) => {
+                s.used(id, None);
+                Ok(())
+            }
+            Err(e) => s.read_failed(id, e),
+        }
+    }
+}
