@@ -130,6 +130,12 @@ impl SessionEngine {
         &self.inner.supervisor
     }
 
+    /// Shard → worker routing, for tests that stop a worker on purpose.
+    #[cfg(test)]
+    pub(crate) fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
     /// Parses and verifies an id (e.g. from a cookie).
     ///
     /// # Errors

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::config::RobotsConfig;
 use crate::error::ConfigError;
@@ -135,10 +135,12 @@ pub struct RobotDetector {
 
 #[derive(Debug)]
 struct Inner {
-    /// The built-in rules, in [`RULES`] order.
-    builtin: RegexSet,
-    /// Per built-in rule, the exception that turns its match back into a person.
-    unless: Vec<Option<RegexSet>>,
+    /// Every built-in rule: one scan clears most people.
+    any: RegexSet,
+    /// The built-in rules without an exception.
+    plain: RegexSet,
+    /// The built-in rules with an exception, each with the exception.
+    excepted: Vec<(Regex, Regex)>,
     /// Configured `robots.extra` patterns; `None` when there are none.
     extra: Option<RegexSet>,
     /// Configured `robots.allow` patterns; `None` when there are none.
@@ -184,9 +186,10 @@ impl RobotDetector {
         if !config.detect {
             return Ok(Self { inner: None });
         }
-        let builtin = builtin_set(RULES.iter().map(|r| r.robot));
-        let unless = RULES.iter().map(|r| r.unless.map(|p| builtin_set([p]))).collect();
-        Ok(Self { inner: Some(Arc::new(Inner { builtin, unless, extra, allow })) })
+        let any = builtin_set(RULES.iter().map(|r| r.robot));
+        let plain = builtin_set(RULES.iter().filter(|r| r.unless.is_none()).map(|r| r.robot));
+        let excepted = RULES.iter().filter_map(|r| Some((builtin(r.robot), builtin(r.unless?)))).collect();
+        Ok(Self { inner: Some(Arc::new(Inner { any, plain, excepted, extra, allow })) })
     }
 
     /// Whether `user_agent` (the raw header; `None` when missing) is a robot.
@@ -203,14 +206,13 @@ impl RobotDetector {
         if ua.iter().all(u8::is_ascii_whitespace) || inner.extra.as_ref().is_some_and(|extra| extra.is_match(ua)) {
             return true;
         }
-        // Most User-Agents match no rule, and one scan says so. Only a match pays for finding
-        // which rules fired and checking their exceptions.
-        inner.builtin.is_match(ua)
-            && inner
-                .builtin
-                .matches(ua)
-                .iter()
-                .any(|i| inner.unless[i].as_ref().is_none_or(|person| !person.is_match(ua)))
+        // Most User-Agents match no rule, and one scan says so. Only a match pays for telling
+        // whether a rule without exception matched, or a rule whose exception does not match.
+        // (`RegexSet::matches` would say which rules fired in one call, but overlapping search
+        // is far slower than these few early-exit scans.)
+        inner.any.is_match(ua)
+            && (inner.plain.is_match(ua)
+                || inner.excepted.iter().any(|(robot, person)| robot.is_match(ua) && !person.is_match(ua)))
     }
 }
 
@@ -221,6 +223,15 @@ fn builtin_set<'a>(patterns: impl IntoIterator<Item = &'a str>) -> RegexSet {
         .unicode(false)
         .build()
         .unwrap_or_else(|e| panic!("built-in robot rules must compile: {e}"))
+}
+
+/// Compiles one built-in pattern, like [`builtin_set`].
+fn builtin(pattern: &str) -> Regex {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .unicode(false)
+        .build()
+        .unwrap_or_else(|e| panic!("built-in robot rule {pattern:?} must compile: {e}"))
 }
 
 /// Compiles configured patterns (case-insensitive), one by one first so an error names the
@@ -432,9 +443,9 @@ mod tests {
     #[test]
     fn every_rule_and_exception_compiles() {
         for rule in RULES {
-            builtin_set([rule.robot]);
+            builtin(rule.robot);
             if let Some(person) = rule.unless {
-                builtin_set([person]);
+                builtin(person);
             }
         }
         assert!(RULES.len() < 64, "keep the rule set small enough to read");

@@ -284,3 +284,39 @@ impl Handler<Stats> for Supervisor {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Config, SessionEngine, SessionError};
+
+    #[actix_rt::test]
+    async fn a_restarted_worker_reloads_its_last_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::default();
+        c.session.secret = Some("supervisor test secret, at least 32 bytes".into());
+        c.session.shards = 2;
+        c.storage.dir = dir.path().to_owned();
+        let e = SessionEngine::start(c).unwrap();
+        let id = e.create().await.unwrap().id;
+        e.insert(&id, "a", "b", &1).await.unwrap();
+        assert_eq!(e.snapshot().await.unwrap(), 1);
+        // A worker that stops on its own is restarted like one that crashed.
+        let shard = id.shard(2);
+        e.router().get(shard).send(super::FinalSnapshot).await.unwrap();
+        let mut waited = Duration::ZERO;
+        let value = loop {
+            match e.get::<i32>(&id, "a", "b").await {
+                Err(SessionError::Unavailable(_)) if waited < Duration::from_secs(10) => {
+                    actix_rt::time::sleep(Duration::from_millis(20)).await;
+                    waited += Duration::from_millis(20);
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(value, Ok(Some(1)));
+        assert_eq!(e.stats().await.unwrap().shards[shard].restarts, 1);
+        e.shutdown().await;
+    }
+}

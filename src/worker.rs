@@ -578,7 +578,7 @@ impl Handler<Set> for Worker {
     fn handle(&mut self, msg: Set, _: &mut Context<Self>) -> Self::Result {
         self.guarded(|w| {
             let limits = w.shared.limits.clone();
-            w.live(&msg.id, true)?.state.set(&msg.scope, &msg.key, msg.value, &limits)?;
+            w.live(&msg.id, true)?.state.set(&msg.scope, &msg.key, &msg.value, &limits)?;
             w.wrote(&msg.id);
             Ok(())
         })
@@ -624,7 +624,7 @@ impl Handler<Update> for Worker {
             // session is untouched.
             let new = f(slot.state.get(&scope, &key))?;
             match &new {
-                Some(value) => slot.state.set(&scope, &key, value.clone(), &limits)?,
+                Some(value) => slot.state.set(&scope, &key, value, &limits)?,
                 None => {
                     slot.state.remove(&scope, &key);
                 }

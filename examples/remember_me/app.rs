@@ -1,0 +1,369 @@
+//! The remember-me demo's routes: the HTML page and forms, and the JSON API.
+//!
+//! Shared by `main.rs` and the HTTP tests (`tests/http.rs` includes this file), so the tests
+//! exercise exactly what the demo serves.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::{HttpResponse, error, web};
+use draco_session::{Session, SessionError, WebError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Demo users: name, password, user id.
+const USERS: [(&str, &str, u64); 2] = [("alice", "wonderland", 1), ("bob", "builder", 2)];
+
+/// Registers every route. `max_value_bytes` is the engine's `limits.max_value_bytes`: JSON
+/// bodies somewhat larger still reach the engine (and get its 413), much larger ones are cut
+/// off by the JSON reader (also a 413).
+pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_value_bytes.saturating_add(4096))
+            .content_type_required(false)
+            .error_handler(|e, _| json_error(&e)),
+    )
+    .app_data(web::FormConfig::default().limit(4096).error_handler(|e, _| {
+        log::debug!("bad form: {e}");
+        error::InternalError::from_response(e, problem(StatusCode::BAD_REQUEST, "malformed form")).into()
+    }))
+    .route("/", web::get().to(page))
+    .route("/login", web::post().to(form_login))
+    .route("/logout", web::post().to(form_logout))
+    .route("/api/session", web::get().to(api_session))
+    .route("/api/login", web::post().to(api_login))
+    .route("/api/logout", web::post().to(api_logout))
+    .route("/api/persistent", web::post().to(api_persistent))
+    .route("/api/incr/{name}", web::post().to(api_incr))
+    .route("/api/ns/{scope}/{key}", web::put().to(ns_put))
+    .route("/api/ns/{scope}/{key}", web::get().to(ns_get))
+    .route("/api/ns/{scope}/{key}", web::delete().to(ns_delete));
+}
+
+fn json_error(e: &error::JsonPayloadError) -> error::Error {
+    let status = match e {
+        error::JsonPayloadError::Overflow { .. } | error::JsonPayloadError::OverflowKnownLength { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    log::debug!("bad JSON body: {e}");
+    let message = if status == StatusCode::BAD_REQUEST { "malformed JSON body" } else { "body too large" };
+    error::InternalError::from_response(e.to_string(), problem(status, message)).into()
+}
+
+fn problem(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}
+
+/// The user id for these credentials. Every user is compared, and by BLAKE3 digest with
+/// `blake3::Hash`'s constant-time equality, so timing tells nothing about names or passwords.
+fn authenticate(username: &str, password: &str) -> Option<u64> {
+    let name = blake3::hash(username.as_bytes());
+    let pass = blake3::hash(password.as_bytes());
+    let mut found = 0;
+    for (user, secret, id) in USERS {
+        let ok = (blake3::hash(user.as_bytes()) == name) & (blake3::hash(secret.as_bytes()) == pass);
+        found |= id * u64::from(ok);
+    }
+    (found != 0).then_some(found)
+}
+
+fn user_name(userid: u64) -> Option<&'static str> {
+    USERS.iter().find(|u| u.2 == userid).map(|u| u.0)
+}
+
+/// The object most API routes answer.
+#[derive(Serialize)]
+struct SessionView {
+    available: bool,
+    session_id: Option<String>,
+    userid: u64,
+    persistent: bool,
+    visits: i64,
+}
+
+impl SessionView {
+    fn of(session: &Session, visits: i64) -> Self {
+        Self {
+            available: session.is_available(),
+            session_id: session.id().map(|id| id.to_string()),
+            userid: session.userid(),
+            persistent: session.persistent(),
+            visits,
+        }
+    }
+}
+
+async fn visits(session: &Session) -> Result<i64, WebError> {
+    Ok(session.namespace("stats").get::<i64>("visits").await?.unwrap_or(0))
+}
+
+/// Counts this visit; a robot has no session to count in.
+async fn count_visit(session: &Session) -> Result<i64, WebError> {
+    if !session.is_available() {
+        return Ok(0);
+    }
+    session.namespace("stats").increment("visits", 1).await
+}
+
+fn see_other(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((LOCATION, to)).finish()
+}
+
+// ----- the JSON API -----
+
+async fn api_session(session: Session) -> Result<HttpResponse, WebError> {
+    let visits = count_visit(&session).await?;
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+    #[serde(default)]
+    remember: bool,
+}
+
+async fn api_login(session: Session, body: web::Json<Credentials>) -> Result<HttpResponse, WebError> {
+    let Some(userid) = authenticate(&body.username, &body.password) else {
+        return Ok(problem(StatusCode::UNAUTHORIZED, "wrong user name or password"));
+    };
+    if session.is_available() {
+        session.login(userid).await?;
+        session.set_persistent(body.remember).await?;
+    }
+    let visits = visits(&session).await?;
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+}
+
+async fn api_logout(session: Session) -> Result<HttpResponse, WebError> {
+    session.logout().await?;
+    let visits = visits(&session).await?;
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+}
+
+#[derive(Deserialize)]
+struct Persistence {
+    persistent: bool,
+}
+
+async fn api_persistent(session: Session, body: web::Json<Persistence>) -> Result<HttpResponse, WebError> {
+    if session.is_available() {
+        match session.set_persistent(body.persistent).await {
+            Err(e) if e.engine() == Some(&SessionError::NotLoggedIn) => {
+                return Ok(problem(StatusCode::CONFLICT, "not logged in: only a logged-in session can be persistent"));
+            }
+            other => other?,
+        }
+    }
+    let visits = visits(&session).await?;
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+}
+
+async fn api_incr(session: Session, name: web::Path<String>) -> Result<HttpResponse, WebError> {
+    if !session.is_available() {
+        return Ok(HttpResponse::Ok().json(json!({ "available": false, "value": null })));
+    }
+    let value = session.namespace("counters").increment(&name, 1).await?;
+    Ok(HttpResponse::Ok().json(json!({ "available": true, "value": value })))
+}
+
+fn robot_answer() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "available": false }))
+}
+
+async fn ns_put(
+    session: Session,
+    path: web::Path<(String, String)>,
+    value: web::Json<Value>,
+) -> Result<HttpResponse, WebError> {
+    if !session.is_available() {
+        return Ok(robot_answer());
+    }
+    let (scope, key) = path.into_inner();
+    session.namespace(&scope).insert(&key, &*value).await?;
+    Ok(HttpResponse::Ok().json(json!({ "available": true, "value": value.into_inner() })))
+}
+
+async fn ns_get(session: Session, path: web::Path<(String, String)>) -> Result<HttpResponse, WebError> {
+    if !session.is_available() {
+        return Ok(robot_answer());
+    }
+    let (scope, key) = path.into_inner();
+    Ok(match session.namespace(&scope).get::<Value>(&key).await? {
+        Some(value) => HttpResponse::Ok().json(json!({ "available": true, "value": value })),
+        None => problem(StatusCode::NOT_FOUND, "no such key"),
+    })
+}
+
+async fn ns_delete(session: Session, path: web::Path<(String, String)>) -> Result<HttpResponse, WebError> {
+    if !session.is_available() {
+        return Ok(robot_answer());
+    }
+    let (scope, key) = path.into_inner();
+    Ok(if session.namespace(&scope).remove(&key).await? {
+        HttpResponse::Ok().json(json!({ "available": true, "removed": true }))
+    } else {
+        problem(StatusCode::NOT_FOUND, "no such key")
+    })
+}
+
+// ----- the HTML page and its forms (no JavaScript needed) -----
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    /// Present (as "on") only when the box is ticked.
+    remember: Option<String>,
+}
+
+async fn form_login(session: Session, form: web::Form<LoginForm>) -> Result<HttpResponse, WebError> {
+    let Some(userid) = authenticate(&form.username, &form.password) else {
+        return Ok(see_other("/?login=failed"));
+    };
+    if session.is_available() {
+        session.login(userid).await?;
+        session.set_persistent(form.remember.is_some()).await?;
+    }
+    Ok(see_other("/"))
+}
+
+async fn form_logout(session: Session) -> Result<HttpResponse, WebError> {
+    session.logout().await?;
+    Ok(see_other("/"))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    login: Option<String>,
+}
+
+async fn page(session: Session, query: web::Query<PageQuery>) -> Result<HttpResponse, WebError> {
+    let visits = count_visit(&session).await?;
+    let failed = query.login.as_deref() == Some("failed");
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(render(&session, visits, failed)))
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn render(session: &Session, visits: i64, failed: bool) -> String {
+    let available = session.is_available();
+    let userid = session.userid();
+    let id = session.id().map_or_else(|| "(none yet)".to_owned(), |id| id.to_string());
+    let who = match user_name(userid) {
+        Some(name) => format!("{} (user id {userid})", escape(name)),
+        None => format!("nobody (user id {userid})"),
+    };
+    let remembered = if session.persistent() {
+        "yes: the cookie outlives the browser (Max-Age)"
+    } else {
+        "no: the cookie ends with the browser"
+    };
+    let notice = if !available {
+        "<p class=\"warn\">Your browser was taken for a robot (its User-Agent is a crawler, a \
+         script or missing), so it gets no session and no cookie.</p>"
+    } else if failed {
+        "<p class=\"warn\" role=\"alert\">Wrong user name or password.</p>"
+    } else {
+        ""
+    };
+    let action = if userid == 0 {
+        r#"<form method="post" action="/login" class="card">
+  <h2>Log in</h2>
+  <label>User name <input name="username" autocomplete="username" required></label>
+  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+  <label class="check"><input type="checkbox" name="remember" id="remember"> Remember me</label>
+  <button type="submit" id="login">Log in</button>
+  <p class="hint">Try <b>alice</b> / <b>wonderland</b> or <b>bob</b> / <b>builder</b>.</p>
+</form>"#
+    } else {
+        r#"<form method="post" action="/logout" class="card">
+  <h2>Log out</h2>
+  <p>Logging out keeps your visit counter but forgets who you are and rotates the session id.</p>
+  <button type="submit" id="logout">Log out</button>
+</form>"#
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>draco-session: remember me</title>
+<style>
+  body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; color: #1d1d1f; background: #f6f6f8; }}
+  h1 {{ font-size: 1.6rem; margin-bottom: .2rem; }}
+  .sub {{ color: #555; margin-top: 0; }}
+  .card {{ background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: 1rem 1.25rem; margin: 1rem 0; }}
+  h2 {{ font-size: 1.15rem; margin: 0 0 .6rem; }}
+  table {{ border-collapse: collapse; width: 100%; }}
+  th {{ text-align: left; font-weight: 600; padding: .3rem 1rem .3rem 0; white-space: nowrap; vertical-align: top; }}
+  td {{ padding: .3rem 0; word-break: break-all; }}
+  code {{ font-size: .9rem; background: #eef; padding: .1rem .3rem; border-radius: 4px; }}
+  label {{ display: block; margin: .5rem 0; }}
+  input[name] {{ display: block; width: 100%; max-width: 20rem; padding: .4rem; font: inherit; }}
+  label.check input {{ display: inline; width: auto; }}
+  button {{ font: inherit; padding: .45rem 1.2rem; border-radius: 6px; border: 1px solid #345; background: #2b5797; color: #fff; cursor: pointer; }}
+  .hint {{ color: #555; font-size: .9rem; }}
+  .warn {{ background: #fff4e5; border: 1px solid #f0b46c; border-radius: 6px; padding: .6rem .9rem; }}
+</style>
+</head>
+<body>
+<h1>Remember me</h1>
+<p class="sub">A demo of <b>draco-session</b>: Draco's session API on actix-web.</p>
+{notice}
+<section class="card">
+  <h2>Your session</h2>
+  <table>
+    <tr><th>Visits</th><td id="visits">{visits}</td></tr>
+    <tr><th>Logged in as</th><td id="user">{who}</td></tr>
+    <tr><th>Remembered</th><td id="persistent">{remembered}</td></tr>
+    <tr><th>Session id</th><td><code id="session-id">{id}</code></td></tr>
+  </table>
+</section>
+{action}
+<p class="hint">The same data as JSON: <a href="/api/session">/api/session</a> (it counts a visit too).</p>
+</body>
+</html>
+"#,
+        id = escape(&id),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+
+    #[test]
+    fn demo_users() {
+        assert_eq!(authenticate("alice", "wonderland"), Some(1));
+        assert_eq!(authenticate("bob", "builder"), Some(2));
+        assert_eq!(authenticate("alice", "builder"), None);
+        assert_eq!(authenticate("", ""), None);
+    }
+}

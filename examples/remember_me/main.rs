@@ -1,0 +1,139 @@
+//! # The remember-me demo
+//!
+//! ```text
+//! cargo run --release --example remember_me [-- --bind 127.0.0.1:8080] [--config config.toml]
+//! ```
+//!
+//! Then open <http://127.0.0.1:8080/>: a page with a login form (user name, password and a
+//! "remember me" box), a visit counter, the session id, user id and persistence, and a logout
+//! button. It works with JavaScript off: plain HTML forms post to `/login` and `/logout` and
+//! are sent back to `/` with a 303. Demo users: `alice`/`wonderland` (user id 1) and
+//! `bob`/`builder` (user id 2). Log in with "remember me", quit the browser, come back: still
+//! logged in. Without it, quitting the browser logs you out.
+//!
+//! A small JSON API mirrors the page, for tests and load generators:
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /api/session` | counts a visit in scope `stats`; `{"available","session_id","userid","persistent","visits"}` |
+//! | `POST /api/login` `{"username","password","remember"}` | login, then `set_persistent(remember)`; 401 on bad credentials |
+//! | `POST /api/logout` | logout |
+//! | `POST /api/persistent` `{"persistent": bool}` | `set_persistent`; 409 when not logged in |
+//! | `POST /api/incr/{name}` | atomic increment in scope `counters`; `{"value": n}` |
+//! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent |
+//!
+//! A robot (a crawler, a script such as curl, or no User-Agent) gets every answer with
+//! `"available": false` and never a cookie.
+//!
+//! ## Configuration
+//!
+//! `--config PATH`, else the file named by `$DRACO_SESSION_CONFIG`, else the defaults (see
+//! `config.toml`). `--bind ADDR` defaults to `127.0.0.1:8080`.
+//!
+//! `cookie.secure` defaults to `true`, but this demo serves plain `http://`, where browsers
+//! refuse or drop `Secure` cookies (some make an exception for `localhost` only). So **when no
+//! config file is given, the demo turns `cookie.secure` off** and logs a warning saying so;
+//! with a config file the file decides (and a warning reminds you when it says `secure = true`).
+//! In production, serve HTTPS (or a TLS proxy) and keep `secure = true`.
+//!
+//! Without a config file, sessions and the id key live in `./data` (`storage.dir`).
+//!
+//! Stop with Ctrl-C or SIGTERM: the server drains, then the engine shuts down (writing its
+//! final snapshot when persistence is on).
+
+mod app;
+
+use std::net::SocketAddr;
+
+use actix_web::{App, HttpServer};
+use draco_session::{CONFIG_ENV, Config, SessionEngine, SessionMiddleware};
+
+struct Args {
+    config: Option<String>,
+    bind: SocketAddr,
+}
+
+const USAGE: &str = "usage: remember_me [--config PATH] [--bind ADDR]   (ADDR defaults to 127.0.0.1:8080)";
+
+fn fail(message: &str) -> ! {
+    eprintln!("remember_me: {message}");
+    std::process::exit(2);
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { config: None, bind: SocketAddr::from(([127, 0, 0, 1], 8080)) };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value =
+            || inline.clone().or_else(|| it.next()).unwrap_or_else(|| fail(&format!("{flag} needs a value\n{USAGE}")));
+        match flag.as_str() {
+            "--config" => args.config = Some(value()),
+            "--bind" => {
+                let text = value();
+                args.bind = text.parse().unwrap_or_else(|e| fail(&format!("--bind {text:?}: {e}")));
+            }
+            "-h" | "--help" => {
+                println!(
+                    "{USAGE}\nconfig also from ${CONFIG_ENV}; without one the defaults are used, with cookie.secure off"
+                );
+                std::process::exit(0);
+            }
+            other => fail(&format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    args
+}
+
+fn load_config(args: &Args) -> Config {
+    let path = args.config.clone().or_else(|| std::env::var(CONFIG_ENV).ok().filter(|p| !p.is_empty()));
+    match path {
+        Some(path) => {
+            let config = Config::from_file(&path).unwrap_or_else(|e| fail(&e.to_string()));
+            if config.cookie.secure {
+                log::warn!(
+                    "{path} sets cookie.secure = true but this demo serves plain HTTP: browsers may drop the cookie"
+                );
+            }
+            config
+        }
+        None => {
+            let mut config = Config::default();
+            config.cookie.secure = false;
+            log::warn!(
+                "no config file (--config or ${CONFIG_ENV}): using the defaults with cookie.secure = false, \
+                 because this demo serves plain HTTP; never do that in production"
+            );
+            config
+        }
+    }
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = parse_args();
+    let config = load_config(&args);
+    let max_value_bytes = config.limits.max_value_bytes;
+
+    let engine =
+        SessionEngine::start(config).unwrap_or_else(|e| fail(&format!("cannot start the session engine: {e}")));
+    let middleware = SessionMiddleware::try_new(engine.clone()).unwrap_or_else(|e| fail(&e.to_string()));
+
+    let server = HttpServer::new(move || {
+        App::new().wrap(middleware.clone()).configure(|cfg| app::configure(cfg, max_value_bytes))
+    })
+    .bind(args.bind)
+    .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", args.bind)));
+    for addr in server.addrs() {
+        log::info!("remember-me demo on http://{addr}/ (Ctrl-C to stop)");
+    }
+    // Returns after SIGINT/SIGTERM, once in-flight requests are done (or 5 s have passed).
+    server.shutdown_timeout(5).run().await?;
+    engine.shutdown().await;
+    log::info!("session engine stopped");
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! End to end in a real headless Chromium, driven through chromedriver (WebDriver): the
+//! remember-me demo keeps a "remember me" login across a browser restart and forgets a plain
+//! one.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium
+//! chromium-driver`; `$CHROME` and `$CHROMEDRIVER` override the paths) and the demo binary,
+//! which a plain `cargo test` builds (with a target filter: `cargo build --example
+//! remember_me` first). A missing piece fails the test with a message saying so.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Map, json};
+
+/// A person's browser; headless Chromium's own User-Agent says `HeadlessChrome`, a robot.
+const USER_AGENT: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+
+/// A child process that is killed when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find_program(env: &str, names: &[&str]) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "{} not found (set ${env} or install it: apt-get install -y chromium chromium-driver); \
+         the browser test needs a real Chromium and cannot pass without one",
+        names[0]
+    );
+}
+
+/// target/<profile>/examples/remember_me, next to this test's own binary in target/<profile>/deps.
+fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let demo = profile_dir.join("examples").join(format!("remember_me{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        demo.is_file(),
+        "{} is missing: a plain `cargo test` builds the examples; with a filter run \
+         `cargo build --example remember_me` first",
+        demo.display()
+    );
+    demo
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Guard) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("{what} exited before listening on {addr}: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct World {
+    _demo: Guard,
+    _driver: Guard,
+    driver_url: String,
+    chrome: PathBuf,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+fn start() -> World {
+    let chrome = find_program("CHROME", &["chromium", "chromium-browser", "google-chrome"]);
+    let chromedriver = find_program("CHROMEDRIVER", &["chromedriver"]);
+    let demo = demo_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "[session]\nsecret = \"browser test secret, at least 32 bytes\"\nshards = 2\n\
+             [cookie]\nsecure = false\n[storage]\npersist = false\ndir = {:?}\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let port = free_port();
+    let mut demo = Guard(
+        Command::new(demo)
+            .args(["--bind", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the remember_me demo"),
+    );
+    wait_for_port(port, "the remember_me demo", &mut demo);
+
+    let driver_port = free_port();
+    let mut driver = Guard(
+        Command::new(chromedriver)
+            .arg(format!("--port={driver_port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    wait_for_port(driver_port, "chromedriver", &mut driver);
+    World {
+        _demo: demo,
+        _driver: driver,
+        driver_url: format!("http://127.0.0.1:{driver_port}"),
+        chrome,
+        base: format!("http://127.0.0.1:{port}"),
+        dir,
+    }
+}
+
+impl World {
+    /// A browser on the profile `name`: the same name is the same profile, cookies and all.
+    async fn browser(&self, name: &str) -> Client {
+        let profile = self.dir.path().join(format!("profile-{name}"));
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1000,900",
+            &format!("--user-agent={USER_AGENT}"),
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let mut caps = Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert("goog:chromeOptions".into(), json!({ "binary": self.chrome, "args": args }));
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.driver_url)
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver could not start Chromium: {e}"))
+    }
+
+    /// Quits the browser the way a person does, so Chromium writes its cookie store, and
+    /// waits until the profile is free for the next start.
+    async fn quit(&self, client: Client, name: &str) {
+        client.close().await.expect("close the browser");
+        let lock = self.dir.path().join(format!("profile-{name}")).join("SingletonLock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lock.symlink_metadata().is_ok() {
+            assert!(Instant::now() < deadline, "Chromium did not release its profile within 20 s");
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn text(&self, client: &Client, id: &str) -> String {
+        client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id} on the page: {e}")).text().await.unwrap()
+    }
+
+    async fn log_in(&self, client: &Client, remember: bool) {
+        client.goto(&format!("{}/", self.base)).await.unwrap();
+        assert_eq!(self.text(client, "user").await, "nobody (user id 0)");
+        client.find(Locator::Css("input[name=username]")).await.unwrap().send_keys("alice").await.unwrap();
+        client.find(Locator::Css("input[name=password]")).await.unwrap().send_keys("wonderland").await.unwrap();
+        if remember {
+            client.find(Locator::Id("remember")).await.unwrap().click().await.unwrap();
+        }
+        client.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+        // The form posts to /login and is sent back to / with a 303.
+        client.wait().for_element(Locator::Id("logout")).await.unwrap();
+        assert_eq!(self.text(client, "user").await, "alice (user id 1)");
+        assert!(self.text(client, "persistent").await.starts_with(if remember { "yes" } else { "no" }));
+    }
+
+    async fn user_after_restart(&self, name: &str) -> String {
+        let client = self.browser(name).await;
+        client.goto(&format!("{}/", self.base)).await.unwrap();
+        let user = self.text(&client, "user").await;
+        self.quit(client, name).await;
+        user
+    }
+}
+
+#[actix_web::test]
+async fn remember_me_survives_a_browser_restart_and_a_plain_login_does_not() {
+    let world = start();
+
+    // A: "remember me" ticked: still logged in after the browser is closed and started again.
+    let client = world.browser("a").await;
+    client.goto(&format!("{}/", world.base)).await.unwrap();
+    let shot = client.screenshot().await.unwrap();
+    std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("remember_me-login.png"), shot).unwrap();
+    world.log_in(&client, true).await;
+    let shot = client.screenshot().await.unwrap();
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("remember_me.png");
+    std::fs::write(&path, shot).unwrap();
+    eprintln!("screenshot of the demo page: {}", path.display());
+    world.quit(client, "a").await;
+    assert_eq!(world.user_after_restart("a").await, "alice (user id 1)");
+
+    // B: not ticked: the session cookie ends with the browser.
+    let client = world.browser("b").await;
+    world.log_in(&client, false).await;
+    world.quit(client, "b").await;
+    assert_eq!(world.user_after_restart("b").await, "nobody (user id 0)");
+}
