@@ -138,8 +138,8 @@ fn clone_cost(per_shard: usize) {
         .map(|n| {
             let mut s = SessionState::new(1_700_000_000_000);
             s.set("__system__", "user", format!("\"u{n}\"").into_bytes(), &limits).unwrap();
-            s.set("cart", "items", b"3".to_vec(), &limits).unwrap();
-            s.set("stats", "visits", b"1".to_vec(), &limits).unwrap();
+            s.set("cart", "items", b"3", &limits).unwrap();
+            s.set("stats", "visits", b"1", &limits).unwrap();
             (n as u64, s)
         })
         .collect();

@@ -166,7 +166,7 @@ impl Visitor {
         }
         let (status, v) = self.call("GET", "/api/session", None).await?;
         expect(status == StatusCode::OK && v["userid"] == 1 && v["visits"] == 2, "session after login", &v)?;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let (status, v) = self.call("POST", "/api/logout", None).await?;
             expect(status == StatusCode::OK && v["userid"] == 0 && v["persistent"] == false, "logout", &v)?;
         }

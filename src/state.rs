@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn limits_reject_without_change() {
         let mut s = SessionState::new(0);
-        assert_eq!(s.set("a", "k", &[0; 9], &limits()), Err(SessionError::ValueTooLarge { size: 9, limit: 8 }));
+        assert_eq!(s.set("a", "k", [0; 9], &limits()), Err(SessionError::ValueTooLarge { size: 9, limit: 8 }));
         s.set("a", "1", b"1", &limits()).unwrap();
         s.set("a", "2", b"2", &limits()).unwrap();
         assert_eq!(s.set("b", "3", b"3", &limits()), Err(SessionError::TooManyKeys { limit: 2 }));

@@ -106,6 +106,8 @@ struct Run {
     at: u64,
     started: Instant,
     turns: u32,
+    /// How long listing the ids took (one turn).
+    listing: Duration,
     longest_turn: Duration,
 }
 
@@ -321,7 +323,8 @@ impl Worker {
         let started = Instant::now();
         let keys: Vec<Random> = self.sessions.keys().copied().collect();
         Run {
-            longest_turn: started.elapsed(),
+            listing: started.elapsed(),
+            longest_turn: Duration::ZERO,
             keys,
             pos: 0,
             chunks: Vec::new(),
@@ -362,11 +365,12 @@ impl Worker {
             run.chunks.push(run.chunk);
         }
         log::debug!(
-            "shard {}: snapshot of {} sessions encoded in {} actor turns over {:?} (longest turn {:?})",
+            "shard {}: snapshot of {} sessions encoded in {} actor turns over {:?} (listing ids {:?}, longest turn {:?})",
             self.shard,
             run.entries,
             run.turns,
             run.started.elapsed(),
+            run.listing,
             run.longest_turn
         );
         match &self.shared.snapshots {

@@ -32,7 +32,9 @@ impl Drop for Guard {
 
 fn find_program(env: &str, names: &[&str]) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "${env} names {}, which does not exist", path.display());
+        return path;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
@@ -81,7 +83,7 @@ fn wait_for_port(port: u16, what: &str, child: &mut Guard) {
 }
 
 struct World {
-    _demo: Guard,
+    demo: Guard,
     _driver: Guard,
     driver_url: String,
     chrome: PathBuf,
@@ -129,7 +131,7 @@ fn start() -> World {
     );
     wait_for_port(driver_port, "chromedriver", &mut driver);
     World {
-        _demo: demo,
+        demo,
         _driver: driver,
         driver_url: format!("http://127.0.0.1:{driver_port}"),
         chrome,
@@ -227,4 +229,19 @@ async fn remember_me_survives_a_browser_restart_and_a_plain_login_does_not() {
     world.log_in(&client, false).await;
     world.quit(client, "b").await;
     assert_eq!(world.user_after_restart("b").await, "nobody (user id 0)");
+
+    // The demo stops gracefully on SIGTERM (actix-web drains, then the engine shuts down).
+    let mut world = world;
+    let pid = world.demo.0.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = world.demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo did not stop within 20 s of SIGTERM");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "the demo exited with {status} on SIGTERM");
 }

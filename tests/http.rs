@@ -731,3 +731,15 @@ async fn the_handle_and_its_futures_are_send() {
     .await;
     assert_eq!(call(&app, get("/")).await.body, "1");
 }
+
+#[actix_web::test]
+async fn a_full_engine_is_a_503_for_new_visitors_only() {
+    let f = fixture_with(|c| c.limits.max_sessions = 1, None);
+    let app = app!(f.engine);
+    let sid = new_session(&app).await;
+    let r = call(&app, get("/api/session")).await;
+    assert_eq!(r.status, 503);
+    assert!(r.set_cookies.is_empty());
+    assert!(!r.body.contains("max_sessions"), "{}", r.body);
+    assert_eq!(call(&app, with_sid(get("/api/session"), &sid)).await.json()["visits"], 2);
+}

@@ -22,6 +22,15 @@ use crate::robot::RobotDetector;
 /// rotation by login/logout, a persistence change, `destroy()`, or the daily refresh of a
 /// remember-me cookie's `Max-Age`.
 ///
+/// That refresh happens on a persistent session's first use in a UTC calendar day: the
+/// middleware compares the day of the session's `last_access` before the request (the engine's
+/// clock, read when the handler first extracts the session) with the day of this request's use.
+/// So the cookie is re-sent at most once a day per session and never expires more than a day
+/// before the session it names.
+///
+/// Build it once, outside the `HttpServer` factory, and clone it into each worker's `App`:
+/// clones share the robot detector and the engine handle.
+///
 /// ```no_run
 /// use actix_web::{App, HttpServer};
 /// use draco_session::{Config, SessionEngine, SessionMiddleware};
@@ -29,8 +38,8 @@ use crate::robot::RobotDetector;
 /// #[actix_web::main]
 /// async fn main() -> std::io::Result<()> {
 ///     let engine = SessionEngine::start(Config::default()).expect("session engine");
-///     let app_engine = engine.clone();
-///     HttpServer::new(move || App::new().wrap(SessionMiddleware::new(app_engine.clone())))
+///     let sessions = SessionMiddleware::new(engine.clone());
+///     HttpServer::new(move || App::new().wrap(sessions.clone()))
 ///         .bind(("127.0.0.1", 8080))?
 ///         .run()
 ///         .await?;

@@ -42,7 +42,9 @@ pub(crate) struct Context {
 /// [`is_available`](Self::is_available) is `false`, reads find nothing and writes fail with
 /// [`WebError::NoSession`] (a 403, never a 5xx). [`MaybeSession`] is `None` instead.
 ///
-/// The handle is `Send`: it may be held across `.await` and moved into spawned work.
+/// The handle is `Send`: it may be held across `.await` and moved into spawned work. The
+/// cookie is written when the response leaves, so a session first created by work that
+/// outlives the request never reaches the browser.
 ///
 /// ```
 /// use actix_web::{HttpResponse, Result};
