@@ -146,15 +146,22 @@ impl Handler<Shutdown> for Supervisor {
         let started = Instant::now();
         let persist = self.shared.snapshots.is_some();
         let requests: Vec<_> = self.router.all().into_iter().map(|a| a.send(FinalSnapshot)).collect();
+        let arbiters = std::mem::take(&mut self.arbiters);
         let finals = async move {
-            let (mut written, mut sessions, mut unchanged, mut failed) = (0, 0, 0, 0);
+            let (mut written, mut sessions, mut unchanged, mut failed, mut with_thread) = (0, 0, 0, 0, 0);
             for (shard, answer) in join_all(requests).await.into_iter().enumerate() {
                 let outcome = match answer {
                     Ok(Some(durable)) => {
                         durable.await.unwrap_or_else(|_| Err("the snapshot writer thread is gone".into()))
                     }
                     Ok(None) => Ok(None),
-                    Err(_) => Err("the worker was not running".into()),
+                    // Stopped with its arbiter (the actix system is stopping): the worker
+                    // writes its final snapshot as it is dropped; joining the threads below
+                    // waits for that.
+                    Err(_) => {
+                        with_thread += 1;
+                        continue;
+                    }
                 };
                 match outcome {
                     Ok(Some(n)) => {
@@ -168,9 +175,22 @@ impl Handler<Shutdown> for Supervisor {
                     }
                 }
             }
-            (written, sessions, unchanged, failed)
+            // Stop the worker threads and wait for them to end: a worker dropped with its
+            // thread finishes its final snapshot first.
+            let (joined, threads_done) = tokio::sync::oneshot::channel();
+            let joiner = std::thread::Builder::new().name("draco-shutdown".into()).spawn(move || {
+                for arbiter in arbiters {
+                    arbiter.stop();
+                    let _ = arbiter.join();
+                }
+                let _ = joined.send(());
+            });
+            if joiner.is_ok() {
+                let _ = threads_done.await;
+            }
+            (written, sessions, unchanged, failed, with_thread)
         };
-        Box::pin(finals.into_actor(self).map(move |(written, sessions, unchanged, failed), supervisor, ctx| {
+        Box::pin(finals.into_actor(self).map(move |(written, sessions, unchanged, failed, with_thread), supervisor, ctx| {
             if let Some(snapshots) = &supervisor.shared.snapshots {
                 // Every final write is done: the writer thread can end.
                 snapshots.stop();
@@ -179,7 +199,8 @@ impl Handler<Shutdown> for Supervisor {
                 let ms = started.elapsed().as_millis();
                 if failed == 0 {
                     log::info!(
-                        "final snapshot durable: {sessions} sessions in {written} shard files, {unchanged} shards unchanged, {ms} ms"
+                        "final snapshot durable: {sessions} sessions in {written} shard files, {unchanged} shards \
+                         unchanged, {with_thread} saved as the actix system stopped them, {ms} ms"
                     );
                 } else {
                     log::error!(

@@ -125,6 +125,8 @@ pub struct Worker {
     snap: SnapState,
     /// Restarted and waiting for its snapshot to be read back: operations answer `Unavailable`.
     loading: bool,
+    /// The final snapshot was handed to the writer (`FinalSnapshot`): nothing left to save.
+    finished: bool,
 }
 
 impl Worker {
@@ -142,6 +144,7 @@ impl Worker {
             stats: ShardStats { restarts, ..ShardStats::default() },
             snap: SnapState::default(),
             loading,
+            finished: false,
         };
         worker.install(sessions);
         worker
@@ -512,6 +515,7 @@ impl Handler<FinalSnapshot> for Worker {
 
     fn handle(&mut self, _: FinalSnapshot, ctx: &mut Context<Self>) -> Self::Result {
         ctx.stop();
+        self.finished = true;
         self.snap.run = None;
         if self.shared.snapshots.is_none() || self.loading || self.snap.changes == self.snap.persisted {
             return None;
@@ -771,5 +775,37 @@ impl Handler<Sweep> for Worker {
             w.sweep_cursor = 0;
             Ok(w.sweep_step(usize::MAX))
         })
+    }
+}
+
+/// The actix system stopped (actix-server does that on SIGTERM/SIGINT) before the engine's
+/// `shutdown()` could ask for a final snapshot: the worker is being dropped with its arbiter
+/// thread, so it writes the final snapshot here and waits until it is durable. `shutdown()`
+/// joins the arbiter threads, so it still returns only after these writes.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.finished || self.loading || self.shared.snapshots.is_none() || self.snap.changes == self.snap.persisted
+        {
+            return;
+        }
+        let mut run = self.new_run();
+        self.encode_step(&mut run, usize::MAX);
+        let entries = run.entries;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let done = Box::new(move |result: std::io::Result<Written>| {
+            let _ = tx.send(result);
+        });
+        if !self.send_snapshot(run, done) {
+            log::error!("shard {}: stopped with unsaved changes and the snapshot writer is gone", self.shard);
+            return;
+        }
+        match rx.recv() {
+            Ok(Ok(_)) => log::info!(
+                "shard {}: stopped by the actix system; final snapshot of {entries} sessions durable",
+                self.shard
+            ),
+            Ok(Err(e)) => log::error!("shard {}: stopped by the actix system; final snapshot failed: {e}", self.shard),
+            Err(_) => log::error!("shard {}: stopped by the actix system; the snapshot writer went away", self.shard),
+        }
     }
 }
