@@ -77,7 +77,13 @@ mod servers {
         let key = Key::from(&[7u8; 64]);
         actix_web::rt::System::new().block_on(async move {
             match variant {
-                "a" => HttpServer::new(|| App::new().route("/", web::get().to(no_session))).workers(1).bind(addr)?.run().await,
+                "a" => {
+                    HttpServer::new(|| App::new().route("/", web::get().to(no_session)))
+                        .workers(1)
+                        .bind(addr)?
+                        .run()
+                        .await
+                }
                 "b" => {
                     let store = web::Data::new(DashMap::<u128, i64>::new());
                     HttpServer::new(move || App::new().app_data(store.clone()).route("/", web::get().to(hand_rolled)))
@@ -86,16 +92,22 @@ mod servers {
                         .run()
                         .await
                 }
-                "c" => HttpServer::new(move || {
-                    let store = actix_session::storage::CookieSessionStore::default();
-                    App::new()
-                        .wrap(actix_session::SessionMiddleware::builder(store, key.clone()).cookie_secure(false).build())
-                        .route("/", web::get().to(actix_session))
-                })
-                .workers(1)
-                .bind(addr)?
-                .run()
-                .await,
+                "c" => {
+                    HttpServer::new(move || {
+                        let store = actix_session::storage::CookieSessionStore::default();
+                        App::new()
+                            .wrap(
+                                actix_session::SessionMiddleware::builder(store, key.clone())
+                                    .cookie_secure(false)
+                                    .build(),
+                            )
+                            .route("/", web::get().to(actix_session))
+                    })
+                    .workers(1)
+                    .bind(addr)?
+                    .run()
+                    .await
+                }
                 "d" => {
                     let store = actix_session::storage::RedisSessionStore::new(redis_url)
                         .await
@@ -316,7 +328,8 @@ fn main() {
     let secs: u64 = arg("--secs").and_then(|s| s.parse().ok()).unwrap_or(5);
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
     let wanted = arg("--variants").unwrap_or_else(|| "a,b,c,d,e".into());
-    let mut variants: Vec<(&str, &str)> = VARIANTS.iter().copied().filter(|(v, _)| wanted.split(',').any(|w| w == *v)).collect();
+    let mut variants: Vec<(&str, &str)> =
+        VARIANTS.iter().copied().filter(|(v, _)| wanted.split(',').any(|w| w == *v)).collect();
     let redis = if variants.iter().any(|(v, _)| *v == "d") { start_redis() } else { None };
     if redis.is_none() && variants.iter().any(|(v, _)| *v == "d") {
         eprintln!("redis-server not found: skipping variant d");

@@ -61,7 +61,10 @@ fn main() {
         println!("sessions: {} (engine reports {})", sessions, stats.sessions);
         println!("filled in {:.2} s", start.elapsed().as_secs_f64());
         println!("RSS growth: {:.1} MiB", (after - before) as f64 / (1 << 20) as f64);
-        println!("per session: {per_session:.0} bytes, of which data {data:.0} bytes, overhead {:.0} bytes", per_session - data);
+        println!(
+            "per session: {per_session:.0} bytes, of which data {data:.0} bytes, overhead {:.0} bytes",
+            per_session - data
+        );
         engine.shutdown().await;
     });
 }

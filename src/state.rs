@@ -231,7 +231,13 @@ impl SessionState {
     ///
     /// # Errors
     /// [`SessionError::ValueTooLarge`] or [`SessionError::TooManyKeys`]; the state is unchanged.
-    pub fn set(&mut self, scope: &str, key: &str, value: impl AsRef<[u8]>, limits: &LimitsConfig) -> Result<(), SessionError> {
+    pub fn set(
+        &mut self,
+        scope: &str,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        limits: &LimitsConfig,
+    ) -> Result<(), SessionError> {
         let value = value.as_ref();
         if value.len() > limits.max_value_bytes || value.len() > u32::MAX as usize {
             return Err(SessionError::ValueTooLarge { size: value.len(), limit: limits.max_value_bytes });

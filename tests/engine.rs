@@ -263,7 +263,8 @@ async fn limits_are_clear_errors_and_nothing_is_evicted() {
 async fn a_panicking_update_is_contained() {
     let e = engine(2);
     let victim = e.create().await.unwrap().id;
-    let bystanders: Vec<SessionId> = join_all((0..20).map(|_| e.create())).await.into_iter().map(|r| r.unwrap().id).collect();
+    let bystanders: Vec<SessionId> =
+        join_all((0..20).map(|_| e.create())).await.into_iter().map(|r| r.unwrap().id).collect();
     for (i, b) in bystanders.iter().enumerate() {
         e.insert(b, "a", "n", &i).await.unwrap();
     }
