@@ -9,7 +9,9 @@
 //! Variants: (a) no session (the ceiling); (b) hand-rolled: a random-id cookie and a `DashMap`
 //! (the in-memory limit); (c) actix-session `CookieSessionStore`; (d) actix-session
 //! `RedisSessionStore` on a redis-server this bench starts on a free loopback port;
-//! (e) draco-session, memory engine.
+//! (e) draco-session, memory engine, shard worker on its own thread (the default placement);
+//! (e2) draco-session, memory engine started in the single actix-web worker's app factory with
+//! `Placement::CurrentThread`, so operations never cross threads.
 //!
 //! Each server runs in its own process pinned to CPU 0 (one actix-web worker), and wrk is pinned
 //! to CPU 1 (64 keep-alive connections). Mode "returning": 64 sessions are created first and
@@ -72,6 +74,15 @@ mod servers {
         }
     }
 
+    fn draco_config() -> draco_session::Config {
+        let mut config = draco_session::Config::default();
+        config.session.secret = Some(super::SECRET.into());
+        config.session.shards = 1;
+        config.cookie.secure = false;
+        config.storage.persist = false;
+        config
+    }
+
     pub fn serve(variant: &str, port: u16, redis_url: &str) -> std::io::Result<()> {
         let addr = ("127.0.0.1", port);
         let key = Key::from(&[7u8; 64]);
@@ -127,12 +138,7 @@ mod servers {
                     .await
                 }
                 "e" => {
-                    let mut config = draco_session::Config::default();
-                    config.session.secret = Some(super::SECRET.into());
-                    config.session.shards = 1;
-                    config.cookie.secure = false;
-                    config.storage.persist = false;
-                    let engine = draco_session::SessionEngine::start(config).map_err(std::io::Error::other)?;
+                    let engine = draco_session::SessionEngine::start(draco_config()).map_err(std::io::Error::other)?;
                     let mw = draco_session::SessionMiddleware::new(engine.clone());
                     let result = HttpServer::new(move || App::new().wrap(mw.clone()).route("/", web::get().to(draco)))
                         .workers(1)
@@ -142,18 +148,34 @@ mod servers {
                     engine.shutdown().await;
                     result
                 }
+                "e2" => {
+                    // One actix-web worker that starts the engine in its app factory, with the
+                    // shard workers on its own thread: operations never cross threads.
+                    HttpServer::new(move || {
+                        let engine = draco_session::SessionEngine::builder(draco_config())
+                            .placement(draco_session::Placement::CurrentThread)
+                            .start()
+                            .expect("engine starts");
+                        App::new().wrap(draco_session::SessionMiddleware::new(engine)).route("/", web::get().to(draco))
+                    })
+                    .workers(1)
+                    .bind(addr)?
+                    .run()
+                    .await
+                }
                 other => Err(std::io::Error::other(format!("unknown variant {other}"))),
             }
         })
     }
 }
 
-const VARIANTS: [(&str, &str); 5] = [
+const VARIANTS: [(&str, &str); 6] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
     ("d", "actix-session redis"),
     ("e", "draco-session memory"),
+    ("e2", "draco-session memory, same thread"),
 ];
 
 fn free_port() -> u16 {
@@ -327,7 +349,7 @@ fn main() {
     }
     let secs: u64 = arg("--secs").and_then(|s| s.parse().ok()).unwrap_or(5);
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
-    let wanted = arg("--variants").unwrap_or_else(|| "a,b,c,d,e".into());
+    let wanted = arg("--variants").unwrap_or_else(|| "a,b,c,d,e,e2".into());
     let mut variants: Vec<(&str, &str)> =
         VARIANTS.iter().copied().filter(|(v, _)| wanted.split(',').any(|w| w == *v)).collect();
     let redis = if variants.iter().any(|(v, _)| *v == "d") { start_redis() } else { None };

@@ -121,12 +121,36 @@ pub struct StorageConfig {
     pub snapshot_interval: Duration,
     /// Write and load snapshots at all. Defaults to `true`.
     pub persist: bool,
+    /// Where sessions live: `"memory"` (shard workers, snapshots in `dir`) or `"redis"`
+    /// (a Redis server shared by several app instances; needs the `redis` cargo feature).
+    /// Defaults to `"memory"`.
+    pub backend: StorageBackend,
+    /// The Redis server for `backend = "redis"` (`redis://[:password@]host:port[/db]`,
+    /// `rediss://` for TLS is not compiled in). Defaults to `"redis://127.0.0.1:6379"`.
+    pub redis_url: String,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("data"), snapshot_interval: Duration::from_secs(30), persist: true }
+        Self {
+            dir: PathBuf::from("data"),
+            snapshot_interval: Duration::from_secs(30),
+            persist: true,
+            backend: StorageBackend::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+        }
     }
+}
+
+/// `storage.backend`: where sessions live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StorageBackend {
+    /// In this process: shard worker actors, with bincode snapshots in `storage.dir`.
+    Memory,
+    /// In a Redis server (`storage.redis_url`), shared by every instance that points at it.
+    Redis,
 }
 
 /// `[limits]`.
@@ -265,6 +289,24 @@ impl Config {
         if self.storage.snapshot_interval < Duration::from_millis(100) {
             return bad("storage.snapshot_interval", "must be at least 100ms".into());
         }
+        if self.storage.backend == StorageBackend::Redis {
+            if !cfg!(feature = "redis") {
+                return bad(
+                    "storage.backend",
+                    "is \"redis\" but draco-session was built without its `redis` cargo feature: \
+                     enable the feature, or use backend = \"memory\""
+                        .into(),
+                );
+            }
+            let url = &self.storage.redis_url;
+            if !(url.starts_with("redis://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
+                return bad("storage.redis_url", format!("{url:?} must start with redis:// (or redis+unix://)"));
+            }
+            #[cfg(feature = "redis")]
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                return bad("storage.redis_url", format!("{url:?} is not a valid Redis URL: {e}"));
+            }
+        }
         let l = &self.limits;
         if l.max_value_bytes == 0 || l.max_value_bytes > 64 << 20 {
             return bad("limits.max_value_bytes", "must be between 1 and 67108864".into());
@@ -315,6 +357,27 @@ mod tests {
         assert_eq!(c.cookie.name, d.cookie.name);
         assert_eq!(c.storage.dir, d.storage.dir);
         assert_eq!(c.limits.max_sessions, d.limits.max_sessions);
+        assert_eq!(c.storage.backend, d.storage.backend);
+        assert_eq!(c.storage.redis_url, d.storage.redis_url);
+    }
+
+    #[test]
+    fn redis_backend_is_checked() {
+        let c = Config::from_toml("[storage]\nbackend = \"memory\"", "t").unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Memory);
+        let e = Config::from_toml("[storage]\nbackend = \"mongo\"", "f.toml").unwrap_err().to_string();
+        assert!(e.contains("backend") && e.contains("f.toml"), "{e}");
+        let redis = Config::from_toml("[storage]\nbackend = \"redis\"\nredis_url = \"redis://10.0.0.1:7000/2\"", "f.toml");
+        if cfg!(feature = "redis") {
+            assert_eq!(redis.unwrap().storage.redis_url, "redis://10.0.0.1:7000/2");
+            let e = Config::from_toml("[storage]\nbackend = \"redis\"\nredis_url = \"http://x\"", "f.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("storage.redis_url") && e.contains("http://x"), "{e}");
+        } else {
+            let e = redis.unwrap_err().to_string();
+            assert!(e.contains("storage.backend") && e.contains("`redis` cargo feature"), "{e}");
+        }
     }
 
     #[test]

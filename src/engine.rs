@@ -38,12 +38,29 @@ impl std::fmt::Debug for SessionEngine {
     }
 }
 
-/// Builds a [`SessionEngine`] with a non-default clock or keyring.
+/// Where the shard workers run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Each shard worker on a thread of its own. Shards work in parallel; every operation
+    /// crosses threads (a wake-up of the worker's thread, then of the caller's). The default.
+    #[default]
+    DedicatedThreads,
+    /// Every shard worker on the thread that starts the engine. Operations from that thread
+    /// never cross threads, which is several times faster per operation (see BENCHMARKS.md);
+    /// calls from other threads still work. For a server with one actix-web worker that starts
+    /// the engine in its app factory, for load generators and background jobs. The engine's
+    /// work then shares that thread, so sweeps and snapshot encoding run between its requests.
+    CurrentThread,
+}
+
+/// Builds a [`SessionEngine`] with a non-default clock, keyring or placement.
 #[derive(Debug)]
 pub struct EngineBuilder {
     config: Config,
     clock: Arc<dyn Clock>,
     keyring: Option<Keyring>,
+    placement: Placement,
 }
 
 impl EngineBuilder {
@@ -56,6 +73,12 @@ impl EngineBuilder {
     /// Uses `keyring` to tag ids. Defaults to the one [`Keyring::load`] finds for the config.
     pub fn keyring(mut self, keyring: Keyring) -> Self {
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// Runs the shard workers where `placement` says. Defaults to [`Placement::DedicatedThreads`].
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
         self
     }
 
@@ -95,7 +118,7 @@ impl EngineBuilder {
             config,
             snapshots,
         });
-        let (supervisor, router) = Supervisor::launch(shared.clone(), sessions);
+        let (supervisor, router) = Supervisor::launch(shared.clone(), sessions, self.placement);
         Ok(SessionEngine { inner: Arc::new(Inner { shared, router, supervisor }) })
     }
 }
@@ -103,7 +126,7 @@ impl EngineBuilder {
 impl SessionEngine {
     /// A builder for an engine with this config.
     pub fn builder(config: Config) -> EngineBuilder {
-        EngineBuilder { config, clock: Arc::new(SystemClock), keyring: None }
+        EngineBuilder { config, clock: Arc::new(SystemClock), keyring: None, placement: Placement::default() }
     }
 
     /// Starts an engine with this config, the system clock and the configured keyring.

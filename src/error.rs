@@ -108,6 +108,20 @@ pub enum StartError {
         /// What went wrong.
         message: String,
     },
+    /// The session store (Redis) could not be reached or used at start-up.
+    #[error("cannot use the Redis server at {url} (storage.redis_url): {message}")]
+    Backend {
+        /// The server's URL, password hidden.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// `storage.backend = "redis"` was started with the synchronous `start`.
+    #[error(
+        "storage.backend = \"redis\" connects asynchronously: start the engine with \
+         `SessionEngine::start_async(config).await` (or `EngineBuilder::start_async`)"
+    )]
+    NeedsAsyncStart,
     /// No actix `System` is running on this thread.
     #[error("no actix System is running: start the engine inside #[actix_web::main] or actix_rt::System")]
     NoSystem,

@@ -50,6 +50,26 @@ impl SessionId {
         shard_of(&self.random, shards)
     }
 
+    /// The id's Redis slot group, 0..16384: its first 14 random bits. The Redis backend's
+    /// hash tag, shared by every id a session is rotated to.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn slot_group(&self) -> u16 {
+        u16::from_be_bytes([self.random[0], self.random[1]]) >> 2
+    }
+
+    /// The keyed tag.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn tag(&self) -> &[u8; TAG_LEN] {
+        &self.tag
+    }
+
+    /// Builds an id from its random part and tag (the Redis backend stores only the random
+    /// part and re-tags it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn from_parts(random: [u8; RANDOM_LEN], tag: [u8; TAG_LEN]) -> Self {
+        Self { random, tag }
+    }
+
     fn encode(&self) -> [u8; ID_LEN] {
         let mut bytes = [0u8; RANDOM_LEN + TAG_LEN];
         bytes[..RANDOM_LEN].copy_from_slice(&self.random);
@@ -175,6 +195,19 @@ impl Keyring {
         }
     }
 
+    /// A fresh id in the same Redis slot group as `of` (see [`SessionId::slot_group`]): its
+    /// first 14 bits are `of`'s, the other 114 are fresh CSPRNG output. Login rotation under
+    /// Redis Cluster moves a session to its new key atomically only when both keys hash to
+    /// one slot.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn generate_sibling(&self, of: &SessionId) -> SessionId {
+        let mut random = [0u8; RANDOM_LEN];
+        rand::rng().fill_bytes(&mut random);
+        random[0] = of.random[0];
+        random[1] = (of.random[1] & 0xFC) | (random[1] & 0x03);
+        SessionId { random, tag: tag(&self.current, &random) }
+    }
+
     /// Whether one of our keys tagged `id`. Constant time in the id's content.
     pub fn verify(&self, id: &SessionId) -> bool {
         let mut ok = ct_eq(&tag(&self.current, &id.random), &id.tag);
@@ -287,6 +320,19 @@ mod tests {
         let mut non_ascii = good.as_bytes().to_vec();
         non_ascii[3] = 0xff;
         assert_eq!(k.parse(&non_ascii), Err(SessionError::InvalidId));
+    }
+
+    #[test]
+    fn siblings_share_the_slot_group_and_nothing_else_predictable() {
+        let ring = ring();
+        for _ in 0..200 {
+            let a = ring.generate();
+            let b = ring.generate_sibling(&a);
+            assert_eq!(a.slot_group(), b.slot_group());
+            assert!(a.slot_group() < 16384);
+            assert!(ring.verify(&b));
+            assert_ne!(a.random[2..], b.random[2..]);
+        }
     }
 
     #[test]

@@ -36,6 +36,9 @@ mod clock;
 mod config;
 mod engine;
 mod error;
+// Not part of the API: entry points for `fuzz/` and tests/fuzz_regressions.rs.
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod message;
 mod robot;
@@ -47,9 +50,9 @@ mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, LimitsConfig, RobotsConfig, SECRET_ENV, SameSite, SessionConfig, StorageConfig,
+    CONFIG_ENV, Config, CookieConfig, LimitsConfig, RobotsConfig, SECRET_ENV, SameSite, SessionConfig, StorageBackend, StorageConfig,
 };
-pub use engine::{EngineBuilder, SessionEngine};
+pub use engine::{EngineBuilder, Placement, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError};
 pub use id::{ID_LEN, Keyring, SessionId};
 pub use message::*;

@@ -5,11 +5,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, Message, ResponseActFuture, ResponseFuture,
+    Actor, ActorFutureExt, Addr, Arbiter, ArbiterHandle, AsyncContext, Context, Handler, Message, ResponseActFuture, ResponseFuture,
     WrapFuture,
 };
 use futures_util::future::join_all;
 
+use crate::engine::Placement;
 use crate::error::{Result, SessionError};
 use crate::message::{EngineStats, LogoutUser, SessionInfo, SessionsOf, Stats, Sweep};
 use crate::snapshot::Record;
@@ -43,6 +44,8 @@ impl Router {
 pub struct Supervisor {
     shared: Arc<Shared>,
     router: Arc<Router>,
+    /// One per shard with [`Placement::DedicatedThreads`]; empty with
+    /// [`Placement::CurrentThread`], where workers share the supervisor's arbiter.
     arbiters: Vec<Arbiter>,
     restarts: Vec<u64>,
     /// Shutting down: workers stop on purpose and must not be restarted.
@@ -52,14 +55,23 @@ pub struct Supervisor {
 impl Supervisor {
     /// Starts the workers, each owning its share of `sessions` (loaded from snapshots, one
     /// vector per shard); the caller must be inside a running actix `System`.
-    pub(crate) fn launch(shared: Arc<Shared>, sessions: Vec<Vec<Record>>) -> (Addr<Self>, Arc<Router>) {
+    pub(crate) fn launch(
+        shared: Arc<Shared>,
+        sessions: Vec<Vec<Record>>,
+        placement: Placement,
+    ) -> (Addr<Self>, Arc<Router>) {
         let shards = shared.shards;
-        let arbiters: Vec<Arbiter> = (0..shards).map(|_| Arbiter::new()).collect();
-        let workers = arbiters
-            .iter()
-            .zip(sessions)
+        let arbiters: Vec<Arbiter> = match placement {
+            Placement::CurrentThread => Vec::new(),
+            _ => (0..shards).map(|_| Arbiter::new()).collect(),
+        };
+        let workers = sessions
+            .into_iter()
             .enumerate()
-            .map(|(shard, (arbiter, sessions))| spawn_worker(arbiter, shard, &shared, 0, sessions, false))
+            .map(|(shard, sessions)| {
+                let home = arbiters.get(shard).map_or_else(Arbiter::current, Arbiter::handle);
+                spawn_worker(&home, shard, &shared, 0, sessions, false)
+            })
             .collect();
         let router = Arc::new(Router { workers: RwLock::new(workers) });
         let supervisor =
@@ -82,17 +94,23 @@ impl Supervisor {
                 "its in-memory sessions are lost (storage.persist is off)"
             };
             log::error!("shard {shard}: worker died; restarting it (restart #{}), {lost}", self.restarts[shard]);
-            if !self.arbiters[shard].spawn(async {}) {
-                self.arbiters[shard] = Arbiter::new();
-            }
-            let addr = spawn_worker(&self.arbiters[shard], shard, &self.shared, self.restarts[shard], Vec::new(), true);
+            let home = match self.arbiters.get_mut(shard) {
+                Some(arbiter) => {
+                    if !arbiter.spawn(async {}) {
+                        *arbiter = Arbiter::new();
+                    }
+                    arbiter.handle()
+                }
+                None => Arbiter::current(),
+            };
+            let addr = spawn_worker(&home, shard, &self.shared, self.restarts[shard], Vec::new(), true);
             self.router.replace(shard, addr);
         }
     }
 }
 
 fn spawn_worker(
-    arbiter: &Arbiter,
+    arbiter: &ArbiterHandle,
     shard: usize,
     shared: &Arc<Shared>,
     restarts: u64,
@@ -101,7 +119,7 @@ fn spawn_worker(
 ) -> Addr<Worker> {
     let shared = shared.clone();
     // The worker (and its index over the loaded sessions) is built on its own thread.
-    Worker::start_in_arbiter(&arbiter.handle(), move |_| Worker::new(shard, shared, restarts, sessions, reload))
+    Worker::start_in_arbiter(arbiter, move |_| Worker::new(shard, shared, restarts, sessions, reload))
 }
 
 impl Actor for Supervisor {

@@ -711,6 +711,12 @@ impl Handler<Destroy> for Worker {
 
     fn handle(&mut self, msg: Destroy, _: &mut Context<Self>) -> Self::Result {
         self.guarded(|w| match w.sessions.get_index_of(msg.id.random()) {
+            // Expired but not swept yet: it no longer exists, as every other operation says.
+            Some(index) if w.sessions[index].state.is_expired(&w.shared.lifetimes, w.now()) => {
+                w.remove_index(index, false);
+                w.stats.expired += 1;
+                Ok(false)
+            }
             Some(index) => {
                 w.remove_index(index, true);
                 w.stats.destroyed += 1;

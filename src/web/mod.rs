@@ -27,7 +27,7 @@
 //! # });
 //! ```
 
-mod cookie;
+pub(crate) mod cookie;
 mod error;
 mod middleware;
 mod session;

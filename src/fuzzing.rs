@@ -1,0 +1,165 @@
+//! Entry points for the fuzz targets in `fuzz/` and for `tests/fuzz_regressions.rs`.
+//!
+//! **Not part of the API**: hidden from the docs, exempt from semver, may change or vanish in
+//! any release. Each function feeds outside bytes to one parser exactly as the engine does, and
+//! panics only when the parser breaks one of its own invariants (a round trip that does not
+//! hold, a value that cannot be in the input); every other outcome, accepted or rejected, is
+//! fine. Run them all through [`run`] by target name.
+
+use std::sync::OnceLock;
+
+use actix_web::http::header::{COOKIE, HeaderMap, HeaderValue};
+
+use crate::config::{Config, RobotsConfig};
+use crate::id::{ID_LEN, Keyring, SessionId};
+use crate::robot::RobotDetector;
+use crate::snapshot::format;
+
+/// The fuzz targets, by name (the directory names under `fuzz/corpus/`).
+pub const TARGETS: &[&str] = &["session_id", "cookie_header", "user_agent", "snapshot", "config"];
+
+/// Runs target `name` on `data`.
+///
+/// # Panics
+/// On an unknown target name, and wherever the target itself panics (a bug).
+pub fn run(name: &str, data: &[u8]) {
+    match name {
+        "session_id" => session_id(data),
+        "cookie_header" => cookie_header(data),
+        "user_agent" => user_agent(data),
+        "snapshot" => snapshot(data),
+        "config" => config(data),
+        other => panic!("unknown fuzz target {other:?}; known: {TARGETS:?}"),
+    }
+}
+
+fn keyring() -> &'static Keyring {
+    static RING: OnceLock<Keyring> = OnceLock::new();
+    RING.get_or_init(|| Keyring::from_secrets(b"fuzzing secret, at least 32 bytes long", &[b"previous fuzzing secret"]))
+}
+
+/// `SessionId::from_bytes` and `Keyring::parse` (format check, then tag verification).
+///
+/// Invariants: an id that parses prints back as exactly the input (the text form is canonical);
+/// a verified id parses as text too; a forged tag never verifies (the input is not ours).
+pub fn session_id(data: &[u8]) {
+    let parsed = SessionId::from_bytes(data);
+    if let Ok(id) = parsed {
+        assert_eq!(data.len(), ID_LEN);
+        assert_eq!(id.to_string().as_bytes(), data, "the text form is canonical");
+        assert_eq!(std::str::from_utf8(data).ok().and_then(|s| s.parse().ok()), Some(id));
+    }
+    match keyring().parse(data) {
+        Ok(id) => {
+            assert_eq!(parsed, Ok(id));
+            assert!(keyring().verify(&id));
+        }
+        Err(e) => assert_eq!(e, crate::SessionError::InvalidId),
+    }
+    // A fresh id with the input's first bytes swapped in must still round-trip or be rejected.
+    let mut text = keyring().generate().to_string().into_bytes();
+    let n = data.len().min(ID_LEN);
+    text[..n].copy_from_slice(&data[..n]);
+    if let Ok(id) = keyring().parse(&text) {
+        assert_eq!(id.to_string().as_bytes(), &text[..]);
+    }
+}
+
+/// The raw `Cookie` header scan (`web::cookie::values`) for the name `sid`.
+///
+/// The input is split at `\n` into several `Cookie` headers (as HTTP/1 may deliver them);
+/// header values that `http` itself refuses are skipped, as they never reach the middleware.
+/// Invariants: at most 8 values, each a sub-slice of the input holding no `;`.
+pub fn cookie_header(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            headers.append(COOKIE, value);
+        }
+    }
+    let mut count = 0;
+    for value in crate::web::cookie::values(&headers, "sid") {
+        count += 1;
+        assert!(!value.contains(&b';'), "a value never spans two pairs");
+        assert!(value.len() <= data.len());
+        // What the middleware does next with each value.
+        let _ = keyring().parse(value);
+    }
+    assert!(count <= 8, "at most 8 candidates are looked at");
+}
+
+/// `RobotDetector::is_robot` with the built-in rules, and with configured `extra`/`allow`
+/// patterns as well. Invariants: an `allow` match is never a robot; a blank header always is
+/// (without `allow`).
+pub fn user_agent(data: &[u8]) {
+    static DETECTORS: OnceLock<(RobotDetector, RobotDetector)> = OnceLock::new();
+    let (builtin, configured) = DETECTORS.get_or_init(|| {
+        let builtin = RobotDetector::from_config(&RobotsConfig::default()).expect("built-in rules compile");
+        let configured = RobotDetector::from_config(&RobotsConfig {
+            detect: true,
+            extra: vec!["^acme-probe/".into(), r"internal\s+monitor".into()],
+            allow: vec!["OurAppBot/".into()],
+        })
+        .expect("fuzz patterns compile");
+        (builtin, configured)
+    });
+    let robot = builtin.is_robot(Some(data));
+    if data.iter().all(|b| matches!(b, b' ' | b'\t')) {
+        assert!(robot, "a blank User-Agent is a robot");
+    }
+    let with_config = configured.is_robot(Some(data));
+    if data.windows(10).any(|w| w.eq_ignore_ascii_case(b"OurAppBot/")) {
+        assert!(!with_config, "an allow match always wins");
+    }
+}
+
+/// Snapshot decoding. The first byte picks the mode:
+///
+/// - even: the rest is a whole file for `format::decode` (and `Header::parse`);
+/// - odd: the rest is a *body*, wrapped in a valid header with matching checksums and the
+///   entry count from the first byte, so the record decoder itself is reached (random bytes
+///   almost never get past the xxh3 checksums).
+///
+/// Invariants: no panic, no huge allocation; a decoded file has as many records as its header
+/// says, and its records encode back to a body that decodes to the same records.
+pub fn snapshot(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let file;
+    let bytes = if mode % 2 == 0 {
+        let _ = format::Header::parse(rest);
+        rest
+    } else {
+        let chunks = [rest.to_vec()];
+        let header = format::header_for(0, 1, 1, 0, u64::from(mode / 2), &chunks);
+        file = [&header.to_bytes()[..], rest].concat();
+        &file[..]
+    };
+    if let Ok((header, records)) = format::decode(bytes) {
+        assert_eq!(header.entries, records.len() as u64);
+        let mut body = Vec::new();
+        for (id, state) in &records {
+            format::encode_record(&mut body, id, state).expect("decoded records encode");
+        }
+        let chunks = [body];
+        let again = format::header_for(
+            header.shard,
+            header.shards,
+            header.generation,
+            header.written_ms,
+            header.entries,
+            &chunks,
+        );
+        let file = [&again.to_bytes()[..], &chunks[0][..]].concat();
+        let (_, decoded) = format::decode(&file).expect("a re-encoded snapshot decodes");
+        assert_eq!(decoded, records, "records survive a re-encode");
+    }
+}
+
+/// `Config::from_toml` (TOML, durations, validation, robot pattern compilation).
+/// Invariant: an accepted config validates again.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(config) = Config::from_toml(text, "fuzz.toml") {
+        config.validate("fuzz.toml").expect("an accepted config stays valid");
+    }
+}

@@ -1,0 +1,108 @@
+//! Redis key and field names.
+//!
+//! - session hash: `draco:{gggg}:s:<random hex>`; its update lock: `draco:{gggg}:l:<random hex>`.
+//!   `gggg` is the id's 14-bit slot group (hex): the hash tag, so a session's keys share a
+//!   Redis Cluster slot, and so does every id the session is rotated to (login/logout draw the
+//!   new id from the same group).
+//! - per-user index (a set of ids as hex: random part, then tag): `draco:u:{<userid>}`, its own slot.
+//!
+//! Keys hold the random part only, never the tag: a copy of the Redis data yields no id that
+//! verifies without the engine's secret.
+
+use crate::id::SessionId;
+
+const PREFIX: &str = "draco:";
+/// Glob matching every session hash, for `stats`.
+pub(crate) const SESSION_PATTERN: &str = "draco:{*}:s:*";
+
+/// The keys of one session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionKeys {
+    pub session: String,
+    pub lock: String,
+    /// Its entry in a per-user index.
+    pub member: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The keys of session `id`.
+pub(crate) fn session(id: &SessionId) -> SessionKeys {
+    let (group, random) = (id.slot_group(), hex(id.random()));
+    SessionKeys {
+        session: format!("{PREFIX}{{{group:04x}}}:s:{random}"),
+        lock: format!("{PREFIX}{{{group:04x}}}:l:{random}"),
+        member: format!("{random}{}", hex(id.tag())),
+    }
+}
+
+/// The session an index entry names (random part and tag, so its id is exact even when it was
+/// tagged by a previous key); `None` for a malformed entry.
+pub(crate) fn of_member(member: &str) -> Option<SessionId> {
+    let random = unhex::<16>(member.get(..32)?)?;
+    let tag = unhex::<8>(member.get(32..)?)?;
+    Some(SessionId::from_parts(random, tag))
+}
+
+/// The index of `userid`'s sessions.
+pub(crate) fn user(userid: u64) -> String {
+    format!("{PREFIX}u:{{{userid}}}")
+}
+
+/// Field prefix of every value of `scope`: its length keeps `("ab","c")` and `("a","bc")` apart.
+pub(crate) fn scope_prefix(scope: &str) -> Vec<u8> {
+    let mut out = format!("d{}:", scope.len()).into_bytes();
+    out.extend_from_slice(scope.as_bytes());
+    out
+}
+
+/// Field prefix shared by every value of every scope.
+pub(crate) const ALL_SCOPES: &[u8] = b"d";
+
+/// The hash field holding `scope`/`key`.
+pub(crate) fn field(scope: &str, key: &str) -> Vec<u8> {
+    let mut out = scope_prefix(scope);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Keyring;
+
+    #[test]
+    fn a_sessions_keys_share_one_hash_tag_across_rotation() {
+        let ring = Keyring::from_secrets(b"keys test secret, 32 bytes or more!!", &[]);
+        let id = ring.generate();
+        let next = ring.generate_sibling(&id);
+        let (a, b) = (session(&id), session(&next));
+        let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_owned();
+        assert_eq!(tag(&a.session), tag(&a.lock));
+        assert_eq!(tag(&a.session), tag(&b.session));
+        assert_ne!(a.session, b.session);
+        assert_eq!(of_member(&a.member), Some(id));
+        assert!(of_member("zz").is_none());
+        assert_eq!(user(42), "draco:u:{42}");
+    }
+
+    #[test]
+    fn fields_never_collide_across_scopes() {
+        assert_ne!(field("ab", "c"), field("a", "bc"));
+        assert!(field("cart", "x").starts_with(&scope_prefix("cart")));
+        assert!(field("cart", "x").starts_with(ALL_SCOPES));
+    }
+}

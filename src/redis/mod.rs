@@ -1,0 +1,70 @@
+//! The Redis backend (`storage.backend = "redis"`, cargo feature `redis`): sessions live in a
+//! Redis server shared by every app instance pointing at it, behind the same API.
+//!
+//! - **One session = one hash** (`u`, `p`, `c`, `a` metadata fields; values under
+//!   `d<scope len>:<scope><key>`), expiring through Redis's own `PEXPIRE`, slid on every use.
+//!   Every operation is one Lua script on that session's keys, so it is atomic.
+//! - **Cluster.** A session's keys carry the hash tag `{gggg}`, the id's 14-bit slot group,
+//!   and login/logout draw the new id from the same group, so the rotation script (rename to
+//!   the new key, old key gone in the same step) touches one slot only. The per-user index
+//!   `draco:u:{uid}` lives in its own slot and is only ever changed by separate commands.
+//! - **Update** runs the caller's closure exactly once: a script reads the value and takes a
+//!   short per-session lock (a key in the same slot, expiring by itself), the closure runs,
+//!   and a second script writes and releases it. Writes by others wait for the lock; reads
+//!   do not. `increment` is one script when the value is a plain integer.
+//! - **Live-sessions cap**: `create` compares `DBSIZE` (every key of the selected database:
+//!   sessions, update locks, one index per logged-in user) with `limits.max_sessions`, an
+//!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`).
+//! - **Time**: lifetimes are enforced by Redis's expiry, and backed up by the engine's clock
+//!   inside the scripts (a session past its expiry by that clock is gone too).
+
+mod keys;
+mod scripts;
+mod store;
+
+use std::any::Any;
+
+pub(crate) use store::RedisStore;
+
+use crate::error::{Result, SessionError};
+use crate::message::*;
+
+/// Runs a typed per-session message (as sent to a shard worker by the memory backend) on the
+/// Redis store. The answer is boxed; the engine unboxes it as the message's result type.
+pub(crate) async fn send_any(store: &RedisStore, msg: Box<dyn Any + Send>) -> Result<Box<dyn Any + Send>> {
+    fn boxed<T: Send + 'static>(r: Result<T>) -> Result<Box<dyn Any + Send>> {
+        r.map(|v| Box::new(v) as Box<dyn Any + Send>)
+    }
+    macro_rules! route {
+        ($msg:ident, $($ty:ident => |$m:ident| $op:expr;)*) => {{
+            $(
+                let $msg = match $msg.downcast::<$ty>() {
+                    Ok($m) => return boxed($op.await),
+                    Err(other) => other,
+                };
+            )*
+            let _ = $msg;
+            Err(SessionError::Unavailable("message not supported by the redis backend".into()))
+        }};
+    }
+    route!(msg,
+        Create => |m| store.create(Some(m.id));
+        Get => |m| store.get(m.id, &m.scope, &m.key);
+        Set => |m| store.set(m.id, &m.scope, &m.key, m.value);
+        Remove => |m| store.remove(m.id, &m.scope, &m.key);
+        Clear => |m| store.clear(m.id, m.scope.as_deref());
+        Keys => |m| store.keys(m.id, &m.scope);
+        Update => |m| async move {
+            let Update { id, scope, key, f } = *m;
+            store.update(id, &scope, &key, f).await
+        };
+        Login => |m| async move {
+            if m.userid == 0 { Err(SessionError::InvalidUserId) } else { store.rotate(m.id, m.userid).await }
+        };
+        Logout => |m| store.rotate(m.id, 0);
+        SetPersistent => |m| store.set_persistent(m.id, m.persistent);
+        Info => |m| store.info(m.id, false);
+        Touch => |m| store.info(m.id, true);
+        Destroy => |m| store.destroy(m.id);
+    )
+}
