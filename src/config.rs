@@ -367,7 +367,8 @@ mod tests {
         assert_eq!(c.storage.backend, StorageBackend::Memory);
         let e = Config::from_toml("[storage]\nbackend = \"mongo\"", "f.toml").unwrap_err().to_string();
         assert!(e.contains("backend") && e.contains("f.toml"), "{e}");
-        let redis = Config::from_toml("[storage]\nbackend = \"redis\"\nredis_url = \"redis://10.0.0.1:7000/2\"", "f.toml");
+        let redis =
+            Config::from_toml("[storage]\nbackend = \"redis\"\nredis_url = \"redis://10.0.0.1:7000/2\"", "f.toml");
         if cfg!(feature = "redis") {
             assert_eq!(redis.unwrap().storage.redis_url, "redis://10.0.0.1:7000/2");
             let e = Config::from_toml("[storage]\nbackend = \"redis\"\nredis_url = \"http://x\"", "f.toml")

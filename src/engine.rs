@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::error::{Result, SessionError, StartError};
 use crate::id::{Keyring, SessionId};
 use crate::message::*;
@@ -27,14 +27,43 @@ pub struct SessionEngine {
 }
 
 struct Inner {
-    shared: Arc<Shared>,
-    router: Arc<Router>,
-    supervisor: Addr<Supervisor>,
+    config: Config,
+    keyring: Keyring,
+    backend: Backend,
+}
+
+/// Where the sessions live (`storage.backend`).
+enum Backend {
+    /// Shard worker actors in this process.
+    Memory { shared: Arc<Shared>, router: Arc<Router>, supervisor: Addr<Supervisor> },
+    /// A Redis server.
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::RedisStore),
+}
+
+/// Runs `$memory` for the memory backend; for Redis, verifies `$id` and runs `$redis` with
+/// the store bound to `$r`.
+macro_rules! dispatch {
+    ($self:ident, $id:expr, memory => $memory:expr, redis($r:ident) => $redis:expr $(,)?) => {
+        match &$self.inner.backend {
+            Backend::Memory { .. } => $memory,
+            #[cfg(feature = "redis")]
+            Backend::Redis($r) => {
+                $self.verify($id)?;
+                $redis
+            }
+        }
+    };
 }
 
 impl std::fmt::Debug for SessionEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionEngine").field("shards", &self.inner.shared.shards).finish()
+        let backend = match &self.inner.backend {
+            Backend::Memory { .. } => "memory",
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => "redis",
+        };
+        f.debug_struct("SessionEngine").field("backend", &backend).field("shards", &self.shards()).finish()
     }
 }
 
@@ -82,17 +111,23 @@ impl EngineBuilder {
         self
     }
 
-    /// Starts the supervisor and its workers. With `storage.persist` on, first loads every
-    /// snapshot in `<storage.dir>/snapshots/` (re-hashed to the current shard count, expired
-    /// sessions dropped, a damaged file set aside for the previous generation).
+    /// Starts the supervisor and its workers (the memory backend). With `storage.persist` on,
+    /// first loads every snapshot in `<storage.dir>/snapshots/` (re-hashed to the current
+    /// shard count, expired sessions dropped, a damaged file set aside for the previous
+    /// generation).
     ///
     /// # Errors
     /// [`StartError`] for an invalid config, no actix `System`, or an unusable data directory:
     /// [`StartError::Storage`] when it cannot be created or written, when a snapshot cannot be
     /// read, or when a snapshot was written by a newer version.
+    /// [`StartError::NeedsAsyncStart`] for `storage.backend = "redis"`: connecting is
+    /// asynchronous, use [`start_async`](Self::start_async).
     pub fn start(self) -> Result<SessionEngine, StartError> {
         let config = self.config;
         config.validate("<config>")?;
+        if config.storage.backend != StorageBackend::Memory {
+            return Err(StartError::NeedsAsyncStart);
+        }
         if actix::System::try_current().is_none() {
             return Err(StartError::NoSystem);
         }
@@ -119,7 +154,44 @@ impl EngineBuilder {
             snapshots,
         });
         let (supervisor, router) = Supervisor::launch(shared.clone(), sessions, self.placement);
-        Ok(SessionEngine { inner: Arc::new(Inner { shared, router, supervisor }) })
+        let (config, keyring) = (shared.config.clone(), shared.keyring.clone());
+        let backend = Backend::Memory { shared, router, supervisor };
+        Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, backend }) })
+    }
+
+    /// Starts the engine for any `storage.backend`: for `"memory"` as
+    /// [`start`](Self::start); for `"redis"`, connects to `storage.redis_url` (at most 2 s)
+    /// and checks the server answers. Every instance sharing a Redis server needs the same
+    /// id secret (`session.secret` or `$DRACO_SESSION_SECRET`) to accept each other's ids.
+    /// With Redis, `storage.persist`, `session.shards` and `session.sweep_interval` do not
+    /// apply (Redis persists and expires on its own), and no actix `System` is needed.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start); [`StartError::Backend`] naming the URL when Redis cannot be
+    /// reached; an invalid config naming `storage.backend` when the `redis` cargo feature is
+    /// not compiled in.
+    pub async fn start_async(self) -> Result<SessionEngine, StartError> {
+        match self.config.storage.backend {
+            #[cfg(feature = "redis")]
+            StorageBackend::Redis => {
+                let config = self.config;
+                config.validate("<config>")?;
+                let keyring = match self.keyring {
+                    Some(k) => k,
+                    None => Keyring::load(&config)?,
+                };
+                let store = crate::redis::RedisStore::connect(
+                    &config.storage.redis_url,
+                    keyring.clone(),
+                    self.clock,
+                    Lifetimes::from_config(&config.session),
+                    config.limits.clone(),
+                )
+                .await?;
+                Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, backend: Backend::Redis(store) }) })
+            }
+            _ => self.start(),
+        }
     }
 }
 
@@ -129,7 +201,8 @@ impl SessionEngine {
         EngineBuilder { config, clock: Arc::new(SystemClock), keyring: None, placement: Placement::default() }
     }
 
-    /// Starts an engine with this config, the system clock and the configured keyring.
+    /// Starts an engine with this config, the system clock and the configured keyring
+    /// (memory backend only; [`start_async`](Self::start_async) starts either backend).
     ///
     /// # Errors
     /// See [`EngineBuilder::start`].
@@ -137,26 +210,49 @@ impl SessionEngine {
         Self::builder(config).start()
     }
 
-    /// The configuration the engine runs with.
-    pub fn config(&self) -> &Config {
-        &self.inner.shared.config
+    /// Starts an engine with this config for whichever `storage.backend` it names.
+    ///
+    /// # Errors
+    /// See [`EngineBuilder::start_async`].
+    pub async fn start_async(config: Config) -> Result<Self, StartError> {
+        Self::builder(config).start_async().await
     }
 
-    /// Number of shards.
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Number of shards: the memory backend's workers; 1 for Redis.
     pub fn shards(&self) -> usize {
-        self.inner.shared.shards
+        match &self.inner.backend {
+            Backend::Memory { shared, .. } => shared.shards,
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => 1,
+        }
     }
 
     /// The supervisor, for sending engine-wide messages ([`LogoutUser`], [`SessionsOf`],
     /// [`Stats`], [`Sweep`]) directly.
+    ///
+    /// # Panics
+    /// With `storage.backend = "redis"`, which has no actors: use the engine's methods.
     pub fn supervisor(&self) -> &Addr<Supervisor> {
-        &self.inner.supervisor
+        match &self.inner.backend {
+            Backend::Memory { supervisor, .. } => supervisor,
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => panic!("the redis session backend has no supervisor actor: use the engine's methods"),
+        }
     }
 
     /// Shard → worker routing, for tests that stop a worker on purpose.
     #[cfg(test)]
     pub(crate) fn router(&self) -> &Router {
-        &self.inner.router
+        match &self.inner.backend {
+            Backend::Memory { router, .. } => router,
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => panic!("no router with the redis backend"),
+        }
     }
 
     /// Parses and verifies an id (e.g. from a cookie).
@@ -164,11 +260,16 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::InvalidId`] for a malformed or forged id.
     pub fn parse_id(&self, text: &[u8]) -> Result<SessionId> {
-        self.inner.shared.keyring.parse(text)
+        self.inner.keyring.parse(text)
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn verify(&self, id: &SessionId) -> Result<()> {
+        if self.inner.keyring.verify(id) { Ok(()) } else { Err(SessionError::InvalidId) }
     }
 
     /// Sends a per-session message to the worker that owns its session, after verifying
-    /// the id.
+    /// the id. With the Redis backend the message runs as the matching engine operation.
     ///
     /// # Errors
     /// [`SessionError::InvalidId`] for an id this engine did not issue;
@@ -179,18 +280,31 @@ impl SessionEngine {
         R: Send + 'static,
         Worker: Handler<M>,
     {
-        let id = msg.session_id();
-        if !self.inner.shared.keyring.verify(id) {
-            return Err(SessionError::InvalidId);
-        }
-        let addr = self.inner.router.get(id.shard(self.inner.shared.shards));
-        match addr.send(msg).await {
-            Ok(result) => result,
-            Err(MailboxError::Closed) => {
-                self.inner.supervisor.do_send(WorkerDown);
-                Err(SessionError::Unavailable("shard worker is restarting".into()))
+        let id = *msg.session_id();
+        match &self.inner.backend {
+            Backend::Memory { shared, router, supervisor } => {
+                if !shared.keyring.verify(&id) {
+                    return Err(SessionError::InvalidId);
+                }
+                let addr = router.get(id.shard(shared.shards));
+                match addr.send(msg).await {
+                    Ok(result) => result,
+                    Err(MailboxError::Closed) => {
+                        supervisor.do_send(WorkerDown);
+                        Err(SessionError::Unavailable("shard worker is restarting".into()))
+                    }
+                    Err(MailboxError::Timeout) => Err(SessionError::Unavailable("shard worker timed out".into())),
+                }
             }
-            Err(MailboxError::Timeout) => Err(SessionError::Unavailable("shard worker timed out".into())),
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => {
+                self.verify(&id)?;
+                let answer = crate::redis::send_any(store, Box::new(msg)).await?;
+                answer
+                    .downcast::<R>()
+                    .map(|r| *r)
+                    .map_err(|_| SessionError::Unavailable("message result type mismatch".into()))
+            }
         }
     }
 
@@ -200,19 +314,20 @@ impl SessionEngine {
         R: Send + 'static,
         Supervisor: Handler<M>,
     {
-        self.inner
-            .supervisor
-            .send(msg)
-            .await
-            .map_err(|_| SessionError::Unavailable("session engine is stopped".into()))?
+        self.supervisor().send(msg).await.map_err(|_| SessionError::Unavailable("session engine is stopped".into()))?
     }
 
     /// Creates an empty anonymous session with a fresh id.
     ///
     /// # Errors
-    /// [`SessionError::Full`] when `limits.max_sessions` are live.
+    /// [`SessionError::Full`] when `limits.max_sessions` are live (Redis: when the database
+    /// holds that many keys); [`SessionError::Unavailable`].
     pub async fn create(&self) -> Result<SessionInfo> {
-        self.send(Create { id: self.inner.shared.keyring.generate() }).await
+        match &self.inner.backend {
+            Backend::Memory { .. } => self.send(Create { id: self.inner.keyring.generate() }).await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.create(None).await,
+        }
     }
 
     /// Reads `scope`/`key` as a `T`.
@@ -232,7 +347,9 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`], [`SessionError::InvalidName`].
     pub async fn get_raw(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
         names(scope, key)?;
-        self.send(Get { id: *id, scope: scope.into(), key: key.into() }).await
+        dispatch!(self, id,
+            memory => self.send(Get { id: *id, scope: scope.into(), key: key.into() }).await,
+            redis(r) => r.get(*id, scope, key).await)
     }
 
     /// Stores `value` under `scope`/`key`.
@@ -249,7 +366,9 @@ impl SessionEngine {
     /// As [`insert`](Self::insert); also [`SessionError::Codec`] when `json` is not valid JSON.
     pub async fn insert_raw(&self, id: &SessionId, scope: &str, key: &str, json: Vec<u8>) -> Result<()> {
         names(scope, key)?;
-        self.send(Set { id: *id, scope: scope.into(), key: key.into(), value: json }).await
+        dispatch!(self, id,
+            memory => self.send(Set { id: *id, scope: scope.into(), key: key.into(), value: json }).await,
+            redis(r) => r.set(*id, scope, key, json).await)
     }
 
     /// Removes `scope`/`key`; whether it was there.
@@ -258,7 +377,9 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`].
     pub async fn remove(&self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
         names(scope, key)?;
-        self.send(Remove { id: *id, scope: scope.into(), key: key.into() }).await
+        dispatch!(self, id,
+            memory => self.send(Remove { id: *id, scope: scope.into(), key: key.into() }).await,
+            redis(r) => r.remove(*id, scope, key).await)
     }
 
     /// Removes every key of `scope`, or of all scopes when `None`.
@@ -269,7 +390,9 @@ impl SessionEngine {
         if let Some(s) = scope {
             check_name("scope", s)?;
         }
-        self.send(Clear { id: *id, scope: scope.map(Into::into) }).await
+        dispatch!(self, id,
+            memory => self.send(Clear { id: *id, scope: scope.map(Into::into) }).await,
+            redis(r) => r.clear(*id, scope).await)
     }
 
     /// The keys of `scope`, sorted.
@@ -278,7 +401,9 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`].
     pub async fn keys(&self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
         check_name("scope", scope)?;
-        self.send(Keys { id: *id, scope: scope.into() }).await
+        dispatch!(self, id,
+            memory => self.send(Keys { id: *id, scope: scope.into() }).await,
+            redis(r) => r.keys(*id, scope).await)
     }
 
     /// Atomically replaces `scope`/`key` with `f(current)`, inside the owning worker: no
@@ -297,7 +422,9 @@ impl SessionEngine {
             let current = current.map(decode::<T>).transpose()?;
             encode(&f(current)).map(Some)
         });
-        let new = self.send(Update { id: *id, scope: scope.into(), key: key.into(), f: step }).await?;
+        let new = dispatch!(self, id,
+            memory => self.send(Update { id: *id, scope: scope.into(), key: key.into(), f: step }).await?,
+            redis(r) => r.update(*id, scope, key, step).await?);
         decode(&new.expect("update stores a value"))
     }
 
@@ -306,6 +433,14 @@ impl SessionEngine {
     /// # Errors
     /// As [`update`](Self::update).
     pub async fn increment(&self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(r) = &self.inner.backend {
+            names(scope, key)?;
+            self.verify(id)?;
+            if let Some(n) = r.increment(*id, scope, key, by).await? {
+                return Ok(n);
+            }
+        }
         self.update(id, scope, key, move |n: Option<i64>| n.unwrap_or(0).saturating_add(by)).await
     }
 
@@ -314,7 +449,14 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::InvalidUserId`] for 0; [`SessionError::SessionGone`].
     pub async fn login(&self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
-        self.send(Login { id: *id, userid }).await
+        dispatch!(self, id,
+        memory => self.send(Login { id: *id, userid }).await,
+        redis(r) => {
+            if userid == 0 {
+                return Err(SessionError::InvalidUserId);
+            }
+            r.rotate(*id, userid).await
+        })
     }
 
     /// Logs out: user id 0, volatile, id rotated, other data kept.
@@ -322,7 +464,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn logout(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.send(Logout { id: *id }).await
+        dispatch!(self, id, memory => self.send(Logout { id: *id }).await, redis(r) => r.rotate(*id, 0).await)
     }
 
     /// Makes the session persistent (remember me) or volatile.
@@ -330,7 +472,9 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::NotLoggedIn`] for `true` on an anonymous session; [`SessionError::SessionGone`].
     pub async fn set_persistent(&self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
-        self.send(SetPersistent { id: *id, persistent }).await
+        dispatch!(self, id,
+            memory => self.send(SetPersistent { id: *id, persistent }).await,
+            redis(r) => r.set_persistent(*id, persistent).await)
     }
 
     /// The session's metadata; does not count as a use.
@@ -338,7 +482,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn info(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.send(Info { id: *id }).await
+        dispatch!(self, id, memory => self.send(Info { id: *id }).await, redis(r) => r.info(*id, false).await)
     }
 
     /// Counts as a use: slides the expiry.
@@ -346,7 +490,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn touch(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.send(Touch { id: *id }).await
+        dispatch!(self, id, memory => self.send(Touch { id: *id }).await, redis(r) => r.info(*id, true).await)
     }
 
     /// Ends the session; whether it existed.
@@ -354,7 +498,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::InvalidId`], [`SessionError::Unavailable`].
     pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
-        self.send(Destroy { id: *id }).await
+        dispatch!(self, id, memory => self.send(Destroy { id: *id }).await, redis(r) => r.destroy(*id).await)
     }
 
     /// Ends every session of `userid` on every shard ("log out everywhere"); how many.
@@ -362,7 +506,11 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn logout_user(&self, userid: u64) -> Result<usize> {
-        self.ask(LogoutUser { userid }).await
+        match &self.inner.backend {
+            Backend::Memory { .. } => self.ask(LogoutUser { userid }).await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.logout_user(userid).await,
+        }
     }
 
     /// The live sessions of `userid`, most recently used first.
@@ -370,7 +518,11 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
-        self.ask(SessionsOf { userid }).await
+        match &self.inner.backend {
+            Backend::Memory { .. } => self.ask(SessionsOf { userid }).await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.sessions_of(userid).await,
+        }
     }
 
     /// Counters of every shard.
@@ -378,33 +530,53 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn stats(&self) -> Result<EngineStats> {
-        self.ask(Stats).await
+        match &self.inner.backend {
+            Backend::Memory { .. } => self.ask(Stats).await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.stats().await,
+        }
     }
 
-    /// Drops every expired session now; how many.
+    /// Drops every expired session now; how many. Redis expires sessions on its own: 0.
     ///
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn sweep(&self) -> Result<usize> {
-        self.ask(Sweep).await
+        match &self.inner.backend {
+            Backend::Memory { .. } => self.ask(Sweep).await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.check_open().map(|()| 0),
+        }
     }
 
     /// Snapshots every shard changed since its last snapshot, and waits until the files are
     /// durable; answers how many sessions were written (0 when nothing changed, or when
     /// `storage.persist` is off). Workers also do this every `storage.snapshot_interval`.
+    /// With Redis, which persists by its own configuration: 0 once Redis answers.
     ///
     /// # Errors
     /// [`SessionError::Unavailable`] when the engine is stopped or a snapshot could not be
     /// written (the previous generation stays in place; the message says why).
     pub async fn snapshot(&self) -> Result<usize> {
-        self.ask(SnapshotAll).await
+        match &self.inner.backend {
+            Backend::Memory { .. } => self.ask(SnapshotAll).await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.check_open().map(|()| 0),
+        }
     }
 
     /// Stops the engine gracefully: every worker writes a final snapshot (when
     /// `storage.persist` is on and its shard changed) and stops; returns once those
-    /// snapshots are durable. Later calls answer `Unavailable`.
+    /// snapshots are durable. Later calls answer `Unavailable`. With Redis: later calls answer
+    /// `Unavailable`; the connection closes when the last handle is dropped.
     pub async fn shutdown(&self) {
-        let _ = self.inner.supervisor.send(Shutdown).await;
+        match &self.inner.backend {
+            Backend::Memory { supervisor, .. } => {
+                let _ = supervisor.send(Shutdown).await;
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.close(),
+        }
     }
 }
 

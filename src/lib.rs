@@ -7,6 +7,10 @@
 //! A supervisor actor shards sessions over worker actors by a stable hash of the id; each
 //! worker alone owns its sessions, so concurrent requests on one session never lose writes.
 //!
+//! Past one process, `[storage] backend = "redis"` (cargo feature `redis`) keeps sessions in a
+//! Redis server (`storage.redis_url`) shared by every app instance, behind the same API: start
+//! the engine with [`SessionEngine::start_async`], which starts either backend.
+//!
 //! ```
 //! use draco_session::{Config, SessionEngine, SessionError};
 //!
@@ -41,6 +45,8 @@ mod error;
 pub mod fuzzing;
 mod id;
 mod message;
+#[cfg(feature = "redis")]
+mod redis;
 mod robot;
 mod snapshot;
 mod state;
@@ -50,7 +56,8 @@ mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, LimitsConfig, RobotsConfig, SECRET_ENV, SameSite, SessionConfig, StorageBackend, StorageConfig,
+    CONFIG_ENV, Config, CookieConfig, LimitsConfig, RobotsConfig, SECRET_ENV, SameSite, SessionConfig, StorageBackend,
+    StorageConfig,
 };
 pub use engine::{EngineBuilder, Placement, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError};

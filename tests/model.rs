@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
-use draco_session::{Config, ManualClock, SessionEngine, SessionError, SessionId};
+use draco_session::{Config, ManualClock, Placement, SessionEngine, SessionError, SessionId};
 use proptest::prelude::*;
 
 const SECRET: &str = "model test secret, at least 32 bytes long";
@@ -57,9 +57,10 @@ enum Op {
         ms: u64,
     },
     /// Snapshot, graceful shutdown, and a new engine on the same directory (maybe another
-    /// shard count: sessions re-hash on load).
+    /// shard count: sessions re-hash on load; workers on their own threads or on this one).
     Restart {
         shards: usize,
+        current_thread: bool,
     },
     /// Compares the whole observable state.
     Check,
@@ -84,7 +85,7 @@ fn op() -> impl Strategy<Value = Op> {
             Just(PERSISTENT_MS),
         ]
         .prop_map(|ms| Op::Advance { ms }),
-        1 => (1..4usize).prop_map(|shards| Op::Restart { shards }),
+        1 => (1..4usize, any::<bool>()).prop_map(|(shards, current_thread)| Op::Restart { shards, current_thread }),
         2 => Just(Op::Check),
     ]
 }
@@ -145,8 +146,13 @@ fn config(dir: &std::path::Path, shards: usize) -> Config {
     .unwrap()
 }
 
-fn start(dir: &std::path::Path, shards: usize, clock: &ManualClock) -> SessionEngine {
-    SessionEngine::builder(config(dir, shards)).clock(clock.clone()).start().expect("engine starts")
+fn start(dir: &std::path::Path, shards: usize, current_thread: bool, clock: &ManualClock) -> SessionEngine {
+    let placement = if current_thread { Placement::CurrentThread } else { Placement::DedicatedThreads };
+    SessionEngine::builder(config(dir, shards))
+        .clock(clock.clone())
+        .placement(placement)
+        .start()
+        .expect("engine starts")
 }
 
 fn ms(t: std::time::SystemTime) -> u64 {
@@ -193,7 +199,7 @@ async fn check(engine: &SessionEngine, world: &mut World, step: usize) -> Result
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS);
-    let mut engine = start(dir.path(), 2, &clock);
+    let mut engine = start(dir.path(), 2, false, &clock);
     let mut world = World { now: START_MS, ..World::default() };
     for (step, op) in ops.into_iter().enumerate() {
         let ctx = format!("step {step}: {op:?}");
@@ -297,10 +303,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 clock.advance(Duration::from_millis(ms));
                 world.now += ms;
             }
-            Op::Restart { shards } => {
+            Op::Restart { shards, current_thread } => {
                 engine.snapshot().await.map_err(|e| TestCaseError::fail(format!("{ctx}: {e}")))?;
                 engine.shutdown().await;
-                engine = start(dir.path(), shards, &clock);
+                engine = start(dir.path(), shards, current_thread, &clock);
                 // Only written sessions are persisted; expired ones are dropped on load.
                 let now = world.now;
                 world.live.retain(|_, m| {

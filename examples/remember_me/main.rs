@@ -37,6 +37,9 @@
 //! In production, serve HTTPS (or a TLS proxy) and keep `secure = true`.
 //!
 //! Without a config file, sessions and the id key live in `./data` (`storage.dir`).
+//! With `[storage] backend = "redis"` (build with `--features redis`), sessions live in the
+//! Redis server at `storage.redis_url`: run several instances on different `--bind` ports
+//! against one server and they share sessions (give them the same `session.secret`).
 //!
 //! Stop with Ctrl-C or SIGTERM: the server drains, then the engine shuts down (writing its
 //! final snapshot when persistence is on).
@@ -119,8 +122,10 @@ async fn main() -> std::io::Result<()> {
     let config = load_config(&args);
     let max_value_bytes = config.limits.max_value_bytes;
 
-    let engine =
-        SessionEngine::start(config).unwrap_or_else(|e| fail(&format!("cannot start the session engine: {e}")));
+    // `start_async` starts either backend (`storage.backend = "memory"` or `"redis"`).
+    let engine = SessionEngine::start_async(config)
+        .await
+        .unwrap_or_else(|e| fail(&format!("cannot start the session engine: {e}")));
     let middleware = SessionMiddleware::try_new(engine.clone()).unwrap_or_else(|e| fail(&e.to_string()));
 
     let server = HttpServer::new(move || {

@@ -68,21 +68,32 @@ macro_rules! script {
     };
 }
 
-script!(CREATE, "A new anonymous session at now; `{\"exists\"}` when the key is taken.", r#"
+script!(
+    CREATE,
+    "A new anonymous session at now; `{\"exists\"}` when the key is taken.",
+    r#"
 if redis.call('EXISTS', key) == 1 then return {'exists'} end
 redis.call('HSET', key, 'u', '0', 'p', '0', 'c', ARGV[1], 'a', ARGV[1])
 m = {'0', '0', ARGV[1], ARGV[1]}
 slide()
 return reply()
-"#);
+"#
+);
 
-script!(GET, "`ARGV[6]` field: its value (or nil) after the metadata.", r#"
+script!(
+    GET,
+    "`ARGV[6]` field: its value (or nil) after the metadata.",
+    r#"
 if not load(true) then return {'gone'} end
 slide()
 return reply(redis.call('HGET', key, ARGV[6]))
-"#);
+"#
+);
 
-script!(SET, "`ARGV[6]` field, `ARGV[7]` value, `ARGV[8]` max keys.", r#"
+script!(
+    SET,
+    "`ARGV[6]` field, `ARGV[7]` value, `ARGV[8]` max keys.",
+    r#"
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 if redis.call('HEXISTS', key, ARGV[6]) == 0 and data_len() >= tonumber(ARGV[8]) then
@@ -92,17 +103,25 @@ end
 redis.call('HSET', key, ARGV[6], ARGV[7])
 slide()
 return reply()
-"#);
+"#
+);
 
-script!(REMOVE, "`ARGV[6]` field: 1 when it was there.", r#"
+script!(
+    REMOVE,
+    "`ARGV[6]` field: 1 when it was there.",
+    r#"
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 local n = redis.call('HDEL', key, ARGV[6])
 slide()
 return reply(n)
-"#);
+"#
+);
 
-script!(CLEAR, "Removes every field starting with `ARGV[6]` (a scope's prefix, or `d` for all).", r#"
+script!(
+    CLEAR,
+    "Removes every field starting with `ARGV[6]` (a scope's prefix, or `d` for all).",
+    r#"
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 local p = ARGV[6]
@@ -111,9 +130,13 @@ for _, f in ipairs(redis.call('HKEYS', key)) do
 end
 slide()
 return reply()
-"#);
+"#
+);
 
-script!(KEYS, "The names after the prefix `ARGV[6]` of the fields that start with it.", r#"
+script!(
+    KEYS,
+    "The names after the prefix `ARGV[6]` of the fields that start with it.",
+    r#"
 if not load(true) then return {'gone'} end
 local p = ARGV[6]
 local out = {}
@@ -122,20 +145,32 @@ for _, f in ipairs(redis.call('HKEYS', key)) do
 end
 slide()
 return reply(out)
-"#);
+"#
+);
 
-script!(INFO, "The metadata; not a use.", r#"
+script!(
+    INFO,
+    "The metadata; not a use.",
+    r#"
 if not load(false) then return {'gone'} end
 return reply()
-"#);
+"#
+);
 
-script!(TOUCH, "A use: slides the expiry.", r#"
+script!(
+    TOUCH,
+    "A use: slides the expiry.",
+    r#"
 if not load(true) then return {'gone'} end
 slide()
 return reply()
-"#);
+"#
+);
 
-script!(SET_PERSISTENT, "`ARGV[6]` \"1\" or \"0\".", r#"
+script!(
+    SET_PERSISTENT,
+    "`ARGV[6]` \"1\" or \"0\".",
+    r#"
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 if ARGV[6] == '1' and m[1] == '0' then
@@ -146,10 +181,14 @@ m[2] = ARGV[6]
 redis.call('HSET', key, 'p', m[2])
 slide()
 return reply()
-"#);
+"#
+);
 
-script!(ROTATE, "Login/logout: moves the session to `KEYS[3]` (same slot) with user `ARGV[6]`; the old key is \
-gone in the same step. Answers the previous user id after the metadata.", r#"
+script!(
+    ROTATE,
+    "Login/logout: moves the session to `KEYS[3]` (same slot) with user `ARGV[6]`; the old key is \
+gone in the same step. Answers the previous user id after the metadata.",
+    r#"
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'exists'} end
@@ -162,20 +201,28 @@ key = KEYS[3]
 redis.call('HSET', key, 'u', m[1], 'p', m[2])
 slide()
 return reply(old)
-"#);
+"#
+);
 
-script!(DESTROY, "Deletes the session, only if its user is `ARGV[6]` when that is not empty. Answers \
-`{\"done\", userid-or-nil}`.", r#"
+script!(
+    DESTROY,
+    "Deletes the session, only if its user is `ARGV[6]` when that is not empty. Answers \
+`{\"done\", userid-or-nil}`.",
+    r#"
 local u = redis.call('HGET', key, 'u')
 if not u then return {'done', false} end
 if ARGV[6] ~= '' and u ~= ARGV[6] then return {'done', false} end
 redis.call('DEL', key)
 return {'done', u}
-"#);
+"#
+);
 
-script!(INCREMENT, "`ARGV[6]` field, `ARGV[7]` the amount, `ARGV[8]` max keys, `ARGV[9]` max value bytes. \
+script!(
+    INCREMENT,
+    "`ARGV[6]` field, `ARGV[7]` the amount, `ARGV[8]` max keys, `ARGV[9]` max value bytes. \
 `{\"fallback\"}` when the stored value or the sum is not an integer Lua adds exactly: the caller then uses \
-the general update path, which decodes with serde like the memory backend.", r#"
+the general update path, which decodes with serde like the memory backend.",
+    r#"
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 local v = redis.call('HGET', key, ARGV[6])
@@ -194,18 +241,26 @@ if #s > tonumber(ARGV[9]) then return {'toolarge', #s} end
 redis.call('HSET', key, ARGV[6], s)
 slide()
 return reply(s)
-"#);
+"#
+);
 
-script!(LOCK_READ, "Takes the update lock (token `ARGV[5]`, `ARGV[7]` ms) and reads field `ARGV[6]`.", r#"
+script!(
+    LOCK_READ,
+    "Takes the update lock (token `ARGV[5]`, `ARGV[7]` ms) and reads field `ARGV[6]`.",
+    r#"
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 redis.call('SET', lock, token, 'PX', ARGV[7])
 slide()
 return reply(redis.call('HGET', key, ARGV[6]))
-"#);
+"#
+);
 
-script!(COMMIT, "Writes field `ARGV[6]` (`ARGV[7]` \"1\": to `ARGV[8]`; \"0\": removes it; `ARGV[9]` max keys) \
-and releases the lock, only while the caller still holds it.", r#"
+script!(
+    COMMIT,
+    "Writes field `ARGV[6]` (`ARGV[7]` \"1\": to `ARGV[8]`; \"0\": removes it; `ARGV[9]` max keys) \
+and releases the lock, only while the caller still holds it.",
+    r#"
 if redis.call('GET', lock) ~= token then return {'lost'} end
 redis.call('DEL', lock)
 if not load(true) then return {'gone'} end
@@ -220,9 +275,14 @@ else
 end
 slide()
 return reply()
-"#);
+"#
+);
 
-script!(UNLOCK, "Releases the update lock if the caller still holds it.", r#"
+script!(
+    UNLOCK,
+    "Releases the update lock if the caller still holds it.",
+    r#"
 if redis.call('GET', lock) == token then redis.call('DEL', lock) end
 return {'done'}
-"#);
+"#
+);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
+use rand::RngExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value};
 
@@ -26,11 +26,13 @@ use crate::state::Lifetimes;
 /// Bound on connecting at start-up and on each reconnection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on each command: past it the caller gets `Unavailable` (HTTP 503), never a hang.
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on a whole operation (some take two or three commands, or wait for a lock).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an `update` may hold its session's lock (the closure runs between read and write).
 const LOCK_MS: u64 = 2000;
 /// How long a write waits for another caller's `update` to finish with the session.
-const LOCK_WAIT: Duration = Duration::from_millis(2500);
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The Redis backend of one engine.
 pub(crate) struct RedisStore {
@@ -129,20 +131,32 @@ impl RedisStore {
         Ok(Self { core: Arc::new(core), runtime: Some(runtime) })
     }
 
+    /// `Unavailable` once the engine is shut down.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.core.stopped.load(Ordering::Relaxed) {
+            return Err(SessionError::Unavailable("session engine is stopped".into()));
+        }
+        Ok(())
+    }
+
     /// Runs `op` on the store's runtime and waits for it from whatever runtime the caller is on.
     async fn run<T, F>(&self, counts: bool, op: impl FnOnce(Arc<Core>) -> F) -> Result<T>
     where
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        if self.core.stopped.load(Ordering::Relaxed) {
-            return Err(SessionError::Unavailable("session engine is stopped".into()));
-        }
+        self.check_open()?;
         if counts {
             self.core.operations.fetch_add(1, Ordering::Relaxed);
         }
         let runtime = self.runtime.as_ref().expect("runtime lives as long as the store");
-        match runtime.spawn(op(self.core.clone())).await {
+        let op = op(self.core.clone());
+        let bounded = async move {
+            tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
+                Err(SessionError::Unavailable(format!("no answer from Redis within {OPERATION_TIMEOUT:?}")))
+            })
+        };
+        match runtime.spawn(bounded).await {
             Ok(result) => result,
             Err(e) => Err(SessionError::Unavailable(format!("Redis task failed: {e}"))),
         }
@@ -213,7 +227,13 @@ impl RedisStore {
 
     /// Read-modify-write under the session's update lock: `step` runs exactly once, between a
     /// read that takes the lock and a write that releases it. Writes by others wait for it.
-    pub(crate) async fn update(&self, id: SessionId, scope: &str, key: &str, step: UpdateFn) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn update(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        step: UpdateFn,
+    ) -> Result<Option<Vec<u8>>> {
         let field = keys::field(scope, key);
         self.run(true, move |c| async move { c.update(id, field, step).await }).await
     }
@@ -503,7 +523,7 @@ impl Core {
             if userid != 0 {
                 let user = keys::user(userid);
                 let mut pipe = redis::pipe();
-                pipe.sadd(&user, &new.member).ignore().pexpire(&user, self.index_ttl_ms()).ignore();
+                pipe.sadd(&user, &new.member).ignore().pexpire(&user, self.index_ttl_ms() as i64).ignore();
                 let mut conn = self.conn.clone();
                 match tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
                     Ok(Ok(())) => self.reached(),

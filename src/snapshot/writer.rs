@@ -103,16 +103,32 @@ impl<I: SnapshotIo> Writer<I> {
 
     /// Serves jobs until [`Job::Stop`] or until every sender is gone.
     pub fn run(mut self, jobs: Receiver<Job>) {
+        // The error of the last failed write: a directory that stays unwritable fails every
+        // shard at every interval, and one clear line says so better than a flood.
+        let mut failing: Option<String> = None;
         while let Ok(job) = jobs.recv() {
             match job {
                 Job::Write { shard, entries, chunks, done } => {
                     let result = self.write(shard, entries, &chunks);
                     drop(chunks);
-                    if let Err(e) = &result {
-                        log::error!(
-                            "shard {shard}: snapshot write to {} failed, the previous generation stays in place: {e}",
-                            self.dir.display()
-                        );
+                    match &result {
+                        Err(e) if failing.as_deref() == Some(&e.to_string()) => {
+                            log::debug!("shard {shard}: snapshot write failed again: {e}");
+                        }
+                        Err(e) => {
+                            log::error!(
+                                "shard {shard}: snapshot write to {} failed, the previous generation stays in \
+                                 place; sessions are kept in memory and the write is retried every \
+                                 storage.snapshot_interval (repeats of this error are logged at debug level): {e}",
+                                self.dir.display()
+                            );
+                            failing = Some(e.to_string());
+                        }
+                        Ok(_) => {
+                            if let Some(e) = failing.take() {
+                                log::info!("snapshot writes to {} work again (last error: {e})", self.dir.display());
+                            }
+                        }
                     }
                     done(result);
                 }
