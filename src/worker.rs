@@ -560,7 +560,13 @@ impl Handler<Create> for Worker {
             }
             let limit = w.shared.limits.max_sessions;
             if w.shared.live_total() >= limit {
-                return Err(SessionError::Full { limit });
+                // Expired sessions not swept yet still count: reclaim this shard's before
+                // refusing anyone.
+                w.sweep_cursor = 0;
+                w.sweep_step(usize::MAX);
+                if w.shared.live_total() >= limit {
+                    return Err(SessionError::Full { limit });
+                }
             }
             w.shared.live[w.shard].fetch_add(1, Ordering::Relaxed);
             let slot = Slot { id: msg.id, state: SessionState::new(w.now()), written: false };

@@ -68,3 +68,25 @@ async fn current_thread_engine_shuts_down_with_a_final_snapshot() {
     assert_eq!(again.get::<i32>(&s, "a", "k").await.unwrap(), Some(1));
     again.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_full_engine_reclaims_expired_sessions_before_refusing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), false);
+    c.session.shards = 1;
+    c.limits.max_sessions = 10;
+    let clock = draco_session::ManualClock::new(1_000_000);
+    let e = SessionEngine::builder(c)
+        .clock(clock.clone())
+        .placement(Placement::CurrentThread)
+        .start()
+        .unwrap();
+    for _ in 0..10 {
+        e.create().await.unwrap();
+    }
+    assert_eq!(e.create().await, Err(SessionError::Full { limit: 10 }));
+    clock.advance(std::time::Duration::from_secs(3 * 3600));
+    // Nobody swept yet, but every session has expired: creating one must succeed.
+    e.create().await.expect("expired sessions are reclaimed");
+    assert_eq!(e.stats().await.unwrap().sessions, 1);
+}
