@@ -128,6 +128,9 @@ pub struct StorageConfig {
     /// The Redis server for `backend = "redis"` (`redis://[:password@]host:port[/db]`,
     /// `rediss://` for TLS is not compiled in). Defaults to `"redis://127.0.0.1:6379"`.
     pub redis_url: String,
+    /// `redis_url` names Redis Cluster nodes (one or more, comma-separated) rather than one
+    /// server. Defaults to `false`.
+    pub redis_cluster: bool,
 }
 
 impl Default for StorageConfig {
@@ -138,6 +141,7 @@ impl Default for StorageConfig {
             persist: true,
             backend: StorageBackend::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster: false,
         }
     }
 }
@@ -298,13 +302,19 @@ impl Config {
                         .into(),
                 );
             }
-            let url = &self.storage.redis_url;
-            if !(url.starts_with("redis://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
-                return bad("storage.redis_url", format!("{url:?} must start with redis:// (or redis+unix://)"));
-            }
-            #[cfg(feature = "redis")]
-            if let Err(e) = redis::Client::open(url.as_str()) {
-                return bad("storage.redis_url", format!("{url:?} is not a valid Redis URL: {e}"));
+            let urls: Vec<&str> = if self.storage.redis_cluster {
+                self.storage.redis_url.split(',').map(str::trim).collect()
+            } else {
+                vec![self.storage.redis_url.as_str()]
+            };
+            for url in urls {
+                if !(url.starts_with("redis://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
+                    return bad("storage.redis_url", format!("{url:?} must start with redis:// (or redis+unix://)"));
+                }
+                #[cfg(feature = "redis")]
+                if let Err(e) = redis::Client::open(url) {
+                    return bad("storage.redis_url", format!("{url:?} is not a valid Redis URL: {e}"));
+                }
             }
         }
         let l = &self.limits;
@@ -359,6 +369,7 @@ mod tests {
         assert_eq!(c.limits.max_sessions, d.limits.max_sessions);
         assert_eq!(c.storage.backend, d.storage.backend);
         assert_eq!(c.storage.redis_url, d.storage.redis_url);
+        assert_eq!(c.storage.redis_cluster, d.storage.redis_cluster);
     }
 
     #[test]

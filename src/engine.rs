@@ -182,6 +182,7 @@ impl EngineBuilder {
                 };
                 let store = crate::redis::RedisStore::connect(
                     &config.storage.redis_url,
+                    config.storage.redis_cluster,
                     keyring.clone(),
                     self.clock,
                     Lifetimes::from_config(&config.session),
@@ -211,6 +212,22 @@ impl SessionEngine {
     }
 
     /// Starts an engine with this config for whichever `storage.backend` it names.
+    ///
+    /// ```no_run
+    /// use draco_session::{Config, SessionEngine};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::from_toml(
+    ///     "[session]\nsecret = \"shared by every instance, 32 bytes or more\"\n\
+    ///      [storage]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379/0\"",
+    ///     "inline",
+    /// )?;
+    /// let engine = SessionEngine::start_async(config).await?;
+    /// let session = engine.create().await?;
+    /// engine.insert(&session.id, "cart", "items", &["book"]).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// See [`EngineBuilder::start_async`].

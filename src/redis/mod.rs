@@ -15,6 +15,14 @@
 //! - **Live-sessions cap**: `create` compares `DBSIZE` (every key of the selected database:
 //!   sessions, update locks, one index per logged-in user) with `limits.max_sessions`, an
 //!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`).
+//! - **Connection**: one server through a `ConnectionManager` (reconnects by itself), or a
+//!   Redis Cluster (`storage.redis_cluster`, seed nodes in `redis_url`) through the cluster
+//!   client; both on a small I/O runtime owned by the store, every command bounded (1 s, 3 s
+//!   per operation), every Redis error an `Unavailable` (HTTP 503).
+//! - **Stats**: live sessions by `SCAN` of the database (one server) or `DBSIZE` summed over
+//!   the primaries (cluster, every key counted); `sweep` and `snapshot` answer 0.
+//! - **Typed messages** sent with `SessionEngine::send` run as the matching operation; the
+//!   supervisor does not exist (`SessionEngine::supervisor` panics, documented there).
 //! - **Time**: lifetimes are enforced by Redis's expiry, and backed up by the engine's clock
 //!   inside the scripts (a session past its expiry by that clock is gone too).
 

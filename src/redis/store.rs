@@ -11,8 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::keys::{self, SessionKeys};
 use super::scripts;
@@ -40,8 +42,43 @@ pub(crate) struct RedisStore {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// One server (reconnecting by itself) or a Redis Cluster (following its slot map).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 struct Core {
-    conn: ConnectionManager,
+    conn: Conn,
     /// The server's URL with any password hidden, for messages.
     url: String,
     keyring: Keyring,
@@ -60,8 +97,11 @@ struct Core {
 /// A script's answer: its status, then the session's metadata and the op's result.
 struct Reply(Vec<Value>);
 
-/// `url` with the password (if any) replaced by `***`.
+/// `url` (or a comma-separated list of them) with any password replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(|u| redact(u.trim())).collect::<Vec<_>>().join(",");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
         _ => url.to_owned(),
@@ -69,9 +109,11 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 impl RedisStore {
-    /// Connects to `url` (bounded by [`CONNECT_TIMEOUT`]) and checks the server answers.
+    /// Connects to `url` (bounded by [`CONNECT_TIMEOUT`]) and checks the server answers;
+    /// with `cluster`, `url` lists seed nodes, comma-separated.
     pub(crate) async fn connect(
         url: &str,
+        cluster: bool,
         keyring: Keyring,
         clock: Arc<dyn Clock>,
         lifetimes: Lifetimes,
@@ -85,14 +127,28 @@ impl RedisStore {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start the Redis I/O threads: {e}")))?;
-        let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(COMMAND_TIMEOUT)
-            .set_number_of_retries(1)
-            .set_max_delay(500);
+        let connect = if cluster {
+            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+            let client = ClusterClientBuilder::new(nodes)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(COMMAND_TIMEOUT)
+                .retries(2)
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            futures_util::future::Either::Left(async move { client.get_async_connection().await.map(Conn::Cluster) })
+        } else {
+            let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(CONNECT_TIMEOUT)
+                .set_response_timeout(COMMAND_TIMEOUT)
+                .set_number_of_retries(1)
+                .set_max_delay(500);
+            futures_util::future::Either::Right(async move {
+                ConnectionManager::new_with_config(client, config).await.map(Conn::Single)
+            })
+        };
         let connecting = runtime.spawn(async move {
-            let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new_with_config(client, config))
+            let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
                 .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
                 .map_err(|e| e.to_string())?;
@@ -113,7 +169,8 @@ impl RedisStore {
                 return Err(fail(e.to_string()));
             }
         };
-        log::info!("session engine: sessions live in Redis at {shown}");
+        let kind = if cluster { "Redis Cluster" } else { "Redis" };
+        log::info!("session engine: sessions live in {kind} at {shown}");
         let core = Core {
             conn,
             url: shown,
@@ -618,6 +675,10 @@ impl Core {
     }
 
     async fn count_sessions(&self) -> Result<usize> {
+        if let Conn::Cluster(_) = self.conn {
+            // SCAN walks one node: in a cluster, count every key of every primary instead.
+            return self.query(&redis::cmd("DBSIZE")).await;
+        }
         let mut cursor: u64 = 0;
         let mut count = 0;
         loop {
@@ -686,5 +747,6 @@ mod tests {
     fn passwords_never_reach_messages() {
         assert_eq!(redact("redis://:hunter2@db:6379/1"), "redis://***@db:6379/1");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("redis://:a@h:1, redis://:b@h:2"), "redis://***@h:1,redis://***@h:2");
     }
 }

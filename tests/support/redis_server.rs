@@ -35,12 +35,17 @@ impl RedisServer {
 
     /// (Re)starts the server on the same port.
     pub fn resume(&mut self) {
+        self.resume_with(&["--databases", &DATABASES.to_string()]);
+    }
+
+    fn resume_with(&mut self, extra: &[&str]) {
         assert!(self.child.is_none(), "redis-server already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--databases", &DATABASES.to_string()])
+            .args(extra)
             .arg("--dir")
             .arg(self.dir.path())
+            .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -100,4 +105,79 @@ impl Drop for RedisServer {
 pub fn shared() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
     SERVER.get_or_init(RedisServer::start)
+}
+
+/// A three-primary Redis Cluster on 127.0.0.1, built with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// A port whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = 20_000 + (std::process::id() as u16 ^ rand_u16()) % 10_000;
+        let ok = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if ok(port) && ok(port + 10_000) {
+            return port;
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.finish() as u16
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let mut nodes = Vec::new();
+        while nodes.len() < 3 {
+            let port = free_cluster_port();
+            if nodes.iter().any(|n: &RedisServer| n.port == port) {
+                continue;
+            }
+            let mut node =
+                RedisServer { port, dir: tempfile::tempdir().unwrap(), child: None, next_db: AtomicUsize::new(0) };
+            node.resume_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
+            nodes.push(node);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): the Redis Cluster test needs it"));
+        assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the cluster did not become ready: {info}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Self { nodes }
+    }
+
+    /// Every node's URL, comma-separated: `storage.redis_url` with `redis_cluster = true`.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(RedisServer::url).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// One cluster shared by every test of this binary.
+pub fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+    CLUSTER.get_or_init(RedisCluster::start)
 }
