@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/demo.rs"]
+mod demo;
+
+use demo::Demo;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Map, json};
@@ -53,19 +57,6 @@ fn find_program(env: &str, names: &[&str]) -> PathBuf {
 }
 
 /// target/<profile>/examples/remember_me, next to this test's own binary in target/<profile>/deps.
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let demo = profile_dir.join("examples").join(format!("remember_me{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        demo.is_file(),
-        "{} is missing: a plain `cargo test` builds the examples; with a filter run \
-         `cargo build --example remember_me` first",
-        demo.display()
-    );
-    demo
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -83,7 +74,7 @@ fn wait_for_port(port: u16, what: &str, child: &mut Guard) {
 }
 
 struct World {
-    demo: Guard,
+    demo: Demo,
     _driver: Guard,
     driver_url: String,
     chrome: PathBuf,
@@ -94,7 +85,6 @@ struct World {
 fn start() -> World {
     let chrome = find_program("CHROME", &["chromium", "chromium-browser", "google-chrome"]);
     let chromedriver = find_program("CHROMEDRIVER", &["chromedriver"]);
-    let demo = demo_binary();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let data = dir.path().join("data");
@@ -108,17 +98,8 @@ fn start() -> World {
     )
     .unwrap();
 
-    let port = free_port();
-    let mut demo = Guard(
-        Command::new(demo)
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the remember_me demo"),
-    );
-    wait_for_port(port, "the remember_me demo", &mut demo);
+    let demo = Demo::start(&config);
+    let port = demo.port;
 
     let driver_port = free_port();
     let mut driver = Guard(
@@ -232,16 +213,7 @@ async fn remember_me_survives_a_browser_restart_and_a_plain_login_does_not() {
 
     // The demo stops gracefully on SIGTERM (actix-web drains, then the engine shuts down).
     let mut world = world;
-    let pid = world.demo.0.id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = world.demo.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the demo did not stop within 20 s of SIGTERM");
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-    };
+    world.demo.terminate();
+    let status = world.demo.wait_for_exit(Duration::from_secs(20));
     assert!(status.success(), "the demo exited with {status} on SIGTERM");
 }

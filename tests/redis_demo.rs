@@ -9,43 +9,16 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
+#[path = "support/demo.rs"]
+mod demo;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use demo::{Demo, request};
 use redis_server::RedisServer;
-use serde_json::Value;
-
-const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0";
-
-/// A demo process, killed when the test ends however it ends.
-struct Demo {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// target/<profile>/examples/remember_me, next to this test's binary in target/<profile>/deps.
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let demo = profile_dir.join("examples").join(format!("remember_me{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        demo.is_file(),
-        "{} is missing: `cargo test --all-features` builds the examples; with a filter run \
-         `cargo build --all-features --example remember_me` first",
-        demo.display()
-    );
-    demo
-}
 
 fn write_config(dir: &Path, redis_url: &str) -> PathBuf {
     let config = dir.join("config.toml");
@@ -61,91 +34,6 @@ fn write_config(dir: &Path, redis_url: &str) -> PathBuf {
     config
 }
 
-fn spawn(config: &Path) -> (Child, u16) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(demo_binary())
-        .args(["--bind", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the remember_me demo");
-    (child, port)
-}
-
-fn start(config: &Path) -> Demo {
-    let (child, port) = spawn(config);
-    let mut demo = Demo { child, port };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = demo.child.try_wait() {
-            let mut err = String::new();
-            let _ = demo.child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("the demo exited before listening: {status}: {err}");
-        }
-        assert!(Instant::now() < deadline, "the demo did not listen within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    demo
-}
-
-/// One HTTP/1.1 request; answers the status, the `sid` cookie it set (if any), the JSON body.
-fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    body: Option<&str>,
-) -> (u16, Option<String>, Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n");
-    if let Some(c) = cookie {
-        head += &format!("Cookie: sid={c}\r\n");
-    }
-    let body = body.unwrap_or("");
-    head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{method} {path}: reading the response: {e}"));
-    let text = String::from_utf8(raw).unwrap();
-    let (headers, payload) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = headers[9..12].parse().unwrap();
-    let mut chunked = false;
-    let mut set_cookie = None;
-    for line in headers.lines().skip(1) {
-        let (name, value) = line.split_once(':').unwrap();
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        }
-        if name.eq_ignore_ascii_case("set-cookie")
-            && let Some(v) = value.strip_prefix("sid=")
-        {
-            set_cookie = Some(v.split(';').next().unwrap().to_owned());
-        }
-    }
-    let payload = if chunked {
-        let mut out = String::new();
-        let mut rest = payload;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out += &after[..size];
-            rest = &after[size + 2..];
-        }
-        out
-    } else {
-        payload.to_owned()
-    };
-    (status, set_cookie, serde_json::from_str(&payload).unwrap_or(Value::Null))
-}
-
 fn login(port: u16, remember: bool) -> String {
     let body = format!(r#"{{"username":"alice","password":"wonderland","remember":{remember}}}"#);
     let (status, cookie, json) = request(port, "POST", "/api/login", None, Some(&body));
@@ -159,7 +47,7 @@ fn two_instances_share_sessions_survive_restarts_and_lose_no_increment() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server.url());
-    let (a, b) = (start(&config), start(&config));
+    let (a, b) = (Demo::start(&config), Demo::start(&config));
 
     // Log in on one instance, be logged in on the other with the same cookie.
     let cookie = login(a.port, true);
@@ -194,7 +82,7 @@ fn two_instances_share_sessions_survive_restarts_and_lose_no_increment() {
 
     // Remember-me survives restarting both instances.
     drop((a, b));
-    let (a, b) = (start(&config), start(&config));
+    let (a, b) = (Demo::start(&config), Demo::start(&config));
     for port in [b.port, a.port] {
         let (status, _, json) = request(port, "GET", "/api/session", Some(&cookie), None);
         assert_eq!(status, 200);
@@ -221,7 +109,7 @@ fn redis_unreachable_at_start_is_a_clear_error_naming_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &url);
     let started = Instant::now();
-    let (child, _) = spawn(&config);
+    let child = demo::spawn(&config);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -234,7 +122,7 @@ fn redis_lost_mid_run_answers_503_quickly_and_service_resumes_when_it_returns() 
     let mut server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &server.url());
-    let demo = start(&config);
+    let demo = Demo::start(&config);
     let cookie = login(demo.port, false);
     let (_, _, json) = request(demo.port, "POST", "/api/incr/n", Some(&cookie), None);
     assert_eq!(json["value"], 1);

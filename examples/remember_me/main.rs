@@ -135,6 +135,8 @@ async fn main() -> std::io::Result<()> {
     .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", args.bind)));
     for addr in server.addrs() {
         log::info!("remember-me demo on http://{addr}/ (Ctrl-C to stop)");
+        // On stdout for scripts and tests, which may bind port 0 and need the real port.
+        println!("listening on http://{addr}/");
     }
     // Returns after SIGINT/SIGTERM, once in-flight requests are done (or 5 s have passed).
     server.shutdown_timeout(5).run().await?;
