@@ -250,15 +250,13 @@ impl SessionEngine {
     }
 
     /// The supervisor, for sending engine-wide messages ([`LogoutUser`], [`SessionsOf`],
-    /// [`Stats`], [`Sweep`]) directly.
-    ///
-    /// # Panics
-    /// With `storage.backend = "redis"`, which has no actors: use the engine's methods.
-    pub fn supervisor(&self) -> &Addr<Supervisor> {
+    /// [`Stats`], [`Sweep`]) directly; `None` with `storage.backend = "redis"`, which has no
+    /// actors (use the engine's methods, which work with both backends).
+    pub fn supervisor(&self) -> Option<&Addr<Supervisor>> {
         match &self.inner.backend {
-            Backend::Memory { supervisor, .. } => supervisor,
+            Backend::Memory { supervisor, .. } => Some(supervisor),
             #[cfg(feature = "redis")]
-            Backend::Redis(_) => panic!("the redis session backend has no supervisor actor: use the engine's methods"),
+            Backend::Redis(_) => None,
         }
     }
 
@@ -331,7 +329,8 @@ impl SessionEngine {
         R: Send + 'static,
         Supervisor: Handler<M>,
     {
-        self.supervisor().send(msg).await.map_err(|_| SessionError::Unavailable("session engine is stopped".into()))?
+        let supervisor = self.supervisor().ok_or_else(|| SessionError::Unavailable("no supervisor actor".into()))?;
+        supervisor.send(msg).await.map_err(|_| SessionError::Unavailable("session engine is stopped".into()))?
     }
 
     /// Creates an empty anonymous session with a fresh id.
