@@ -2,7 +2,7 @@
 //! behind each way of keeping sessions in actix-web, measured side by side in one run.
 //!
 //! ```sh
-//! cargo bench --bench http                 # 3 interleaved rounds of 5 s per variant and mode
+//! cargo bench --bench http --features redis   # 3 interleaved rounds of 5 s per variant and mode
 //! cargo bench --bench http -- --secs 2 --rounds 1 --variants a,b,e
 //! ```
 //!
@@ -11,7 +11,8 @@
 //! `RedisSessionStore` on a redis-server this bench starts on a free loopback port;
 //! (e) draco-session, memory engine, shard worker on its own thread (the default placement);
 //! (e2) draco-session, memory engine started in the single actix-web worker's app factory with
-//! `Placement::CurrentThread`, so operations never cross threads.
+//! `Placement::CurrentThread`, so operations never cross threads; (f) draco-session with the
+//! Redis backend on the same redis-server as (d) (needs `--features redis`).
 //!
 //! Each server runs in its own process pinned to CPU 0 (one actix-web worker), and wrk is pinned
 //! to CPU 1 (64 keep-alive connections). Mode "returning": 64 sessions are created first and
@@ -148,6 +149,22 @@ mod servers {
                     engine.shutdown().await;
                     result
                 }
+                #[cfg(feature = "redis")]
+                "f" => {
+                    let mut config = draco_config();
+                    config.storage.backend = draco_session::StorageBackend::Redis;
+                    config.storage.redis_url = redis_url.to_owned();
+                    let engine =
+                        draco_session::SessionEngine::start_async(config).await.map_err(std::io::Error::other)?;
+                    let mw = draco_session::SessionMiddleware::new(engine.clone());
+                    let result = HttpServer::new(move || App::new().wrap(mw.clone()).route("/", web::get().to(draco)))
+                        .workers(1)
+                        .bind(addr)?
+                        .run()
+                        .await;
+                    engine.shutdown().await;
+                    result
+                }
                 "e2" => {
                     // One actix-web worker that starts the engine in its app factory, with the
                     // shard workers on its own thread: operations never cross threads.
@@ -169,13 +186,14 @@ mod servers {
     }
 }
 
-const VARIANTS: [(&str, &str); 6] = [
+const VARIANTS: [(&str, &str); 7] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
     ("d", "actix-session redis"),
     ("e", "draco-session memory"),
     ("e2", "draco-session memory, same thread"),
+    ("f", "draco-session redis"),
 ];
 
 fn free_port() -> u16 {
@@ -349,13 +367,15 @@ fn main() {
     }
     let secs: u64 = arg("--secs").and_then(|s| s.parse().ok()).unwrap_or(5);
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
-    let wanted = arg("--variants").unwrap_or_else(|| "a,b,c,d,e,e2".into());
+    let default = if cfg!(feature = "redis") { "a,b,c,d,e,e2,f" } else { "a,b,c,d,e,e2" };
+    let wanted = arg("--variants").unwrap_or_else(|| default.into());
     let mut variants: Vec<(&str, &str)> =
         VARIANTS.iter().copied().filter(|(v, _)| wanted.split(',').any(|w| w == *v)).collect();
-    let redis = if variants.iter().any(|(v, _)| *v == "d") { start_redis() } else { None };
-    if redis.is_none() && variants.iter().any(|(v, _)| *v == "d") {
-        eprintln!("redis-server not found: skipping variant d");
-        variants.retain(|(v, _)| *v != "d");
+    let needs_redis = |v: &str| v == "d" || v == "f";
+    let redis = if variants.iter().any(|(v, _)| needs_redis(v)) { start_redis() } else { None };
+    if redis.is_none() && variants.iter().any(|(v, _)| needs_redis(v)) {
+        eprintln!("redis-server not found: skipping variants d and f");
+        variants.retain(|(v, _)| !needs_redis(v));
     }
     let redis_url = redis.as_ref().map(|r| r.url.clone()).unwrap_or_default();
     let dir = tempfile::tempdir().expect("temp dir");
