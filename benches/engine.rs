@@ -1,23 +1,25 @@
 //! Engine throughput through the public API: Get / Set / Update with 1, 64 and 1,024
-//! concurrent clients, for 1, 2 and 4 shards. Each client works on its own session.
+//! concurrent clients, for 1, 2 and 4 shards (workers on threads of their own), and for 2
+//! shards with `Placement::CurrentThread` (workers on the benchmark's thread). Each client
+//! works on its own session.
 //!
 //! `cargo bench --bench engine` (add `-- --warm-up-time 1 --measurement-time 3` for a short run).
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use draco_session::{Config, SessionEngine, SessionId};
+use draco_session::{Config, Placement, SessionEngine, SessionId};
 use futures_util::future::join_all;
 
 /// Operations per measured iteration, split evenly over the clients.
 const OPS: usize = 4096;
 
-fn engine(shards: usize) -> SessionEngine {
+fn engine(shards: usize, placement: Placement) -> SessionEngine {
     let mut c = Config::default();
     c.session.secret = Some("benchmark secret, at least 32 bytes long!".into());
     c.session.shards = shards;
     c.storage.persist = false;
-    SessionEngine::start(c).expect("engine starts")
+    SessionEngine::builder(c).placement(placement).start().expect("engine starts")
 }
 
 #[derive(Clone, Copy)]
@@ -48,9 +50,15 @@ async fn run(engine: &SessionEngine, sessions: &[SessionId], op: Op) {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(OPS as u64));
-    for shards in [1, 2, 4] {
+    // The default placement for every shard count; then the workers on the caller's thread.
+    let runs = [1, 2, 4].map(|s| (s, Placement::DedicatedThreads, "")).into_iter().chain([(
+        2,
+        Placement::CurrentThread,
+        "/same-thread",
+    )]);
+    for (shards, placement, suffix) in runs {
         let system = actix_rt::System::new();
-        let engine = system.block_on(async { engine(shards) });
+        let engine = system.block_on(async { engine(shards, placement) });
         for clients in [1, 64, 1024] {
             let sessions: Vec<SessionId> = system.block_on(async {
                 let mut ids = Vec::with_capacity(clients);
@@ -62,7 +70,7 @@ fn bench(c: &mut Criterion) {
                 ids
             });
             for (name, op) in [("get", Op::Get), ("set", Op::Set), ("update", Op::Update)] {
-                let id = BenchmarkId::new(name, format!("shards={shards}/clients={clients}"));
+                let id = BenchmarkId::new(name, format!("shards={shards}/clients={clients}{suffix}"));
                 group.bench_function(id, |b| {
                     b.iter_custom(|iters| {
                         system.block_on(async {
