@@ -460,6 +460,30 @@ impl SessionEngine {
         self.update(id, scope, key, move |n: Option<i64>| n.unwrap_or(0).saturating_add(by)).await
     }
 
+    /// A new session whose counter `scope`/`key` is `increment`ed once by `by`, in one step
+    /// (one Redis script). `Ok(None)`: not done (the memory backend, or a value a limit
+    /// refuses): use [`create`](Self::create) and [`increment`](Self::increment).
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+        if names(scope, key).is_err() {
+            return Ok(None); // the two steps report it, as they always did
+        }
+        match &self.inner.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.create_counter(scope, key, by).await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether [`create_counter`](Self::create_counter) can do its work.
+    pub(crate) fn creates_counters(&self) -> bool {
+        match &self.inner.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => true,
+            _ => false,
+        }
+    }
+
     /// Logs `userid` in: the id rotates (the old one is dead at once), the data stays.
     ///
     /// # Errors

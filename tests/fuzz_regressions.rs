@@ -33,7 +33,8 @@ fn replay(target: &str) {
     let mut failures = Vec::new();
     let mut slowest = (Duration::ZERO, PathBuf::new());
     for path in &files {
-        let data = std::fs::read(path).unwrap();
+        // A fuzzer running meanwhile replaces corpus files: skip one that just went away.
+        let Ok(data) = std::fs::read(path) else { continue };
         let t = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| fuzzing::run(target, &data)));
         let took = t.elapsed();

@@ -76,11 +76,7 @@ async fn a_full_engine_reclaims_expired_sessions_before_refusing() {
     c.session.shards = 1;
     c.limits.max_sessions = 10;
     let clock = draco_session::ManualClock::new(1_000_000);
-    let e = SessionEngine::builder(c)
-        .clock(clock.clone())
-        .placement(Placement::CurrentThread)
-        .start()
-        .unwrap();
+    let e = SessionEngine::builder(c).clock(clock.clone()).placement(Placement::CurrentThread).start().unwrap();
     for _ in 0..10 {
         e.create().await.unwrap();
     }

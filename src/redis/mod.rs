@@ -11,14 +11,21 @@
 //! - **Update** runs the caller's closure exactly once: a script reads the value and takes a
 //!   short per-session lock (a key in the same slot, expiring by itself), the closure runs,
 //!   and a second script writes and releases it. Writes by others wait for the lock; reads
-//!   do not. `increment` is one script when the value is a plain integer.
+//!   do not. `increment` is one script when the value is a plain integer, and the web layer's
+//!   increment on a request without a session creates it in that same script.
 //! - **Live-sessions cap**: `create` compares `DBSIZE` (every key of the selected database:
 //!   sessions, update locks, one index per logged-in user) with `limits.max_sessions`, an
-//!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`).
+//!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`). On one
+//!   server the creating script checks it itself (exact, no round trip of its own); on a
+//!   cluster a `DBSIZE` summed over the primaries comes first.
 //! - **Connection**: one server through a `ConnectionManager` (reconnects by itself), or a
 //!   Redis Cluster (`storage.redis_cluster`, seed nodes in `redis_url`) through the cluster
 //!   client; both on a small I/O runtime owned by the store, every command bounded (1 s, 3 s
-//!   per operation), every Redis error an `Unavailable` (HTTP 503).
+//!   per operation), every Redis error an `Unavailable` (HTTP 503). One-script operations are
+//!   polled on the caller's task (no hop to the store's threads), and on one server over TCP
+//!   a caller's current-thread runtime (each actix-web worker) gets its own connection,
+//!   driven on that runtime, so a request's commands never leave its thread (`store.rs`,
+//!   `Local`).
 //! - **Stats**: live sessions by `SCAN` of the database (one server) or `DBSIZE` summed over
 //!   the primaries (cluster, every key counted); `sweep` and `snapshot` answer 0.
 //! - **Typed messages** sent with `SessionEngine::send` run as the matching operation; the

@@ -70,13 +70,32 @@ macro_rules! script {
 
 script!(
     CREATE,
-    "A new anonymous session at now; `{\"exists\"}` when the key is taken.",
+    "A new anonymous session at now; `{\"exists\"}` when the key is taken. `ARGV[6]`, unless \
+empty: the live-sessions cap, `{\"full\"}` when `DBSIZE` reaches it.",
     r#"
+if ARGV[6] ~= '' and redis.call('DBSIZE') >= tonumber(ARGV[6]) then return {'full'} end
 if redis.call('EXISTS', key) == 1 then return {'exists'} end
 redis.call('HSET', key, 'u', '0', 'p', '0', 'c', ARGV[1], 'a', ARGV[1])
 m = {'0', '0', ARGV[1], ARGV[1]}
 slide()
 return reply()
+"#
+);
+
+script!(
+    CREATE_COUNTER,
+    "A new anonymous session at now holding field `ARGV[7]` = `ARGV[8]` (an integer, as text: the \
+first increment of a counter). `ARGV[6]` as in `CREATE`; `ARGV[9]` max keys, `ARGV[10]` max value bytes. \
+`{\"fallback\"}`, creating nothing, when either limit refuses the value: the caller then creates and \
+increments in two steps, which report the error the same way as always.",
+    r#"
+if ARGV[6] ~= '' and redis.call('DBSIZE') >= tonumber(ARGV[6]) then return {'full'} end
+if redis.call('EXISTS', key) == 1 then return {'exists'} end
+if tonumber(ARGV[9]) < 1 or #ARGV[8] > tonumber(ARGV[10]) then return {'fallback'} end
+redis.call('HSET', key, 'u', '0', 'p', '0', 'c', ARGV[1], 'a', ARGV[1], ARGV[7], ARGV[8])
+m = {'0', '0', ARGV[1], ARGV[1]}
+slide()
+return reply(ARGV[8])
 "#
 );
 

@@ -5,13 +5,15 @@
 //! depends on a caller's runtime staying alive. Every command is bounded by
 //! [`COMMAND_TIMEOUT`]; the `ConnectionManager` reconnects by itself after Redis comes back.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
@@ -47,6 +49,8 @@ pub(crate) struct RedisStore {
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// A caller runtime's own connection (see [`Local`]).
+    Local(MultiplexedConnection),
 }
 
 impl ConnectionLike for Conn {
@@ -54,6 +58,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Local(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -66,6 +71,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Local(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -73,12 +79,51 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Local(c) => c.get_db(),
         }
     }
 }
 
+/// Connections owned by callers' current-thread runtimes (actix-web's workers), one per
+/// runtime: the connection's driver task runs on that runtime, so a command goes out and its
+/// answer comes back on the caller's own thread, with no hop to the store's threads and back.
+///
+/// Made lazily (one server over TCP only): the first operation on a runtime spawns the
+/// connecting task there and itself uses the shared connection, as does every operation
+/// while it connects, or for good on that runtime if connecting fails (a runtime without
+/// I/O, say). An entry whose connection fails is dropped (the operation gets `Unavailable`,
+/// as with the shared connection) and made again by a later operation. A runtime that ends
+/// takes its driver task along; its entry stays, unused, until the table is full
+/// ([`LOCAL_MAX`] runtimes), when it is emptied.
+struct Local {
+    /// Where and how to connect (host and port; database, credentials).
+    addr: (String, u16),
+    info: redis::RedisConnectionInfo,
+    table: Mutex<HashMap<tokio::runtime::Id, LocalState>>,
+}
+
+#[derive(Clone)]
+enum LocalState {
+    Connecting,
+    Failed,
+    Ready(MultiplexedConnection),
+}
+
+const LOCAL_MAX: usize = 256;
+
+/// An operation's use of a caller runtime's own connection: the store (its `Core`'s
+/// address), the runtime, the connection.
+type LocalUse = (usize, tokio::runtime::Id, MultiplexedConnection);
+
+thread_local! {
+    /// The connection the operation being polled on this thread uses instead of the shared
+    /// one.
+    static OVERRIDE: RefCell<Option<LocalUse>> = const { RefCell::new(None) };
+}
+
 struct Core {
     conn: Conn,
+    local: Option<Local>,
     /// The server's URL with any password hidden, for messages.
     url: String,
     keyring: Keyring,
@@ -92,6 +137,29 @@ struct Core {
     destroyed: AtomicU64,
     operations: AtomicU64,
     panics: AtomicU64,
+}
+
+/// A future polled inside the store runtime's context (see [`RedisStore::run_here`]).
+struct InStore<F> {
+    handle: tokio::runtime::Handle,
+    /// The caller runtime's own connection, set as [`OVERRIDE`] while polling.
+    local: Option<LocalUse>,
+    fut: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InStore<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let _context = self.handle.enter();
+        if self.local.is_none() {
+            return self.fut.as_mut().poll(cx);
+        }
+        let previous = OVERRIDE.with(|o| o.replace(self.local.clone()));
+        let result = self.fut.as_mut().poll(cx);
+        OVERRIDE.with(|o| *o.borrow_mut() = previous);
+        result
+    }
 }
 
 /// A script's answer: its status, then the session's metadata and the op's result.
@@ -169,10 +237,20 @@ impl RedisStore {
                 return Err(fail(e.to_string()));
             }
         };
+        let local = match (&conn, redis::IntoConnectionInfo::into_connection_info(url)) {
+            (Conn::Single(_), Ok(info)) => match info.addr {
+                redis::ConnectionAddr::Tcp(host, port) => {
+                    Some(Local { addr: (host, port), info: info.redis, table: Mutex::new(HashMap::new()) })
+                }
+                _ => None,
+            },
+            _ => None,
+        };
         let kind = if cluster { "Redis Cluster" } else { "Redis" };
         log::info!("session engine: sessions live in {kind} at {shown}");
         let core = Core {
             conn,
+            local,
             url: shown,
             keyring,
             clock,
@@ -219,14 +297,52 @@ impl RedisStore {
         }
     }
 
+    /// As [`run`](Self::run) for an operation of one script (or a read and one script), but
+    /// polled by the caller's own task, inside the store runtime's context (its timers; its
+    /// threads for any task the connection spawns): no hop to another thread and back. The
+    /// commands go to the connection's driver task on the store's runtime through channels,
+    /// which work from any thread or runtime. Only for operations where being cancelled with
+    /// the caller (a dropped request) leaves nothing behind: one atomic script either ran or
+    /// did not.
+    async fn run_here<T, F>(&self, op: impl FnOnce(Arc<Core>) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        self.check_open()?;
+        self.core.operations.fetch_add(1, Ordering::Relaxed);
+        let handle = self.runtime.as_ref().expect("runtime lives as long as the store").handle().clone();
+        let local = self.core.local_conn().map(|(id, c)| (Arc::as_ptr(&self.core) as usize, id, c));
+        let op = op(self.core.clone());
+        let bounded = InStore {
+            handle,
+            local,
+            fut: Box::pin(async move {
+                tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
+                    Err(SessionError::Unavailable(format!("no answer from Redis within {OPERATION_TIMEOUT:?}")))
+                })
+            }),
+        };
+        bounded.await
+    }
+
     /// See [`SessionEngine::create`](crate::SessionEngine::create); `id` for a direct `Create`.
     pub(crate) async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
-        self.run(true, move |c| async move { c.create(id).await }).await
+        self.run_here(move |c| async move { c.create(id).await }).await
+    }
+
+    /// A new session whose counter `scope`/`key` is incremented once by `by`, in one step;
+    /// `Ok(None)`: not done, use `create` and `increment`.
+    pub(crate) async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+        if by.unsigned_abs() >= 1 << 52 {
+            return Ok(None);
+        }
+        let field = keys::field(scope, key);
+        self.run_here(move |c| async move { c.create_counter(field, by).await }).await
     }
 
     pub(crate) async fn get(&self, id: SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let field = keys::field(scope, key);
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             let r = c.exec(&scripts::GET, &keys::session(&id), "", &[&field]).await?;
             Ok(r.bytes(6))
         })
@@ -235,7 +351,7 @@ impl RedisStore {
 
     pub(crate) async fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> Result<()> {
         let field = keys::field(scope, key);
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             c.check_size(&value)?;
             let max_keys = c.limits.max_keys.to_string();
             c.exec(&scripts::SET, &keys::session(&id), "", &[&field, &value, max_keys.as_bytes()]).await?;
@@ -246,7 +362,7 @@ impl RedisStore {
 
     pub(crate) async fn remove(&self, id: SessionId, scope: &str, key: &str) -> Result<bool> {
         let field = keys::field(scope, key);
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             let r = c.exec(&scripts::REMOVE, &keys::session(&id), "", &[&field]).await?;
             Ok(matches!(r.0.get(6), Some(Value::Int(1))))
         })
@@ -255,7 +371,7 @@ impl RedisStore {
 
     pub(crate) async fn clear(&self, id: SessionId, scope: Option<&str>) -> Result<()> {
         let prefix = scope.map_or_else(|| keys::ALL_SCOPES.to_vec(), keys::scope_prefix);
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             c.exec(&scripts::CLEAR, &keys::session(&id), "", &[&prefix]).await?;
             Ok(())
         })
@@ -264,7 +380,7 @@ impl RedisStore {
 
     pub(crate) async fn keys(&self, id: SessionId, scope: &str) -> Result<Vec<String>> {
         let prefix = keys::scope_prefix(scope);
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             let r = c.exec(&scripts::KEYS, &keys::session(&id), "", &[&prefix]).await?;
             let mut names: Vec<String> = match r.0.get(6) {
                 Some(Value::Array(items)) => items
@@ -302,7 +418,7 @@ impl RedisStore {
             return Ok(None);
         }
         let field = keys::field(scope, key);
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             let args = [
                 field,
                 by.to_string().into_bytes(),
@@ -330,7 +446,7 @@ impl RedisStore {
     }
 
     pub(crate) async fn set_persistent(&self, id: SessionId, persistent: bool) -> Result<SessionInfo> {
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             let flag: &[u8] = if persistent { b"1" } else { b"0" };
             let r = c.exec(&scripts::SET_PERSISTENT, &keys::session(&id), "", &[flag]).await?;
             r.info(id)
@@ -340,7 +456,7 @@ impl RedisStore {
 
     /// Metadata, sliding the expiry when `touch`.
     pub(crate) async fn info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
-        self.run(true, move |c| async move {
+        self.run_here(move |c| async move {
             let script = if touch { &scripts::TOUCH } else { &scripts::INFO };
             c.exec(script, &keys::session(&id), "", &[]).await?.info(id)
         })
@@ -397,6 +513,75 @@ impl Drop for RedisStore {
 }
 
 impl Core {
+    /// The calling runtime's own connection when it has one (see [`Local`]); starts making
+    /// it when not yet tried.
+    fn local_conn(self: &Arc<Self>) -> Option<(tokio::runtime::Id, MultiplexedConnection)> {
+        let local = self.local.as_ref()?;
+        let caller = tokio::runtime::Handle::try_current().ok()?;
+        if caller.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return None;
+        }
+        let id = caller.id();
+        let mut table = local.table.lock().unwrap_or_else(|p| p.into_inner());
+        match table.get(&id) {
+            Some(LocalState::Ready(conn)) => return Some((id, conn.clone())),
+            Some(_) => return None,
+            None => {}
+        }
+        if table.len() >= LOCAL_MAX {
+            table.clear();
+        }
+        table.insert(id, LocalState::Connecting);
+        drop(table);
+        let core: Weak<Core> = Arc::downgrade(self);
+        let (addr, info) = (local.addr.clone(), local.info.clone());
+        // Runs on the caller's runtime: the socket and the driver task belong to it.
+        caller.spawn(async move {
+            let connected = async {
+                let stream = tokio::net::TcpStream::connect((addr.0.as_str(), addr.1)).await?;
+                stream.set_nodelay(true)?;
+                let (conn, driver) =
+                    MultiplexedConnection::new_with_config(&info, stream, redis::AsyncConnectionConfig::new()).await?;
+                tokio::spawn(driver);
+                Ok::<_, redis::RedisError>(conn)
+            };
+            let state = match connected.await {
+                Ok(conn) => LocalState::Ready(conn),
+                Err(e) => {
+                    log::debug!("session engine: no runtime-local Redis connection: {e}");
+                    LocalState::Failed
+                }
+            };
+            if let Some(core) = core.upgrade()
+                && let Some(local) = &core.local
+            {
+                local.table.lock().unwrap_or_else(|p| p.into_inner()).insert(id, state);
+            }
+        });
+        None
+    }
+
+    /// The connection for this operation: the caller runtime's own, else the shared one.
+    fn conn(&self) -> Conn {
+        let me = self as *const Core as usize;
+        OVERRIDE
+            .with(|o| match &*o.borrow() {
+                Some((core, _, conn)) if *core == me => Some(Conn::Local(conn.clone())),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.conn.clone())
+    }
+
+    /// A command on the caller runtime's own connection failed: forget that connection, so
+    /// a later operation makes a new one.
+    fn drop_local(&self, conn: &Conn) {
+        let (Conn::Local(_), Some(local)) = (conn, &self.local) else { return };
+        let me = self as *const Core as usize;
+        if let Some(id) = OVERRIDE.with(|o| o.borrow().as_ref().filter(|l| l.0 == me).map(|l| l.1)) {
+            local.table.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        }
+    }
+
     fn unavailable(&self, what: impl std::fmt::Display) -> SessionError {
         if self.healthy.swap(false, Ordering::Relaxed) {
             log::warn!("session engine: Redis at {} unavailable: {what}", self.url);
@@ -412,13 +597,16 @@ impl Core {
 
     /// One command, bounded by [`COMMAND_TIMEOUT`].
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         match tokio::time::timeout(COMMAND_TIMEOUT, cmd.query_async(&mut conn)).await {
             Ok(Ok(value)) => {
                 self.reached();
                 Ok(value)
             }
-            Ok(Err(e)) => Err(self.unavailable(e)),
+            Ok(Err(e)) => {
+                self.drop_local(&conn);
+                Err(self.unavailable(e))
+            }
             Err(_) => Err(self.unavailable(format_args!("no answer within {COMMAND_TIMEOUT:?}"))),
         }
     }
@@ -461,10 +649,13 @@ impl Core {
             for arg in args {
                 invocation.arg(*arg);
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let value = match tokio::time::timeout(COMMAND_TIMEOUT, invocation.invoke_async::<Value>(&mut conn)).await {
                 Ok(Ok(value)) => value,
-                Ok(Err(e)) => return Err(self.unavailable(e)),
+                Ok(Err(e)) => {
+                    self.drop_local(&conn);
+                    return Err(self.unavailable(e));
+                }
                 Err(_) => return Err(self.unavailable(format_args!("no answer within {COMMAND_TIMEOUT:?}"))),
             };
             self.reached();
@@ -476,6 +667,7 @@ impl Core {
                 "ok" | "done" | "exists" | "fallback" => return Ok(reply),
                 "gone" => return Err(SessionError::SessionGone),
                 "notloggedin" => return Err(SessionError::NotLoggedIn),
+                "full" => return Err(SessionError::Full { limit: self.limits.max_sessions }),
                 "toomany" => return Err(SessionError::TooManyKeys { limit: self.limits.max_keys }),
                 "toolarge" => {
                     let size = reply.int(1).unwrap_or(0) as usize;
@@ -507,16 +699,57 @@ impl Core {
         Ok(())
     }
 
+    /// The live-sessions cap for a creating script to check. One server: the script checks
+    /// `DBSIZE` itself (no extra round trip). A cluster: `DBSIZE` summed over the primaries
+    /// here, and the script checks nothing (`""`).
+    async fn cap_arg(&self) -> Result<String> {
+        let limit = self.limits.max_sessions;
+        match self.conn {
+            Conn::Single(_) | Conn::Local(_) => Ok(limit.to_string()),
+            Conn::Cluster(_) => {
+                let size: usize = self.query(&redis::cmd("DBSIZE")).await?;
+                if size >= limit {
+                    return Err(SessionError::Full { limit });
+                }
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// `create` then `increment` by `by` of `field`, as one script; `None` when the script
+    /// leaves it to those two steps (a limit refuses the value).
+    async fn create_counter(&self, field: Vec<u8>, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+        loop {
+            let cap = self.cap_arg().await?;
+            let new = self.keyring.generate();
+            let args = [
+                cap.into_bytes(),
+                field.clone(),
+                by.to_string().into_bytes(),
+                self.limits.max_keys.to_string().into_bytes(),
+                self.limits.max_value_bytes.to_string().into_bytes(),
+            ];
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let r = self.exec(&scripts::CREATE_COUNTER, &keys::session(&new), "", &args).await?;
+            match r.status() {
+                "exists" => continue,
+                "fallback" => return Ok(None),
+                _ => {
+                    self.created.fetch_add(1, Ordering::Relaxed);
+                    // Counted as the two operations it stands for.
+                    self.operations.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some((r.info(new)?, by)));
+                }
+            }
+        }
+    }
+
     async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
         loop {
             // The live-sessions cap counts every key of the database: see the module guide.
-            let limit = self.limits.max_sessions;
-            let size: usize = self.query(&redis::cmd("DBSIZE")).await?;
-            if size >= limit {
-                return Err(SessionError::Full { limit });
-            }
+            let in_script = self.cap_arg().await?;
             let new = id.unwrap_or_else(|| self.keyring.generate());
-            let r = self.exec(&scripts::CREATE, &keys::session(&new), "", &[]).await?;
+            let r = self.exec(&scripts::CREATE, &keys::session(&new), "", &[in_script.as_bytes()]).await?;
             match r.status() {
                 "exists" if id.is_some() => return Err(SessionError::InvalidId),
                 "exists" => continue,

@@ -194,8 +194,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
     let mut records = Vec::with_capacity((header.entries).min(body.len() as u64 / 24) as usize);
     let mut pos = 0;
     for index in 0..header.entries {
-        let (record, used): (Record, usize) = bincode::serde::decode_from_slice(&body[pos..], config())
-            .map_err(|e| FormatError::Record { index, message: e.to_string() })?;
+        let (record, used) =
+            decode_record(&body[pos..]).map_err(|e| FormatError::Record { index, message: e.to_string() })?;
         pos += used;
         records.push(record);
     }
@@ -203,6 +203,27 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
         return Err(FormatError::Record { index: header.entries, message: "bytes left after the last record".into() });
     }
     Ok((header, records))
+}
+
+/// Decodes the record at the front of `bytes`; answers it and the bytes it took.
+///
+/// bincode allocates the length a string claims before reading its bytes, so a forged length
+/// (found by fuzzing) asked for up to 2^64 bytes and aborted the process. A limit on claimed
+/// bytes turns that into an error. Only strings and byte vectors claim, and each claims exactly
+/// the bytes it then reads, so what is left of the body bounds every honest record; the limit is
+/// the next power of 16 above it (a const generic, hence the ladder).
+fn decode_record(bytes: &[u8]) -> Result<(Record, usize), bincode::error::DecodeError> {
+    macro_rules! limited {
+        ($($bits:literal)*) => {$(
+            if bytes.len() <= 1 << $bits {
+                return bincode::serde::decode_from_slice(bytes, config().with_limit::<{ 1 << $bits }>());
+            }
+        )*};
+    }
+    limited!(12 16 20 24 28);
+    #[cfg(target_pointer_width = "64")]
+    limited!(32 36 40 44 48);
+    bincode::serde::decode_from_slice(bytes, config())
 }
 
 /// A whole file in memory (header + body), for tests and the fixture generator.
@@ -345,5 +366,32 @@ mod tests {
         let mut bytes = header.to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
         assert!(decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_forged_string_length_is_an_error_not_a_huge_allocation() {
+        // A record whose first scope name claims 2^60 bytes, behind correct checksums.
+        let mut body = vec![7u8; 24]; // the id
+        body.extend_from_slice(&[0, 0, 0, 0]); // userid, persistent, created_ms, last_access_ms
+        body.push(1); // one entry
+        body.push(253); // the scope's length: a u64 follows
+        body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        body.extend_from_slice(b"scope");
+        let chunks = [body];
+        let mut bytes = header_for(0, 1, 1, 0, 1, &chunks).to_bytes().to_vec();
+        bytes.extend_from_slice(&chunks[0]);
+        assert!(matches!(decode(&bytes).unwrap_err(), FormatError::Record { index: 0, .. }));
+    }
+
+    #[test]
+    fn large_honest_records_still_decode() {
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        let limits = LimitsConfig { max_value_bytes: 1 << 21, ..LimitsConfig::default() };
+        let mut s = SessionState::new(1);
+        s.set("s", "big", vec![b'x'; 1 << 21], &limits).unwrap();
+        s.set("s", "small", b"1", &limits).unwrap();
+        let id = ring.generate();
+        let bytes = encode_file(0, 1, 1, 0, &[(id, &s)]);
+        assert_eq!(decode(&bytes).unwrap().1, vec![(id, s)]);
     }
 }

@@ -213,6 +213,30 @@ impl Session {
         Ok(id)
     }
 
+    /// As [`ensure`](Self::ensure) when it would create, but the new session holds the counter
+    /// `scope`/`key` at `by` (the engine's `create_counter`). `None`: not done (a session
+    /// exists meanwhile, or the engine leaves it to create and increment).
+    async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<i64>, WebError> {
+        let _gate = self.state.gate.lock().await;
+        {
+            let view = self.view();
+            if view.current.is_some() {
+                return Ok(None);
+            }
+            if view.lost {
+                return Err(SessionError::SessionGone.into());
+            }
+        }
+        if self.is_robot() {
+            return Err(WebError::NoSession);
+        }
+        let Some((info, n)) = self.engine().create_counter(scope, key, by).await? else { return Ok(None) };
+        let mut view = self.view();
+        view.current = Some(info);
+        view.slid = true;
+        Ok(Some(n))
+    }
+
     /// Records a successful operation on `id`, with the metadata it answered if any.
     fn used(&self, id: SessionId, info: Option<SessionInfo>) {
         let mut view = self.view();
@@ -587,7 +611,23 @@ impl Namespace {
     /// # Errors
     /// As [`update`](Self::update).
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
-        self.update(key, move |n: Option<i64>| n.unwrap_or(0).saturating_add(by)).await
+        // The engine's own increment: the same update on the memory backend, one script on
+        // Redis, which also creates a missing session in the same script.
+        let s = &self.session;
+        if s.engine().creates_counters()
+            && s.live_id().await?.is_none()
+            && let Some(n) = s.create_counter(&self.scope, key, by).await?
+        {
+            return Ok(n);
+        }
+        let id = s.ensure().await?;
+        match s.engine().increment(&id, &self.scope, key, by).await {
+            Ok(value) => {
+                s.used(id, None);
+                Ok(value)
+            }
+            Err(e) => Err(s.failed(id, e)),
+        }
     }
 
     /// The keys of this scope, sorted; empty without a session.
