@@ -68,6 +68,10 @@ async fn destroy(session: Session) -> Result<HttpResponse, WebError> {
     Ok(HttpResponse::Ok().body(existed.to_string()))
 }
 
+async fn untouched(_session: Session) -> HttpResponse {
+    HttpResponse::Ok().body("not looked at")
+}
+
 async fn maybe(session: MaybeSession) -> HttpResponse {
     HttpResponse::Ok().body(if session.0.is_some() { "some" } else { "none" })
 }
@@ -94,6 +98,7 @@ macro_rules! app {
                 .route("/test/boom/panic", web::post().to(boom_panic))
                 .route("/test/destroy", web::post().to(destroy))
                 .route("/test/maybe", web::get().to(maybe))
+                .route("/test/untouched", web::get().to(untouched))
                 .route("/test/scopes", web::post().to(write_default_scope)),
         )
         .await
@@ -587,6 +592,47 @@ async fn with_duplicate_sid_cookies_the_first_valid_one_wins() {
         .append_header(("cookie", format!("sid={b}")));
     let r = call(&app, req).await;
     assert_eq!(visit(r), b);
+}
+
+#[actix_web::test]
+async fn a_write_behind_a_dead_cookie_lands_on_the_next_live_one() {
+    // The first cookie's lookup and the write leave together; the dead id must neither take
+    // the write nor make a new session while a later cookie names a live one.
+    let f = fixture();
+    let app = app!(f.engine);
+    let live = new_session(&app).await; // visits = 1
+    let dead = new_session(&app).await;
+    let r = call(&app, with_sid(post("/test/destroy"), &dead)).await;
+    assert_eq!(r.body, "true");
+    let before = live_sessions(&f.engine).await;
+    let r = call(&app, get("/api/session").insert_header(("cookie", format!("sid={dead}; sid={live}")))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["session_id"], live.as_str());
+    assert_eq!(r.json()["visits"], 2, "the increment reached the live session");
+    assert_eq!(r.cookie(), None, "the cookie still names the live session");
+    assert_eq!(live_sessions(&f.engine).await, before, "no session was created");
+    let id = f.engine.parse_id(live.as_bytes()).unwrap();
+    assert_eq!(f.engine.get::<i64>(&id, "stats", "visits").await.unwrap(), Some(2));
+}
+
+#[actix_web::test]
+async fn a_session_that_is_extracted_but_not_used_costs_no_engine_operation() {
+    let f = fixture();
+    let app = app!(f.engine);
+    let sid = new_session(&app).await;
+    let operations = |s: draco_session::EngineStats| s.shards.iter().map(|s| s.operations).sum::<u64>();
+    let before = operations(f.engine.stats().await.unwrap());
+    for _ in 0..5 {
+        let r = call(&app, with_sid(get("/test/untouched"), &sid)).await;
+        assert_eq!((r.status.as_u16(), r.cookie()), (200, None));
+    }
+    assert_eq!(operations(f.engine.stats().await.unwrap()), before);
+    // A robot with a cookie is looked up at once: whether it has a session decides MaybeSession.
+    let robot = get("/test/maybe")
+        .insert_header(("user-agent", "Googlebot/2.1"))
+        .insert_header(("cookie", format!("sid={sid}")));
+    assert_eq!(call(&app, robot).await.body, "some");
+    assert!(operations(f.engine.stats().await.unwrap()) > before);
 }
 
 #[actix_web::test]

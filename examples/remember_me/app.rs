@@ -84,14 +84,14 @@ struct SessionView {
 }
 
 impl SessionView {
-    fn of(session: &Session, visits: i64) -> Self {
-        Self {
+    async fn of(session: &Session, visits: i64) -> Result<Self, WebError> {
+        Ok(Self {
             available: session.is_available(),
-            session_id: session.id().map(|id| id.to_string()),
-            userid: session.userid(),
-            persistent: session.persistent(),
+            session_id: session.id().await?.map(|id| id.to_string()),
+            userid: session.userid().await?,
+            persistent: session.persistent().await?,
             visits,
-        }
+        })
     }
 }
 
@@ -115,7 +115,7 @@ fn see_other(to: &str) -> HttpResponse {
 
 async fn api_session(session: Session) -> Result<HttpResponse, WebError> {
     let visits = count_visit(&session).await?;
-    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits).await?))
 }
 
 #[derive(Deserialize)]
@@ -135,13 +135,13 @@ async fn api_login(session: Session, body: web::Json<Credentials>) -> Result<Htt
         session.set_persistent(body.remember).await?;
     }
     let visits = visits(&session).await?;
-    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits).await?))
 }
 
 async fn api_logout(session: Session) -> Result<HttpResponse, WebError> {
     session.logout().await?;
     let visits = visits(&session).await?;
-    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits).await?))
 }
 
 #[derive(Deserialize)]
@@ -159,7 +159,7 @@ async fn api_persistent(session: Session, body: web::Json<Persistence>) -> Resul
         }
     }
     let visits = visits(&session).await?;
-    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits)))
+    Ok(HttpResponse::Ok().json(SessionView::of(&session, visits).await?))
 }
 
 async fn api_incr(session: Session, name: web::Path<String>) -> Result<HttpResponse, WebError> {
@@ -247,7 +247,7 @@ async fn page(session: Session, query: web::Query<PageQuery>) -> Result<HttpResp
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
-        .body(render(&session, visits, failed)))
+        .body(render(&session, visits, failed).await?))
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -266,15 +266,15 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn render(session: &Session, visits: i64, failed: bool) -> String {
+async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, WebError> {
     let available = session.is_available();
-    let userid = session.userid();
-    let id = session.id().map_or_else(|| "(none yet)".to_owned(), |id| id.to_string());
+    let userid = session.userid().await?;
+    let id = session.id().await?.map_or_else(|| "(none yet)".to_owned(), |id| id.to_string());
     let who = match user_name(userid) {
         Some(name) => format!("{} (user id {userid})", escape(name)),
         None => format!("nobody (user id {userid})"),
     };
-    let remembered = if session.persistent() {
+    let remembered = if session.persistent().await? {
         "yes: the cookie outlives the browser (Max-Age)"
     } else {
         "no: the cookie ends with the browser"
@@ -303,7 +303,7 @@ fn render(session: &Session, visits: i64, failed: bool) -> String {
   <button type="submit" id="logout">Log out</button>
 </form>"#
     };
-    format!(
+    Ok(format!(
         r#"<!doctype html>
 <html lang="en">
 <head>
@@ -347,7 +347,7 @@ fn render(session: &Session, visits: i64, failed: bool) -> String {
 </html>
 "#,
         id = escape(&id),
-    )
+    ))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! [`Session`]: the per-request handle handlers extract, with Draco's session API.
 //!
-//! The handle is created by the middleware for every request but costs nothing until a
-//! handler extracts it: only then is the cookie's session looked up, and only a write creates
-//! one (lazy creation).
+//! The handle is created by the middleware for every request and costs nothing until a handler
+//! uses it: the cookie's session is looked up by the first operation, in the same trip to the
+//! engine as that operation, and only a write creates a session (lazy creation).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -55,7 +56,7 @@ pub(crate) struct Context {
 ///         return Ok(HttpResponse::Ok().body("hello, robot"));
 ///     }
 ///     let visits = session.namespace("stats").increment("visits", 1).await?;
-///     Ok(HttpResponse::Ok().body(format!("visit {visits}, user {}", session.userid())))
+///     Ok(HttpResponse::Ok().body(format!("visit {visits}, user {}", session.userid().await?)))
 /// }
 /// ```
 #[derive(Clone)]
@@ -153,6 +154,12 @@ impl Session {
             return Ok(());
         }
         let _gate = self.state.gate.lock().await;
+        self.resolve_locked().await
+    }
+
+    /// [`resolve`](Self::resolve), with the gate held. On an engine error the ids not yet
+    /// tried stay, so a later operation can still find the session (and never replaces it).
+    async fn resolve_locked(&self) -> Result<(), WebError> {
         let candidates = {
             let mut view = self.view();
             if view.resolved {
@@ -161,22 +168,111 @@ impl Session {
             std::mem::take(&mut view.candidates)
         };
         let mut found = None;
-        for id in candidates {
-            match self.engine().info(&id).await {
+        for (i, id) in candidates.iter().enumerate() {
+            match self.engine().info(id).await {
                 Ok(info) => {
                     found = Some(info);
                     break;
                 }
                 Err(SessionError::SessionGone | SessionError::InvalidId) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.view().candidates = candidates[i..].to_vec();
+                    return Err(e.into());
+                }
             }
         }
+        self.found(found);
+        Ok(())
+    }
+
+    /// Records what the cookie stands for.
+    fn found(&self, found: Option<SessionInfo>) {
         let mut view = self.view();
         view.sent = found.as_ref().map(|i| (i.id, i.persistent));
         view.last_access_before = found.as_ref().map(|i| i.last_access);
         view.current = found;
         view.resolved = true;
-        Ok(())
+    }
+
+    /// Runs `op` on the live session, never creating one: `None` when there is none.
+    ///
+    /// While the cookie is not looked up yet, the lookup of its first id and `op` on that id
+    /// leave together: both messages are queued before the caller waits, so the shard's worker
+    /// answers them in one wake-up (on Redis: two commands in one round trip) instead of two
+    /// trips one after the other. Only when that id turns out dead are the others looked up
+    /// one by one and `op` sent again; on a dead id `op` did nothing (every operation checks
+    /// that its session is live).
+    async fn on_live<R, F, Fut>(&self, op: F) -> Result<Option<(SessionId, crate::Result<R>)>, WebError>
+    where
+        F: Fn(SessionId) -> Fut,
+        Fut: Future<Output = crate::Result<R>>,
+    {
+        if !self.view().resolved {
+            let _gate = self.state.gate.lock().await;
+            let first = {
+                let mut view = self.view();
+                (!view.resolved && !view.candidates.is_empty()).then(|| view.candidates.remove(0))
+            };
+            if let Some(first) = first {
+                let (info, result) = futures_util::future::join(self.engine().info(&first), op(first)).await;
+                match info {
+                    Ok(info) => {
+                        self.found(Some(info));
+                        return Ok(Some((first, result)));
+                    }
+                    Err(SessionError::SessionGone | SessionError::InvalidId) => {}
+                    Err(e) => {
+                        self.view().candidates.insert(0, first);
+                        return Err(e.into());
+                    }
+                }
+            }
+            self.resolve_locked().await?;
+        }
+        let Some(id) = self.view().current.as_ref().map(|i| i.id) else { return Ok(None) };
+        Ok(Some((id, op(id).await)))
+    }
+
+    /// Runs `op` on the live session, or on a new one when there is none (a write).
+    async fn on_session<R, F, Fut>(&self, op: F) -> Result<(SessionId, crate::Result<R>), WebError>
+    where
+        F: Fn(SessionId) -> Fut,
+        Fut: Future<Output = crate::Result<R>>,
+    {
+        if let Some(done) = self.on_live(&op).await? {
+            return Ok(done);
+        }
+        let id = self.ensure().await?;
+        Ok((id, op(id).await))
+    }
+
+    /// A write's outcome: counts as a use, or forgets a session that is gone.
+    fn wrote<R>(&self, (id, result): (SessionId, crate::Result<R>)) -> Result<R, WebError> {
+        match result {
+            Ok(value) => {
+                self.used(id, None);
+                Ok(value)
+            }
+            Err(e) => Err(self.failed(id, e)),
+        }
+    }
+
+    /// A read's outcome: as [`wrote`](Self::wrote), but a session that is gone (or none at
+    /// all) reads as `R::default()`.
+    fn read<R: Default>(&self, done: Option<(SessionId, crate::Result<R>)>) -> Result<R, WebError> {
+        let Some((id, result)) = done else { return Ok(R::default()) };
+        match result {
+            Ok(value) => {
+                self.used(id, None);
+                Ok(value)
+            }
+            Err(e) => self.read_failed(id, e).map(|()| R::default()),
+        }
+    }
+
+    /// A metadata change's outcome: the answered info becomes the session's.
+    fn changed(&self, (id, result): (SessionId, crate::Result<SessionInfo>)) -> Result<(), WebError> {
+        result.map(|info| self.used(id, Some(info))).map_err(|e| self.failed(id, e))
     }
 
     /// The live session's id, without creating one.
@@ -276,20 +372,31 @@ impl Session {
     }
 
     /// The session's id; `None` while there is no session (nothing written yet, or a robot).
-    pub fn id(&self) -> Option<SessionId> {
-        self.view().current.as_ref().map(|i| i.id)
+    ///
+    /// # Errors
+    /// `Unavailable` (503) when the cookie's session cannot be looked up.
+    pub async fn id(&self) -> Result<Option<SessionId>, WebError> {
+        self.live_id().await
     }
 
-    /// The logged-in user id; 0 when anonymous or without a session.
+    /// The logged-in user id (Draco's `userid()`); 0 when anonymous or without a session.
     ///
     /// As of the cookie lookup and this request's own login/logout.
-    pub fn userid(&self) -> u64 {
-        self.view().current.as_ref().map_or(0, |i| i.userid)
+    ///
+    /// # Errors
+    /// `Unavailable` (503) when the cookie's session cannot be looked up.
+    pub async fn userid(&self) -> Result<u64, WebError> {
+        self.resolve().await?;
+        Ok(self.view().current.as_ref().map_or(0, |i| i.userid))
     }
 
-    /// Whether this is a remember-me session; `false` without a session.
-    pub fn persistent(&self) -> bool {
-        self.view().current.as_ref().is_some_and(|i| i.persistent)
+    /// Whether this is a remember-me session (Draco's `persistent()`); `false` without one.
+    ///
+    /// # Errors
+    /// `Unavailable` (503) when the cookie's session cannot be looked up.
+    pub async fn persistent(&self) -> Result<bool, WebError> {
+        self.resolve().await?;
+        Ok(self.view().current.as_ref().is_some_and(|i| i.persistent))
     }
 
     /// The same operations on the independent scope `scope` (Draco's `namespace(scope)`).
@@ -366,8 +473,9 @@ impl Session {
     /// # Errors
     /// [`WebError::Engine`] when the engine fails.
     pub async fn clear_all(&self) -> Result<(), WebError> {
-        let Some(id) = self.live_id().await? else { return Ok(()) };
-        self.engine().clear(&id, None).await.map(|()| self.used(id, None)).map_err(|e| self.failed(id, e))
+        let engine = self.engine();
+        let done = self.on_live(|id| async move { engine.clear(&id, None).await }).await?;
+        self.read(done)
     }
 
     /// Logs `userid` in (Draco's `login(userid)`), creating the session if needed. The id
@@ -377,8 +485,9 @@ impl Session {
     /// [`WebError::NoSession`] for a robot; `InvalidUserId` for 0; `SessionGone` (409) when
     /// another request ended the session meanwhile; `Full`/`Unavailable` (503).
     pub async fn login(&self, userid: u64) -> Result<(), WebError> {
-        let id = self.ensure().await?;
-        self.engine().login(&id, userid).await.map(|info| self.used(id, Some(info))).map_err(|e| self.failed(id, e))
+        let engine = self.engine();
+        let done = self.on_session(|id| async move { engine.login(&id, userid).await }).await?;
+        self.changed(done)
     }
 
     /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept.
@@ -387,8 +496,11 @@ impl Session {
     /// # Errors
     /// `SessionGone` (409) when another request ended the session meanwhile; `Unavailable`.
     pub async fn logout(&self) -> Result<(), WebError> {
-        let Some(id) = self.live_id().await? else { return Ok(()) };
-        self.engine().logout(&id).await.map(|info| self.used(id, Some(info))).map_err(|e| self.failed(id, e))
+        let engine = self.engine();
+        match self.on_live(|id| async move { engine.logout(&id).await }).await? {
+            Some(done) => self.changed(done),
+            None => Ok(()),
+        }
     }
 
     /// Makes the session persistent ("remember me": the cookie gets a `Max-Age` of
@@ -398,14 +510,12 @@ impl Session {
     /// `NotLoggedIn` (409) for `true` on an anonymous session or without a session;
     /// `SessionGone` (409); `Unavailable` (503).
     pub async fn set_persistent(&self, persistent: bool) -> Result<(), WebError> {
-        let Some(id) = self.live_id().await? else {
-            return if persistent { Err(SessionError::NotLoggedIn.into()) } else { Ok(()) };
-        };
-        self.engine()
-            .set_persistent(&id, persistent)
-            .await
-            .map(|info| self.used(id, Some(info)))
-            .map_err(|e| self.failed(id, e))
+        let engine = self.engine();
+        match self.on_live(|id| async move { engine.set_persistent(&id, persistent).await }).await? {
+            Some(done) => self.changed(done),
+            None if persistent => Err(SessionError::NotLoggedIn.into()),
+            None => Ok(()),
+        }
     }
 
     /// Ends the session and tells the browser to drop the cookie; whether a session existed.
@@ -414,9 +524,9 @@ impl Session {
     /// # Errors
     /// [`WebError::Engine`] with `Unavailable` when the engine is stopped.
     pub async fn destroy(&self) -> Result<bool, WebError> {
-        let live = self.live_id().await?;
-        let existed = match live {
-            Some(id) => self.engine().destroy(&id).await.map_err(|e| self.failed(id, e))?,
+        let engine = self.engine();
+        let existed = match self.on_live(|id| async move { engine.destroy(&id).await }).await? {
+            Some((id, result)) => result.map_err(|e| self.failed(id, e))?,
             None => false,
         };
         let mut view = self.view();
@@ -479,7 +589,11 @@ impl FromRequest for Session {
         let session = req.extensions().get::<Session>().cloned();
         Box::pin(async move {
             let session = session.ok_or(WebError::MissingMiddleware)?;
-            session.resolve().await?;
+            // The first operation looks the cookie up. Only a robot with a cookie needs it
+            // now: whether it has a session decides `is_available`.
+            if !session.view().candidates.is_empty() && session.is_robot() {
+                session.resolve().await?;
+            }
             Ok(session)
         })
     }
@@ -492,13 +606,13 @@ impl FromRequest for Session {
 /// `Option<Session>`.
 ///
 /// ```
-/// use draco_session::MaybeSession;
+/// use draco_session::{MaybeSession, WebError};
 ///
-/// async fn page(MaybeSession(session): MaybeSession) -> String {
-///     match session {
-///         Some(s) => format!("user {}", s.userid()),
+/// async fn page(MaybeSession(session): MaybeSession) -> Result<String, WebError> {
+///     Ok(match session {
+///         Some(s) => format!("user {}", s.userid().await?),
 ///         None => "no session for robots".into(),
-///     }
+///     })
 /// }
 /// ```
 #[derive(Debug, Clone)]
@@ -544,15 +658,9 @@ impl Namespace {
     /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
     /// is not a `T`; `Unavailable` (503).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
-        let s = &self.session;
-        let Some(id) = s.live_id().await? else { return Ok(None) };
-        match s.engine().get(&id, &self.scope, key).await {
-            Ok(value) => {
-                s.used(id, None);
-                Ok(value)
-            }
-            Err(e) => s.read_failed(id, e).map(|()| None),
-        }
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.get::<T>(&id, scope, key).await }).await?;
+        self.session.read(done)
     }
 
     /// Stores `value` under `key`, creating the session if needed.
@@ -562,9 +670,9 @@ impl Namespace {
     /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
     /// meanwhile; `Full`/`Unavailable` (503).
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
-        let s = &self.session;
-        let id = s.ensure().await?;
-        s.engine().insert(&id, &self.scope, key, value).await.map(|()| s.used(id, None)).map_err(|e| s.failed(id, e))
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_session(|id| async move { engine.insert(&id, scope, key, value).await }).await?;
+        self.session.wrote(done)
     }
 
     /// Removes `key`; whether it was there. Never creates a session.
@@ -572,15 +680,9 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
-        let s = &self.session;
-        let Some(id) = s.live_id().await? else { return Ok(false) };
-        match s.engine().remove(&id, &self.scope, key).await {
-            Ok(existed) => {
-                s.used(id, None);
-                Ok(existed)
-            }
-            Err(e) => s.read_failed(id, e).map(|()| false),
-        }
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.remove(&id, scope, key).await }).await?;
+        self.session.read(done)
     }
 
     /// Atomically replaces `key` with `f(current)` inside the engine, creating the session if
@@ -594,15 +696,11 @@ impl Namespace {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(Option<T>) -> T + Send + 'static,
     {
+        // `f` runs once, so the lookup cannot be sent along with it: it comes first.
         let s = &self.session;
         let id = s.ensure().await?;
-        match s.engine().update(&id, &self.scope, key, f).await {
-            Ok(value) => {
-                s.used(id, None);
-                Ok(value)
-            }
-            Err(e) => Err(s.failed(id, e)),
-        }
+        let result = s.engine().update(&id, &self.scope, key, f).await;
+        s.wrote((id, result))
     }
 
     /// Atomically adds `by` to the integer under `key` (absent counts as 0), creating the
@@ -613,21 +711,17 @@ impl Namespace {
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
         // The engine's own increment: the same update on the memory backend, one script on
         // Redis, which also creates a missing session in the same script.
-        let s = &self.session;
-        if s.engine().creates_counters()
-            && s.live_id().await?.is_none()
-            && let Some(n) = s.create_counter(&self.scope, key, by).await?
+        let (s, engine, scope) = (&self.session, self.session.engine(), &self.scope);
+        let op = |id| async move { engine.increment(&id, scope, key, by).await };
+        if let Some(done) = s.on_live(op).await? {
+            return s.wrote(done);
+        }
+        if engine.creates_counters()
+            && let Some(n) = s.create_counter(scope, key, by).await?
         {
             return Ok(n);
         }
-        let id = s.ensure().await?;
-        match s.engine().increment(&id, &self.scope, key, by).await {
-            Ok(value) => {
-                s.used(id, None);
-                Ok(value)
-            }
-            Err(e) => Err(s.failed(id, e)),
-        }
+        s.wrote(s.on_session(op).await?)
     }
 
     /// The keys of this scope, sorted; empty without a session.
@@ -635,15 +729,9 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn keys(&self) -> Result<Vec<String>, WebError> {
-        let s = &self.session;
-        let Some(id) = s.live_id().await? else { return Ok(Vec::new()) };
-        match s.engine().keys(&id, &self.scope).await {
-            Ok(keys) => {
-                s.used(id, None);
-                Ok(keys)
-            }
-            Err(e) => s.read_failed(id, e).map(|()| Vec::new()),
-        }
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.keys(&id, scope).await }).await?;
+        self.session.read(done)
     }
 
     /// Removes every key of this scope.
@@ -651,14 +739,8 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn clear(&self) -> Result<(), WebError> {
-        let s = &self.session;
-        let Some(id) = s.live_id().await? else { return Ok(()) };
-        match s.engine().clear(&id, Some(&self.scope)).await {
-            Ok(()) => {
-                s.used(id, None);
-                Ok(())
-            }
-            Err(e) => s.read_failed(id, e),
-        }
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.clear(&id, Some(scope)).await }).await?;
+        self.session.read(done)
     }
 }
