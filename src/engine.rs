@@ -475,6 +475,23 @@ impl SessionEngine {
         }
     }
 
+    /// Runs `op`, an operation on `id`, and looks `id` up as it was before `op` used it, in
+    /// one trip where the backend allows: the memory backend queues both messages before
+    /// waiting (one wake-up of the shard), Redis reads the metadata from `op`'s own reply.
+    /// `op` must change nothing but data and the last access (no rotation, `destroy` or
+    /// persistence change): on Redis the metadata comes from `op`'s reply, after `op`.
+    pub(crate) async fn looked_up<R>(
+        &self,
+        id: &SessionId,
+        op: impl Future<Output = Result<R>>,
+    ) -> (Result<SessionInfo>, Result<R>) {
+        match &self.inner.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.looked_up(*id, op).await,
+            _ => futures_util::future::join(self.info(id), op).await,
+        }
+    }
+
     /// Whether [`create_counter`](Self::create_counter) can do its work.
     pub(crate) fn creates_counters(&self) -> bool {
         match &self.inner.backend {

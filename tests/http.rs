@@ -3,6 +3,9 @@
 
 #[path = "../examples/remember_me/app.rs"]
 mod app;
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::time::Duration;
 
@@ -21,6 +24,28 @@ const BROWSER: &str =
 const SECRET: &str = "http test secret, at least 32 bytes long";
 const PERSISTENT_TTL_SECS: u64 = 100 * 86_400;
 
+/// The backend a test runs against: every test below runs on both (the `both!` list at the
+/// end), Redis on a database of its own on one redis-server started for this binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis,
+}
+
+impl Backend {
+    fn apply(self, config: &mut Config) {
+        match self {
+            Backend::Memory => {}
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                config.storage.backend = draco_session::StorageBackend::Redis;
+                config.storage.redis_url = redis_server::shared().fresh_db_url();
+            }
+        }
+    }
+}
+
 struct Fixture {
     engine: SessionEngine,
     _dir: tempfile::TempDir,
@@ -37,17 +62,18 @@ fn config(edit: impl FnOnce(&mut Config)) -> (Config, tempfile::TempDir) {
     (config, dir)
 }
 
-fn fixture_with(edit: impl FnOnce(&mut Config), clock: Option<ManualClock>) -> Fixture {
-    let (config, dir) = config(edit);
+async fn fixture_with(b: Backend, edit: impl FnOnce(&mut Config), clock: Option<ManualClock>) -> Fixture {
+    let (mut config, dir) = config(edit);
+    b.apply(&mut config);
     let mut builder = SessionEngine::builder(config);
     if let Some(clock) = clock {
         builder = builder.clock(clock);
     }
-    Fixture { engine: builder.start().unwrap(), _dir: dir }
+    Fixture { engine: builder.start_async().await.unwrap(), _dir: dir }
 }
 
-fn fixture() -> Fixture {
-    fixture_with(|_| {}, None)
+async fn fixture(b: Backend) -> Fixture {
+    fixture_with(b, |_| {}, None).await
 }
 
 // ----- test-only handlers -----
@@ -193,9 +219,8 @@ async fn live_sessions(engine: &SessionEngine) -> usize {
 
 // ----- lazy creation and cookie attributes -----
 
-#[actix_web::test]
-async fn read_only_visits_create_no_session_and_no_cookie() {
-    let f = fixture();
+async fn read_only_visits_create_no_session_and_no_cookie(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     for req in [
         get("/api/ns/cart/items"),
@@ -209,9 +234,8 @@ async fn read_only_visits_create_no_session_and_no_cookie() {
     assert_eq!(live_sessions(&f.engine).await, 0);
 }
 
-#[actix_web::test]
-async fn first_write_sets_a_volatile_cookie_with_every_attribute() {
-    let f = fixture();
+async fn first_write_sets_a_volatile_cookie_with_every_attribute(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let r = call(&app, get("/api/session")).await;
     assert_eq!(r.status, 200);
@@ -229,9 +253,9 @@ async fn first_write_sets_a_volatile_cookie_with_every_attribute() {
     assert_eq!(live_sessions(&f.engine).await, 1);
 }
 
-#[actix_web::test]
-async fn cookie_attributes_follow_the_config() {
+async fn cookie_attributes_follow_the_config(b: Backend) {
     let f = fixture_with(
+        b,
         |c| {
             c.cookie.name = "app_sid".into();
             c.cookie.path = "/app".into();
@@ -240,7 +264,8 @@ async fn cookie_attributes_follow_the_config() {
             c.cookie.secure = false;
         },
         None,
-    );
+    )
+    .await;
     let app = test::init_service(App::new().service(
         web::scope("/app").wrap(SessionMiddleware::new(f.engine.clone())).configure(|cfg| app::configure(cfg, 65536)),
     ))
@@ -259,9 +284,8 @@ async fn cookie_attributes_follow_the_config() {
     assert!(r.set_cookies.is_empty());
 }
 
-#[actix_web::test]
-async fn set_cookie_only_when_the_cookie_changes() {
-    let f = fixture();
+async fn set_cookie_only_when_the_cookie_changes(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     // Reads and writes on an existing session: no Set-Cookie.
@@ -282,10 +306,9 @@ async fn set_cookie_only_when_the_cookie_changes() {
     assert!(call(&app, set(false)).await.set_cookies.is_empty());
 }
 
-#[actix_web::test]
-async fn persistent_cookie_is_refreshed_at_most_once_a_day() {
+async fn persistent_cookie_is_refreshed_at_most_once_a_day(b: Backend) {
     let clock = ManualClock::new(1_800_000_000_000 - 1_800_000_000_000 % 86_400_000 + 3_600_000); // 01:00 UTC
-    let f = fixture_with(|_| {}, Some(clock.clone()));
+    let f = fixture_with(b, |_| {}, Some(clock.clone())).await;
     let app = app!(f.engine);
     let sid = login(&app, None, true).await.sid();
     clock.advance(Duration::from_secs(6 * 3600));
@@ -300,10 +323,9 @@ async fn persistent_cookie_is_refreshed_at_most_once_a_day() {
     assert!(call(&app, with_sid(get("/api/ns/a/b"), &sid)).await.set_cookies.is_empty());
 }
 
-#[actix_web::test]
-async fn expired_session_is_no_session() {
+async fn expired_session_is_no_session(b: Backend) {
     let clock = ManualClock::new(1_800_000_000_000);
-    let f = fixture_with(|_| {}, Some(clock.clone()));
+    let f = fixture_with(b, |_| {}, Some(clock.clone())).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     clock.advance(Duration::from_secs(3 * 3600));
@@ -317,9 +339,8 @@ async fn expired_session_is_no_session() {
 
 // ----- login, logout, persistence -----
 
-#[actix_web::test]
-async fn login_rotates_the_id_keeps_the_data_and_kills_the_old_cookie() {
-    let f = fixture();
+async fn login_rotates_the_id_keeps_the_data_and_kills_the_old_cookie(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let old = new_session(&app).await;
     let r = call(
@@ -351,9 +372,8 @@ async fn login_rotates_the_id_keeps_the_data_and_kills_the_old_cookie() {
     assert_ne!(r.sid(), old);
 }
 
-#[actix_web::test]
-async fn login_without_a_session_creates_one_and_remember_me_sets_max_age() {
-    let f = fixture();
+async fn login_without_a_session_creates_one_and_remember_me_sets_max_age(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let r = login(&app, None, true).await;
     let v = r.json();
@@ -367,9 +387,8 @@ async fn login_without_a_session_creates_one_and_remember_me_sets_max_age() {
     assert!(r.set_cookies.is_empty());
 }
 
-#[actix_web::test]
-async fn logout_rotates_forgets_the_user_and_ends_remember_me() {
-    let f = fixture();
+async fn logout_rotates_forgets_the_user_and_ends_remember_me(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = login(&app, None, true).await.sid();
     call(&app, with_sid(post("/api/incr/clicks"), &sid)).await;
@@ -385,9 +404,8 @@ async fn logout_rotates_forgets_the_user_and_ends_remember_me() {
     assert_eq!(call(&app, with_sid(get("/api/ns/counters/clicks"), &sid)).await.status, 404);
 }
 
-#[actix_web::test]
-async fn statuses_401_409_413_400() {
-    let f = fixture_with(|c| c.limits.max_value_bytes = 1024, None);
+async fn statuses_401_409_413_400(b: Backend) {
+    let f = fixture_with(b, |c| c.limits.max_value_bytes = 1024, None).await;
     let app = app!(f.engine);
     // 401: bad credentials, and no session is made for them.
     let r = call(&app, post("/api/login").set_json(json!({"username": "alice", "password": "nope"}))).await;
@@ -429,9 +447,8 @@ async fn statuses_401_409_413_400() {
 
 // ----- the JSON value routes -----
 
-#[actix_web::test]
-async fn namespace_routes_put_get_delete() {
-    let f = fixture();
+async fn namespace_routes_put_get_delete(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let put = |uri: &str, v: Value| TestRequest::put().uri(uri).insert_header(("user-agent", BROWSER)).set_json(v);
     let r = call(&app, put("/api/ns/cart/items", json!({"n": 2}))).await;
@@ -446,17 +463,15 @@ async fn namespace_routes_put_get_delete() {
     assert_eq!(call(&app, with_sid(get("/api/ns/cart/items"), &sid)).await.status, 404);
 }
 
-#[actix_web::test]
-async fn default_scope_and_namespaces_are_independent() {
-    let f = fixture();
+async fn default_scope_and_namespaces_are_independent(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let v = call(&app, post("/test/scopes")).await.json();
     assert_eq!(v, json!({"a": 1, "b": 2, "keys": ["k"], "after": null, "cart": ["k"]}));
 }
 
-#[actix_web::test]
-async fn two_hundred_concurrent_increments_lose_nothing() {
-    let f = fixture();
+async fn two_hundred_concurrent_increments_lose_nothing(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     let replies = join_all((0..200).map(|_| call(&app, with_sid(post("/api/incr/hits"), &sid)))).await;
@@ -495,9 +510,8 @@ fn as_robot(req: TestRequest, ua: Option<&str>) -> TestRequest {
     out
 }
 
-#[actix_web::test]
-async fn robots_are_served_but_get_no_session_and_no_cookie() {
-    let f = fixture();
+async fn robots_are_served_but_get_no_session_and_no_cookie(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     for ua in ROBOTS {
         for (req, body) in [
@@ -533,9 +547,8 @@ async fn robots_are_served_but_get_no_session_and_no_cookie() {
     assert_eq!(live_sessions(&f.engine).await, 0);
 }
 
-#[actix_web::test]
-async fn a_valid_session_is_kept_whatever_the_user_agent() {
-    let f = fixture();
+async fn a_valid_session_is_kept_whatever_the_user_agent(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     for ua in ROBOTS {
@@ -551,9 +564,8 @@ async fn a_valid_session_is_kept_whatever_the_user_agent() {
 
 // ----- the raw Cookie header -----
 
-#[actix_web::test]
-async fn a_non_utf8_cookie_next_to_ours_does_not_lose_the_session() {
-    let f = fixture();
+async fn a_non_utf8_cookie_next_to_ours_does_not_lose_the_session(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     let header = [&b"theme=\xff\xfe\x80dark; "[..], b"sid=", sid.as_bytes(), b"; lang=\xc3\x28"].concat();
@@ -566,9 +578,8 @@ async fn a_non_utf8_cookie_next_to_ours_does_not_lose_the_session() {
     assert!(r.set_cookies.is_empty());
 }
 
-#[actix_web::test]
-async fn with_duplicate_sid_cookies_the_first_valid_one_wins() {
-    let f = fixture();
+async fn with_duplicate_sid_cookies_the_first_valid_one_wins(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let a = new_session(&app).await;
     let b = new_session(&app).await;
@@ -594,11 +605,10 @@ async fn with_duplicate_sid_cookies_the_first_valid_one_wins() {
     assert_eq!(visit(r), b);
 }
 
-#[actix_web::test]
-async fn a_write_behind_a_dead_cookie_lands_on_the_next_live_one() {
+async fn a_write_behind_a_dead_cookie_lands_on_the_next_live_one(b: Backend) {
     // The first cookie's lookup and the write leave together; the dead id must neither take
     // the write nor make a new session while a later cookie names a live one.
-    let f = fixture();
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let live = new_session(&app).await; // visits = 1
     let dead = new_session(&app).await;
@@ -615,9 +625,8 @@ async fn a_write_behind_a_dead_cookie_lands_on_the_next_live_one() {
     assert_eq!(f.engine.get::<i64>(&id, "stats", "visits").await.unwrap(), Some(2));
 }
 
-#[actix_web::test]
-async fn a_session_that_is_extracted_but_not_used_costs_no_engine_operation() {
-    let f = fixture();
+async fn a_session_that_is_extracted_but_not_used_costs_no_engine_operation(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     let operations = |s: draco_session::EngineStats| s.shards.iter().map(|s| s.operations).sum::<u64>();
@@ -635,9 +644,8 @@ async fn a_session_that_is_extracted_but_not_used_costs_no_engine_operation() {
     assert!(operations(f.engine.stats().await.unwrap()) > before);
 }
 
-#[actix_web::test]
-async fn forged_tampered_or_unknown_ids_are_no_session_and_never_a_5xx() {
-    let f = fixture();
+async fn forged_tampered_or_unknown_ids_are_no_session_and_never_a_5xx(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let good = new_session(&app).await;
     let mut tampered = good.clone().into_bytes();
@@ -665,9 +673,8 @@ async fn forged_tampered_or_unknown_ids_are_no_session_and_never_a_5xx() {
 
 // ----- errors -----
 
-#[actix_web::test]
-async fn internal_error_text_never_reaches_the_body() {
-    let f = fixture();
+async fn internal_error_text_never_reaches_the_body(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let r = call(&app, post("/test/boom/codec")).await;
     assert_eq!(r.status, 500);
@@ -679,9 +686,8 @@ async fn internal_error_text_never_reaches_the_body() {
     assert_eq!(r.body, "internal server error");
 }
 
-#[actix_web::test]
-async fn stopped_engine_is_a_503_not_a_500() {
-    let f = fixture();
+async fn stopped_engine_is_a_503_not_a_500(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     f.engine.shutdown().await;
@@ -692,8 +698,7 @@ async fn stopped_engine_is_a_503_not_a_500() {
     assert_eq!(r.status, 503);
 }
 
-#[actix_web::test]
-async fn missing_middleware_is_an_opaque_500() {
+async fn missing_middleware_is_an_opaque_500(_: Backend) {
     let app =
         test::init_service(App::new().route("/test/maybe", web::get().to(maybe)).route("/x", web::post().to(destroy)))
             .await;
@@ -702,9 +707,8 @@ async fn missing_middleware_is_an_opaque_500() {
     assert_eq!(r.body, "internal server error");
 }
 
-#[actix_web::test]
-async fn destroy_sends_a_removal_cookie_and_the_id_is_dead() {
-    let f = fixture();
+async fn destroy_sends_a_removal_cookie_and_the_id_is_dead(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     let r = call(&app, with_sid(post("/test/destroy"), &sid)).await;
@@ -720,9 +724,8 @@ async fn destroy_sends_a_removal_cookie_and_the_id_is_dead() {
 
 // ----- the HTML page and forms -----
 
-#[actix_web::test]
-async fn html_page_and_forms_work_without_javascript() {
-    let f = fixture();
+async fn html_page_and_forms_work_without_javascript(b: Backend) {
+    let f = fixture(b).await;
     let app = app!(f.engine);
     let r = call(&app, get("/")).await;
     assert_eq!(r.status, 200);
@@ -754,8 +757,7 @@ async fn html_page_and_forms_work_without_javascript() {
     assert!(page.contains("nobody (user id 0)") && page.contains("id=\"visits\">4<"), "{page}");
 }
 
-#[actix_web::test]
-async fn the_handle_and_its_futures_are_send() {
+async fn the_handle_and_its_futures_are_send(b: Backend) {
     fn send<T: Send>(_: &T) {}
     fn send_sync_clone<T: Send + Sync + Clone + 'static>() {}
     send_sync_clone::<Session>();
@@ -770,7 +772,7 @@ async fn the_handle_and_its_futures_are_send() {
         let n = task.await?;
         Ok(HttpResponse::Ok().body(n.to_string()))
     }
-    let f = fixture();
+    let f = fixture(b).await;
     let app = test::init_service(
         App::new().wrap(SessionMiddleware::new(f.engine.clone())).route("/", web::get().to(handler)),
     )
@@ -778,9 +780,8 @@ async fn the_handle_and_its_futures_are_send() {
     assert_eq!(call(&app, get("/")).await.body, "1");
 }
 
-#[actix_web::test]
-async fn a_full_engine_is_a_503_for_new_visitors_only() {
-    let f = fixture_with(|c| c.limits.max_sessions = 1, None);
+async fn a_full_engine_is_a_503_for_new_visitors_only(b: Backend) {
+    let f = fixture_with(b, |c| c.limits.max_sessions = 1, None).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
     let r = call(&app, get("/api/session")).await;
@@ -789,3 +790,56 @@ async fn a_full_engine_is_a_503_for_new_visitors_only() {
     assert!(!r.body.contains("max_sessions"), "{}", r.body);
     assert_eq!(call(&app, with_sid(get("/api/session"), &sid)).await.json()["visits"], 2);
 }
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await
+                }
+            )*
+        }
+
+        #[cfg(feature = "redis")]
+        mod redis {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name(super::Backend::Redis).await
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    read_only_visits_create_no_session_and_no_cookie,
+    first_write_sets_a_volatile_cookie_with_every_attribute,
+    cookie_attributes_follow_the_config,
+    set_cookie_only_when_the_cookie_changes,
+    persistent_cookie_is_refreshed_at_most_once_a_day,
+    expired_session_is_no_session,
+    login_rotates_the_id_keeps_the_data_and_kills_the_old_cookie,
+    login_without_a_session_creates_one_and_remember_me_sets_max_age,
+    logout_rotates_forgets_the_user_and_ends_remember_me,
+    statuses_401_409_413_400,
+    namespace_routes_put_get_delete,
+    default_scope_and_namespaces_are_independent,
+    two_hundred_concurrent_increments_lose_nothing,
+    robots_are_served_but_get_no_session_and_no_cookie,
+    a_valid_session_is_kept_whatever_the_user_agent,
+    a_non_utf8_cookie_next_to_ours_does_not_lose_the_session,
+    with_duplicate_sid_cookies_the_first_valid_one_wins,
+    a_write_behind_a_dead_cookie_lands_on_the_next_live_one,
+    a_session_that_is_extracted_but_not_used_costs_no_engine_operation,
+    forged_tampered_or_unknown_ids_are_no_session_and_never_a_5xx,
+    internal_error_text_never_reaches_the_body,
+    stopped_engine_is_a_503_not_a_500,
+    missing_middleware_is_an_opaque_500,
+    destroy_sends_a_removal_cookie_and_the_id_is_dead,
+    html_page_and_forms_work_without_javascript,
+    the_handle_and_its_futures_are_send,
+    a_full_engine_is_a_503_for_new_visitors_only,
+);

@@ -9,14 +9,16 @@
 //! absolute 0 = none), `ARGV[5]` the caller's lock token (`""` = holds none). Op arguments
 //! follow from `ARGV[6]`.
 //!
-//! Replies: `{"ok", userid, persistent, created, last_access, expires, extra...}`, or a
-//! one-element status (`{"gone"}`, `{"locked"}`, ...) that `store.rs` maps to an error.
+//! Replies: `{"ok", userid, persistent, created, last_access, expires, previous_access,
+//! extra...}` (`previous_access`: `last_access` before this operation's use), or a one-element
+//! status (`{"gone"}`, `{"locked"}`, ...) that `store.rs` maps to an error.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Shared by every script. `m` holds `{userid, persistent, created, last_access}`: the user
+/// Shared by every script. `m` holds `{userid, persistent, created, last_access}` (and after
+/// `load`, the last access before it as `m[5]`): the user
 /// id stays a string (Lua numbers are doubles, user ids are u64).
 const PRELUDE: &str = r#"
 local key, lock = KEYS[1], KEYS[2]
@@ -38,6 +40,7 @@ local function load(touch)
     redis.call('DEL', key)
     return false
   end
+  m[5] = m[4]
   if touch and tonumber(m[4]) < now then
     m[4] = ARGV[1]
     redis.call('HSET', key, 'a', ARGV[1])
@@ -57,7 +60,7 @@ local function data_len()
   return redis.call('HLEN', key) - 4
 end
 local function reply(...)
-  return {'ok', m[1], m[2], tonumber(m[3]), tonumber(m[4]), expires(), ...}
+  return {'ok', m[1], m[2], tonumber(m[3]), tonumber(m[4]), expires(), tonumber(m[5] or m[4]), ...}
 end
 "#;
 

@@ -33,6 +33,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bound on a whole operation (some take two or three commands, or wait for a lock).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+/// Where the items of a script's reply that follow the metadata begin.
+const EXTRA: usize = 7;
+
+tokio::task_local! {
+    /// Set around an operation by [`RedisStore::looked_up`]: the first "ok" reply of a script
+    /// run while it is polled (its metadata items only).
+    static LOOKUP: RefCell<Option<Reply>>;
+}
 /// How long an `update` may hold its session's lock (the closure runs between read and write).
 const LOCK_MS: u64 = 2000;
 /// How long a write waits for another caller's `update` to finish with the session.
@@ -325,6 +333,31 @@ impl RedisStore {
         bounded.await
     }
 
+    /// Runs `op`, an operation on `id`, and answers `id`'s metadata as it was before `op` used
+    /// it. When `op` is one script that answered "ok", its own reply carries that metadata, so
+    /// the lookup costs nothing more; else (`id` gone, a limit refused the operation, an
+    /// operation of several steps) `id` is looked up on its own after `op`. So `op` must change
+    /// nothing but data and the last access, and after a successful `op` of several steps the
+    /// last access answered is `op`'s own.
+    pub(crate) async fn looked_up<R>(
+        &self,
+        id: SessionId,
+        op: impl Future<Output = Result<R>>,
+    ) -> (Result<SessionInfo>, Result<R>) {
+        let (first, result) = LOOKUP
+            .scope(RefCell::new(None), async {
+                let result = op.await;
+                (LOOKUP.with(|first| first.borrow_mut().take()), result)
+            })
+            .await;
+        let info = match (first, &result) {
+            (Some(reply), _) => reply.info_before(id),
+            (None, Err(SessionError::SessionGone | SessionError::InvalidId)) => Err(SessionError::SessionGone),
+            (None, _) => self.info(id, false).await,
+        };
+        (info, result)
+    }
+
     /// See [`SessionEngine::create`](crate::SessionEngine::create); `id` for a direct `Create`.
     pub(crate) async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
         self.run_here(move |c| async move { c.create(id).await }).await
@@ -344,7 +377,7 @@ impl RedisStore {
         let field = keys::field(scope, key);
         self.run_here(move |c| async move {
             let r = c.exec(&scripts::GET, &keys::session(&id), "", &[&field]).await?;
-            Ok(r.bytes(6))
+            Ok(r.bytes(EXTRA))
         })
         .await
     }
@@ -364,7 +397,7 @@ impl RedisStore {
         let field = keys::field(scope, key);
         self.run_here(move |c| async move {
             let r = c.exec(&scripts::REMOVE, &keys::session(&id), "", &[&field]).await?;
-            Ok(matches!(r.0.get(6), Some(Value::Int(1))))
+            Ok(matches!(r.0.get(EXTRA), Some(Value::Int(1))))
         })
         .await
     }
@@ -382,7 +415,7 @@ impl RedisStore {
         let prefix = keys::scope_prefix(scope);
         self.run_here(move |c| async move {
             let r = c.exec(&scripts::KEYS, &keys::session(&id), "", &[&prefix]).await?;
-            let mut names: Vec<String> = match r.0.get(6) {
+            let mut names: Vec<String> = match r.0.get(EXTRA) {
                 Some(Value::Array(items)) => items
                     .iter()
                     .filter_map(|v| match v {
@@ -430,7 +463,7 @@ impl RedisStore {
             if r.status() == "fallback" {
                 return Ok(None);
             }
-            let text = r.bytes(6).unwrap_or_default();
+            let text = r.bytes(EXTRA).unwrap_or_default();
             std::str::from_utf8(&text)
                 .ok()
                 .and_then(|t| t.parse().ok())
@@ -663,6 +696,11 @@ impl Core {
                 return Err(SessionError::Unavailable("unexpected reply from Redis".into()));
             };
             let reply = Reply(items);
+            if reply.status() == "ok" {
+                let _ = LOOKUP.try_with(|first| {
+                    first.borrow_mut().get_or_insert_with(|| Reply(reply.0[..EXTRA.min(reply.0.len())].to_vec()));
+                });
+            }
             match reply.status() {
                 "ok" | "done" | "exists" | "fallback" => return Ok(reply),
                 "gone" => return Err(SessionError::SessionGone),
@@ -766,7 +804,7 @@ impl Core {
         let token = format!("{:016x}", rand::rng().random::<u64>());
         let lock_ms = LOCK_MS.to_string();
         let r = self.exec(&scripts::LOCK_READ, &k, &token, &[&field, lock_ms.as_bytes()]).await?;
-        let current = r.bytes(6);
+        let current = r.bytes(EXTRA);
         let outcome = match catch_unwind(AssertUnwindSafe(|| step(current.as_deref()))) {
             Ok(Ok(new)) => match &new {
                 Some(value) => self.check_size(value).map(|()| new),
@@ -836,7 +874,7 @@ impl Core {
                     }
                 }
             };
-            let previous = reply.text(6).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            let previous = reply.text(EXTRA).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
             if previous != 0 {
                 self.best_effort(redis::cmd("SREM").arg(keys::user(previous)).arg(&old.member)).await;
             }
@@ -957,6 +995,16 @@ impl Reply {
 
     /// The metadata (items 1..=5) as the info of session `id`.
     fn info(&self, id: SessionId) -> Result<SessionInfo> {
+        self.info_at(id, 4)
+    }
+
+    /// As [`info`](Self::info), but as it was before the script's use of the session: the
+    /// previous last access (item 6) in place of the new one.
+    fn info_before(&self, id: SessionId) -> Result<SessionInfo> {
+        self.info_at(id, 6)
+    }
+
+    fn info_at(&self, id: SessionId, access: usize) -> Result<SessionInfo> {
         let bad = || SessionError::Unavailable("malformed session metadata in Redis".into());
         let userid = self.text(1).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
         let persistent = self.text(2).ok_or_else(bad)? == "1";
@@ -966,7 +1014,7 @@ impl Reply {
             userid,
             persistent,
             created: to_system_time(ms(3)?),
-            last_access: to_system_time(ms(4)?),
+            last_access: to_system_time(ms(access)?),
             expires: to_system_time(ms(5)?),
         })
     }

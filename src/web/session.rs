@@ -194,14 +194,15 @@ impl Session {
         view.resolved = true;
     }
 
-    /// Runs `op` on the live session, never creating one: `None` when there is none.
+    /// Runs `op` on the live session, never creating one: `None` when there is none. `op` must
+    /// change nothing but the data and the last access: no rotation, `destroy` or persistence
+    /// change (those look the cookie up first, see [`SessionEngine::looked_up`]).
     ///
-    /// While the cookie is not looked up yet, the lookup of its first id and `op` on that id
-    /// leave together: both messages are queued before the caller waits, so the shard's worker
-    /// answers them in one wake-up (on Redis: two commands in one round trip) instead of two
-    /// trips one after the other. Only when that id turns out dead are the others looked up
-    /// one by one and `op` sent again; on a dead id `op` did nothing (every operation checks
-    /// that its session is live).
+    /// While the cookie is not looked up yet, the lookup of its first id travels with `op` on
+    /// that id ([`SessionEngine::looked_up`]: one wake-up of the shard's worker, one Redis
+    /// round trip) instead of going first on its own. Only when that id turns out dead are the
+    /// others looked up one by one and `op` sent again; on a dead id `op` did nothing (every
+    /// operation checks that its session is live).
     async fn on_live<R, F, Fut>(&self, op: F) -> Result<Option<(SessionId, crate::Result<R>)>, WebError>
     where
         F: Fn(SessionId) -> Fut,
@@ -214,7 +215,7 @@ impl Session {
                 (!view.resolved && !view.candidates.is_empty()).then(|| view.candidates.remove(0))
             };
             if let Some(first) = first {
-                let (info, result) = futures_util::future::join(self.engine().info(&first), op(first)).await;
+                let (info, result) = self.engine().looked_up(&first, op(first)).await;
                 match info {
                     Ok(info) => {
                         self.found(Some(info));
@@ -485,9 +486,10 @@ impl Session {
     /// [`WebError::NoSession`] for a robot; `InvalidUserId` for 0; `SessionGone` (409) when
     /// another request ended the session meanwhile; `Full`/`Unavailable` (503).
     pub async fn login(&self, userid: u64) -> Result<(), WebError> {
-        let engine = self.engine();
-        let done = self.on_session(|id| async move { engine.login(&id, userid).await }).await?;
-        self.changed(done)
+        // Rotations, persistence changes and `destroy` look the cookie up first (`on_live`).
+        let id = self.ensure().await?;
+        let result = self.engine().login(&id, userid).await;
+        self.changed((id, result))
     }
 
     /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept.
@@ -496,11 +498,9 @@ impl Session {
     /// # Errors
     /// `SessionGone` (409) when another request ended the session meanwhile; `Unavailable`.
     pub async fn logout(&self) -> Result<(), WebError> {
-        let engine = self.engine();
-        match self.on_live(|id| async move { engine.logout(&id).await }).await? {
-            Some(done) => self.changed(done),
-            None => Ok(()),
-        }
+        let Some(id) = self.live_id().await? else { return Ok(()) };
+        let result = self.engine().logout(&id).await;
+        self.changed((id, result))
     }
 
     /// Makes the session persistent ("remember me": the cookie gets a `Max-Age` of
@@ -510,12 +510,11 @@ impl Session {
     /// `NotLoggedIn` (409) for `true` on an anonymous session or without a session;
     /// `SessionGone` (409); `Unavailable` (503).
     pub async fn set_persistent(&self, persistent: bool) -> Result<(), WebError> {
-        let engine = self.engine();
-        match self.on_live(|id| async move { engine.set_persistent(&id, persistent).await }).await? {
-            Some(done) => self.changed(done),
-            None if persistent => Err(SessionError::NotLoggedIn.into()),
-            None => Ok(()),
-        }
+        let Some(id) = self.live_id().await? else {
+            return if persistent { Err(SessionError::NotLoggedIn.into()) } else { Ok(()) };
+        };
+        let result = self.engine().set_persistent(&id, persistent).await;
+        self.changed((id, result))
     }
 
     /// Ends the session and tells the browser to drop the cookie; whether a session existed.
@@ -524,9 +523,8 @@ impl Session {
     /// # Errors
     /// [`WebError::Engine`] with `Unavailable` when the engine is stopped.
     pub async fn destroy(&self) -> Result<bool, WebError> {
-        let engine = self.engine();
-        let existed = match self.on_live(|id| async move { engine.destroy(&id).await }).await? {
-            Some((id, result)) => result.map_err(|e| self.failed(id, e))?,
+        let existed = match self.live_id().await? {
+            Some(id) => self.engine().destroy(&id).await.map_err(|e| self.failed(id, e))?,
             None => false,
         };
         let mut view = self.view();
