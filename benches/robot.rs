@@ -57,13 +57,24 @@ fn robot(c: &mut Criterion) {
     }
     let detector = RobotDetector::from_config(&RobotsConfig::default()).expect("default robots config");
 
+    // The rules alone: what a User-Agent not seen before on this thread costs.
     let mut group = c.benchmark_group("robot");
     for (name, uas) in [("mixed", &mixed), ("browsers", &browsers), ("crawlers", &crawlers)] {
         group.throughput(Throughput::Elements(uas.len() as u64));
         group.bench_function(name, |bench| {
-            bench.iter(|| uas.iter().filter(|ua| detector.is_robot(Some(black_box(ua.as_slice())))).count())
+            bench.iter(|| uas.iter().filter(|ua| detector.is_robot_uncached(Some(black_box(ua.as_slice())))).count())
         });
     }
+    group.finish();
+
+    // What the middleware pays for a User-Agent it judged recently (the remembered verdict):
+    // 64 browsers' User-Agents, over and over.
+    let mut group = c.benchmark_group("robot_seen_before");
+    let recent = &browsers[..64.min(browsers.len())];
+    group.throughput(Throughput::Elements(recent.len() as u64));
+    group.bench_function("browsers", |bench| {
+        bench.iter(|| recent.iter().filter(|ua| detector.is_robot(Some(black_box(ua.as_slice())))).count())
+    });
     group.finish();
 }
 

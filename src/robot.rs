@@ -14,7 +14,10 @@
 //! All rules run at once in one case-insensitive byte automaton (a [`RegexSet`]), so a
 //! User-Agent costs one linear scan; non-UTF-8 bytes are simply bytes that match no rule.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
@@ -149,6 +152,8 @@ struct Inner {
     extra: Option<RegexSet>,
     /// Configured `robots.allow` patterns; `None` when there are none.
     allow: Option<RegexSet>,
+    /// Tells this detector's verdicts apart from other detectors' in [`VERDICTS`].
+    serial: u64,
 }
 
 impl RobotDetector {
@@ -192,7 +197,9 @@ impl RobotDetector {
         }
         let plain = builtin_set(RULES.iter().filter(|r| r.unless.is_none()).map(|r| r.robot));
         let excepted = RULES.iter().filter_map(|r| Some((builtin(r.robot), builtin(r.unless?)))).collect();
-        Ok(Self { inner: Some(Arc::new(Inner { plain, excepted, extra, allow })) })
+        static SERIALS: AtomicU64 = AtomicU64::new(0);
+        let serial = SERIALS.fetch_add(1, Ordering::Relaxed);
+        Ok(Self { inner: Some(Arc::new(Inner { plain, excepted, extra, allow, serial })) })
     }
 
     /// Whether `user_agent` (the raw header; `None` when missing) is a robot.
@@ -203,17 +210,66 @@ impl RobotDetector {
     pub fn is_robot(&self, user_agent: Option<&[u8]>) -> bool {
         let Some(inner) = &self.inner else { return false };
         let Some(ua) = user_agent else { return true };
-        if inner.allow.as_ref().is_some_and(|allow| allow.is_match(ua)) {
+        if ua.len() > VERDICT_MAX_UA {
+            return inner.judge(ua);
+        }
+        let key = xxhash_rust::xxh3::xxh3_64_with_seed(ua, inner.serial);
+        VERDICTS.with(|verdicts| {
+            let mut verdicts = verdicts.borrow_mut();
+            if let Some((seen, robot)) = verdicts.get(&key)
+                && **seen == *ua
+            {
+                return *robot;
+            }
+            let robot = inner.judge(ua);
+            if verdicts.len() >= VERDICTS_PER_THREAD {
+                verdicts.clear();
+            }
+            verdicts.insert(key, (ua.into(), robot));
+            robot
+        })
+    }
+
+    /// As [`is_robot`](Self::is_robot), always from the rules (no remembered verdicts): what a
+    /// User-Agent never seen before costs. For benchmarks.
+    #[doc(hidden)]
+    pub fn is_robot_uncached(&self, user_agent: Option<&[u8]>) -> bool {
+        let Some(inner) = &self.inner else { return false };
+        user_agent.is_none_or(|ua| inner.judge(ua))
+    }
+}
+
+thread_local! {
+    /// Recent verdicts, per thread: a browser sends the same User-Agent with every request,
+    /// and looking it up costs a hash (the full User-Agent is compared too, so a hash
+    /// collision is judged afresh) instead of a scan of every rule. Bounded: emptied when
+    /// full, so a flood of distinct User-Agents costs [`VERDICTS_PER_THREAD`] entries at most.
+    static VERDICTS: RefCell<Verdicts> = RefCell::new(HashMap::new());
+}
+
+/// Remembered verdicts: the hash of a User-Agent → the User-Agent and whether it is a robot.
+type Verdicts = HashMap<u64, (Box<[u8]>, bool)>;
+
+/// Entries of [`VERDICTS`] per thread.
+const VERDICTS_PER_THREAD: usize = 4096;
+
+/// Longer User-Agents are judged every time rather than kept.
+const VERDICT_MAX_UA: usize = 512;
+
+impl Inner {
+    /// The verdict, from the rules.
+    fn judge(&self, ua: &[u8]) -> bool {
+        if self.allow.as_ref().is_some_and(|allow| allow.is_match(ua)) {
             return false;
         }
-        if ua.iter().all(u8::is_ascii_whitespace) || inner.extra.as_ref().is_some_and(|extra| extra.is_match(ua)) {
+        if ua.iter().all(u8::is_ascii_whitespace) || self.extra.as_ref().is_some_and(|extra| extra.is_match(ua)) {
             return true;
         }
         // One scan for all the rules without exception (a match exits early), then the few rules
         // with one. (`RegexSet::matches` would tell which rules fired in one call, but an
         // overlapping search over every rule is many times slower.)
-        inner.plain.is_match(ua)
-            || inner.excepted.iter().any(|(robot, person)| robot.is_match(ua) && !person.is_match(ua))
+        self.plain.is_match(ua)
+            || self.excepted.iter().any(|(robot, person)| robot.is_match(ua) && !person.is_match(ua))
     }
 }
 
@@ -430,6 +486,32 @@ mod tests {
         let (_, key, message) = error(&[], &[&long]);
         assert_eq!(key, "robots.allow");
         assert!(message.contains("bytes long") && message.contains("…"), "{message}");
+    }
+
+    #[test]
+    fn remembered_verdicts_equal_the_rules_and_stay_with_their_detector() {
+        let plain = RobotDetector::from_config(&RobotsConfig::default()).unwrap();
+        let strict =
+            RobotDetector::from_config(&RobotsConfig { extra: vec!["Firefox".into()], ..RobotsConfig::default() })
+                .unwrap();
+        let firefox: &[u8] = b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        for _ in 0..3 {
+            // Asked again and again on one thread, each detector keeps its own verdict.
+            assert!(!plain.is_robot(Some(firefox)));
+            assert!(strict.is_robot(Some(firefox)));
+        }
+        let long = [b"Mozilla/5.0 ".as_slice(), &[b'x'; 600], b" Googlebot/2.1"].concat();
+        for ua in [firefox, b"Googlebot/2.1 (+http://www.google.com/bot.html)", b"", b"  ", &long] {
+            for _ in 0..2 {
+                assert_eq!(plain.is_robot(Some(ua)), plain.is_robot_uncached(Some(ua)));
+            }
+        }
+        // A flood of distinct User-Agents empties the table instead of growing it.
+        for i in 0..(VERDICTS_PER_THREAD * 2) {
+            plain.is_robot(Some(format!("Mozilla/5.0 agent {i}").as_bytes()));
+        }
+        VERDICTS.with(|v| assert!(v.borrow().len() <= VERDICTS_PER_THREAD));
+        assert!(!plain.is_robot(Some(firefox)));
     }
 
     #[test]
