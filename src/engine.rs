@@ -29,6 +29,7 @@ pub struct SessionEngine {
 struct Inner {
     config: Config,
     keyring: Keyring,
+    clock: Arc<dyn Clock>,
     backend: Backend,
 }
 
@@ -143,6 +144,7 @@ impl EngineBuilder {
         } else {
             (None, (0..shards).map(|_| Vec::new()).collect())
         };
+        let clock = self.clock.clone();
         let shared = Arc::new(Shared {
             keyring,
             clock: self.clock,
@@ -156,7 +158,7 @@ impl EngineBuilder {
         let (supervisor, router) = Supervisor::launch(shared.clone(), sessions, self.placement);
         let (config, keyring) = (shared.config.clone(), shared.keyring.clone());
         let backend = Backend::Memory { shared, router, supervisor };
-        Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, backend }) })
+        Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, clock, backend }) })
     }
 
     /// Starts the engine for any `storage.backend`: for `"memory"` as
@@ -180,6 +182,7 @@ impl EngineBuilder {
                     Some(k) => k,
                     None => Keyring::load(&config)?,
                 };
+                let clock = self.clock.clone();
                 let store = crate::redis::RedisStore::connect(
                     &config.storage.redis_url,
                     config.storage.redis_cluster,
@@ -189,7 +192,7 @@ impl EngineBuilder {
                     config.limits.clone(),
                 )
                 .await?;
-                Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, backend: Backend::Redis(store) }) })
+                Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, clock, backend: Backend::Redis(store) }) })
             }
             _ => self.start(),
         }
@@ -490,6 +493,11 @@ impl SessionEngine {
             Backend::Redis(r) => r.looked_up(*id, op).await,
             _ => futures_util::future::join(self.info(id), op).await,
         }
+    }
+
+    /// Now, by the engine's clock (the time its operations record as a use).
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        crate::clock::to_system_time(self.inner.clock.now_ms())
     }
 
     /// Whether [`create_counter`](Self::create_counter) can do its work.

@@ -323,6 +323,28 @@ async fn persistent_cookie_is_refreshed_at_most_once_a_day(b: Backend) {
     assert!(call(&app, with_sid(get("/api/ns/a/b"), &sid)).await.set_cookies.is_empty());
 }
 
+async fn a_returning_visit_is_one_engine_trip_remembered_or_not(b: Backend) {
+    // The cookie lookup rides with the increment; a remember-me cookie is not refreshed (and
+    // needs no extra trip) within the day of its last refresh.
+    let clock = ManualClock::new(1_800_000_000_000 - 1_800_000_000_000 % 86_400_000 + 3_600_000); // 01:00 UTC
+    let f = fixture_with(b, |_| {}, Some(clock.clone())).await;
+    let app = app!(f.engine);
+    let operations = async || f.engine.stats().await.unwrap().shards.iter().map(|s| s.operations).sum::<u64>();
+    // Memory: the lookup and the increment are two messages sent together; Redis: one script.
+    let per_visit = if b == Backend::Memory { 2 } else { 1 };
+    let plain = new_session(&app).await;
+    let remembered = login(&app, None, true).await.sid();
+    for sid in [&plain, &remembered] {
+        for _ in 0..3 {
+            clock.advance(Duration::from_secs(60));
+            let before = operations().await;
+            let r = call(&app, with_sid(post("/api/incr/n"), sid)).await;
+            assert_eq!((r.status.as_u16(), r.cookie()), (200, None));
+            assert_eq!(operations().await - before, per_visit, "{sid}");
+        }
+    }
+}
+
 async fn expired_session_is_no_session(b: Backend) {
     let clock = ManualClock::new(1_800_000_000_000);
     let f = fixture_with(b, |_| {}, Some(clock.clone())).await;
@@ -815,6 +837,7 @@ macro_rules! both {
 }
 
 both!(
+    a_returning_visit_is_one_engine_trip_remembered_or_not,
     read_only_visits_create_no_session_and_no_cookie,
     first_write_sets_a_volatile_cookie_with_every_attribute,
     cookie_attributes_follow_the_config,

@@ -558,6 +558,11 @@ impl Session {
         if !info.persistent && slid {
             return None;
         }
+        // An operation of this request already used the session now: unless that made a new
+        // UTC day, nothing is due and there is no need to ask the engine.
+        if slid && !before.is_some_and(|b| utc_day(b) != utc_day(self.engine().now())) {
+            return None;
+        }
         // Every request that looked at its session counts as a use of it.
         let now = self.engine().touch(&info.id).await.ok()?;
         let due = now.persistent && before.is_some_and(|b| utc_day(b) != utc_day(now.last_access));
