@@ -560,7 +560,7 @@ impl Session {
         }
         // An operation of this request already used the session now: unless that made a new
         // UTC day, nothing is due and there is no need to ask the engine.
-        if slid && !before.is_some_and(|b| utc_day(b) != utc_day(self.engine().now())) {
+        if slid && before.is_none_or(|b| utc_day(b) == utc_day(self.engine().now())) {
             return None;
         }
         // Every request that looked at its session counts as a use of it.
