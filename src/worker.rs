@@ -76,6 +76,8 @@ struct Slot {
     state: SessionState,
     /// Written at least once (value, login); a session never written is never persisted.
     written: bool,
+    /// The snapshot run that last took this session (see [`Run`]); 0: none yet.
+    mark: u64,
 }
 
 /// Where this shard's snapshots stand.
@@ -93,11 +95,17 @@ struct SnapState {
     waiters: Vec<(u64, oneshot::Sender<SnapshotResult>)>,
 }
 
-/// A snapshot in progress. It walks the ids that were live when it began; ids created later
-/// wait for the next snapshot, and ids gone meanwhile are skipped, so a session rotated
-/// during the snapshot can never appear under two ids.
+/// A snapshot in progress: a walk over the shard's sessions by index, a batch per actor turn,
+/// with operations running between batches. Each session it takes is marked with the run's
+/// number, so it is taken once whatever moves: a session rotated during the walk carries its
+/// mark to its new id (taken under the old id or the new one, never both, never neither), and
+/// when a removal moves the last session into the part already walked, that session is taken
+/// on the spot. Sessions created during the walk are taken if the walk reaches them. Starting
+/// a run costs nothing, whatever the shard's size.
 struct Run {
-    keys: Vec<Random>,
+    /// This run's number (the marks it sets).
+    no: u64,
+    /// The next index to walk.
     pos: usize,
     chunks: Vec<Vec<u8>>,
     chunk: Vec<u8>,
@@ -106,8 +114,6 @@ struct Run {
     at: u64,
     started: Instant,
     turns: u32,
-    /// How long listing the ids took (one turn).
-    listing: Duration,
     longest_turn: Duration,
 }
 
@@ -123,6 +129,8 @@ pub struct Worker {
     sweep_cursor: usize,
     stats: ShardStats,
     snap: SnapState,
+    /// The number of the last snapshot run begun.
+    runs: u64,
     /// Restarted and waiting for its snapshot to be read back: operations answer `Unavailable`.
     loading: bool,
     /// The final snapshot was handed to the writer (`FinalSnapshot`): nothing left to save.
@@ -143,6 +151,7 @@ impl Worker {
             sweep_cursor: 0,
             stats: ShardStats { restarts, ..ShardStats::default() },
             snap: SnapState::default(),
+            runs: 0,
             loading,
             finished: false,
         };
@@ -165,7 +174,7 @@ impl Worker {
             if state.userid != 0 {
                 self.by_user.entry(state.userid).or_default().push(random);
             }
-            self.sessions.insert(random, Slot { id, state, written: true });
+            self.sessions.insert(random, Slot { id, state, written: true, mark: 0 });
             self.shared.live[self.shard].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -240,13 +249,27 @@ impl Worker {
     /// Removes a session; `ended` when it was destroyed (a change snapshots must record), not
     /// merely expired (a snapshot holding it drops it on load anyway).
     fn remove_index(&mut self, index: usize, ended: bool) -> Slot {
-        let (random, slot) = self.sessions.swap_remove_index(index).expect("index in range");
+        let (random, slot) = self.swap_out(index);
         self.unindex_user(slot.state.userid, &random);
         self.shared.live[self.shard].fetch_sub(1, Ordering::Relaxed);
         if ended && slot.written {
             self.snap.changes += 1;
         }
         slot
+    }
+
+    /// Takes the session at `index` out of the map; the last one takes its place. A snapshot
+    /// run that already walked past `index` takes the moved session now (see [`Run`]).
+    fn swap_out(&mut self, index: usize) -> (Random, Slot) {
+        let out = self.sessions.swap_remove_index(index).expect("index in range");
+        if let Some(run) = self.snap.run.as_mut()
+            && index < run.pos
+            && let Some((_, moved)) = self.sessions.get_index_mut(index)
+        {
+            let now = self.shared.clock.now_ms();
+            take(run, moved, self.shard, now, &self.shared.lifetimes);
+        }
+        out
     }
 
     fn unindex_user(&mut self, userid: u64, random: &Random) {
@@ -264,8 +287,9 @@ impl Worker {
     /// Moves the session under a fresh id of this shard; the old id is dead at once.
     fn rotate(&mut self, id: &SessionId, new_userid: u64) -> Result<SessionInfo> {
         self.live(id, true)?;
-        let (old_random, mut slot) =
-            self.sessions.swap_remove(id.random()).map(|s| (*id.random(), s)).expect("checked live");
+        let index = self.sessions.get_index_of(id.random()).expect("checked live");
+        // The slot keeps its snapshot mark under the new id (see `Run`).
+        let (old_random, mut slot) = self.swap_out(index);
         self.unindex_user(slot.state.userid, &old_random);
         let new_id = self.shared.keyring.generate_in_shard(self.shard, self.shared.shards);
         slot.id = new_id;
@@ -317,18 +341,18 @@ impl Worker {
             self.answer_waiters(Ok(None));
             return;
         }
-        self.snap.run = Some(self.new_run());
+        let run = self.new_run();
+        self.snap.run = Some(run);
         ctx.notify(SnapshotStep);
     }
 
     /// A snapshot of the sessions live now, nothing encoded yet.
-    fn new_run(&self) -> Run {
+    fn new_run(&mut self) -> Run {
         let started = Instant::now();
-        let keys: Vec<Random> = self.sessions.keys().copied().collect();
+        self.runs += 1;
         Run {
-            listing: started.elapsed(),
+            no: self.runs,
             longest_turn: Duration::ZERO,
-            keys,
             pos: 0,
             chunks: Vec::new(),
             chunk: Vec::new(),
@@ -339,26 +363,17 @@ impl Worker {
         }
     }
 
-    /// Encodes up to `budget` sessions of `run`; whether it reached the end.
-    fn encode_step(&self, run: &mut Run, budget: usize) -> bool {
+    /// Walks up to `budget` sessions of `run`; whether it reached the end.
+    fn encode_step(&mut self, run: &mut Run, budget: usize) -> bool {
         let now = self.now();
         let lifetimes = self.shared.lifetimes;
-        let end = run.keys.len().min(run.pos.saturating_add(budget));
-        for random in &run.keys[run.pos..end] {
-            let Some(slot) = self.sessions.get(random) else { continue };
-            if !slot.written || slot.state.is_expired(&lifetimes, now) {
-                continue;
-            }
-            match format::encode_record(&mut run.chunk, &slot.id, &slot.state) {
-                Ok(()) => run.entries += 1,
-                Err(e) => log::error!("shard {}: session left out of the snapshot, cannot encode: {e}", self.shard),
-            }
-            if run.chunk.len() >= CHUNK_BYTES {
-                run.chunks.push(std::mem::replace(&mut run.chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
-            }
+        let end = self.sessions.len().min(run.pos.saturating_add(budget));
+        for index in run.pos..end {
+            let (_, slot) = self.sessions.get_index_mut(index).expect("index in range");
+            take(run, slot, self.shard, now, &lifetimes);
         }
         run.pos = end;
-        end == run.keys.len()
+        end == self.sessions.len()
     }
 
     /// Hands a finished snapshot to the writer thread; `done` hears when it is durable.
@@ -368,12 +383,11 @@ impl Worker {
             run.chunks.push(run.chunk);
         }
         log::debug!(
-            "shard {}: snapshot of {} sessions encoded in {} actor turns over {:?} (listing ids {:?}, longest turn {:?})",
+            "shard {}: snapshot of {} sessions encoded in {} actor turns over {:?} (longest turn {:?})",
             self.shard,
             run.entries,
             run.turns,
             run.started.elapsed(),
-            run.listing,
             run.longest_turn
         );
         match &self.shared.snapshots {
@@ -394,6 +408,25 @@ impl Worker {
                 i += 1;
             }
         }
+    }
+}
+
+/// Adds `slot` to `run` unless the run took it already (its mark); an expired session, or one
+/// never written, is marked but left out.
+fn take(run: &mut Run, slot: &mut Slot, shard: usize, now: u64, lifetimes: &Lifetimes) {
+    if slot.mark == run.no {
+        return;
+    }
+    slot.mark = run.no;
+    if !slot.written || slot.state.is_expired(lifetimes, now) {
+        return;
+    }
+    match format::encode_record(&mut run.chunk, &slot.id, &slot.state) {
+        Ok(()) => run.entries += 1,
+        Err(e) => log::error!("shard {shard}: session left out of the snapshot, cannot encode: {e}"),
+    }
+    if run.chunk.len() >= CHUNK_BYTES {
+        run.chunks.push(std::mem::replace(&mut run.chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
     }
 }
 
@@ -569,7 +602,7 @@ impl Handler<Create> for Worker {
                 }
             }
             w.shared.live[w.shard].fetch_add(1, Ordering::Relaxed);
-            let slot = Slot { id: msg.id, state: SessionState::new(w.now()), written: false };
+            let slot = Slot { id: msg.id, state: SessionState::new(w.now()), written: false, mark: 0 };
             let info = w.info(&slot);
             w.sessions.insert(*msg.id.random(), slot);
             w.stats.created += 1;
