@@ -17,14 +17,15 @@ use crate::robot::RobotDetector;
 /// Gives every request a [`Session`](super::Session) and writes the session cookie back.
 ///
 /// Per request it only parses the `Cookie` header (raw bytes, our cookie name only) and
-/// checks the ids' tags; the engine is asked nothing until a handler extracts the session.
+/// checks the ids' tags; the engine is asked nothing until a handler uses the session (its
+/// first operation carries the cookie's lookup along).
 /// After the handler it adds a `Set-Cookie` only when the cookie changed: a new session, a
 /// rotation by login/logout, a persistence change, `destroy()`, or the daily refresh of a
 /// remember-me cookie's `Max-Age`.
 ///
 /// That refresh happens on a persistent session's first use in a UTC calendar day: the
 /// middleware compares the day of the session's `last_access` before the request (the engine's
-/// clock, read when the handler first extracts the session) with the day of this request's use.
+/// clock, as the request's first operation found it) with the day of this request's use.
 /// So the cookie is re-sent at most once a day per session and never expires more than a day
 /// before the session it names.
 ///
