@@ -495,6 +495,22 @@ impl SessionEngine {
         }
     }
 
+    /// A fresh id for [`create_as`](Self::create_as).
+    pub(crate) fn new_id(&self) -> SessionId {
+        self.inner.keyring.generate()
+    }
+
+    /// Creates an empty anonymous session under `id` (from [`new_id`](Self::new_id)): the
+    /// caller knows the id before the session exists, so it can send the first operation on
+    /// it along with the creation.
+    pub(crate) async fn create_as(&self, id: SessionId) -> Result<SessionInfo> {
+        match &self.inner.backend {
+            Backend::Memory { .. } => self.send(Create { id }).await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(r) => r.create(Some(id)).await,
+        }
+    }
+
     /// Now, by the engine's clock (the time its operations record as a use).
     pub(crate) fn now(&self) -> std::time::SystemTime {
         crate::clock::to_system_time(self.inner.clock.now_ms())

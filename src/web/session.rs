@@ -243,8 +243,52 @@ impl Session {
         if let Some(done) = self.on_live(&op).await? {
             return Ok(done);
         }
-        let id = self.ensure().await?;
-        Ok((id, op(id).await))
+        self.created_with(op).await
+    }
+
+    /// Creates the session (the lazy creation) and runs `op` on it, in one trip: the new id is
+    /// made here, so the creation and `op` leave together (one wake-up of the shard's worker;
+    /// on Redis, two scripts in one round trip). If a session appeared meanwhile (another
+    /// operation of this request), `op` runs on that one.
+    async fn created_with<R, F, Fut>(&self, op: F) -> Result<(SessionId, crate::Result<R>), WebError>
+    where
+        F: Fn(SessionId) -> Fut,
+        Fut: Future<Output = crate::Result<R>>,
+    {
+        let gate = self.state.gate.lock().await;
+        let current = {
+            let view = self.view();
+            if view.lost {
+                // Another request rotated or destroyed this client's session: making a new
+                // one here would overwrite the cookie that request just set.
+                return Err(SessionError::SessionGone.into());
+            }
+            view.current.as_ref().map(|i| i.id)
+        };
+        if let Some(id) = current {
+            drop(gate);
+            return Ok((id, op(id).await));
+        }
+        if self.is_robot() {
+            return Err(WebError::NoSession);
+        }
+        let engine = self.engine();
+        let id = engine.new_id();
+        let (created, result) = futures_util::future::join(engine.create_as(id), op(id)).await;
+        // Without the session (full, unavailable) `op` found nothing and did nothing.
+        let info = created?;
+        {
+            let mut view = self.view();
+            view.current = Some(info);
+            view.slid = true;
+        }
+        // Where the two can be reordered on the way (Redis Cluster asks the database size
+        // before creating), `op` may have arrived first: then it is sent again.
+        let result = match result {
+            Err(SessionError::SessionGone) => op(id).await,
+            other => other,
+        };
+        Ok((id, result))
     }
 
     /// A write's outcome: counts as a use, or forgets a session that is gone.
@@ -487,9 +531,12 @@ impl Session {
     /// another request ended the session meanwhile; `Full`/`Unavailable` (503).
     pub async fn login(&self, userid: u64) -> Result<(), WebError> {
         // Rotations, persistence changes and `destroy` look the cookie up first (`on_live`).
-        let id = self.ensure().await?;
-        let result = self.engine().login(&id, userid).await;
-        self.changed((id, result))
+        let engine = self.engine();
+        let done = match self.live_id().await? {
+            Some(id) => (id, engine.login(&id, userid).await),
+            None => self.created_with(|id| async move { engine.login(&id, userid).await }).await?,
+        };
+        self.changed(done)
     }
 
     /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept.
