@@ -24,17 +24,17 @@
 //! Exits non-zero when any request failed or answered wrongly.
 
 use std::cell::RefCell;
-use std::net::IpAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+#[path = "support/demo_client.rs"]
+mod demo_client;
+
 use awc::Client;
 use awc::http::StatusCode;
+use demo_client::{Browser, check_loopback, percentile};
 use serde_json::{Value, json};
-
-const BROWSER_UA: &str =
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -72,18 +72,6 @@ fn parse_args() -> Result<Options, String> {
     o.concurrency = o.concurrency.min(o.pool);
     check_loopback(&o.url)?;
     Ok(o)
-}
-
-/// Load goes to this machine only.
-fn check_loopback(url: &str) -> Result<(), String> {
-    let rest = url.strip_prefix("http://").ok_or("--url must start with http://")?;
-    let host_port = rest.split('/').next().unwrap_or_default();
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host_port.split(':').next().unwrap_or_default(),
-    };
-    let loopback = host == "localhost" || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
-    if loopback { Ok(()) } else { Err(format!("--url host {host:?} is not a loopback address")) }
 }
 
 /// Latencies and errors of the current interval, and totals.
@@ -129,38 +117,12 @@ impl Driver {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), String> {
-        let url = format!("{}{path}", self.o.url);
-        let mut req = match method {
-            "GET" => self.client.get(&url),
-            "PUT" => self.client.put(&url),
-            "DELETE" => self.client.delete(&url),
-            _ => self.client.post(&url),
-        };
-        req = req.insert_header(("User-Agent", BROWSER_UA));
-        if let Some(c) = &v.cookie {
-            req = req.insert_header(("Cookie", format!("{}={c}", self.o.cookie)));
-        }
-        let start = Instant::now();
-        let sent = match body {
-            Some(b) => req.send_json(&b).await,
-            None => req.send().await,
-        };
-        let mut resp = sent.map_err(|e| format!("{method} {path}: {e}"))?;
-        let json: Value = resp.json().limit(1 << 16).await.map_err(|e| format!("{method} {path}: body: {e}"))?;
-        let elapsed = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
-        {
-            let mut t = self.tally.borrow_mut();
-            t.latencies_us.push(elapsed);
-            t.total_requests += 1;
-        }
-        for value in resp.headers().get_all("set-cookie") {
-            let text = value.to_str().unwrap_or_default();
-            if let Some(rest) = text.strip_prefix(&format!("{}=", self.o.cookie)) {
-                let c = rest.split(';').next().unwrap_or_default();
-                v.cookie = if c.is_empty() || text.contains("Max-Age=0") { None } else { Some(c.to_owned()) };
-            }
-        }
-        Ok((resp.status(), json))
+        let browser = Browser { client: &self.client, url: &self.o.url, cookie_name: &self.o.cookie };
+        let (status, json, elapsed) = browser.call(&mut v.cookie, method, path, body).await?;
+        let mut t = self.tally.borrow_mut();
+        t.latencies_us.push(elapsed);
+        t.total_requests += 1;
+        Ok((status, json))
     }
 
     /// One round of a visitor; any surprise is an error.
@@ -196,14 +158,6 @@ impl Driver {
         v.round += 1;
         Ok(())
     }
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank] as f64 / 1000.0
 }
 
 async fn drive(o: Options) -> (Tally, usize) {
