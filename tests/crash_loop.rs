@@ -25,43 +25,21 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use draco_session::SessionId;
 
+#[path = "support/demo.rs"]
+mod demo;
+use demo::Demo;
+
 const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0";
 const SHARDS: usize = 2;
-
-struct Demo {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let demo = profile_dir.join("examples").join(format!("remember_me{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        demo.is_file(),
-        "{} is missing: a plain `cargo test` builds the examples; with a filter run \
-         `cargo build --example remember_me` first",
-        demo.display()
-    );
-    demo
-}
 
 fn write_config(dir: &Path) -> PathBuf {
     let config = dir.join("config.toml");
@@ -75,30 +53,6 @@ fn write_config(dir: &Path) -> PathBuf {
     )
     .unwrap();
     config
-}
-
-fn start(config: &Path, log: PathBuf) -> Demo {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(demo_binary())
-        .args(["--bind", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start the remember_me demo");
-    let mut demo = Demo { child, port, log };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = demo.child.try_wait() {
-            panic!("the demo exited before listening: {status}\n{}", std::fs::read_to_string(&demo.log).unwrap());
-        }
-        assert!(Instant::now() < deadline, "the demo did not listen within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    demo
 }
 
 /// One request; answers the status, the `sid` cookie set (if any) and the body.
@@ -313,7 +267,7 @@ fn verify(demo: &Demo, expected: &BTreeMap<String, i64>, attempted: &HashMap<Str
 fn assert_no_corrupt(snapshots: &Path, demo: &Demo, cycle: usize) {
     let (_, corrupt) = snapshot_files(snapshots);
     assert!(corrupt.is_empty(), "cycle {cycle}: snapshots set aside as corrupt: {corrupt:?}");
-    let log = std::fs::read_to_string(&demo.log).unwrap();
+    let log = demo.stderr();
     assert!(!log.contains(" is corrupt"), "cycle {cycle}: the log reports damage:\n{log}");
 }
 
@@ -333,7 +287,7 @@ fn kill_9_at_random_moments_never_loses_a_covered_session() {
     let (mut total_acks, mut total_checked) = (0, 0);
     for cycle in 0..cycles {
         let started = Instant::now();
-        let mut demo = start(&config, dir.path().join(format!("demo-{cycle}.log")));
+        let mut demo = Demo::start_logging(&config, "info");
         let startup = started.elapsed();
         assert_no_corrupt(&snapshots, &demo, cycle);
         let checked = verify(&demo, &expected, &attempted, cycle);
@@ -376,7 +330,7 @@ fn kill_9_at_random_moments_never_loses_a_covered_session() {
         drop(demo);
     }
     // One more start: the last cycle's sessions are checked too.
-    let demo = start(&config, dir.path().join("demo-final.log"));
+    let demo = Demo::start_logging(&config, "info");
     assert_no_corrupt(&snapshots, &demo, cycles);
     total_checked += verify(&demo, &expected, &attempted, cycles);
     eprintln!(
@@ -431,7 +385,7 @@ fn an_unwritable_snapshot_directory_is_reported_and_snapshots_resume() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path());
     let snapshots = dir.path().join("data/snapshots");
-    let mut demo = start(&config, dir.path().join("demo.log"));
+    let mut demo = Demo::start_logging(&config, "info");
     let (stop, killed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let clients = run_load(demo.port, 2, 0x5eed, stop.clone(), killed.clone());
     std::thread::sleep(Duration::from_millis(500));
@@ -443,7 +397,7 @@ fn an_unwritable_snapshot_directory_is_reported_and_snapshots_resume() {
     };
     let frozen_at = snapshot_files(&snapshots).0;
     std::thread::sleep(Duration::from_millis(1_500)); // several snapshot intervals
-    let log = std::fs::read_to_string(&demo.log).unwrap();
+    let log = demo.stderr();
     let failures = log.lines().filter(|l| l.contains("ERROR") && l.contains("snapshot write to")).count();
     assert!(failures >= 1, "no clear error while {} is unwritable ({}):\n{log}", snapshots.display(), frozen.how);
     assert!(failures <= 2 * SHARDS, "{failures} error lines for one unwritable directory: a flood, not a report");
@@ -455,7 +409,7 @@ fn an_unwritable_snapshot_directory_is_reported_and_snapshots_resume() {
     let poll_stop = Arc::new(AtomicBool::new(false));
     let poller = run_poller(snapshots.clone(), poll_stop.clone());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&demo.log).unwrap().contains("work again") {
+    while !demo.stderr().contains("work again") {
         assert!(Instant::now() < deadline, "snapshots did not resume within 10 s of the directory being writable");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -476,7 +430,7 @@ fn an_unwritable_snapshot_directory_is_reported_and_snapshots_resume() {
     let expected = covered(&acks, &polls);
     assert!(!expected.is_empty(), "no acknowledgement was covered by a snapshot after the directory came back");
     drop(demo);
-    let demo = start(&config, dir.path().join("demo-restarted.log"));
+    let demo = Demo::start_logging(&config, "info");
     assert_no_corrupt(&snapshots, &demo, 1);
     let checked = verify(&demo, &expected, &attempted, 1);
     eprintln!(

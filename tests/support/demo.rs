@@ -49,10 +49,15 @@ impl Drop for Demo {
 
 /// Starts the demo binary with `--config config --bind 127.0.0.1:0`, without waiting.
 pub fn spawn(config: &Path) -> Child {
+    spawn_logging(config, "warn")
+}
+
+/// As [`spawn`], with `RUST_LOG=rust_log`.
+pub fn spawn_logging(config: &Path, rust_log: &str) -> Child {
     Command::new(demo_binary())
         .args(["--bind", "127.0.0.1:0", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,7 +79,12 @@ fn drain(pipe: impl Read + Send + 'static, sink: Arc<Mutex<String>>) {
 impl Demo {
     /// Starts the demo and waits until it listens (at most 30 s).
     pub fn start(config: &Path) -> Demo {
-        let mut child = spawn(config);
+        Self::start_logging(config, "warn")
+    }
+
+    /// As [`start`](Self::start), with `RUST_LOG=rust_log`.
+    pub fn start_logging(config: &Path, rust_log: &str) -> Demo {
+        let mut child = spawn_logging(config, rust_log);
         let stderr = Arc::new(Mutex::new(String::new()));
         drain(child.stderr.take().expect("piped stderr"), stderr.clone());
         let (found, port) = mpsc::channel();
