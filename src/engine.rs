@@ -516,15 +516,6 @@ impl SessionEngine {
         crate::clock::to_system_time(self.inner.clock.now_ms())
     }
 
-    /// Whether [`create_counter`](Self::create_counter) can do its work.
-    pub(crate) fn creates_counters(&self) -> bool {
-        match &self.inner.backend {
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => true,
-            _ => false,
-        }
-    }
-
     /// Logs `userid` in: the id rotates (the old one is dead at once), the data stays.
     ///
     /// # Errors

@@ -536,7 +536,6 @@ fn crash_copy(dir: &Path) -> tempfile::TempDir {
     for name in snap_files(dir) {
         std::fs::copy(snapshot_dir(dir).join(&name), snapshot_dir(copy.path()).join(&name)).unwrap();
     }
-    std::fs::copy(dir.join("secret.key"), copy.path().join("secret.key")).ok();
     copy
 }
 

@@ -696,13 +696,14 @@ impl Core {
                 return Err(SessionError::Unavailable("unexpected reply from Redis".into()));
             };
             let reply = Reply(items);
-            if reply.status() == "ok" {
-                let _ = LOOKUP.try_with(|first| {
-                    first.borrow_mut().get_or_insert_with(|| Reply(reply.0[..EXTRA.min(reply.0.len())].to_vec()));
-                });
-            }
             match reply.status() {
-                "ok" | "done" | "exists" | "fallback" => return Ok(reply),
+                "ok" => {
+                    let _ = LOOKUP.try_with(|first| {
+                        first.borrow_mut().get_or_insert_with(|| Reply(reply.0[..EXTRA.min(reply.0.len())].to_vec()));
+                    });
+                    return Ok(reply);
+                }
+                "done" | "exists" | "fallback" => return Ok(reply),
                 "gone" => return Err(SessionError::SessionGone),
                 "notloggedin" => return Err(SessionError::NotLoggedIn),
                 "full" => return Err(SessionError::Full { limit: self.limits.max_sessions }),

@@ -256,32 +256,15 @@ impl Session {
         Fut: Future<Output = crate::Result<R>>,
     {
         let gate = self.state.gate.lock().await;
-        let current = {
-            let view = self.view();
-            if view.lost {
-                // Another request rotated or destroyed this client's session: making a new
-                // one here would overwrite the cookie that request just set.
-                return Err(SessionError::SessionGone.into());
-            }
-            view.current.as_ref().map(|i| i.id)
-        };
-        if let Some(id) = current {
+        if let Some(id) = self.may_create()? {
             drop(gate);
             return Ok((id, op(id).await));
-        }
-        if self.is_robot() {
-            return Err(WebError::NoSession);
         }
         let engine = self.engine();
         let id = engine.new_id();
         let (created, result) = futures_util::future::join(engine.create_as(id), op(id)).await;
         // Without the session (full, unavailable) `op` found nothing and did nothing.
-        let info = created?;
-        {
-            let mut view = self.view();
-            view.current = Some(info);
-            view.slid = true;
-        }
+        self.created(created?);
         // Where the two can be reordered on the way (Redis Cluster asks the database size
         // before creating), `op` may have arrived first: then it is sent again.
         let result = match result {
@@ -305,13 +288,10 @@ impl Session {
     /// A read's outcome: as [`wrote`](Self::wrote), but a session that is gone (or none at
     /// all) reads as `R::default()`.
     fn read<R: Default>(&self, done: Option<(SessionId, crate::Result<R>)>) -> Result<R, WebError> {
-        let Some((id, result)) = done else { return Ok(R::default()) };
-        match result {
-            Ok(value) => {
-                self.used(id, None);
-                Ok(value)
-            }
-            Err(e) => self.read_failed(id, e).map(|()| R::default()),
+        match done {
+            None => Ok(R::default()),
+            Some((id, Err(e))) => self.read_failed(id, e).map(|()| R::default()),
+            Some(done) => self.wrote(done),
         }
     }
 
@@ -332,26 +312,42 @@ impl Session {
             return Ok(id);
         }
         let _gate = self.state.gate.lock().await;
+        if let Some(id) = self.may_create()? {
+            return Ok(id);
+        }
+        let info = self.engine().create().await?;
+        let id = info.id;
+        self.created(info);
+        Ok(id)
+    }
+
+    /// With the gate held, before creating a session: `Some(id)` when this request has one
+    /// meanwhile (use it), `None` when one may be created.
+    ///
+    /// # Errors
+    /// `SessionGone` when another request rotated or destroyed this client's session (a new
+    /// one would overwrite the cookie that request just set); `NoSession` for a robot.
+    fn may_create(&self) -> Result<Option<SessionId>, WebError> {
         {
             let view = self.view();
             if let Some(info) = &view.current {
-                return Ok(info.id);
+                return Ok(Some(info.id));
             }
             if view.lost {
-                // Another request rotated or destroyed this client's session: making a new
-                // one here would overwrite the cookie that request just set.
                 return Err(SessionError::SessionGone.into());
             }
         }
         if self.is_robot() {
             return Err(WebError::NoSession);
         }
-        let info = self.engine().create().await?;
-        let id = info.id;
+        Ok(None)
+    }
+
+    /// Records the session this request just created.
+    fn created(&self, info: SessionInfo) {
         let mut view = self.view();
         view.current = Some(info);
         view.slid = true;
-        Ok(id)
     }
 
     /// As [`ensure`](Self::ensure) when it would create, but the new session holds the counter
@@ -359,22 +355,11 @@ impl Session {
     /// exists meanwhile, or the engine leaves it to create and increment).
     async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<i64>, WebError> {
         let _gate = self.state.gate.lock().await;
-        {
-            let view = self.view();
-            if view.current.is_some() {
-                return Ok(None);
-            }
-            if view.lost {
-                return Err(SessionError::SessionGone.into());
-            }
-        }
-        if self.is_robot() {
-            return Err(WebError::NoSession);
+        if self.may_create()?.is_some() {
+            return Ok(None);
         }
         let Some((info, n)) = self.engine().create_counter(scope, key, by).await? else { return Ok(None) };
-        let mut view = self.view();
-        view.current = Some(info);
-        view.slid = true;
+        self.created(info);
         Ok(Some(n))
     }
 
@@ -766,9 +751,7 @@ impl Namespace {
         if let Some(done) = s.on_live(op).await? {
             return s.wrote(done);
         }
-        if engine.creates_counters()
-            && let Some(n) = s.create_counter(scope, key, by).await?
-        {
+        if let Some(n) = s.create_counter(scope, key, by).await? {
             return Ok(n);
         }
         s.wrote(s.on_session(op).await?)
