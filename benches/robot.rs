@@ -1,7 +1,7 @@
 //! Robot detection cost per User-Agent over a mixed sample of the corpora.
 //!
 //! `cargo bench --bench robot -- --warm-up-time 1 --measurement-time 5`. Reads the corpora from
-//! `shared/data/user-agents` beside the crate, or from `DRACO_UA_DATA`.
+//! `tests/data/user-agents` (or the folder `DRACO_UA_DATA` names).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ const PER_FILE: usize = 400;
 fn data_dir() -> PathBuf {
     let dir = match std::env::var_os("DRACO_UA_DATA") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/user-agents"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/user-agents"),
     };
     assert!(dir.is_dir(), "User-Agent corpora not found at {}: set DRACO_UA_DATA", dir.display());
     dir

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StorageBackend};
-use crate::error::{Result, SessionError, StartError};
+use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::*;
 use crate::snapshot;
@@ -309,19 +309,18 @@ impl SessionEngine {
                     Ok(result) => result,
                     Err(MailboxError::Closed) => {
                         supervisor.do_send(WorkerDown);
-                        Err(SessionError::Unavailable("shard worker is restarting".into()))
+                        Err(Unavailable::ShardRestarting { shard: id.shard(shared.shards) }.into())
                     }
-                    Err(MailboxError::Timeout) => Err(SessionError::Unavailable("shard worker timed out".into())),
+                    Err(MailboxError::Timeout) => {
+                        Err(Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into())
+                    }
                 }
             }
             #[cfg(feature = "redis")]
             Backend::Redis(store) => {
                 self.verify(&id)?;
                 let answer = crate::redis::send_any(store, Box::new(msg)).await?;
-                answer
-                    .downcast::<R>()
-                    .map(|r| *r)
-                    .map_err(|_| SessionError::Unavailable("message result type mismatch".into()))
+                answer.downcast::<R>().map(|r| *r).map_err(|_| SessionError::internal("message result type mismatch"))
             }
         }
     }
@@ -332,8 +331,8 @@ impl SessionEngine {
         R: Send + 'static,
         Supervisor: Handler<M>,
     {
-        let supervisor = self.supervisor().ok_or_else(|| SessionError::Unavailable("no supervisor actor".into()))?;
-        supervisor.send(msg).await.map_err(|_| SessionError::Unavailable("session engine is stopped".into()))?
+        let supervisor = self.supervisor().ok_or_else(|| SessionError::internal("no supervisor actor"))?;
+        supervisor.send(msg).await.map_err(|_| SessionError::from(Unavailable::EngineStopped))?
     }
 
     /// Creates an empty anonymous session with a fresh id.

@@ -56,9 +56,69 @@ pub enum SessionError {
     /// Code run inside the engine (e.g. an `update` closure) panicked; the session is unchanged.
     #[error("operation panicked inside the engine; the session is unchanged: {0}")]
     Panicked(String),
-    /// The engine is stopped, or the shard is restarting; retry later.
+    /// The engine cannot serve the operation now (stopped, restarting, backend down or busy);
+    /// the reason says which. A temporary condition (HTTP 503): retry later.
     #[error("session engine unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Unavailable),
+    /// A bug inside the engine: something that cannot happen did. The details are in the log
+    /// (error level); the caller only learns that the operation failed.
+    #[error("internal error in the session engine (details in the log)")]
+    Internal,
+}
+
+impl SessionError {
+    /// An [`Internal`](Self::Internal) error, logging what happened where.
+    pub(crate) fn internal(what: impl std::fmt::Display) -> Self {
+        log::error!("session engine internal error: {what}");
+        Self::Internal
+    }
+}
+
+/// Why the engine cannot serve an operation now: [`SessionError::Unavailable`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The engine was shut down ([`SessionEngine::shutdown`](crate::SessionEngine::shutdown)).
+    #[error("the session engine is shut down")]
+    EngineStopped,
+    /// The worker owning the session died and is being restarted (it reloads its shard's last
+    /// snapshot first); retry shortly.
+    #[error("shard {shard} is restarting; retry shortly")]
+    ShardRestarting {
+        /// The shard.
+        shard: usize,
+    },
+    /// The shard did not take the operation in time (its mailbox stayed full), or the
+    /// session is locked by another update (Redis); retry shortly.
+    #[error("the session engine is busy: {what}")]
+    Busy {
+        /// What is busy.
+        what: &'static str,
+    },
+    /// The backend (Redis) cannot be reached or refused the command.
+    #[error("the session store cannot be reached: {message}")]
+    BackendUnreachable {
+        /// What the backend or the connection said (passwords redacted).
+        message: String,
+    },
+    /// The backend (Redis) did not answer in time.
+    #[error("the session store did not answer within {after:?}")]
+    BackendTimeout {
+        /// How long the engine waited.
+        after: std::time::Duration,
+    },
+    /// A snapshot could not be written; the previous generation stays in place.
+    #[error("the snapshot could not be written: {message}")]
+    Storage {
+        /// What failed (the file and the I/O error).
+        message: String,
+    },
+}
+
+impl From<Unavailable> for SessionError {
+    fn from(reason: Unavailable) -> Self {
+        Self::Unavailable(reason)
+    }
 }
 
 /// A configuration file or value that cannot be used. Always names the file and the key.

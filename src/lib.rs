@@ -60,7 +60,7 @@ pub use config::{
     StorageConfig,
 };
 pub use engine::{EngineBuilder, Placement, SessionEngine};
-pub use error::{ConfigError, Result, SessionError, StartError};
+pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};
 pub use id::{ID_LEN, Keyring, SessionId};
 pub use message::*;
 pub use robot::RobotDetector;

@@ -11,7 +11,7 @@ use actix::{
 use futures_util::future::join_all;
 
 use crate::engine::Placement;
-use crate::error::{Result, SessionError};
+use crate::error::{Result, SessionError, Unavailable};
 use crate::message::{EngineStats, LogoutUser, SessionInfo, SessionsOf, Stats, Sweep};
 use crate::snapshot::Record;
 use crate::worker::{FinalSnapshot, Shared, SnapshotNow, Worker};
@@ -244,13 +244,11 @@ impl Handler<SnapshotAll> for Supervisor {
         Box::pin(async move {
             let mut sessions = 0;
             for answer in join_all(requests).await {
-                let durable = answer.map_err(|e| SessionError::Unavailable(format!("shard worker: {e}")))?;
+                let durable = answer.map_err(|_| SessionError::from(Unavailable::EngineStopped))?;
                 let written = durable
                     .await
-                    .map_err(|_| {
-                        SessionError::Unavailable("shard worker stopped before its snapshot was durable".into())
-                    })?
-                    .map_err(|e| SessionError::Unavailable(format!("snapshot failed: {e}")))?;
+                    .map_err(|_| SessionError::from(Unavailable::EngineStopped))?
+                    .map_err(|message| SessionError::from(Unavailable::Storage { message }))?;
                 sessions += written.unwrap_or(0) as usize;
             }
             Ok(sessions)
@@ -269,7 +267,7 @@ where
     async move {
         let mut out = Vec::with_capacity(requests.len());
         for answer in join_all(requests).await {
-            out.push(answer.map_err(|e| SessionError::Unavailable(format!("shard worker: {e}")))??);
+            out.push(answer.map_err(|_| SessionError::from(Unavailable::EngineStopped))??);
         }
         Ok(out)
     }

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::{Clock, to_system_time};
 use crate::config::{Config, LimitsConfig};
-use crate::error::{Result, SessionError};
+use crate::error::{Result, SessionError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::*;
 use crate::snapshot::{Record, Snapshots, Written, format};
@@ -199,7 +199,7 @@ impl Worker {
     fn guarded<R>(&mut self, op: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         self.stats.operations += 1;
         if self.loading {
-            return Err(SessionError::Unavailable("shard worker is reloading its snapshot after a restart".into()));
+            return Err(Unavailable::ShardRestarting { shard: self.shard }.into());
         }
         match catch_unwind(AssertUnwindSafe(|| op(self))) {
             Ok(result) => result,

@@ -1,8 +1,8 @@
 //! Robot detection measured on real User-Agent corpora: recall on crawler lists, false positives
 //! on browser lists.
 //!
-//! The corpora live in `shared/data/user-agents` beside the crate (`DRACO_UA_DATA` overrides the
-//! folder). Run with `cargo test --test robots -- --nocapture` to see the table;
+//! The corpora live in `tests/data/user-agents` (sources and licences in its README;
+//! `DRACO_UA_DATA` overrides the folder). Run with `cargo test --test robots -- --nocapture` to see the table;
 //! `DRACO_UA_SHOW=1` also lists every miss and every false positive.
 
 use std::path::{Path, PathBuf};
@@ -17,12 +17,12 @@ const MAX_FALSE_POSITIVES: f64 = 0.001;
 fn data_dir() -> PathBuf {
     let dir = match std::env::var_os("DRACO_UA_DATA") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/user-agents"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/user-agents"),
     };
     assert!(
         dir.is_dir(),
-        "User-Agent corpora not found at {}: put a copy of `shared/` beside the crate, or set \
-         DRACO_UA_DATA to the folder holding crawlers-*.txt and browsers-*.txt",
+        "User-Agent corpora not found at {}: the repository ships them in tests/data/user-agents; \
+         DRACO_UA_DATA may name another folder holding crawlers-*.txt and browsers-*.txt",
         dir.display()
     );
     dir

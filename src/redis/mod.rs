@@ -59,7 +59,7 @@ pub(crate) async fn send_any(store: &RedisStore, msg: Box<dyn Any + Send>) -> Re
                 };
             )*
             let _ = $msg;
-            Err(SessionError::Unavailable("message not supported by the redis backend".into()))
+            Err(SessionError::internal("message not supported by the redis backend"))
         }};
     }
     route!(msg,

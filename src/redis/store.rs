@@ -22,7 +22,7 @@ use super::keys::{self, SessionKeys};
 use super::scripts;
 use crate::clock::{Clock, to_system_time};
 use crate::config::LimitsConfig;
-use crate::error::{Result, SessionError, StartError};
+use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::{EngineStats, SessionInfo, ShardStats, UpdateFn};
 use crate::state::Lifetimes;
@@ -277,7 +277,7 @@ impl RedisStore {
     /// `Unavailable` once the engine is shut down.
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.core.stopped.load(Ordering::Relaxed) {
-            return Err(SessionError::Unavailable("session engine is stopped".into()));
+            return Err(Unavailable::EngineStopped.into());
         }
         Ok(())
     }
@@ -295,13 +295,13 @@ impl RedisStore {
         let runtime = self.runtime.as_ref().expect("runtime lives as long as the store");
         let op = op(self.core.clone());
         let bounded = async move {
-            tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
-                Err(SessionError::Unavailable(format!("no answer from Redis within {OPERATION_TIMEOUT:?}")))
-            })
+            tokio::time::timeout(OPERATION_TIMEOUT, op)
+                .await
+                .unwrap_or_else(|_| Err(Unavailable::BackendTimeout { after: OPERATION_TIMEOUT }.into()))
         };
         match runtime.spawn(bounded).await {
             Ok(result) => result,
-            Err(e) => Err(SessionError::Unavailable(format!("Redis task failed: {e}"))),
+            Err(e) => Err(SessionError::internal(format_args!("Redis task failed: {e}"))),
         }
     }
 
@@ -325,9 +325,9 @@ impl RedisStore {
             handle,
             local,
             fut: Box::pin(async move {
-                tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
-                    Err(SessionError::Unavailable(format!("no answer from Redis within {OPERATION_TIMEOUT:?}")))
-                })
+                tokio::time::timeout(OPERATION_TIMEOUT, op)
+                    .await
+                    .unwrap_or_else(|_| Err(Unavailable::BackendTimeout { after: OPERATION_TIMEOUT }.into()))
             }),
         };
         bounded.await
@@ -468,7 +468,7 @@ impl RedisStore {
                 .ok()
                 .and_then(|t| t.parse().ok())
                 .map(Some)
-                .ok_or_else(|| SessionError::Unavailable("unexpected increment reply from Redis".into()))
+                .ok_or_else(|| SessionError::internal("unexpected increment reply from Redis"))
         })
         .await
     }
@@ -619,7 +619,14 @@ impl Core {
         if self.healthy.swap(false, Ordering::Relaxed) {
             log::warn!("session engine: Redis at {} unavailable: {what}", self.url);
         }
-        SessionError::Unavailable(format!("Redis unavailable: {what}"))
+        Unavailable::BackendUnreachable { message: what.to_string() }.into()
+    }
+
+    fn timed_out(&self) -> SessionError {
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            log::warn!("session engine: Redis at {} gave no answer within {COMMAND_TIMEOUT:?}", self.url);
+        }
+        Unavailable::BackendTimeout { after: COMMAND_TIMEOUT }.into()
     }
 
     fn reached(&self) {
@@ -640,7 +647,7 @@ impl Core {
                 self.drop_local(&conn);
                 Err(self.unavailable(e))
             }
-            Err(_) => Err(self.unavailable(format_args!("no answer within {COMMAND_TIMEOUT:?}"))),
+            Err(_) => Err(self.timed_out()),
         }
     }
 
@@ -689,11 +696,11 @@ impl Core {
                     self.drop_local(&conn);
                     return Err(self.unavailable(e));
                 }
-                Err(_) => return Err(self.unavailable(format_args!("no answer within {COMMAND_TIMEOUT:?}"))),
+                Err(_) => return Err(self.timed_out()),
             };
             self.reached();
             let Value::Array(items) = value else {
-                return Err(SessionError::Unavailable("unexpected reply from Redis".into()));
+                return Err(SessionError::internal("unexpected reply from Redis (not an array)"));
             };
             let reply = Reply(items);
             match reply.status() {
@@ -713,9 +720,8 @@ impl Core {
                     return Err(SessionError::ValueTooLarge { size, limit: self.limits.max_value_bytes });
                 }
                 "lost" => {
-                    return Err(SessionError::Unavailable(format!(
-                        "update took longer than its {LOCK_MS} ms lock on the session; nothing was written"
-                    )));
+                    log::warn!("update took longer than its {LOCK_MS} ms lock on the session; nothing was written");
+                    return Err(Unavailable::Busy { what: "the update outlived its lock on the session" }.into());
                 }
                 "locked" if Instant::now() < deadline => {
                     let jitter = rand::rng().random_range(0..=pause);
@@ -723,9 +729,9 @@ impl Core {
                     pause = (pause * 2).min(8);
                 }
                 "locked" => {
-                    return Err(SessionError::Unavailable("session busy: another update holds it".into()));
+                    return Err(Unavailable::Busy { what: "another update holds the session" }.into());
                 }
-                other => return Err(SessionError::Unavailable(format!("unexpected Redis script status {other:?}"))),
+                other => return Err(SessionError::internal(format_args!("unexpected Redis script status {other:?}"))),
             }
         }
     }
@@ -857,7 +863,7 @@ impl Core {
                 match tokio::time::timeout(COMMAND_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
                     Ok(Ok(())) => self.reached(),
                     Ok(Err(e)) => return Err(self.unavailable(e)),
-                    Err(_) => return Err(self.unavailable(format_args!("no answer within {COMMAND_TIMEOUT:?}"))),
+                    Err(_) => return Err(self.timed_out()),
                 }
             }
             let uid = userid.to_string();
@@ -1006,7 +1012,7 @@ impl Reply {
     }
 
     fn info_at(&self, id: SessionId, access: usize) -> Result<SessionInfo> {
-        let bad = || SessionError::Unavailable("malformed session metadata in Redis".into());
+        let bad = || SessionError::internal("malformed session metadata in Redis");
         let userid = self.text(1).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
         let persistent = self.text(2).ok_or_else(bad)? == "1";
         let ms = |i| self.int(i).map(|n| n.max(0) as u64).ok_or_else(bad);

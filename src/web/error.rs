@@ -108,7 +108,9 @@ mod tests {
         let (s, b) = body(WebError::Engine(SessionError::Codec(secret.into())));
         assert_eq!(s, 500);
         assert!(!b.contains("hunter2"));
-        let (s, b) = body(WebError::Engine(SessionError::Unavailable(secret.into())));
+        let (s, b) = body(WebError::Engine(SessionError::Unavailable(crate::error::Unavailable::BackendUnreachable {
+            message: secret.into(),
+        })));
         assert_eq!(s, 503);
         assert!(!b.contains("hunter2"));
         assert_eq!(body(WebError::Engine(SessionError::ValueTooLarge { size: 9, limit: 8 })).0, 413);
