@@ -1,26 +1,27 @@
 //! [`SessionEngine`]: the handle applications, middleware and load tests use.
+//!
+//! It checks names and verifies ids, then forwards each call once to its backend through
+//! the [`Backend`] seam (`src/backend.rs`); it knows nothing of shards or Redis itself.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
-use actix::{Addr, Handler, MailboxError, Message};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::backend::{Backend, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StorageBackend};
-use crate::error::{Result, SessionError, StartError, Unavailable};
+use crate::error::{Result, SessionError, StartError};
 use crate::id::{Keyring, SessionId};
+use crate::memory::{MemoryBackend, Placement};
 use crate::message::*;
-use crate::snapshot;
-use crate::state::{Lifetimes, check_name};
-use crate::supervisor::{Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
-use crate::worker::{Shared, Worker};
+use crate::secret;
+use crate::state::check_name;
 
 /// A handle to a running session engine. Cheap to clone; `Send + Sync`.
 ///
-/// Every per-session call verifies the id's tag, then runs inside the one worker that owns
-/// the session.
+/// Every per-session call verifies the id's tag, then runs where the backend keeps the
+/// session: with the memory backend, inside the one worker that owns it.
 #[derive(Clone)]
 pub struct SessionEngine {
     inner: Arc<Inner>,
@@ -30,58 +31,16 @@ struct Inner {
     config: Config,
     keyring: Keyring,
     clock: Arc<dyn Clock>,
-    backend: Backend,
-}
-
-/// Where the sessions live (`storage.backend`).
-enum Backend {
-    /// Shard worker actors in this process.
-    Memory { shared: Arc<Shared>, router: Arc<Router>, supervisor: Addr<Supervisor> },
-    /// A Redis server.
-    #[cfg(feature = "redis")]
-    Redis(crate::redis::RedisStore),
-}
-
-/// Runs `$memory` for the memory backend; for Redis, verifies `$id` and runs `$redis` with
-/// the store bound to `$r`.
-macro_rules! dispatch {
-    ($self:ident, $id:expr, memory => $memory:expr, redis($r:ident) => $redis:expr $(,)?) => {
-        match &$self.inner.backend {
-            Backend::Memory { .. } => $memory,
-            #[cfg(feature = "redis")]
-            Backend::Redis($r) => {
-                $self.verify($id)?;
-                $redis
-            }
-        }
-    };
+    backend: Store,
 }
 
 impl std::fmt::Debug for SessionEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backend = match &self.inner.backend {
-            Backend::Memory { .. } => "memory",
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => "redis",
-        };
-        f.debug_struct("SessionEngine").field("backend", &backend).field("shards", &self.shards()).finish()
+        f.debug_struct("SessionEngine")
+            .field("backend", &self.inner.backend.name())
+            .field("shards", &self.shards())
+            .finish()
     }
-}
-
-/// Where the shard workers run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Placement {
-    /// Each shard worker on a thread of its own. Shards work in parallel; every operation
-    /// crosses threads (a wake-up of the worker's thread, then of the caller's). The default.
-    #[default]
-    DedicatedThreads,
-    /// Every shard worker on the thread that starts the engine. Operations from that thread
-    /// never cross threads, which is several times faster per operation (see BENCHMARKS.md);
-    /// calls from other threads still work. For a server with one actix-web worker that starts
-    /// the engine in its app factory, for load generators and background jobs. The engine's
-    /// work then shares that thread, so sweeps and snapshot encoding run between its requests.
-    CurrentThread,
 }
 
 /// Builds a [`SessionEngine`] with a non-default clock, keyring or placement.
@@ -112,6 +71,19 @@ impl EngineBuilder {
         self
     }
 
+    /// The keyring given, else the one the (validated) config names.
+    fn take_keyring(&mut self) -> Result<Keyring, StartError> {
+        match self.keyring.take() {
+            Some(k) => Ok(k),
+            None => secret::load(&self.config),
+        }
+    }
+
+    fn engine(self, keyring: Keyring, backend: Store) -> SessionEngine {
+        let inner = Inner { config: self.config, keyring, clock: self.clock, backend };
+        SessionEngine { inner: Arc::new(inner) }
+    }
+
     /// Starts the supervisor and its workers (the memory backend). With `storage.persist` on,
     /// first loads every snapshot in `<storage.dir>/snapshots/` (re-hashed to the current
     /// shard count, expired sessions dropped, a damaged file set aside for the previous
@@ -123,42 +95,17 @@ impl EngineBuilder {
     /// read, or when a snapshot was written by a newer version.
     /// [`StartError::NeedsAsyncStart`] for `storage.backend = "redis"`: connecting is
     /// asynchronous, use [`start_async`](Self::start_async).
-    pub fn start(self) -> Result<SessionEngine, StartError> {
-        let config = self.config;
-        config.validate("<config>")?;
-        if config.storage.backend != StorageBackend::Memory {
+    pub fn start(mut self) -> Result<SessionEngine, StartError> {
+        self.config.validate("<config>")?;
+        if self.config.storage.backend != StorageBackend::Memory {
             return Err(StartError::NeedsAsyncStart);
         }
         if actix::System::try_current().is_none() {
             return Err(StartError::NoSystem);
         }
-        let keyring = match self.keyring {
-            Some(k) => k,
-            None => Keyring::load(&config)?,
-        };
-        let shards = config.session.effective_shards();
-        let lifetimes = Lifetimes::from_config(&config.session);
-        let (snapshots, sessions) = if config.storage.persist {
-            let (snapshots, sessions) = snapshot::open(&config.storage.dir, shards, self.clock.clone(), lifetimes)?;
-            (Some(snapshots), sessions)
-        } else {
-            (None, (0..shards).map(|_| Vec::new()).collect())
-        };
-        let clock = self.clock.clone();
-        let shared = Arc::new(Shared {
-            keyring,
-            clock: self.clock,
-            lifetimes,
-            limits: config.limits.clone(),
-            live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
-            shards,
-            config,
-            snapshots,
-        });
-        let (supervisor, router) = Supervisor::launch(shared.clone(), sessions, self.placement);
-        let (config, keyring) = (shared.config.clone(), shared.keyring.clone());
-        let backend = Backend::Memory { shared, router, supervisor };
-        Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, clock, backend }) })
+        let keyring = self.take_keyring()?;
+        let memory = MemoryBackend::start(self.config.clone(), keyring.clone(), self.clock.clone(), self.placement)?;
+        Ok(self.engine(keyring, Store::Memory(memory)))
     }
 
     /// Starts the engine for any `storage.backend`: for `"memory"` as
@@ -172,30 +119,24 @@ impl EngineBuilder {
     /// As [`start`](Self::start); [`StartError::Backend`] naming the URL when Redis cannot be
     /// reached; an invalid config naming `storage.backend` when the `redis` cargo feature is
     /// not compiled in.
-    pub async fn start_async(self) -> Result<SessionEngine, StartError> {
-        match self.config.storage.backend {
-            #[cfg(feature = "redis")]
-            StorageBackend::Redis => {
-                let config = self.config;
-                config.validate("<config>")?;
-                let keyring = match self.keyring {
-                    Some(k) => k,
-                    None => Keyring::load(&config)?,
-                };
-                let clock = self.clock.clone();
-                let store = crate::redis::RedisStore::connect(
-                    &config.storage.redis_url,
-                    config.storage.redis_cluster,
-                    keyring.clone(),
-                    self.clock,
-                    Lifetimes::from_config(&config.session),
-                    config.limits.clone(),
-                )
-                .await?;
-                Ok(SessionEngine { inner: Arc::new(Inner { config, keyring, clock, backend: Backend::Redis(store) }) })
-            }
-            _ => self.start(),
+    pub async fn start_async(mut self) -> Result<SessionEngine, StartError> {
+        #[cfg(feature = "redis")]
+        if self.config.storage.backend == StorageBackend::Redis {
+            self.config.validate("<config>")?;
+            let keyring = self.take_keyring()?;
+            let c = &self.config;
+            let store = crate::redis::RedisStore::connect(
+                &c.storage.redis_url,
+                c.storage.redis_cluster,
+                keyring.clone(),
+                self.clock.clone(),
+                crate::state::Lifetimes::from_config(&c.session),
+                c.limits.clone(),
+            )
+            .await?;
+            return Ok(self.engine(keyring, Store::Redis(store)));
         }
+        self.start()
     }
 }
 
@@ -245,32 +186,13 @@ impl SessionEngine {
 
     /// Number of shards: the memory backend's workers; 1 for Redis.
     pub fn shards(&self) -> usize {
-        match &self.inner.backend {
-            Backend::Memory { shared, .. } => shared.shards,
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => 1,
-        }
+        self.inner.backend.shards()
     }
 
-    /// The supervisor, for sending engine-wide messages ([`LogoutUser`], [`SessionsOf`],
-    /// [`Stats`], [`Sweep`]) directly; `None` with `storage.backend = "redis"`, which has no
-    /// actors (use the engine's methods, which work with both backends).
-    pub fn supervisor(&self) -> Option<&Addr<Supervisor>> {
-        match &self.inner.backend {
-            Backend::Memory { supervisor, .. } => Some(supervisor),
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => None,
-        }
-    }
-
-    /// Shard → worker routing, for tests that stop a worker on purpose.
+    /// The memory backend, for tests that stop a worker on purpose.
     #[cfg(test)]
-    pub(crate) fn router(&self) -> &Router {
-        match &self.inner.backend {
-            Backend::Memory { router, .. } => router,
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => panic!("no router with the redis backend"),
-        }
+    pub(crate) fn memory(&self) -> &MemoryBackend {
+        self.inner.backend.memory().expect("a memory backend")
     }
 
     /// Parses and verifies an id (e.g. from a cookie).
@@ -281,58 +203,38 @@ impl SessionEngine {
         self.inner.keyring.parse(text)
     }
 
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn verify(&self, id: &SessionId) -> Result<()> {
         if self.inner.keyring.verify(id) { Ok(()) } else { Err(SessionError::InvalidId) }
     }
 
-    /// Sends a per-session message to the worker that owns its session, after verifying
-    /// the id. With the Redis backend the message runs as the matching engine operation.
+    fn backend(&self) -> &Store {
+        &self.inner.backend
+    }
+
+    /// Sends a typed message ([`Get`], [`Set`], [`Login`], [`LogoutUser`], …): runs the engine
+    /// operation it stands for, on either backend, after verifying a per-session message's id.
+    ///
+    /// ```
+    /// use draco_session::{Config, Get, Set, SessionEngine};
+    ///
+    /// # actix_rt::System::new().block_on(async {
+    /// # let mut config = Config::default();
+    /// # config.session.secret = Some("an example secret of at least 32 bytes".into());
+    /// # config.storage.persist = false;
+    /// let engine = SessionEngine::start(config).unwrap();
+    /// let id = engine.create().await.unwrap().id;
+    /// engine.send(Set { id, scope: "cart".into(), key: "n".into(), value: b"2".to_vec() }).await.unwrap();
+    /// let raw = engine.send(Get { id, scope: "cart".into(), key: "n".into() }).await.unwrap();
+    /// assert_eq!(raw.as_deref(), Some(&b"2"[..]));
+    /// # engine.shutdown().await;
+    /// # });
+    /// ```
     ///
     /// # Errors
     /// [`SessionError::InvalidId`] for an id this engine did not issue;
-    /// [`SessionError::Unavailable`] when the engine is stopped; else the message's own errors.
-    pub async fn send<M, R>(&self, msg: M) -> Result<R>
-    where
-        M: SessionMessage + Message<Result = Result<R>> + Send + 'static,
-        R: Send + 'static,
-        Worker: Handler<M>,
-    {
-        let id = *msg.session_id();
-        match &self.inner.backend {
-            Backend::Memory { shared, router, supervisor } => {
-                if !shared.keyring.verify(&id) {
-                    return Err(SessionError::InvalidId);
-                }
-                let addr = router.get(id.shard(shared.shards));
-                match addr.send(msg).await {
-                    Ok(result) => result,
-                    Err(MailboxError::Closed) => {
-                        supervisor.do_send(WorkerDown);
-                        Err(Unavailable::ShardRestarting { shard: id.shard(shared.shards) }.into())
-                    }
-                    Err(MailboxError::Timeout) => {
-                        Err(Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into())
-                    }
-                }
-            }
-            #[cfg(feature = "redis")]
-            Backend::Redis(store) => {
-                self.verify(&id)?;
-                let answer = crate::redis::send_any(store, Box::new(msg)).await?;
-                answer.downcast::<R>().map(|r| *r).map_err(|_| SessionError::internal("message result type mismatch"))
-            }
-        }
-    }
-
-    async fn ask<M, R>(&self, msg: M) -> Result<R>
-    where
-        M: Message<Result = Result<R>> + Send + 'static,
-        R: Send + 'static,
-        Supervisor: Handler<M>,
-    {
-        let supervisor = self.supervisor().ok_or_else(|| SessionError::internal("no supervisor actor"))?;
-        supervisor.send(msg).await.map_err(|_| SessionError::from(Unavailable::EngineStopped))?
+    /// [`SessionError::Unavailable`] when the engine is stopped; else the operation's own.
+    pub async fn send<M: EngineMessage>(&self, msg: M) -> Result<M::Reply> {
+        msg.dispatch(self).await
     }
 
     /// Creates an empty anonymous session with a fresh id.
@@ -341,11 +243,7 @@ impl SessionEngine {
     /// [`SessionError::Full`] when `limits.max_sessions` are live (Redis: when the database
     /// holds that many keys); [`SessionError::Unavailable`].
     pub async fn create(&self) -> Result<SessionInfo> {
-        match &self.inner.backend {
-            Backend::Memory { .. } => self.send(Create { id: self.inner.keyring.generate() }).await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.create(None).await,
-        }
+        self.backend().create(None).await
     }
 
     /// Reads `scope`/`key` as a `T`.
@@ -365,9 +263,8 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`], [`SessionError::InvalidName`].
     pub async fn get_raw(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
         names(scope, key)?;
-        dispatch!(self, id,
-            memory => self.send(Get { id: *id, scope: scope.into(), key: key.into() }).await,
-            redis(r) => r.get(*id, scope, key).await)
+        self.verify(id)?;
+        self.backend().get(*id, scope, key).await
     }
 
     /// Stores `value` under `scope`/`key`.
@@ -384,9 +281,8 @@ impl SessionEngine {
     /// As [`insert`](Self::insert); also [`SessionError::Codec`] when `json` is not valid JSON.
     pub async fn insert_raw(&self, id: &SessionId, scope: &str, key: &str, json: Vec<u8>) -> Result<()> {
         names(scope, key)?;
-        dispatch!(self, id,
-            memory => self.send(Set { id: *id, scope: scope.into(), key: key.into(), value: json }).await,
-            redis(r) => r.set(*id, scope, key, json).await)
+        self.verify(id)?;
+        self.backend().set(*id, scope, key, json).await
     }
 
     /// Removes `scope`/`key`; whether it was there.
@@ -395,9 +291,8 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`].
     pub async fn remove(&self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
         names(scope, key)?;
-        dispatch!(self, id,
-            memory => self.send(Remove { id: *id, scope: scope.into(), key: key.into() }).await,
-            redis(r) => r.remove(*id, scope, key).await)
+        self.verify(id)?;
+        self.backend().remove(*id, scope, key).await
     }
 
     /// Removes every key of `scope`, or of all scopes when `None`.
@@ -408,9 +303,8 @@ impl SessionEngine {
         if let Some(s) = scope {
             check_name("scope", s)?;
         }
-        dispatch!(self, id,
-            memory => self.send(Clear { id: *id, scope: scope.map(Into::into) }).await,
-            redis(r) => r.clear(*id, scope).await)
+        self.verify(id)?;
+        self.backend().clear(*id, scope).await
     }
 
     /// The keys of `scope`, sorted.
@@ -419,9 +313,8 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`].
     pub async fn keys(&self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
         check_name("scope", scope)?;
-        dispatch!(self, id,
-            memory => self.send(Keys { id: *id, scope: scope.into() }).await,
-            redis(r) => r.keys(*id, scope).await)
+        self.verify(id)?;
+        self.backend().keys(*id, scope).await
     }
 
     /// Atomically replaces `scope`/`key` with `f(current)`, inside the owning worker: no
@@ -435,15 +328,27 @@ impl SessionEngine {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(Option<T>) -> T + Send + 'static,
     {
-        names(scope, key)?;
         let step: UpdateFn = Box::new(move |current| {
             let current = current.map(decode::<T>).transpose()?;
             encode(&f(current)).map(Some)
         });
-        let new = dispatch!(self, id,
-            memory => self.send(Update { id: *id, scope: scope.into(), key: key.into(), f: step }).await?,
-            redis(r) => r.update(*id, scope, key, step).await?);
-        decode(&new.expect("update stores a value"))
+        match self.update_raw(id, scope, key, step).await? {
+            Some(new) => decode(&new),
+            None => Err(SessionError::internal("an update step that stores a value answered none")),
+        }
+    }
+
+    /// [`update`](Self::update) on JSON encodings: the [`Update`] message.
+    pub(crate) async fn update_raw(
+        &self,
+        id: &SessionId,
+        scope: &str,
+        key: &str,
+        f: UpdateFn,
+    ) -> Result<Option<Vec<u8>>> {
+        names(scope, key)?;
+        self.verify(id)?;
+        self.backend().update(*id, scope, key, f).await
     }
 
     /// Atomically adds `by` to the integer under `scope`/`key` (absent counts as 0).
@@ -451,13 +356,10 @@ impl SessionEngine {
     /// # Errors
     /// As [`update`](Self::update).
     pub async fn increment(&self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
-        #[cfg(feature = "redis")]
-        if let Backend::Redis(r) = &self.inner.backend {
-            names(scope, key)?;
-            self.verify(id)?;
-            if let Some(n) = r.increment(*id, scope, key, by).await? {
-                return Ok(n);
-            }
+        names(scope, key)?;
+        self.verify(id)?;
+        if let Some(n) = self.backend().increment(*id, scope, key, by).await? {
+            return Ok(n);
         }
         self.update(id, scope, key, move |n: Option<i64>| n.unwrap_or(0).saturating_add(by)).await
     }
@@ -465,16 +367,11 @@ impl SessionEngine {
     /// A new session whose counter `scope`/`key` is `increment`ed once by `by`, in one step
     /// (one Redis script). `Ok(None)`: not done (the memory backend, or a value a limit
     /// refuses): use [`create`](Self::create) and [`increment`](Self::increment).
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     pub(crate) async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
         if names(scope, key).is_err() {
             return Ok(None); // the two steps report it, as they always did
         }
-        match &self.inner.backend {
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.create_counter(scope, key, by).await,
-            _ => Ok(None),
-        }
+        self.backend().create_counter(scope, key, by).await
     }
 
     /// Runs `op`, an operation on `id`, and looks `id` up as it was before `op` used it, in
@@ -487,11 +384,10 @@ impl SessionEngine {
         id: &SessionId,
         op: impl Future<Output = Result<R>>,
     ) -> (Result<SessionInfo>, Result<R>) {
-        match &self.inner.backend {
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.looked_up(*id, op).await,
-            _ => futures_util::future::join(self.info(id), op).await,
+        if let Err(e) = self.verify(id) {
+            return (Err(e.clone()), Err(e));
         }
+        self.backend().looked_up(*id, op).await
     }
 
     /// A fresh id for [`create_as`](Self::create_as).
@@ -503,11 +399,8 @@ impl SessionEngine {
     /// caller knows the id before the session exists, so it can send the first operation on
     /// it along with the creation.
     pub(crate) async fn create_as(&self, id: SessionId) -> Result<SessionInfo> {
-        match &self.inner.backend {
-            Backend::Memory { .. } => self.send(Create { id }).await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.create(Some(id)).await,
-        }
+        self.verify(&id)?;
+        self.backend().create(Some(id)).await
     }
 
     /// Now, by the engine's clock (the time its operations record as a use).
@@ -520,14 +413,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::InvalidUserId`] for 0; [`SessionError::SessionGone`].
     pub async fn login(&self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
-        dispatch!(self, id,
-        memory => self.send(Login { id: *id, userid }).await,
-        redis(r) => {
-            if userid == 0 {
-                return Err(SessionError::InvalidUserId);
-            }
-            r.rotate(*id, userid).await
-        })
+        self.verify(id)?;
+        self.backend().login(*id, userid).await
     }
 
     /// Logs out: user id 0, volatile, id rotated, other data kept.
@@ -535,7 +422,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn logout(&self, id: &SessionId) -> Result<SessionInfo> {
-        dispatch!(self, id, memory => self.send(Logout { id: *id }).await, redis(r) => r.rotate(*id, 0).await)
+        self.verify(id)?;
+        self.backend().logout(*id).await
     }
 
     /// Makes the session persistent (remember me) or volatile.
@@ -543,9 +431,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::NotLoggedIn`] for `true` on an anonymous session; [`SessionError::SessionGone`].
     pub async fn set_persistent(&self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
-        dispatch!(self, id,
-            memory => self.send(SetPersistent { id: *id, persistent }).await,
-            redis(r) => r.set_persistent(*id, persistent).await)
+        self.verify(id)?;
+        self.backend().set_persistent(*id, persistent).await
     }
 
     /// The session's metadata; does not count as a use.
@@ -553,7 +440,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn info(&self, id: &SessionId) -> Result<SessionInfo> {
-        dispatch!(self, id, memory => self.send(Info { id: *id }).await, redis(r) => r.info(*id, false).await)
+        self.verify(id)?;
+        self.backend().info(*id, false).await
     }
 
     /// Counts as a use: slides the expiry.
@@ -561,7 +449,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn touch(&self, id: &SessionId) -> Result<SessionInfo> {
-        dispatch!(self, id, memory => self.send(Touch { id: *id }).await, redis(r) => r.info(*id, true).await)
+        self.verify(id)?;
+        self.backend().info(*id, true).await
     }
 
     /// Ends the session; whether it existed.
@@ -569,7 +458,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::InvalidId`], [`SessionError::Unavailable`].
     pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
-        dispatch!(self, id, memory => self.send(Destroy { id: *id }).await, redis(r) => r.destroy(*id).await)
+        self.verify(id)?;
+        self.backend().destroy(*id).await
     }
 
     /// Ends every session of `userid` on every shard ("log out everywhere"); how many.
@@ -577,11 +467,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn logout_user(&self, userid: u64) -> Result<usize> {
-        match &self.inner.backend {
-            Backend::Memory { .. } => self.ask(LogoutUser { userid }).await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.logout_user(userid).await,
-        }
+        self.backend().logout_user(userid).await
     }
 
     /// The live sessions of `userid`, most recently used first.
@@ -589,11 +475,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
-        match &self.inner.backend {
-            Backend::Memory { .. } => self.ask(SessionsOf { userid }).await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.sessions_of(userid).await,
-        }
+        self.backend().sessions_of(userid).await
     }
 
     /// Counters of every shard.
@@ -601,11 +483,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn stats(&self) -> Result<EngineStats> {
-        match &self.inner.backend {
-            Backend::Memory { .. } => self.ask(Stats).await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.stats().await,
-        }
+        self.backend().stats().await
     }
 
     /// Drops every expired session now; how many. Redis expires sessions on its own: 0.
@@ -613,11 +491,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn sweep(&self) -> Result<usize> {
-        match &self.inner.backend {
-            Backend::Memory { .. } => self.ask(Sweep).await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.check_open().map(|()| 0),
-        }
+        self.backend().sweep().await
     }
 
     /// Snapshots every shard changed since its last snapshot, and waits until the files are
@@ -627,13 +501,9 @@ impl SessionEngine {
     ///
     /// # Errors
     /// [`SessionError::Unavailable`] when the engine is stopped or a snapshot could not be
-    /// written (the previous generation stays in place; the message says why).
+    /// written (the previous generation stays in place; the reason says why).
     pub async fn snapshot(&self) -> Result<usize> {
-        match &self.inner.backend {
-            Backend::Memory { .. } => self.ask(SnapshotAll).await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.check_open().map(|()| 0),
-        }
+        self.backend().snapshot().await
     }
 
     /// Stops the engine gracefully: every worker writes a final snapshot (when
@@ -641,13 +511,7 @@ impl SessionEngine {
     /// snapshots are durable. Later calls answer `Unavailable`. With Redis: later calls answer
     /// `Unavailable`; the connection closes when the last handle is dropped.
     pub async fn shutdown(&self) {
-        match &self.inner.backend {
-            Backend::Memory { supervisor, .. } => {
-                let _ = supervisor.send(Shutdown).await;
-            }
-            #[cfg(feature = "redis")]
-            Backend::Redis(r) => r.close(),
-        }
+        self.backend().shutdown().await;
     }
 }
 

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod backend;
 mod clock;
 mod config;
 mod engine;
@@ -44,30 +45,29 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
+mod memory;
 mod message;
 #[cfg(feature = "redis")]
 mod redis;
 mod robot;
+mod secret;
 mod snapshot;
 mod state;
-mod supervisor;
 mod web;
-mod worker;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     CONFIG_ENV, Config, CookieConfig, LimitsConfig, RobotsConfig, SECRET_ENV, SameSite, SessionConfig, StorageBackend,
     StorageConfig,
 };
-pub use engine::{EngineBuilder, Placement, SessionEngine};
+pub use engine::{EngineBuilder, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};
 pub use id::{ID_LEN, Keyring, SessionId};
+pub use memory::Placement;
 pub use message::*;
 pub use robot::RobotDetector;
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN, SessionState};
-pub use supervisor::Supervisor;
 pub use web::{MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError};
-pub use worker::Worker;
 
 /// The README's examples are compiled and run as doctests.
 #[cfg(doctest)]

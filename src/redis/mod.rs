@@ -28,58 +28,14 @@
 //!   `Local`).
 //! - **Stats**: live sessions by `SCAN` of the database (one server) or `DBSIZE` summed over
 //!   the primaries (cluster, every key counted); `sweep` and `snapshot` answer 0.
-//! - **Typed messages** sent with `SessionEngine::send` run as the matching operation; the
-//!   supervisor does not exist (`SessionEngine::supervisor` panics, documented there).
+//! - **Typed messages** sent with `SessionEngine::send` run as the matching engine operation
+//!   (`backend.rs` is this backend's side of the engine's `Backend` seam).
 //! - **Time**: lifetimes are enforced by Redis's expiry, and backed up by the engine's clock
 //!   inside the scripts (a session past its expiry by that clock is gone too).
 
+mod backend;
 mod keys;
 mod scripts;
 mod store;
 
-use std::any::Any;
-
 pub(crate) use store::RedisStore;
-
-use crate::error::{Result, SessionError};
-use crate::message::*;
-
-/// Runs a typed per-session message (as sent to a shard worker by the memory backend) on the
-/// Redis store. The answer is boxed; the engine unboxes it as the message's result type.
-pub(crate) async fn send_any(store: &RedisStore, msg: Box<dyn Any + Send>) -> Result<Box<dyn Any + Send>> {
-    fn boxed<T: Send + 'static>(r: Result<T>) -> Result<Box<dyn Any + Send>> {
-        r.map(|v| Box::new(v) as Box<dyn Any + Send>)
-    }
-    macro_rules! route {
-        ($msg:ident, $($ty:ident => |$m:ident| $op:expr;)*) => {{
-            $(
-                let $msg = match $msg.downcast::<$ty>() {
-                    Ok($m) => return boxed($op.await),
-                    Err(other) => other,
-                };
-            )*
-            let _ = $msg;
-            Err(SessionError::internal("message not supported by the redis backend"))
-        }};
-    }
-    route!(msg,
-        Create => |m| store.create(Some(m.id));
-        Get => |m| store.get(m.id, &m.scope, &m.key);
-        Set => |m| store.set(m.id, &m.scope, &m.key, m.value);
-        Remove => |m| store.remove(m.id, &m.scope, &m.key);
-        Clear => |m| store.clear(m.id, m.scope.as_deref());
-        Keys => |m| store.keys(m.id, &m.scope);
-        Update => |m| async move {
-            let Update { id, scope, key, f } = *m;
-            store.update(id, &scope, &key, f).await
-        };
-        Login => |m| async move {
-            if m.userid == 0 { Err(SessionError::InvalidUserId) } else { store.rotate(m.id, m.userid).await }
-        };
-        Logout => |m| store.rotate(m.id, 0);
-        SetPersistent => |m| store.set_persistent(m.id, m.persistent);
-        Info => |m| store.info(m.id, false);
-        Touch => |m| store.info(m.id, true);
-        Destroy => |m| store.destroy(m.id);
-    )
-}

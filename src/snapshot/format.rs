@@ -226,6 +226,18 @@ fn decode_record(bytes: &[u8]) -> Result<(Record, usize), bincode::error::Decode
     bincode::serde::decode_from_slice(bytes, config())
 }
 
+/// The records of a body (test helper: what a snapshot run encoded).
+#[cfg(test)]
+pub(crate) fn decode_records(mut body: &[u8]) -> Vec<Record> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let (record, used) = decode_record(body).expect("a record this crate encoded");
+        out.push(record);
+        body = &body[used..];
+    }
+    out
+}
+
 /// A whole file in memory (header + body), for tests and the fixture generator.
 #[cfg(test)]
 pub(crate) fn encode_file(

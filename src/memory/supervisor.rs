@@ -10,11 +10,11 @@ use actix::{
 };
 use futures_util::future::join_all;
 
-use crate::engine::Placement;
+use super::worker::{FinalSnapshot, SnapshotNow, Worker};
+use super::{Placement, Shared};
 use crate::error::{Result, SessionError, Unavailable};
 use crate::message::{EngineStats, LogoutUser, SessionInfo, SessionsOf, Stats, Sweep};
 use crate::snapshot::Record;
-use crate::worker::{FinalSnapshot, Shared, SnapshotNow, Worker};
 
 /// How often the supervisor checks that every worker is alive.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
@@ -41,7 +41,7 @@ impl Router {
 
 /// Owns the workers' lifecycle. Per-session messages bypass it: the engine handle routes them
 /// straight to the owning worker, so the supervisor is never a bottleneck.
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     router: Arc<Router>,
     /// One per shard with [`Placement::DedicatedThreads`]; empty with
@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(e.snapshot().await.unwrap(), 1);
         // A worker that stops on its own is restarted like one that crashed.
         let shard = id.shard(2);
-        e.router().get(shard).send(super::FinalSnapshot).await.unwrap();
+        e.memory().router().get(shard).send(super::FinalSnapshot).await.unwrap();
         let mut waited = Duration::ZERO;
         let value = loop {
             match e.get::<i32>(&id, "a", "b").await {

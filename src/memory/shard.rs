@@ -1,0 +1,430 @@
+//! [`Shard`]: the sessions of one shard as a plain struct — their map, the per-user index,
+//! expiry, rotation and the sweep — with no actors in it.
+//!
+//! Whoever owns a `Shard` owns its sessions: every operation takes `&mut self`, so one owner
+//! at a time is the compiler's to check, not a lock's. The worker actor ([`super::worker`]) is
+//! that owner today; it only turns messages into calls of this API. Snapshot runs walk the
+//! shard by index ([`super::snapshot_run`]); the one place they meet the shard's own logic is
+//! [`Shard::swap_out`], which keeps a run's marks exact while sessions move.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use indexmap::IndexMap;
+
+use super::Shared;
+use super::snapshot_run::Run;
+use crate::clock::to_system_time;
+use crate::error::{Result, SessionError};
+use crate::id::SessionId;
+use crate::message::{SessionInfo, ShardStats, UpdateFn};
+use crate::snapshot::Record;
+use crate::state::SessionState;
+
+/// Session ids are CSPRNG output checked by a MAC before they reach a shard, so their first
+/// eight bytes are already a uniform hash: no need to hash them again.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
+type Random = [u8; 16];
+type IdBuild = BuildHasherDefault<IdHasher>;
+
+/// One session as the shard keeps it.
+pub(crate) struct Slot {
+    pub id: SessionId,
+    pub state: SessionState,
+    /// Written at least once (value, login); a session never written is never persisted.
+    pub written: bool,
+    /// The snapshot run that last took this session (see [`Run`]); 0: none yet.
+    pub mark: u64,
+}
+
+/// The sessions of one shard.
+pub(crate) struct Shard {
+    index: usize,
+    shared: Arc<Shared>,
+    /// By the id's random part; an index map so a snapshot run and the sweep can walk it by
+    /// position while operations change it between their steps.
+    pub(super) sessions: IndexMap<Random, Slot, IdBuild>,
+    /// Logged-in users' sessions, for "log out everywhere" and listing.
+    by_user: HashMap<u64, HashSet<Random, IdBuild>>,
+    sweep_cursor: usize,
+    stats: ShardStats,
+    /// Changes to persisted state so far (a counter, so a snapshot knows what it covers).
+    pub(super) changes: u64,
+    /// The snapshot run being encoded, if any; see [`Run`].
+    pub(super) run: Option<Run>,
+    /// The number of the last snapshot run begun.
+    pub(super) runs: u64,
+}
+
+impl Shard {
+    /// Shard `index` of the engine `shared` describes, holding `records` (from a snapshot).
+    pub fn new(index: usize, shared: Arc<Shared>, records: Vec<Record>) -> Self {
+        shared.live[index].store(0, Ordering::Relaxed);
+        let mut shard = Self {
+            index,
+            shared,
+            sessions: IndexMap::default(),
+            by_user: HashMap::new(),
+            sweep_cursor: 0,
+            stats: ShardStats::default(),
+            changes: 0,
+            run: None,
+            runs: 0,
+        };
+        shard.install(records);
+        shard
+    }
+
+    /// This shard's number.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// What this shard shares with the rest of the engine.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Adds sessions read from a snapshot. They are already on disk, so nothing is dirty. Of
+    /// two records of one id (a reload over live state), the more recently used wins.
+    pub fn install(&mut self, records: Vec<Record>) {
+        self.sessions.reserve(records.len());
+        for (id, state) in records {
+            let random = *id.random();
+            if let Some(index) = self.sessions.get_index_of(&random) {
+                if self.sessions[index].state.last_access_ms >= state.last_access_ms {
+                    continue;
+                }
+                self.remove_index(index, false);
+            }
+            self.index_user(state.userid, random);
+            self.sessions.insert(random, Slot { id, state, written: true, mark: 0 });
+            self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Live sessions (expired ones not yet swept included).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Counters, with the live session count.
+    pub fn stats(&self) -> ShardStats {
+        ShardStats { sessions: self.sessions.len(), ..self.stats }
+    }
+
+    /// Runs one operation; a panic inside it (a user's `update` closure, say) becomes
+    /// `Err(Panicked)` and the shard lives on, every other session untouched.
+    pub fn guarded<R>(&mut self, op: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        self.stats.operations += 1;
+        match catch_unwind(AssertUnwindSafe(|| op(self))) {
+            Ok(result) => result,
+            Err(payload) => {
+                self.stats.panics += 1;
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".into());
+                log::error!("shard {}: operation panicked and was contained: {msg}", self.index);
+                Err(SessionError::Panicked(msg))
+            }
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.shared.clock.now_ms()
+    }
+
+    fn info(&self, slot: &Slot) -> SessionInfo {
+        let s = &slot.state;
+        SessionInfo {
+            id: slot.id,
+            userid: s.userid,
+            persistent: s.persistent,
+            created: to_system_time(s.created_ms),
+            last_access: to_system_time(s.last_access_ms),
+            expires: to_system_time(s.expires_ms(&self.shared.lifetimes)),
+        }
+    }
+
+    /// The live session `id`, its expiry slid to now when `touch`. An expired session is
+    /// dropped on the spot; a rotated or destroyed one is simply absent.
+    fn live(&mut self, id: &SessionId, touch: bool) -> Result<&mut Slot> {
+        let now = self.now();
+        let index = self.sessions.get_index_of(id.random()).ok_or(SessionError::SessionGone)?;
+        if self.sessions[index].state.is_expired(&self.shared.lifetimes, now) {
+            self.remove_index(index, false);
+            self.stats.expired += 1;
+            return Err(SessionError::SessionGone);
+        }
+        let slot = &mut self.sessions[index];
+        if touch {
+            slot.state.last_access_ms = slot.state.last_access_ms.max(now);
+            // The sliding expiry is persisted state too.
+            if slot.written {
+                self.changes += 1;
+            }
+        }
+        Ok(slot)
+    }
+
+    /// The live session's metadata after `live`.
+    fn live_info(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
+        self.live(id, touch)?;
+        let slot = self.sessions.get(id.random()).ok_or(SessionError::SessionGone)?;
+        Ok(self.info(slot))
+    }
+
+    /// Marks the session written (so it is persisted from now on) and the shard changed.
+    fn wrote(&mut self, id: &SessionId) {
+        if let Some(slot) = self.sessions.get_mut(id.random()) {
+            slot.written = true;
+        }
+        self.changes += 1;
+    }
+
+    /// Removes a session; `ended` when it was destroyed (a change snapshots must record), not
+    /// merely expired (a snapshot holding it drops it on load anyway).
+    fn remove_index(&mut self, index: usize, ended: bool) -> Slot {
+        let (random, slot) = self.swap_out(index);
+        self.unindex_user(slot.state.userid, &random);
+        self.shared.live[self.index].fetch_sub(1, Ordering::Relaxed);
+        if ended && slot.written {
+            self.changes += 1;
+        }
+        slot
+    }
+
+    /// Takes the session at `index` out of the map; the last one takes its place. A snapshot
+    /// run that already walked past `index` takes the moved session now (see [`Run`]).
+    fn swap_out(&mut self, index: usize) -> (Random, Slot) {
+        let out = self.sessions.swap_remove_index(index).expect("index in range");
+        if let Some(run) = self.run.as_mut()
+            && index < run.pos
+            && let Some((_, moved)) = self.sessions.get_index_mut(index)
+        {
+            let now = self.shared.clock.now_ms();
+            run.take(moved, self.index, now, &self.shared.lifetimes);
+        }
+        out
+    }
+
+    fn index_user(&mut self, userid: u64, random: Random) {
+        if userid != 0 {
+            self.by_user.entry(userid).or_default().insert(random);
+        }
+    }
+
+    fn unindex_user(&mut self, userid: u64, random: &Random) {
+        if userid == 0 {
+            return;
+        }
+        if let Some(set) = self.by_user.get_mut(&userid) {
+            set.remove(random);
+            if set.is_empty() {
+                self.by_user.remove(&userid);
+            }
+        }
+    }
+
+    /// Moves the session under a fresh id of this shard; the old id is dead at once.
+    fn rotate(&mut self, id: &SessionId, new_userid: u64) -> Result<SessionInfo> {
+        self.live(id, true)?;
+        let index = self.sessions.get_index_of(id.random()).ok_or(SessionError::SessionGone)?;
+        // The slot keeps its snapshot mark under the new id (see `Run`).
+        let (old_random, mut slot) = self.swap_out(index);
+        self.unindex_user(slot.state.userid, &old_random);
+        let new_id = self.shared.keyring.generate_in_shard(self.index, self.shared.shards);
+        slot.id = new_id;
+        // Remember-me survives a re-login of the same user only: a different user (or a
+        // logout) must not inherit it.
+        slot.state.persistent &= new_userid != 0 && new_userid == slot.state.userid;
+        slot.state.userid = new_userid;
+        if slot.written {
+            self.changes += 1;
+        }
+        self.index_user(new_userid, *new_id.random());
+        let info = self.info(&slot);
+        self.sessions.insert(*new_id.random(), slot);
+        Ok(info)
+    }
+
+    /// Drops up to `budget` expired sessions from the cursor on; how many were dropped.
+    pub fn sweep_step(&mut self, budget: usize) -> usize {
+        let now = self.now();
+        let mut dropped = 0;
+        let mut examined = 0;
+        if self.sweep_cursor >= self.sessions.len() {
+            self.sweep_cursor = 0;
+        }
+        while examined < budget && self.sweep_cursor < self.sessions.len() {
+            examined += 1;
+            if self.sessions[self.sweep_cursor].state.is_expired(&self.shared.lifetimes, now) {
+                // swap_remove brings the last entry here: examine this index again.
+                self.remove_index(self.sweep_cursor, false);
+                dropped += 1;
+            } else {
+                self.sweep_cursor += 1;
+            }
+        }
+        self.stats.expired += dropped as u64;
+        dropped
+    }
+
+    /// Drops every expired session; how many.
+    pub fn sweep_all(&mut self) -> usize {
+        self.sweep_cursor = 0;
+        self.sweep_step(usize::MAX)
+    }
+
+    /// Creates an empty anonymous session under `id` (which routes here).
+    pub fn create(&mut self, id: SessionId) -> Result<SessionInfo> {
+        if self.sessions.contains_key(id.random()) {
+            return Err(SessionError::InvalidId);
+        }
+        let limit = self.shared.limits.max_sessions;
+        if self.shared.live_total() >= limit {
+            // Expired sessions not swept yet still count: reclaim this shard's before refusing.
+            self.sweep_all();
+            if self.shared.live_total() >= limit {
+                return Err(SessionError::Full { limit });
+            }
+        }
+        self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
+        let slot = Slot { id, state: SessionState::new(self.now()), written: false, mark: 0 };
+        let info = self.info(&slot);
+        self.sessions.insert(*id.random(), slot);
+        self.stats.created += 1;
+        Ok(info)
+    }
+
+    pub fn get(&mut self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.live(id, true)?.state.get(scope, key).map(<[u8]>::to_vec))
+    }
+
+    pub fn set(&mut self, id: &SessionId, scope: &str, key: &str, value: &[u8]) -> Result<()> {
+        let shared = self.shared.clone();
+        self.live(id, true)?.state.set(scope, key, value, &shared.limits)?;
+        self.wrote(id);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
+        Ok(self.live(id, true)?.state.remove(scope, key))
+    }
+
+    pub fn clear(&mut self, id: &SessionId, scope: Option<&str>) -> Result<()> {
+        self.live(id, true)?.state.clear(scope);
+        Ok(())
+    }
+
+    pub fn keys(&mut self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
+        Ok(self.live(id, true)?.state.keys(scope))
+    }
+
+    /// Runs `step` on the current value and stores what it answers (`None` removes the key).
+    /// On an error or a panic in `step` the session is untouched.
+    pub fn update(&mut self, id: &SessionId, scope: &str, key: &str, step: UpdateFn) -> Result<Option<Vec<u8>>> {
+        let shared = self.shared.clone();
+        let slot = self.live(id, true)?;
+        let new = step(slot.state.get(scope, key))?;
+        match &new {
+            Some(value) => slot.state.set(scope, key, value, &shared.limits)?,
+            None => {
+                slot.state.remove(scope, key);
+            }
+        }
+        self.wrote(id);
+        Ok(new)
+    }
+
+    pub fn login(&mut self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
+        if userid == 0 {
+            return Err(SessionError::InvalidUserId);
+        }
+        let info = self.rotate(id, userid)?;
+        self.wrote(&info.id);
+        Ok(info)
+    }
+
+    pub fn logout(&mut self, id: &SessionId) -> Result<SessionInfo> {
+        self.rotate(id, 0)
+    }
+
+    pub fn set_persistent(&mut self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
+        let slot = self.live(id, true)?;
+        if persistent && slot.state.userid == 0 {
+            return Err(SessionError::NotLoggedIn);
+        }
+        slot.state.persistent = persistent;
+        self.live_info(id, false)
+    }
+
+    /// The metadata; `touch` counts it as a use (slides the expiry).
+    pub fn info_of(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
+        self.live_info(id, touch)
+    }
+
+    /// Ends the session; whether it existed (an expired one no longer does).
+    pub fn destroy(&mut self, id: &SessionId) -> Result<bool> {
+        let Some(index) = self.sessions.get_index_of(id.random()) else { return Ok(false) };
+        if self.sessions[index].state.is_expired(&self.shared.lifetimes, self.now()) {
+            self.remove_index(index, false);
+            self.stats.expired += 1;
+            return Ok(false);
+        }
+        self.remove_index(index, true);
+        self.stats.destroyed += 1;
+        Ok(true)
+    }
+
+    /// Ends every session of `userid` in this shard; how many.
+    pub fn logout_user(&mut self, userid: u64) -> usize {
+        let randoms: Vec<Random> = self.by_user.get(&userid).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        let mut ended = 0;
+        for random in &randoms {
+            if let Some(index) = self.sessions.get_index_of(random) {
+                self.remove_index(index, true);
+                self.stats.destroyed += 1;
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// The live sessions of `userid` in this shard.
+    pub fn sessions_of(&self, userid: u64) -> Vec<SessionInfo> {
+        let now = self.now();
+        let Some(randoms) = self.by_user.get(&userid) else { return Vec::new() };
+        randoms
+            .iter()
+            .filter_map(|r| self.sessions.get(r))
+            .filter(|slot| !slot.state.is_expired(&self.shared.lifetimes, now))
+            .map(|slot| self.info(slot))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "shard_tests.rs"]
+mod tests;

@@ -1,0 +1,230 @@
+//! Snapshot runs: how a shard's sessions become one snapshot while the shard keeps serving —
+//! the walk in batches, the per-session run marks, and the hand-over to the writer thread —
+//! and the schedule that decides when a shard needs one ([`Schedule`]).
+//!
+//! # The run marks
+//! A run walks the shard's index map by position, a batch per turn of its owner, with
+//! operations running between batches. Each session it takes is marked with the run's number,
+//! so it is taken exactly once whatever moves meanwhile:
+//! - a session rotated during the walk (login/logout) keeps its mark under its new id, so it
+//!   is taken under the old id or the new one, never both, never neither;
+//! - when a removal moves the last session into the part already walked
+//!   ([`Shard::swap_out`](super::shard::Shard)), that session is taken on the spot;
+//! - sessions created during the walk are taken if the walk reaches them.
+//!
+//! Starting a run costs nothing, whatever the shard's size (no listing of ids up front).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::shard::{Shard, Slot};
+use crate::snapshot::{Snapshots, WriteDone, format};
+use crate::state::Lifetimes;
+
+/// Sessions encoded per snapshot step: one step holds the shard for well under a millisecond
+/// (see BENCHMARKS.md), so operations keep flowing while a big shard is written.
+pub(crate) const SNAPSHOT_BATCH: usize = 256;
+/// Encoded bytes per chunk handed to the writer; chunks avoid re-growing one huge buffer.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Sessions written by one shard's snapshot (`None`: unchanged, nothing written), or why not.
+pub(crate) type SnapshotResult = std::result::Result<Option<u64>, String>;
+
+/// A snapshot in progress (see the module doc for its marks).
+pub(crate) struct Run {
+    /// This run's number (the marks it sets).
+    no: u64,
+    /// The next index to walk.
+    pub(super) pos: usize,
+    chunks: Vec<Vec<u8>>,
+    chunk: Vec<u8>,
+    entries: u64,
+    /// The shard's change count when the run began: every change up to it is in the run.
+    at: u64,
+    started: Instant,
+    turns: u32,
+    longest_turn: Duration,
+}
+
+impl Run {
+    /// Adds `slot` unless this run took it already (its mark); an expired session, or one
+    /// never written, is marked but left out.
+    pub(super) fn take(&mut self, slot: &mut Slot, shard: usize, now: u64, lifetimes: &Lifetimes) {
+        if slot.mark == self.no {
+            return;
+        }
+        slot.mark = self.no;
+        if !slot.written || slot.state.is_expired(lifetimes, now) {
+            return;
+        }
+        match format::encode_record(&mut self.chunk, &slot.id, &slot.state) {
+            Ok(()) => self.entries += 1,
+            Err(e) => log::error!("shard {shard}: session left out of the snapshot, cannot encode: {e}"),
+        }
+        if self.chunk.len() >= CHUNK_BYTES {
+            self.chunks.push(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
+        }
+    }
+
+    /// The shard change count this run covers.
+    pub fn at(&self) -> u64 {
+        self.at
+    }
+
+    /// Sessions encoded.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// The ids encoded so far, in order (tests).
+    #[cfg(test)]
+    pub fn ids(&self) -> Vec<crate::id::SessionId> {
+        self.chunks.iter().chain([&self.chunk]).flat_map(|c| format::decode_records(c)).map(|(id, _)| id).collect()
+    }
+
+    /// Hands the encoded snapshot to the writer thread; `done` hears when it is durable.
+    /// False when the writer thread is gone (then `done` is dropped unanswered).
+    pub fn hand_over(mut self, shard: usize, snapshots: &Snapshots, done: WriteDone) -> bool {
+        if !self.chunk.is_empty() {
+            self.chunks.push(self.chunk);
+        }
+        log::debug!(
+            "shard {shard}: snapshot of {} sessions encoded in {} turns over {:?} (longest turn {:?})",
+            self.entries,
+            self.turns,
+            self.started.elapsed(),
+            self.longest_turn
+        );
+        snapshots.write(shard, self.entries, self.chunks, done)
+    }
+}
+
+impl Shard {
+    /// Begins a run over the sessions live now; nothing is encoded yet.
+    pub fn begin_run(&mut self) {
+        self.runs += 1;
+        self.run = Some(Run {
+            no: self.runs,
+            pos: 0,
+            chunks: Vec::new(),
+            chunk: Vec::new(),
+            entries: 0,
+            at: self.changes,
+            started: Instant::now(),
+            turns: 0,
+            longest_turn: Duration::ZERO,
+        });
+    }
+
+    /// Whether a run is under way.
+    pub fn running(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// Drops the run under way, if any.
+    pub fn abandon_run(&mut self) {
+        self.run = None;
+    }
+
+    /// Encodes the next `budget` sessions of the run under way; the finished run once the
+    /// walk reached the end (`None` while it goes on, or when no run is under way).
+    pub fn run_step(&mut self, budget: usize) -> Option<Run> {
+        let mut run = self.run.take()?;
+        let turn = Instant::now();
+        let now = self.shared().clock.now_ms();
+        let lifetimes = self.shared().lifetimes;
+        let index = self.index();
+        let end = self.sessions.len().min(run.pos.saturating_add(budget));
+        for i in run.pos..end {
+            if let Some((_, slot)) = self.sessions.get_index_mut(i) {
+                run.take(slot, index, now, &lifetimes);
+            }
+        }
+        run.pos = end;
+        run.turns += 1;
+        run.longest_turn = run.longest_turn.max(turn.elapsed());
+        if end == self.sessions.len() {
+            return Some(run);
+        }
+        self.run = Some(run);
+        None
+    }
+
+    /// A whole run in one go (a final snapshot), replacing any run under way.
+    pub fn encode_all(&mut self) -> Run {
+        self.begin_run();
+        loop {
+            if let Some(run) = self.run_step(usize::MAX) {
+                return run;
+            }
+        }
+    }
+
+    /// The shard's change count (see [`Schedule`]).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+}
+
+/// When a shard needs a snapshot, and who waits for one.
+#[derive(Default)]
+pub(crate) struct Schedule {
+    /// The shard's change count as of the start of its last durable snapshot.
+    persisted: u64,
+    /// A finished run is at the writer thread.
+    writing: bool,
+    /// `snapshot()` callers: the change count they need durable, and their answer.
+    waiters: Vec<(u64, oneshot::Sender<SnapshotResult>)>,
+}
+
+impl Schedule {
+    /// The shard changed since its last durable snapshot.
+    pub fn dirty(&self, shard: &Shard) -> bool {
+        shard.changes() != self.persisted
+    }
+
+    /// A new run may begin: the shard is dirty and no run is being encoded or written.
+    pub fn may_begin(&self, shard: &Shard) -> bool {
+        !shard.running() && !self.writing && self.dirty(shard)
+    }
+
+    /// Waits for the change count `at` to be durable.
+    pub fn wait(&mut self, at: u64) -> oneshot::Receiver<SnapshotResult> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push((at, tx));
+        rx
+    }
+
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.is_empty()
+    }
+
+    /// A finished run went to the writer.
+    pub fn handed_over(&mut self) {
+        self.writing = true;
+    }
+
+    /// The writer answered for the run that covered change count `at`.
+    pub fn written(&mut self, at: u64, result: SnapshotResult) {
+        self.writing = false;
+        if result.is_ok() {
+            self.persisted = self.persisted.max(at);
+        }
+        self.answer(result);
+    }
+
+    /// Answers the waiters the last durable snapshot satisfies; every waiter on an error.
+    pub fn answer(&mut self, result: SnapshotResult) {
+        let persisted = self.persisted;
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if result.is_err() || self.waiters[i].0 <= persisted {
+                let (_, tx) = self.waiters.swap_remove(i);
+                let _ = tx.send(result.clone());
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
