@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ConfigError;
+use crate::robot::{RobotDetector, RobotsConfig};
 
 /// Environment variable naming a config file (used by the examples).
 pub const CONFIG_ENV: &str = "DRACO_SESSION_CONFIG";
@@ -175,25 +176,6 @@ impl Default for LimitsConfig {
     }
 }
 
-/// `[robots]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RobotsConfig {
-    /// Refuse sessions to robots at all. Defaults to `true`.
-    pub detect: bool,
-    /// Extra case-insensitive regular expressions that mark a User-Agent as a robot. Defaults to `[]`.
-    pub extra: Vec<String>,
-    /// Case-insensitive regular expressions that mark a User-Agent as a person, winning over
-    /// every robot pattern. Defaults to `[]`.
-    pub allow: Vec<String>,
-}
-
-impl Default for RobotsConfig {
-    fn default() -> Self {
-        Self { detect: true, extra: Vec::new(), allow: Vec::new() }
-    }
-}
-
 /// Longest accepted duration: about 10 years.
 const MAX_TTL: Duration = Duration::from_secs(10 * 366 * 86_400);
 
@@ -238,6 +220,13 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first offending key.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate_settings(origin)?;
+        RobotDetector::build(&self.robots, origin).map(drop)
+    }
+
+    /// [`validate`](Self::validate) but for the `[robots]` patterns, which the engine checks by
+    /// compiling them once, into the detector it keeps.
+    pub(crate) fn validate_settings(&self, origin: &str) -> Result<(), ConfigError> {
         let bad =
             |key: &'static str, message: String| Err(ConfigError::Invalid { origin: origin.to_owned(), key, message });
         let s = &self.session;
@@ -327,7 +316,6 @@ impl Config {
         if l.max_sessions == 0 {
             return bad("limits.max_sessions", "must be at least 1".into());
         }
-        crate::robot::RobotDetector::build(&self.robots, origin)?;
         Ok(())
     }
 }

@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use actix_web::http::header::{COOKIE, HeaderMap, HeaderValue};
 
-use crate::config::{Config, RobotsConfig};
+use crate::config::Config;
 use crate::id::{ID_LEN, Keyring, SessionId};
-use crate::robot::RobotDetector;
+use crate::robot::{RobotDetector, RobotsConfig};
 use crate::snapshot::format;
 
 /// The fuzz targets, by name (the directory names under `fuzz/corpus/`).

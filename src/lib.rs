@@ -57,15 +57,14 @@ mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, LimitsConfig, RobotsConfig, SECRET_ENV, SameSite, SessionConfig, StorageBackend,
-    StorageConfig,
+    CONFIG_ENV, Config, CookieConfig, LimitsConfig, SECRET_ENV, SameSite, SessionConfig, StorageBackend, StorageConfig,
 };
-pub use engine::{EngineBuilder, SessionEngine};
+pub use engine::{EngineBuilder, EngineMessage, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};
 pub use id::{ID_LEN, Keyring, SessionId};
 pub use memory::Placement;
 pub use message::*;
-pub use robot::RobotDetector;
+pub use robot::{RobotDetector, RobotsConfig};
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN, SessionState};
 pub use web::{MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError};
 

@@ -2,15 +2,13 @@
 //! [`SessionEngine::send`](crate::SessionEngine::send), on either backend: it verifies a
 //! per-session message's id and runs the matching engine operation (the memory backend
 //! delivers the message itself to the worker owning the session). They are public because
-//! the design asks for typed messages callers can build, queue and send; [`EngineMessage`] is
-//! sealed, so the set is closed and every message is known to be handled.
+//! the design asks for typed messages callers can build, queue and send; the set is closed
+//! ([`EngineMessage`](crate::EngineMessage) is sealed), so every message is known to be handled.
 
-use std::future::Future;
 use std::time::SystemTime;
 
 use actix::Message;
 
-use crate::engine::SessionEngine;
 use crate::error::Result;
 use crate::id::SessionId;
 
@@ -41,27 +39,9 @@ pub trait SessionMessage {
     fn session_id(&self) -> &SessionId;
 }
 
-/// A message [`SessionEngine::send`](crate::SessionEngine::send) answers with a
-/// `Result<Self::Reply>`. Sealed: implemented by this module's messages only.
-pub trait EngineMessage: sealed::Dispatch<Self::Reply> + Send + 'static {
-    /// What the engine answers.
-    type Reply: Send + 'static;
-}
-
-pub(crate) mod sealed {
-    use super::*;
-
-    /// Runs a message as the engine operation it stands for.
-    pub trait Dispatch<R> {
-        /// The operation, on `engine`.
-        fn dispatch(self, engine: &SessionEngine) -> impl Future<Output = Result<R>> + Send + '_;
-    }
-}
-
 // Per-session messages share the `id` field and the `SessionMessage` impl.
 macro_rules! define {
-    ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* } -> $ret:ty
-        => |$m:ident, $e:ident| $call:expr; )*) => {$(
+    ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* } -> $ret:ty; )*) => {$(
         $(#[$doc])*
         pub struct $name {
             /// The session.
@@ -78,61 +58,50 @@ macro_rules! define {
                 &self.id
             }
         }
-
-        impl EngineMessage for $name {
-            type Reply = $ret;
-        }
-
-        impl sealed::Dispatch<$ret> for $name {
-            fn dispatch(self, $e: &SessionEngine) -> impl Future<Output = Result<$ret>> + Send + '_ {
-                let $m = self;
-                async move { $call.await }
-            }
-        }
     )*};
 }
 
 define! {
     /// Creates an empty anonymous session under a fresh id.
-    Create {} -> SessionInfo => |m, e| e.create_as(m.id);
+    Create {} -> SessionInfo;
     /// Reads one value (its JSON encoding).
     Get { /// Namespace.
           scope: String, /// Key.
-          key: String } -> Option<Vec<u8>> => |m, e| e.get_raw(&m.id, &m.scope, &m.key);
+          key: String } -> Option<Vec<u8>>;
     /// Writes one value (its JSON encoding).
     Set { /// Namespace.
           scope: String, /// Key.
           key: String, /// JSON encoding.
-          value: Vec<u8> } -> () => |m, e| e.insert_raw(&m.id, &m.scope, &m.key, m.value);
+          value: Vec<u8> } -> ();
     /// Removes one value; answers whether it was there.
     Remove { /// Namespace.
              scope: String, /// Key.
-             key: String } -> bool => |m, e| e.remove(&m.id, &m.scope, &m.key);
+             key: String } -> bool;
     /// Removes every value of one scope, or of all scopes.
     Clear { /// Namespace, or `None` for all.
-            scope: Option<String> } -> () => |m, e| e.clear(&m.id, m.scope.as_deref());
+            scope: Option<String> } -> ();
     /// Lists the keys of one scope, sorted.
     Keys { /// Namespace.
-           scope: String } -> Vec<String> => |m, e| e.keys(&m.id, &m.scope);
+           scope: String } -> Vec<String>;
     /// Atomic read-modify-write of one value; answers the new encoding.
     Update { /// Namespace.
              scope: String, /// Key.
              key: String, /// The step, run inside the owning worker.
-             f: UpdateFn } -> Option<Vec<u8>> => |m, e| e.update_raw(&m.id, &m.scope, &m.key, m.f);
+             f: UpdateFn } -> Option<Vec<u8>>;
     /// Logs a user in: sets the user id and rotates the session id, keeping the data.
     Login { /// User id, at least 1.
-            userid: u64 } -> SessionInfo => |m, e| e.login(&m.id, m.userid);
+            userid: u64 } -> SessionInfo;
     /// Logs out: user id 0, not persistent, id rotated, other data kept.
-    Logout {} -> SessionInfo => |m, e| e.logout(&m.id);
+    Logout {} -> SessionInfo;
     /// Makes a logged-in session persistent (remember me) or volatile again.
     SetPersistent { /// Persistent or not.
-                    persistent: bool } -> SessionInfo => |m, e| e.set_persistent(&m.id, m.persistent);
+                    persistent: bool } -> SessionInfo;
     /// Reads the session's metadata without counting as a use.
-    Info {} -> SessionInfo => |m, e| e.info(&m.id);
+    Info {} -> SessionInfo;
     /// Counts as a use: slides the expiry.
-    Touch {} -> SessionInfo => |m, e| e.touch(&m.id);
+    Touch {} -> SessionInfo;
     /// Ends the session; answers whether it existed.
-    Destroy {} -> bool => |m, e| e.destroy(&m.id);
+    Destroy {} -> bool;
 }
 
 /// Ends every session of one user, on every shard ("log out everywhere"); answers how many.
@@ -160,30 +129,6 @@ pub struct Stats;
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<usize>")]
 pub struct Sweep;
-
-// Engine-wide messages: answered by every shard together.
-macro_rules! engine_wide {
-    ($($name:ident -> $ret:ty => |$m:ident, $e:ident| $call:expr;)*) => {$(
-        impl EngineMessage for $name {
-            type Reply = $ret;
-        }
-
-        impl sealed::Dispatch<$ret> for $name {
-            fn dispatch(self, $e: &SessionEngine) -> impl Future<Output = Result<$ret>> + Send + '_ {
-                #[allow(unused_variables)]
-                let $m = self;
-                async move { $call.await }
-            }
-        }
-    )*};
-}
-
-engine_wide! {
-    LogoutUser -> usize => |m, e| e.logout_user(m.userid);
-    SessionsOf -> Vec<SessionInfo> => |m, e| e.sessions_of(m.userid);
-    Stats -> EngineStats => |m, e| e.stats();
-    Sweep -> usize => |m, e| e.sweep();
-}
 
 /// Counters of one shard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use serde::Deserialize;
 
-use crate::config::RobotsConfig;
 use crate::error::ConfigError;
 
 /// Most bytes a configured pattern may compile to; past it the pattern is rejected at start-up
@@ -119,6 +119,25 @@ const RULES: &[Rule] = &[
     // markup.
     rule(r"^\w+:|^[\w .-]+,|^[\w .-]+/[\w.]+,|^[^(]*\||^[^a-z]*$|^[<{]"),
 ];
+
+/// `[robots]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RobotsConfig {
+    /// Refuse sessions to robots at all. Defaults to `true`.
+    pub detect: bool,
+    /// Extra case-insensitive regular expressions that mark a User-Agent as a robot. Defaults to `[]`.
+    pub extra: Vec<String>,
+    /// Case-insensitive regular expressions that mark a User-Agent as a person, winning over
+    /// every robot pattern. Defaults to `[]`.
+    pub allow: Vec<String>,
+}
+
+impl Default for RobotsConfig {
+    fn default() -> Self {
+        Self { detect: true, extra: Vec::new(), allow: Vec::new() }
+    }
+}
 
 /// Decides from a User-Agent whether a request comes from a robot.
 ///

@@ -2,21 +2,35 @@
 //!
 //! It checks names and verifies ids, then forwards each call once to its backend through
 //! the [`Backend`] seam (`src/backend.rs`); it knows nothing of shards or Redis itself.
+//!
+//! - `builder.rs`: [`EngineBuilder`], starting an engine on the configured backend.
+//! - `store.rs`: the closed set of backends an engine holds.
+//! - `send.rs`: typed messages run as engine operations ([`EngineMessage`]).
+
+mod builder;
+mod send;
+mod store;
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, Store};
+pub use builder::EngineBuilder;
+pub use send::EngineMessage;
+
+use crate::backend::Backend;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, StorageBackend};
+use crate::config::Config;
 use crate::error::{Result, SessionError, StartError};
 use crate::id::{Keyring, SessionId};
-use crate::memory::{MemoryBackend, Placement};
+#[cfg(test)]
+use crate::memory::MemoryBackend;
+use crate::memory::Placement;
 use crate::message::*;
-use crate::secret;
+use crate::robot::RobotDetector;
 use crate::state::check_name;
+use store::Store;
 
 /// A handle to a running session engine. Cheap to clone; `Send + Sync`.
 ///
@@ -29,6 +43,8 @@ pub struct SessionEngine {
 
 struct Inner {
     config: Config,
+    /// Built once at start-up (the config's patterns are compiled here, and only here).
+    robots: RobotDetector,
     keyring: Keyring,
     clock: Arc<dyn Clock>,
     backend: Store,
@@ -43,107 +59,10 @@ impl std::fmt::Debug for SessionEngine {
     }
 }
 
-/// Builds a [`SessionEngine`] with a non-default clock, keyring or placement.
-#[derive(Debug)]
-pub struct EngineBuilder {
-    config: Config,
-    clock: Arc<dyn Clock>,
-    keyring: Option<Keyring>,
-    placement: Placement,
-}
-
-impl EngineBuilder {
-    /// Uses `clock` for every timestamp and expiry. Defaults to [`SystemClock`].
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Uses `keyring` to tag ids. Defaults to the one [`Keyring::load`] finds for the config.
-    pub fn keyring(mut self, keyring: Keyring) -> Self {
-        self.keyring = Some(keyring);
-        self
-    }
-
-    /// Runs the shard workers where `placement` says. Defaults to [`Placement::DedicatedThreads`].
-    pub fn placement(mut self, placement: Placement) -> Self {
-        self.placement = placement;
-        self
-    }
-
-    /// The keyring given, else the one the (validated) config names.
-    fn take_keyring(&mut self) -> Result<Keyring, StartError> {
-        match self.keyring.take() {
-            Some(k) => Ok(k),
-            None => secret::load(&self.config),
-        }
-    }
-
-    fn engine(self, keyring: Keyring, backend: Store) -> SessionEngine {
-        let inner = Inner { config: self.config, keyring, clock: self.clock, backend };
-        SessionEngine { inner: Arc::new(inner) }
-    }
-
-    /// Starts the supervisor and its workers (the memory backend). With `storage.persist` on,
-    /// first loads every snapshot in `<storage.dir>/snapshots/` (re-hashed to the current
-    /// shard count, expired sessions dropped, a damaged file set aside for the previous
-    /// generation).
-    ///
-    /// # Errors
-    /// [`StartError`] for an invalid config, no actix `System`, or an unusable data directory:
-    /// [`StartError::Storage`] when it cannot be created or written, when a snapshot cannot be
-    /// read, or when a snapshot was written by a newer version.
-    /// [`StartError::NeedsAsyncStart`] for `storage.backend = "redis"`: connecting is
-    /// asynchronous, use [`start_async`](Self::start_async).
-    pub fn start(mut self) -> Result<SessionEngine, StartError> {
-        self.config.validate("<config>")?;
-        if self.config.storage.backend != StorageBackend::Memory {
-            return Err(StartError::NeedsAsyncStart);
-        }
-        if actix::System::try_current().is_none() {
-            return Err(StartError::NoSystem);
-        }
-        let keyring = self.take_keyring()?;
-        let memory = MemoryBackend::start(self.config.clone(), keyring.clone(), self.clock.clone(), self.placement)?;
-        Ok(self.engine(keyring, Store::Memory(memory)))
-    }
-
-    /// Starts the engine for any `storage.backend`: for `"memory"` as
-    /// [`start`](Self::start); for `"redis"`, connects to `storage.redis_url` (at most 2 s)
-    /// and checks the server answers. Every instance sharing a Redis server needs the same
-    /// id secret (`session.secret` or `$DRACO_SESSION_SECRET`) to accept each other's ids.
-    /// With Redis, `storage.persist`, `session.shards` and `session.sweep_interval` do not
-    /// apply (Redis persists and expires on its own), and no actix `System` is needed.
-    ///
-    /// # Errors
-    /// As [`start`](Self::start); [`StartError::Backend`] naming the URL when Redis cannot be
-    /// reached; an invalid config naming `storage.backend` when the `redis` cargo feature is
-    /// not compiled in.
-    pub async fn start_async(mut self) -> Result<SessionEngine, StartError> {
-        #[cfg(feature = "redis")]
-        if self.config.storage.backend == StorageBackend::Redis {
-            self.config.validate("<config>")?;
-            let keyring = self.take_keyring()?;
-            let c = &self.config;
-            let store = crate::redis::RedisStore::connect(
-                &c.storage.redis_url,
-                c.storage.redis_cluster,
-                keyring.clone(),
-                self.clock.clone(),
-                crate::state::Lifetimes::from_config(&c.session),
-                c.limits.clone(),
-            )
-            .await?;
-            return Ok(self.engine(keyring, Store::Redis(store)));
-        }
-        self.start()
-    }
-}
-
 impl SessionEngine {
     /// A builder for an engine with this config.
     pub fn builder(config: Config) -> EngineBuilder {
-        EngineBuilder { config, clock: Arc::new(SystemClock), keyring: None, placement: Placement::default() }
+        EngineBuilder::new(config, Arc::new(SystemClock), Placement::default())
     }
 
     /// Starts an engine with this config, the system clock and the configured keyring
@@ -182,6 +101,11 @@ impl SessionEngine {
     /// The configuration the engine runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The robot detector for `[robots]`, shared by every middleware of this engine.
+    pub(crate) fn robots(&self) -> &RobotDetector {
+        &self.inner.robots
     }
 
     /// Number of shards: the memory backend's workers; 1 for Redis.
