@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use draco_session::{Config, LimitsConfig, SessionEngine, SessionId, SessionState};
+use draco_session::fuzzing::SessionState;
+use draco_session::{Config, LimitsConfig, SessionEngine, SessionId};
 use futures_util::future::join_all;
 
 const SECRET: &str = "snapshot benchmark secret, at least 32 bytes";
@@ -36,7 +37,7 @@ impl XorShift {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
+        usize::try_from(self.0 % n as u64).expect("below n")
     }
 }
 
@@ -84,7 +85,7 @@ fn clients(
                     } else {
                         engine.increment(id, "stats", "visits", 1).await.unwrap();
                     }
-                    latencies.push(t.elapsed().as_micros() as u32);
+                    latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
                 }
                 latencies
             })
@@ -102,6 +103,8 @@ struct Summary {
 async fn collect(handles: Vec<actix_rt::task::JoinHandle<Vec<u32>>>) -> Summary {
     let mut all: Vec<u32> = join_all(handles).await.into_iter().flat_map(Result::unwrap).collect();
     all.sort_unstable();
+    // A rank from a quantile in [0, 1]: never negative, never past the end.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "q is in [0, 1]")]
     let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     Summary { ops: all.len(), p50: at(0.50), p99: at(0.99), max: *all.last().unwrap() }
 }

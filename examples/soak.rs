@@ -61,8 +61,8 @@ fn parse_args() -> Result<Options, String> {
         let number = || value.parse::<u64>().map_err(|e| format!("{flag} {value:?}: {e}"));
         match flag.as_str() {
             "--url" => o.url = value.trim_end_matches('/').to_owned(),
-            "--pool" => o.pool = number()?.max(1) as usize,
-            "--concurrency" => o.concurrency = number()?.max(1) as usize,
+            "--pool" => o.pool = usize::try_from(number()?.max(1)).map_err(|e| e.to_string())?,
+            "--concurrency" => o.concurrency = usize::try_from(number()?.max(1)).map_err(|e| e.to_string())?,
             "--duration" => o.duration = Duration::from_secs(number()?),
             "--report" => o.report = Duration::from_secs(number()?.max(1)),
             "--cookie" => o.cookie = value,

@@ -17,7 +17,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, millis)
     }
 }
 
@@ -44,7 +44,7 @@ impl ManualClock {
 
     /// Moves time forward by `by`.
     pub fn advance(&self, by: Duration) {
-        self.now.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+        self.now.fetch_add(millis(by), Ordering::SeqCst);
     }
 
     /// Sets the time to `ms` milliseconds since the epoch.
@@ -61,4 +61,9 @@ impl Clock for ManualClock {
 
 pub(crate) fn to_system_time(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// `d` in whole milliseconds, saturating (a `u64` of milliseconds spans 584 million years).
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

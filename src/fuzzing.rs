@@ -1,4 +1,5 @@
-//! Entry points for the fuzz targets in `fuzz/` and for `tests/fuzz_regressions.rs`.
+//! Entry points for the fuzz targets in `fuzz/` and for `tests/fuzz_regressions.rs`, and the
+//! one internal type a bench needs (`SessionState`, for benches/snapshot.rs).
 //!
 //! **Not part of the API**: hidden from the docs, exempt from semver, may change or vanish in
 //! any release. Each function feeds outside bytes to one parser exactly as the engine does, and
@@ -14,6 +15,10 @@ use crate::config::Config;
 use crate::id::{ID_LEN, Keyring, SessionId};
 use crate::robot::{RobotDetector, RobotsConfig};
 use crate::snapshot::format;
+
+/// One session's data and metadata as a shard keeps it (benches/snapshot.rs measures what
+/// copying a shard of them would cost).
+pub use crate::state::SessionState;
 
 /// The fuzz targets, by name (the directory names under `fuzz/corpus/`).
 pub const TARGETS: &[&str] = &["session_id", "cookie_header", "user_agent", "snapshot", "config"];

@@ -79,6 +79,7 @@ impl SessionId {
     }
 }
 
+#[allow(clippy::cast_possible_truncation, reason = "the remainder is below `shards`, a usize")]
 pub(crate) fn shard_of(random: &[u8; RANDOM_LEN], shards: usize) -> usize {
     (xxhash_rust::xxh3::xxh3_64_with_seed(random, SHARD_SEED) % shards.max(1) as u64) as usize
 }

@@ -33,6 +33,26 @@
 //! # engine.shutdown().await;
 //! # });
 //! ```
+//!
+//! ## What is public, and why
+//!
+//! | item | why a user needs it |
+//! |---|---|
+//! | [`SessionEngine`], [`EngineBuilder`], [`Placement`] | start the engine (either backend), use it without HTTP (jobs, load tests), choose where shard workers run |
+//! | [`SessionMiddleware`], [`Session`], [`Namespace`], [`MaybeSession`], [`SessionService`] | the actix-web side: the middleware, the extractors, Draco's session API; `SessionService` is the type actix-web builds from the middleware |
+//! | [`SessionId`], [`Keyring`], [`ID_LEN`] | ids as values (parse, display, shard) and the keys that tag them, for custom key handling |
+//! | [`Config`] and its sections, [`CONFIG_ENV`], [`SECRET_ENV`], [`RobotsConfig`] | `config.toml` as types, the environment variables the engine reads |
+//! | [`SessionError`], [`Unavailable`], [`WebError`], [`ConfigError`], [`StartError`], [`Result`] | errors, one enum per layer, to match on |
+//! | [`Get`], [`Set`], [`Login`], … [`EngineMessage`], [`SessionMessage`], [`SessionInfo`], [`EngineStats`] | the typed messages of the design, sent with [`SessionEngine::send`], and what the engine answers |
+//! | [`RobotDetector`] | robot detection on its own (the middleware uses the engine's) |
+//! | [`Clock`], [`SystemClock`], [`ManualClock`] | a clock to wind forward in tests, so expiry is tested without sleeping |
+//! | [`DEFAULT_SCOPE`], [`MAX_NAME_LEN`] | Draco's default namespace and the name limit |
+//!
+//! Everything else (the shard, its worker actor and supervisor, the Redis store, the snapshot
+//! format) is internal. How the layers fit together, one request's path and the invariants
+//! the code keeps are in
+//! [ARCHITECTURE.md](https://github.com/draco-session/draco-session/blob/main/ARCHITECTURE.md)
+//! (in the repository: `ARCHITECTURE.md`).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -41,7 +61,7 @@ mod clock;
 mod config;
 mod engine;
 mod error;
-// Not part of the API: entry points for `fuzz/` and tests/fuzz_regressions.rs.
+// Not part of the API: entry points for `fuzz/`, tests/fuzz_regressions.rs and one bench.
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
@@ -65,7 +85,7 @@ pub use id::{ID_LEN, Keyring, SessionId};
 pub use memory::Placement;
 pub use message::*;
 pub use robot::{RobotDetector, RobotsConfig};
-pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN, SessionState};
+pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN};
 pub use web::{MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError};
 
 /// The README's examples are compiled and run as doctests.

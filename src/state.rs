@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::millis;
 use crate::config::LimitsConfig;
 use crate::error::SessionError;
 
@@ -65,6 +66,10 @@ impl<'a> Iterator for Iter<'a> {
     }
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "names are at most MAX_NAME_LEN bytes and values at most limits.max_value_bytes (64 MiB), checked before any write"
+)]
 fn push_entry(out: &mut Vec<u8>, scope: &[u8], key: &[u8], value: &[u8]) {
     out.extend_from_slice(&(scope.len() as u16).to_le_bytes());
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
@@ -159,9 +164,9 @@ pub(crate) struct Lifetimes {
 impl Lifetimes {
     pub fn from_config(c: &crate::config::SessionConfig) -> Self {
         Self {
-            volatile_ms: c.volatile_ttl.as_millis() as u64,
-            persistent_ms: c.persistent_ttl.as_millis() as u64,
-            absolute_ms: c.absolute_ttl.as_millis() as u64,
+            volatile_ms: millis(c.volatile_ttl),
+            persistent_ms: millis(c.persistent_ttl),
+            absolute_ms: millis(c.absolute_ttl),
         }
     }
 }

@@ -174,7 +174,8 @@ fn run_load(
                 let mut load = Load::default();
                 let mut mine: Vec<(String, i64)> = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let pick = (!mine.is_empty() && rng.below(4) != 0).then(|| rng.below(mine.len() as u64) as usize);
+                    let pick = (!mine.is_empty() && rng.below(4) != 0)
+                        .then(|| usize::try_from(rng.below(mine.len() as u64)).expect("below len"));
                     let cookie = pick.map(|i| mine[i].0.clone());
                     if let Some(i) = pick {
                         *load.attempted.entry(mine[i].0.clone()).or_default() = mine[i].1 + 1;
@@ -275,7 +276,12 @@ fn assert_no_corrupt(snapshots: &Path, demo: &Demo, cycle: usize) {
 fn kill_9_at_random_moments_never_loses_a_covered_session() {
     let cycles: usize = std::env::var("DRACO_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let seed: u64 = std::env::var("DRACO_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+        u64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                & u128::from(u64::MAX),
+        )
+        .unwrap()
+            | 1
     });
     eprintln!("crash loop: {cycles} cycles, DRACO_CRASH_SEED={seed}");
     let mut rng = Rng(seed);

@@ -186,7 +186,7 @@ async fn operations_in_flight_on_a_rotated_or_destroyed_id_get_session_gone(b: B
     for (i, w) in writes.into_iter().enumerate() {
         match w {
             Err(SessionError::SessionGone) => {}
-            Ok(()) if !b.is_memory() => landed.push(i as i32),
+            Ok(()) if !b.is_memory() => landed.push(i32::try_from(i).unwrap()),
             other => panic!("a write on the rotated id must not resurrect it: {other:?}"),
         }
     }

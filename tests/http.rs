@@ -581,7 +581,10 @@ async fn a_valid_session_is_kept_whatever_the_user_agent(b: Backend) {
         assert!(r.set_cookies.is_empty());
         assert_eq!(call(&app, with_sid(as_robot(get("/test/maybe"), ua), &sid)).await.body, "some");
     }
-    assert_eq!(call(&app, with_sid(get("/api/session"), &sid)).await.json()["visits"], 2 + ROBOTS.len() as i64);
+    assert_eq!(
+        call(&app, with_sid(get("/api/session"), &sid)).await.json()["visits"],
+        2 + i64::try_from(ROBOTS.len()).unwrap()
+    );
 }
 
 // ----- the raw Cookie header -----

@@ -156,7 +156,7 @@ fn start(dir: &std::path::Path, shards: usize, current_thread: bool, clock: &Man
 }
 
 fn ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 /// Compares every id ever issued. Reading the values counts as a use in the engine, so the
@@ -196,6 +196,7 @@ async fn check(engine: &SessionEngine, world: &mut World, step: usize) -> Result
     Ok(())
 }
 
+#[allow(clippy::too_many_lines, reason = "one match arm per operation of the model: the model reads best whole")]
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START_MS);

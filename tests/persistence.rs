@@ -80,7 +80,7 @@ async fn populate(engine: &SessionEngine, n: usize) -> Vec<Expected> {
         let mut id = engine.create().await.unwrap().id;
         engine.insert(&id, "__system__", "name", &format!("visitor {i}")).await.unwrap();
         engine.insert(&id, "cart", "items", &vec![i, i + 1]).await.unwrap();
-        engine.increment(&id, "stats", "visits", i as i64 + 1).await.unwrap();
+        engine.increment(&id, "stats", "visits", i64::try_from(i).unwrap() + 1).await.unwrap();
         let (mut userid, mut persistent) = (0, false);
         if i % 3 != 0 {
             userid = 1 + (i as u64 % 5);
@@ -97,7 +97,7 @@ async fn populate(engine: &SessionEngine, n: usize) -> Vec<Expected> {
             values: vec![
                 ("__system__".into(), "name".into(), Value::from(format!("visitor {i}"))),
                 ("cart".into(), "items".into(), serde_json::json!([i, i + 1])),
-                ("stats".into(), "visits".into(), Value::from(i as i64 + 1)),
+                ("stats".into(), "visits".into(), Value::from(i64::try_from(i).unwrap() + 1)),
             ],
         });
     }
@@ -423,7 +423,7 @@ struct FixtureSession {
 }
 
 fn ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    u64::try_from(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
 /// (Re)creates `tests/fixtures/snapshot-v1.snap` and its expected content. Run only when
@@ -572,7 +572,7 @@ async fn a_session_rotated_while_a_snapshot_is_encoded_is_in_that_snapshot() {
             Err(SessionError::SessionGone) => after.get::<i64>(old, "a", "n").await.unwrap_or(None),
             Err(other) => panic!("{other}"),
         };
-        let i = ids.iter().position(|x| x == old).unwrap() as i64;
+        let i = i64::try_from(ids.iter().position(|x| x == old).unwrap()).unwrap();
         assert_eq!(found, Some(i), "session {i} lost by a snapshot taken while it rotated");
     }
     after.shutdown().await;

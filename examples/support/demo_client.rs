@@ -64,7 +64,7 @@ impl Browser<'_> {
         };
         let mut resp = sent.map_err(|e| format!("{method} {path}: {e}"))?;
         let json: Value = resp.json().limit(1 << 16).await.map_err(|e| format!("{method} {path}: body: {e}"))?;
-        let elapsed = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        let elapsed = u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX);
         let prefix = format!("{}=", self.cookie_name);
         for value in resp.headers().get_all("set-cookie") {
             let text = value.to_str().unwrap_or_default();
@@ -82,6 +82,7 @@ pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "p is a percentage in [0, 100]")]
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank] as f64 / 1000.0
 }

@@ -249,7 +249,7 @@ impl Handler<SnapshotAll> for Supervisor {
                     .await
                     .map_err(|_| SessionError::from(Unavailable::EngineStopped))?
                     .map_err(|message| SessionError::from(Unavailable::Storage { message }))?;
-                sessions += written.unwrap_or(0) as usize;
+                sessions += usize::try_from(written.unwrap_or(0)).unwrap_or(usize::MAX);
             }
             Ok(sessions)
         })

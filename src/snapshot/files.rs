@@ -34,7 +34,7 @@ pub(crate) enum Kind {
 
 impl FileName {
     pub fn snap(shards: usize, shard: usize, generation: u64) -> Self {
-        Self { shards: shards as u32, shard: shard as u32, generation, kind: Kind::Snap }
+        Self { shards: as_u32(shards), shard: as_u32(shard), generation, kind: Kind::Snap }
     }
 
     pub fn with_kind(self, kind: Kind) -> Self {
@@ -79,6 +79,12 @@ impl FileName {
 }
 
 /// Every name in `dir` that is a snapshot file of some kind.
+/// A shard number or count as stored in file names and headers.
+#[allow(clippy::cast_possible_truncation, reason = "session.shards is at most 1024 (config validation)")]
+pub(crate) fn as_u32(n: usize) -> u32 {
+    n as u32
+}
+
 pub(crate) fn list(dir: &Path) -> io::Result<Vec<FileName>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {

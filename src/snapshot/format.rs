@@ -191,7 +191,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
         return Err(FormatError::BodyChecksum);
     }
     // Every record takes at least 24 bytes (the id), which bounds a forged count.
-    let mut records = Vec::with_capacity((header.entries).min(body.len() as u64 / 24) as usize);
+    let mut records = Vec::with_capacity(usize::try_from(header.entries).unwrap_or(usize::MAX).min(body.len() / 24));
     let mut pos = 0;
     for index in 0..header.entries {
         let (record, used) =

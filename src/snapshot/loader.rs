@@ -214,8 +214,9 @@ pub(crate) fn load_shard(dir: &Path, shards: usize, shard: usize, now_ms: u64, l
             return Vec::new();
         }
     };
-    let gens = groups(&names).remove(&(shards as u32, shard as u32)).unwrap_or_default();
-    match load_group(dir, shards as u32, shard as u32, &gens) {
+    let (shards, shard) = (files::as_u32(shards), files::as_u32(shard));
+    let gens = groups(&names).remove(&(shards, shard)).unwrap_or_default();
+    match load_group(dir, shards, shard, &gens) {
         Ok(group) => group.records.into_iter().filter(|(_, s)| !s.is_expired(lifetimes, now_ms)).collect(),
         Err(e) => {
             log::error!("shard {shard}: cannot reload its snapshot: {e}");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use super::files::{FileName, Kind, SnapshotIo};
+use super::files::{self, FileName, Kind, SnapshotIo};
 use super::format::{self, Record};
 use super::loader;
 use crate::clock::Clock;
@@ -75,8 +75,14 @@ impl<I: SnapshotIo> Writer<I> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let name = FileName::snap(self.shards, shard, generation);
-        let header =
-            format::header_for(shard as u32, self.shards as u32, generation, self.clock.now_ms(), entries, chunks);
+        let header = format::header_for(
+            files::as_u32(shard),
+            files::as_u32(self.shards),
+            generation,
+            self.clock.now_ms(),
+            entries,
+            chunks,
+        );
         let head = header.to_bytes();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
         parts.push(&head);

@@ -115,7 +115,7 @@ pub struct RedisCluster {
 /// A port whose cluster bus port (+10000) is free too.
 fn free_cluster_port() -> u16 {
     loop {
-        let port = 20_000 + (std::process::id() as u16 ^ rand_u16()) % 10_000;
+        let port = 20_000 + (u16::try_from(std::process::id() % 65_536).unwrap() ^ rand_u16()) % 10_000;
         let ok = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         if ok(port) && ok(port + 10_000) {
             return port;
@@ -127,7 +127,7 @@ fn rand_u16() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    h.finish() as u16
+    u16::try_from(h.finish() % 65_536).unwrap()
 }
 
 impl RedisCluster {
