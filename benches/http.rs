@@ -4,6 +4,8 @@
 //! ```sh
 //! cargo bench --bench http --features redis   # 3 interleaved rounds of 5 s per variant and mode
 //! cargo bench --bench http -- --secs 2 --rounds 1 --variants a,b,e
+//! # the draco variants of another build (e.g. the previous commit) beside this one's, same run:
+//! cargo bench --bench http --features redis -- --variants b,e,e2,f --baseline /path/to/old/http-binary
 //! ```
 //!
 //! Variants: (a) no session (the ceiling); (b) hand-rolled: a random-id cookie and a `DashMap`
@@ -19,6 +21,12 @@
 //! wrk's requests carry their cookies round-robin. Mode "new": no cookie, so every request is a
 //! new visitor whose first write creates a session. Needs `wrk`, `taskset` and, for (d),
 //! `redis-server` on the PATH.
+//!
+//! Beside req/s (which wrk, itself near its limit, can hide), each row gives the server's CPU
+//! time per request: user + system time of the server process (all its threads) during the
+//! wrk run, from /proc/<pid>/stat, divided by the requests wrk counted. `--baseline <binary>`
+//! also runs the draco variants (e, e2, f) served by another build of this bench, interleaved
+//! with this build's, as rows `e@base`, `e2@base`, `f@base`.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -249,6 +257,8 @@ end
 #[derive(Debug, Clone, Copy, Default)]
 struct Sample {
     rps: f64,
+    /// Server CPU time per request, microseconds.
+    cpu_us: f64,
     p50_ms: f64,
     p99_ms: f64,
     rss_kib: u64,
@@ -277,9 +287,46 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn run_one(variant: &str, returning: bool, secs: u64, redis_url: &str, dir: &std::path::Path) -> Sample {
+/// User + system CPU time of process `pid` so far, in clock ticks (fields 14 and 15 of stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // After the name: state (not a number, skipped) then ppid = field 4; utime/stime = 14/15.
+    fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The binary serving `label`, and the variant name it serves it under: `e@base` is variant
+/// `e` of the `--baseline` binary.
+fn server_of(label: &str, baseline: Option<&str>) -> (std::path::PathBuf, String) {
+    match (label.split_once('@'), baseline) {
+        (Some((v, "base")), Some(exe)) => (exe.into(), v.to_owned()),
+        _ => (std::env::current_exe().expect("own path"), label.to_owned()),
+    }
+}
+
+fn run_one(
+    label: &str,
+    baseline: Option<&str>,
+    returning: bool,
+    secs: u64,
+    redis_url: &str,
+    dir: &std::path::Path,
+) -> Sample {
     let port = free_port();
-    let exe = std::env::current_exe().expect("own path");
+    let (exe, variant) = server_of(label, baseline);
+    let variant = variant.as_str();
     let mut server = Command::new("taskset")
         .args(["-c", "0"])
         .arg(&exe)
@@ -294,6 +341,7 @@ fn run_one(variant: &str, returning: bool, secs: u64, redis_url: &str, dir: &std
         assert_eq!(cookies.len(), 64, "variant {variant}: every warm-up request must set a cookie");
     }
     let script = lua_script(dir, &cookies);
+    let cpu_before = cpu_ticks(server.id());
     let out = Command::new("taskset")
         .args(["-c", "1", "wrk", "-t1", "-c64", &format!("-d{secs}s"), "--latency", "-s"])
         .arg(&script)
@@ -301,16 +349,23 @@ fn run_one(variant: &str, returning: bool, secs: u64, redis_url: &str, dir: &std
         .output()
         .expect("run wrk (install it with apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
+    let cpu = cpu_ticks(server.id()).saturating_sub(cpu_before);
     let mut sample = Sample { rss_kib: peak_rss_kib(server.id()), ..Sample::default() };
+    let mut requests = 0u64;
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
+            [n, "requests", "in", ..] => requests = n.parse().unwrap_or(0),
             ["Requests/sec:", v] => sample.rps = v.parse().unwrap_or(0.0),
             ["50%", v] => sample.p50_ms = parse_ms(v),
             ["99%", v] => sample.p99_ms = parse_ms(v),
             ["Non-2xx", "or", "3xx", "responses:", n] => sample.non_2xx = n.parse().unwrap_or(0),
             _ => {}
         }
+    }
+    #[allow(clippy::cast_precision_loss, reason = "tick and request counts far below 2^52")]
+    if requests > 0 {
+        sample.cpu_us = cpu as f64 * 1e6 / ticks_per_second() / requests as f64;
     }
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
@@ -369,9 +424,21 @@ fn main() {
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
     let default = if cfg!(feature = "redis") { "a,b,c,d,e,e2,f" } else { "a,b,c,d,e,e2" };
     let wanted = arg("--variants").unwrap_or_else(|| default.into());
-    let mut variants: Vec<(&str, &str)> =
-        VARIANTS.iter().copied().filter(|(v, _)| wanted.split(',').any(|w| w == *v)).collect();
-    let needs_redis = |v: &str| v == "d" || v == "f";
+    let mut variants: Vec<(String, String)> = VARIANTS
+        .iter()
+        .filter(|(v, _)| wanted.split(',').any(|w| w == *v))
+        .map(|(v, n)| ((*v).to_owned(), (*n).to_owned()))
+        .collect();
+    let baseline = arg("--baseline");
+    if let Some(exe) = &baseline {
+        let draco: Vec<(String, String)> = variants
+            .iter()
+            .filter(|(v, _)| v.starts_with('e') || v == "f")
+            .map(|(v, n)| (format!("{v}@base"), format!("{n} ({exe})")))
+            .collect();
+        variants.extend(draco);
+    }
+    let needs_redis = |v: &str| v.starts_with('d') || v.starts_with('f');
     let redis = if variants.iter().any(|(v, _)| needs_redis(v)) { start_redis() } else { None };
     if redis.is_none() && variants.iter().any(|(v, _)| needs_redis(v)) {
         eprintln!("redis-server not found: skipping variants d and f");
@@ -384,25 +451,26 @@ fn main() {
         let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
         for round in 0..rounds {
             for (v, name) in &variants {
-                let s = run_one(v, returning, secs, &redis_url, dir.path());
-                eprintln!("round {} {mode}: ({v}) {name}: {:.0} req/s", round + 1, s.rps);
-                samples.entry(v).or_default().push(s);
+                let s = run_one(v, baseline.as_deref(), returning, secs, &redis_url, dir.path());
+                eprintln!("round {} {mode}: ({v}) {name}: {:.0} req/s, {:.2} us CPU/req", round + 1, s.rps, s.cpu_us);
+                samples.entry(v.as_str()).or_default().push(s);
             }
         }
         let med = |v: &str| samples.get(v).map(|s| median(s.iter().map(|x| x.rps).collect())).unwrap_or(f64::NAN);
         let (a, b) = (med("a"), med("b"));
         println!("\nmode: {mode}");
         println!(
-            "| variant | req/s median (min-max) | p50 ms | p99 ms | peak RSS MiB | non-2xx | x (a) | x (b) |\n|---|---|---|---|---|---|---|---|"
+            "| variant | req/s median (min-max) | server CPU us/req | p50 ms | p99 ms | peak RSS MiB | non-2xx | x (a) | x (b) |\n|---|---|---|---|---|---|---|---|---|"
         );
         for (v, name) in &variants {
-            let s = &samples[v];
+            let s = &samples[v.as_str()];
             let rps: Vec<f64> = s.iter().map(|x| x.rps).collect();
             let min = rps.iter().copied().fold(f64::INFINITY, f64::min);
             let max = rps.iter().copied().fold(0.0, f64::max);
             let m = med(v);
             println!(
-                "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.3} | {:.3} | {:.1} | {} | {:.2} | {:.2} |",
+                "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.2} | {:.3} | {:.3} | {:.1} | {} | {:.2} | {:.2} |",
+                median(s.iter().map(|x| x.cpu_us).collect()),
                 median(s.iter().map(|x| x.p50_ms).collect()),
                 median(s.iter().map(|x| x.p99_ms).collect()),
                 s.iter().map(|x| x.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
