@@ -33,7 +33,11 @@
 //! - **Time**: lifetimes are enforced by Redis's expiry, and backed up by the engine's clock
 //!   inside the scripts (a session past its expiry by that clock is gone too).
 
+mod conn;
+mod index;
 mod keys;
+mod lock;
+mod reply;
 mod scripts;
 mod store;
 
