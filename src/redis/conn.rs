@@ -27,7 +27,7 @@ use crate::error::{Result, SessionError, Unavailable};
 /// Bound on connecting at start-up and on each reconnection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on each command: past it the caller gets `Unavailable` (HTTP 503), never a hang.
-pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bound on a whole operation (some take two or three commands, or wait for a lock).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -118,17 +118,17 @@ impl Reply {
         info_at(&self.items, id, LAST_ACCESS)
     }
 
-    /// See [`VALUE`].
+    /// The value read ([`VALUE`]); `None` when absent.
     pub(super) fn value(&self) -> Option<Vec<u8>> {
         bytes(&self.items, VALUE)
     }
 
-    /// See [`REMOVED`].
+    /// Whether the field was there ([`REMOVED`]).
     pub(super) fn removed(&self) -> bool {
         matches!(self.items.get(REMOVED), Some(Value::Int(1)))
     }
 
-    /// See [`NAMES`]; in Redis's order.
+    /// The names listed ([`NAMES`]), in Redis's order.
     pub(super) fn names(&self) -> Vec<String> {
         match self.items.get(NAMES) {
             Some(Value::Array(items)) => items
@@ -142,7 +142,7 @@ impl Reply {
         }
     }
 
-    /// See [`COUNTER`].
+    /// The counter's new value ([`COUNTER`]).
     pub(super) fn counter(&self) -> Result<i64> {
         let text = bytes(&self.items, COUNTER).unwrap_or_default();
         std::str::from_utf8(&text)
@@ -151,18 +151,18 @@ impl Reply {
             .ok_or_else(|| SessionError::internal("unexpected increment reply from Redis"))
     }
 
-    /// See [`PREVIOUS_USER`]; 0 (anonymous) when unreadable.
+    /// The user before a login or logout ([`PREVIOUS_USER`]); 0 (anonymous) when unreadable.
     pub(super) fn previous_user(&self) -> u64 {
         text(&self.items, PREVIOUS_USER).and_then(|t| t.parse().ok()).unwrap_or(0)
     }
 
-    /// See [`DELETED_USER`]: `None` when nothing was deleted, else the session's user (0 when
-    /// anonymous or unreadable).
+    /// Whose session was deleted ([`DELETED_USER`]): `None` when none was, else its user (0
+    /// when anonymous or unreadable).
     pub(super) fn deleted_user(&self) -> Option<u64> {
         text(&self.items, DELETED_USER).map(|t| t.parse().unwrap_or(0))
     }
 
-    /// See [`SIZE`].
+    /// The size that passed the cap ([`SIZE`]).
     pub(super) fn size(&self) -> usize {
         match self.items.get(SIZE) {
             Some(Value::Int(n)) => *n as usize,
@@ -207,4 +207,56 @@ fn info_at(items: &[Value], id: SessionId, access: usize) -> Result<SessionInfo>
         last_access: to_system_time(ms(access)?),
         expires: to_system_time(ms(EXPIRES)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn ok(extra: Vec<Value>) -> Value {
+        let mut items = vec![bulk("ok"), bulk("42"), bulk("1"), Value::Int(1_000), Value::Int(3_000)];
+        items.extend([Value::Int(9_000), Value::Int(2_000)]);
+        items.extend(extra);
+        Value::Array(items)
+    }
+
+    #[test]
+    fn an_unknown_status_or_shape_is_an_internal_error() {
+        assert!(matches!(Reply::parse(Value::Array(vec![bulk("maybe")])), Err(SessionError::Internal)));
+        assert!(matches!(Reply::parse(Value::Array(vec![Value::Int(1)])), Err(SessionError::Internal)));
+        assert!(matches!(Reply::parse(bulk("ok")), Err(SessionError::Internal)));
+        let locked = Reply::parse(Value::Array(vec![Value::SimpleString("locked".into())])).unwrap();
+        assert_eq!(locked.status(), Status::Locked);
+    }
+
+    #[test]
+    fn an_ok_answer_reads_as_named_fields() {
+        let id = SessionId::from_parts([7; 16], [1; 8]);
+        let reply = Reply::parse(ok(vec![bulk("17")])).unwrap();
+        assert_eq!(reply.status(), Status::Ok);
+        let info = reply.info(id).unwrap();
+        assert_eq!((info.userid, info.persistent), (42, true));
+        assert_eq!(info.created, to_system_time(1_000));
+        assert_eq!(info.last_access, to_system_time(3_000));
+        assert_eq!(info.expires, to_system_time(9_000));
+        assert_eq!(reply.metadata().info_before(id).unwrap().last_access, to_system_time(2_000));
+        assert_eq!(reply.value().as_deref(), Some(&b"17"[..]));
+        assert_eq!(reply.counter().unwrap(), 17);
+        assert_eq!(reply.previous_user(), 17);
+        assert!(Reply::parse(ok(vec![Value::Int(1)])).unwrap().removed());
+        let names = Reply::parse(ok(vec![Value::Array(vec![bulk("b"), bulk("a")])])).unwrap().names();
+        assert_eq!(names, ["b", "a"]);
+    }
+
+    #[test]
+    fn other_answers_read_their_own_items() {
+        let done = |user: Value| Reply::parse(Value::Array(vec![bulk("done"), user])).unwrap();
+        assert_eq!(done(bulk("42")).deleted_user(), Some(42));
+        assert_eq!(done(Value::Nil).deleted_user(), None);
+        assert_eq!(Reply::parse(Value::Array(vec![bulk("toolarge"), Value::Int(99)])).unwrap().size(), 99);
+    }
 }

@@ -18,7 +18,7 @@ use crate::state::Lifetimes;
 
 /// The Redis backend of one engine.
 pub(crate) struct RedisStore {
-    // Declared first so it is dropped first, as before the connections it drives.
+    // Field order is drop order: the runtime shuts down before the connections it drives go.
     runtime: IoRuntime,
     core: Arc<Core>,
 }
