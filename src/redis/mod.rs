@@ -7,12 +7,14 @@
 //! - **Cluster.** A session's keys carry the hash tag `{gggg}`, the id's 14-bit slot group,
 //!   and login/logout draw the new id from the same group, so the rotation script (rename to
 //!   the new key, old key gone in the same step) touches one slot only. The per-user index
-//!   `draco:u:{uid}` lives in its own slot and is only ever changed by separate commands.
+//!   `draco:u:{uid}` lives in its own slot and is only ever changed by separate commands
+//!   (`index.rs`: added to before a login's rotation, stale entries skipped and removed).
 //! - **Update** runs the caller's closure exactly once: a script reads the value and takes a
 //!   short per-session lock (a key in the same slot, expiring by itself), the closure runs,
-//!   and a second script writes and releases it. Writes by others wait for the lock; reads
-//!   do not. `increment` is one script when the value is a plain integer, and the web layer's
-//!   increment on a request without a session creates it in that same script.
+//!   and a second script writes and releases it (`lock.rs` states the protocol and its
+//!   invariants). Writes by others wait for the lock; reads do not. `increment` is one script
+//!   when the value is a plain integer, and the web layer's increment on a request without a
+//!   session creates it in that same script.
 //! - **Live-sessions cap**: `create` compares `DBSIZE` (every key of the selected database:
 //!   sessions, update locks, one index per logged-in user) with `limits.max_sessions`, an
 //!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`). On one
@@ -24,7 +26,7 @@
 //!   per operation), every Redis error an `Unavailable` (HTTP 503). One-script operations are
 //!   polled on the caller's task (no hop to the store's threads), and on one server over TCP
 //!   a caller's current-thread runtime (each actix-web worker) gets its own connection,
-//!   driven on that runtime, so a request's commands never leave its thread (`store.rs`,
+//!   driven on that runtime, so a request's commands never leave its thread (`conn.rs`,
 //!   `Local`).
 //! - **Stats**: live sessions by `SCAN` of the database (one server) or `DBSIZE` summed over
 //!   the primaries (cluster, every key counted); `sweep` and `snapshot` answer 0.
@@ -32,9 +34,19 @@
 //!   (`backend.rs` is this backend's side of the engine's `Backend` seam).
 //! - **Time**: lifetimes are enforced by Redis's expiry, and backed up by the engine's clock
 //!   inside the scripts (a session past its expiry by that clock is gone too).
+//!
+//! Files: `store.rs` ([`RedisStore`] and its operations), `backend.rs` (its side of the
+//! engine's `Backend` seam), `conn.rs` (connections, the I/O
+//! runtime, time bounds, outage logging), `scripts.rs` and `lua/*.lua` (the scripts, and running
+//! one), `reply.rs` (a script's answer, typed), `lock.rs` (the update lock), `index.rs` (the
+//! per-user index), `keys.rs` (key and field names).
 
 mod backend;
+mod conn;
+mod index;
 mod keys;
+mod lock;
+mod reply;
 mod scripts;
 mod store;
 

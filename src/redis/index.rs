@@ -1,0 +1,86 @@
+//! The per-user index: `draco:u:{<userid>}`, the set of a user's session ids (each as
+//! `keys::session(..).member`), so that `logout_user` and `sessions_of` find them without
+//! scanning the database.
+//!
+//! It lives in its own Redis Cluster slot, so no session script touches it: it is changed by
+//! separate commands, ordered so that a failure in between leaves a stale entry (a session
+//! gone, rotated away or now another user's), never a logged-in session missing from it.
+//! Readers skip stale entries and remove them; removals are best effort. Each login refreshes
+//! its expiry to [`index_ttl_ms`](Core::index_ttl_ms).
+
+use redis::ToRedisArgs;
+
+use super::keys;
+use super::scripts;
+use super::store::Core;
+use crate::error::{Result, SessionError};
+use crate::message::SessionInfo;
+
+impl Core {
+    /// The longest session lifetime and a minute, counted from the user's latest login.
+    fn index_ttl_ms(&self) -> u64 {
+        self.lifetimes.persistent_ms.max(self.lifetimes.volatile_ms).saturating_add(60_000)
+    }
+
+    /// Adds `member` to `userid`'s index, before the rotation that logs it in.
+    pub(super) async fn index(&self, userid: u64, member: &str) -> Result<()> {
+        let user = keys::user(userid);
+        let mut pipe = redis::pipe();
+        pipe.sadd(&user, member).ignore().pexpire(&user, i64::try_from(self.index_ttl_ms()).unwrap_or(i64::MAX)).ignore();
+        self.link.query_pipeline(&pipe).await
+    }
+
+    /// Removes `members` (one or a list) from `userid`'s index. Failing does no harm, as
+    /// readers tolerate stale entries.
+    pub(super) async fn unindex(&self, userid: u64, members: impl ToRedisArgs) {
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(keys::user(userid)).arg(members);
+        if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
+            log::debug!("session index update skipped: {e}");
+        }
+    }
+
+    async fn members(&self, userid: u64) -> Result<Vec<String>> {
+        self.link.query(redis::cmd("SMEMBERS").arg(keys::user(userid))).await
+    }
+
+    pub(super) async fn logout_user(&self, userid: u64) -> Result<usize> {
+        let members = self.members(userid).await?;
+        let mut ended = 0;
+        for member in &members {
+            if let Some(id) = keys::of_member(member)
+                && self.destroy(&keys::session(&id), Some(userid)).await?
+            {
+                ended += 1;
+            }
+        }
+        if !members.is_empty() {
+            self.unindex(userid, &members).await;
+        }
+        Ok(ended)
+    }
+
+    pub(super) async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for member in self.members(userid).await? {
+            let Some(id) = keys::of_member(&member) else {
+                stale.push(member);
+                continue;
+            };
+            match self.exec(&scripts::INFO, &keys::session(&id), "", &[]).await {
+                Ok(r) => match r.info(id) {
+                    Ok(info) if info.userid == userid => live.push(info),
+                    _ => stale.push(member),
+                },
+                Err(SessionError::SessionGone) => stale.push(member),
+                Err(e) => return Err(e),
+            }
+        }
+        if !stale.is_empty() {
+            self.unindex(userid, &stale).await;
+        }
+        live.sort_by_key(|s| std::cmp::Reverse(s.last_access));
+        Ok(live)
+    }
+}

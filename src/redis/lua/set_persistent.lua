@@ -1,0 +1,12 @@
+-- SET_PERSISTENT: sets remember-me to ARGV[6] ("1" or "0"); only a logged-in session may have it.
+-- Answers "ok" and the metadata; {"gone"}, {"locked"}, {"notloggedin"}.
+if not load(true) then return {'gone'} end
+if busy() then return {'locked'} end
+if ARGV[6] == '1' and m[1] == '0' then
+  slide()
+  return {'notloggedin'}
+end
+m[2] = ARGV[6]
+redis.call('HSET', key, 'p', m[2])
+slide()
+return reply()

@@ -1,0 +1,262 @@
+//! A script's answer, typed: its [`Status`], parsed once, and named accessors for the items
+//! each script answers (layouts in the `lua/*.lua` opening comments).
+
+use redis::Value;
+
+use crate::clock::to_system_time;
+use crate::error::{Result, SessionError};
+use crate::id::SessionId;
+use crate::message::SessionInfo;
+
+/// The first item of every script's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Status {
+    /// The operation ran: the session's metadata follows, then the script's own items.
+    Ok,
+    /// `destroy.lua`, `unlock.lua`: ran, with no metadata.
+    Done,
+    /// The new key is taken (`create*.lua`, `rotate.lua`).
+    Exists,
+    /// Not done: the caller takes its general path (`create_counter.lua`, `increment.lua`).
+    Fallback,
+    /// No such live session.
+    Gone,
+    /// Remember-me asked of an anonymous session.
+    NotLoggedIn,
+    /// The live-sessions cap is reached.
+    Full,
+    /// A new key would pass the per-session cap.
+    TooMany,
+    /// The value would pass the size cap; its size follows.
+    TooLarge,
+    /// An update's lock expired or passed to another caller before its write.
+    Lost,
+    /// Another caller's update holds the session.
+    Locked,
+}
+
+impl Status {
+    fn parse(status: &str) -> Result<Self> {
+        Ok(match status {
+            "ok" => Self::Ok,
+            "done" => Self::Done,
+            "exists" => Self::Exists,
+            "fallback" => Self::Fallback,
+            "gone" => Self::Gone,
+            "notloggedin" => Self::NotLoggedIn,
+            "full" => Self::Full,
+            "toomany" => Self::TooMany,
+            "toolarge" => Self::TooLarge,
+            "lost" => Self::Lost,
+            "locked" => Self::Locked,
+            other => return Err(SessionError::internal(format_args!("unexpected Redis script status {other:?}"))),
+        })
+    }
+}
+
+// The "ok" answer, built by the prelude's `reply(...)`: {"ok", userid, persistent, created,
+// last_access, expires, previous_access, extra...}, times in ms.
+const USERID: usize = 1;
+const PERSISTENT: usize = 2;
+const CREATED: usize = 3;
+const LAST_ACCESS: usize = 4;
+const EXPIRES: usize = 5;
+/// `last_access` before this script's use of the session.
+const PREVIOUS_ACCESS: usize = 6;
+/// Where the script's own items begin.
+const EXTRA: usize = 7;
+
+/// `get.lua`, `lock_read.lua`: the field's value, nil when absent.
+const VALUE: usize = EXTRA;
+/// `remove.lua`: how many fields it deleted (0 or 1).
+const REMOVED: usize = EXTRA;
+/// `keys.lua`: the names, an array.
+const NAMES: usize = EXTRA;
+/// `increment.lua`: the new value, as text.
+const COUNTER: usize = EXTRA;
+/// `rotate.lua`: the user id before the rotation, as text.
+const PREVIOUS_USER: usize = EXTRA;
+/// `destroy.lua`: {"done", userid}, nil when it deleted nothing.
+const DELETED_USER: usize = 1;
+/// `increment.lua`: {"toolarge", size}.
+const SIZE: usize = 1;
+
+/// A script's answer.
+pub(super) struct Reply {
+    status: Status,
+    items: Vec<Value>,
+}
+
+/// The metadata items of an "ok" answer, kept after the rest of it is dropped.
+pub(super) struct Metadata(Vec<Value>);
+
+impl Reply {
+    /// Errors on anything but an array starting with a known status.
+    pub(super) fn parse(value: Value) -> Result<Self> {
+        let Value::Array(items) = value else {
+            return Err(SessionError::internal("unexpected reply from Redis (not an array)"));
+        };
+        let status = match items.first() {
+            Some(Value::BulkString(b)) => std::str::from_utf8(b).unwrap_or("?"),
+            Some(Value::SimpleString(s)) => s,
+            _ => "?",
+        };
+        Ok(Self { status: Status::parse(status)?, items })
+    }
+
+    pub(super) fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Of an "ok" answer.
+    pub(super) fn metadata(&self) -> Metadata {
+        Metadata(self.items[..EXTRA.min(self.items.len())].to_vec())
+    }
+
+    /// The metadata of an "ok" answer as the info of session `id`.
+    pub(super) fn info(&self, id: SessionId) -> Result<SessionInfo> {
+        info_at(&self.items, id, LAST_ACCESS)
+    }
+
+    /// The value read ([`VALUE`]); `None` when absent.
+    pub(super) fn value(&self) -> Option<Vec<u8>> {
+        bytes(&self.items, VALUE)
+    }
+
+    /// Whether the field was there ([`REMOVED`]).
+    pub(super) fn removed(&self) -> bool {
+        matches!(self.items.get(REMOVED), Some(Value::Int(1)))
+    }
+
+    /// The names listed ([`NAMES`]), in Redis's order.
+    pub(super) fn names(&self) -> Vec<String> {
+        match self.items.get(NAMES) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The counter's new value ([`COUNTER`]).
+    pub(super) fn counter(&self) -> Result<i64> {
+        let text = bytes(&self.items, COUNTER).unwrap_or_default();
+        std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| SessionError::internal("unexpected increment reply from Redis"))
+    }
+
+    /// The user before a login or logout ([`PREVIOUS_USER`]); 0 (anonymous) when unreadable.
+    pub(super) fn previous_user(&self) -> u64 {
+        text(&self.items, PREVIOUS_USER).and_then(|t| t.parse().ok()).unwrap_or(0)
+    }
+
+    /// Whose session was deleted ([`DELETED_USER`]): `None` when none was, else its user (0
+    /// when anonymous or unreadable).
+    pub(super) fn deleted_user(&self) -> Option<u64> {
+        text(&self.items, DELETED_USER).map(|t| t.parse().unwrap_or(0))
+    }
+
+    /// The size that passed the cap ([`SIZE`]).
+    pub(super) fn size(&self) -> usize {
+        match self.items.get(SIZE) {
+            Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+impl Metadata {
+    /// The info of session `id` as it was before the script's use of it: the previous last
+    /// access in place of the new one.
+    pub(super) fn info_before(&self, id: SessionId) -> Result<SessionInfo> {
+        info_at(&self.0, id, PREVIOUS_ACCESS)
+    }
+}
+
+fn bytes(items: &[Value], i: usize) -> Option<Vec<u8>> {
+    match items.get(i) {
+        Some(Value::BulkString(b)) => Some(b.clone()),
+        Some(Value::SimpleString(s)) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn text(items: &[Value], i: usize) -> Option<String> {
+    bytes(items, i).and_then(|b| String::from_utf8(b).ok())
+}
+
+fn info_at(items: &[Value], id: SessionId, access: usize) -> Result<SessionInfo> {
+    let bad = || SessionError::internal("malformed session metadata in Redis");
+    let userid = text(items, USERID).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let persistent = text(items, PERSISTENT).ok_or_else(bad)? == "1";
+    let ms = |i| match items.get(i) {
+        Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+        _ => Err(bad()),
+    };
+    Ok(SessionInfo {
+        id,
+        userid,
+        persistent,
+        created: to_system_time(ms(CREATED)?),
+        last_access: to_system_time(ms(access)?),
+        expires: to_system_time(ms(EXPIRES)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn ok(extra: Vec<Value>) -> Value {
+        let mut items = vec![bulk("ok"), bulk("42"), bulk("1"), Value::Int(1_000), Value::Int(3_000)];
+        items.extend([Value::Int(9_000), Value::Int(2_000)]);
+        items.extend(extra);
+        Value::Array(items)
+    }
+
+    #[test]
+    fn an_unknown_status_or_shape_is_an_internal_error() {
+        assert!(matches!(Reply::parse(Value::Array(vec![bulk("maybe")])), Err(SessionError::Internal)));
+        assert!(matches!(Reply::parse(Value::Array(vec![Value::Int(1)])), Err(SessionError::Internal)));
+        assert!(matches!(Reply::parse(bulk("ok")), Err(SessionError::Internal)));
+        let locked = Reply::parse(Value::Array(vec![Value::SimpleString("locked".into())])).unwrap();
+        assert_eq!(locked.status(), Status::Locked);
+    }
+
+    #[test]
+    fn an_ok_answer_reads_as_named_fields() {
+        let id = SessionId::from_parts([7; 16], [1; 8]);
+        let reply = Reply::parse(ok(vec![bulk("17")])).unwrap();
+        assert_eq!(reply.status(), Status::Ok);
+        let info = reply.info(id).unwrap();
+        assert_eq!((info.userid, info.persistent), (42, true));
+        assert_eq!(info.created, to_system_time(1_000));
+        assert_eq!(info.last_access, to_system_time(3_000));
+        assert_eq!(info.expires, to_system_time(9_000));
+        assert_eq!(reply.metadata().info_before(id).unwrap().last_access, to_system_time(2_000));
+        assert_eq!(reply.value().as_deref(), Some(&b"17"[..]));
+        assert_eq!(reply.counter().unwrap(), 17);
+        assert_eq!(reply.previous_user(), 17);
+        assert!(Reply::parse(ok(vec![Value::Int(1)])).unwrap().removed());
+        let names = Reply::parse(ok(vec![Value::Array(vec![bulk("b"), bulk("a")])])).unwrap().names();
+        assert_eq!(names, ["b", "a"]);
+    }
+
+    #[test]
+    fn other_answers_read_their_own_items() {
+        let done = |user: Value| Reply::parse(Value::Array(vec![bulk("done"), user])).unwrap();
+        assert_eq!(done(bulk("42")).deleted_user(), Some(42));
+        assert_eq!(done(Value::Nil).deleted_user(), None);
+        assert_eq!(Reply::parse(Value::Array(vec![bulk("toolarge"), Value::Int(99)])).unwrap().size(), 99);
+    }
+}
