@@ -38,7 +38,8 @@ pub(crate) struct Context {
 ///
 /// A robot (see [`RobotDetector`]) without a session still gets a `Session`, but
 /// [`is_available`](Self::is_available) is `false`, reads find nothing and writes fail with
-/// [`WebError::NoSession`] (a 403, never a 5xx). [`MaybeSession`](super::MaybeSession) is `None` instead.
+/// [`WebError::NoSession`] (a 403, never a 5xx). [`MaybeSession`](super::MaybeSession) is
+/// `None` instead.
 ///
 /// The handle is `Send`: it may be held across `.await` and moved into spawned work. The
 /// cookie is written when the response leaves, so a session first created by work that
@@ -117,7 +118,7 @@ impl Session {
 
     /// The request state. Never hold the guard across an `.await`.
     pub(super) fn state(&self) -> MutexGuard<'_, RequestState> {
-        // Every transition is a single assignment: a panic elsewhere cannot leave it half done.
+        // A panic while holding the guard cannot leave the state half-updated in a harmful way.
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
