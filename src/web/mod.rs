@@ -27,11 +27,18 @@
 //! # });
 //! ```
 
+mod access;
 pub(crate) mod cookie;
 mod error;
+mod extract;
+mod finish;
 mod middleware;
+mod namespace;
+mod request_state;
 mod session;
 
 pub use error::WebError;
+pub use extract::MaybeSession;
 pub use middleware::{SessionMiddleware, SessionService};
-pub use session::{MaybeSession, Namespace, Session};
+pub use namespace::Namespace;
+pub use session::Session;

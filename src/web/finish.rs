@@ -1,0 +1,58 @@
+//! After the handler: the `Set-Cookie` a response needs, from what its request did to the
+//! session ([`Ending`]), including the once-a-day refresh of a remember-me cookie. The
+//! [`SessionMiddleware`](super::SessionMiddleware) appends it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::HeaderValue;
+
+use super::cookie;
+use super::request_state::Ending;
+use super::session::Session;
+use crate::config::Config;
+use crate::message::SessionInfo;
+
+impl Session {
+    /// The `Set-Cookie` this response needs, if the cookie changed.
+    ///
+    /// An unchanged cookie is sent again only to refresh a persistent cookie's `Max-Age`, on
+    /// the session's first use in a UTC calendar day: the day of the engine's `last_access`
+    /// before this request differs from the day of this request's use. So a remember-me
+    /// cookie is renewed at most once a day and never lags its session by more than a day.
+    pub(crate) async fn finish(&self) -> Option<HeaderValue> {
+        let engine = self.engine();
+        let config = engine.config();
+        let ending = self.state().ending();
+        let (info, used, before) = match ending {
+            Ending::Keep => return None,
+            Ending::Remove => return Some(cookie::removal_cookie(&config.cookie)),
+            Ending::Set(info) => return Some(cookie_for(config, &info)),
+            Ending::Unchanged { info, used, before } => (info, used, before),
+        };
+        if !info.persistent && used {
+            return None;
+        }
+        // An operation of this request already used the session now: unless that made a new
+        // UTC day, nothing is due and there is no need to ask the engine.
+        if used && before.is_none_or(|b| utc_day(b) == utc_day(engine.now())) {
+            return None;
+        }
+        // Every request that looked at its session counts as a use of it.
+        let now = engine.touch(&info.id).await.ok()?;
+        let due = now.persistent && before.is_some_and(|b| utc_day(b) != utc_day(now.last_access));
+        due.then(|| cookie_for(config, &now))
+    }
+}
+
+fn cookie_for(config: &Config, info: &SessionInfo) -> HeaderValue {
+    let max_age = info.persistent.then(|| {
+        // Equal to `persistent_ttl`, unless an absolute cap ends the session sooner.
+        let left = info.expires.duration_since(info.last_access).unwrap_or_default();
+        left.min(config.session.persistent_ttl)
+    });
+    cookie::set_cookie(&config.cookie, &info.id, max_age)
+}
+
+fn utc_day(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400)
+}

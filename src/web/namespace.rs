@@ -1,0 +1,117 @@
+//! [`Namespace`]: one scope of a [`Session`], with the data operations on its keys. Each
+//! operation picks its way to the engine: a read never creates a session, a write may.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::WebError;
+use super::session::Session;
+
+/// One scope of a [`Session`] (Draco's `namespace(scope)`): the same operations, on keys
+/// independent of every other scope. Cheap to clone; `Send`.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    session: Session,
+    scope: String,
+}
+
+impl Namespace {
+    pub(super) fn new(session: Session, scope: &str) -> Self {
+        Self { session, scope: scope.to_owned() }
+    }
+
+    /// The scope's name.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// Reads `key` as a `T`; `None` when absent or without a session. Never creates a session.
+    ///
+    /// # Errors
+    /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
+    /// is not a `T`; `Unavailable` (503).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.get::<T>(&id, scope, key).await }).await?;
+        self.session.read(done)
+    }
+
+    /// Stores `value` under `key`, creating the session if needed.
+    ///
+    /// # Errors
+    /// [`WebError::NoSession`] (403) for a robot; `ValueTooLarge`/`TooManyKeys` (413);
+    /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
+    /// meanwhile; `Full`/`Unavailable` (503).
+    pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_session(|id| async move { engine.insert(&id, scope, key, value).await }).await?;
+        self.session.wrote(done)
+    }
+
+    /// Removes `key`; whether it was there. Never creates a session.
+    ///
+    /// # Errors
+    /// `InvalidName` (400); `Unavailable` (503).
+    pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.remove(&id, scope, key).await }).await?;
+        self.session.read(done)
+    }
+
+    /// Atomically replaces `key` with `f(current)` inside the engine, creating the session if
+    /// needed: concurrent requests never lose each other's updates. Answers the new value.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert); also `Codec` (500) when the stored value is not a `T` and
+    /// `Panicked` (500) when `f` panics (the session is unchanged).
+    pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, WebError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(Option<T>) -> T + Send + 'static,
+    {
+        // `f` runs once, so the lookup cannot be sent along with it: it comes first.
+        let s = &self.session;
+        let id = s.ensure().await?;
+        let result = s.engine().update(&id, &self.scope, key, f).await;
+        s.wrote((id, result))
+    }
+
+    /// Atomically adds `by` to the integer under `key` (absent counts as 0), creating the
+    /// session if needed; answers the new value.
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
+        // The engine's own increment: the same update on the memory backend, one script on
+        // Redis, which also creates a missing session in the same script.
+        let (s, engine, scope) = (&self.session, self.session.engine(), &self.scope);
+        let op = |id| async move { engine.increment(&id, scope, key, by).await };
+        if let Some(done) = s.on_live(op).await? {
+            return s.wrote(done);
+        }
+        if let Some(n) = s.create_counter(scope, key, by).await? {
+            return Ok(n);
+        }
+        s.wrote(s.on_session(op).await?)
+    }
+
+    /// The keys of this scope, sorted; empty without a session.
+    ///
+    /// # Errors
+    /// `InvalidName` (400); `Unavailable` (503).
+    pub async fn keys(&self) -> Result<Vec<String>, WebError> {
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.keys(&id, scope).await }).await?;
+        self.session.read(done)
+    }
+
+    /// Removes every key of this scope.
+    ///
+    /// # Errors
+    /// `InvalidName` (400); `Unavailable` (503).
+    pub async fn clear(&self) -> Result<(), WebError> {
+        let (engine, scope) = (self.session.engine(), &self.scope);
+        let done = self.session.on_live(|id| async move { engine.clear(&id, Some(scope)).await }).await?;
+        self.session.read(done)
+    }
+}
