@@ -26,7 +26,10 @@ impl Core {
     pub(super) async fn index(&self, userid: u64, member: &str) -> Result<()> {
         let user = keys::user(userid);
         let mut pipe = redis::pipe();
-        pipe.sadd(&user, member).ignore().pexpire(&user, i64::try_from(self.index_ttl_ms()).unwrap_or(i64::MAX)).ignore();
+        pipe.sadd(&user, member)
+            .ignore()
+            .pexpire(&user, i64::try_from(self.index_ttl_ms()).unwrap_or(i64::MAX))
+            .ignore();
         self.link.query_pipeline(&pipe).await
     }
 

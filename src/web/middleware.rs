@@ -12,7 +12,6 @@ use futures_util::future::LocalBoxFuture;
 use super::session::{Context, Session};
 use crate::engine::SessionEngine;
 use crate::error::ConfigError;
-use crate::robot::RobotDetector;
 
 /// Gives every request a [`Session`](super::Session) and writes the session cookie back.
 ///
@@ -54,25 +53,20 @@ pub struct SessionMiddleware {
 }
 
 impl SessionMiddleware {
-    /// The middleware for `engine`, with its cookie and robot settings.
-    ///
-    /// # Panics
-    /// When a `[robots]` pattern of the engine's config does not compile; use
-    /// [`try_new`](Self::try_new) to handle that as an error.
+    /// The middleware for `engine`, with its cookie and robot settings. The robot detector is
+    /// the engine's, built once when the engine started, so middlewares are cheap to make.
     pub fn new(engine: SessionEngine) -> Self {
-        match Self::try_new(engine) {
-            Ok(m) => m,
-            Err(e) => panic!("SessionMiddleware: {e}"),
-        }
+        let robots = engine.robots().clone();
+        Self { ctx: Arc::new(Context { engine, robots }) }
     }
 
-    /// The middleware for `engine`; builds the robot detector once, here.
+    /// [`new`](Self::new). The engine checks its `[robots]` patterns when it starts, so this
+    /// no longer fails; it stays for code written when the middleware compiled them.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] naming a `[robots]` pattern that does not compile.
+    /// None: the `Result` is kept for compatibility.
     pub fn try_new(engine: SessionEngine) -> Result<Self, ConfigError> {
-        let robots = RobotDetector::from_config(&engine.config().robots)?;
-        Ok(Self { ctx: Arc::new(Context { engine, robots }) })
+        Ok(Self::new(engine))
     }
 
     /// The engine sessions live in.
