@@ -50,9 +50,7 @@
 //!
 //! Everything else (the shard, its worker actor and supervisor, the Redis store, the snapshot
 //! format) is internal. How the layers fit together, one request's path and the invariants
-//! the code keeps are in
-//! [ARCHITECTURE.md](https://github.com/draco-session/draco-session/blob/main/ARCHITECTURE.md)
-//! (in the repository: `ARCHITECTURE.md`).
+//! the code keeps are in [`architecture`] (`ARCHITECTURE.md` in the repository).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -87,6 +85,10 @@ pub use message::*;
 pub use robot::{RobotDetector, RobotsConfig};
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN};
 pub use web::{MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError};
+
+/// The crate's design: `ARCHITECTURE.md`, rendered here so it ships with the docs.
+#[doc = include_str!("../ARCHITECTURE.md")]
+pub mod architecture {}
 
 /// The README's examples are compiled and run as doctests.
 #[cfg(doctest)]
