@@ -16,6 +16,7 @@ pub const SECRET_ENV: &str = "DRACO_SESSION_SECRET";
 /// The whole configuration. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Config {
     /// `[session]`: lifetimes, shards, id secret.
     pub session: SessionConfig,
@@ -32,6 +33,7 @@ pub struct Config {
 /// `[session]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// Idle lifetime of a volatile session. Defaults to `"2h"`.
     #[serde(deserialize_with = "duration")]
@@ -92,6 +94,7 @@ pub enum SameSite {
 /// `[cookie]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct CookieConfig {
     /// Cookie name. Defaults to `"sid"`.
     pub name: String,
@@ -114,6 +117,7 @@ impl Default for CookieConfig {
 /// `[storage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct StorageConfig {
     /// Data directory (secret key, snapshots); created when missing. Defaults to `"data"`.
     pub dir: PathBuf,
@@ -161,6 +165,7 @@ pub enum StorageBackend {
 /// `[limits]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct LimitsConfig {
     /// Largest encoded value, in bytes. Defaults to `65536` (64 KiB).
     pub max_value_bytes: usize,
@@ -227,46 +232,67 @@ impl Config {
     /// [`validate`](Self::validate) but for the `[robots]` patterns, which the engine checks by
     /// compiling them once, into the detector it keeps.
     pub(crate) fn validate_settings(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad =
-            |key: &'static str, message: String| Err(ConfigError::Invalid { origin: origin.to_owned(), key, message });
-        let s = &self.session;
+        let checks = [self.session.check(), self.cookie.check(), self.storage.check(), self.limits.check()];
+        match checks.into_iter().find_map(Result::err) {
+            Some((key, message)) => Err(ConfigError::Invalid { origin: origin.to_owned(), key, message }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A rejected value: its dotted key, and why.
+type Invalid = (&'static str, String);
+
+fn bad(key: &'static str, message: impl Into<String>) -> Result<(), Invalid> {
+    Err((key, message.into()))
+}
+
+impl SessionConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        let s = self;
         if s.volatile_ttl.is_zero() || s.volatile_ttl > MAX_TTL {
-            return bad("session.volatile_ttl", "must be between 1s and 10 years".into());
+            return bad("session.volatile_ttl", "must be between 1s and 10 years");
         }
         if s.persistent_ttl.is_zero() || s.persistent_ttl > MAX_TTL {
-            return bad("session.persistent_ttl", "must be between 1s and 10 years".into());
+            return bad("session.persistent_ttl", "must be between 1s and 10 years");
         }
         if s.persistent_ttl < s.volatile_ttl {
             return bad(
                 "session.persistent_ttl",
-                "must not be shorter than session.volatile_ttl (remember-me would forget sooner)".into(),
+                "must not be shorter than session.volatile_ttl (remember-me would forget sooner)",
             );
         }
         if s.absolute_ttl > MAX_TTL {
-            return bad("session.absolute_ttl", "must be at most 10 years (0s = none)".into());
+            return bad("session.absolute_ttl", "must be at most 10 years (0s = none)");
         }
         if s.shards > 1024 {
             return bad("session.shards", format!("is {}, at most 1024", s.shards));
         }
         if s.sweep_interval < Duration::from_millis(10) {
-            return bad("session.sweep_interval", "must be at least 10ms".into());
+            return bad("session.sweep_interval", "must be at least 10ms");
         }
         if let Some(secret) = &s.secret
             && secret.len() < 32
         {
-            return bad("session.secret", "must be at least 32 bytes".into());
+            return bad("session.secret", "must be at least 32 bytes");
         }
         if s.previous_secrets.iter().any(|p| p.len() < 32) {
-            return bad("session.previous_secrets", "every entry must be at least 32 bytes".into());
+            return bad("session.previous_secrets", "every entry must be at least 32 bytes");
         }
-        let c = &self.cookie;
+        Ok(())
+    }
+}
+
+impl CookieConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        let c = self;
         let token_ok =
             |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token_ok(&c.name) {
             return bad("cookie.name", format!("{:?} is not a valid cookie name", c.name));
         }
         if c.same_site == SameSite::None && !c.secure {
-            return bad("cookie.same_site", "\"none\" requires cookie.secure = true".into());
+            return bad("cookie.same_site", "\"none\" requires cookie.secure = true");
         }
         if !c.path.starts_with('/') || c.path.contains([';', ',']) {
             return bad("cookie.path", format!("{:?} must start with / and hold no ; or ,", c.path));
@@ -276,45 +302,56 @@ impl Config {
         {
             return bad("cookie.domain", format!("{d:?} is not a valid domain"));
         }
-        if self.storage.dir.as_os_str().is_empty() {
-            return bad("storage.dir", "must not be empty".into());
+        Ok(())
+    }
+}
+
+impl StorageConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        if self.dir.as_os_str().is_empty() {
+            return bad("storage.dir", "must not be empty");
         }
-        if self.storage.snapshot_interval < Duration::from_millis(100) {
-            return bad("storage.snapshot_interval", "must be at least 100ms".into());
+        if self.snapshot_interval < Duration::from_millis(100) {
+            return bad("storage.snapshot_interval", "must be at least 100ms");
         }
-        if self.storage.backend == StorageBackend::Redis {
-            if !cfg!(feature = "redis") {
-                return bad(
-                    "storage.backend",
-                    "is \"redis\" but draco-session was built without its `redis` cargo feature: \
-                     enable the feature, or use backend = \"memory\""
-                        .into(),
-                );
+        if self.backend != StorageBackend::Redis {
+            return Ok(());
+        }
+        if !cfg!(feature = "redis") {
+            return bad(
+                "storage.backend",
+                "is \"redis\" but draco-session was built without its `redis` cargo feature: \
+                 enable the feature, or use backend = \"memory\"",
+            );
+        }
+        let urls: Vec<&str> = if self.redis_cluster {
+            self.redis_url.split(',').map(str::trim).collect()
+        } else {
+            vec![self.redis_url.as_str()]
+        };
+        for url in urls {
+            if !(url.starts_with("redis://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
+                return bad("storage.redis_url", format!("{url:?} must start with redis:// (or redis+unix://)"));
             }
-            let urls: Vec<&str> = if self.storage.redis_cluster {
-                self.storage.redis_url.split(',').map(str::trim).collect()
-            } else {
-                vec![self.storage.redis_url.as_str()]
-            };
-            for url in urls {
-                if !(url.starts_with("redis://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
-                    return bad("storage.redis_url", format!("{url:?} must start with redis:// (or redis+unix://)"));
-                }
-                #[cfg(feature = "redis")]
-                if let Err(e) = redis::Client::open(url) {
-                    return bad("storage.redis_url", format!("{url:?} is not a valid Redis URL: {e}"));
-                }
+            #[cfg(feature = "redis")]
+            if let Err(e) = redis::Client::open(url) {
+                return bad("storage.redis_url", format!("{url:?} is not a valid Redis URL: {e}"));
             }
         }
-        let l = &self.limits;
-        if l.max_value_bytes == 0 || l.max_value_bytes > 64 << 20 {
-            return bad("limits.max_value_bytes", "must be between 1 and 67108864".into());
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        if self.max_value_bytes == 0 || self.max_value_bytes > 64 << 20 {
+            return bad("limits.max_value_bytes", "must be between 1 and 67108864");
         }
-        if l.max_keys == 0 {
-            return bad("limits.max_keys", "must be at least 1".into());
+        if self.max_keys == 0 {
+            return bad("limits.max_keys", "must be at least 1");
         }
-        if l.max_sessions == 0 {
-            return bad("limits.max_sessions", "must be at least 1".into());
+        if self.max_sessions == 0 {
+            return bad("limits.max_sessions", "must be at least 1");
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::id::SessionId;
 
 /// What the engine knows about one session besides its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// The session's current id (after `login`/`logout`, the new one).
     pub id: SessionId,
@@ -132,6 +133,7 @@ pub struct Sweep;
 
 /// Counters of one shard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShardStats {
     /// Live sessions.
     pub sessions: usize,
@@ -151,6 +153,7 @@ pub struct ShardStats {
 
 /// Counters of the whole engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EngineStats {
     /// Live sessions over all shards.
     pub sessions: usize,

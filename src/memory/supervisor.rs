@@ -10,6 +10,9 @@ use actix::{
 };
 use futures_util::future::join_all;
 
+use tokio::sync::oneshot;
+
+use super::snapshot_run::SnapshotResult;
 use super::worker::{FinalSnapshot, SnapshotNow, Worker};
 use super::{Placement, Shared};
 use crate::error::{Result, SessionError, Unavailable};
@@ -156,75 +159,93 @@ impl Handler<WorkerDown> for Supervisor {
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
 
+/// How the shards' final snapshots went.
+#[derive(Debug, Default)]
+struct Finals {
+    /// Shard files written, and the sessions in them.
+    written: usize,
+    sessions: u64,
+    /// Shards with nothing to write.
+    unchanged: usize,
+    failed: usize,
+    /// Workers the actix system stopped first: they wrote their snapshot as they were dropped.
+    with_thread: usize,
+}
+
+impl Finals {
+    fn log(&self, started: Instant) {
+        let Self { written, sessions, unchanged, failed, with_thread } = self;
+        let ms = started.elapsed().as_millis();
+        if *failed == 0 {
+            log::info!(
+                "final snapshot durable: {sessions} sessions in {written} shard files, {unchanged} shards \
+                 unchanged, {with_thread} saved as the actix system stopped them, {ms} ms"
+            );
+        } else {
+            log::error!(
+                "final snapshot incomplete: {failed} shards failed; {sessions} sessions in {written} shard files durable, {ms} ms"
+            );
+        }
+    }
+}
+
+/// Waits for every worker's final snapshot, then stops the worker threads and waits for them to
+/// end: a worker dropped with its thread finishes its final snapshot first.
+async fn final_snapshots<F>(requests: Vec<F>, arbiters: Vec<Arbiter>) -> Finals
+where
+    F: Future<Output = std::result::Result<Option<oneshot::Receiver<SnapshotResult>>, actix::MailboxError>>,
+{
+    let mut finals = Finals::default();
+    for (shard, answer) in join_all(requests).await.into_iter().enumerate() {
+        let outcome = match answer {
+            Ok(Some(durable)) => durable.await.unwrap_or_else(|_| Err("the snapshot writer thread is gone".into())),
+            Ok(None) => Ok(None),
+            // Stopped with its arbiter (the actix system is stopping): the worker writes its
+            // final snapshot as it is dropped; joining the threads below waits for that.
+            Err(_) => {
+                finals.with_thread += 1;
+                continue;
+            }
+        };
+        match outcome {
+            Ok(Some(n)) => {
+                finals.written += 1;
+                finals.sessions += n;
+            }
+            Ok(None) => finals.unchanged += 1,
+            Err(e) => {
+                finals.failed += 1;
+                log::error!("shard {shard}: final snapshot failed: {e}");
+            }
+        }
+    }
+    let (joined, threads_done) = oneshot::channel();
+    let joiner = std::thread::Builder::new().name("draco-shutdown".into()).spawn(move || {
+        for arbiter in arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+        let _ = joined.send(());
+    });
+    if joiner.is_ok() {
+        let _ = threads_done.await;
+    }
+    finals
+}
+
 impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.stopping = true;
         let started = Instant::now();
-        let persist = self.shared.snapshots.is_some();
         let requests: Vec<_> = self.router.all().into_iter().map(|a| a.send(FinalSnapshot)).collect();
-        let arbiters = std::mem::take(&mut self.arbiters);
-        let finals = async move {
-            let (mut written, mut sessions, mut unchanged, mut failed, mut with_thread) = (0, 0, 0, 0, 0);
-            for (shard, answer) in join_all(requests).await.into_iter().enumerate() {
-                let outcome = match answer {
-                    Ok(Some(durable)) => {
-                        durable.await.unwrap_or_else(|_| Err("the snapshot writer thread is gone".into()))
-                    }
-                    Ok(None) => Ok(None),
-                    // Stopped with its arbiter (the actix system is stopping): the worker
-                    // writes its final snapshot as it is dropped; joining the threads below
-                    // waits for that.
-                    Err(_) => {
-                        with_thread += 1;
-                        continue;
-                    }
-                };
-                match outcome {
-                    Ok(Some(n)) => {
-                        written += 1;
-                        sessions += n;
-                    }
-                    Ok(None) => unchanged += 1,
-                    Err(e) => {
-                        failed += 1;
-                        log::error!("shard {shard}: final snapshot failed: {e}");
-                    }
-                }
-            }
-            // Stop the worker threads and wait for them to end: a worker dropped with its
-            // thread finishes its final snapshot first.
-            let (joined, threads_done) = tokio::sync::oneshot::channel();
-            let joiner = std::thread::Builder::new().name("draco-shutdown".into()).spawn(move || {
-                for arbiter in arbiters {
-                    arbiter.stop();
-                    let _ = arbiter.join();
-                }
-                let _ = joined.send(());
-            });
-            if joiner.is_ok() {
-                let _ = threads_done.await;
-            }
-            (written, sessions, unchanged, failed, with_thread)
-        };
-        Box::pin(finals.into_actor(self).map(move |(written, sessions, unchanged, failed, with_thread), supervisor, ctx| {
+        let finals = final_snapshots(requests, std::mem::take(&mut self.arbiters));
+        Box::pin(finals.into_actor(self).map(move |finals, supervisor, ctx| {
             if let Some(snapshots) = &supervisor.shared.snapshots {
                 // Every final write is done: the writer thread can end.
                 snapshots.stop();
-            }
-            if persist {
-                let ms = started.elapsed().as_millis();
-                if failed == 0 {
-                    log::info!(
-                        "final snapshot durable: {sessions} sessions in {written} shard files, {unchanged} shards \
-                         unchanged, {with_thread} saved as the actix system stopped them, {ms} ms"
-                    );
-                } else {
-                    log::error!(
-                        "final snapshot incomplete: {failed} shards failed; {sessions} sessions in {written} shard files durable, {ms} ms"
-                    );
-                }
+                finals.log(started);
             }
             actix::ActorContext::stop(ctx);
         }))

@@ -43,6 +43,7 @@ const PATTERN_MAX_LEN: usize = 4096;
 /// `[robots]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct RobotsConfig {
     /// Refuse sessions to robots at all. Defaults to `true`.
     pub detect: bool,
@@ -104,16 +105,15 @@ impl RobotDetector {
     /// use draco_session::RobotDetector;
     /// use draco_session::RobotsConfig;
     ///
-    /// let config = RobotsConfig {
-    ///     extra: vec!["^acme-probe".into()],
-    ///     allow: vec![r"\bOurAppBot/".into()],
-    ///     ..RobotsConfig::default()
-    /// };
+    /// let mut config = RobotsConfig::default();
+    /// config.extra = vec!["^acme-probe".into()];
+    /// config.allow = vec![r"\bOurAppBot/".into()];
     /// let robots = RobotDetector::from_config(&config).unwrap();
     /// assert!(robots.is_robot(Some(b"ACME-Probe (Windows NT 10.0; Win64; x64)")));
     /// assert!(!robots.is_robot(Some(b"OurAppBot/2.0")));
     ///
-    /// let bad = RobotsConfig { extra: vec!["(unclosed".into()], ..RobotsConfig::default() };
+    /// let mut bad = RobotsConfig::default();
+    /// bad.extra = vec!["(unclosed".into()];
     /// let err = RobotDetector::from_config(&bad).unwrap_err().to_string();
     /// assert!(err.contains("robots.extra") && err.contains("(unclosed"), "{err}");
     /// ```

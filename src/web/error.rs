@@ -119,4 +119,25 @@ mod tests {
         assert_eq!(body(WebError::NoSession).0, 403);
         assert_eq!(body(WebError::MissingMiddleware).0, 500);
     }
+
+    #[test]
+    fn every_unavailable_reason_is_a_503_and_an_internal_error_a_500() {
+        use crate::error::Unavailable;
+        let reasons = [
+            Unavailable::EngineStopped,
+            Unavailable::ShardRestarting { shard: 3 },
+            Unavailable::Busy { what: "the shard" },
+            Unavailable::BackendUnreachable { message: "refused".into() },
+            Unavailable::BackendTimeout { after: std::time::Duration::from_secs(1) },
+            Unavailable::Storage { message: "disk full".into() },
+        ];
+        for reason in reasons {
+            let text = SessionError::from(reason.clone()).to_string();
+            assert!(text.starts_with("session engine unavailable: "), "{text}");
+            assert_eq!(body(WebError::Engine(reason.into())).0, 503);
+        }
+        let (s, b) = body(WebError::Engine(SessionError::internal("an invariant broke: hunter2")));
+        assert_eq!(s, 500);
+        assert!(!b.contains("hunter2"), "{b}");
+    }
 }
