@@ -99,22 +99,23 @@ impl EngineBuilder {
     /// As [`start`](Self::start); [`StartError::Backend`] naming the URL when Redis cannot be
     /// reached; an invalid config naming `storage.backend` when the `redis` cargo feature is
     /// not compiled in.
-    pub async fn start_async(mut self) -> Result<SessionEngine, StartError> {
+    pub async fn start_async(self) -> Result<SessionEngine, StartError> {
         #[cfg(feature = "redis")]
         if self.config.storage.backend == StorageBackend::Redis {
-            let robots = self.validate()?;
-            let keyring = self.take_keyring()?;
-            let c = &self.config;
+            let mut this = self;
+            let robots = this.validate()?;
+            let keyring = this.take_keyring()?;
+            let c = &this.config;
             let store = crate::redis::RedisStore::connect(
                 &c.storage.redis_url,
                 c.storage.redis_cluster,
                 keyring.clone(),
-                self.clock.clone(),
+                this.clock.clone(),
                 crate::state::Lifetimes::from_config(&c.session),
                 c.limits.clone(),
             )
             .await?;
-            return Ok(self.engine(robots, keyring, Store::Redis(store)));
+            return Ok(this.engine(robots, keyring, Store::Redis(store)));
         }
         self.start()
     }

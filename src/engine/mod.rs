@@ -252,14 +252,7 @@ impl SessionEngine {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(Option<T>) -> T + Send + 'static,
     {
-        let step: UpdateFn = Box::new(move |current| {
-            let current = current.map(decode::<T>).transpose()?;
-            encode(&f(current)).map(Some)
-        });
-        match self.update_raw(id, scope, key, step).await? {
-            Some(new) => decode(&new),
-            None => Err(SessionError::internal("an update step that stores a value answered none")),
-        }
+        decode_updated(self.update_raw(id, scope, key, update_step(f)).await?)
     }
 
     /// [`update`](Self::update) on JSON encodings: the [`Update`] message.
@@ -285,7 +278,9 @@ impl SessionEngine {
         if let Some(n) = self.backend().increment(*id, scope, key, by).await? {
             return Ok(n);
         }
-        self.update(id, scope, key, move |n: Option<i64>| n.unwrap_or(0).saturating_add(by)).await
+        // Names and id are checked: the generic update, straight to the backend.
+        let step = update_step(move |n: Option<i64>| n.unwrap_or(0).saturating_add(by));
+        decode_updated(self.backend().update(*id, scope, key, step).await?)
     }
 
     /// A new session whose counter `scope`/`key` is `increment`ed once by `by`, in one step
@@ -303,14 +298,14 @@ impl SessionEngine {
     /// waiting (one wake-up of the shard), Redis reads the metadata from `op`'s own reply.
     /// `op` must change nothing but data and the last access (no rotation, `destroy` or
     /// persistence change): on Redis the metadata comes from `op`'s reply, after `op`.
+    ///
+    /// `id` must be one the middleware verified (it verifies every cookie id); `op` verifies
+    /// its own.
     pub(crate) async fn looked_up<R>(
         &self,
         id: &SessionId,
         op: impl Future<Output = Result<R>>,
     ) -> (Result<SessionInfo>, Result<R>) {
-        if let Err(e) = self.verify(id) {
-            return (Err(e.clone()), Err(e));
-        }
         self.backend().looked_up(*id, op).await
     }
 
@@ -442,6 +437,26 @@ impl SessionEngine {
 fn names(scope: &str, key: &str) -> Result<()> {
     check_name("scope", scope)?;
     check_name("key", key)
+}
+
+/// The step an `update` runs inside the backend: decode, apply `f`, encode.
+fn update_step<T, F>(f: F) -> UpdateFn
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(Option<T>) -> T + Send + 'static,
+{
+    Box::new(move |current| {
+        let current = current.map(decode::<T>).transpose()?;
+        encode(&f(current)).map(Some)
+    })
+}
+
+/// The value an `update` stored, decoded.
+fn decode_updated<T: DeserializeOwned>(stored: Option<Vec<u8>>) -> Result<T> {
+    match stored {
+        Some(new) => decode(&new),
+        None => Err(SessionError::internal("an update step that stores a value answered none")),
+    }
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
