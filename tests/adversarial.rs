@@ -1,7 +1,7 @@
 //! Hostile clients against the remember-me demo's own routes (in process, through actix-web's
-//! test service; `examples/remember_me/app.rs` is included as in tests/http.rs): forged ids at
-//! a high rate, thousands of distinct robot User-Agents, huge cookies, thousands of cookies in
-//! one header, and a session-creation flood against a small `limits.max_sessions`.
+//! test service; `examples/remember_me/app.rs` is included as in tests/support/http.rs): forged
+//! ids at a high rate, thousands of distinct robot User-Agents, huge cookies, thousands of
+//! cookies in one header, and a session-creation flood against a small `limits.max_sessions`.
 //!
 //! Each attack is bounded in count and time. After each one the server still answers,
 //! a legitimate session made before the attack still works, and the engine holds no more

@@ -1,0 +1,57 @@
+//! The per-user index through the engine API: `logout_user` ends a user's sessions on every
+//! shard and nobody else's, and `sessions_of` lists a user's live sessions with their info,
+//! most recently used first. Each test runs on memory, Redis and Redis Cluster (see
+//! `support/engine.rs`).
+
+#[macro_use]
+#[path = "support/engine.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use draco_session::SessionError;
+
+use support::*;
+
+async fn logout_user_ends_the_users_sessions_on_every_shard(b: Backend) {
+    let shards = 4;
+    let e = b.engine(shards).await;
+    let mut mine = Vec::new();
+    let mut covered = HashSet::new();
+    while covered.len() < shards || mine.len() < 8 {
+        let s = e.create().await.unwrap().id;
+        let logged = e.login(&s, 77).await.unwrap().id;
+        covered.insert(logged.shard(shards));
+        mine.push(logged);
+    }
+    let other = e.login(&e.create().await.unwrap().id, 78).await.unwrap().id;
+    let anonymous = e.create().await.unwrap().id;
+    assert_eq!(e.sessions_of(77).await.unwrap().len(), mine.len());
+    assert_eq!(e.logout_user(77).await.unwrap(), mine.len());
+    for s in &mine {
+        assert_eq!(e.info(s).await, Err(SessionError::SessionGone));
+    }
+    assert!(e.sessions_of(77).await.unwrap().is_empty());
+    assert_eq!(e.info(&other).await.unwrap().userid, 78);
+    assert!(e.info(&anonymous).await.is_ok());
+    assert_eq!(e.logout_user(77).await.unwrap(), 0);
+}
+
+async fn sessions_of_lists_live_sessions_with_their_info(b: Backend) {
+    let (e, clock) = b.engine_with_clock(config(3)).await;
+    let a = e.login(&e.create().await.unwrap().id, 11).await.unwrap().id;
+    clock.advance(Duration::from_secs(10));
+    let b = e.login(&e.create().await.unwrap().id, 11).await.unwrap().id;
+    e.set_persistent(&b, true).await.unwrap();
+    let list = e.sessions_of(11).await.unwrap();
+    assert_eq!(list.iter().map(|s| s.id).collect::<Vec<_>>(), [b, a], "most recently used first");
+    assert!(list[0].persistent && !list[1].persistent);
+    assert!(list.iter().all(|s| s.userid == 11));
+    clock.advance(3 * HOUR);
+    assert_eq!(e.sessions_of(11).await.unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), [b]);
+}
+
+both!(logout_user_ends_the_users_sessions_on_every_shard, sessions_of_lists_live_sessions_with_their_info);
+
+cluster!(logout_user_ends_the_users_sessions_on_every_shard, sessions_of_lists_live_sessions_with_their_info);

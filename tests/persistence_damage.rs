@@ -1,0 +1,102 @@
+//! Damaged or unusable storage at start: a damaged snapshot (header, body, tail or whole file)
+//! is set aside and the previous generation loads, only damaged generations start empty and
+//! say so, and a data directory that cannot be written is a start error.
+
+#[path = "support/persistence.rs"]
+mod support;
+
+use std::path::Path;
+
+use draco_session::{ManualClock, SessionEngine, SessionError, SessionId, StartError};
+use serde_json::Value;
+
+use support::*;
+
+/// Damages the newest generation of every shard file with `damage`.
+fn damage_newest(dir: &Path, damage: impl Fn(&mut Vec<u8>)) -> Vec<String> {
+    let mut newest: std::collections::BTreeMap<String, String> = Default::default();
+    for name in snap_files(dir) {
+        newest.insert(name[..name.find('.').unwrap()].to_owned(), name);
+    }
+    for name in newest.values() {
+        let path = snapshot_dir(dir).join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
+    }
+    newest.into_values().collect()
+}
+
+#[actix_rt::test]
+async fn a_damaged_snapshot_is_set_aside_and_the_previous_generation_loads() {
+    type Damage = fn(&mut Vec<u8>);
+    let kinds: [(&str, Damage); 4] = [
+        ("header", |b| b[20] ^= 0x40),
+        ("body", |b| {
+            let middle = 72 + (b.len() - 72) / 2;
+            b[middle] ^= 0x01;
+        }),
+        ("tail", |b| b.truncate(b.len() - 7)),
+        ("whole file", |b| b.truncate(30)),
+    ];
+    for (kind, damage) in kinds {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let a = start(dir.path(), 2, &clock);
+        let mut first = populate(&a, 20).await;
+        assert_eq!(a.snapshot().await.unwrap(), 20);
+        // The second generation changes every session, and adds one.
+        for e in &first {
+            a.insert(&e.id.parse().unwrap(), "cart", "items", &"second").await.unwrap();
+        }
+        let added = a.create().await.unwrap().id;
+        a.insert(&added, "a", "b", &1).await.unwrap();
+        a.shutdown().await;
+        let damaged = damage_newest(dir.path(), damage);
+
+        let b = start(dir.path(), 2, &clock);
+        check(&b, &first).await;
+        assert_eq!(b.info(&added).await, Err(SessionError::SessionGone), "{kind}");
+        let names = files(dir.path());
+        for name in &damaged {
+            assert!(names.contains(&format!("{name}.corrupt")), "{kind}: {names:?}");
+            assert!(!names.contains(name), "{kind}: {names:?}");
+        }
+        // The engine goes on: new changes are written and read back.
+        let id: SessionId = first[0].id.parse().unwrap();
+        b.insert(&id, "cart", "items", &"third").await.unwrap();
+        first[0].values[1].2 = Value::from("third");
+        b.shutdown().await;
+        let c = start(dir.path(), 2, &clock);
+        check(&c, &first).await;
+        c.shutdown().await;
+    }
+}
+
+#[actix_rt::test]
+async fn only_damaged_generations_start_empty_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let a = start(dir.path(), 1, &clock);
+    populate(&a, 3).await;
+    a.shutdown().await;
+    damage_newest(dir.path(), |b| b[100] ^= 1);
+    // One generation only, damaged: the engine starts (empty), the file is kept aside.
+    let b = start(dir.path(), 1, &clock);
+    assert_eq!(b.stats().await.unwrap().sessions, 0);
+    assert_eq!(files(dir.path()).len(), 1);
+    assert!(files(dir.path())[0].ends_with(".snap.corrupt"));
+    b.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_data_dir_that_cannot_be_written_is_a_start_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let mut c = config(&file.join("data"), 1);
+    c.session.secret = Some(SECRET.into());
+    let err = SessionEngine::start(c).unwrap_err();
+    assert!(matches!(err, StartError::Storage { .. }), "{err}");
+    assert!(err.to_string().contains("storage.dir"), "{err}");
+}

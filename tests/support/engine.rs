@@ -1,0 +1,139 @@
+//! What the `engine_*` tests share: one behaviour suite for every backend. Each test file
+//! writes its tests as `async fn name(b: Backend)` and lists them in `both!` (memory and
+//! Redis: `memory::name`, `redis::name`) and, unless a test counts every session of the store,
+//! in `cluster!` (`redis_cluster::name`, a three-node Redis Cluster whose database 0 is shared
+//! by every test of the binary).
+//!
+//! Redis needs the `redis` cargo feature and a `redis-server` on PATH, started once per test
+//! binary with one database per test; the cluster is also started once per test binary, on
+//! first use. The `ManualClock` drives expiry for Redis too, because the scripts check expiry
+//! by the engine's clock as well as Redis's own.
+//!
+//! Included by each `tests/engine_*.rs` as `#[macro_use] #[path = "support/engine.rs"] mod
+//! support;` followed by `use support::*;`.
+
+// Each engine_* test binary uses its own subset of these helpers.
+#![allow(dead_code)]
+
+#[cfg(feature = "redis")]
+#[path = "redis_server.rs"]
+pub mod redis_server;
+
+use std::time::Duration;
+
+use draco_session::{Config, ManualClock, SessionEngine};
+
+pub const HOUR: Duration = Duration::from_secs(3600);
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+pub fn config(shards: usize) -> Config {
+    let mut c = Config::default();
+    c.session.secret = Some("engine test secret, at least 32 bytes long".into());
+    c.session.shards = shards;
+    c.storage.persist = false;
+    c.storage.dir = std::env::temp_dir().join("draco-session-engine-tests");
+    c
+}
+
+/// The backend a behaviour test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis,
+    /// A three-node Redis Cluster, database 0 shared by every test of this binary.
+    #[cfg(feature = "redis")]
+    RedisCluster,
+}
+
+impl Backend {
+    pub fn is_memory(self) -> bool {
+        self == Backend::Memory
+    }
+
+    /// Whether the engine alone uses its store, so store-wide counts are its own.
+    pub fn isolated(self) -> bool {
+        match self {
+            #[cfg(feature = "redis")]
+            Backend::RedisCluster => false,
+            _ => true,
+        }
+    }
+
+    /// Starts an engine on this backend (Redis: a database of its own on the shared server).
+    pub async fn start(self, c: Config, clock: Option<ManualClock>) -> SessionEngine {
+        #[cfg(feature = "redis")]
+        let c = match self {
+            Backend::Memory => c,
+            Backend::Redis => {
+                let mut c = c;
+                c.storage.backend = draco_session::StorageBackend::Redis;
+                c.storage.redis_url = redis_server::shared().fresh_db_url();
+                c
+            }
+            Backend::RedisCluster => {
+                let mut c = c;
+                c.storage.backend = draco_session::StorageBackend::Redis;
+                c.storage.redis_cluster = true;
+                c.storage.redis_url = redis_server::shared_cluster().urls();
+                c
+            }
+        };
+        let mut builder = SessionEngine::builder(c);
+        if let Some(clock) = clock {
+            builder = builder.clock(clock);
+        }
+        builder.start_async().await.expect("engine starts")
+    }
+
+    pub async fn engine_with_clock(self, c: Config) -> (SessionEngine, ManualClock) {
+        let clock = ManualClock::new(1_700_000_000_000);
+        (self.start(c, Some(clock.clone())).await, clock)
+    }
+
+    pub async fn engine(self, shards: usize) -> SessionEngine {
+        self.engine_with_clock(config(shards)).await.0
+    }
+}
+
+/// Declares each behaviour test once per backend: `memory::name` and `redis::name`.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[actix_rt::test]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await
+                }
+            )*
+        }
+
+        #[cfg(feature = "redis")]
+        mod redis {
+            $(
+                #[actix_rt::test]
+                async fn $name() {
+                    super::$name(super::Backend::Redis).await
+                }
+            )*
+        }
+    };
+}
+
+/// Declares each test once more, against Redis Cluster: `redis_cluster::name`. Only for tests
+/// that do not count every session of the store (the cluster's database 0 is shared by all
+/// tests of the binary). Rotation, update locks and the per-user index all run across slots
+/// without a CROSSSLOT error.
+macro_rules! cluster {
+    ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "redis")]
+        mod redis_cluster {
+            $(
+                #[actix_rt::test]
+                async fn $name() {
+                    super::$name(super::Backend::RedisCluster).await
+                }
+            )*
+        }
+    };
+}

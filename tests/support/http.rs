@@ -1,0 +1,250 @@
+//! What the `http_*` tests share: the backend switch and the `both!` macro that runs every
+//! test on memory and on Redis, engine fixtures, the app under test (the remember-me demo's
+//! own routes, `examples/remember_me/app.rs`, plus a few test-only handlers, built by `app!`),
+//! and request, response and cookie helpers.
+//!
+//! Included by each `tests/http_*.rs` as `#[macro_use] #[path = "support/http.rs"] mod support;`
+//! followed by `use support::*;`. Redis runs on one redis-server per test binary (started on
+//! first use), a database of its own per test.
+
+// Each http_* test binary uses its own subset of these helpers.
+#![allow(dead_code)]
+
+#[path = "../../examples/remember_me/app.rs"]
+pub mod app;
+#[cfg(feature = "redis")]
+#[path = "redis_server.rs"]
+pub mod redis_server;
+
+use actix_web::HttpResponse;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::SET_COOKIE;
+use actix_web::test::{self, TestRequest};
+use draco_session::{Config, ManualClock, MaybeSession, Session, SessionEngine, WebError};
+use serde_json::{Value, json};
+
+pub const BROWSER: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+pub const SECRET: &str = "http test secret, at least 32 bytes long";
+pub const PERSISTENT_TTL_SECS: u64 = 100 * 86_400;
+
+/// The backend a test runs against: every test runs on both (the `both!` list of its file),
+/// Redis on a database of its own on one redis-server started for the test binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis,
+}
+
+impl Backend {
+    fn apply(self, config: &mut Config) {
+        match self {
+            Backend::Memory => {}
+            #[cfg(feature = "redis")]
+            Backend::Redis => {
+                config.storage.backend = draco_session::StorageBackend::Redis;
+                config.storage.redis_url = redis_server::shared().fresh_db_url();
+            }
+        }
+    }
+}
+
+/// Declares each test once per backend: `memory::name` and `redis::name`.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await
+                }
+            )*
+        }
+
+        #[cfg(feature = "redis")]
+        mod redis {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name(super::Backend::Redis).await
+                }
+            )*
+        }
+    };
+}
+
+pub struct Fixture {
+    pub engine: SessionEngine,
+    _dir: tempfile::TempDir,
+}
+
+pub fn config(edit: impl FnOnce(&mut Config)) -> (Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.session.secret = Some(SECRET.into());
+    config.session.shards = 2;
+    config.storage.persist = false;
+    config.storage.dir = dir.path().to_owned();
+    edit(&mut config);
+    (config, dir)
+}
+
+pub async fn fixture_with(b: Backend, edit: impl FnOnce(&mut Config), clock: Option<ManualClock>) -> Fixture {
+    let (mut config, dir) = config(edit);
+    b.apply(&mut config);
+    let mut builder = SessionEngine::builder(config);
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    Fixture { engine: builder.start_async().await.unwrap(), _dir: dir }
+}
+
+pub async fn fixture(b: Backend) -> Fixture {
+    fixture_with(b, |_| {}, None).await
+}
+
+// ----- test-only handlers -----
+
+pub async fn boom_codec(session: Session) -> Result<HttpResponse, WebError> {
+    session.insert("n", "not a number").await?;
+    let n: Option<i64> = session.get("n").await?;
+    Ok(HttpResponse::Ok().body(format!("{n:?}")))
+}
+
+pub async fn boom_panic(session: Session) -> Result<HttpResponse, WebError> {
+    session.update("n", |_: Option<i64>| -> i64 { panic!("SECRET-INTERNAL-DETAIL") }).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+pub async fn destroy(session: Session) -> Result<HttpResponse, WebError> {
+    let existed = session.destroy().await?;
+    Ok(HttpResponse::Ok().body(existed.to_string()))
+}
+
+pub async fn untouched(_session: Session) -> HttpResponse {
+    HttpResponse::Ok().body("not looked at")
+}
+
+pub async fn maybe(session: MaybeSession) -> HttpResponse {
+    HttpResponse::Ok().body(if session.0.is_some() { "some" } else { "none" })
+}
+
+pub async fn write_default_scope(session: Session) -> Result<HttpResponse, WebError> {
+    session.insert("k", &1).await?;
+    let ns = session.namespace("cart");
+    ns.insert("k", &2).await?;
+    let a: Option<i64> = session.get("k").await?;
+    let b: Option<i64> = ns.get("k").await?;
+    let keys = session.keys().await?;
+    session.remove("k").await?;
+    let after: Option<i64> = session.get("k").await?;
+    Ok(HttpResponse::Ok().json(json!({ "a": a, "b": b, "keys": keys, "after": after, "cart": ns.keys().await? })))
+}
+
+/// The app under test on `$engine`: the demo's routes behind the session middleware, plus the
+/// test-only handlers above.
+macro_rules! app {
+    ($engine:expr) => {
+        ::actix_web::test::init_service(
+            ::actix_web::App::new()
+                .wrap(::draco_session::SessionMiddleware::new($engine.clone()))
+                .configure(|cfg| $crate::support::app::configure(cfg, $engine.config().limits.max_value_bytes))
+                .route("/test/boom/codec", ::actix_web::web::post().to($crate::support::boom_codec))
+                .route("/test/boom/panic", ::actix_web::web::post().to($crate::support::boom_panic))
+                .route("/test/destroy", ::actix_web::web::post().to($crate::support::destroy))
+                .route("/test/maybe", ::actix_web::web::get().to($crate::support::maybe))
+                .route("/test/untouched", ::actix_web::web::get().to($crate::support::untouched))
+                .route("/test/scopes", ::actix_web::web::post().to($crate::support::write_default_scope)),
+        )
+        .await
+    };
+}
+
+// ----- request and response helpers -----
+
+pub fn get(uri: &str) -> TestRequest {
+    TestRequest::get().uri(uri).insert_header(("user-agent", BROWSER))
+}
+
+pub fn post(uri: &str) -> TestRequest {
+    TestRequest::post().uri(uri).insert_header(("user-agent", BROWSER))
+}
+
+pub fn with_sid(req: TestRequest, sid: &str) -> TestRequest {
+    req.insert_header(("cookie", format!("sid={sid}")))
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub set_cookies: Vec<String>,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// The one `Set-Cookie` of this response, or none.
+    pub fn cookie(&self) -> Option<&str> {
+        assert!(self.set_cookies.len() <= 1, "several Set-Cookie: {:?}", self.set_cookies);
+        self.set_cookies.first().map(String::as_str)
+    }
+
+    /// The session id the response's cookie sets.
+    pub fn sid(&self) -> String {
+        let cookie = self.cookie().expect("a Set-Cookie");
+        let value = cookie.strip_prefix("sid=").expect("our cookie").split(';').next().unwrap();
+        assert_eq!(value.len(), 32, "{cookie}");
+        value.to_owned()
+    }
+}
+
+pub async fn call<S, B>(app: &S, req: TestRequest) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = test::read_body(res).await;
+    Reply {
+        status,
+        set_cookies: headers.get_all(SET_COOKIE).map(|v| v.to_str().unwrap().to_owned()).collect(),
+        location: headers.get("location").map(|v| v.to_str().unwrap().to_owned()),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A fresh session (via `GET /api/session`) and its id.
+pub async fn new_session<S, B>(app: &S) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = call(app, get("/api/session")).await;
+    assert_eq!(r.status, 200);
+    r.sid()
+}
+
+pub async fn login<S, B>(app: &S, sid: Option<&str>, remember: bool) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req =
+        post("/api/login").set_json(json!({"username": "alice", "password": "wonderland", "remember": remember}));
+    if let Some(sid) = sid {
+        req = with_sid(req, sid);
+    }
+    call(app, req).await
+}
+
+pub async fn live_sessions(engine: &SessionEngine) -> usize {
+    engine.stats().await.unwrap().sessions
+}
