@@ -1,6 +1,6 @@
 //! The remember-me demo's routes: the HTML page and forms, and the JSON API.
 //!
-//! Shared by `main.rs` and the HTTP tests (`tests/http.rs` includes this file), so the tests
+//! Shared by `main.rs` and the HTTP tests (`tests/support/http.rs` includes this file), so the tests
 //! exercise exactly what the demo serves.
 
 use actix_web::http::StatusCode;
