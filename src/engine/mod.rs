@@ -301,12 +301,13 @@ impl SessionEngine {
     ///
     /// `id` must be one the middleware verified (it verifies every cookie id); `op` verifies
     /// its own.
-    pub(crate) async fn looked_up<R>(
+    pub(crate) fn looked_up<R>(
         &self,
         id: &SessionId,
         op: impl Future<Output = Result<R>>,
-    ) -> (Result<SessionInfo>, Result<R>) {
-        self.backend().looked_up(*id, op).await
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)> {
+        // Not an `async fn`: see `engine/store.rs` on futures passed through.
+        self.backend().looked_up(*id, op)
     }
 
     /// A fresh id for [`create_as`](Self::create_as).
@@ -317,9 +318,16 @@ impl SessionEngine {
     /// Creates an empty anonymous session under `id` (from [`new_id`](Self::new_id)): the
     /// caller knows the id before the session exists, so it can send the first operation on
     /// it along with the creation.
-    pub(crate) async fn create_as(&self, id: SessionId) -> Result<SessionInfo> {
+    ///
+    /// `id` comes from `new_id`, so it is not verified again.
+    pub(crate) fn create_as(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send + '_ {
+        self.backend().create(Some(id))
+    }
+
+    /// The [`Create`] message: a session under a caller's id, which is verified first.
+    pub(crate) async fn create_with_id(&self, id: SessionId) -> Result<SessionInfo> {
         self.verify(&id)?;
-        self.backend().create(Some(id)).await
+        self.create_as(id).await
     }
 
     /// Now, by the engine's clock (the time its operations record as a use).

@@ -44,7 +44,7 @@ macro_rules! dispatch {
 }
 
 dispatch! {
-    Create -> SessionInfo => |m, e| e.create_as(m.id);
+    Create -> SessionInfo => |m, e| e.create_with_id(m.id);
     Get -> Option<Vec<u8>> => |m, e| e.get_raw(&m.id, &m.scope, &m.key);
     Set -> () => |m, e| e.insert_raw(&m.id, &m.scope, &m.key, m.value);
     Remove -> bool => |m, e| e.remove(&m.id, &m.scope, &m.key);

@@ -3,6 +3,9 @@
 
 use std::future::Future;
 
+#[cfg(feature = "redis")]
+use futures_util::future::Either;
+
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::id::SessionId;
@@ -38,106 +41,140 @@ impl Store {
     }
 }
 
-/// `$call` on whichever backend `$store` holds, bound to `$b`.
+/// `$call` on whichever backend `$store` holds, bound to `$b`. The backends' futures are
+/// wrapped (`Either`), not awaited inside another `async fn`: an `async fn` keeps its
+/// arguments in its state beside the future it awaits, so each pass-through layer would grow
+/// every future the web layer builds (measured: 12k instructions of copying per request).
+#[cfg(feature = "redis")]
+macro_rules! each {
+    ($store:expr, $b:ident => $call:expr) => {
+        match $store {
+            Store::Memory($b) => Either::Left($call),
+            Store::Redis($b) => Either::Right($call),
+        }
+    };
+}
+
+/// As above, with the memory backend only.
+#[cfg(not(feature = "redis"))]
 macro_rules! each {
     ($store:expr, $b:ident => $call:expr) => {
         match $store {
             Store::Memory($b) => $call,
-            #[cfg(feature = "redis")]
-            Store::Redis($b) => $call,
         }
     };
 }
 
 impl Backend for Store {
     fn shards(&self) -> usize {
-        each!(self, b => b.shards())
+        match self {
+            Self::Memory(b) => b.shards(),
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => b.shards(),
+        }
     }
 
-    async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
-        each!(self, b => b.create(id).await)
+    fn create(&self, id: Option<SessionId>) -> impl Future<Output = Result<SessionInfo>> + Send {
+        each!(self, b => b.create(id))
     }
 
-    async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
-        each!(self, b => b.create_counter(scope, key, by).await)
+    fn create_counter(
+        &self,
+        scope: &str,
+        key: &str,
+        by: i64,
+    ) -> impl Future<Output = Result<Option<(SessionInfo, i64)>>> + Send {
+        each!(self, b => b.create_counter(scope, key, by))
     }
 
-    async fn get(&self, id: SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        each!(self, b => b.get(id, scope, key).await)
+    fn get(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        each!(self, b => b.get(id, scope, key))
     }
 
-    async fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> Result<()> {
-        each!(self, b => b.set(id, scope, key, value).await)
+    fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> impl Future<Output = Result<()>> + Send {
+        each!(self, b => b.set(id, scope, key, value))
     }
 
-    async fn remove(&self, id: SessionId, scope: &str, key: &str) -> Result<bool> {
-        each!(self, b => b.remove(id, scope, key).await)
+    fn remove(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
+        each!(self, b => b.remove(id, scope, key))
     }
 
-    async fn clear(&self, id: SessionId, scope: Option<&str>) -> Result<()> {
-        each!(self, b => b.clear(id, scope).await)
+    fn clear(&self, id: SessionId, scope: Option<&str>) -> impl Future<Output = Result<()>> + Send {
+        each!(self, b => b.clear(id, scope))
     }
 
-    async fn keys(&self, id: SessionId, scope: &str) -> Result<Vec<String>> {
-        each!(self, b => b.keys(id, scope).await)
+    fn keys(&self, id: SessionId, scope: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
+        each!(self, b => b.keys(id, scope))
     }
 
-    async fn update(&self, id: SessionId, scope: &str, key: &str, f: UpdateFn) -> Result<Option<Vec<u8>>> {
-        each!(self, b => b.update(id, scope, key, f).await)
+    fn update(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        f: UpdateFn,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        each!(self, b => b.update(id, scope, key, f))
     }
 
-    async fn increment(&self, id: SessionId, scope: &str, key: &str, by: i64) -> Result<Option<i64>> {
-        each!(self, b => b.increment(id, scope, key, by).await)
+    fn increment(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        by: i64,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send {
+        each!(self, b => b.increment(id, scope, key, by))
     }
 
-    async fn login(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
-        each!(self, b => b.login(id, userid).await)
+    fn login(&self, id: SessionId, userid: u64) -> impl Future<Output = Result<SessionInfo>> + Send {
+        each!(self, b => b.login(id, userid))
     }
 
-    async fn logout(&self, id: SessionId) -> Result<SessionInfo> {
-        each!(self, b => b.logout(id).await)
+    fn logout(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send {
+        each!(self, b => b.logout(id))
     }
 
-    async fn set_persistent(&self, id: SessionId, persistent: bool) -> Result<SessionInfo> {
-        each!(self, b => b.set_persistent(id, persistent).await)
+    fn set_persistent(&self, id: SessionId, persistent: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
+        each!(self, b => b.set_persistent(id, persistent))
     }
 
-    async fn info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
-        each!(self, b => b.info(id, touch).await)
+    fn info(&self, id: SessionId, touch: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
+        each!(self, b => b.info(id, touch))
     }
 
-    async fn looked_up<R, F>(&self, id: SessionId, op: F) -> (Result<SessionInfo>, Result<R>)
+    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
     where
         F: Future<Output = Result<R>>,
     {
-        each!(self, b => b.looked_up(id, op).await)
+        each!(self, b => b.looked_up(id, op))
     }
 
-    async fn destroy(&self, id: SessionId) -> Result<bool> {
-        each!(self, b => b.destroy(id).await)
+    fn destroy(&self, id: SessionId) -> impl Future<Output = Result<bool>> + Send {
+        each!(self, b => b.destroy(id))
     }
 
-    async fn logout_user(&self, userid: u64) -> Result<usize> {
-        each!(self, b => b.logout_user(userid).await)
+    fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send {
+        each!(self, b => b.logout_user(userid))
     }
 
-    async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
-        each!(self, b => b.sessions_of(userid).await)
+    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+        each!(self, b => b.sessions_of(userid))
     }
 
-    async fn stats(&self) -> Result<EngineStats> {
-        each!(self, b => b.stats().await)
+    fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {
+        each!(self, b => b.stats())
     }
 
-    async fn sweep(&self) -> Result<usize> {
-        each!(self, b => b.sweep().await)
+    fn sweep(&self) -> impl Future<Output = Result<usize>> + Send {
+        each!(self, b => b.sweep())
     }
 
-    async fn snapshot(&self) -> Result<usize> {
-        each!(self, b => b.snapshot().await)
+    fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {
+        each!(self, b => b.snapshot())
     }
 
-    async fn shutdown(&self) {
-        each!(self, b => b.shutdown().await)
+    fn shutdown(&self) -> impl Future<Output = ()> + Send {
+        each!(self, b => b.shutdown())
     }
 }

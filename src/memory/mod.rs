@@ -111,7 +111,7 @@ impl MemoryBackend {
     }
 
     /// Sends a per-session message to the worker owning its session (the id is verified).
-    async fn send<M, R>(&self, id: &SessionId, msg: M) -> Result<R>
+    async fn send<M, R>(&self, id: SessionId, msg: M) -> Result<R>
     where
         M: Message<Result = Result<R>> + Send + 'static,
         R: Send + 'static,
@@ -128,6 +128,10 @@ impl MemoryBackend {
                 Err(Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into())
             }
         }
+    }
+
+    async fn send_info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
+        if touch { self.send(id, Touch { id }).await } else { self.send(id, Info { id }).await }
     }
 
     /// Sends an engine-wide message to the supervisor.
@@ -148,7 +152,7 @@ impl Backend for MemoryBackend {
 
     async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
         let id = id.unwrap_or_else(|| self.shared.keyring.generate());
-        self.send(&id, Create { id }).await
+        self.send(id, Create { id }).await
     }
 
     async fn create_counter(&self, _: &str, _: &str, _: i64) -> Result<Option<(SessionInfo, i64)>> {
@@ -156,28 +160,34 @@ impl Backend for MemoryBackend {
         Ok(None)
     }
 
-    async fn get(&self, id: SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        self.send(&id, Get { id, scope: scope.into(), key: key.into() }).await
+    fn get(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        self.send(id, Get { id, scope: scope.into(), key: key.into() })
     }
 
-    async fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> Result<()> {
-        self.send(&id, Set { id, scope: scope.into(), key: key.into(), value }).await
+    fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> impl Future<Output = Result<()>> + Send {
+        self.send(id, Set { id, scope: scope.into(), key: key.into(), value })
     }
 
-    async fn remove(&self, id: SessionId, scope: &str, key: &str) -> Result<bool> {
-        self.send(&id, Remove { id, scope: scope.into(), key: key.into() }).await
+    fn remove(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
+        self.send(id, Remove { id, scope: scope.into(), key: key.into() })
     }
 
-    async fn clear(&self, id: SessionId, scope: Option<&str>) -> Result<()> {
-        self.send(&id, Clear { id, scope: scope.map(Into::into) }).await
+    fn clear(&self, id: SessionId, scope: Option<&str>) -> impl Future<Output = Result<()>> + Send {
+        self.send(id, Clear { id, scope: scope.map(Into::into) })
     }
 
-    async fn keys(&self, id: SessionId, scope: &str) -> Result<Vec<String>> {
-        self.send(&id, Keys { id, scope: scope.into() }).await
+    fn keys(&self, id: SessionId, scope: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
+        self.send(id, Keys { id, scope: scope.into() })
     }
 
-    async fn update(&self, id: SessionId, scope: &str, key: &str, f: UpdateFn) -> Result<Option<Vec<u8>>> {
-        self.send(&id, Update { id, scope: scope.into(), key: key.into(), f }).await
+    fn update(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        f: UpdateFn,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        self.send(id, Update { id, scope: scope.into(), key: key.into(), f })
     }
 
     async fn increment(&self, _: SessionId, _: &str, _: &str, _: i64) -> Result<Option<i64>> {
@@ -185,52 +195,54 @@ impl Backend for MemoryBackend {
         Ok(None)
     }
 
-    async fn login(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
-        self.send(&id, Login { id, userid }).await
+    fn login(&self, id: SessionId, userid: u64) -> impl Future<Output = Result<SessionInfo>> + Send {
+        self.send(id, Login { id, userid })
     }
 
-    async fn logout(&self, id: SessionId) -> Result<SessionInfo> {
-        self.send(&id, Logout { id }).await
+    fn logout(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send {
+        self.send(id, Logout { id })
     }
 
-    async fn set_persistent(&self, id: SessionId, persistent: bool) -> Result<SessionInfo> {
-        self.send(&id, SetPersistent { id, persistent }).await
+    fn set_persistent(&self, id: SessionId, persistent: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
+        self.send(id, SetPersistent { id, persistent })
     }
 
-    async fn info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
-        if touch { self.send(&id, Touch { id }).await } else { self.send(&id, Info { id }).await }
+    fn info(&self, id: SessionId, touch: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
+        // One message type either way, so one future type: no branch to await.
+        self.send_info(id, touch)
     }
 
-    async fn looked_up<R, F>(&self, id: SessionId, op: F) -> (Result<SessionInfo>, Result<R>)
+    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
     where
         F: Future<Output = Result<R>>,
     {
-        // Both messages are queued before either is awaited: one wake-up of the worker.
-        futures_util::future::join(self.info(id, false), op).await
+        // Both messages are queued before either is awaited: one wake-up of the worker. Not an
+        // `async fn`: that would keep `op` in its state beside the join holding it too.
+        futures_util::future::join(self.info(id, false), op)
     }
 
-    async fn destroy(&self, id: SessionId) -> Result<bool> {
-        self.send(&id, Destroy { id }).await
+    fn destroy(&self, id: SessionId) -> impl Future<Output = Result<bool>> + Send {
+        self.send(id, Destroy { id })
     }
 
-    async fn logout_user(&self, userid: u64) -> Result<usize> {
-        self.ask(LogoutUser { userid }).await
+    fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send {
+        self.ask(LogoutUser { userid })
     }
 
-    async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
-        self.ask(SessionsOf { userid }).await
+    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+        self.ask(SessionsOf { userid })
     }
 
-    async fn stats(&self) -> Result<EngineStats> {
-        self.ask(Stats).await
+    fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {
+        self.ask(Stats)
     }
 
-    async fn sweep(&self) -> Result<usize> {
-        self.ask(Sweep).await
+    fn sweep(&self) -> impl Future<Output = Result<usize>> + Send {
+        self.ask(Sweep)
     }
 
-    async fn snapshot(&self) -> Result<usize> {
-        self.ask(SnapshotAll).await
+    fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {
+        self.ask(SnapshotAll)
     }
 
     async fn shutdown(&self) {

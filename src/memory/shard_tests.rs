@@ -195,6 +195,15 @@ fn only_written_sessions_count_as_changes() {
     assert!(s.changes() > after_write, "the slid expiry of a written session is persisted state");
 }
 
+/// Steps the run under way to its end, four sessions a step.
+fn finish_run(s: &mut Shard) -> super::super::snapshot_run::Run {
+    loop {
+        if let Some(run) = s.run_step(4) {
+            return run;
+        }
+    }
+}
+
 #[test]
 fn a_run_takes_every_written_session_once() {
     let (mut s, _) = shard();
@@ -202,11 +211,7 @@ fn a_run_takes_every_written_session_once() {
     new_session(&mut s); // never written: left out
     s.begin_run();
     assert!(s.run_step(4).is_none());
-    let run = loop {
-        if let Some(run) = s.run_step(4) {
-            break run;
-        }
-    };
+    let run = finish_run(&mut s);
     let mut taken = run.ids();
     taken.sort_by_key(|id| id.to_string());
     let mut expected = ids.clone();
@@ -223,11 +228,7 @@ fn a_rotation_during_a_run_is_taken_once_under_one_id() {
     // Rotate one session the run already took and one it has not reached.
     let early = s.login(&ids[0], 1).unwrap().id;
     let late = s.login(&ids[7], 2).unwrap().id;
-    let run = loop {
-        if let Some(run) = s.run_step(4) {
-            break run;
-        }
-    };
+    let run = finish_run(&mut s);
     let taken = run.ids();
     assert_eq!(taken.len(), 8, "{taken:?}");
     assert_eq!(taken.iter().filter(|id| **id == ids[0] || **id == early).count(), 1);
@@ -242,11 +243,7 @@ fn a_removal_that_moves_the_last_session_into_the_walked_part_takes_it_at_once()
     assert!(s.run_step(4).is_none());
     // The last session moves to index 0, which the run already walked.
     assert_eq!(s.destroy(&ids[0]), Ok(true));
-    let run = loop {
-        if let Some(run) = s.run_step(4) {
-            break run;
-        }
-    };
+    let run = finish_run(&mut s);
     let taken = run.ids();
     assert!(taken.contains(&ids[7]), "the moved session is in the snapshot");
     assert_eq!(taken.len(), 8, "the destroyed one was taken before it ended: {taken:?}");

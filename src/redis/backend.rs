@@ -1,4 +1,5 @@
-//! The Redis backend's side of the [`Backend`] seam: each operation is the store's own.
+//! The Redis backend's side of the [`Backend`] seam: each operation is the store's own,
+//! handed over as its future (no `async fn` layer in between: see `engine/store.rs`).
 
 use std::future::Future;
 
@@ -13,40 +14,57 @@ impl Backend for RedisStore {
         1
     }
 
-    async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
-        RedisStore::create(self, id).await
+    fn create(&self, id: Option<SessionId>) -> impl Future<Output = Result<SessionInfo>> + Send {
+        RedisStore::create(self, id)
     }
 
-    async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
-        RedisStore::create_counter(self, scope, key, by).await
+    fn create_counter(
+        &self,
+        scope: &str,
+        key: &str,
+        by: i64,
+    ) -> impl Future<Output = Result<Option<(SessionInfo, i64)>>> + Send {
+        RedisStore::create_counter(self, scope, key, by)
     }
 
-    async fn get(&self, id: SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        RedisStore::get(self, id, scope, key).await
+    fn get(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        RedisStore::get(self, id, scope, key)
     }
 
-    async fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> Result<()> {
-        RedisStore::set(self, id, scope, key, value).await
+    fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> impl Future<Output = Result<()>> + Send {
+        RedisStore::set(self, id, scope, key, value)
     }
 
-    async fn remove(&self, id: SessionId, scope: &str, key: &str) -> Result<bool> {
-        RedisStore::remove(self, id, scope, key).await
+    fn remove(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
+        RedisStore::remove(self, id, scope, key)
     }
 
-    async fn clear(&self, id: SessionId, scope: Option<&str>) -> Result<()> {
-        RedisStore::clear(self, id, scope).await
+    fn clear(&self, id: SessionId, scope: Option<&str>) -> impl Future<Output = Result<()>> + Send {
+        RedisStore::clear(self, id, scope)
     }
 
-    async fn keys(&self, id: SessionId, scope: &str) -> Result<Vec<String>> {
-        RedisStore::keys(self, id, scope).await
+    fn keys(&self, id: SessionId, scope: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
+        RedisStore::keys(self, id, scope)
     }
 
-    async fn update(&self, id: SessionId, scope: &str, key: &str, f: UpdateFn) -> Result<Option<Vec<u8>>> {
-        RedisStore::update(self, id, scope, key, f).await
+    fn update(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        f: UpdateFn,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        RedisStore::update(self, id, scope, key, f)
     }
 
-    async fn increment(&self, id: SessionId, scope: &str, key: &str, by: i64) -> Result<Option<i64>> {
-        RedisStore::increment(self, id, scope, key, by).await
+    fn increment(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        by: i64,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send {
+        RedisStore::increment(self, id, scope, key, by)
     }
 
     async fn login(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
@@ -60,35 +78,35 @@ impl Backend for RedisStore {
         self.rotate(id, 0).await
     }
 
-    async fn set_persistent(&self, id: SessionId, persistent: bool) -> Result<SessionInfo> {
-        RedisStore::set_persistent(self, id, persistent).await
+    fn set_persistent(&self, id: SessionId, persistent: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
+        RedisStore::set_persistent(self, id, persistent)
     }
 
-    async fn info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
-        RedisStore::info(self, id, touch).await
+    fn info(&self, id: SessionId, touch: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
+        RedisStore::info(self, id, touch)
     }
 
-    async fn looked_up<R, F>(&self, id: SessionId, op: F) -> (Result<SessionInfo>, Result<R>)
+    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
     where
         F: Future<Output = Result<R>>,
     {
-        RedisStore::looked_up(self, id, op).await
+        RedisStore::looked_up(self, id, op)
     }
 
-    async fn destroy(&self, id: SessionId) -> Result<bool> {
-        RedisStore::destroy(self, id).await
+    fn destroy(&self, id: SessionId) -> impl Future<Output = Result<bool>> + Send {
+        RedisStore::destroy(self, id)
     }
 
-    async fn logout_user(&self, userid: u64) -> Result<usize> {
-        RedisStore::logout_user(self, userid).await
+    fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send {
+        RedisStore::logout_user(self, userid)
     }
 
-    async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
-        RedisStore::sessions_of(self, userid).await
+    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+        RedisStore::sessions_of(self, userid)
     }
 
-    async fn stats(&self) -> Result<EngineStats> {
-        RedisStore::stats(self).await
+    fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {
+        RedisStore::stats(self)
     }
 
     /// Redis expires sessions on its own: nothing to sweep.

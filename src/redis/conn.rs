@@ -123,13 +123,19 @@ impl IoRuntime {
 
     /// Runs `op` on the store's threads, bounded by [`OPERATION_TIMEOUT`], and waits for it
     /// from whatever runtime the caller is on.
-    pub(super) async fn spawn<T: Send + 'static>(
+    ///
+    /// Not an `async fn`, so `op` moves to its task at once instead of riding in the caller's
+    /// future.
+    pub(super) fn spawn<T: Send + 'static>(
         &self,
         op: impl Future<Output = Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        match self.get().spawn(bounded(op)).await {
-            Ok(result) => result,
-            Err(e) => Err(SessionError::internal(format_args!("Redis task failed: {e}"))),
+    ) -> impl Future<Output = Result<T>> + Send {
+        let task = self.get().spawn(bounded(op));
+        async move {
+            match task.await {
+                Ok(result) => result,
+                Err(e) => Err(SessionError::internal(format_args!("Redis task failed: {e}"))),
+            }
         }
     }
 
@@ -139,8 +145,15 @@ impl IoRuntime {
     /// go to the connection's driver task through channels, which work from any thread or
     /// runtime. Only for operations where being cancelled with the caller (a dropped request)
     /// leaves nothing behind: one atomic script either ran or did not.
-    pub(super) async fn here<T>(&self, local: Option<LocalUse>, op: impl Future<Output = Result<T>>) -> Result<T> {
-        InStore { handle: self.get().handle().clone(), local, fut: Box::pin(bounded(op)) }.await
+    ///
+    /// Not an `async fn`: `op` goes straight into its box, so the caller's future holds a
+    /// pointer to it, not `op` itself (an `async fn` would keep its argument in its state).
+    pub(super) fn here<T>(
+        &self,
+        local: Option<LocalUse>,
+        op: impl Future<Output = Result<T>>,
+    ) -> impl Future<Output = Result<T>> {
+        InStore { handle: self.get().handle().clone(), local, fut: Box::pin(bounded(op)) }
     }
 }
 

@@ -104,14 +104,13 @@ tokio::task_local! {
     static LOOKUP: RefCell<Option<Metadata>>;
 }
 
-/// Runs `op`, keeping the metadata of the first "ok" answer of a script it runs.
-pub(super) async fn watching<R>(op: impl Future<Output = R>) -> (Option<Metadata>, R) {
-    LOOKUP
-        .scope(RefCell::new(None), async {
-            let result = op.await;
-            (LOOKUP.with(|first| first.borrow_mut().take()), result)
-        })
-        .await
+/// Runs `op`, keeping the metadata of the first "ok" answer of a script it runs. Not an
+/// `async fn`, so `op` is held once, inside the scope (see `engine/store.rs`).
+pub(super) fn watching<R>(op: impl Future<Output = R>) -> impl Future<Output = (Option<Metadata>, R)> {
+    LOOKUP.scope(RefCell::new(None), async {
+        let result = op.await;
+        (LOOKUP.with(|first| first.borrow_mut().take()), result)
+    })
 }
 
 impl Core {

@@ -120,18 +120,22 @@ impl RedisStore {
     /// operation of several steps) `id` is looked up on its own after `op`. So `op` must change
     /// nothing but data and the last access, and after a successful `op` of several steps the
     /// last access answered is `op`'s own.
-    pub(crate) async fn looked_up<R>(
+    pub(crate) fn looked_up<R>(
         &self,
         id: SessionId,
         op: impl Future<Output = Result<R>>,
-    ) -> (Result<SessionInfo>, Result<R>) {
-        let (first, result) = scripts::watching(op).await;
-        let info = match (first, &result) {
-            (Some(metadata), _) => metadata.info_before(id),
-            (None, Err(SessionError::SessionGone | SessionError::InvalidId)) => Err(SessionError::SessionGone),
-            (None, _) => self.info(id, false).await,
-        };
-        (info, result)
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)> {
+        // `op` goes into the watching scope now: the future below holds it once.
+        let watched = scripts::watching(op);
+        async move {
+            let (first, result) = watched.await;
+            let info = match (first, &result) {
+                (Some(metadata), _) => metadata.info_before(id),
+                (None, Err(SessionError::SessionGone | SessionError::InvalidId)) => Err(SessionError::SessionGone),
+                (None, _) => self.info(id, false).await,
+            };
+            (info, result)
+        }
     }
 
     /// See [`SessionEngine::create`](crate::SessionEngine::create); `id` for a direct `Create`.
