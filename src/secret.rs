@@ -10,11 +10,6 @@ use crate::config::{Config, SECRET_ENV};
 use crate::error::{ConfigError, StartError};
 use crate::id::Keyring;
 
-/// The keyring `config` names: see [`Keyring::load`].
-pub(crate) fn load(config: &Config) -> Result<Keyring, StartError> {
-    Keyring::load(config)
-}
-
 impl Keyring {
     /// The keyring for a config: `session.secret`, else `$DRACO_SESSION_SECRET`, else the
     /// key file `<dir>/secret.key`, generated (mode 0600) when missing.

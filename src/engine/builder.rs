@@ -11,7 +11,6 @@ use crate::error::StartError;
 use crate::id::Keyring;
 use crate::memory::{MemoryBackend, Placement};
 use crate::robot::RobotDetector;
-use crate::secret;
 
 /// Builds a [`SessionEngine`] with a non-default clock, keyring or placement.
 #[derive(Debug)]
@@ -49,7 +48,7 @@ impl EngineBuilder {
     fn take_keyring(&mut self) -> Result<Keyring, StartError> {
         match self.keyring.take() {
             Some(k) => Ok(k),
-            None => secret::load(&self.config),
+            None => Keyring::load(&self.config),
         }
     }
 

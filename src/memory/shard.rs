@@ -22,7 +22,7 @@ use crate::error::{Result, SessionError};
 use crate::id::SessionId;
 use crate::message::{SessionInfo, ShardStats, UpdateFn};
 use crate::snapshot::Record;
-use crate::state::SessionState;
+use crate::state::{Lifetimes, SessionState};
 
 /// Session ids are CSPRNG output checked by a MAC before they reach a shard, so their first
 /// eight bytes are already a uniform hash: no need to hash them again.
@@ -156,15 +156,7 @@ impl Shard {
     }
 
     fn info(&self, slot: &Slot) -> SessionInfo {
-        let s = &slot.state;
-        SessionInfo {
-            id: slot.id,
-            userid: s.userid,
-            persistent: s.persistent,
-            created: to_system_time(s.created_ms),
-            last_access: to_system_time(s.last_access_ms),
-            expires: to_system_time(s.expires_ms(&self.shared.lifetimes)),
-        }
+        info(slot, &self.shared.lifetimes)
     }
 
     /// The live session `id`, its expiry slid to now when `touch`. An expired session is
@@ -186,13 +178,6 @@ impl Shard {
             }
         }
         Ok(slot)
-    }
-
-    /// The live session's metadata after `live`.
-    fn live_info(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
-        self.live(id, touch)?;
-        let slot = self.sessions.get(id.random()).ok_or(SessionError::SessionGone)?;
-        Ok(self.info(slot))
     }
 
     /// Marks the session written (so it is persisted from now on) and the shard changed.
@@ -323,8 +308,8 @@ impl Shard {
     }
 
     pub fn set(&mut self, id: &SessionId, scope: &str, key: &str, value: &[u8]) -> Result<()> {
-        let shared = self.shared.clone();
-        self.live(id, true)?.state.set(scope, key, value, &shared.limits)?;
+        let limits = self.shared.limits.clone();
+        self.live(id, true)?.state.set(scope, key, value, &limits)?;
         self.wrote(id);
         Ok(())
     }
@@ -345,11 +330,11 @@ impl Shard {
     /// Runs `step` on the current value and stores what it answers (`None` removes the key).
     /// On an error or a panic in `step` the session is untouched.
     pub fn update(&mut self, id: &SessionId, scope: &str, key: &str, step: UpdateFn) -> Result<Option<Vec<u8>>> {
-        let shared = self.shared.clone();
+        let limits = self.shared.limits.clone();
         let slot = self.live(id, true)?;
         let new = step(slot.state.get(scope, key))?;
         match &new {
-            Some(value) => slot.state.set(scope, key, value, &shared.limits)?,
+            Some(value) => slot.state.set(scope, key, value, &limits)?,
             None => {
                 slot.state.remove(scope, key);
             }
@@ -372,17 +357,19 @@ impl Shard {
     }
 
     pub fn set_persistent(&mut self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
+        let lifetimes = self.shared.lifetimes;
         let slot = self.live(id, true)?;
         if persistent && slot.state.userid == 0 {
             return Err(SessionError::NotLoggedIn);
         }
         slot.state.persistent = persistent;
-        self.live_info(id, false)
+        Ok(info(slot, &lifetimes))
     }
 
     /// The metadata; `touch` counts it as a use (slides the expiry).
     pub fn info_of(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
-        self.live_info(id, touch)
+        let lifetimes = self.shared.lifetimes;
+        Ok(info(self.live(id, touch)?, &lifetimes))
     }
 
     /// Ends the session; whether it existed (an expired one no longer does).
@@ -422,6 +409,19 @@ impl Shard {
             .filter(|slot| !slot.state.is_expired(&self.shared.lifetimes, now))
             .map(|slot| self.info(slot))
             .collect()
+    }
+}
+
+/// What the engine answers about a session besides its data.
+fn info(slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
+    let s = &slot.state;
+    SessionInfo {
+        id: slot.id,
+        userid: s.userid,
+        persistent: s.persistent,
+        created: to_system_time(s.created_ms),
+        last_access: to_system_time(s.last_access_ms),
+        expires: to_system_time(s.expires_ms(lifetimes)),
     }
 }
 

@@ -2,14 +2,13 @@
 
 use std::future::{Ready, ready};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::SET_COOKIE;
 use actix_web::{Error, HttpMessage};
 use futures_util::future::LocalBoxFuture;
 
-use super::session::{Context, Session};
+use super::session::Session;
 use crate::engine::SessionEngine;
 use crate::error::ConfigError;
 
@@ -49,15 +48,14 @@ use crate::error::ConfigError;
 /// ```
 #[derive(Debug, Clone)]
 pub struct SessionMiddleware {
-    ctx: Arc<Context>,
+    engine: SessionEngine,
 }
 
 impl SessionMiddleware {
     /// The middleware for `engine`, with its cookie and robot settings. The robot detector is
     /// the engine's, built once when the engine started, so middlewares are cheap to make.
     pub fn new(engine: SessionEngine) -> Self {
-        let robots = engine.robots().clone();
-        Self { ctx: Arc::new(Context { engine, robots }) }
+        Self { engine }
     }
 
     /// [`new`](Self::new). The engine checks its `[robots]` patterns when it starts, so this
@@ -71,7 +69,7 @@ impl SessionMiddleware {
 
     /// The engine sessions live in.
     pub fn engine(&self) -> &SessionEngine {
-        &self.ctx.engine
+        &self.engine
     }
 }
 
@@ -87,7 +85,7 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(SessionService { service: Rc::new(service), ctx: self.ctx.clone() }))
+        ready(Ok(SessionService { service: Rc::new(service), engine: self.engine.clone() }))
     }
 }
 
@@ -95,7 +93,7 @@ where
 #[derive(Debug)]
 pub struct SessionService<S> {
     service: Rc<S>,
-    ctx: Arc<Context>,
+    engine: SessionEngine,
 }
 
 impl<S, B> Service<ServiceRequest> for SessionService<S>
@@ -110,7 +108,7 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let session = Session::for_request(self.ctx.clone(), req.headers());
+        let session = Session::for_request(self.engine.clone(), req.headers());
         req.extensions_mut().insert(session.clone());
         let service = self.service.clone();
         Box::pin(async move {

@@ -18,15 +18,7 @@ use super::request_state::RequestState;
 use crate::engine::SessionEngine;
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::robot::RobotDetector;
 use crate::state::DEFAULT_SCOPE;
-
-/// What one [`SessionMiddleware`](super::SessionMiddleware) shares with all its requests.
-#[derive(Debug)]
-pub(crate) struct Context {
-    pub engine: SessionEngine,
-    pub robots: RobotDetector,
-}
 
 /// The session of one request. Extract it in a handler; clones share the same state.
 ///
@@ -36,7 +28,7 @@ pub(crate) struct Context {
 /// [`userid`](Self::userid), [`persistent`](Self::persistent) and
 /// [`set_persistent`](Self::set_persistent) manage the user.
 ///
-/// A robot (see [`RobotDetector`]) without a session still gets a `Session`, but
+/// A robot (see [`RobotDetector`](crate::RobotDetector)) without a session still gets a `Session`, but
 /// [`is_available`](Self::is_available) is `false`, reads find nothing and writes fail with
 /// [`WebError::NoSession`] (a 403, never a 5xx). [`MaybeSession`](super::MaybeSession) is
 /// `None` instead.
@@ -81,7 +73,7 @@ impl std::fmt::Debug for Session {
 /// handle moved into spawned work) from looking the cookie up twice or creating two sessions.
 /// `gate` is taken before `state`, never the other way round.
 struct Shared {
-    ctx: Arc<Context>,
+    engine: SessionEngine,
     user_agent: Option<HeaderValue>,
     /// Whether the User-Agent is a robot: matching is not free, so only once it matters.
     robot: OnceLock<bool>,
@@ -93,12 +85,12 @@ struct Shared {
 
 impl Session {
     /// The handle the middleware attaches to a request: parses the cookie, asks nobody yet.
-    pub(crate) fn for_request(ctx: Arc<Context>, headers: &HeaderMap) -> Self {
+    pub(crate) fn for_request(engine: SessionEngine, headers: &HeaderMap) -> Self {
         let (mut candidates, mut had_cookie) = (Vec::new(), false);
-        let name = &ctx.engine.config().cookie.name;
+        let name = &engine.config().cookie.name;
         for value in cookie::values(headers, name) {
             had_cookie = true;
-            if let Ok(id) = ctx.engine.parse_id(value)
+            if let Ok(id) = engine.parse_id(value)
                 && !candidates.contains(&id)
             {
                 candidates.push(id);
@@ -107,7 +99,7 @@ impl Session {
         let user_agent = headers.get(USER_AGENT).cloned();
         Self {
             shared: Arc::new(Shared {
-                ctx,
+                engine,
                 user_agent,
                 robot: OnceLock::new(),
                 gate: futures_util::lock::Mutex::new(()),
@@ -128,12 +120,14 @@ impl Session {
     }
 
     pub(super) fn engine(&self) -> &SessionEngine {
-        &self.shared.ctx.engine
+        &self.shared.engine
     }
 
     pub(super) fn is_robot(&self) -> bool {
         let shared = &self.shared;
-        *shared.robot.get_or_init(|| shared.ctx.robots.is_robot(shared.user_agent.as_ref().map(HeaderValue::as_bytes)))
+        *shared
+            .robot
+            .get_or_init(|| shared.engine.robots().is_robot(shared.user_agent.as_ref().map(HeaderValue::as_bytes)))
     }
 
     /// Whether this request has a session or may get one: `false` only for a robot (or a
