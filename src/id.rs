@@ -158,12 +158,18 @@ impl Keyring {
         SessionId { random, tag: tag(&self.current, &random) }
     }
 
-    /// A fresh id that routes to `shard` among `shards` (for rotation inside one worker).
+    /// A fresh id that routes to `shard` among `shards`: rotation inside one shard, and a new
+    /// session born on the shard of the thread that serves it. Random parts are drawn until
+    /// one routes there (`shards` draws on average), and only that one is tagged. Conditioning
+    /// on the route costs log2(`shards`) bits of the 128: an attacker who knows the shard
+    /// still faces at least 118 bits (`session.shards` is at most 1024).
     pub(crate) fn generate_in_shard(&self, shard: usize, shards: usize) -> SessionId {
+        let mut rng = rand::rng();
+        let mut random = [0u8; RANDOM_LEN];
         loop {
-            let id = self.generate();
-            if id.shard(shards) == shard {
-                return id;
+            rng.fill_bytes(&mut random);
+            if shard_of(&random, shards) == shard {
+                return SessionId { random, tag: tag(&self.current, &random) };
             }
         }
     }

@@ -143,8 +143,12 @@ pub struct ShardStats {
     pub expired: u64,
     /// Sessions destroyed (including `LogoutUser`).
     pub destroyed: u64,
-    /// Messages handled.
+    /// Operations handled.
     pub operations: u64,
+    /// Of those, operations issued on the thread hosting the shard and run there without a
+    /// message (the local path; see [`Placement`](crate::Placement)). The rest came as
+    /// messages from other threads.
+    pub local_operations: u64,
     /// Operations that panicked and were contained.
     pub panics: u64,
     /// Times this shard's worker was restarted.

@@ -310,9 +310,10 @@ impl SessionEngine {
         self.backend().looked_up(*id, op)
     }
 
-    /// A fresh id for [`create_as`](Self::create_as).
+    /// A fresh id for [`create_as`](Self::create_as): on this thread's shard, when it hosts
+    /// one.
     pub(crate) fn new_id(&self) -> SessionId {
-        self.inner.keyring.generate()
+        self.backend().new_id(&self.inner.keyring)
     }
 
     /// Creates an empty anonymous session under `id` (from [`new_id`](Self::new_id)): the
@@ -431,6 +432,24 @@ impl SessionEngine {
     /// written (the previous generation stays in place; the reason says why).
     pub async fn snapshot(&self) -> Result<usize> {
         self.backend().snapshot().await
+    }
+
+    /// Hosts one of the engine's shards on the calling thread, which must run an actix arbiter
+    /// (every actix-web worker thread does): sessions created on this thread are then born in
+    /// that shard, and their operations issued here run without leaving the thread.
+    /// [`SessionMiddleware`](crate::SessionMiddleware) does this on each actix-web worker as
+    /// the worker builds its service, so servers need not call it; call it on threads of your
+    /// own (an `Arbiter` running jobs) to give them the same.
+    ///
+    /// Only with [`Placement::ServerThreads`] (the default) and the memory backend. The first
+    /// shard no server thread hosts yet moves here: its previous host finishes what was
+    /// queued for it and hands it over; operations sent meanwhile wait for the new host. A
+    /// thread hosts at most one shard of an engine; when the thread stops, its shard goes back
+    /// to a thread of its own, nothing lost. Answers the shard now hosted here, `None` when
+    /// this thread hosts one already, every shard has a server thread, or the placement or
+    /// backend does not move shards.
+    pub async fn host_here(&self) -> Option<usize> {
+        self.backend().host_here().await
     }
 
     /// Stops the engine gracefully: every worker writes a final snapshot (when

@@ -30,6 +30,26 @@ impl Store {
         }
     }
 
+    /// A fresh id for a session about to be created on this thread: on the memory backend,
+    /// one of this thread's own shard when it hosts one.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub fn new_id(&self, keyring: &crate::id::Keyring) -> SessionId {
+        match self {
+            Self::Memory(m) => m.new_id(),
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => keyring.generate(),
+        }
+    }
+
+    /// Hosts a shard on this thread, where the backend and placement do that.
+    pub async fn host_here(&self) -> Option<usize> {
+        match self {
+            Self::Memory(m) => m.host_here().await,
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => None,
+        }
+    }
+
     /// The memory backend, if that is the one.
     #[cfg(test)]
     pub fn memory(&self) -> Option<&MemoryBackend> {

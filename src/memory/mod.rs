@@ -4,19 +4,23 @@
 //! - [`shard`]: the sessions of one shard, a plain struct (no actors).
 //! - [`snapshot_run`]: how a shard becomes a snapshot while it serves, and when.
 //! - [`worker`]: the actor hosting one shard: messages in, shard calls, replies out.
+//! - [`host`]: where a shard lives — the thread-local path to a shard hosted on the caller's
+//!   thread, and the moves between a shard's home thread and a server thread.
 //! - [`supervisor`]: starts, watches and restarts the workers; fans engine-wide calls out.
 //!
 //! [`MemoryBackend`] is this backend's side of the [`Backend`] seam.
 
+pub(crate) mod host;
 pub(crate) mod shard;
 pub(crate) mod snapshot_run;
 pub(crate) mod supervisor;
 pub(crate) mod worker;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
 
-use actix::{Addr, Handler, MailboxError, Message};
+use actix::{Addr, ArbiterHandle, Handler, MailboxError, Message};
 
 use crate::backend::Backend;
 use crate::clock::Clock;
@@ -26,28 +30,55 @@ use crate::id::{Keyring, SessionId};
 use crate::message::*;
 use crate::snapshot::{self, Snapshots};
 use crate::state::Lifetimes;
+use shard::Shard;
 use supervisor::{Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
 use worker::Worker;
 
 /// Where the shard workers run.
+///
+/// Whatever the placement, a shard has one owner at a time and an operation issued on the
+/// thread that hosts its session's shard runs there directly, without a message (see
+/// [`SessionEngine::host_here`](crate::SessionEngine::host_here)); operations from other
+/// threads are messages to the host, one cross-thread trip each.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Placement {
-    /// Each shard worker on a thread of its own. Shards work in parallel; every operation
-    /// crosses threads (a wake-up of the worker's thread, then of the caller's). The default.
+    /// Shards start on threads of their own (as with `DedicatedThreads`), and each actix-web
+    /// worker thread adopts one as it builds its [`SessionMiddleware`](crate::SessionMiddleware)
+    /// service (thread per core): new sessions are created on the shard of the thread that
+    /// serves the request and stay there through login and logout, so a returning visitor's
+    /// request on the same worker never leaves its thread. Shards no server thread took stay on
+    /// their own threads and keep serving; a server thread that stops sends its shard back
+    /// there. Without a server (jobs, load generators) this is `DedicatedThreads`. The default.
     #[default]
+    ServerThreads,
+    /// Each shard worker on a thread of its own, always. Shards work in parallel; every
+    /// operation crosses threads (a wake-up of the worker's thread, then of the caller's).
     DedicatedThreads,
     /// Every shard worker on the thread that starts the engine. Operations from that thread
-    /// never cross threads, which is several times faster per operation (see BENCHMARKS.md);
-    /// calls from other threads still work. For a server with one actix-web worker that starts
-    /// the engine in its app factory, for load generators and background jobs. The engine's
-    /// work then shares that thread, so sweeps and snapshot encoding run between its requests.
+    /// never cross threads; calls from other threads still work. For a server with one
+    /// actix-web worker that starts the engine in its app factory, for load generators and
+    /// background jobs. The engine's work then shares that thread, so sweeps and snapshot
+    /// encoding run between its requests.
     CurrentThread,
 }
+
+/// Numbers engines, so a thread's table of hosted shards can tell engines apart.
+static ENGINES: AtomicU64 = AtomicU64::new(1);
 
 /// What every shard and the engine handle share.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// This engine's number (see [`host`]).
+    pub engine: u64,
+    pub placement: Placement,
+    /// Shard → its host's address.
+    pub router: Router,
+    /// Each shard's own thread (not with [`Placement::CurrentThread`]): where it starts, and
+    /// where it goes back when the server thread that adopted it stops.
+    pub homes: OnceLock<Vec<ArbiterHandle>>,
+    /// The server thread hosting each shard (`None`: on its home thread).
+    pub hosts: Mutex<Vec<Option<ThreadId>>>,
     pub keyring: Keyring,
     pub clock: Arc<dyn Clock>,
     pub lifetimes: Lifetimes,
@@ -61,15 +92,39 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub fn new(
+        config: Config,
+        keyring: Keyring,
+        clock: Arc<dyn Clock>,
+        placement: Placement,
+        snapshots: Option<Snapshots>,
+    ) -> Self {
+        let shards = config.session.effective_shards();
+        Self {
+            engine: ENGINES.fetch_add(1, Ordering::Relaxed),
+            placement,
+            router: Router::default(),
+            homes: OnceLock::new(),
+            hosts: Mutex::new(vec![None; shards]),
+            keyring,
+            clock,
+            lifetimes: Lifetimes::from_config(&config.session),
+            limits: config.limits.clone(),
+            live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+            shards,
+            config,
+            snapshots,
+        }
+    }
+
     pub fn live_total(&self) -> usize {
         self.live.iter().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 }
 
-/// The memory backend: the supervisor and the routing table to its workers.
+/// The memory backend: the supervisor, and the engine's view of the shards.
 pub(crate) struct MemoryBackend {
     shared: Arc<Shared>,
-    router: Arc<Router>,
     supervisor: Addr<Supervisor>,
 }
 
@@ -90,38 +145,75 @@ impl MemoryBackend {
         } else {
             (None, (0..shards).map(|_| Vec::new()).collect())
         };
-        let shared = Arc::new(Shared {
-            keyring,
-            clock,
-            lifetimes,
-            limits: config.limits.clone(),
-            live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
-            shards,
-            config,
-            snapshots,
-        });
-        let (supervisor, router) = Supervisor::launch(shared.clone(), sessions, placement);
-        Ok(Self { shared, router, supervisor })
+        let shared = Arc::new(Shared::new(config, keyring, clock, placement, snapshots));
+        let supervisor = Supervisor::launch(shared.clone(), sessions);
+        Ok(Self { shared, supervisor })
     }
 
     /// Shard → worker routing, for tests that stop a worker on purpose.
     #[cfg(test)]
     pub fn router(&self) -> &Router {
-        &self.router
+        &self.shared.router
     }
 
-    /// Sends a per-session message to the worker owning its session (the id is verified).
-    async fn send<M, R>(&self, id: SessionId, msg: M) -> Result<R>
+    /// Hosts one shard on the calling thread (see [`host::adopt`]), with
+    /// [`Placement::ServerThreads`].
+    pub async fn host_here(&self) -> Option<usize> {
+        if self.shared.placement != Placement::ServerThreads {
+            return None;
+        }
+        host::adopt(&self.shared).await
+    }
+
+    /// A fresh id, on this thread's shard when it hosts one (a new session is born where the
+    /// request that made it is served).
+    pub fn new_id(&self) -> SessionId {
+        match host::home_shard(self.shared.engine) {
+            Some(shard) => self.shared.keyring.generate_in_shard(shard, self.shared.shards),
+            None => self.shared.keyring.generate(),
+        }
+    }
+
+    /// Runs a per-session operation: on the shard directly when this thread hosts it (`local`),
+    /// else as the message `remote` makes, sent to the shard's host. Either way it runs when
+    /// the future is first polled, so operations keep the order they are awaited in.
+    async fn call<A, R, M>(
+        &self,
+        id: SessionId,
+        arg: A,
+        local: impl FnOnce(&mut Shard, A) -> Result<R>,
+        remote: impl FnOnce(A) -> M,
+    ) -> Result<R>
     where
         M: Message<Result = Result<R>> + Send + 'static,
         R: Send + 'static,
         Worker: Handler<M>,
     {
         let shard = id.shard(self.shared.shards);
-        match self.router.get(shard).send(msg).await {
+        if let Some(core) = host::local(self.shared.engine, shard) {
+            // Busy only if an operation re-entered the engine synchronously: then it queues.
+            if let Ok(mut core) = core.try_borrow_mut() {
+                return core.apply(true, |s| local(s, arg));
+            }
+        }
+        self.send(shard, remote(arg)).await
+    }
+
+    /// Sends a per-session message to the host of `shard`. A host that moved away (a server
+    /// thread adopted the shard) forwards what still reaches it to the new host.
+    async fn send<M, R>(&self, shard: usize, msg: M) -> Result<R>
+    where
+        M: Message<Result = Result<R>> + Send + 'static,
+        R: Send + 'static,
+        Worker: Handler<M>,
+    {
+        let addr = self.shared.router.get(shard);
+        match addr.send(msg).await {
             Ok(result) => result,
             Err(MailboxError::Closed) => {
-                self.supervisor.do_send(WorkerDown);
+                if self.shared.router.get(shard) == addr {
+                    self.supervisor.do_send(WorkerDown);
+                }
                 Err(Unavailable::ShardRestarting { shard }.into())
             }
             Err(MailboxError::Timeout) => {
@@ -131,7 +223,11 @@ impl MemoryBackend {
     }
 
     async fn send_info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
-        if touch { self.send(id, Touch { id }).await } else { self.send(id, Info { id }).await }
+        if touch {
+            self.call(id, (), move |s, ()| s.info_of(&id, true), move |()| Touch { id }).await
+        } else {
+            self.call(id, (), move |s, ()| s.info_of(&id, false), move |()| Info { id }).await
+        }
     }
 
     /// Sends an engine-wide message to the supervisor.
@@ -151,8 +247,8 @@ impl Backend for MemoryBackend {
     }
 
     async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
-        let id = id.unwrap_or_else(|| self.shared.keyring.generate());
-        self.send(id, Create { id }).await
+        let id = id.unwrap_or_else(|| self.new_id());
+        self.call(id, (), move |s, ()| s.create(id), move |()| Create { id }).await
     }
 
     async fn create_counter(&self, _: &str, _: &str, _: i64) -> Result<Option<(SessionInfo, i64)>> {
@@ -161,23 +257,38 @@ impl Backend for MemoryBackend {
     }
 
     fn get(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        self.send(id, Get { id, scope: scope.into(), key: key.into() })
+        self.call(
+            id,
+            (),
+            move |s, ()| s.get(&id, scope, key),
+            move |()| Get { id, scope: scope.into(), key: key.into() },
+        )
     }
 
     fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> impl Future<Output = Result<()>> + Send {
-        self.send(id, Set { id, scope: scope.into(), key: key.into(), value })
+        self.call(
+            id,
+            value,
+            move |s, v| s.set(&id, scope, key, &v),
+            move |value| Set { id, scope: scope.into(), key: key.into(), value },
+        )
     }
 
     fn remove(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        self.send(id, Remove { id, scope: scope.into(), key: key.into() })
+        self.call(
+            id,
+            (),
+            move |s, ()| s.remove(&id, scope, key),
+            move |()| Remove { id, scope: scope.into(), key: key.into() },
+        )
     }
 
     fn clear(&self, id: SessionId, scope: Option<&str>) -> impl Future<Output = Result<()>> + Send {
-        self.send(id, Clear { id, scope: scope.map(Into::into) })
+        self.call(id, (), move |s, ()| s.clear(&id, scope), move |()| Clear { id, scope: scope.map(Into::into) })
     }
 
     fn keys(&self, id: SessionId, scope: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
-        self.send(id, Keys { id, scope: scope.into() })
+        self.call(id, (), move |s, ()| s.keys(&id, scope), move |()| Keys { id, scope: scope.into() })
     }
 
     fn update(
@@ -187,7 +298,12 @@ impl Backend for MemoryBackend {
         key: &str,
         f: UpdateFn,
     ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        self.send(id, Update { id, scope: scope.into(), key: key.into(), f })
+        self.call(
+            id,
+            f,
+            move |s, f| s.update(&id, scope, key, f),
+            move |f| Update { id, scope: scope.into(), key: key.into(), f },
+        )
     }
 
     async fn increment(&self, _: SessionId, _: &str, _: &str, _: i64) -> Result<Option<i64>> {
@@ -196,15 +312,15 @@ impl Backend for MemoryBackend {
     }
 
     fn login(&self, id: SessionId, userid: u64) -> impl Future<Output = Result<SessionInfo>> + Send {
-        self.send(id, Login { id, userid })
+        self.call(id, (), move |s, ()| s.login(&id, userid), move |()| Login { id, userid })
     }
 
     fn logout(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send {
-        self.send(id, Logout { id })
+        self.call(id, (), move |s, ()| s.logout(&id), move |()| Logout { id })
     }
 
     fn set_persistent(&self, id: SessionId, persistent: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
-        self.send(id, SetPersistent { id, persistent })
+        self.call(id, (), move |s, ()| s.set_persistent(&id, persistent), move |()| SetPersistent { id, persistent })
     }
 
     fn info(&self, id: SessionId, touch: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
@@ -222,7 +338,7 @@ impl Backend for MemoryBackend {
     }
 
     fn destroy(&self, id: SessionId) -> impl Future<Output = Result<bool>> + Send {
-        self.send(id, Destroy { id })
+        self.call(id, (), move |s, ()| s.destroy(&id), move |()| Destroy { id })
     }
 
     fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send {

@@ -78,7 +78,15 @@ impl Shard {
     /// Shard `index` of the engine `shared` describes, holding `records` (from a snapshot).
     pub fn new(index: usize, shared: Arc<Shared>, records: Vec<Record>) -> Self {
         shared.live[index].store(0, Ordering::Relaxed);
-        let mut shard = Self {
+        let mut shard = Self::vacant(index, shared);
+        shard.install(records);
+        shard
+    }
+
+    /// An empty stand-in for shard `index`, left behind by a host whose shard moved: unlike
+    /// [`new`](Self::new), it leaves the live count alone (the shard's sessions still exist).
+    pub fn vacant(index: usize, shared: Arc<Shared>) -> Self {
+        Self {
             index,
             shared,
             sessions: IndexMap::default(),
@@ -88,9 +96,12 @@ impl Shard {
             changes: 0,
             run: None,
             runs: 0,
-        };
-        shard.install(records);
-        shard
+        }
+    }
+
+    /// Counts an operation that came from the hosting thread without a message.
+    pub fn count_local(&mut self) {
+        self.stats.local_operations += 1;
     }
 
     /// This shard's number.

@@ -1,15 +1,13 @@
 //! Unit tests of [`Shard`]: the session logic alone, no actors, time from a manual clock.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use super::*;
 use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::id::Keyring;
-use crate::memory::Shared;
-use crate::state::Lifetimes;
+use crate::memory::{Placement, Shared};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -18,16 +16,9 @@ fn shard_with(shards: usize, max_sessions: usize) -> (Shard, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let mut config = Config::default();
     config.limits.max_sessions = max_sessions;
-    let shared = Arc::new(Shared {
-        keyring: Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]),
-        clock: clock.clone(),
-        lifetimes: Lifetimes::from_config(&config.session),
-        limits: config.limits.clone(),
-        shards,
-        live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
-        config,
-        snapshots: None,
-    });
+    config.session.shards = shards;
+    let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]);
+    let shared = Arc::new(Shared::new(config, keyring, clock.clone(), Placement::default(), None));
     (Shard::new(0, shared, Vec::new()), clock)
 }
 

@@ -22,8 +22,9 @@ use crate::snapshot::Record;
 /// How often the supervisor checks that every worker is alive.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Shard → worker address, read on every operation, written only on restart.
-#[derive(Debug)]
+/// Shard → host address, read on every message, written when a host starts, restarts or
+/// moves (see [`super::host`]).
+#[derive(Debug, Default)]
 pub(crate) struct Router {
     workers: RwLock<Vec<Addr<Worker>>>,
 }
@@ -37,8 +38,13 @@ impl Router {
         self.workers.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn replace(&self, shard: usize, addr: Addr<Worker>) {
-        self.workers.write().unwrap_or_else(|e| e.into_inner())[shard] = addr;
+    /// Routes `shard` to `addr`; answers the host it replaces.
+    pub fn replace(&self, shard: usize, addr: Addr<Worker>) -> Addr<Worker> {
+        std::mem::replace(&mut self.workers.write().unwrap_or_else(|e| e.into_inner())[shard], addr)
+    }
+
+    fn install(&self, workers: Vec<Addr<Worker>>) {
+        *self.workers.write().unwrap_or_else(|e| e.into_inner()) = workers;
     }
 }
 
@@ -46,9 +52,8 @@ impl Router {
 /// straight to the owning worker, so the supervisor is never a bottleneck.
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
-    router: Arc<Router>,
-    /// One per shard with [`Placement::DedicatedThreads`]; empty with
-    /// [`Placement::CurrentThread`], where workers share the supervisor's arbiter.
+    /// Each shard's home thread; empty with [`Placement::CurrentThread`], where workers share
+    /// the supervisor's arbiter.
     arbiters: Vec<Arbiter>,
     restarts: Vec<u64>,
     /// Shutting down: workers stop on purpose and must not be restarted.
@@ -58,16 +63,15 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     /// Starts the workers, each owning its share of `sessions` (loaded from snapshots, one
     /// vector per shard); the caller must be inside a running actix `System`.
-    pub(crate) fn launch(
-        shared: Arc<Shared>,
-        sessions: Vec<Vec<Record>>,
-        placement: Placement,
-    ) -> (Addr<Self>, Arc<Router>) {
+    pub(crate) fn launch(shared: Arc<Shared>, sessions: Vec<Vec<Record>>) -> Addr<Self> {
         let shards = shared.shards;
-        let arbiters: Vec<Arbiter> = match placement {
+        let arbiters: Vec<Arbiter> = match shared.placement {
             Placement::CurrentThread => Vec::new(),
             _ => (0..shards).map(|_| Arbiter::new()).collect(),
         };
+        if !arbiters.is_empty() {
+            let _ = shared.homes.set(arbiters.iter().map(Arbiter::handle).collect());
+        }
         let workers = sessions
             .into_iter()
             .enumerate()
@@ -76,18 +80,19 @@ impl Supervisor {
                 spawn_worker(&home, shard, &shared, 0, sessions, false)
             })
             .collect();
-        let router = Arc::new(Router { workers: RwLock::new(workers) });
-        let supervisor =
-            Supervisor { shared, router: router.clone(), arbiters, restarts: vec![0; shards], stopping: false };
-        (supervisor.start(), router)
+        shared.router.install(workers);
+        Supervisor { shared, arbiters, restarts: vec![0; shards], stopping: false }.start()
     }
 
     fn check_workers(&mut self) {
         if self.stopping {
             return;
         }
-        for (shard, addr) in self.router.all().into_iter().enumerate() {
-            if addr.connected() {
+        let on_server: Vec<bool> =
+            self.shared.hosts.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Option::is_some).collect();
+        for (shard, addr) in self.shared.router.all().into_iter().enumerate() {
+            // A server thread's host hands its shard home as it is dropped (see `host`).
+            if addr.connected() || on_server[shard] {
                 continue;
             }
             self.restarts[shard] += 1;
@@ -107,7 +112,7 @@ impl Supervisor {
                 None => Arbiter::current(),
             };
             let addr = spawn_worker(&home, shard, &self.shared, self.restarts[shard], Vec::new(), true);
-            self.router.replace(shard, addr);
+            self.shared.router.replace(shard, addr);
         }
     }
 }
@@ -239,7 +244,7 @@ impl Handler<Shutdown> for Supervisor {
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.stopping = true;
         let started = Instant::now();
-        let requests: Vec<_> = self.router.all().into_iter().map(|a| a.send(FinalSnapshot)).collect();
+        let requests: Vec<_> = self.shared.router.all().into_iter().map(|a| a.send(FinalSnapshot)).collect();
         let finals = final_snapshots(requests, std::mem::take(&mut self.arbiters));
         Box::pin(finals.into_actor(self).map(move |finals, supervisor, ctx| {
             if let Some(snapshots) = &supervisor.shared.snapshots {
@@ -261,7 +266,7 @@ impl Handler<SnapshotAll> for Supervisor {
     type Result = ResponseFuture<Result<usize>>;
 
     fn handle(&mut self, _: SnapshotAll, _: &mut Context<Self>) -> Self::Result {
-        let requests: Vec<_> = self.router.all().into_iter().map(|a| a.send(SnapshotNow)).collect();
+        let requests: Vec<_> = self.shared.router.all().into_iter().map(|a| a.send(SnapshotNow)).collect();
         Box::pin(async move {
             let mut sessions = 0;
             for answer in join_all(requests).await {
@@ -298,7 +303,7 @@ impl Handler<LogoutUser> for Supervisor {
     type Result = ResponseFuture<Result<usize>>;
 
     fn handle(&mut self, msg: LogoutUser, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.router, msg);
+        let all = fan_out(&self.shared.router, msg);
         Box::pin(async move { Ok(all.await?.into_iter().sum()) })
     }
 }
@@ -307,7 +312,7 @@ impl Handler<SessionsOf> for Supervisor {
     type Result = ResponseFuture<Result<Vec<SessionInfo>>>;
 
     fn handle(&mut self, msg: SessionsOf, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.router, msg);
+        let all = fan_out(&self.shared.router, msg);
         Box::pin(async move {
             let mut sessions: Vec<SessionInfo> = all.await?.into_iter().flatten().collect();
             sessions.sort_by_key(|s| std::cmp::Reverse(s.last_access));
@@ -320,7 +325,7 @@ impl Handler<Sweep> for Supervisor {
     type Result = ResponseFuture<Result<usize>>;
 
     fn handle(&mut self, msg: Sweep, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.router, msg);
+        let all = fan_out(&self.shared.router, msg);
         Box::pin(async move { Ok(all.await?.into_iter().sum()) })
     }
 }
@@ -329,7 +334,7 @@ impl Handler<Stats> for Supervisor {
     type Result = ResponseActFuture<Self, Result<EngineStats>>;
 
     fn handle(&mut self, msg: Stats, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.router, msg);
+        let all = fan_out(&self.shared.router, msg);
         Box::pin(all.into_actor(self).map(|answers, supervisor, _| {
             let mut stats = EngineStats::default();
             for (shard, answer) in answers?.into_iter().enumerate() {

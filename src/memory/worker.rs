@@ -2,12 +2,18 @@
 //! replies out; plus the timers (sweep, snapshot schedule) and the lifecycle (reload after a
 //! restart, final snapshot on stop). The session logic itself is in [`Shard`].
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
+use std::time::Duration;
+
+use actix::dev::{MessageResponse, OneshotSender};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult};
 use tokio::sync::oneshot;
 
 use super::Shared;
+use super::host::{self, Core};
 use super::shard::Shard;
 use super::snapshot_run::{Run, SNAPSHOT_BATCH, Schedule, SnapshotResult};
 use crate::error::{Result, Unavailable};
@@ -18,64 +24,116 @@ use crate::snapshot::{Record, Written};
 const SWEEP_BATCH: usize = 4096;
 /// Messages queued in a worker's mailbox before senders wait.
 const MAILBOX_CAPACITY: usize = 1024;
+/// How long a host that gave its shard away keeps forwarding messages that were already on
+/// their way to it (senders read the router before the move): far longer than any of them
+/// takes to arrive.
+const FORWARD_GRACE: Duration = Duration::from_secs(2);
 
-/// Owns the sessions of one shard (see [`Shard`]), one message at a time.
+/// Hosts one shard (see [`Core`], [`Shard`]): its mail, one message at a time, and its timers.
+/// The core is shared with this thread's table of hosted shards (see [`host`]), so calls made
+/// on this thread reach it without a message.
 pub(crate) struct Worker {
-    shard: Shard,
-    schedule: Schedule,
-    /// Times the supervisor restarted this shard's worker.
-    restarts: u64,
-    /// Restarted and waiting for its snapshot to be read back: operations answer
-    /// `ShardRestarting`.
-    loading: bool,
+    core: Rc<RefCell<Core>>,
+    shared: Arc<Shared>,
+    index: usize,
+    /// Adopted by a server thread: dropped with that thread, it sends its core home.
+    on_server: bool,
     /// The final snapshot was handed to the writer (`FinalSnapshot`): nothing left to save.
     finished: bool,
+    /// Gave its core to a new host (`HandOver`): operations still reaching it are refused
+    /// with `ShardRestarting`, and the sender retries with the new host.
+    moved: bool,
 }
 
 impl Worker {
     /// A worker owning `sessions` (loaded at start-up). A restarted worker (`reload`) reads
     /// its shard's last snapshot back before it serves.
     pub fn new(index: usize, shared: Arc<Shared>, restarts: u64, sessions: Vec<Record>, reload: bool) -> Self {
-        let loading = reload && shared.snapshots.is_some();
-        Self {
-            shard: Shard::new(index, shared, sessions),
-            schedule: Schedule::default(),
-            restarts,
-            loading,
-            finished: false,
-        }
+        let mut core = Self::fresh_core(index, shared.clone(), sessions, reload);
+        core.restarts = restarts;
+        Self::hosting(core, shared, false)
     }
 
-    /// Runs one operation on the shard, unless it is still reloading.
-    fn apply<R>(&mut self, op: impl FnOnce(&mut Shard) -> Result<R>) -> Result<R> {
-        if self.loading {
-            return Err(Unavailable::ShardRestarting { shard: self.shard.index() }.into());
+    /// A new core for shard `index` holding `sessions`.
+    pub fn fresh_core(index: usize, shared: Arc<Shared>, sessions: Vec<Record>, reload: bool) -> Core {
+        let loading = reload && shared.snapshots.is_some();
+        Core { shard: Shard::new(index, shared, sessions), schedule: Schedule::default(), loading, restarts: 0 }
+    }
+
+    /// The host of `core`, which may come from another host (a move).
+    pub fn hosting(core: Core, shared: Arc<Shared>, on_server: bool) -> Self {
+        let index = core.shard.index();
+        Self { core: Rc::new(RefCell::new(core)), shared, index, on_server, finished: false, moved: false }
+    }
+
+    /// Runs one per-session message on the shard; after a move, forwards it to the new host.
+    fn apply<M, R>(&mut self, msg: M, op: impl FnOnce(&mut Shard, M) -> Result<R>) -> Answer<M>
+    where
+        M: Message<Result = Result<R>>,
+    {
+        if self.moved {
+            return Answer::Forward { to: self.shared.router.get(self.index), msg, shard: self.index };
         }
-        self.shard.guarded(op)
+        if self.finished {
+            return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
+        }
+        Answer::Now(self.core.borrow_mut().apply(false, |s| op(s, msg)))
     }
 
     fn persisting(&self) -> bool {
-        self.shard.shared().snapshots.is_some() && !self.loading
+        self.shared.snapshots.is_some() && !self.core.borrow().loading
     }
 
     /// Begins a snapshot when the shard changed since the last durable one and none is under
     /// way; answers the waiters at once when there is nothing to write.
     fn start_snapshot(&mut self, ctx: &mut Context<Self>) {
-        if !self.persisting() {
+        if !self.persisting() || self.moved {
             return;
         }
-        if !self.schedule.dirty(&self.shard) {
-            self.schedule.answer(Ok(None));
-        } else if self.schedule.may_begin(&self.shard) {
-            self.shard.begin_run();
+        let core = &mut *self.core.borrow_mut();
+        if !core.schedule.dirty(&core.shard) {
+            core.schedule.answer(Ok(None));
+        } else if core.schedule.may_begin(&core.shard) {
+            core.shard.begin_run();
             ctx.notify(SnapshotStep);
         }
     }
 
     /// Hands a finished run to the writer; `done` hears when it is durable.
     fn hand_over(&self, run: Run, done: crate::snapshot::WriteDone) -> bool {
-        let shared = self.shard.shared();
-        shared.snapshots.as_ref().is_some_and(|s| run.hand_over(self.shard.index(), s, done))
+        self.shared.snapshots.as_ref().is_some_and(|s| run.hand_over(self.index, s, done))
+    }
+
+    /// A message for whoever hosts this shard when it arrives (the host may change while the
+    /// writer works).
+    fn to_host<M>(&self) -> impl Fn(M) + Send + 'static
+    where
+        M: Message<Result = ()> + Send + 'static,
+        Self: Handler<M>,
+    {
+        let (shared, index) = (self.shared.clone(), self.index);
+        move |msg| shared.router.get(index).do_send(msg)
+    }
+
+    /// Writes the whole shard as its final snapshot in this one turn; the answer comes once it
+    /// is durable. `None`: nothing to write.
+    fn final_snapshot(&mut self) -> Option<oneshot::Receiver<SnapshotResult>> {
+        self.finished = true;
+        let mut core = self.core.borrow_mut();
+        core.shard.abandon_run();
+        if self.shared.snapshots.is_none() || core.loading || !core.schedule.dirty(&core.shard) {
+            return None;
+        }
+        let run = core.shard.encode_all();
+        drop(core);
+        let entries = run.entries();
+        let (tx, rx) = oneshot::channel();
+        let done = Box::new(move |result: std::io::Result<Written>| {
+            let _ = tx.send(result.map(|_| Some(entries)).map_err(|e| e.to_string()));
+        });
+        // If the writer is gone the job, and the sender in it, are dropped: the receiver says so.
+        self.hand_over(run, done);
+        Some(rx)
     }
 }
 
@@ -85,22 +143,51 @@ impl Actor for Worker {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Senders wait (backpressure) once this many messages are queued.
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        let shared = self.shard.shared().clone();
+        host::register(self.shared.engine, self.index, &self.core);
+        let shared = self.shared.clone();
         ctx.run_interval(shared.config.session.sweep_interval, |worker, _| {
-            let dropped = worker.shard.sweep_step(SWEEP_BATCH);
+            if worker.moved {
+                return;
+            }
+            let dropped = worker.core.borrow_mut().shard.sweep_step(SWEEP_BATCH);
             if dropped > 0 {
-                log::debug!("shard {}: {dropped} expired sessions dropped", worker.shard.index());
+                log::debug!("shard {}: {dropped} expired sessions dropped", worker.index);
             }
         });
         let Some(snapshots) = &shared.snapshots else { return };
         ctx.run_interval(shared.config.storage.snapshot_interval, |worker, ctx| worker.start_snapshot(ctx));
-        if self.loading {
-            let addr = ctx.address();
-            if !snapshots.load(self.shard.index(), Box::new(move |records| addr.do_send(Reloaded(records)))) {
-                log::error!("shard {}: snapshot writer is gone; the restarted shard starts empty", self.shard.index());
-                self.loading = false;
+        // A run under way when the shard moved here goes on here.
+        if self.core.borrow().shard.running() {
+            ctx.notify(SnapshotStep);
+        }
+        let loading = self.core.borrow().loading;
+        if loading {
+            let send = self.to_host::<Reloaded>();
+            if !snapshots.load(self.index, Box::new(move |records| send(Reloaded(records)))) {
+                log::error!("shard {}: snapshot writer is gone; the restarted shard starts empty", self.index);
+                self.core.borrow_mut().loading = false;
             }
         }
+    }
+}
+
+/// Give the core to the host that asked (see [`host::adopt`]) and stop. `None`: this host
+/// has no core to give any more.
+#[derive(Message)]
+#[rtype(result = "Option<Core>")]
+pub(crate) struct HandOver;
+
+impl Handler<HandOver> for Worker {
+    type Result = MessageResult<HandOver>;
+
+    fn handle(&mut self, _: HandOver, ctx: &mut Context<Self>) -> Self::Result {
+        if self.moved || self.finished {
+            return MessageResult(None);
+        }
+        self.moved = true;
+        host::unregister(self.shared.engine, self.index);
+        ctx.run_later(FORWARD_GRACE, |_, ctx| ctx.stop());
+        MessageResult(Some(self.core.borrow_mut().take()))
     }
 }
 
@@ -114,22 +201,26 @@ impl Handler<SnapshotStep> for Worker {
     type Result = ();
 
     fn handle(&mut self, _: SnapshotStep, ctx: &mut Context<Self>) {
-        if !self.shard.running() {
+        if self.moved {
             return;
         }
-        let Some(run) = self.shard.run_step(SNAPSHOT_BATCH) else {
+        let mut core = self.core.borrow_mut();
+        if !core.shard.running() {
+            return;
+        }
+        let Some(run) = core.shard.run_step(SNAPSHOT_BATCH) else {
             ctx.notify(SnapshotStep);
             return;
         };
         let (at, entries) = (run.at(), run.entries());
-        let addr = ctx.address();
+        let send = self.to_host::<SnapshotWritten>();
         let done = Box::new(move |result: std::io::Result<Written>| {
-            addr.do_send(SnapshotWritten { at, result: result.map(|_| Some(entries)).map_err(|e| e.to_string()) });
+            send(SnapshotWritten { at, result: result.map(|_| Some(entries)).map_err(|e| e.to_string()) });
         });
         if self.hand_over(run, done) {
-            self.schedule.handed_over();
+            core.schedule.handed_over();
         } else {
-            self.schedule.answer(Err("the snapshot writer thread is gone".into()));
+            core.schedule.answer(Err("the snapshot writer thread is gone".into()));
         }
     }
 }
@@ -146,12 +237,21 @@ impl Handler<SnapshotWritten> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: SnapshotWritten, ctx: &mut Context<Self>) {
+        if self.moved {
+            // Sent before the move reached the router: the new host needs it.
+            self.to_host::<SnapshotWritten>()(msg);
+            return;
+        }
         let ok = msg.result.is_ok();
         // The writer logged a failure; the shard stays dirty, so the next tick retries.
-        let result = msg.result.map_err(|e| format!("shard {}: {e}", self.shard.index()));
-        self.schedule.written(msg.at, result);
+        let result = msg.result.map_err(|e| format!("shard {}: {e}", self.index));
+        let waiters = {
+            let mut core = self.core.borrow_mut();
+            core.schedule.written(msg.at, result);
+            core.schedule.has_waiters()
+        };
         // Waiters that need changes made during this snapshot get another one.
-        if ok && self.schedule.has_waiters() {
+        if ok && waiters {
             self.start_snapshot(ctx);
         }
     }
@@ -166,12 +266,15 @@ impl Handler<SnapshotNow> for Worker {
     type Result = MessageResult<SnapshotNow>;
 
     fn handle(&mut self, _: SnapshotNow, ctx: &mut Context<Self>) -> Self::Result {
-        if self.shard.shared().snapshots.is_none() || !self.schedule.dirty(&self.shard) {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Ok(None));
-            return MessageResult(rx);
-        }
-        let rx = self.schedule.wait(self.shard.changes());
+        let rx = {
+            let core = &mut *self.core.borrow_mut();
+            if self.shared.snapshots.is_none() || self.moved || !core.schedule.dirty(&core.shard) {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(Ok(None));
+                return MessageResult(rx);
+            }
+            core.schedule.wait(core.shard.changes())
+        };
         self.start_snapshot(ctx);
         MessageResult(rx)
     }
@@ -188,20 +291,11 @@ impl Handler<FinalSnapshot> for Worker {
 
     fn handle(&mut self, _: FinalSnapshot, ctx: &mut Context<Self>) -> Self::Result {
         ctx.stop();
-        self.finished = true;
-        self.shard.abandon_run();
-        if !self.persisting() || !self.schedule.dirty(&self.shard) {
+        if self.moved || self.finished {
             return None;
         }
-        let run = self.shard.encode_all();
-        let entries = run.entries();
-        let (tx, rx) = oneshot::channel();
-        let done = Box::new(move |result: std::io::Result<Written>| {
-            let _ = tx.send(result.map(|_| Some(entries)).map_err(|e| e.to_string()));
-        });
-        // If the writer is gone the job, and the sender in it, are dropped: the receiver says so.
-        self.hand_over(run, done);
-        Some(rx)
+        host::unregister(self.shared.engine, self.index);
+        self.final_snapshot()
     }
 }
 
@@ -214,10 +308,48 @@ impl Handler<Reloaded> for Worker {
     type Result = ();
 
     fn handle(&mut self, msg: Reloaded, _: &mut Context<Self>) {
+        if self.moved {
+            self.to_host::<Reloaded>()(msg);
+            return;
+        }
         let n = msg.0.len();
-        self.shard.install(msg.0);
-        self.loading = false;
-        log::info!("shard {}: restarted worker reloaded {n} sessions from its last snapshot", self.shard.index());
+        let mut core = self.core.borrow_mut();
+        core.shard.install(msg.0);
+        core.loading = false;
+        log::info!("shard {}: restarted worker reloaded {n} sessions from its last snapshot", self.index);
+    }
+}
+
+/// A host's answer to a per-session message: now, or — when the shard moved away — the
+/// message forwarded to the new host, whose answer goes back to the sender.
+pub(crate) enum Answer<M: Message> {
+    Now(M::Result),
+    Forward { to: Addr<Worker>, msg: M, shard: usize },
+}
+
+impl<M, R> MessageResponse<Worker, M> for Answer<M>
+where
+    M: Message<Result = Result<R>> + Send + 'static,
+    R: Send + 'static,
+    Worker: Handler<M>,
+{
+    fn handle(self, _: &mut Context<Worker>, tx: Option<OneshotSender<Result<R>>>) {
+        match self {
+            Answer::Now(result) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(result);
+                }
+            }
+            Answer::Forward { to, msg, shard } => {
+                actix::spawn(async move {
+                    let result =
+                        to.send(msg).await.unwrap_or_else(|_| Err(Unavailable::ShardRestarting { shard }.into()));
+                    if let Some(tx) = tx {
+                        let _ = tx.send(result);
+                    }
+                });
+            }
+        }
     }
 }
 
@@ -225,10 +357,10 @@ impl Handler<Reloaded> for Worker {
 macro_rules! host {
     ($($msg:ident => |$s:ident, $m:ident| $call:expr;)*) => {$(
         impl Handler<$msg> for Worker {
-            type Result = <$msg as Message>::Result;
+            type Result = Answer<$msg>;
 
-            fn handle(&mut self, $m: $msg, _: &mut Context<Self>) -> Self::Result {
-                self.apply(move |$s| $call)
+            fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
+                self.apply(msg, |$s, $m| $call)
             }
         }
     )*};
@@ -257,22 +389,54 @@ impl Handler<Stats> for Worker {
     type Result = Result<EngineStats>;
 
     fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
-        let stats = ShardStats { restarts: self.restarts, ..self.shard.stats() };
+        if self.moved {
+            return Err(Unavailable::ShardRestarting { shard: self.index }.into());
+        }
+        let core = self.core.borrow();
+        let stats = ShardStats { restarts: core.restarts, ..core.shard.stats() };
         Ok(EngineStats { sessions: stats.sessions, shards: vec![stats] })
     }
 }
 
-/// The actix system stopped (actix-server does that on SIGTERM/SIGINT) before the engine's
-/// `shutdown()` could ask for a final snapshot: the worker is being dropped with its arbiter
-/// thread, so it writes the final snapshot here and waits until it is durable. `shutdown()`
-/// joins the arbiter threads, so it still returns only after these writes.
+/// A host is dropped with its thread. On a server thread (actix-web's workers stop before
+/// `HttpServer::run()` returns, and a faulted one is replaced by a new thread) the core goes
+/// back to the shard's home thread at once, a move in memory, so requests still draining and
+/// the shutdown snapshot find every acknowledged write. On the shard's home thread (the actix
+/// system stopped before the engine's `shutdown()` could ask for a final snapshot) it writes
+/// the final snapshot here and waits until it is durable; `shutdown()` joins the home threads,
+/// so it still returns only after these writes.
 impl Drop for Worker {
     fn drop(&mut self) {
-        if self.finished || !self.persisting() || !self.schedule.dirty(&self.shard) {
+        host::unregister(self.shared.engine, self.index);
+        if self.moved {
             return;
         }
-        let index = self.shard.index();
-        let run = self.shard.encode_all();
+        if self.on_server {
+            if self.finished {
+                // Stopped for good (its final snapshot): the supervisor may restart it at home.
+                self.shared.hosts.lock().unwrap_or_else(|e| e.into_inner())[self.index] = None;
+                return;
+            }
+            let core = self.core.borrow_mut().take();
+            match host::send_home(&self.shared, self.index, core) {
+                None => {
+                    log::info!("shard {}: its server thread stopped; the shard is back on its own thread", self.index);
+                    return;
+                }
+                Some(core) => *self.core.borrow_mut() = core,
+            }
+        }
+        if self.finished || !self.persisting() {
+            return;
+        }
+        let index = self.index;
+        let run = {
+            let core = &mut *self.core.borrow_mut();
+            if !core.schedule.dirty(&core.shard) {
+                return;
+            }
+            core.shard.encode_all()
+        };
         let entries = run.entries();
         let (tx, rx) = crossbeam_channel::bounded(1);
         let done = Box::new(move |result: std::io::Result<Written>| {

@@ -282,6 +282,7 @@ impl RedisStore {
                 expired: 0,
                 destroyed: c.destroyed.load(Ordering::Relaxed),
                 operations: c.operations.load(Ordering::Relaxed),
+                local_operations: 0,
                 panics: c.panics.load(Ordering::Relaxed),
                 restarts: 0,
             };

@@ -1,6 +1,5 @@
 //! [`SessionMiddleware`]: connects the session cookie of each request to the engine.
 
-use std::future::{Ready, ready};
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
@@ -82,10 +81,18 @@ where
     type Error = Error;
     type Transform = SessionService<S>;
     type InitError = ();
-    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+    type Future = LocalBoxFuture<'static, Result<Self::Transform, Self::InitError>>;
 
+    /// Runs on each actix-web worker thread as it starts: that thread adopts one of the
+    /// engine's shards ([`SessionEngine::host_here`]), so the sessions it creates live on it.
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(SessionService { service: Rc::new(service), engine: self.engine.clone() }))
+        let engine = self.engine.clone();
+        Box::pin(async move {
+            if let Some(shard) = engine.host_here().await {
+                log::debug!("shard {shard} hosted on this actix-web worker thread");
+            }
+            Ok(SessionService { service: Rc::new(service), engine })
+        })
     }
 }
 

@@ -1,0 +1,155 @@
+//! Where a shard lives, and how it moves.
+//!
+//! A shard's state ([`Core`]) is owned by one worker actor, its host, on one thread. The
+//! host's thread also lists the core in a thread-local table ([`local`]), so an operation
+//! issued on that thread (a request served by the actix-web worker hosting the session's
+//! shard) runs on the core directly: no message, no wake-up, no lock another thread takes.
+//! Operations from other threads go through the host's mailbox, as before; the host is still
+//! the only one to run the shard's timers (sweep, snapshots) and to answer remote mail.
+//!
+//! With [`Placement::ServerThreads`](super::Placement) every shard starts on a dedicated
+//! thread of its own (its *home*: snapshots load before any server thread exists); each
+//! actix-web worker thread that builds a [`SessionMiddleware`](crate::SessionMiddleware)
+//! service then [adopts](adopt) one shard that no server thread hosts yet. When that thread
+//! stops (SIGTERM, or a worker fault that actix-server answers with a new thread), the host
+//! actor is dropped and hands its core back to the shard's home thread on the spot (a move
+//! in memory, no I/O), so requests still draining elsewhere and the shutdown snapshot find
+//! every acknowledged write. A shard is hosted by one actor at any moment: the router points
+//! at it, and the previous host, if any, has given its core away.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::{Actor, Addr, AsyncContext, Context};
+
+use super::Shared;
+use super::shard::Shard;
+use super::snapshot_run::Schedule;
+use super::worker::{HandOver, Worker};
+use crate::error::{Result, Unavailable};
+
+/// A shard and everything that moves with it when its host changes.
+pub(crate) struct Core {
+    pub shard: Shard,
+    pub schedule: Schedule,
+    /// Restarted and reading its last snapshot back: operations answer `ShardRestarting`.
+    pub loading: bool,
+    /// Times the supervisor restarted this shard's worker.
+    pub restarts: u64,
+}
+
+impl Core {
+    /// Runs one operation on the shard (guarded), unless it is still reloading. `local`: the
+    /// caller is on the host's thread and came without a message (counted for locality).
+    pub fn apply<R>(&mut self, local: bool, op: impl FnOnce(&mut Shard) -> Result<R>) -> Result<R> {
+        if self.loading {
+            return Err(Unavailable::ShardRestarting { shard: self.shard.index() }.into());
+        }
+        if local {
+            self.shard.count_local();
+        }
+        self.shard.guarded(op)
+    }
+
+    /// Takes this core away, leaving an empty one in its place (a host that moved).
+    pub fn take(&mut self) -> Core {
+        let vacant = Core {
+            shard: Shard::vacant(self.shard.index(), self.shard.shared().clone()),
+            schedule: Schedule::default(),
+            loading: false,
+            restarts: self.restarts,
+        };
+        std::mem::replace(self, vacant)
+    }
+}
+
+/// The cores hosted on this thread, by engine and shard.
+struct Hosted {
+    engine: u64,
+    shard: usize,
+    core: Rc<RefCell<Core>>,
+}
+
+thread_local! {
+    static HOSTED: RefCell<Vec<Hosted>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Lists `core` as hosted on this thread.
+pub(crate) fn register(engine: u64, shard: usize, core: &Rc<RefCell<Core>>) {
+    HOSTED.with_borrow_mut(|h| {
+        h.retain(|x| (x.engine, x.shard) != (engine, shard));
+        h.push(Hosted { engine, shard, core: core.clone() });
+    });
+}
+
+/// Takes shard `shard` of `engine` off this thread's list. Safe while the thread ends.
+pub(crate) fn unregister(engine: u64, shard: usize) {
+    let _ = HOSTED.try_with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut() {
+            h.retain(|x| (x.engine, x.shard) != (engine, shard));
+        }
+    });
+}
+
+/// The core of shard `shard` of `engine`, when this thread hosts it.
+pub(crate) fn local(engine: u64, shard: usize) -> Option<Rc<RefCell<Core>>> {
+    HOSTED.with_borrow(|h| h.iter().find(|x| x.engine == engine && x.shard == shard).map(|x| x.core.clone()))
+}
+
+/// A shard of `engine` this thread hosts, where its new sessions are born. With several, the
+/// first one adopted.
+pub(crate) fn home_shard(engine: u64) -> Option<usize> {
+    HOSTED.with_borrow(|h| h.iter().find(|x| x.engine == engine).map(|x| x.shard))
+}
+
+/// Hosts one shard of the engine `shared` describes on this thread, which must be running an
+/// actix arbiter (an actix-web worker thread is one): the first shard no server thread hosts
+/// yet moves here from its home thread. Its host there finishes what was queued for it, hands
+/// the core over and stops; operations sent meanwhile wait in the new host's mailbox. `None`:
+/// this thread hosts one already, or every shard has a server thread.
+pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
+    let me = std::thread::current().id();
+    let shard = {
+        let mut hosts = shared.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if hosts.contains(&Some(me)) {
+            return None;
+        }
+        let shard = hosts.iter().position(Option::is_none)?;
+        hosts[shard] = Some(me);
+        shard
+    };
+    // The new host's address exists before the host does: from the router switch on, new
+    // operations queue in its mailbox until the core arrives.
+    let context = Context::<Worker>::new();
+    let old = shared.router.replace(shard, context.address());
+    let (core, how) = match old.send(HandOver).await {
+        Ok(Some(core)) => (core, "moved"),
+        // The old host was gone (a restart under way): reload like a restarted worker.
+        Ok(None) | Err(_) => {
+            log::warn!("shard {shard}: its previous host was gone; the shard reloads its last snapshot here");
+            (Worker::fresh_core(shard, shared.clone(), Vec::new(), true), "reloaded")
+        }
+    };
+    log::debug!("shard {shard}: {how} to server thread {me:?}");
+    let worker = Worker::hosting(core, shared.clone(), true);
+    let addr: Addr<Worker> = context.run(worker);
+    debug_assert!(addr.connected());
+    Some(shard)
+}
+
+/// A server thread's host is being dropped with its core: back to the shard's home thread, at
+/// once (no I/O here), and the router follows. `Some(core)`: the home thread is gone too (the
+/// actix system is stopping), so the caller must save the core itself.
+pub(crate) fn send_home(shared: &Arc<Shared>, shard: usize, core: Core) -> Option<Core> {
+    let Some(home) = shared.homes.get().and_then(|h| h.get(shard)).cloned() else { return Some(core) };
+    if !home.spawn(async {}) {
+        return Some(core);
+    }
+    let moved = shared.clone();
+    let addr = Worker::start_in_arbiter(&home, move |_| Worker::hosting(core, moved, false));
+    shared.router.replace(shard, addr);
+    let mut hosts = shared.hosts.lock().unwrap_or_else(|e| e.into_inner());
+    hosts[shard] = None;
+    None
+}
