@@ -133,6 +133,8 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
     };
     log::debug!("shard {shard}: {how} to server thread {me:?}");
     let worker = Worker::hosting(core, shared.clone(), true);
+    // Listed now, not when the actor first runs: the caller's next operation is local.
+    worker.register_here();
     let addr: Addr<Worker> = context.run(worker);
     debug_assert!(addr.connected());
     Some(shard)

@@ -32,7 +32,7 @@ use crate::snapshot::{self, Snapshots};
 use crate::state::Lifetimes;
 use shard::Shard;
 use supervisor::{Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
-use worker::Worker;
+use worker::{Carried, Worker};
 
 /// Where the shard workers run.
 ///
@@ -187,7 +187,7 @@ impl MemoryBackend {
     where
         M: Message<Result = Result<R>> + Send + 'static,
         R: Send + 'static,
-        Worker: Handler<M>,
+        Worker: Handler<Carried<M>, Result = worker::Answer<M>>,
     {
         let shard = id.shard(self.shared.shards);
         if let Some(core) = host::local(self.shared.engine, shard) {
@@ -200,26 +200,51 @@ impl MemoryBackend {
     }
 
     /// Sends a per-session message to the host of `shard`. A host that moved away (a server
-    /// thread adopted the shard) forwards what still reaches it to the new host.
+    /// thread adopted the shard) forwards what still reaches it to the new host; a message left
+    /// unrun in the mailbox of a host whose thread stopped goes again to the shard's next host.
     async fn send<M, R>(&self, shard: usize, msg: M) -> Result<R>
     where
         M: Message<Result = Result<R>> + Send + 'static,
         R: Send + 'static,
-        Worker: Handler<M>,
+        Worker: Handler<Carried<M>, Result = worker::Answer<M>>,
     {
-        let addr = self.shared.router.get(shard);
-        match addr.send(msg).await {
-            Ok(result) => result,
-            Err(MailboxError::Closed) => {
-                if self.shared.router.get(shard) == addr {
-                    self.supervisor.do_send(WorkerDown);
+        let carried = Carried::new(msg);
+        let mut addr = self.shared.router.get(shard);
+        loop {
+            match addr.send(carried.again()).await {
+                Ok(result) => return result,
+                Err(MailboxError::Timeout) => {
+                    return Err(
+                        Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into()
+                    );
                 }
-                Err(Unavailable::ShardRestarting { shard }.into())
-            }
-            Err(MailboxError::Timeout) => {
-                Err(Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into())
+                Err(MailboxError::Closed) => {
+                    let unrun = carried.0.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                    match self.next_host(shard, &addr).await {
+                        Some(next) if unrun => addr = next,
+                        Some(_) => return Err(Unavailable::ShardRestarting { shard }.into()),
+                        None => {
+                            self.supervisor.do_send(WorkerDown);
+                            return Err(Unavailable::ShardRestarting { shard }.into());
+                        }
+                    }
+                }
             }
         }
+    }
+
+    /// The host that replaced `gone` as `shard`'s, once the router has one (a stopping server
+    /// thread sends its shard home as its host is dropped, a moment after the mailbox closes).
+    /// `None` after a second without one: a crash, for the supervisor to restart.
+    async fn next_host(&self, shard: usize, gone: &Addr<Worker>) -> Option<Addr<Worker>> {
+        for _ in 0..100 {
+            let now = self.shared.router.get(shard);
+            if now != *gone && now.connected() {
+                return Some(now);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        None
     }
 
     async fn send_info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
@@ -64,6 +64,11 @@ impl Worker {
     pub fn hosting(core: Core, shared: Arc<Shared>, on_server: bool) -> Self {
         let index = core.shard.index();
         Self { core: Rc::new(RefCell::new(core)), shared, index, on_server, finished: false, moved: false }
+    }
+
+    /// Lists this host's core in the calling thread's table (see [`host::local`]).
+    pub fn register_here(&self) {
+        host::register(self.shared.engine, self.index, &self.core);
     }
 
     /// Runs one per-session message on the shard; after a move, forwards it to the new host.
@@ -143,7 +148,7 @@ impl Actor for Worker {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Senders wait (backpressure) once this many messages are queued.
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        host::register(self.shared.engine, self.index, &self.core);
+        self.register_here();
         let shared = self.shared.clone();
         ctx.run_interval(shared.config.session.sweep_interval, |worker, _| {
             if worker.moved {
@@ -327,9 +332,10 @@ pub(crate) enum Answer<M: Message> {
     Forward { to: Addr<Worker>, msg: M, shard: usize },
 }
 
-impl<M, R> MessageResponse<Worker, M> for Answer<M>
+impl<M, O, R> MessageResponse<Worker, O> for Answer<M>
 where
     M: Message<Result = Result<R>> + Send + 'static,
+    O: Message<Result = Result<R>>,
     R: Send + 'static,
     Worker: Handler<M>,
 {
@@ -353,6 +359,30 @@ where
     }
 }
 
+/// A per-session message the sender can take back: the host takes it out of the shared slot
+/// when it handles it, so a message still in the slot after the host's mailbox closed (its
+/// thread stopped with the message queued) was never run, and goes again to the new host.
+pub(crate) struct Carried<M>(pub Arc<Mutex<Option<M>>>);
+
+impl<M: Message> Message for Carried<M> {
+    type Result = M::Result;
+}
+
+impl<M: Message> Carried<M> {
+    pub fn new(msg: M) -> Self {
+        Self(Arc::new(Mutex::new(Some(msg))))
+    }
+
+    /// The message, when no host took it.
+    pub fn take(&self) -> Option<M> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    pub fn again(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
 /// Each typed message is one call of the shard, guarded (see [`Worker::apply`]).
 macro_rules! host {
     ($($msg:ident => |$s:ident, $m:ident| $call:expr;)*) => {$(
@@ -361,6 +391,17 @@ macro_rules! host {
 
             fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
                 self.apply(msg, |$s, $m| $call)
+            }
+        }
+
+        impl Handler<Carried<$msg>> for Worker {
+            type Result = Answer<$msg>;
+
+            fn handle(&mut self, carried: Carried<$msg>, ctx: &mut Context<Self>) -> Self::Result {
+                match carried.take() {
+                    Some(msg) => <Self as Handler<$msg>>::handle(self, msg, ctx),
+                    None => Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into())),
+                }
             }
         }
     )*};
