@@ -1,7 +1,10 @@
 //! Engine throughput through the public API: Get / Set / Update with 1, 64 and 1,024
-//! concurrent clients, for 1, 2 and 4 shards (workers on threads of their own), and for 2
-//! shards with `Placement::CurrentThread` (workers on the benchmark's thread). Each client
-//! works on its own session.
+//! concurrent clients, for 1, 2 and 4 shards with a thread per shard
+//! (`Placement::DedicatedThreads`: every operation crosses threads), for 2 shards with
+//! `Placement::CurrentThread` (every worker on the benchmark's thread), and for 2 shards with
+//! the default `Placement::ServerThreads` where the benchmark's thread hosts one shard
+//! (`host_here`, as each actix-web worker does) and creates its sessions there, so its
+//! operations run on its own shard without a message. Each client works on its own session.
 //!
 //! `cargo bench --bench engine` (add `-- --warm-up-time 1 --measurement-time 3` for a short run).
 
@@ -50,15 +53,18 @@ async fn run(engine: &SessionEngine, sessions: &[SessionId], op: Op) {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(OPS as u64));
-    // The default placement for every shard count; then the workers on the caller's thread.
-    let runs = [1, 2, 4].map(|s| (s, Placement::DedicatedThreads, "")).into_iter().chain([(
-        2,
-        Placement::CurrentThread,
-        "/same-thread",
-    )]);
+    // A thread per shard for every shard count; then the workers on the caller's thread; then
+    // the caller's thread hosting its own shard.
+    let runs = [1, 2, 4]
+        .map(|s| (s, Placement::DedicatedThreads, ""))
+        .into_iter()
+        .chain([(2, Placement::CurrentThread, "/same-thread"), (2, Placement::ServerThreads, "/server-thread")]);
     for (shards, placement, suffix) in runs {
         let system = actix_rt::System::new();
         let engine = system.block_on(async { engine(shards, placement) });
+        if placement == Placement::ServerThreads {
+            assert!(system.block_on(engine.host_here()).is_some(), "this thread hosts a shard");
+        }
         for clients in [1, 64, 1024] {
             let sessions: Vec<SessionId> = system.block_on(async {
                 let mut ids = Vec::with_capacity(clients);

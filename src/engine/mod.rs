@@ -10,6 +10,7 @@
 mod builder;
 mod send;
 mod store;
+mod verified;
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ use crate::message::*;
 use crate::robot::RobotDetector;
 use crate::state::check_name;
 use store::Store;
+pub(crate) use verified::Verified;
 
 /// A handle to a running session engine. Cheap to clone; `Send + Sync`.
 ///
@@ -127,6 +129,11 @@ impl SessionEngine {
         self.inner.keyring.parse(text)
     }
 
+    /// The per-session operations for ids known to be ours (see [`Verified`]).
+    pub(crate) fn verified(&self) -> Verified<'_> {
+        Verified(self)
+    }
+
     fn verify(&self, id: &SessionId) -> Result<()> {
         if self.inner.keyring.verify(id) { Ok(()) } else { Err(SessionError::InvalidId) }
     }
@@ -186,9 +193,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`], [`SessionError::InvalidName`].
     pub async fn get_raw(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        names(scope, key)?;
         self.verify(id)?;
-        self.backend().get(*id, scope, key).await
+        self.verified().get_raw(id, scope, key).await
     }
 
     /// Stores `value` under `scope`/`key`.
@@ -204,9 +210,8 @@ impl SessionEngine {
     /// # Errors
     /// As [`insert`](Self::insert); also [`SessionError::Codec`] when `json` is not valid JSON.
     pub async fn insert_raw(&self, id: &SessionId, scope: &str, key: &str, json: Vec<u8>) -> Result<()> {
-        names(scope, key)?;
         self.verify(id)?;
-        self.backend().set(*id, scope, key, json).await
+        self.verified().insert_raw(id, scope, key, json).await
     }
 
     /// Removes `scope`/`key`; whether it was there.
@@ -214,9 +219,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn remove(&self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
-        names(scope, key)?;
         self.verify(id)?;
-        self.backend().remove(*id, scope, key).await
+        self.verified().remove(id, scope, key).await
     }
 
     /// Removes every key of `scope`, or of all scopes when `None`.
@@ -224,11 +228,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn clear(&self, id: &SessionId, scope: Option<&str>) -> Result<()> {
-        if let Some(s) = scope {
-            check_name("scope", s)?;
-        }
         self.verify(id)?;
-        self.backend().clear(*id, scope).await
+        self.verified().clear(id, scope).await
     }
 
     /// The keys of `scope`, sorted.
@@ -236,9 +237,8 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn keys(&self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
-        check_name("scope", scope)?;
         self.verify(id)?;
-        self.backend().keys(*id, scope).await
+        self.verified().keys(id, scope).await
     }
 
     /// Atomically replaces `scope`/`key` with `f(current)`, inside the owning worker: no
@@ -263,9 +263,8 @@ impl SessionEngine {
         key: &str,
         f: UpdateFn,
     ) -> Result<Option<Vec<u8>>> {
-        names(scope, key)?;
         self.verify(id)?;
-        self.backend().update(*id, scope, key, f).await
+        self.verified().update_raw(id, scope, key, f).await
     }
 
     /// Atomically adds `by` to the integer under `scope`/`key` (absent counts as 0).
@@ -273,14 +272,8 @@ impl SessionEngine {
     /// # Errors
     /// As [`update`](Self::update).
     pub async fn increment(&self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
-        names(scope, key)?;
         self.verify(id)?;
-        if let Some(n) = self.backend().increment(*id, scope, key, by).await? {
-            return Ok(n);
-        }
-        // Names and id are checked: the generic update, straight to the backend.
-        let step = update_step(move |n: Option<i64>| n.unwrap_or(0).saturating_add(by));
-        decode_updated(self.backend().update(*id, scope, key, step).await?)
+        self.verified().increment(id, scope, key, by).await
     }
 
     /// A new session whose counter `scope`/`key` is `increment`ed once by `by`, in one step
@@ -342,7 +335,7 @@ impl SessionEngine {
     /// [`SessionError::InvalidUserId`] for 0; [`SessionError::SessionGone`].
     pub async fn login(&self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
         self.verify(id)?;
-        self.backend().login(*id, userid).await
+        self.verified().login(id, userid).await
     }
 
     /// Logs out: user id 0, volatile, id rotated, other data kept.
@@ -351,7 +344,7 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`].
     pub async fn logout(&self, id: &SessionId) -> Result<SessionInfo> {
         self.verify(id)?;
-        self.backend().logout(*id).await
+        self.verified().logout(id).await
     }
 
     /// Makes the session persistent (remember me) or volatile.
@@ -360,7 +353,7 @@ impl SessionEngine {
     /// [`SessionError::NotLoggedIn`] for `true` on an anonymous session; [`SessionError::SessionGone`].
     pub async fn set_persistent(&self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
         self.verify(id)?;
-        self.backend().set_persistent(*id, persistent).await
+        self.verified().set_persistent(id, persistent).await
     }
 
     /// The session's metadata; does not count as a use.
@@ -369,7 +362,7 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`].
     pub async fn info(&self, id: &SessionId) -> Result<SessionInfo> {
         self.verify(id)?;
-        self.backend().info(*id, false).await
+        self.verified().info(id).await
     }
 
     /// Counts as a use: slides the expiry.
@@ -378,7 +371,7 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`].
     pub async fn touch(&self, id: &SessionId) -> Result<SessionInfo> {
         self.verify(id)?;
-        self.backend().info(*id, true).await
+        self.verified().touch(id).await
     }
 
     /// Ends the session; whether it existed.
@@ -387,7 +380,7 @@ impl SessionEngine {
     /// [`SessionError::InvalidId`], [`SessionError::Unavailable`].
     pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
         self.verify(id)?;
-        self.backend().destroy(*id).await
+        self.verified().destroy(id).await
     }
 
     /// Ends every session of `userid` on every shard ("log out everywhere"); how many.

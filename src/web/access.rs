@@ -30,7 +30,7 @@ impl Session {
         let Some(candidates) = self.state().take_candidates() else { return Ok(()) };
         let mut found = None;
         for (i, id) in candidates.iter().enumerate() {
-            match self.engine().info(id).await {
+            match self.engine().verified().info(id).await {
                 Ok(info) => {
                     found = Some(info);
                     break;

@@ -38,7 +38,7 @@ impl Session {
             return None;
         }
         // Every request that looked at its session counts as a use of it.
-        let now = engine.touch(&info.id).await.ok()?;
+        let now = engine.verified().touch(&info.id).await.ok()?;
         let due = now.persistent && before.is_some_and(|b| utc_day(b) != utc_day(now.last_access));
         due.then(|| cookie_for(config, &now))
     }

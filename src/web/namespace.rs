@@ -31,7 +31,7 @@ impl Namespace {
     /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
     /// is not a `T`; `Unavailable` (503).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
-        let (engine, scope) = (self.session.engine(), &self.scope);
+        let (engine, scope) = (self.session.engine().verified(), &self.scope);
         let done = self.session.on_live(|id| async move { engine.get::<T>(&id, scope, key).await }).await?;
         self.session.read(done)
     }
@@ -43,7 +43,7 @@ impl Namespace {
     /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
     /// meanwhile; `Full`/`Unavailable` (503).
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
-        let (engine, scope) = (self.session.engine(), &self.scope);
+        let (engine, scope) = (self.session.engine().verified(), &self.scope);
         let done = self.session.on_session(|id| async move { engine.insert(&id, scope, key, value).await }).await?;
         self.session.wrote(done)
     }
@@ -53,7 +53,7 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
-        let (engine, scope) = (self.session.engine(), &self.scope);
+        let (engine, scope) = (self.session.engine().verified(), &self.scope);
         let done = self.session.on_live(|id| async move { engine.remove(&id, scope, key).await }).await?;
         self.session.read(done)
     }
@@ -72,7 +72,7 @@ impl Namespace {
         // `f` runs once, so the lookup cannot be sent along with it: it comes first.
         let s = &self.session;
         let id = s.ensure().await?;
-        let result = s.engine().update(&id, &self.scope, key, f).await;
+        let result = s.engine().verified().update(&id, &self.scope, key, f).await;
         s.wrote((id, result))
     }
 
@@ -84,7 +84,7 @@ impl Namespace {
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
         // The engine's own increment: the same update on the memory backend, one script on
         // Redis, which also creates a missing session in the same script.
-        let (s, engine, scope) = (&self.session, self.session.engine(), &self.scope);
+        let (s, engine, scope) = (&self.session, self.session.engine().verified(), &self.scope);
         let op = |id| async move { engine.increment(&id, scope, key, by).await };
         if let Some(done) = s.on_live(op).await? {
             return s.wrote(done);
@@ -100,7 +100,7 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn keys(&self) -> Result<Vec<String>, WebError> {
-        let (engine, scope) = (self.session.engine(), &self.scope);
+        let (engine, scope) = (self.session.engine().verified(), &self.scope);
         let done = self.session.on_live(|id| async move { engine.keys(&id, scope).await }).await?;
         self.session.read(done)
     }
@@ -110,7 +110,7 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn clear(&self) -> Result<(), WebError> {
-        let (engine, scope) = (self.session.engine(), &self.scope);
+        let (engine, scope) = (self.session.engine().verified(), &self.scope);
         let done = self.session.on_live(|id| async move { engine.clear(&id, Some(scope)).await }).await?;
         self.session.read(done)
     }

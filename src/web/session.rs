@@ -238,7 +238,7 @@ impl Session {
     /// # Errors
     /// [`WebError::Engine`] when the engine fails.
     pub async fn clear_all(&self) -> Result<(), WebError> {
-        let engine = self.engine();
+        let engine = self.engine().verified();
         let done = self.on_live(|id| async move { engine.clear(&id, None).await }).await?;
         self.read(done)
     }
@@ -251,7 +251,7 @@ impl Session {
     /// another request ended the session meanwhile; `Full`/`Unavailable` (503).
     pub async fn login(&self, userid: u64) -> Result<(), WebError> {
         // Rotations, persistence changes and `destroy` look the cookie up first (`on_live`).
-        let engine = self.engine();
+        let engine = self.engine().verified();
         let done = match self.live_id().await? {
             Some(id) => (id, engine.login(&id, userid).await),
             None => self.created_with(|id| async move { engine.login(&id, userid).await }).await?,
@@ -266,7 +266,7 @@ impl Session {
     /// `SessionGone` (409) when another request ended the session meanwhile; `Unavailable`.
     pub async fn logout(&self) -> Result<(), WebError> {
         let Some(id) = self.live_id().await? else { return Ok(()) };
-        let result = self.engine().logout(&id).await;
+        let result = self.engine().verified().logout(&id).await;
         self.changed((id, result))
     }
 
@@ -280,7 +280,7 @@ impl Session {
         let Some(id) = self.live_id().await? else {
             return if persistent { Err(SessionError::NotLoggedIn.into()) } else { Ok(()) };
         };
-        let result = self.engine().set_persistent(&id, persistent).await;
+        let result = self.engine().verified().set_persistent(&id, persistent).await;
         self.changed((id, result))
     }
 
@@ -291,7 +291,7 @@ impl Session {
     /// [`WebError::Engine`] with `Unavailable` when the engine is stopped.
     pub async fn destroy(&self) -> Result<bool, WebError> {
         let existed = match self.live_id().await? {
-            Some(id) => self.engine().destroy(&id).await.map_err(|e| self.failed(id, e))?,
+            Some(id) => self.engine().verified().destroy(&id).await.map_err(|e| self.failed(id, e))?,
             None => false,
         };
         self.state().destroyed();
