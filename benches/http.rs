@@ -4,44 +4,111 @@
 //! ```sh
 //! cargo bench --bench http --features redis   # 3 interleaved rounds of 5 s per variant and mode
 //! cargo bench --bench http -- --secs 2 --rounds 1 --variants a,b,e
+//! # some modes only (default: all four)
+//! cargo bench --bench http --features redis -- --modes returning-2w,spread-2w --variants b,e,e1
 //! # the draco variants of another build (e.g. the previous commit) beside this one's, same run:
-//! cargo bench --bench http --features redis -- --variants b,e,e2,f --baseline /path/to/old/http-binary
+//! cargo bench --bench http --features redis -- --variants b,e,e1,e2,f --baseline /path/to/old/http-binary
 //! ```
 //!
 //! Variants: (a) no session (the ceiling); (b) hand-rolled: a random-id cookie and a `DashMap`
 //! (the in-memory limit); (c) actix-session `CookieSessionStore`; (d) actix-session
 //! `RedisSessionStore` on a redis-server this bench starts on a free loopback port;
-//! (e) draco-session, memory engine, shard worker on its own thread (the default placement);
-//! (e2) draco-session, memory engine started in the single actix-web worker's app factory with
-//! `Placement::CurrentThread`, so operations never cross threads; (f) draco-session with the
-//! Redis backend on the same redis-server as (d) (needs `--features redis`).
+//! (e) draco-session, memory engine as a user writes it: started once in the server's main with
+//! the default config (one shard per CPU) and the default placement,
+//! `Placement::ServerThreads` (each actix-web worker hosts a shard; sessions are born on the
+//! serving worker's shard); (e1) the same with `Placement::DedicatedThreads` (the old default:
+//! every shard on a thread of its own, every operation crosses threads); (e2) draco-session,
+//! memory engine with one shard started in the single actix-web worker's app factory with
+//! `Placement::CurrentThread` (one-worker modes only); (f) draco-session with the Redis backend
+//! on the same redis-server as (d) (needs `--features redis`).
 //!
-//! Each server runs in its own process pinned to CPU 0 (one actix-web worker), and wrk is pinned
-//! to CPU 1 (64 keep-alive connections). Mode "returning": 64 sessions are created first and
-//! wrk's requests carry their cookies round-robin. Mode "new": no cookie, so every request is a
-//! new visitor whose first write creates a session. Needs `wrk`, `taskset` and, for (d),
-//! `redis-server` on the PATH.
+//! Each server runs in a process of its own (this binary, `--serve <variant>`). Modes
+//! (`--modes`, comma-separated):
+//! - `returning`: one actix-web worker, server pinned to CPU 0, wrk `-t1 -c64` pinned to CPU 1.
+//!   64 sessions are created first and wrk's requests carry their cookies round-robin.
+//! - `new`: as `returning`, but no cookie: every request is a new visitor whose first write
+//!   creates a session.
+//! - `returning-2w`: two actix-web workers; wrk `-t32 -c32`, one connection per wrk thread:
+//!   each connection's first request has no cookie, and every later one sends the cookie its
+//!   first answer set, so each session is born on the worker serving its connection.
+//! - `spread-2w`: two workers; 64 sessions are created first, each over a connection of its
+//!   own (the accept loop deals connections to the workers in turn), then wrk `-t32 -c32`
+//!   sends the 64 cookies round-robin on every connection, so about half the requests reach
+//!   a worker that is not their session's home.
+//!
+//! In the two-worker modes the server and wrk both run on CPUs 0 and 1, so wrk competes with
+//! the server for CPU and req/s says little: compare the server's CPU time per request. Needs
+//! `wrk`, `taskset` and, for (d) and (f), `redis-server` on the PATH.
 //!
 //! Beside req/s (which wrk, itself near its limit, can hide), each row gives the server's CPU
 //! time per request: user + system time of the server process (all its threads) during the
-//! wrk run, from /proc/<pid>/stat, divided by the requests wrk counted. `--baseline <binary>`
-//! also runs the draco variants (e, e2, f) served by another build of this bench, interleaved
-//! with this build's, as rows `e@base`, `e2@base`, `f@base`.
+//! wrk run, from /proc/<pid>/stat, divided by the requests wrk counted; and the ratio
+//! "CPU per request of (b) / CPU per request of X", the primary comparison (1.00 = as cheap
+//! as the hand-rolled `DashMap`). Allocations per request come from a counting global
+//! allocator in this binary (allocations + reallocations of the server process over the wrk
+//! run, read from the server's `GET /__bench_stats` before and after). The counter
+//! (`stats_alloc`: the crate forbids unsafe code, so no allocator of its own) is in every
+//! variant's CPU time: a few atomic increments per allocation, about 3 ns per allocation and
+//! free on this 2-CPU machine, 8 ns with both CPUs allocating, so under 1-3% of a request.
+//! Locality, for the draco variants, is the share of shard operations served on the thread
+//! hosting the shard without a message (`ShardStats::local_operations / operations` over the
+//! run; the Redis backend (f) has no local path and shows 0).
+//!
+//! `--baseline <binary>` also runs the draco variants (e, e1, e2, f) served by another build of
+//! this bench, interleaved with this build's, as rows `e@base`, `e1@base`, ... (each what that
+//! build's variant is). A build older than the two-worker modes ignores `--workers` (it serves
+//! one worker) and has no `/__bench_stats` (allocs/req and locality show `-`); a variant it
+//! does not have shows `n/a`.
 
+use std::alloc::System;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+/// Counts every allocation of this binary, so of the server child too (`/__bench_stats`).
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
 const SECRET: &str = "benchmark secret, at least 32 bytes long!";
+/// The route every variant's server answers with its counters.
+const STATS_PATH: &str = "/__bench_stats";
 
 mod servers {
     use actix_web::cookie::{Cookie, Key};
     use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
     use dashmap::DashMap;
+    use draco_session::{Placement, SessionEngine};
     use rand::Rng as _;
+
+    type Addr = (&'static str, u16);
+
+    /// Allocations + reallocations of this process so far.
+    fn allocations() -> u64 {
+        let s = super::GLOBAL.stats();
+        (s.allocations + s.reallocations) as u64
+    }
+
+    async fn plain_stats() -> HttpResponse {
+        HttpResponse::Ok().body(format!("allocs={} local=0 ops=0", allocations()))
+    }
+
+    async fn draco_stats(engine: web::Data<SessionEngine>) -> HttpResponse {
+        let allocs = allocations();
+        let (mut local, mut ops) = (0, 0);
+        if let Ok(stats) = engine.stats().await {
+            for s in &stats.shards {
+                local += s.local_operations;
+                ops += s.operations;
+            }
+        }
+        HttpResponse::Ok().body(format!("allocs={allocs} local={local} ops={ops}"))
+    }
 
     async fn no_session() -> HttpResponse {
         HttpResponse::Ok().body("1")
@@ -83,175 +150,331 @@ mod servers {
         }
     }
 
+    /// The default config (one shard per CPU), with what a loopback benchmark needs.
     fn draco_config() -> draco_session::Config {
         let mut config = draco_session::Config::default();
         config.session.secret = Some(super::SECRET.into());
-        config.session.shards = 1;
         config.cookie.secure = false;
         config.storage.persist = false;
         config
     }
 
-    pub fn serve(variant: &str, port: u16, redis_url: &str) -> std::io::Result<()> {
-        let addr = ("127.0.0.1", port);
+    /// The name of the session cookie `variant` sets ("" when it sets none).
+    pub fn cookie_name(variant: &str) -> String {
+        match variant {
+            "a" => String::new(),
+            "b" => "sid".into(),
+            "c" | "d" => "id".into(), // actix-session's default
+            _ => draco_session::Config::default().cookie.name,
+        }
+    }
+
+    /// Serves `engine` (started once, in main) on `workers` actix-web workers.
+    async fn draco_server(engine: SessionEngine, addr: Addr, workers: usize) -> std::io::Result<()> {
+        let mw = draco_session::SessionMiddleware::new(engine.clone());
+        let data = web::Data::new(engine.clone());
+        let result = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(mw.clone())
+                .route(super::STATS_PATH, web::get().to(draco_stats))
+                .route("/", web::get().to(draco))
+        })
+        .workers(workers)
+        .bind(addr)?
+        .run()
+        .await;
+        engine.shutdown().await;
+        result
+    }
+
+    /// (e2): each worker starts an engine with one shard on its own thread in its app factory.
+    async fn draco_current_thread(addr: Addr, workers: usize) -> std::io::Result<()> {
+        HttpServer::new(move || {
+            let mut config = draco_config();
+            config.session.shards = 1;
+            let engine =
+                SessionEngine::builder(config).placement(Placement::CurrentThread).start().expect("engine starts");
+            App::new()
+                .app_data(web::Data::new(engine.clone()))
+                .wrap(draco_session::SessionMiddleware::new(engine))
+                .route(super::STATS_PATH, web::get().to(draco_stats))
+                .route("/", web::get().to(draco))
+        })
+        .workers(workers)
+        .bind(addr)?
+        .run()
+        .await
+    }
+
+    async fn actix_session_server(variant: &str, addr: Addr, redis_url: &str, workers: usize) -> std::io::Result<()> {
         let key = Key::from(&[7u8; 64]);
+        if variant == "c" {
+            return HttpServer::new(move || {
+                let store = actix_session::storage::CookieSessionStore::default();
+                App::new()
+                    .wrap(actix_session::SessionMiddleware::builder(store, key.clone()).cookie_secure(false).build())
+                    .route(super::STATS_PATH, web::get().to(plain_stats))
+                    .route("/", web::get().to(actix_session))
+            })
+            .workers(workers)
+            .bind(addr)?
+            .run()
+            .await;
+        }
+        let store = actix_session::storage::RedisSessionStore::new(redis_url)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        HttpServer::new(move || {
+            App::new()
+                .wrap(
+                    actix_session::SessionMiddleware::builder(store.clone(), key.clone()).cookie_secure(false).build(),
+                )
+                .route(super::STATS_PATH, web::get().to(plain_stats))
+                .route("/", web::get().to(actix_session))
+        })
+        .workers(workers)
+        .bind(addr)?
+        .run()
+        .await
+    }
+
+    pub fn serve(variant: &str, port: u16, redis_url: &str, workers: usize) -> std::io::Result<()> {
+        let addr = ("127.0.0.1", port);
         actix_web::rt::System::new().block_on(async move {
             match variant {
                 "a" => {
-                    HttpServer::new(|| App::new().route("/", web::get().to(no_session)))
-                        .workers(1)
-                        .bind(addr)?
-                        .run()
-                        .await
+                    HttpServer::new(|| {
+                        App::new()
+                            .route(super::STATS_PATH, web::get().to(plain_stats))
+                            .route("/", web::get().to(no_session))
+                    })
+                    .workers(workers)
+                    .bind(addr)?
+                    .run()
+                    .await
                 }
                 "b" => {
                     let store = web::Data::new(DashMap::<u128, i64>::new());
-                    HttpServer::new(move || App::new().app_data(store.clone()).route("/", web::get().to(hand_rolled)))
-                        .workers(1)
-                        .bind(addr)?
-                        .run()
-                        .await
-                }
-                "c" => {
                     HttpServer::new(move || {
-                        let store = actix_session::storage::CookieSessionStore::default();
                         App::new()
-                            .wrap(
-                                actix_session::SessionMiddleware::builder(store, key.clone())
-                                    .cookie_secure(false)
-                                    .build(),
-                            )
-                            .route("/", web::get().to(actix_session))
+                            .app_data(store.clone())
+                            .route(super::STATS_PATH, web::get().to(plain_stats))
+                            .route("/", web::get().to(hand_rolled))
                     })
-                    .workers(1)
+                    .workers(workers)
                     .bind(addr)?
                     .run()
                     .await
                 }
-                "d" => {
-                    let store = actix_session::storage::RedisSessionStore::new(redis_url)
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))?;
-                    HttpServer::new(move || {
-                        App::new()
-                            .wrap(
-                                actix_session::SessionMiddleware::builder(store.clone(), key.clone())
-                                    .cookie_secure(false)
-                                    .build(),
-                            )
-                            .route("/", web::get().to(actix_session))
-                    })
-                    .workers(1)
-                    .bind(addr)?
-                    .run()
-                    .await
-                }
+                "c" | "d" => actix_session_server(variant, addr, redis_url, workers).await,
                 "e" => {
-                    let engine = draco_session::SessionEngine::start(draco_config()).map_err(std::io::Error::other)?;
-                    let mw = draco_session::SessionMiddleware::new(engine.clone());
-                    let result = HttpServer::new(move || App::new().wrap(mw.clone()).route("/", web::get().to(draco)))
-                        .workers(1)
-                        .bind(addr)?
-                        .run()
-                        .await;
-                    engine.shutdown().await;
-                    result
+                    // As a user writes it: the default config and placement.
+                    let engine = SessionEngine::start(draco_config()).map_err(std::io::Error::other)?;
+                    draco_server(engine, addr, workers).await
+                }
+                "e1" => {
+                    let engine = SessionEngine::builder(draco_config())
+                        .placement(Placement::DedicatedThreads)
+                        .start()
+                        .map_err(std::io::Error::other)?;
+                    draco_server(engine, addr, workers).await
                 }
                 #[cfg(feature = "redis")]
                 "f" => {
                     let mut config = draco_config();
                     config.storage.backend = draco_session::StorageBackend::Redis;
                     config.storage.redis_url = redis_url.to_owned();
-                    let engine =
-                        draco_session::SessionEngine::start_async(config).await.map_err(std::io::Error::other)?;
-                    let mw = draco_session::SessionMiddleware::new(engine.clone());
-                    let result = HttpServer::new(move || App::new().wrap(mw.clone()).route("/", web::get().to(draco)))
-                        .workers(1)
-                        .bind(addr)?
-                        .run()
-                        .await;
-                    engine.shutdown().await;
-                    result
+                    let engine = SessionEngine::start_async(config).await.map_err(std::io::Error::other)?;
+                    draco_server(engine, addr, workers).await
                 }
-                "e2" => {
-                    // One actix-web worker that starts the engine in its app factory, with the
-                    // shard workers on its own thread: operations never cross threads.
-                    HttpServer::new(move || {
-                        let engine = draco_session::SessionEngine::builder(draco_config())
-                            .placement(draco_session::Placement::CurrentThread)
-                            .start()
-                            .expect("engine starts");
-                        App::new().wrap(draco_session::SessionMiddleware::new(engine)).route("/", web::get().to(draco))
-                    })
-                    .workers(1)
-                    .bind(addr)?
-                    .run()
-                    .await
-                }
+                "e2" => draco_current_thread(addr, workers).await,
                 other => Err(std::io::Error::other(format!("unknown variant {other}"))),
             }
         })
     }
 }
 
-const VARIANTS: [(&str, &str); 7] = [
+const VARIANTS: [(&str, &str); 8] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
     ("d", "actix-session redis"),
-    ("e", "draco-session memory"),
-    ("e2", "draco-session memory, same thread"),
+    ("e", "draco-session memory, shard per server thread (default)"),
+    ("e1", "draco-session memory, thread per shard (old default)"),
+    ("e2", "draco-session memory, one shard on the worker (CurrentThread)"),
     ("f", "draco-session redis"),
+];
+
+/// Where wrk's cookies come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cookies {
+    /// No cookie: every request is a new visitor.
+    None,
+    /// 64 sessions created first, over a connection each; every wrk connection sends their
+    /// cookies round-robin.
+    Shared,
+    /// Each wrk connection (one per wrk thread) keeps the cookie its first answer set.
+    PerConnection,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    name: &'static str,
+    title: &'static str,
+    workers: usize,
+    cookies: Cookies,
+    wrk_threads: u32,
+    wrk_connections: u32,
+}
+
+impl Mode {
+    /// CPUs of the server, and of wrk.
+    fn cpus(&self) -> (&'static str, &'static str) {
+        if self.workers == 1 { ("0", "1") } else { ("0,1", "0,1") }
+    }
+}
+
+const MODES: [Mode; 4] = [
+    Mode {
+        name: "returning",
+        title: "returning visitors (64 sessions), 1 worker",
+        workers: 1,
+        cookies: Cookies::Shared,
+        wrk_threads: 1,
+        wrk_connections: 64,
+    },
+    Mode {
+        name: "new",
+        title: "new visitor on every request, 1 worker",
+        workers: 1,
+        cookies: Cookies::None,
+        wrk_threads: 1,
+        wrk_connections: 64,
+    },
+    Mode {
+        name: "returning-2w",
+        title: "returning visitors, a session per connection born on its worker, 2 workers",
+        workers: 2,
+        cookies: Cookies::PerConnection,
+        wrk_threads: 32,
+        wrk_connections: 32,
+    },
+    Mode {
+        name: "spread-2w",
+        title: "returning visitors (64 sessions spread over the workers) on every connection, 2 workers",
+        workers: 2,
+        cookies: Cookies::Shared,
+        wrk_threads: 32,
+        wrk_connections: 32,
+    },
 ];
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-fn wait_for_port(port: u16, child: &mut Child) {
+/// Waits until `port` accepts; an error when `child` exits first or it takes too long.
+fn wait_for_port(port: u16, child: &mut Child) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("server exited early: {status}");
+            return Err(format!("server exited early: {status}"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("server on port {port} did not start");
+    Err(format!("server on port {port} did not start"))
+}
+
+/// One GET over a connection of its own; answers the response's head and body.
+fn get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {UA}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.to_owned(), body.to_owned()))
 }
 
 /// One request with no cookie; answers the `name=value` of the Set-Cookie, if any.
 fn fetch_cookie(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {UA}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines()
+    let (head, _) = get(port, "/")?;
+    head.lines()
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .map(|l| l["set-cookie:".len()..].trim().split(';').next().unwrap_or_default().to_owned())
 }
 
-fn lua_script(dir: &std::path::Path, cookies: &[String]) -> std::path::PathBuf {
+/// The server's counters (`GET /__bench_stats`): allocations, local operations, operations.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    allocs: u64,
+    local: u64,
+    ops: u64,
+}
+
+fn server_counters(port: u16) -> Option<Counters> {
+    let (head, body) = get(port, STATS_PATH)?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let field = |name: &str| {
+        body.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('='))?.parse().ok())
+    };
+    Some(Counters { allocs: field("allocs")?, local: field("local")?, ops: field("ops")? })
+}
+
+/// wrk's script: `cookies` round-robin (each wrk thread starting elsewhere in the list), or,
+/// with `per_connection`, the cookie named `cookie_name` the connection's first answer set.
+fn lua_script(path: &Path, cookies: &[String], per_connection: bool, cookie_name: &str, stride: usize) {
     let list: Vec<String> = cookies.iter().map(|c| format!("{c:?}")).collect();
-    let script = format!(
-        r#"local cookies = {{{}}}
-local i = 0
+    let script = if per_connection {
+        format!(
+            r#"-- One connection per wrk thread: the thread's cookie is its connection's.
+local cookie = nil
+local prefix = "{cookie_name}="
+request = function()
+  local headers = {{["User-Agent"] = "{UA}"}}
+  if cookie then
+    headers["Cookie"] = cookie
+  end
+  return wrk.format("GET", "/", headers)
+end
+response = function(status, headers, body)
+  local set = headers["set-cookie"] or headers["Set-Cookie"]
+  if set then
+    local pair = string.match(set, "^[^;]*")
+    if pair and string.sub(pair, 1, #prefix) == prefix then
+      cookie = pair
+    end
+  end
+end
+"#
+        )
+    } else {
+        format!(
+            r#"local cookies = {{{}}}
+local threads = 0
+setup = function(thread)
+  thread:set("first", threads * {stride})
+  threads = threads + 1
+end
+local i = nil
 request = function()
   local headers = {{["User-Agent"] = "{UA}"}}
   if #cookies > 0 then
-    i = i + 1
+    i = (i or first or 0) + 1
     headers["Cookie"] = cookies[(i % #cookies) + 1]
   end
   return wrk.format("GET", "/", headers)
 end
 "#,
-        list.join(", ")
-    );
-    let path = dir.join(format!("script-{}.lua", cookies.len()));
-    std::fs::write(&path, script).expect("write lua script");
-    path
+            list.join(", ")
+        )
+    };
+    std::fs::write(path, script).expect("write lua script");
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -263,6 +486,10 @@ struct Sample {
     p99_ms: f64,
     rss_kib: u64,
     non_2xx: u64,
+    /// Server allocations (+ reallocations) per request; NaN when the server has no counters.
+    allocs: f64,
+    /// Local operations / operations over the run, percent; NaN without shard operations.
+    locality: f64,
 }
 
 fn parse_ms(text: &str) -> f64 {
@@ -309,48 +536,15 @@ fn ticks_per_second() -> f64 {
 
 /// The binary serving `label`, and the variant name it serves it under: `e@base` is variant
 /// `e` of the `--baseline` binary.
-fn server_of(label: &str, baseline: Option<&str>) -> (std::path::PathBuf, String) {
+fn server_of(label: &str, baseline: Option<&str>) -> (PathBuf, String) {
     match (label.split_once('@'), baseline) {
         (Some((v, "base")), Some(exe)) => (exe.into(), v.to_owned()),
         _ => (std::env::current_exe().expect("own path"), label.to_owned()),
     }
 }
 
-fn run_one(
-    label: &str,
-    baseline: Option<&str>,
-    returning: bool,
-    secs: u64,
-    redis_url: &str,
-    dir: &std::path::Path,
-) -> Sample {
-    let port = free_port();
-    let (exe, variant) = server_of(label, baseline);
-    let variant = variant.as_str();
-    let mut server = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(&exe)
-        .args(["--serve", variant, "--port", &port.to_string(), "--redis", redis_url])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start server");
-    wait_for_port(port, &mut server);
-    let cookies: Vec<String> =
-        if returning && variant != "a" { (0..64).filter_map(|_| fetch_cookie(port)).collect() } else { Vec::new() };
-    if returning && variant != "a" {
-        assert_eq!(cookies.len(), 64, "variant {variant}: every warm-up request must set a cookie");
-    }
-    let script = lua_script(dir, &cookies);
-    let cpu_before = cpu_ticks(server.id());
-    let out = Command::new("taskset")
-        .args(["-c", "1", "wrk", "-t1", "-c64", &format!("-d{secs}s"), "--latency", "-s"])
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .output()
-        .expect("run wrk (install it with apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let cpu = cpu_ticks(server.id()).saturating_sub(cpu_before);
-    let mut sample = Sample { rss_kib: peak_rss_kib(server.id()), ..Sample::default() };
+/// Reads wrk's report into `sample`; answers the number of requests it counted.
+fn parse_wrk(text: &str, sample: &mut Sample) -> u64 {
     let mut requests = 0u64;
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -363,16 +557,86 @@ fn run_one(
             _ => {}
         }
     }
-    #[allow(clippy::cast_precision_loss, reason = "tick and request counts far below 2^52")]
+    requests
+}
+
+/// What every run shares.
+struct Run<'a> {
+    baseline: Option<&'a str>,
+    secs: u64,
+    redis_url: &'a str,
+    dir: &'a Path,
+}
+
+/// One wrk run of `label` in `mode`; `None` when its server does not start.
+#[allow(clippy::cast_precision_loss, reason = "tick, allocation and request counts far below 2^52")]
+fn run_one(label: &str, mode: &Mode, run: &Run<'_>) -> Option<Sample> {
+    let port = free_port();
+    let (exe, variant) = server_of(label, run.baseline);
+    let variant = variant.as_str();
+    let (server_cpus, wrk_cpus) = mode.cpus();
+    let mut server = Command::new("taskset")
+        .args(["-c", server_cpus])
+        .arg(&exe)
+        .args(["--serve", variant, "--port", &port.to_string(), "--redis", run.redis_url])
+        .args(["--workers", &mode.workers.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start server");
+    if let Err(e) = wait_for_port(port, &mut server) {
+        eprintln!("({label}) in mode {}: {e}", mode.name);
+        let _ = server.kill();
+        let _ = server.wait();
+        return None;
+    }
+    let name = servers::cookie_name(variant);
+    let cookies: Vec<String> = if mode.cookies == Cookies::Shared && !name.is_empty() {
+        let cookies: Vec<String> = (0..64).filter_map(|_| fetch_cookie(port)).collect();
+        assert_eq!(cookies.len(), 64, "variant {variant}: every warm-up request must set a cookie");
+        let prefix = format!("{name}=");
+        assert!(cookies.iter().all(|c| c.starts_with(&prefix)), "variant {variant} sets cookie {}", cookies[0]);
+        cookies
+    } else {
+        Vec::new()
+    };
+    let script = run.dir.join(format!("{}-{label}.lua", mode.name));
+    let threads = mode.wrk_threads as usize;
+    lua_script(&script, &cookies, mode.cookies == Cookies::PerConnection, &name, (cookies.len() / threads).max(1));
+    let before = server_counters(port);
+    if before.is_none() && mode.workers > 1 {
+        eprintln!("({label}): no {STATS_PATH}, an older build: it may serve one worker only");
+    }
+    let cpu_before = cpu_ticks(server.id());
+    let out = Command::new("taskset")
+        .args(["-c", wrk_cpus, "wrk"])
+        .args([format!("-t{}", mode.wrk_threads), format!("-c{}", mode.wrk_connections), format!("-d{}s", run.secs)])
+        .args(["--latency", "-s"])
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("run wrk (install it with apt-get install wrk)");
+    let cpu = cpu_ticks(server.id()).saturating_sub(cpu_before);
+    let after = server_counters(port);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut sample =
+        Sample { rss_kib: peak_rss_kib(server.id()), allocs: f64::NAN, locality: f64::NAN, ..Sample::default() };
+    let requests = parse_wrk(&text, &mut sample);
     if requests > 0 {
         sample.cpu_us = cpu as f64 * 1e6 / ticks_per_second() / requests as f64;
+        if let (Some(b), Some(a)) = (before, after) {
+            sample.allocs = a.allocs.saturating_sub(b.allocs) as f64 / requests as f64;
+            let ops = a.ops.saturating_sub(b.ops);
+            if ops > 0 {
+                sample.locality = a.local.saturating_sub(b.local) as f64 * 100.0 / ops as f64;
+            }
+        }
     }
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
     if sample.rps == 0.0 {
         eprintln!("wrk output for {variant}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     }
-    sample
+    Some(sample)
 }
 
 struct Redis {
@@ -390,7 +654,7 @@ fn start_redis() -> Option<Redis> {
         .stdout(Stdio::null())
         .spawn()
         .ok()?;
-    wait_for_port(port, &mut child);
+    wait_for_port(port, &mut child).ok()?;
     Some(Redis { child, url: format!("redis://127.0.0.1:{port}"), _dir: dir })
 }
 
@@ -406,12 +670,64 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
+/// `x` with `decimals`, or `-` when it is not a number.
+fn fmt(x: f64, decimals: usize) -> String {
+    if x.is_finite() { format!("{x:.decimals$}") } else { "-".into() }
+}
+
+/// The variants `mode` runs: (e2) needs the single worker it starts its engine on.
+fn runs_in(label: &str, mode: &Mode) -> bool {
+    mode.workers == 1 || label.split('@').next() != Some("e2")
+}
+
+/// Prints `mode`'s table (medians over the rounds) and the CPU ratios against (b).
+#[allow(clippy::cast_precision_loss, reason = "RSS in KiB far below 2^52")]
+fn print_table(mode: &Mode, variants: &[(String, String)], samples: &BTreeMap<String, Vec<Sample>>) {
+    let med = |v: &str, f: fn(&Sample) -> f64| samples.get(v).map_or(f64::NAN, |s| median(s.iter().map(f).collect()));
+    let (a, b, b_cpu) = (med("a", |x| x.rps), med("b", |x| x.rps), med("b", |x| x.cpu_us));
+    let (server_cpus, wrk_cpus) = mode.cpus();
+    println!(
+        "\nmode {}: {} (server on CPU {server_cpus}, wrk -t{} -c{} on CPU {wrk_cpus})",
+        mode.name, mode.title, mode.wrk_threads, mode.wrk_connections
+    );
+    println!(
+        "| variant | req/s median (min-max) | p50 ms | p99 ms | server CPU us/req | allocs/req | locality % | peak RSS MiB | non-2xx | req/s x (a) | req/s x (b) | CPU (b)/X |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
+    for (v, name) in variants.iter().filter(|(v, _)| runs_in(v, mode)) {
+        let Some(s) = samples.get(v.as_str()).filter(|s| !s.is_empty()) else {
+            println!("| ({v}) {name} | n/a | | | | | | | | | | |");
+            continue;
+        };
+        let rps: Vec<f64> = s.iter().map(|x| x.rps).collect();
+        let min = rps.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rps.iter().copied().fold(0.0, f64::max);
+        let (m, cpu) = (med(v, |x| x.rps), med(v, |x| x.cpu_us));
+        ratios.push(format!("({v}) {}", fmt(b_cpu / cpu, 2)));
+        println!(
+            "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.3} | {:.3} | {cpu:.2} | {} | {} | {:.1} | {} | {} | {} | {} |",
+            med(v, |x| x.p50_ms),
+            med(v, |x| x.p99_ms),
+            fmt(med(v, |x| x.allocs), 1),
+            fmt(med(v, |x| x.locality), 1),
+            s.iter().map(|x| x.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
+            s.iter().map(|x| x.non_2xx).sum::<u64>(),
+            fmt(m / a, 2),
+            fmt(m / b, 2),
+            fmt(b_cpu / cpu, 2),
+        );
+    }
+    println!("CPU per request of (b) / of X, mode {} (1.00 = as cheap as (b)): {}", mode.name, ratios.join(", "));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     if let Some(variant) = arg("--serve") {
         let port: u16 = arg("--port").and_then(|p| p.parse().ok()).expect("--port");
-        if let Err(e) = servers::serve(&variant, port, &arg("--redis").unwrap_or_default()) {
+        let workers: usize = arg("--workers").and_then(|w| w.parse().ok()).unwrap_or(1);
+        if let Err(e) = servers::serve(&variant, port, &arg("--redis").unwrap_or_default(), workers) {
             eprintln!("server {variant}: {e}");
             std::process::exit(1);
         }
@@ -422,8 +738,18 @@ fn main() {
     }
     let secs: u64 = arg("--secs").and_then(|s| s.parse().ok()).unwrap_or(5);
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
-    let default = if cfg!(feature = "redis") { "a,b,c,d,e,e2,f" } else { "a,b,c,d,e,e2" };
+    let default = if cfg!(feature = "redis") { "a,b,c,d,e,e1,e2,f" } else { "a,b,c,d,e,e1,e2" };
     let wanted = arg("--variants").unwrap_or_else(|| default.into());
+    let wanted_modes = arg("--modes").unwrap_or_else(|| "returning,new,returning-2w,spread-2w".into());
+    let modes: Vec<Mode> = wanted_modes
+        .split(',')
+        .map(|w| {
+            MODES.iter().find(|m| m.name == w).copied().unwrap_or_else(|| {
+                let names: Vec<&str> = MODES.iter().map(|m| m.name).collect();
+                panic!("unknown mode {w:?}; modes: {}", names.join(","))
+            })
+        })
+        .collect();
     let mut variants: Vec<(String, String)> = VARIANTS
         .iter()
         .filter(|(v, _)| wanted.split(',').any(|w| w == *v))
@@ -434,7 +760,7 @@ fn main() {
         let draco: Vec<(String, String)> = variants
             .iter()
             .filter(|(v, _)| v.starts_with('e') || v == "f")
-            .map(|(v, n)| (format!("{v}@base"), format!("{n} ({exe})")))
+            .map(|(v, _)| (format!("{v}@base"), format!("variant {v} of {exe}")))
             .collect();
         variants.extend(draco);
     }
@@ -446,38 +772,25 @@ fn main() {
     }
     let redis_url = redis.as_ref().map(|r| r.url.clone()).unwrap_or_default();
     let dir = tempfile::tempdir().expect("temp dir");
-    println!("HTTP benchmark: {rounds} interleaved rounds x {secs} s, wrk -t1 -c64 on CPU 1, server on CPU 0");
-    for (mode, returning) in [("returning visitors (64 sessions)", true), ("new visitor on every request", false)] {
-        let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    let run = Run { baseline: baseline.as_deref(), secs, redis_url: &redis_url, dir: dir.path() };
+    println!("HTTP benchmark: {rounds} interleaved rounds x {secs} s per variant and mode");
+    for mode in &modes {
+        let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
         for round in 0..rounds {
-            for (v, name) in &variants {
-                let s = run_one(v, baseline.as_deref(), returning, secs, &redis_url, dir.path());
-                eprintln!("round {} {mode}: ({v}) {name}: {:.0} req/s, {:.2} us CPU/req", round + 1, s.rps, s.cpu_us);
-                samples.entry(v.as_str()).or_default().push(s);
+            for (v, name) in variants.iter().filter(|(v, _)| runs_in(v, mode)) {
+                let Some(s) = run_one(v, mode, &run) else { continue };
+                eprintln!(
+                    "round {} {}: ({v}) {name}: {:.0} req/s, {:.2} us CPU/req, {} allocs/req, locality {}%",
+                    round + 1,
+                    mode.name,
+                    s.rps,
+                    s.cpu_us,
+                    fmt(s.allocs, 1),
+                    fmt(s.locality, 1)
+                );
+                samples.entry(v.clone()).or_default().push(s);
             }
         }
-        let med = |v: &str| samples.get(v).map(|s| median(s.iter().map(|x| x.rps).collect())).unwrap_or(f64::NAN);
-        let (a, b) = (med("a"), med("b"));
-        println!("\nmode: {mode}");
-        println!(
-            "| variant | req/s median (min-max) | server CPU us/req | p50 ms | p99 ms | peak RSS MiB | non-2xx | x (a) | x (b) |\n|---|---|---|---|---|---|---|---|---|"
-        );
-        for (v, name) in &variants {
-            let s = &samples[v.as_str()];
-            let rps: Vec<f64> = s.iter().map(|x| x.rps).collect();
-            let min = rps.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = rps.iter().copied().fold(0.0, f64::max);
-            let m = med(v);
-            println!(
-                "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.2} | {:.3} | {:.3} | {:.1} | {} | {:.2} | {:.2} |",
-                median(s.iter().map(|x| x.cpu_us).collect()),
-                median(s.iter().map(|x| x.p50_ms).collect()),
-                median(s.iter().map(|x| x.p99_ms).collect()),
-                s.iter().map(|x| x.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
-                s.iter().map(|x| x.non_2xx).sum::<u64>(),
-                m / a,
-                m / b
-            );
-        }
+        print_table(mode, &variants, &samples);
     }
 }
