@@ -68,7 +68,8 @@ impl SessionId {
         Self { random, tag }
     }
 
-    fn encode(&self) -> [u8; ID_LEN] {
+    /// The text form's bytes (base64url, no padding).
+    pub(crate) fn encode(&self) -> [u8; ID_LEN] {
         let mut bytes = [0u8; RANDOM_LEN + TAG_LEN];
         bytes[..RANDOM_LEN].copy_from_slice(&self.random);
         bytes[RANDOM_LEN..].copy_from_slice(&self.tag);

@@ -248,10 +248,19 @@ impl SessionState {
             return Err(SessionError::ValueTooLarge { size: value.len(), limit: limits.max_value_bytes });
         }
         debug_assert!(scope.len() <= MAX_NAME_LEN && key.len() <= MAX_NAME_LEN, "names are checked first");
-        let mut entry = Vec::with_capacity(ENTRY_HEADER + scope.len() + key.len() + value.len());
+        let size = ENTRY_HEADER + scope.len() + key.len() + value.len();
+        let found = self.find(scope, key).map(|e| (e.start, e.end));
+        // A value of the same size (a counter, a flag): in place, the entry's header and names
+        // are already right.
+        if let Some((start, end)) = found
+            && end - start == size
+        {
+            self.data[end - value.len()..end].copy_from_slice(value);
+            return Ok(());
+        }
+        let mut entry = Vec::with_capacity(size);
         push_entry(&mut entry, scope.as_bytes(), key.as_bytes(), value);
-        match self.find(scope, key).map(|e| (e.start, e.end)) {
-            Some((start, end)) if end - start == entry.len() => self.data[start..end].copy_from_slice(&entry),
+        match found {
             Some((start, end)) => self.splice(start, end, &entry),
             None => {
                 if self.len() >= limits.max_keys {

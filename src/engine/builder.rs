@@ -38,7 +38,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Runs the shard workers where `placement` says. Defaults to [`Placement::DedicatedThreads`].
+    /// Runs the shard workers where `placement` says. Defaults to [`Placement::ServerThreads`].
     pub fn placement(mut self, placement: Placement) -> Self {
         self.placement = placement;
         self

@@ -219,14 +219,15 @@ impl MemoryBackend {
                     );
                 }
                 Err(MailboxError::Closed) => {
+                    if self.shared.router.get(shard) == addr {
+                        // A crashed host, or a server thread's on its way home: the supervisor
+                        // restarts the first and leaves the second to its host.
+                        self.supervisor.do_send(WorkerDown);
+                    }
                     let unrun = carried.0.lock().unwrap_or_else(|e| e.into_inner()).is_some();
                     match self.next_host(shard, &addr).await {
                         Some(next) if unrun => addr = next,
-                        Some(_) => return Err(Unavailable::ShardRestarting { shard }.into()),
-                        None => {
-                            self.supervisor.do_send(WorkerDown);
-                            return Err(Unavailable::ShardRestarting { shard }.into());
-                        }
+                        _ => return Err(Unavailable::ShardRestarting { shard }.into()),
                     }
                 }
             }
@@ -331,9 +332,15 @@ impl Backend for MemoryBackend {
         )
     }
 
-    async fn increment(&self, _: SessionId, _: &str, _: &str, _: i64) -> Result<Option<i64>> {
-        // The engine's generic update does it inside the worker: nothing faster here.
-        Ok(None)
+    fn increment(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        by: i64,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send {
+        let remote = move |()| worker::Increment { id, scope: scope.into(), key: key.into(), by };
+        async move { self.call(id, (), move |s, ()| s.increment(&id, scope, key, by), remote).await.map(Some) }
     }
 
     fn login(&self, id: SessionId, userid: u64) -> impl Future<Output = Result<SessionInfo>> + Send {

@@ -354,6 +354,21 @@ impl Shard {
         Ok(new)
     }
 
+    /// Adds `by` to the integer stored (as JSON) under `scope`/`key`, absent counting as 0,
+    /// saturating; answers the new value. Decoding and limits as a generic update's.
+    pub fn increment(&mut self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
+        let limits = self.shared.limits.clone();
+        let slot = self.live(id, true)?;
+        let current = match slot.state.get(scope, key) {
+            Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
+            None => 0,
+        };
+        let new = current.saturating_add(by);
+        slot.state.set(scope, key, itoa::Buffer::new().format(new), &limits)?;
+        self.wrote(id);
+        Ok(new)
+    }
+
     pub fn login(&mut self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
         if userid == 0 {
             return Err(SessionError::InvalidUserId);

@@ -109,15 +109,31 @@ impl Worker {
         self.shared.snapshots.as_ref().is_some_and(|s| run.hand_over(self.index, s, done))
     }
 
-    /// A message for whoever hosts this shard when it arrives (the host may change while the
-    /// writer works).
-    fn to_host<M>(&self) -> impl Fn(M) + Send + 'static
+    /// Delivers a message to this shard's host when it arrives (a writer callback): to this
+    /// worker while it runs — after a move it forwards — and to the router's current host once
+    /// it is gone (a forwarder stops a while after the move; a snapshot may take longer).
+    fn to_host<M>(&self, ctx: &Context<Self>) -> impl Fn(M) + Send + 'static
     where
         M: Message<Result = ()> + Send + 'static,
         Self: Handler<M>,
     {
-        let (shared, index) = (self.shared.clone(), self.index);
-        move |msg| shared.router.get(index).do_send(msg)
+        let (own, shared, index) = (ctx.address(), self.shared.clone(), self.index);
+        move |msg| {
+            if own.connected() {
+                own.do_send(msg);
+            } else {
+                shared.router.get(index).do_send(msg);
+            }
+        }
+    }
+
+    /// A writer's answer that reached this host after it gave the shard away.
+    fn forward<M>(&self, msg: M)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        Self: Handler<M>,
+    {
+        self.shared.router.get(self.index).do_send(msg);
     }
 
     /// Writes the whole shard as its final snapshot in this one turn; the answer comes once it
@@ -167,7 +183,7 @@ impl Actor for Worker {
         }
         let loading = self.core.borrow().loading;
         if loading {
-            let send = self.to_host::<Reloaded>();
+            let send = self.to_host::<Reloaded>(ctx);
             if !snapshots.load(self.index, Box::new(move |records| send(Reloaded(records)))) {
                 log::error!("shard {}: snapshot writer is gone; the restarted shard starts empty", self.index);
                 self.core.borrow_mut().loading = false;
@@ -218,7 +234,7 @@ impl Handler<SnapshotStep> for Worker {
             return;
         };
         let (at, entries) = (run.at(), run.entries());
-        let send = self.to_host::<SnapshotWritten>();
+        let send = self.to_host::<SnapshotWritten>(ctx);
         let done = Box::new(move |result: std::io::Result<Written>| {
             send(SnapshotWritten { at, result: result.map(|_| Some(entries)).map_err(|e| e.to_string()) });
         });
@@ -244,7 +260,7 @@ impl Handler<SnapshotWritten> for Worker {
     fn handle(&mut self, msg: SnapshotWritten, ctx: &mut Context<Self>) {
         if self.moved {
             // Sent before the move reached the router: the new host needs it.
-            self.to_host::<SnapshotWritten>()(msg);
+            self.forward(msg);
             return;
         }
         let ok = msg.result.is_ok();
@@ -314,7 +330,7 @@ impl Handler<Reloaded> for Worker {
 
     fn handle(&mut self, msg: Reloaded, _: &mut Context<Self>) {
         if self.moved {
-            self.to_host::<Reloaded>()(msg);
+            self.forward(msg);
             return;
         }
         let n = msg.0.len();
@@ -407,8 +423,20 @@ macro_rules! host {
     )*};
 }
 
+/// Adds to an integer value inside the shard (the memory backend's own `increment`: no
+/// closure to box, no JSON round trip through the caller).
+#[derive(Message)]
+#[rtype(result = "Result<i64>")]
+pub(crate) struct Increment {
+    pub id: crate::id::SessionId,
+    pub scope: String,
+    pub key: String,
+    pub by: i64,
+}
+
 host! {
     Create => |s, m| s.create(m.id);
+    Increment => |s, m| s.increment(&m.id, &m.scope, &m.key, m.by);
     Get => |s, m| s.get(&m.id, &m.scope, &m.key);
     Set => |s, m| s.set(&m.id, &m.scope, &m.key, &m.value);
     Remove => |s, m| s.remove(&m.id, &m.scope, &m.key);

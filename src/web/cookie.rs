@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use actix_web::cookie::{Cookie, SameSite as CookieSameSite, time};
+use actix_web::cookie::{Cookie, SameSite as CookieSameSite};
 use actix_web::http::header::{COOKIE, HeaderMap, HeaderValue};
 
 use crate::config::{CookieConfig, SameSite};
@@ -47,12 +47,37 @@ fn unquote(bytes: &[u8]) -> &[u8] {
 }
 
 /// `Set-Cookie` for `id`: a browser-session cookie, or one that lives `max_age` when given.
+///
+/// Written straight into the header's bytes (one allocation): every new session and every
+/// rotation sends one, and formatting through a `Cookie` cost about as much as the rest of
+/// the session's work for the request. The attributes are those [`base`] gives a `Cookie`.
 pub(crate) fn set_cookie(config: &CookieConfig, id: &SessionId, max_age: Option<Duration>) -> HeaderValue {
-    let mut cookie = base(config, id.to_string());
-    if let Some(age) = max_age {
-        cookie.set_max_age(time::Duration::seconds(i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
+    let mut out = Vec::with_capacity(96 + config.name.len() + config.path.len());
+    out.extend_from_slice(config.name.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(&id.encode());
+    out.extend_from_slice(b"; HttpOnly; SameSite=");
+    out.extend_from_slice(match config.same_site {
+        SameSite::Lax => b"Lax".as_slice(),
+        SameSite::Strict => b"Strict",
+        SameSite::None => b"None",
+    });
+    if config.secure {
+        out.extend_from_slice(b"; Secure");
     }
-    header_value(&cookie)
+    out.extend_from_slice(b"; Path=");
+    out.extend_from_slice(config.path.as_bytes());
+    if let Some(domain) = &config.domain {
+        out.extend_from_slice(b"; Domain=");
+        out.extend_from_slice(domain.as_bytes());
+    }
+    if let Some(age) = max_age {
+        out.extend_from_slice(b"; Max-Age=");
+        out.extend_from_slice(itoa::Buffer::new().format(age.as_secs().min(i64::MAX as u64)).as_bytes());
+    }
+    // Name, path and domain are validated by `Config::validate`; the id is base64url.
+    HeaderValue::from_maybe_shared(actix_web::web::Bytes::from(out))
+        .expect("validated cookie attributes are header-safe")
 }
 
 /// `Set-Cookie` that makes the browser drop the cookie (`Max-Age=0`, expiry in the past).
@@ -100,6 +125,26 @@ mod tests {
         let map = headers(&[b"a=1; junk=\xff\xfe; sid=abc ; sidx=no", b"sid=\"def\"; =x; novalue; sid="]);
         let found: Vec<&[u8]> = values(&map, "sid").collect();
         assert_eq!(found, [&b"abc"[..], b"def", b""]);
+    }
+
+    #[test]
+    fn set_cookie_is_what_a_cookie_formats() {
+        let id: SessionId = "AbCdEfGhIjKlMnOpQrStUvWxYz012345".parse().unwrap();
+        for config in [
+            CookieConfig::default(),
+            CookieConfig { secure: false, same_site: SameSite::Strict, path: "/app".into(), ..CookieConfig::default() },
+            CookieConfig { name: "__Host-s".into(), same_site: SameSite::None, ..CookieConfig::default() },
+            CookieConfig { domain: Some(".example.com".into()), ..CookieConfig::default() },
+        ] {
+            for age in [None, Some(Duration::from_secs(8_640_000))] {
+                let mut cookie = base(&config, id.to_string());
+                if let Some(age) = age {
+                    cookie
+                        .set_max_age(actix_web::cookie::time::Duration::seconds(i64::try_from(age.as_secs()).unwrap()));
+                }
+                assert_eq!(set_cookie(&config, &id, age), header_value(&cookie), "{config:?} {age:?}");
+            }
+        }
     }
 
     #[test]

@@ -3,26 +3,30 @@
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use futures_util::future::LocalBoxFuture;
+use std::future::{Ready, ready};
+
+use futures_util::future::{Either, LocalBoxFuture};
 
 use super::error::WebError;
 use super::session::Session;
 
 impl FromRequest for Session {
     type Error = WebError;
-    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+    type Future = Either<Ready<Result<Self, WebError>>, LocalBoxFuture<'static, Result<Self, WebError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let session = req.extensions().get::<Session>().cloned();
-        Box::pin(async move {
-            let session = session.ok_or(WebError::MissingMiddleware)?;
-            // The first operation looks the cookie up. Only a robot with a cookie needs it
-            // now: whether it has a session decides `is_available`.
-            if session.state().has_candidates() && session.is_robot() {
-                session.resolve().await?;
-            }
+        let Some(session) = req.extensions().get::<Session>().cloned() else {
+            return Either::Left(ready(Err(WebError::MissingMiddleware)));
+        };
+        // The first operation looks the cookie up. Only a robot with a cookie needs it now:
+        // whether it has a session decides `is_available`.
+        if !(session.state().has_candidates() && session.is_robot()) {
+            return Either::Left(ready(Ok(session)));
+        }
+        Either::Right(Box::pin(async move {
+            session.resolve().await?;
             Ok(session)
-        })
+        }))
     }
 }
 

@@ -1,6 +1,8 @@
 //! [`Namespace`]: one scope of a [`Session`], with the data operations on its keys. Each
 //! operation picks its way to the engine: a read never creates a session, a write may.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -12,12 +14,13 @@ use super::session::Session;
 #[derive(Debug, Clone)]
 pub struct Namespace {
     session: Session,
-    scope: String,
+    /// Borrowed for the default scope, so `session.get(..)` and friends allocate no name.
+    scope: Cow<'static, str>,
 }
 
 impl Namespace {
-    pub(super) fn new(session: Session, scope: &str) -> Self {
-        Self { session, scope: scope.to_owned() }
+    pub(super) fn new(session: Session, scope: impl Into<Cow<'static, str>>) -> Self {
+        Self { session, scope: scope.into() }
     }
 
     /// The scope's name.

@@ -166,11 +166,11 @@ impl Session {
 
     /// The same operations on the independent scope `scope` (Draco's `namespace(scope)`).
     pub fn namespace(&self, scope: &str) -> Namespace {
-        Namespace::new(self.clone(), scope)
+        Namespace::new(self.clone(), scope.to_owned())
     }
 
     fn system(&self) -> Namespace {
-        self.namespace(DEFAULT_SCOPE)
+        Namespace::new(self.clone(), DEFAULT_SCOPE)
     }
 
     /// Reads `key` of the default scope as a `T`; `None` when absent or without a session.
