@@ -217,3 +217,29 @@ async fn a_server_hosts_shards_on_its_workers_and_stops_without_losing_a_write()
     }
     e.shutdown().await;
 }
+
+/// `host_here` needs an actix arbiter on the calling thread, and a placement that moves
+/// shards: otherwise it hosts nothing, and says so without a panic.
+#[actix_rt::test]
+async fn host_here_without_an_arbiter_or_with_another_placement_hosts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = SessionEngine::start(config(dir.path(), 2)).unwrap();
+    let engine = e.clone();
+    let answer = std::thread::spawn(move || {
+        let mut adopt = std::pin::pin!(engine.host_here());
+        adopt.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(answer, std::task::Poll::Ready(None));
+    let s = e.create().await.unwrap().id;
+    assert_eq!(e.increment(&s, "c", "n", 1).await.unwrap(), 1);
+    e.shutdown().await;
+
+    let dedicated = SessionEngine::builder(config(dir.path(), 2))
+        .placement(draco_session::Placement::DedicatedThreads)
+        .start()
+        .unwrap();
+    assert_eq!(dedicated.host_here().await, None);
+    dedicated.shutdown().await;
+}

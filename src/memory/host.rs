@@ -106,9 +106,14 @@ pub(crate) fn home_shard(engine: u64) -> Option<usize> {
 /// Hosts one shard of the engine `shared` describes on this thread, which must be running an
 /// actix arbiter (an actix-web worker thread is one): the first shard no server thread hosts
 /// yet moves here from its home thread. Its host there finishes what was queued for it, hands
-/// the core over and stops; operations sent meanwhile wait in the new host's mailbox. `None`:
-/// this thread hosts one already, or every shard has a server thread.
+/// the core over, and forwards what still reaches it for a while; operations sent meanwhile
+/// wait in the new host's mailbox. `None`: this thread hosts one already, every shard has a
+/// server thread, or the thread runs no actix arbiter.
 pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
+    if actix::Arbiter::try_current().is_none() {
+        log::warn!("host_here() called on a thread without an actix arbiter: no shard is hosted here");
+        return None;
+    }
     let me = std::thread::current().id();
     let shard = {
         let mut hosts = shared.hosts.lock().unwrap_or_else(|e| e.into_inner());
