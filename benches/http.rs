@@ -52,7 +52,10 @@
 //! free on this 2-CPU machine, 8 ns with both CPUs allocating, so under 1-3% of a request.
 //! Locality, for the draco variants, is the share of shard operations served on the thread
 //! hosting the shard without a message (`ShardStats::local_operations / operations` over the
-//! run; the Redis backend (f) has no local path and shows 0).
+//! run; the Redis backend (f) has no local path and shows 0). Switches per request are the
+//! server threads' context switches (voluntary + involuntary, `/proc/<pid>/task/*/status`)
+//! over the run per request: a request that wakes another thread, which then sleeps again,
+//! shows up here.
 //!
 //! `--baseline <binary>` also runs the draco variants (e, e1, e2, f) served by another build of
 //! this bench, interleaved with this build's, as rows `e@base`, `e1@base`, ... (each what that
@@ -490,6 +493,8 @@ struct Sample {
     allocs: f64,
     /// Local operations / operations over the run, percent; NaN without shard operations.
     locality: f64,
+    /// Context switches of the server's threads (voluntary + involuntary) per request.
+    switches: f64,
 }
 
 fn parse_ms(text: &str) -> f64 {
@@ -522,6 +527,23 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<u64> = rest.split_whitespace().filter_map(|f| f.parse().ok()).collect();
     // After the name: state (not a number, skipped) then ppid = field 4; utime/stime = 14/15.
     fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0)
+}
+
+/// Context switches so far, voluntary and involuntary, summed over the threads of `pid`
+/// (`/proc/<pid>/task/*/status`): a thread waking another and going to sleep shows here.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
@@ -607,6 +629,7 @@ fn run_one(label: &str, mode: &Mode, run: &Run<'_>) -> Option<Sample> {
         eprintln!("({label}): no {STATS_PATH}, an older build: it may serve one worker only");
     }
     let cpu_before = cpu_ticks(server.id());
+    let switches_before = context_switches(server.id());
     let out = Command::new("taskset")
         .args(["-c", wrk_cpus, "wrk"])
         .args([format!("-t{}", mode.wrk_threads), format!("-c{}", mode.wrk_connections), format!("-d{}s", run.secs)])
@@ -616,6 +639,7 @@ fn run_one(label: &str, mode: &Mode, run: &Run<'_>) -> Option<Sample> {
         .output()
         .expect("run wrk (install it with apt-get install wrk)");
     let cpu = cpu_ticks(server.id()).saturating_sub(cpu_before);
+    let switches = context_switches(server.id()).saturating_sub(switches_before);
     let after = server_counters(port);
     let text = String::from_utf8_lossy(&out.stdout);
     let mut sample =
@@ -623,6 +647,7 @@ fn run_one(label: &str, mode: &Mode, run: &Run<'_>) -> Option<Sample> {
     let requests = parse_wrk(&text, &mut sample);
     if requests > 0 {
         sample.cpu_us = cpu as f64 * 1e6 / ticks_per_second() / requests as f64;
+        sample.switches = switches as f64 / requests as f64;
         if let (Some(b), Some(a)) = (before, after) {
             sample.allocs = a.allocs.saturating_sub(b.allocs) as f64 / requests as f64;
             let ops = a.ops.saturating_sub(b.ops);
@@ -691,13 +716,13 @@ fn print_table(mode: &Mode, variants: &[(String, String)], samples: &BTreeMap<St
         mode.name, mode.title, mode.wrk_threads, mode.wrk_connections
     );
     println!(
-        "| variant | req/s median (min-max) | p50 ms | p99 ms | server CPU us/req | allocs/req | locality % | peak RSS MiB | non-2xx | req/s x (a) | req/s x (b) | CPU (b)/X |"
+        "| variant | req/s median (min-max) | p50 ms | p99 ms | server CPU us/req | allocs/req | locality % | switches/req | peak RSS MiB | non-2xx | req/s x (a) | req/s x (b) | CPU (b)/X |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for (v, name) in variants.iter().filter(|(v, _)| runs_in(v, mode)) {
         let Some(s) = samples.get(v.as_str()).filter(|s| !s.is_empty()) else {
-            println!("| ({v}) {name} | n/a | | | | | | | | | | |");
+            println!("| ({v}) {name} | n/a | | | | | | | | | | | |");
             continue;
         };
         let rps: Vec<f64> = s.iter().map(|x| x.rps).collect();
@@ -706,11 +731,12 @@ fn print_table(mode: &Mode, variants: &[(String, String)], samples: &BTreeMap<St
         let (m, cpu) = (med(v, |x| x.rps), med(v, |x| x.cpu_us));
         ratios.push(format!("({v}) {}", fmt(b_cpu / cpu, 2)));
         println!(
-            "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.3} | {:.3} | {cpu:.2} | {} | {} | {:.1} | {} | {} | {} | {} |",
+            "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.3} | {:.3} | {cpu:.2} | {} | {} | {:.2} | {:.1} | {} | {} | {} | {} |",
             med(v, |x| x.p50_ms),
             med(v, |x| x.p99_ms),
             fmt(med(v, |x| x.allocs), 1),
             fmt(med(v, |x| x.locality), 1),
+            med(v, |x| x.switches),
             s.iter().map(|x| x.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
             s.iter().map(|x| x.non_2xx).sum::<u64>(),
             fmt(m / a, 2),
@@ -780,13 +806,14 @@ fn main() {
             for (v, name) in variants.iter().filter(|(v, _)| runs_in(v, mode)) {
                 let Some(s) = run_one(v, mode, &run) else { continue };
                 eprintln!(
-                    "round {} {}: ({v}) {name}: {:.0} req/s, {:.2} us CPU/req, {} allocs/req, locality {}%",
+                    "round {} {}: ({v}) {name}: {:.0} req/s, {:.2} us CPU/req, {} allocs/req, locality {}%, {:.2} switches/req",
                     round + 1,
                     mode.name,
                     s.rps,
                     s.cpu_us,
                     fmt(s.allocs, 1),
-                    fmt(s.locality, 1)
+                    fmt(s.locality, 1),
+                    s.switches
                 );
                 samples.entry(v.clone()).or_default().push(s);
             }
