@@ -120,7 +120,14 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
         if hosts.contains(&Some(me)) {
             return None;
         }
-        let shard = hosts.iter().position(Option::is_none)?;
+        let Some(shard) = hosts.iter().position(Option::is_none) else {
+            log::warn!(
+                "this thread hosts no shard: all {} are hosted by other server threads, so its requests \
+                 reach their sessions by message; set session.shards to at least the number of workers",
+                hosts.len()
+            );
+            return None;
+        };
         hosts[shard] = Some(me);
         shard
     };
