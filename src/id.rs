@@ -16,7 +16,7 @@ use crate::error::SessionError;
 /// Length of a session id's text form.
 pub const ID_LEN: usize = 32;
 const RANDOM_LEN: usize = 16;
-const TAG_LEN: usize = 8;
+pub(crate) const TAG_LEN: usize = 8;
 const SHARD_SEED: u64 = 0x6472_6163_6f5f_7364; // "draco_sd": fixed, so routing is stable across runs
 const KEY_CONTEXT: &str = "draco-session 2026-11 session id tag v1";
 
@@ -56,14 +56,12 @@ impl SessionId {
     }
 
     /// The keyed tag.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn tag(&self) -> &[u8; TAG_LEN] {
         &self.tag
     }
 
     /// Builds an id from its random part and tag (the Redis backend stores only the random
-    /// part and re-tags it).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// part and re-tags it; a shard keeps the random part as the key and the tag beside it).
     pub(crate) fn from_parts(random: [u8; RANDOM_LEN], tag: [u8; TAG_LEN]) -> Self {
         Self { random, tag }
     }

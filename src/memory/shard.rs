@@ -19,7 +19,7 @@ use super::Shared;
 use super::snapshot_run::Run;
 use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
-use crate::id::SessionId;
+use crate::id::{SessionId, TAG_LEN};
 use crate::message::{SessionInfo, ShardStats, UpdateFn};
 use crate::snapshot::Record;
 use crate::state::{Lifetimes, SessionState};
@@ -45,14 +45,22 @@ impl Hasher for IdHasher {
 type Random = [u8; 16];
 type IdBuild = BuildHasherDefault<IdHasher>;
 
-/// One session as the shard keeps it.
+/// One session as the shard keeps it. The id's random part is the map's key; the slot keeps
+/// only the tag beside it (16 bytes a session less than keeping the whole id again).
 pub(crate) struct Slot {
-    pub id: SessionId,
+    pub tag: [u8; TAG_LEN],
     pub state: SessionState,
     /// Written at least once (value, login); a session never written is never persisted.
     pub written: bool,
     /// The snapshot run that last took this session (see [`Run`]); 0: none yet.
     pub mark: u64,
+}
+
+impl Slot {
+    /// The session's id, given its key.
+    pub fn id(&self, random: &Random) -> SessionId {
+        SessionId::from_parts(*random, self.tag)
+    }
 }
 
 /// The sessions of one shard.
@@ -127,7 +135,7 @@ impl Shard {
                 self.remove_index(index, false);
             }
             self.index_user(state.userid, random);
-            self.sessions.insert(random, Slot { id, state, written: true, mark: 0 });
+            self.sessions.insert(random, Slot { tag: *id.tag(), state, written: true, mark: 0 });
             self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -166,8 +174,8 @@ impl Shard {
         self.shared.clock.now_ms()
     }
 
-    fn info(&self, slot: &Slot) -> SessionInfo {
-        info(slot, &self.shared.lifetimes)
+    fn info(&self, random: &Random, slot: &Slot) -> SessionInfo {
+        info(random, slot, &self.shared.lifetimes)
     }
 
     /// The live session `id`, its expiry slid to now when `touch`. An expired session is
@@ -217,10 +225,10 @@ impl Shard {
         let out = self.sessions.swap_remove_index(index).expect("index in range");
         if let Some(run) = self.run.as_mut()
             && index < run.pos
-            && let Some((_, moved)) = self.sessions.get_index_mut(index)
+            && let Some((key, moved)) = self.sessions.get_index_mut(index)
         {
             let now = self.shared.clock.now_ms();
-            run.take(moved, self.index, now, &self.shared.lifetimes);
+            run.take(key, moved, self.index, now, &self.shared.lifetimes);
         }
         out
     }
@@ -251,7 +259,7 @@ impl Shard {
         let (old_random, mut slot) = self.swap_out(index);
         self.unindex_user(slot.state.userid, &old_random);
         let new_id = self.shared.keyring.generate_in_shard(self.index, self.shared.shards);
-        slot.id = new_id;
+        slot.tag = *new_id.tag();
         // Remember-me survives a re-login of the same user only: a different user (or a
         // logout) must not inherit it.
         slot.state.persistent &= new_userid != 0 && new_userid == slot.state.userid;
@@ -260,7 +268,7 @@ impl Shard {
             self.changes += 1;
         }
         self.index_user(new_userid, *new_id.random());
-        let info = self.info(&slot);
+        let info = self.info(new_id.random(), &slot);
         self.sessions.insert(*new_id.random(), slot);
         Ok(info)
     }
@@ -307,8 +315,8 @@ impl Shard {
             }
         }
         self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
-        let slot = Slot { id, state: SessionState::new(self.now()), written: false, mark: 0 };
-        let info = self.info(&slot);
+        let slot = Slot { tag: *id.tag(), state: SessionState::new(self.now()), written: false, mark: 0 };
+        let info = self.info(id.random(), &slot);
         self.sessions.insert(*id.random(), slot);
         self.stats.created += 1;
         Ok(info)
@@ -389,13 +397,13 @@ impl Shard {
             return Err(SessionError::NotLoggedIn);
         }
         slot.state.persistent = persistent;
-        Ok(info(slot, &lifetimes))
+        Ok(info(id.random(), slot, &lifetimes))
     }
 
     /// The metadata; `touch` counts it as a use (slides the expiry).
     pub fn info_of(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
         let lifetimes = self.shared.lifetimes;
-        Ok(info(self.live(id, touch)?, &lifetimes))
+        Ok(info(id.random(), self.live(id, touch)?, &lifetimes))
     }
 
     /// Ends the session; whether it existed (an expired one no longer does).
@@ -431,18 +439,18 @@ impl Shard {
         let Some(randoms) = self.by_user.get(&userid) else { return Vec::new() };
         randoms
             .iter()
-            .filter_map(|r| self.sessions.get(r))
-            .filter(|slot| !slot.state.is_expired(&self.shared.lifetimes, now))
-            .map(|slot| self.info(slot))
+            .filter_map(|r| self.sessions.get(r).map(|slot| (r, slot)))
+            .filter(|(_, slot)| !slot.state.is_expired(&self.shared.lifetimes, now))
+            .map(|(r, slot)| self.info(r, slot))
             .collect()
     }
 }
 
 /// What the engine answers about a session besides its data.
-fn info(slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
+fn info(random: &Random, slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
     let s = &slot.state;
     SessionInfo {
-        id: slot.id,
+        id: slot.id(random),
         userid: s.userid,
         persistent: s.persistent,
         created: to_system_time(s.created_ms),

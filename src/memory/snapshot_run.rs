@@ -50,7 +50,7 @@ pub(crate) struct Run {
 impl Run {
     /// Adds `slot` unless this run took it already (its mark); an expired session, or one
     /// never written, is marked but left out.
-    pub(super) fn take(&mut self, slot: &mut Slot, shard: usize, now: u64, lifetimes: &Lifetimes) {
+    pub(super) fn take(&mut self, random: &[u8; 16], slot: &mut Slot, shard: usize, now: u64, lifetimes: &Lifetimes) {
         if slot.mark == self.no {
             return;
         }
@@ -58,7 +58,7 @@ impl Run {
         if !slot.written || slot.state.is_expired(lifetimes, now) {
             return;
         }
-        match format::encode_record(&mut self.chunk, &slot.id, &slot.state) {
+        match format::encode_record(&mut self.chunk, &slot.id(random), &slot.state) {
             Ok(()) => self.entries += 1,
             Err(e) => log::error!("shard {shard}: session left out of the snapshot, cannot encode: {e}"),
         }
@@ -137,8 +137,8 @@ impl Shard {
         let index = self.index();
         let end = self.sessions.len().min(run.pos.saturating_add(budget));
         for i in run.pos..end {
-            if let Some((_, slot)) = self.sessions.get_index_mut(i) {
-                run.take(slot, index, now, &lifetimes);
+            if let Some((random, slot)) = self.sessions.get_index_mut(i) {
+                run.take(random, slot, index, now, &lifetimes);
             }
         }
         run.pos = end;
