@@ -243,3 +243,43 @@ async fn host_here_without_an_arbiter_or_with_another_placement_hosts_nothing() 
     assert_eq!(dedicated.host_here().await, None);
     dedicated.shutdown().await;
 }
+
+/// A shard moves while its snapshot is being encoded and written, both ways: the snapshot
+/// under way finishes on the new host (its waiters, marks and the writer's answer move with
+/// the shard), and what it wrote loads back whole.
+#[actix_rt::test]
+async fn a_shard_moves_in_the_middle_of_a_snapshot_and_the_snapshot_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = SessionEngine::start(config(dir.path(), 1)).unwrap();
+    // Enough sessions that a snapshot takes many steps (256 sessions per step).
+    let mut ids = Vec::new();
+    for i in 0..20_000i64 {
+        let id = e.create().await.unwrap().id;
+        e.insert(&id, "a", "n", &i).await.unwrap();
+        ids.push(id);
+    }
+    let a = Arbiter::new();
+    let engine = e.clone();
+    let (snapshot, adopted) = futures_util::future::join(e.snapshot(), async {
+        on(&a, move || async move { engine.host_here().await }).await
+    })
+    .await;
+    assert_eq!(adopted, Some(0));
+    assert_eq!(snapshot.unwrap(), 20_000, "the snapshot that was under way as the shard moved");
+
+    // And back: a change, a snapshot asked for, the adopting thread stopped meanwhile.
+    e.insert(&ids[0], "a", "n", &-1).await.unwrap();
+    let (snapshot, ()) = futures_util::future::join(e.snapshot(), async {
+        a.stop();
+    })
+    .await;
+    assert_eq!(snapshot.unwrap(), 20_000);
+    drop(e);
+
+    // No shutdown: what loads is what the snapshots wrote.
+    let e = SessionEngine::start(config(dir.path(), 1)).unwrap();
+    assert_eq!(e.stats().await.unwrap().sessions, 20_000);
+    assert_eq!(e.get::<i64>(&ids[0], "a", "n").await.unwrap(), Some(-1));
+    assert_eq!(e.get::<i64>(&ids[19_999], "a", "n").await.unwrap(), Some(19_999));
+    e.shutdown().await;
+}

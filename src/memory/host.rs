@@ -167,3 +167,38 @@ pub(crate) fn send_home(shared: &Arc<Shared>, shard: usize, core: Core) -> Optio
     hosts[shard] = None;
     None
 }
+
+/// The host that replaced `gone` as `shard`'s, once the router has one: a stopping server
+/// thread sends its shard home as its host is dropped, a moment after the mailbox closes, and
+/// the supervisor restarts a crashed one. `None` after a second without one.
+pub(crate) async fn next_host(shared: &Shared, shard: usize, gone: &Addr<Worker>) -> Option<Addr<Worker>> {
+    for _ in 0..100 {
+        let now = shared.router.get(shard);
+        if now != *gone && now.connected() {
+            return Some(now);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    None
+}
+
+/// Sends an engine-wide message (cloneable, answered at once) to `shard`'s host; when that
+/// host's mailbox closed with it unanswered (its server thread stopped), sends it again to
+/// the shard's next host.
+pub(crate) async fn ask_shard<M>(shared: Arc<Shared>, shard: usize, msg: M) -> Result<M::Result, actix::MailboxError>
+where
+    M: actix::Message + Clone + Send + 'static,
+    M::Result: Send,
+    Worker: actix::Handler<M>,
+{
+    let mut addr = shared.router.get(shard);
+    loop {
+        match addr.send(msg.clone()).await {
+            Err(actix::MailboxError::Closed) => match next_host(&shared, shard, &addr).await {
+                Some(next) => addr = next,
+                None => return Err(actix::MailboxError::Closed),
+            },
+            answer => return answer,
+        }
+    }
+}

@@ -225,27 +225,13 @@ impl MemoryBackend {
                         self.supervisor.do_send(WorkerDown);
                     }
                     let unrun = carried.0.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-                    match self.next_host(shard, &addr).await {
+                    match host::next_host(&self.shared, shard, &addr).await {
                         Some(next) if unrun => addr = next,
                         _ => return Err(Unavailable::ShardRestarting { shard }.into()),
                     }
                 }
             }
         }
-    }
-
-    /// The host that replaced `gone` as `shard`'s, once the router has one (a stopping server
-    /// thread sends its shard home as its host is dropped, a moment after the mailbox closes).
-    /// `None` after a second without one: a crash, for the supervisor to restart.
-    async fn next_host(&self, shard: usize, gone: &Addr<Worker>) -> Option<Addr<Worker>> {
-        for _ in 0..100 {
-            let now = self.shared.router.get(shard);
-            if now != *gone && now.connected() {
-                return Some(now);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        None
     }
 
     async fn send_info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {

@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 
 use tokio::sync::oneshot;
 
+use super::host::ask_shard;
 use super::snapshot_run::SnapshotResult;
 use super::worker::{FinalSnapshot, SnapshotNow, Worker};
 use super::{Placement, Shared};
@@ -244,7 +245,8 @@ impl Handler<Shutdown> for Supervisor {
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.stopping = true;
         let started = Instant::now();
-        let requests: Vec<_> = self.shared.router.all().into_iter().map(|a| a.send(FinalSnapshot)).collect();
+        let requests: Vec<_> =
+            (0..self.shared.shards).map(|shard| ask_shard(self.shared.clone(), shard, FinalSnapshot)).collect();
         let finals = final_snapshots(requests, std::mem::take(&mut self.arbiters));
         Box::pin(finals.into_actor(self).map(move |finals, supervisor, ctx| {
             if let Some(snapshots) = &supervisor.shared.snapshots {
@@ -266,7 +268,8 @@ impl Handler<SnapshotAll> for Supervisor {
     type Result = ResponseFuture<Result<usize>>;
 
     fn handle(&mut self, _: SnapshotAll, _: &mut Context<Self>) -> Self::Result {
-        let requests: Vec<_> = self.shared.router.all().into_iter().map(|a| a.send(SnapshotNow)).collect();
+        let requests: Vec<_> =
+            (0..self.shared.shards).map(|shard| ask_shard(self.shared.clone(), shard, SnapshotNow)).collect();
         Box::pin(async move {
             let mut sessions = 0;
             for answer in join_all(requests).await {
@@ -282,14 +285,14 @@ impl Handler<SnapshotAll> for Supervisor {
     }
 }
 
-/// Sends `msg` to every worker and collects the answers.
-fn fan_out<M, R>(router: &Router, msg: M) -> impl Future<Output = Result<Vec<R>>> + use<M, R>
+/// Sends `msg` to every shard's host and collects the answers.
+fn fan_out<M, R>(shared: &Arc<Shared>, msg: M) -> impl Future<Output = Result<Vec<R>>> + use<M, R>
 where
     M: Message<Result = Result<R>> + Clone + Send + 'static,
     R: Send + 'static,
     Worker: actix::Handler<M>,
 {
-    let requests: Vec<_> = router.all().into_iter().map(|a| a.send(msg.clone())).collect();
+    let requests: Vec<_> = (0..shared.shards).map(|shard| ask_shard(shared.clone(), shard, msg.clone())).collect();
     async move {
         let mut out = Vec::with_capacity(requests.len());
         for answer in join_all(requests).await {
@@ -303,7 +306,7 @@ impl Handler<LogoutUser> for Supervisor {
     type Result = ResponseFuture<Result<usize>>;
 
     fn handle(&mut self, msg: LogoutUser, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared.router, msg);
+        let all = fan_out(&self.shared, msg);
         Box::pin(async move { Ok(all.await?.into_iter().sum()) })
     }
 }
@@ -312,7 +315,7 @@ impl Handler<SessionsOf> for Supervisor {
     type Result = ResponseFuture<Result<Vec<SessionInfo>>>;
 
     fn handle(&mut self, msg: SessionsOf, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared.router, msg);
+        let all = fan_out(&self.shared, msg);
         Box::pin(async move {
             let mut sessions: Vec<SessionInfo> = all.await?.into_iter().flatten().collect();
             sessions.sort_by_key(|s| std::cmp::Reverse(s.last_access));
@@ -325,7 +328,7 @@ impl Handler<Sweep> for Supervisor {
     type Result = ResponseFuture<Result<usize>>;
 
     fn handle(&mut self, msg: Sweep, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared.router, msg);
+        let all = fan_out(&self.shared, msg);
         Box::pin(async move { Ok(all.await?.into_iter().sum()) })
     }
 }
@@ -334,7 +337,7 @@ impl Handler<Stats> for Supervisor {
     type Result = ResponseActFuture<Self, Result<EngineStats>>;
 
     fn handle(&mut self, msg: Stats, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared.router, msg);
+        let all = fan_out(&self.shared, msg);
         Box::pin(all.into_actor(self).map(|answers, supervisor, _| {
             let mut stats = EngineStats::default();
             for (shard, answer) in answers?.into_iter().enumerate() {

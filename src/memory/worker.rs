@@ -279,7 +279,7 @@ impl Handler<SnapshotWritten> for Worker {
 }
 
 /// Snapshot now if anything changed; the answer arrives once the snapshot is durable.
-#[derive(Message)]
+#[derive(Clone, Copy, Message)]
 #[rtype(result = "oneshot::Receiver<SnapshotResult>")]
 pub(crate) struct SnapshotNow;
 
@@ -303,7 +303,7 @@ impl Handler<SnapshotNow> for Worker {
 
 /// Graceful stop: write everything in this one turn and stop, so no operation is
 /// acknowledged after the final snapshot. Answers `None` when there was nothing to write.
-#[derive(Message)]
+#[derive(Clone, Copy, Message)]
 #[rtype(result = "Option<oneshot::Receiver<SnapshotResult>>")]
 pub(crate) struct FinalSnapshot;
 
