@@ -147,8 +147,7 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
     let worker = Worker::hosting(core, shared.clone(), true);
     // Listed now, not when the actor first runs: the caller's next operation is local.
     worker.register_here();
-    let addr: Addr<Worker> = context.run(worker);
-    debug_assert!(addr.connected());
+    context.run(worker);
     Some(shard)
 }
 
@@ -182,23 +181,42 @@ pub(crate) async fn next_host(shared: &Shared, shard: usize, gone: &Addr<Worker>
     None
 }
 
-/// Sends an engine-wide message (cloneable, answered at once) to `shard`'s host; when that
-/// host's mailbox closed with it unanswered (its server thread stopped), sends it again to
-/// the shard's next host.
+/// Sends `msg` to `shard`'s host, following the shard when it moves: when the host's mailbox
+/// closed with the message unanswered (its server thread stopped, or it crashed), `again`
+/// (told the address that failed) makes the message anew — `None` when it cannot be sent
+/// again — and it goes to the shard's next host.
+pub(crate) async fn send_following<M>(
+    shared: &Shared,
+    shard: usize,
+    msg: M,
+    mut again: impl FnMut(&Addr<Worker>) -> Option<M>,
+) -> Result<M::Result, actix::MailboxError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    Worker: actix::Handler<M>,
+{
+    let (mut addr, mut msg) = (shared.router.get(shard), msg);
+    loop {
+        match addr.send(msg).await {
+            Err(actix::MailboxError::Closed) => match again(&addr) {
+                Some(next_msg) => match next_host(shared, shard, &addr).await {
+                    Some(next) => (addr, msg) = (next, next_msg),
+                    None => return Err(actix::MailboxError::Closed),
+                },
+                None => return Err(actix::MailboxError::Closed),
+            },
+            answer => return answer,
+        }
+    }
+}
+
+/// [`send_following`] for an engine-wide message (cloneable, answered at once).
 pub(crate) async fn ask_shard<M>(shared: Arc<Shared>, shard: usize, msg: M) -> Result<M::Result, actix::MailboxError>
 where
     M: actix::Message + Clone + Send + 'static,
     M::Result: Send,
     Worker: actix::Handler<M>,
 {
-    let mut addr = shared.router.get(shard);
-    loop {
-        match addr.send(msg.clone()).await {
-            Err(actix::MailboxError::Closed) => match next_host(&shared, shard, &addr).await {
-                Some(next) => addr = next,
-                None => return Err(actix::MailboxError::Closed),
-            },
-            answer => return answer,
-        }
-    }
+    send_following(&shared, shard, msg.clone(), |_| Some(msg.clone())).await
 }

@@ -209,28 +209,20 @@ impl MemoryBackend {
         Worker: Handler<Carried<M>, Result = worker::Answer<M>>,
     {
         let carried = Carried::new(msg);
-        let mut addr = self.shared.router.get(shard);
-        loop {
-            match addr.send(carried.again()).await {
-                Ok(result) => return result,
-                Err(MailboxError::Timeout) => {
-                    return Err(
-                        Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into()
-                    );
-                }
-                Err(MailboxError::Closed) => {
-                    if self.shared.router.get(shard) == addr {
-                        // A crashed host, or a server thread's on its way home: the supervisor
-                        // restarts the first and leaves the second to its host.
-                        self.supervisor.do_send(WorkerDown);
-                    }
-                    let unrun = carried.0.lock().unwrap_or_else(|e| e.into_inner()).is_some();
-                    match host::next_host(&self.shared, shard, &addr).await {
-                        Some(next) if unrun => addr = next,
-                        _ => return Err(Unavailable::ShardRestarting { shard }.into()),
-                    }
-                }
+        let again = |gone: &Addr<Worker>| {
+            if self.shared.router.get(shard) == *gone {
+                // A crashed host, or a server thread's on its way home: the supervisor restarts
+                // the first and leaves the second to its host.
+                self.supervisor.do_send(WorkerDown);
             }
+            carried.unrun().then(|| carried.again())
+        };
+        match host::send_following(&self.shared, shard, carried.again(), again).await {
+            Ok(result) => result,
+            Err(MailboxError::Timeout) => {
+                Err(Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into())
+            }
+            Err(MailboxError::Closed) => Err(Unavailable::ShardRestarting { shard }.into()),
         }
     }
 

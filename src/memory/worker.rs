@@ -378,7 +378,7 @@ where
 /// A per-session message the sender can take back: the host takes it out of the shared slot
 /// when it handles it, so a message still in the slot after the host's mailbox closed (its
 /// thread stopped with the message queued) was never run, and goes again to the new host.
-pub(crate) struct Carried<M>(pub Arc<Mutex<Option<M>>>);
+pub(crate) struct Carried<M>(Arc<Mutex<Option<M>>>);
 
 impl<M: Message> Message for Carried<M> {
     type Result = M::Result;
@@ -394,6 +394,12 @@ impl<M: Message> Carried<M> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
+    /// No host took the message (yet).
+    pub fn unrun(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Another handle on the same message, to send.
     pub fn again(&self) -> Self {
         Self(self.0.clone())
     }
