@@ -136,6 +136,40 @@ pub struct StorageConfig {
     /// `redis_url` names Redis Cluster nodes (one or more, comma-separated) rather than one
     /// server. Defaults to `false`.
     pub redis_cluster: bool,
+    /// The write-ahead log (memory backend, with `persist`): `"1s"` (the default) appends every
+    /// change to the log before it is acknowledged and fsyncs the log at least once a second
+    /// (any duration from `"10ms"` to `"10s"` sets that interval); `"always"` acknowledges a
+    /// change only once its record is fsynced (group commit); `"off"`: snapshots only.
+    #[serde(deserialize_with = "log_mode")]
+    pub log: LogMode,
+    /// Log size (all shards together) past which a shard snapshots early, so the log before
+    /// the snapshot can be deleted: `"256MiB"` by default (units B, KiB, MiB, GiB).
+    #[serde(deserialize_with = "byte_size")]
+    pub log_max: u64,
+}
+
+/// `storage.log`: when a change is durable (see [`StorageConfig::log`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogMode {
+    /// No log: a crash loses the changes since the last snapshot.
+    Off,
+    /// Every change reaches the log (the kernel) before it is acknowledged; the log is fsynced
+    /// at this interval. A process crash loses nothing, a power cut at most this interval.
+    Every(Duration),
+    /// A change is acknowledged only once its record is fsynced; one fsync covers every record
+    /// written meanwhile (group commit).
+    Always,
+}
+
+impl std::fmt::Display for LogMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Always => f.write_str("always"),
+            Self::Every(d) => write!(f, "{}", humantime::format_duration(*d)),
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -147,6 +181,8 @@ impl Default for StorageConfig {
             backend: StorageBackend::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_cluster: false,
+            log: LogMode::Every(Duration::from_secs(1)),
+            log_max: 256 << 20,
         }
     }
 }
@@ -314,6 +350,14 @@ impl StorageConfig {
         if self.snapshot_interval < Duration::from_millis(100) {
             return bad("storage.snapshot_interval", "must be at least 100ms");
         }
+        if let LogMode::Every(d) = self.log
+            && !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&d)
+        {
+            return bad("storage.log", "as an fsync interval must be between 10ms and 10s");
+        }
+        if self.log_max < 1 << 20 {
+            return bad("storage.log_max", "must be at least 1MiB");
+        }
         if self.backend != StorageBackend::Redis {
             return Ok(());
         }
@@ -366,9 +410,72 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     })
 }
 
+fn log_mode<'de, D: Deserializer<'de>>(d: D) -> Result<LogMode, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "off" => Ok(LogMode::Off),
+        "always" => Ok(LogMode::Always),
+        other => humantime::parse_duration(other).map(LogMode::Every).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid log mode {text:?}: write \"always\", \"off\", or an fsync interval such as \"1s\""
+            ))
+        }),
+    }
+}
+
+/// Parses `"256MiB"`, `"1 GiB"`, `"4096"` (bytes), `"10MB"` (decimal units).
+pub(crate) fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_bytes(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!("invalid size {text:?}; write e.g. \"256MiB\", \"1GiB\", \"65536\""))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_settings_parse_and_are_checked() {
+        let c = Config::from_toml("", "t").unwrap();
+        assert_eq!(c.storage.log, LogMode::Every(Duration::from_secs(1)));
+        assert_eq!(c.storage.log_max, 256 << 20);
+        let c = Config::from_toml("[storage]\nlog = \"always\"\nlog_max = \"1GiB\"", "t").unwrap();
+        assert_eq!((c.storage.log, c.storage.log_max), (LogMode::Always, 1 << 30));
+        let c = Config::from_toml("[storage]\nlog = \"off\"", "t").unwrap();
+        assert_eq!(c.storage.log, LogMode::Off);
+        let c = Config::from_toml("[storage]\nlog = \"200ms\"", "t").unwrap();
+        assert_eq!(c.storage.log, LogMode::Every(Duration::from_millis(200)));
+        for (toml, key) in [
+            ("[storage]\nlog = \"sometimes\"", "sometimes"),
+            ("[storage]\nlog = \"1h\"", "storage.log"),
+            ("[storage]\nlog_max = \"12 parsecs\"", "12 parsecs"),
+            ("[storage]\nlog_max = \"1KiB\"", "storage.log_max"),
+        ] {
+            let e = Config::from_toml(toml, "f.toml").unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("f.toml"), "{toml}: {e}");
+        }
+        assert_eq!(parse_bytes("10MB"), Some(10_000_000));
+        assert_eq!(parse_bytes("99999999999999GiB"), None);
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

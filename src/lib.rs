@@ -71,11 +71,13 @@ mod robot;
 mod secret;
 mod snapshot;
 mod state;
+mod wal;
 mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, LimitsConfig, SECRET_ENV, SameSite, SessionConfig, StorageBackend, StorageConfig,
+    CONFIG_ENV, Config, CookieConfig, LimitsConfig, LogMode, SECRET_ENV, SameSite, SessionConfig, StorageBackend,
+    StorageConfig,
 };
 pub use engine::{EngineBuilder, EngineMessage, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};

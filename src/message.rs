@@ -153,6 +153,10 @@ pub struct ShardStats {
     pub panics: u64,
     /// Times this shard's worker was restarted.
     pub restarts: u64,
+    /// Write-ahead log records this shard appended (memory backend, `storage.log` on).
+    pub log_records: u64,
+    /// Bytes of those records.
+    pub log_bytes: u64,
 }
 
 /// Counters of the whole engine.
@@ -163,4 +167,7 @@ pub struct EngineStats {
     pub sessions: usize,
     /// One entry per shard, in shard order.
     pub shards: Vec<ShardStats>,
+    /// Fsyncs of the write-ahead log so far (memory backend, `storage.log` on): with
+    /// `"always"`, records per fsync is the group commit's batch size.
+    pub log_fsyncs: u64,
 }

@@ -91,6 +91,11 @@ fn snapshot() {
 }
 
 #[test]
+fn log_segment() {
+    replay("log_segment");
+}
+
+#[test]
 fn config() {
     replay("config");
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 
-use draco_session::{ManualClock, SessionEngine, SessionError, SessionId, StartError};
+use draco_session::{Config, LogMode, ManualClock, SessionEngine, SessionError, SessionId, StartError};
 use serde_json::Value;
 
 use support::*;
@@ -39,10 +39,13 @@ async fn a_damaged_snapshot_is_set_aside_and_the_previous_generation_loads() {
         ("tail", |b| b.truncate(b.len() - 7)),
         ("whole file", |b| b.truncate(30)),
     ];
-    for (kind, damage) in kinds {
+    // Without the log the previous generation is all there is; with it, the log records after
+    // that generation (kept until the generation is dropped) bring the lost changes back.
+    for ((kind, damage), log) in kinds.into_iter().flat_map(|k| [(k, LogMode::Off), (k, Config::default().storage.log)])
+    {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
-        let a = start(dir.path(), 2, &clock);
+        let a = start_logging(dir.path(), 2, &clock, log);
         let mut first = populate(&a, 20).await;
         assert_eq!(a.snapshot().await.unwrap(), 20);
         // The second generation changes every session, and adds one.
@@ -54,9 +57,19 @@ async fn a_damaged_snapshot_is_set_aside_and_the_previous_generation_loads() {
         a.shutdown().await;
         let damaged = damage_newest(dir.path(), damage);
 
-        let b = start(dir.path(), 2, &clock);
-        check(&b, &first).await;
-        assert_eq!(b.info(&added).await, Err(SessionError::SessionGone), "{kind}");
+        let b = start_logging(dir.path(), 2, &clock, log);
+        if log == LogMode::Off {
+            check(&b, &first).await;
+            assert_eq!(b.info(&added).await, Err(SessionError::SessionGone), "{kind}");
+        } else {
+            for e in &mut first {
+                e.values.iter_mut().filter(|v| (v.0.as_str(), v.1.as_str()) == ("cart", "items")).for_each(|v| {
+                    v.2 = Value::from("second");
+                });
+            }
+            check(&b, &first).await;
+            assert_eq!(b.get::<i32>(&added, "a", "b").await, Ok(Some(1)), "{kind}: replayed from the log");
+        }
         let names = files(dir.path());
         for name in &damaged {
             assert!(names.contains(&format!("{name}.corrupt")), "{kind}: {names:?}");
@@ -67,7 +80,7 @@ async fn a_damaged_snapshot_is_set_aside_and_the_previous_generation_loads() {
         b.insert(&id, "cart", "items", &"third").await.unwrap();
         first[0].values[1].2 = Value::from("third");
         b.shutdown().await;
-        let c = start(dir.path(), 2, &clock);
+        let c = start_logging(dir.path(), 2, &clock, log);
         check(&c, &first).await;
         c.shutdown().await;
     }

@@ -11,6 +11,7 @@ use crate::error::StartError;
 use crate::id::Keyring;
 use crate::memory::{MemoryBackend, Placement};
 use crate::robot::RobotDetector;
+use crate::wal::io::{Disk, LogIo};
 
 /// Builds a [`SessionEngine`] with a non-default clock, keyring or placement.
 #[derive(Debug)]
@@ -19,11 +20,28 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     keyring: Option<Keyring>,
     placement: Placement,
+    log_io: LogIoHandle,
+}
+
+/// The write-ahead log's file system: the disk, or a fault-injecting one in tests.
+struct LogIoHandle(Arc<dyn LogIo>);
+
+impl std::fmt::Debug for LogIoHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogIo")
+    }
 }
 
 impl EngineBuilder {
     pub(super) fn new(config: Config, clock: Arc<dyn Clock>, placement: Placement) -> Self {
-        Self { config, clock, keyring: None, placement }
+        Self { config, clock, keyring: None, placement, log_io: LogIoHandle(Arc::new(Disk)) }
+    }
+
+    /// Writes the log through `io` (tests inject faults).
+    #[cfg(test)]
+    pub(crate) fn log_io(mut self, io: Arc<dyn LogIo>) -> Self {
+        self.log_io = LogIoHandle(io);
+        self
     }
 
     /// Uses `clock` for every timestamp and expiry. Defaults to [`SystemClock`](crate::SystemClock).
@@ -83,7 +101,13 @@ impl EngineBuilder {
             return Err(StartError::NoSystem);
         }
         let keyring = self.take_keyring()?;
-        let memory = MemoryBackend::start(self.config.clone(), keyring.clone(), self.clock.clone(), self.placement)?;
+        let memory = MemoryBackend::start(
+            self.config.clone(),
+            keyring.clone(),
+            self.clock.clone(),
+            self.placement,
+            self.log_io.0.clone(),
+        )?;
         Ok(self.engine(robots, keyring, Store::Memory(memory)))
     }
 

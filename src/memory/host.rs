@@ -28,6 +28,8 @@ use super::shard::Shard;
 use super::snapshot_run::Schedule;
 use super::worker::{HandOver, Worker};
 use crate::error::{Result, Unavailable};
+use crate::snapshot::Recovered;
+use crate::wal::append::Durable;
 
 /// A shard and everything that moves with it when its host changes.
 pub(crate) struct Core {
@@ -40,16 +42,23 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Runs one operation on the shard (guarded), unless it is still reloading. `local`: the
-    /// caller is on the host's thread and came without a message (counted for locality).
-    pub fn apply<R>(&mut self, local: bool, op: impl FnOnce(&mut Shard) -> Result<R>) -> Result<R> {
+    /// Runs one operation on the shard (guarded), unless it is still reloading, and writes its
+    /// log records before answering. `local`: the caller is on the host's thread and came
+    /// without a message (counted for locality). With `storage.log = "always"`, the answer
+    /// comes with what the reply must wait for (the records' fsync).
+    pub fn apply<R>(&mut self, local: bool, op: impl FnOnce(&mut Shard) -> Result<R>) -> (Result<R>, Option<Durable>) {
         if self.loading {
-            return Err(Unavailable::ShardRestarting { shard: self.shard.index() }.into());
+            return (Err(Unavailable::ShardRestarting { shard: self.shard.index() }.into()), None);
         }
         if local {
             self.shard.count_local();
         }
-        self.shard.guarded(op)
+        let result = self.shard.guarded(op);
+        match self.shard.commit_log() {
+            Ok(durable) => (result, durable),
+            // Not durable, so not acknowledged (the change stays in memory).
+            Err(e) => (result.and(Err(e)), None),
+        }
     }
 
     /// Takes this core away, leaving an empty one in its place (a host that moved).
@@ -140,7 +149,7 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
         // The old host was gone (a restart under way): reload like a restarted worker.
         Ok(None) | Err(_) => {
             log::warn!("shard {shard}: its previous host was gone; the shard reloads its last snapshot here");
-            (Worker::fresh_core(shard, shared.clone(), Vec::new(), true), "reloaded")
+            (Worker::fresh_core(shard, shared.clone(), Recovered::default(), true), "reloaded")
         }
     };
     log::debug!("shard {shard}: {how} to server thread {me:?}");

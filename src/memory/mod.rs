@@ -28,8 +28,10 @@ use crate::config::{Config, LimitsConfig};
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::*;
-use crate::snapshot::{self, Snapshots};
+use crate::snapshot::{self, Recovered, Snapshots};
 use crate::state::Lifetimes;
+use crate::wal::Wal;
+use crate::wal::io::LogIo;
 use shard::Shard;
 use supervisor::{Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
 use worker::{Carried, Worker};
@@ -89,6 +91,8 @@ pub(crate) struct Shared {
     pub live: Vec<AtomicUsize>,
     /// The snapshot writer; `None` when `storage.persist` is off.
     pub snapshots: Option<Snapshots>,
+    /// The write-ahead log; `None` when `storage.log` or `storage.persist` is off.
+    pub wal: Option<Arc<Wal>>,
 }
 
 impl Shared {
@@ -98,6 +102,7 @@ impl Shared {
         clock: Arc<dyn Clock>,
         placement: Placement,
         snapshots: Option<Snapshots>,
+        wal: Option<Arc<Wal>>,
     ) -> Self {
         let shards = config.session.effective_shards();
         Self {
@@ -114,6 +119,7 @@ impl Shared {
             shards,
             config,
             snapshots,
+            wal,
         }
     }
 
@@ -136,6 +142,7 @@ impl MemoryBackend {
         keyring: Keyring,
         clock: Arc<dyn Clock>,
         placement: Placement,
+        log_io: Arc<dyn LogIo>,
     ) -> Result<Self, StartError> {
         let shards = config.session.effective_shards();
         let lifetimes = Lifetimes::from_config(&config.session);
@@ -143,9 +150,14 @@ impl MemoryBackend {
             let (snapshots, sessions) = snapshot::open(&config.storage.dir, shards, clock.clone(), lifetimes)?;
             (Some(snapshots), sessions)
         } else {
-            (None, (0..shards).map(|_| Vec::new()).collect())
+            (None, (0..shards).map(|_| Recovered::default()).collect())
         };
-        let shared = Arc::new(Shared::new(config, keyring, clock, placement, snapshots));
+        let wal = match config.storage.log {
+            crate::config::LogMode::Off => None,
+            _ if !config.storage.persist => None,
+            _ => Some(crate::wal::start(&config.storage, shards, log_io)?),
+        };
+        let shared = Arc::new(Shared::new(config, keyring, clock, placement, snapshots, wal));
         let supervisor = Supervisor::launch(shared.clone(), sessions);
         Ok(Self { shared, supervisor })
     }
@@ -190,12 +202,23 @@ impl MemoryBackend {
         Worker: Handler<Carried<M>, Result = worker::Answer<M>>,
     {
         let shard = id.shard(self.shared.shards);
-        if let Some(core) = host::local(self.shared.engine, shard) {
+        let mut unrun = Some((arg, local));
+        let ran = {
+            let core = host::local(self.shared.engine, shard);
             // Busy only if an operation re-entered the engine synchronously: then it queues.
-            if let Ok(mut core) = core.try_borrow_mut() {
-                return core.apply(true, |s| local(s, arg));
+            match core.as_ref().map(|c| c.try_borrow_mut()) {
+                Some(Ok(mut core)) => unrun.take().map(|(arg, local)| core.apply(true, |s| local(s, arg))),
+                _ => None,
             }
+        };
+        if let Some((result, durable)) = ran {
+            let value = result?;
+            if let Some(durable) = durable {
+                durable.wait().await?;
+            }
+            return Ok(value);
         }
+        let Some((arg, _)) = unrun else { return Err(SessionError::internal("an operation ran but did not answer")) };
         self.send(shard, remote(arg)).await
     }
 

@@ -21,8 +21,10 @@ use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
 use crate::id::{SessionId, TAG_LEN};
 use crate::message::{SessionInfo, ShardStats, UpdateFn};
-use crate::snapshot::Record;
+use crate::snapshot::{Record, Recovered};
 use crate::state::{Lifetimes, SessionState};
+use crate::wal::append::{Durable, ShardLog};
+use crate::wal::format::Change;
 
 /// Session ids are CSPRNG output checked by a MAC before they reach a shard, so their first
 /// eight bytes are already a uniform hash: no need to hash them again.
@@ -80,15 +82,29 @@ pub(crate) struct Shard {
     pub(super) run: Option<Run>,
     /// The number of the last snapshot run begun.
     pub(super) runs: u64,
+    /// The write-ahead log: every change to persisted state is recorded here before the
+    /// operation answers.
+    pub(super) log: ShardLog,
 }
 
 impl Shard {
-    /// Shard `index` of the engine `shared` describes, holding `records` (from a snapshot).
-    pub fn new(index: usize, shared: Arc<Shared>, records: Vec<Record>) -> Self {
+    /// Shard `index` of the engine `shared` describes, holding what start-up recovered (its
+    /// snapshot and the log records after it); its log goes on from there.
+    pub fn new(index: usize, shared: Arc<Shared>, recovered: Recovered) -> Self {
         shared.live[index].store(0, Ordering::Relaxed);
         let mut shard = Self::vacant(index, shared);
-        shard.install(records);
+        shard.resume(recovered);
         shard
+    }
+
+    /// Installs recovered sessions and opens the log after them. Sessions that came from the
+    /// log are in no snapshot yet: the shard is dirty until one holds them.
+    pub fn resume(&mut self, recovered: Recovered) {
+        self.install(recovered.records);
+        self.log = ShardLog::open(self.shared.wal.clone(), self.index, recovered.next_lsn);
+        if recovered.replayed > 0 {
+            self.changes += 1;
+        }
     }
 
     /// An empty stand-in for shard `index`, left behind by a host whose shard moved: unlike
@@ -104,6 +120,7 @@ impl Shard {
             changes: 0,
             run: None,
             runs: 0,
+            log: ShardLog::disabled(index, 0),
         }
     }
 
@@ -148,7 +165,12 @@ impl Shard {
 
     /// Counters, with the live session count.
     pub fn stats(&self) -> ShardStats {
-        ShardStats { sessions: self.sessions.len(), ..self.stats }
+        ShardStats {
+            sessions: self.sessions.len(),
+            log_records: self.log.records,
+            log_bytes: self.log.bytes,
+            ..self.stats
+        }
     }
 
     /// Runs one operation; a panic inside it (a user's `update` closure, say) becomes
@@ -205,6 +227,48 @@ impl Shard {
             slot.written = true;
         }
         self.changes += 1;
+    }
+
+    /// Records a change in the log (see [`ShardLog`]).
+    fn record(&mut self, change: &Change<'_>) {
+        let now = self.now();
+        self.log.record(now, change);
+    }
+
+    /// Records the value now under `scope`/`key` of session `id` (after a write to it); a
+    /// session's first write records it whole, as it is persisted from then on.
+    fn record_value(&mut self, id: &SessionId, scope: &str, key: &str) {
+        let now = self.now();
+        let Some(slot) = self.sessions.get(id.random()) else { return };
+        let change = if !slot.written {
+            Change::Put { id, state: &slot.state }
+        } else {
+            match slot.state.get(scope, key) {
+                Some(value) => Change::Set { id, scope, key, value },
+                None => Change::Remove { id, scope, key },
+            }
+        };
+        self.log.record(now, &change);
+    }
+
+    /// Writes the records of the operation that just ran (see [`ShardLog::commit`]).
+    pub fn commit_log(&mut self) -> Result<Option<Durable>> {
+        self.log.commit()
+    }
+
+    /// The log is broken or large: a snapshot now would resume or shorten it.
+    pub fn log_wants_snapshot(&self) -> bool {
+        self.log.wants_snapshot()
+    }
+
+    /// Makes the next snapshot run happen even without a change (the log asks for one).
+    pub fn force_dirty(&mut self) {
+        self.changes += 1;
+    }
+
+    /// A snapshot covering the records before `log_from` is durable.
+    pub fn snapshot_durable(&mut self, log_from: u64) {
+        self.log.snapshot_durable(log_from);
     }
 
     /// Removes a session; `ended` when it was destroyed (a change snapshots must record), not
@@ -266,6 +330,8 @@ impl Shard {
         slot.state.userid = new_userid;
         if slot.written {
             self.changes += 1;
+            let (userid, persistent) = (slot.state.userid, slot.state.persistent);
+            self.record(&Change::Rotate { old: id, new: &new_id, userid, persistent });
         }
         self.index_user(new_userid, *new_id.random());
         let info = self.info(new_id.random(), &slot);
@@ -327,18 +393,34 @@ impl Shard {
     }
 
     pub fn set(&mut self, id: &SessionId, scope: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.log.accepting()?;
         let limits = self.shared.limits.clone();
         self.live(id, true)?.state.set(scope, key, value, &limits)?;
+        self.record_value(id, scope, key);
         self.wrote(id);
         Ok(())
     }
 
     pub fn remove(&mut self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
-        Ok(self.live(id, true)?.state.remove(scope, key))
+        self.log.accepting()?;
+        let slot = self.live(id, true)?;
+        let (removed, written) = (slot.state.remove(scope, key), slot.written);
+        if removed && written {
+            self.changes += 1;
+            self.record(&Change::Remove { id, scope, key });
+        }
+        Ok(removed)
     }
 
     pub fn clear(&mut self, id: &SessionId, scope: Option<&str>) -> Result<()> {
-        self.live(id, true)?.state.clear(scope);
+        self.log.accepting()?;
+        let slot = self.live(id, true)?;
+        slot.state.clear(scope);
+        let written = slot.written;
+        if written {
+            self.changes += 1;
+            self.record(&Change::Clear { id, scope });
+        }
         Ok(())
     }
 
@@ -349,6 +431,7 @@ impl Shard {
     /// Runs `step` on the current value and stores what it answers (`None` removes the key).
     /// On an error or a panic in `step` the session is untouched.
     pub fn update(&mut self, id: &SessionId, scope: &str, key: &str, step: UpdateFn) -> Result<Option<Vec<u8>>> {
+        self.log.accepting()?;
         let limits = self.shared.limits.clone();
         let slot = self.live(id, true)?;
         let new = step(slot.state.get(scope, key))?;
@@ -358,6 +441,7 @@ impl Shard {
                 slot.state.remove(scope, key);
             }
         }
+        self.record_value(id, scope, key);
         self.wrote(id);
         Ok(new)
     }
@@ -365,6 +449,7 @@ impl Shard {
     /// Adds `by` to the integer stored (as JSON) under `scope`/`key`, absent counting as 0,
     /// saturating; answers the new value. Decoding and limits as a generic update's.
     pub fn increment(&mut self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
+        self.log.accepting()?;
         let limits = self.shared.limits.clone();
         let slot = self.live(id, true)?;
         let current = match slot.state.get(scope, key) {
@@ -373,6 +458,7 @@ impl Shard {
         };
         let new = current.saturating_add(by);
         slot.state.set(scope, key, itoa::Buffer::new().format(new), &limits)?;
+        self.record_value(id, scope, key);
         self.wrote(id);
         Ok(new)
     }
@@ -381,23 +467,38 @@ impl Shard {
         if userid == 0 {
             return Err(SessionError::InvalidUserId);
         }
+        self.log.accepting()?;
         let info = self.rotate(id, userid)?;
+        // A session never written before is recorded whole (a written one's move was recorded).
+        if let Some(slot) = self.sessions.get(info.id.random())
+            && !slot.written
+        {
+            let now = self.now();
+            self.log.record(now, &Change::Put { id: &info.id, state: &slot.state });
+        }
         self.wrote(&info.id);
         Ok(info)
     }
 
     pub fn logout(&mut self, id: &SessionId) -> Result<SessionInfo> {
+        self.log.accepting()?;
         self.rotate(id, 0)
     }
 
     pub fn set_persistent(&mut self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
+        self.log.accepting()?;
         let lifetimes = self.shared.lifetimes;
         let slot = self.live(id, true)?;
         if persistent && slot.state.userid == 0 {
             return Err(SessionError::NotLoggedIn);
         }
         slot.state.persistent = persistent;
-        Ok(info(id.random(), slot, &lifetimes))
+        let (info, written) = (info(id.random(), slot, &lifetimes), slot.written);
+        if written {
+            self.changes += 1;
+            self.record(&Change::Persist { id, persistent });
+        }
+        Ok(info)
     }
 
     /// The metadata; `touch` counts it as a use (slides the expiry).
@@ -408,11 +509,15 @@ impl Shard {
 
     /// Ends the session; whether it existed (an expired one no longer does).
     pub fn destroy(&mut self, id: &SessionId) -> Result<bool> {
+        self.log.accepting()?;
         let Some(index) = self.sessions.get_index_of(id.random()) else { return Ok(false) };
         if self.sessions[index].state.is_expired(&self.shared.lifetimes, self.now()) {
             self.remove_index(index, false);
             self.stats.expired += 1;
             return Ok(false);
+        }
+        if self.sessions[index].written {
+            self.record(&Change::Destroy { id });
         }
         self.remove_index(index, true);
         self.stats.destroyed += 1;
@@ -420,17 +525,22 @@ impl Shard {
     }
 
     /// Ends every session of `userid` in this shard; how many.
-    pub fn logout_user(&mut self, userid: u64) -> usize {
+    pub fn logout_user(&mut self, userid: u64) -> Result<usize> {
+        self.log.accepting()?;
         let randoms: Vec<Random> = self.by_user.get(&userid).map(|s| s.iter().copied().collect()).unwrap_or_default();
         let mut ended = 0;
         for random in &randoms {
             if let Some(index) = self.sessions.get_index_of(random) {
+                if self.sessions[index].written {
+                    let id = self.sessions[index].id(random);
+                    self.record(&Change::Destroy { id: &id });
+                }
                 self.remove_index(index, true);
                 self.stats.destroyed += 1;
                 ended += 1;
             }
         }
-        ended
+        Ok(ended)
     }
 
     /// The live sessions of `userid` in this shard.

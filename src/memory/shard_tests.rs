@@ -18,8 +18,8 @@ fn shard_with(shards: usize, max_sessions: usize) -> (Shard, Arc<ManualClock>) {
     config.limits.max_sessions = max_sessions;
     config.session.shards = shards;
     let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]);
-    let shared = Arc::new(Shared::new(config, keyring, clock.clone(), Placement::default(), None));
-    (Shard::new(0, shared, Vec::new()), clock)
+    let shared = Arc::new(Shared::new(config, keyring, clock.clone(), Placement::default(), None, None));
+    (Shard::new(0, shared, crate::snapshot::Recovered::default()), clock)
 }
 
 fn shard() -> (Shard, Arc<ManualClock>) {
@@ -98,11 +98,11 @@ fn logout_user_ends_every_session_of_that_user_only() {
     let b = s.login(&b, 5).unwrap().id;
     let c = new_session(&mut s);
     let c = s.login(&c, 6).unwrap().id;
-    assert_eq!(s.logout_user(5), 2);
+    assert_eq!(s.logout_user(5), Ok(2));
     assert_eq!(s.info_of(&a, false), Err(SessionError::SessionGone));
     assert_eq!(s.info_of(&b, false), Err(SessionError::SessionGone));
     assert_eq!(s.info_of(&c, false).unwrap().userid, 6);
-    assert_eq!(s.logout_user(5), 0);
+    assert_eq!(s.logout_user(5), Ok(0));
     assert_eq!(s.stats().destroyed, 2);
 }
 

@@ -42,6 +42,8 @@ pub(crate) struct Run {
     entries: u64,
     /// The shard's change count when the run began: every change up to it is in the run.
     at: u64,
+    /// The shard's next log record when the run began: replay over this snapshot starts there.
+    log_from: u64,
     started: Instant,
     turns: u32,
     longest_turn: Duration,
@@ -72,6 +74,11 @@ impl Run {
         self.at
     }
 
+    /// The first log record this snapshot may lack.
+    pub fn log_from(&self) -> u64 {
+        self.log_from
+    }
+
     /// Sessions encoded.
     pub fn entries(&self) -> u64 {
         self.entries
@@ -96,7 +103,7 @@ impl Run {
             self.started.elapsed(),
             self.longest_turn
         );
-        snapshots.write(shard, self.entries, self.chunks, done)
+        snapshots.write(shard, self.entries, self.log_from, self.chunks, done)
     }
 }
 
@@ -104,6 +111,8 @@ impl Shard {
     /// Begins a run over the sessions live now; nothing is encoded yet.
     pub fn begin_run(&mut self) {
         self.runs += 1;
+        // Records from here on go to a new segment; the older ones can go once this is durable.
+        let log_from = self.log.rotate();
         self.run = Some(Run {
             no: self.runs,
             pos: 0,
@@ -111,6 +120,7 @@ impl Shard {
             chunk: Vec::new(),
             entries: 0,
             at: self.changes,
+            log_from,
             started: Instant::now(),
             turns: 0,
             longest_turn: Duration::ZERO,

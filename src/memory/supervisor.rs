@@ -18,7 +18,7 @@ use super::worker::{FinalSnapshot, SnapshotNow, Worker};
 use super::{Placement, Shared};
 use crate::error::{Result, SessionError, Unavailable};
 use crate::message::{EngineStats, LogoutUser, SessionInfo, SessionsOf, Stats, Sweep};
-use crate::snapshot::Record;
+use crate::snapshot::Recovered;
 
 /// How often the supervisor checks that every worker is alive.
 const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
@@ -64,7 +64,7 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     /// Starts the workers, each owning its share of `sessions` (loaded from snapshots, one
     /// vector per shard); the caller must be inside a running actix `System`.
-    pub(crate) fn launch(shared: Arc<Shared>, sessions: Vec<Vec<Record>>) -> Addr<Self> {
+    pub(crate) fn launch(shared: Arc<Shared>, sessions: Vec<Recovered>) -> Addr<Self> {
         let shards = shared.shards;
         let arbiters: Vec<Arbiter> = match shared.placement {
             Placement::CurrentThread => Vec::new(),
@@ -97,7 +97,9 @@ impl Supervisor {
                 continue;
             }
             self.restarts[shard] += 1;
-            let lost = if self.shared.snapshots.is_some() {
+            let lost = if self.shared.wal.is_some() {
+                "it reloads its last snapshot and replays its write-ahead log"
+            } else if self.shared.snapshots.is_some() {
                 "it reloads its last snapshot; changes made since are lost"
             } else {
                 "its in-memory sessions are lost (storage.persist is off)"
@@ -112,7 +114,7 @@ impl Supervisor {
                 }
                 None => Arbiter::current(),
             };
-            let addr = spawn_worker(&home, shard, &self.shared, self.restarts[shard], Vec::new(), true);
+            let addr = spawn_worker(&home, shard, &self.shared, self.restarts[shard], Recovered::default(), true);
             self.shared.router.replace(shard, addr);
         }
     }
@@ -123,7 +125,7 @@ fn spawn_worker(
     shard: usize,
     shared: &Arc<Shared>,
     restarts: u64,
-    sessions: Vec<Record>,
+    sessions: Recovered,
     reload: bool,
 ) -> Addr<Worker> {
     let shared = shared.clone();
@@ -254,6 +256,9 @@ impl Handler<Shutdown> for Supervisor {
                 snapshots.stop();
                 finals.log(started);
             }
+            if let Some(wal) = &supervisor.shared.wal {
+                wal.stop();
+            }
             actix::ActorContext::stop(ctx);
         }))
     }
@@ -339,7 +344,10 @@ impl Handler<Stats> for Supervisor {
     fn handle(&mut self, msg: Stats, _: &mut Context<Self>) -> Self::Result {
         let all = fan_out(&self.shared, msg);
         Box::pin(all.into_actor(self).map(|answers, supervisor, _| {
-            let mut stats = EngineStats::default();
+            let mut stats = EngineStats {
+                log_fsyncs: supervisor.shared.wal.as_ref().map_or(0, |w| w.fsyncs()),
+                ..EngineStats::default()
+            };
             for (shard, answer) in answers?.into_iter().enumerate() {
                 let mut s = answer.shards[0];
                 s.restarts = supervisor.restarts[shard];

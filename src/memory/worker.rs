@@ -18,7 +18,8 @@ use super::shard::Shard;
 use super::snapshot_run::{Run, SNAPSHOT_BATCH, Schedule, SnapshotResult};
 use crate::error::{Result, Unavailable};
 use crate::message::*;
-use crate::snapshot::{Record, Written};
+use crate::snapshot::{Recovered, Written};
+use crate::wal::append::Durable;
 
 /// Sessions examined per periodic sweep step: bounds how long one step holds the worker.
 const SWEEP_BATCH: usize = 4096;
@@ -48,16 +49,24 @@ pub(crate) struct Worker {
 impl Worker {
     /// A worker owning `sessions` (loaded at start-up). A restarted worker (`reload`) reads
     /// its shard's last snapshot back before it serves.
-    pub fn new(index: usize, shared: Arc<Shared>, restarts: u64, sessions: Vec<Record>, reload: bool) -> Self {
+    pub fn new(index: usize, shared: Arc<Shared>, restarts: u64, sessions: Recovered, reload: bool) -> Self {
         let mut core = Self::fresh_core(index, shared.clone(), sessions, reload);
         core.restarts = restarts;
         Self::hosting(core, shared, false)
     }
 
     /// A new core for shard `index` holding `sessions`.
-    pub fn fresh_core(index: usize, shared: Arc<Shared>, sessions: Vec<Record>, reload: bool) -> Core {
+    pub fn fresh_core(index: usize, shared: Arc<Shared>, sessions: Recovered, reload: bool) -> Core {
         let loading = reload && shared.snapshots.is_some();
-        Core { shard: Shard::new(index, shared, sessions), schedule: Schedule::default(), loading, restarts: 0 }
+        let shard = if loading {
+            // Its log opens once the reload says where it goes on.
+            let shard = Shard::vacant(index, shared);
+            shard.shared().live[index].store(0, std::sync::atomic::Ordering::Relaxed);
+            shard
+        } else {
+            Shard::new(index, shared, sessions)
+        };
+        Core { shard, schedule: Schedule::default(), loading, restarts: 0 }
     }
 
     /// The host of `core`, which may come from another host (a move).
@@ -82,7 +91,10 @@ impl Worker {
         if self.finished {
             return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
         }
-        Answer::Now(self.core.borrow_mut().apply(false, |s| op(s, msg)))
+        match self.core.borrow_mut().apply(false, |s| op(s, msg)) {
+            (result, None) => Answer::Now(result),
+            (result, Some(durable)) => Answer::Durable(result, durable),
+        }
     }
 
     fn persisting(&self) -> bool {
@@ -175,6 +187,26 @@ impl Actor for Worker {
                 log::debug!("shard {}: {dropped} expired sessions dropped", worker.index);
             }
         });
+        if shared.wal.is_some() {
+            // A log that failed resumes with a snapshot, and one that grew past its share of
+            // storage.log_max is cut short by one: checked every second, not every interval.
+            ctx.run_interval(Duration::from_secs(1), |worker, ctx| {
+                if worker.moved || !worker.persisting() {
+                    return;
+                }
+                let wants = {
+                    let mut core = worker.core.borrow_mut();
+                    let wants = core.shard.log_wants_snapshot() && !core.shard.running();
+                    if wants {
+                        core.shard.force_dirty();
+                    }
+                    wants
+                };
+                if wants {
+                    worker.start_snapshot(ctx);
+                }
+            });
+        }
         let Some(snapshots) = &shared.snapshots else { return };
         ctx.run_interval(shared.config.storage.snapshot_interval, |worker, ctx| worker.start_snapshot(ctx));
         // A run under way when the shard moved here goes on here.
@@ -233,10 +265,10 @@ impl Handler<SnapshotStep> for Worker {
             ctx.notify(SnapshotStep);
             return;
         };
-        let (at, entries) = (run.at(), run.entries());
+        let (at, entries, log_from) = (run.at(), run.entries(), run.log_from());
         let send = self.to_host::<SnapshotWritten>(ctx);
         let done = Box::new(move |result: std::io::Result<Written>| {
-            send(SnapshotWritten { at, result: result.map(|_| Some(entries)).map_err(|e| e.to_string()) });
+            send(SnapshotWritten { at, log_from, result: result.map(|_| Some(entries)).map_err(|e| e.to_string()) });
         });
         if self.hand_over(run, done) {
             core.schedule.handed_over();
@@ -251,6 +283,8 @@ impl Handler<SnapshotStep> for Worker {
 #[rtype(result = "()")]
 struct SnapshotWritten {
     at: u64,
+    /// The run's log position: every record before it is in the snapshot.
+    log_from: u64,
     result: SnapshotResult,
 }
 
@@ -268,6 +302,9 @@ impl Handler<SnapshotWritten> for Worker {
         let result = msg.result.map_err(|e| format!("shard {}: {e}", self.index));
         let waiters = {
             let mut core = self.core.borrow_mut();
+            if ok {
+                core.shard.snapshot_durable(msg.log_from);
+            }
             core.schedule.written(msg.at, result);
             core.schedule.has_waiters()
         };
@@ -320,10 +357,10 @@ impl Handler<FinalSnapshot> for Worker {
     }
 }
 
-/// The sessions of this shard's last snapshot, read back after a restart.
+/// The sessions of this shard's last snapshot and log, read back after a restart.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Reloaded(Vec<Record>);
+struct Reloaded(Recovered);
 
 impl Handler<Reloaded> for Worker {
     type Result = ();
@@ -333,11 +370,14 @@ impl Handler<Reloaded> for Worker {
             self.forward(msg);
             return;
         }
-        let n = msg.0.len();
+        let (n, replayed) = (msg.0.records.len(), msg.0.replayed);
         let mut core = self.core.borrow_mut();
-        core.shard.install(msg.0);
+        core.shard.resume(msg.0);
         core.loading = false;
-        log::info!("shard {}: restarted worker reloaded {n} sessions from its last snapshot", self.index);
+        log::info!(
+            "shard {}: restarted worker reloaded {n} sessions from its last snapshot and {replayed} log records",
+            self.index
+        );
     }
 }
 
@@ -345,7 +385,13 @@ impl Handler<Reloaded> for Worker {
 /// message forwarded to the new host, whose answer goes back to the sender.
 pub(crate) enum Answer<M: Message> {
     Now(M::Result),
-    Forward { to: Addr<Worker>, msg: M, shard: usize },
+    /// The result, once its log records are durable (`storage.log = "always"`).
+    Durable(M::Result, Durable),
+    Forward {
+        to: Addr<Worker>,
+        msg: M,
+        shard: usize,
+    },
 }
 
 impl<M, O, R> MessageResponse<Worker, O> for Answer<M>
@@ -361,6 +407,18 @@ where
                 if let Some(tx) = tx {
                     let _ = tx.send(result);
                 }
+            }
+            Answer::Durable(result, durable) => {
+                // The shard goes on with other work; the reply waits for the fsync.
+                actix::spawn(async move {
+                    let result = match result {
+                        Ok(value) => durable.wait().await.map(|()| value),
+                        Err(e) => Err(e),
+                    };
+                    if let Some(tx) = tx {
+                        let _ = tx.send(result);
+                    }
+                });
             }
             Answer::Forward { to, msg, shard } => {
                 actix::spawn(async move {
@@ -455,7 +513,7 @@ host! {
     Info => |s, m| s.info_of(&m.id, false);
     Touch => |s, m| s.info_of(&m.id, true);
     Destroy => |s, m| s.destroy(&m.id);
-    LogoutUser => |s, m| Ok(s.logout_user(m.userid));
+    LogoutUser => |s, m| s.logout_user(m.userid);
     SessionsOf => |s, m| Ok(s.sessions_of(m.userid));
     Sweep => |s, _m| Ok(s.sweep_all());
 }
@@ -469,7 +527,7 @@ impl Handler<Stats> for Worker {
         }
         let core = self.core.borrow();
         let stats = ShardStats { restarts: core.restarts, ..core.shard.stats() };
-        Ok(EngineStats { sessions: stats.sessions, shards: vec![stats] })
+        Ok(EngineStats { sessions: stats.sessions, shards: vec![stats], log_fsyncs: 0 })
     }
 }
 

@@ -285,8 +285,10 @@ impl RedisStore {
                 local_operations: 0,
                 panics: c.panics.load(Ordering::Relaxed),
                 restarts: 0,
+                log_records: 0,
+                log_bytes: 0,
             };
-            Ok(EngineStats { sessions, shards: vec![shard] })
+            Ok(EngineStats { sessions, shards: vec![shard], log_fsyncs: 0 })
         })
         .await
     }

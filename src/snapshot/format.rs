@@ -1,11 +1,11 @@
 //! The snapshot codec: the one place that knows the file format (and bincode).
 //!
-//! A file is a fixed 72-byte header followed by a body. All integers are little-endian.
+//! A file is a fixed 80-byte header followed by a body. All integers are little-endian.
 //!
 //! | bytes  | field                                              |
 //! |--------|----------------------------------------------------|
 //! | 0..8   | magic `DRACOSNP`                                   |
-//! | 8..12  | format version (1)                                 |
+//! | 8..12  | format version (2)                                 |
 //! | 12..16 | shard index                                        |
 //! | 16..20 | shard count of the writer                          |
 //! | 20..24 | reserved, 0                                        |
@@ -14,7 +14,11 @@
 //! | 40..48 | entry count                                        |
 //! | 48..56 | body length in bytes                               |
 //! | 56..64 | xxh3-64 of the body                                |
-//! | 64..72 | xxh3-64 of bytes 0..64 (the header itself)         |
+//! | 64..72 | log position: the first write-ahead log record this snapshot may lack |
+//! | 72..80 | xxh3-64 of bytes 0..72 (the header itself)         |
+//!
+//! Version 1 (still read) is the same without the log position: its header checksum is at
+//! 64..72, over bytes 0..64, and its body starts at 72. A v1 file reads as log position 0.
 //!
 //! The body is `entries` records back to back, each the bincode 2 (standard config, serde) encoding
 //! of `(SessionId, SessionState)`. The v1 body is therefore tied to the serde shape of those
@@ -29,9 +33,11 @@ use crate::state::SessionState;
 /// First bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOSNP";
 /// The format version this build writes (and the newest it reads).
-pub(crate) const VERSION: u32 = 1;
-/// Size of the v1 header.
-pub(crate) const HEADER_LEN: usize = 72;
+pub(crate) const VERSION: u32 = 2;
+/// Size of the header this build writes.
+pub(crate) const HEADER_LEN: usize = 80;
+/// Size of a version 1 header.
+const V1_HEADER_LEN: usize = 72;
 
 /// One decoded session record.
 pub(crate) type Record = (SessionId, SessionState);
@@ -47,6 +53,9 @@ pub(crate) struct Header {
     pub entries: u64,
     pub body_len: u64,
     pub body_hash: u64,
+    /// The first write-ahead log record (of this shard) the snapshot may lack: replay starts
+    /// there. 0 for a version 1 file.
+    pub log_from: u64,
 }
 
 /// Why a file cannot be read as a snapshot.
@@ -92,12 +101,14 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, id: &SessionId, state: &SessionSt
 }
 
 /// The header of a file whose body is `chunks` concatenated.
+#[allow(clippy::too_many_arguments, reason = "one per header field")]
 pub(crate) fn header_for(
     shard: u32,
     shards: u32,
     generation: u64,
     written_ms: u64,
     entries: u64,
+    log_from: u64,
     chunks: &[Vec<u8>],
 ) -> Header {
     let mut hasher = Xxh3::new();
@@ -106,11 +117,26 @@ pub(crate) fn header_for(
         hasher.update(chunk);
         body_len += chunk.len() as u64;
     }
-    Header { version: VERSION, shard, shards, generation, written_ms, entries, body_len, body_hash: hasher.digest() }
+    Header {
+        version: VERSION,
+        shard,
+        shards,
+        generation,
+        written_ms,
+        entries,
+        body_len,
+        body_hash: hasher.digest(),
+        log_from,
+    }
 }
 
 impl Header {
-    /// The 72 header bytes.
+    /// The header's length in bytes (by its version).
+    pub fn len(&self) -> usize {
+        if self.version == 1 { V1_HEADER_LEN } else { HEADER_LEN }
+    }
+
+    /// The 80 header bytes (version 2).
     pub fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
@@ -122,8 +148,9 @@ impl Header {
         b[40..48].copy_from_slice(&self.entries.to_le_bytes());
         b[48..56].copy_from_slice(&self.body_len.to_le_bytes());
         b[56..64].copy_from_slice(&self.body_hash.to_le_bytes());
-        let check = xxh3_64(&b[..64]);
-        b[64..72].copy_from_slice(&check.to_le_bytes());
+        b[64..72].copy_from_slice(&self.log_from.to_le_bytes());
+        let check = xxh3_64(&b[..72]);
+        b[72..80].copy_from_slice(&check.to_le_bytes());
         b
     }
 
@@ -139,23 +166,29 @@ impl Header {
         let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
         let version = u32_at(8);
+        // Where each version keeps its header checksum, and over which bytes.
+        let check_of = |v: u32| if v == 1 { (V1_HEADER_LEN, 64) } else { (HEADER_LEN, 72) };
         if version > VERSION {
-            // A flipped bit in the version field of a v1 file must read as damage, not as a
-            // file from the future: check the v1 header checksum with the version put back.
-            if bytes.len() >= HEADER_LEN {
-                let mut v1 = [0u8; 64];
-                v1.copy_from_slice(&bytes[..64]);
-                v1[8..12].copy_from_slice(&VERSION.to_le_bytes());
-                if xxh3_64(&v1) == u64_at(64) {
-                    return Err(FormatError::HeaderChecksum);
+            // A flipped bit in the version field of a file this build writes must read as
+            // damage, not as a file from the future: check each known header checksum with its
+            // version put back.
+            for known in 1..=VERSION {
+                let (len, sum) = check_of(known);
+                if bytes.len() >= len {
+                    let mut head = bytes[..sum].to_vec();
+                    head[8..12].copy_from_slice(&known.to_le_bytes());
+                    if xxh3_64(&head) == u64_at(sum) {
+                        return Err(FormatError::HeaderChecksum);
+                    }
                 }
             }
             return Err(FormatError::UnsupportedVersion { found: version });
         }
-        if bytes.len() < HEADER_LEN {
-            return Err(FormatError::Truncated { len: bytes.len() as u64, expected: HEADER_LEN as u64 });
+        let (len, sum) = check_of(version);
+        if bytes.len() < len {
+            return Err(FormatError::Truncated { len: bytes.len() as u64, expected: len as u64 });
         }
-        if xxh3_64(&bytes[..64]) != u64_at(64) || version == 0 {
+        if xxh3_64(&bytes[..sum]) != u64_at(sum) || version == 0 {
             return Err(FormatError::HeaderChecksum);
         }
         Ok(Self {
@@ -167,6 +200,7 @@ impl Header {
             entries: u64_at(40),
             body_len: u64_at(48),
             body_hash: u64_at(56),
+            log_from: if version == 1 { 0 } else { u64_at(64) },
         })
     }
 }
@@ -178,7 +212,7 @@ impl Header {
 pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError> {
     let header = Header::parse(bytes)?;
     let len = bytes.len() as u64;
-    let expected = (HEADER_LEN as u64).saturating_add(header.body_len);
+    let expected = (header.len() as u64).saturating_add(header.body_len);
     if len < expected {
         return Err(FormatError::Truncated { len, expected });
     }
@@ -186,7 +220,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
     if len > expected {
         return Err(FormatError::BodyChecksum);
     }
-    let body = &bytes[HEADER_LEN..];
+    let body = &bytes[header.len()..];
     if xxh3_64(body) != header.body_hash {
         return Err(FormatError::BodyChecksum);
     }
@@ -213,6 +247,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
 /// the bytes it then reads, so what is left of the body bounds every honest record; the limit is
 /// the next power of 16 above it (a const generic, hence the ladder).
 fn decode_record(bytes: &[u8]) -> Result<(Record, usize), bincode::error::DecodeError> {
+    decode_value(bytes)
+}
+
+/// Decodes the value at the front of `bytes` (the bincode encoding this module writes), with
+/// the claimed-length limit described at [`decode_record`]; answers it and the bytes it took.
+pub(crate) fn decode_value<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
     macro_rules! limited {
         ($($bits:literal)*) => {$(
             if bytes.len() <= 1 << $bits {
@@ -252,7 +294,7 @@ pub(crate) fn encode_file(
         encode_record(&mut body, id, state).unwrap();
     }
     let chunks = [body];
-    let header = header_for(shard, shards, generation, written_ms, records.len() as u64, &chunks);
+    let header = header_for(shard, shards, generation, written_ms, records.len() as u64, 0, &chunks);
     let mut file = header.to_bytes().to_vec();
     file.extend_from_slice(&chunks[0]);
     file
@@ -354,27 +396,27 @@ mod tests {
     fn future_version_is_a_clear_error_not_corruption() {
         let (_, bytes) = file();
         let mut future = bytes.clone();
-        future[8..12].copy_from_slice(&2u32.to_le_bytes());
-        // A real v2 file would have its own valid header checksum.
-        let check = xxh3_64(&future[..64]);
-        future[64..72].copy_from_slice(&check.to_le_bytes());
+        future[8..12].copy_from_slice(&3u32.to_le_bytes());
+        // A real v3 file would have its own valid header checksum.
+        let check = xxh3_64(&future[..72]);
+        future[72..80].copy_from_slice(&check.to_le_bytes());
         let err = decode(&future).unwrap_err();
-        assert_eq!(err, FormatError::UnsupportedVersion { found: 2 });
+        assert_eq!(err, FormatError::UnsupportedVersion { found: 3 });
         assert!(!err.is_corrupt());
         assert!(err.to_string().contains("upgrade"), "{err}");
         // Even a future file shorter than a v1 header is "future", not corrupt.
-        assert_eq!(decode(&future[..20]).unwrap_err(), FormatError::UnsupportedVersion { found: 2 });
+        assert_eq!(decode(&future[..20]).unwrap_err(), FormatError::UnsupportedVersion { found: 3 });
     }
 
     #[test]
     fn consistent_checksums_over_garbage_records_are_an_error_not_a_panic() {
         let chunks = [vec![0xff; 40]];
-        let header = header_for(0, 1, 1, 0, 3, &chunks);
+        let header = header_for(0, 1, 1, 0, 3, 0, &chunks);
         let mut bytes = header.to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
         assert!(matches!(decode(&bytes).unwrap_err(), FormatError::Record { .. }));
         // A huge forged count does not allocate a huge vector.
-        let header = header_for(0, 1, 1, 0, u64::MAX, &chunks);
+        let header = header_for(0, 1, 1, 0, u64::MAX, 0, &chunks);
         let mut bytes = header.to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
         assert!(decode(&bytes).is_err());
@@ -390,7 +432,7 @@ mod tests {
         body.extend_from_slice(&(1u64 << 60).to_le_bytes());
         body.extend_from_slice(b"scope");
         let chunks = [body];
-        let mut bytes = header_for(0, 1, 1, 0, 1, &chunks).to_bytes().to_vec();
+        let mut bytes = header_for(0, 1, 1, 0, 1, 0, &chunks).to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
         assert!(matches!(decode(&bytes).unwrap_err(), FormatError::Record { index: 0, .. }));
     }

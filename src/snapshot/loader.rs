@@ -8,12 +8,32 @@ use super::files::{self, FileName, Kind};
 use super::format::{self, FormatError, Record};
 use crate::error::StartError;
 use crate::state::Lifetimes;
+use crate::wal::io::SegmentName;
+use crate::wal::replay;
+
+/// A shard's sessions as start-up (or a restarted worker) finds them: its newest good
+/// snapshot with the log records after it applied.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    pub records: Vec<Record>,
+    /// The sequence number of the shard's next log record.
+    pub next_lsn: u64,
+    /// Log records applied over the snapshot (not in any snapshot yet).
+    pub replayed: u64,
+}
 
 /// What start-up found on disk.
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
     /// Live sessions, by current shard.
     pub shards: Vec<Vec<Record>>,
+    /// Each current shard's next log record, and the records replayed into it.
+    pub next_lsn: Vec<u64>,
+    pub replayed: Vec<u64>,
+    /// Log segments of another shard count, to delete once the current layout is written.
+    pub stale_logs: Vec<SegmentName>,
+    /// Log records replayed, over all shards.
+    pub log_records: u64,
     /// Generations of the current layout still on disk and not known bad, by shard, oldest first.
     pub generations: Vec<Vec<u64>>,
     /// First generation number never used in the directory.
@@ -40,7 +60,7 @@ fn storage(path: &Path, message: String) -> StartError {
     StartError::Storage { path: path.to_owned(), message }
 }
 
-fn read_file(dir: &Path, name: FileName) -> Result<Vec<Record>, Problem> {
+fn read_file(dir: &Path, name: FileName) -> Result<(Vec<Record>, u64), Problem> {
     let path = name.path(dir);
     let bytes =
         std::fs::read(&path).map_err(|e| Problem::Fatal(storage(&path, format!("cannot read snapshot: {e}"))))?;
@@ -60,12 +80,14 @@ fn read_file(dir: &Path, name: FileName) -> Result<Vec<Record>, Problem> {
             header.shard, header.shards, header.generation
         )));
     }
-    Ok(records)
+    Ok((records, header.log_from))
 }
 
 /// One shard of one layout: the newest generation that reads, setting damaged ones aside.
 struct Group {
     records: Vec<Record>,
+    /// The loaded snapshot's log position (0: none loaded).
+    log_from: u64,
     /// Generations left on disk as `.snap`, oldest first.
     remaining: Vec<u64>,
     files: usize,
@@ -78,7 +100,7 @@ fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Resul
     for &generation in generations.iter().rev() {
         let name = FileName { shards, shard, generation, kind: Kind::Snap };
         match read_file(dir, name) {
-            Ok(records) => return Ok(Group { records, remaining, files: 1, corrupt }),
+            Ok((records, log_from)) => return Ok(Group { records, log_from, remaining, files: 1, corrupt }),
             Err(Problem::Fatal(e)) => return Err(e),
             Err(Problem::Corrupt(why)) => {
                 corrupt += 1;
@@ -104,14 +126,32 @@ fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Resul
             }
         }
     }
-    Ok(Group { records: Vec::new(), remaining, files: 0, corrupt })
+    Ok(Group { records: Vec::new(), log_from: 0, remaining, files: 0, corrupt })
 }
 
-/// Groups the `.snap` files of `names` by (layout, shard), generations oldest first.
-fn groups(names: &[FileName]) -> BTreeMap<(u32, u32), Vec<u64>> {
+/// A group's snapshot, then its log replayed over it.
+fn recover_group(
+    dir: &Path,
+    log_dir: &Path,
+    layout: u32,
+    shard: u32,
+    generations: &[u64],
+) -> Result<(Group, replay::Replayed), StartError> {
+    let mut group = load_group(dir, layout, shard, generations)?;
+    let records = std::mem::take(&mut group.records);
+    let replayed = replay::replay(log_dir, layout, shard, group.log_from, records)?;
+    Ok((group, replayed))
+}
+
+/// Groups the `.snap` files of `names` by (layout, shard), generations oldest first; a shard
+/// with log segments and no snapshot is a group too.
+fn groups(names: &[FileName], logs: &[SegmentName]) -> BTreeMap<(u32, u32), Vec<u64>> {
     let mut groups: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
     for n in names.iter().filter(|n| n.kind == Kind::Snap) {
         groups.entry((n.shards, n.shard)).or_default().push(n.generation);
+    }
+    for n in logs {
+        groups.entry((n.shards, n.shard)).or_default();
     }
     for gens in groups.values_mut() {
         gens.sort_unstable();
@@ -125,8 +165,16 @@ fn groups(names: &[FileName]) -> BTreeMap<(u32, u32), Vec<u64>> {
 /// [`StartError::Storage`] when the directory or a file cannot be read, or a file was written
 /// by a newer version. Damage is not an error: the file is set aside and the previous
 /// generation used.
-pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifetimes) -> Result<Loaded, StartError> {
+pub(crate) fn load_all(
+    dir: &Path,
+    log_dir: &Path,
+    shards: usize,
+    now_ms: u64,
+    lifetimes: &Lifetimes,
+) -> Result<Loaded, StartError> {
     let names = files::list(dir).map_err(|e| storage(dir, format!("cannot list snapshot directory: {e}")))?;
+    let logs = crate::wal::io::list(log_dir)
+        .map_err(|e| storage(log_dir, format!("cannot list the write-ahead log directory: {e}")))?;
     let next_generation = names.iter().map(|n| n.generation).max().map_or(1, |g| g + 1);
     for tmp in names.iter().filter(|n| n.kind == Kind::Tmp) {
         // An interrupted write: the generation before it is intact.
@@ -136,11 +184,11 @@ pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifet
             Err(e) => log::warn!("cannot remove unfinished snapshot write {}: {e}", path.display()),
         }
     }
-    let groups: Vec<((u32, u32), Vec<u64>)> = groups(&names).into_iter().collect();
+    let groups: Vec<((u32, u32), Vec<u64>)> = groups(&names, &logs).into_iter().collect();
 
     // Files decode in parallel: one thread per CPU, each taking every n-th group.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(groups.len()).max(1);
-    let results: Vec<Result<Group, StartError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(Group, replay::Replayed), StartError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let groups = &groups;
@@ -149,7 +197,7 @@ pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifet
                         .iter()
                         .skip(t)
                         .step_by(threads)
-                        .map(|((layout, shard), gens)| load_group(dir, *layout, *shard, gens))
+                        .map(|((layout, shard), gens)| recover_group(dir, log_dir, *layout, *shard, gens))
                         .collect::<Vec<_>>()
                 })
             })
@@ -165,17 +213,23 @@ pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifet
 
     let mut loaded = Loaded {
         shards: (0..shards).map(|_| Vec::new()).collect(),
+        next_lsn: vec![0; shards],
+        replayed: vec![0; shards],
         generations: vec![Vec::new(); shards],
         next_generation,
         ..Loaded::default()
     };
     for ((layout, shard), result) in groups.iter().map(|(key, _)| key).zip(results) {
-        let group = result?;
+        let (group, replayed) = result?;
         loaded.files += group.files;
         loaded.corrupt += group.corrupt;
+        loaded.log_records += replayed.applied;
         if *layout as usize == shards && (*shard as usize) < shards {
             loaded.generations[*shard as usize] = group.remaining;
+            loaded.next_lsn[*shard as usize] = replayed.next_lsn;
+            loaded.replayed[*shard as usize] = replayed.applied;
         } else {
+            loaded.stale_logs.extend(logs.iter().filter(|n| (n.shards, n.shard) == (*layout, *shard)));
             loaded.stale.extend(group.remaining.iter().map(|&generation| FileName {
                 shards: *layout,
                 shard: *shard,
@@ -183,7 +237,7 @@ pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifet
                 kind: Kind::Snap,
             }));
         }
-        for (id, state) in group.records {
+        for (id, state) in replayed.records {
             if state.is_expired(lifetimes, now_ms) {
                 loaded.expired += 1;
             } else {
@@ -192,7 +246,7 @@ pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifet
             }
         }
     }
-    if !loaded.stale.is_empty() {
+    if !loaded.stale.is_empty() || !loaded.stale_logs.is_empty() {
         // Several layouts on disk (a crash while the layout was being rewritten) can hold the
         // same session twice: keep the most recently used copy.
         for records in &mut loaded.shards {
@@ -204,23 +258,48 @@ pub(crate) fn load_all(dir: &Path, shards: usize, now_ms: u64, lifetimes: &Lifet
     Ok(loaded)
 }
 
-/// Re-reads one shard of the current layout (after its worker was restarted). Damage is
-/// handled as at start-up; any other failure is logged and yields no sessions.
-pub(crate) fn load_shard(dir: &Path, shards: usize, shard: usize, now_ms: u64, lifetimes: &Lifetimes) -> Vec<Record> {
+/// Re-reads one shard of the current layout (after its worker was restarted): its snapshot,
+/// then its log. Damage is handled as at start-up; any other failure is logged and yields no
+/// sessions.
+pub(crate) fn load_shard(
+    dir: &Path,
+    log_dir: &Path,
+    shards: usize,
+    shard: usize,
+    now_ms: u64,
+    lifetimes: &Lifetimes,
+) -> Recovered {
+    let (shards, shard) = (files::as_u32(shards), files::as_u32(shard));
     let names = match files::list(dir) {
         Ok(names) => names,
         Err(e) => {
             log::error!("shard {shard}: cannot list snapshot directory {}: {e}", dir.display());
-            return Vec::new();
+            return Recovered { next_lsn: past_every_segment(log_dir, shards, shard), ..Recovered::default() };
         }
     };
-    let (shards, shard) = (files::as_u32(shards), files::as_u32(shard));
-    let gens = groups(&names).remove(&(shards, shard)).unwrap_or_default();
-    match load_group(dir, shards, shard, &gens) {
-        Ok(group) => group.records.into_iter().filter(|(_, s)| !s.is_expired(lifetimes, now_ms)).collect(),
+    let gens = groups(&names, &[]).remove(&(shards, shard)).unwrap_or_default();
+    match recover_group(dir, log_dir, shards, shard, &gens) {
+        Ok((_, replayed)) => Recovered {
+            records: replayed.records.into_iter().filter(|(_, s)| !s.is_expired(lifetimes, now_ms)).collect(),
+            next_lsn: replayed.next_lsn,
+            replayed: replayed.applied,
+        },
         Err(e) => {
-            log::error!("shard {shard}: cannot reload its snapshot: {e}");
-            Vec::new()
+            log::error!("shard {shard}: cannot reload its snapshot and log: {e}");
+            Recovered { next_lsn: past_every_segment(log_dir, shards, shard), ..Recovered::default() }
         }
     }
+}
+
+/// A sequence number past every segment of the shard (with a hole, which replay reports): a
+/// shard that could not read its log back must not write over it.
+fn past_every_segment(log_dir: &Path, shards: u32, shard: u32) -> u64 {
+    let newest = crate::wal::io::list(log_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| (n.shards, n.shard) == (shards, shard))
+        .map(|n| n.base)
+        .max()
+        .unwrap_or(0);
+    newest.saturating_add(1 << 40)
 }

@@ -22,6 +22,7 @@ use crate::error::StartError;
 use crate::state::Lifetimes;
 use files::{Fs, SnapshotIo};
 pub(crate) use format::Record;
+pub(crate) use loader::Recovered;
 pub(crate) use writer::{Job, LoadDone, WriteDone, Written};
 
 /// The engine's link to its snapshot writer thread.
@@ -32,8 +33,8 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// Queues a write; false when the writer thread is gone (then `done` is never called).
-    pub fn write(&self, shard: usize, entries: u64, chunks: Vec<Vec<u8>>, done: WriteDone) -> bool {
-        self.jobs.send(Job::Write { shard, entries, chunks, done }).is_ok()
+    pub fn write(&self, shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone) -> bool {
+        self.jobs.send(Job::Write { shard, entries, log_from, chunks, done }).is_ok()
     }
 
     /// Queues a reload of one shard; false when the writer thread is gone.
@@ -51,8 +52,9 @@ fn storage(path: &Path, message: String) -> StartError {
     StartError::Storage { path: path.to_owned(), message }
 }
 
-/// Opens `<data_dir>/snapshots`, loads every session in it for `shards` shards, and starts the
-/// writer thread. Answers the live sessions by shard.
+/// Opens `<data_dir>/snapshots`, loads every session in it for `shards` shards, replays the
+/// write-ahead log (`<data_dir>/log`) over them, and starts the writer thread. Answers the live
+/// sessions by shard, and where each shard's log goes on.
 ///
 /// # Errors
 /// [`StartError::Storage`] when the directory cannot be created or written, a snapshot cannot
@@ -62,9 +64,10 @@ pub(crate) fn open(
     shards: usize,
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
-) -> Result<(Snapshots, Vec<Vec<Record>>), StartError> {
+) -> Result<(Snapshots, Vec<Recovered>), StartError> {
     let started = Instant::now();
     let dir = data_dir.join(files::SUBDIR);
+    let log_dir = crate::wal::dir_of(data_dir);
     std::fs::create_dir_all(&dir).map_err(|e| {
         storage(&dir, format!("cannot create the snapshot directory: {e}; fix its permissions or change storage.dir"))
     })?;
@@ -81,23 +84,27 @@ pub(crate) fn open(
             )
         })?;
 
-    let loaded = loader::load_all(&dir, shards, clock.now_ms(), &lifetimes)?;
+    let loaded = loader::load_all(&dir, &log_dir, shards, clock.now_ms(), &lifetimes)?;
     let mut writer = writer::Writer::new(
         dir.clone(),
+        log_dir,
         shards,
         loaded.next_generation,
-        loaded.generations,
+        loaded.generations.clone(),
         Fs,
         clock.clone(),
         lifetimes,
     );
     let sessions: usize = loaded.shards.iter().map(Vec::len).sum();
-    if !loaded.stale.is_empty() {
-        rewrite_layout(&mut writer, &loaded.shards, &loaded.stale)?;
+    let rewritten = !loaded.stale.is_empty() || !loaded.stale_logs.is_empty();
+    if rewritten {
+        rewrite_layout(&mut writer, &loaded)?;
     }
     log::info!(
-        "snapshots: loaded {sessions} sessions from {} files in {} ms ({} expired and dropped, {} corrupt set aside) from {}",
+        "snapshots: loaded {sessions} sessions from {} files and {} log records in {} ms ({} expired and dropped, \
+         {} corrupt set aside) from {}",
         loaded.files,
+        loaded.log_records,
         started.elapsed().as_millis(),
         loaded.expired,
         loaded.corrupt,
@@ -109,16 +116,25 @@ pub(crate) fn open(
         .name("draco-snapshot-writer".into())
         .spawn(move || writer.run(queue))
         .map_err(|e| storage(&dir, format!("cannot start the snapshot writer thread: {e}")))?;
-    Ok((Snapshots { jobs }, loaded.shards))
+    let recovered = loaded
+        .shards
+        .into_iter()
+        .zip(loaded.next_lsn)
+        .zip(loaded.replayed)
+        // After a rewrite the snapshots hold the replayed records already.
+        .map(|((records, next_lsn), replayed)| Recovered {
+            records,
+            next_lsn,
+            replayed: if rewritten { 0 } else { replayed },
+        })
+        .collect();
+    Ok((Snapshots { jobs }, recovered))
 }
 
 /// The shard count changed: writes the current layout in full, then deletes the files of the
 /// old one, so they can never bring back sessions that later end.
-fn rewrite_layout(
-    writer: &mut writer::Writer<Fs>,
-    shards: &[Vec<Record>],
-    stale: &[files::FileName],
-) -> Result<(), StartError> {
+fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> Result<(), StartError> {
+    let (shards, stale) = (&loaded.shards, &loaded.stale);
     let dir = writer.dir().to_owned();
     for (shard, records) in shards.iter().enumerate() {
         let mut chunk = Vec::new();
@@ -126,7 +142,7 @@ fn rewrite_layout(
             format::encode_record(&mut chunk, id, state).map_err(|e| storage(&dir, format!("cannot encode: {e}")))?;
         }
         writer
-            .write(shard, records.len() as u64, &[chunk])
+            .write(shard, records.len() as u64, loaded.next_lsn[shard], &[chunk])
             .map_err(|e| storage(&dir, format!("cannot write snapshot of shard {shard}: {e}")))?;
     }
     for name in stale {
@@ -136,7 +152,15 @@ fn rewrite_layout(
             .map_err(|e| storage(&path, format!("cannot remove a snapshot of the old shard layout: {e}")))?;
     }
     files::sync_dir(&dir).map_err(|e| storage(&dir, format!("cannot sync: {e}")))?;
-    let old: std::collections::BTreeSet<u32> = stale.iter().map(|n| n.shards).collect();
+    let log_dir = crate::wal::dir_of(dir.parent().unwrap_or(&dir));
+    for name in &loaded.stale_logs {
+        let path = name.path(&log_dir);
+        std::fs::remove_file(&path)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .map_err(|e| storage(&path, format!("cannot remove a log segment of the old shard layout: {e}")))?;
+    }
+    let old: std::collections::BTreeSet<u32> =
+        stale.iter().map(|n| n.shards).chain(loaded.stale_logs.iter().map(|n| n.shards)).collect();
     log::info!(
         "snapshots: shard count changed from {old:?} to {}; sessions re-hashed, rewritten, old files removed",
         shards.len()

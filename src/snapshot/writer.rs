@@ -8,20 +8,21 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 
 use super::files::{self, FileName, Kind, SnapshotIo};
-use super::format::{self, Record};
-use super::loader;
+use super::format;
+use super::loader::{self, Recovered};
 use crate::clock::Clock;
 use crate::state::Lifetimes;
 
 /// Called on the writer thread when a write is durable (or failed).
 pub(crate) type WriteDone = Box<dyn FnOnce(io::Result<Written>) + Send>;
 /// Called on the writer thread with the sessions of a reloaded shard.
-pub(crate) type LoadDone = Box<dyn FnOnce(Vec<Record>) + Send>;
+pub(crate) type LoadDone = Box<dyn FnOnce(Recovered) + Send>;
 
 /// Work for the writer thread.
 pub(crate) enum Job {
-    /// Write one shard's snapshot from encoded records.
-    Write { shard: usize, entries: u64, chunks: Vec<Vec<u8>>, done: WriteDone },
+    /// Write one shard's snapshot from encoded records; it holds every log record before
+    /// `log_from`.
+    Write { shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone },
     /// Read one shard's newest good snapshot back (its worker was restarted).
     Load { shard: usize, done: LoadDone },
     /// Finish the queued jobs, then end the thread.
@@ -39,6 +40,8 @@ pub(crate) struct Written {
 /// Writes generations of shard snapshots and keeps the newest two of each shard.
 pub(crate) struct Writer<I: SnapshotIo> {
     dir: PathBuf,
+    /// The write-ahead log's directory: segments a durable snapshot made useless are deleted.
+    log_dir: PathBuf,
     shards: usize,
     next_generation: u64,
     /// Generations on disk, by shard, oldest first.
@@ -52,8 +55,10 @@ pub(crate) struct Writer<I: SnapshotIo> {
 const KEEP: usize = 2;
 
 impl<I: SnapshotIo> Writer<I> {
+    #[allow(clippy::too_many_arguments, reason = "the writer's whole configuration")]
     pub fn new(
         dir: PathBuf,
+        log_dir: PathBuf,
         shards: usize,
         next_generation: u64,
         kept: Vec<Vec<u64>>,
@@ -61,7 +66,7 @@ impl<I: SnapshotIo> Writer<I> {
         clock: Arc<dyn Clock>,
         lifetimes: Lifetimes,
     ) -> Self {
-        Self { dir, shards, next_generation, kept, io, clock, lifetimes }
+        Self { dir, log_dir, shards, next_generation, kept, io, clock, lifetimes }
     }
 
     pub fn dir(&self) -> &Path {
@@ -71,7 +76,7 @@ impl<I: SnapshotIo> Writer<I> {
     /// Writes one generation: temp file, fsync, atomic rename, fsync of the directory, then
     /// drops generations older than the previous one. On any failure the earlier generations
     /// are untouched.
-    pub fn write(&mut self, shard: usize, entries: u64, chunks: &[Vec<u8>]) -> io::Result<Written> {
+    pub fn write(&mut self, shard: usize, entries: u64, log_from: u64, chunks: &[Vec<u8>]) -> io::Result<Written> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let name = FileName::snap(self.shards, shard, generation);
@@ -81,6 +86,7 @@ impl<I: SnapshotIo> Writer<I> {
             generation,
             self.clock.now_ms(),
             entries,
+            log_from,
             chunks,
         );
         let head = header.to_bytes();
@@ -104,7 +110,42 @@ impl<I: SnapshotIo> Writer<I> {
                 log::warn!("cannot remove old snapshot {}: {e}", old.display());
             }
         }
+        self.drop_old_log(shard);
         Ok(Written { generation, entries, bytes: (format::HEADER_LEN as u64) + header.body_len })
+    }
+
+    /// Deletes the log segments of `shard` that only hold records the older of its two kept
+    /// snapshots already has (so either generation can still be replayed over). Never the
+    /// newest segment: its shard may be appending to it.
+    fn drop_old_log(&self, shard: usize) {
+        let Some(&oldest) = self.kept[shard].first() else { return };
+        let path = FileName::snap(self.shards, shard, oldest).path(&self.dir);
+        let mut head = [0u8; format::HEADER_LEN];
+        let keep_from = match std::fs::File::open(&path).and_then(|mut f| {
+            use std::io::Read;
+            let n = f.read(&mut head)?;
+            Ok(format::Header::parse(&head[..n]))
+        }) {
+            Ok(Ok(header)) => header.log_from,
+            _ => return,
+        };
+        let (shards, index) = (files::as_u32(self.shards), files::as_u32(shard));
+        let segments: Vec<_> = match crate::wal::io::list(&self.log_dir) {
+            Ok(all) => all.into_iter().filter(|n| (n.shards, n.shard) == (shards, index)).collect(),
+            Err(e) => {
+                log::warn!("cannot list the write-ahead log directory {}: {e}", self.log_dir.display());
+                return;
+            }
+        };
+        // Segment i holds records from its base up to the next segment's base.
+        for pair in segments.windows(2) {
+            if pair[1].base <= keep_from {
+                let old = pair[0].path(&self.log_dir);
+                if let Err(e) = std::fs::remove_file(&old) {
+                    log::warn!("cannot remove old log segment {}: {e}", old.display());
+                }
+            }
+        }
     }
 
     /// Serves jobs until [`Job::Stop`] or until every sender is gone.
@@ -114,8 +155,8 @@ impl<I: SnapshotIo> Writer<I> {
         let mut failing: Option<String> = None;
         while let Ok(job) = jobs.recv() {
             match job {
-                Job::Write { shard, entries, chunks, done } => {
-                    let result = self.write(shard, entries, &chunks);
+                Job::Write { shard, entries, log_from, chunks, done } => {
+                    let result = self.write(shard, entries, log_from, &chunks);
                     drop(chunks);
                     match &result {
                         Err(e) if failing.as_deref() == Some(&e.to_string()) => {
@@ -139,9 +180,15 @@ impl<I: SnapshotIo> Writer<I> {
                     done(result);
                 }
                 Job::Load { shard, done } => {
-                    let records =
-                        loader::load_shard(&self.dir, self.shards, shard, self.clock.now_ms(), &self.lifetimes);
-                    done(records);
+                    let recovered = loader::load_shard(
+                        &self.dir,
+                        &self.log_dir,
+                        self.shards,
+                        shard,
+                        self.clock.now_ms(),
+                        &self.lifetimes,
+                    );
+                    done(recovered);
                 }
                 Job::Stop => break,
             }
@@ -226,14 +273,14 @@ mod tests {
     fn keeps_two_generations() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_000));
-        let mut w = Writer::new(dir.path().into(), 1, 1, vec![vec![]], Fs, clock, lifetimes());
+        let mut w = Writer::new(dir.path().into(), dir.path().join("log"), 1, 1, vec![vec![]], Fs, clock, lifetimes());
         for n in 1..=4 {
             let g = generation(n);
-            assert_eq!(w.write(0, n, &encoded(&g)).unwrap().generation, n);
+            assert_eq!(w.write(0, n, 0, &encoded(&g)).unwrap().generation, n);
         }
         let names: Vec<u64> = files::list(dir.path()).unwrap().iter().map(|n| n.generation).collect();
         assert_eq!(names, [3, 4]);
-        assert_eq!(loader::load_shard(dir.path(), 1, 0, 1_000, &lifetimes()).len(), 4);
+        assert_eq!(loader::load_shard(dir.path(), &dir.path().join("log"), 1, 0, 1_000, &lifetimes()).records.len(), 4);
     }
 
     /// A write that fails at any step leaves the previous generation loadable; a failure
@@ -244,15 +291,33 @@ mod tests {
         for (fail_at, step) in steps.iter().enumerate() {
             let dir = tempfile::tempdir().unwrap();
             let clock = Arc::new(ManualClock::new(1_000));
-            let mut good = Writer::new(dir.path().into(), 1, 1, vec![vec![]], Fs, clock.clone(), lifetimes());
-            good.write(0, 1, &encoded(&generation(1))).unwrap();
+            let mut good = Writer::new(
+                dir.path().into(),
+                dir.path().join("log"),
+                1,
+                1,
+                vec![vec![]],
+                Fs,
+                clock.clone(),
+                lifetimes(),
+            );
+            good.write(0, 1, 0, &encoded(&generation(1))).unwrap();
             let second = generation(2);
-            good.write(0, 2, &encoded(&second)).unwrap();
+            good.write(0, 2, 0, &encoded(&second)).unwrap();
 
             let faulty = Faulty { real: Fs, step: 0, fail_at };
-            let mut w = Writer::new(dir.path().into(), 1, 3, vec![vec![1, 2]], faulty, clock, lifetimes());
-            let result = w.write(0, 3, &encoded(&generation(3)));
-            let loaded = loader::load_shard(dir.path(), 1, 0, 1_000, &lifetimes());
+            let mut w = Writer::new(
+                dir.path().into(),
+                dir.path().join("log"),
+                1,
+                3,
+                vec![vec![1, 2]],
+                faulty,
+                clock,
+                lifetimes(),
+            );
+            let result = w.write(0, 3, 0, &encoded(&generation(3)));
+            let loaded = loader::load_shard(dir.path(), &dir.path().join("log"), 1, 0, 1_000, &lifetimes()).records;
             let names = files::list(dir.path()).unwrap();
             assert!(names.iter().all(|n| n.kind == Kind::Snap), "{step}: leftovers {names:?}");
             match *step {
@@ -273,8 +338,12 @@ mod tests {
             }
             // The writer recovers: the next write works and leaves no stray file behind.
             w.io.fail_at = usize::MAX;
-            w.write(0, 4, &encoded(&generation(4))).unwrap();
-            assert_eq!(loader::load_shard(dir.path(), 1, 0, 1_000, &lifetimes()).len(), 4, "{step}");
+            w.write(0, 4, 0, &encoded(&generation(4))).unwrap();
+            assert_eq!(
+                loader::load_shard(dir.path(), &dir.path().join("log"), 1, 0, 1_000, &lifetimes()).records.len(),
+                4,
+                "{step}"
+            );
         }
     }
 }

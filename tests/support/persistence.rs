@@ -33,6 +33,13 @@ pub fn start(dir: &Path, shards: usize, clock: &ManualClock) -> SessionEngine {
     SessionEngine::builder(config(dir, shards)).clock(clock.clone()).start().expect("engine starts")
 }
 
+/// As [`start`], with `storage.log` set.
+pub fn start_logging(dir: &Path, shards: usize, clock: &ManualClock, log: draco_session::LogMode) -> SessionEngine {
+    let mut c = config(dir, shards);
+    c.storage.log = log;
+    SessionEngine::builder(c).clock(clock.clone()).start().expect("engine starts")
+}
+
 pub fn snapshot_dir(dir: &Path) -> PathBuf {
     dir.join("snapshots")
 }

@@ -1,0 +1,121 @@
+//! Segment file names, and the file-system steps of the log behind two small traits, so tests
+//! can fail any write or fsync and watch when fsyncs happen.
+//!
+//! Segments live in `<storage.dir>/log/` and are named `shard-SSSS-of-NNNN.LLLLLLLLLLLLLLLLLLLL.log`:
+//! shard `S` of a layout of `N` shards, `L` the sequence number of its first record. A segment
+//! set aside as damaged gets `.corrupt` appended.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Name of the log directory inside `storage.dir`.
+pub(crate) const SUBDIR: &str = "log";
+
+/// What a segment's name says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct SegmentName {
+    pub shards: u32,
+    pub shard: u32,
+    pub base: u64,
+}
+
+impl SegmentName {
+    pub fn render(&self) -> String {
+        format!("shard-{:04}-of-{:04}.{:020}.log", self.shard, self.shards, self.base)
+    }
+
+    pub fn path(&self, dir: &Path) -> PathBuf {
+        dir.join(self.render())
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_suffix(".log")?.strip_prefix("shard-")?;
+        let (shard, rest) = rest.split_once("-of-")?;
+        let (shards, base) = rest.split_once('.')?;
+        fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        }
+        Some(Self { shard: number(shard)?, shards: number(shards)?, base: number(base)? })
+    }
+}
+
+/// Every segment in `dir`, ordered by layout, shard, base. A missing directory has none.
+pub(crate) fn list(dir: &Path) -> io::Result<Vec<SegmentName>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        if let Some(name) = entry?.file_name().to_str().and_then(SegmentName::parse) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// An open segment, appended to by its shard's thread and fsynced by the syncer thread.
+pub(crate) trait SegmentFile: Send + Sync + 'static {
+    /// Appends `bytes` at the end (one `write` call in the common case).
+    fn append(&self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (`fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// The log's file-system steps. [`Disk`] does them for real; tests inject faults.
+pub(crate) trait LogIo: Send + Sync + 'static {
+    /// Creates (or truncates) the segment at `path` and writes its `header`.
+    fn create(&self, path: &Path, header: &[u8]) -> io::Result<Box<dyn SegmentFile>>;
+    /// Makes the directory's entries (a new segment) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default)]
+pub(crate) struct Disk;
+
+struct DiskSegment(File);
+
+impl SegmentFile for DiskSegment {
+    fn append(&self, bytes: &[u8]) -> io::Result<()> {
+        (&self.0).write_all(bytes)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl LogIo for Disk {
+    fn create(&self, path: &Path, header: &[u8]) -> io::Result<Box<dyn SegmentFile>> {
+        let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+        file.write_all(header)?;
+        Ok(Box::new(DiskSegment(file)))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        crate::snapshot::files::sync_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_sort_by_base() {
+        let n = SegmentName { shards: 4, shard: 2, base: 123 };
+        assert_eq!(n.render(), "shard-0002-of-0004.00000000000000000123.log");
+        assert_eq!(SegmentName::parse(&n.render()), Some(n));
+        assert!(SegmentName { base: 9, ..n } < SegmentName { base: 10, ..n });
+        for bad in ["shard-0002-of-0004.12.log.corrupt", "shard-1-of-2.snap", "x.log", "shard-a-of-2.1.log"] {
+            assert_eq!(SegmentName::parse(bad), None, "{bad}");
+        }
+    }
+}

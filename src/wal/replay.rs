@@ -1,0 +1,210 @@
+//! Start-up (and a restarted shard): the log records after a snapshot, applied on top of it.
+//!
+//! Records carry results, so replay is idempotent: a snapshot is encoded while its shard keeps
+//! serving, and may already hold some of the records after its log position; applying them
+//! again, in order, ends in the same sessions. Only a `Put` (a session's first write) creates
+//! a session; a change to a session that is absent is skipped (it moved under a new id the
+//! snapshot already holds, or ended).
+//!
+//! Damage: a torn tail (the last record of the newest segment cut by a crash) is truncated with
+//! one warning. Anything else that stops the records — a damaged record with data after it, a
+//! hole in the sequence — stops replay there with an error naming the file and offset: what
+//! came before is kept, and that segment and the later ones are set aside (`.corrupt`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::format::{self, Entry, Owned, Stop};
+use super::io::{self, SegmentName};
+use crate::config::LimitsConfig;
+use crate::error::StartError;
+use crate::id::SessionId;
+use crate::snapshot::Record;
+use crate::state::SessionState;
+
+/// A shard's sessions after replay.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    pub records: Vec<Record>,
+    /// The sequence number of the shard's next record.
+    pub next_lsn: u64,
+    /// Records applied.
+    pub applied: u64,
+    /// Segments read.
+    pub segments: usize,
+}
+
+/// Replays the log of shard `shard` of a `shards`-shard layout from sequence number `from`
+/// over `records` (its snapshot).
+///
+/// # Errors
+/// [`StartError::Storage`] when a segment cannot be read (not damage: damage is handled).
+pub(crate) fn replay(
+    dir: &Path,
+    shards: u32,
+    shard: u32,
+    from: u64,
+    records: Vec<Record>,
+) -> Result<Replayed, StartError> {
+    let names: Vec<SegmentName> = io::list(dir)
+        .map_err(|e| storage(dir, format!("cannot list the write-ahead log directory: {e}")))?
+        .into_iter()
+        .filter(|n| (n.shards, n.shard) == (shards, shard))
+        .collect();
+    // Segments wholly before `from` are not needed (deleted once a snapshot is durable).
+    let first = names.iter().rposition(|n| n.base <= from).unwrap_or(0);
+    let names = &names[first..];
+    if names.is_empty() {
+        return Ok(Replayed { records, next_lsn: from, ..Replayed::default() });
+    }
+    let mut sessions: HashMap<[u8; 16], (SessionId, SessionState)> =
+        records.into_iter().map(|(id, state)| (*id.random(), (id, state))).collect();
+    let mut out = Replayed { next_lsn: from, ..Replayed::default() };
+    for (i, name) in names.iter().enumerate() {
+        let path = name.path(dir);
+        let bytes = std::fs::read(&path).map_err(|e| storage(&path, format!("cannot read log segment: {e}")))?;
+        out.segments += 1;
+        let last = i + 1 == names.len();
+        let (header, entries, stop) = format::read_segment(&bytes);
+        let stop = match header {
+            Some(h) if (h.shard, h.shards, h.base) != (name.shard, name.shards, name.base) => Some(Stop::Damaged {
+                offset: 0,
+                why: format!("header says shard {} of {} from {}, not what its name says", h.shard, h.shards, h.base),
+            }),
+            Some(h) if h.base > out.next_lsn => Some(Stop::Damaged {
+                offset: 0,
+                why: format!(
+                    "records {} to {} are missing (a write failed, or a segment is gone)",
+                    out.next_lsn,
+                    h.base - 1
+                ),
+            }),
+            _ => {
+                let mut gap = None;
+                for (offset, entry) in entries {
+                    if entry.lsn < out.next_lsn {
+                        continue;
+                    }
+                    if entry.lsn > out.next_lsn {
+                        gap = Some(Stop::Damaged {
+                            offset,
+                            why: format!(
+                                "record {} follows record {}: records are missing",
+                                entry.lsn,
+                                out.next_lsn - 1
+                            ),
+                        });
+                        break;
+                    }
+                    out.next_lsn += 1;
+                    out.applied += 1;
+                    apply(&mut sessions, entry);
+                }
+                gap.or(stop)
+            }
+        };
+        match stop {
+            None => {}
+            Some(Stop::Torn { offset }) if last => truncate(&path, offset, bytes.len()),
+            Some(Stop::Torn { offset }) => log::warn!(
+                "log segment {} ends in a record cut at offset {offset} (a crash); the next segment goes on",
+                path.display()
+            ),
+            Some(Stop::Damaged { offset, why }) => {
+                log::error!(
+                    "log segment {} is damaged at offset {offset} ({why}): replay of shard {shard} stops there, \
+                     keeping the {} records before it; this segment and the {} after it are set aside as .corrupt",
+                    path.display(),
+                    out.applied,
+                    names.len() - i - 1
+                );
+                for later in &names[i..] {
+                    let from = later.path(dir);
+                    let mut aside = from.clone().into_os_string();
+                    aside.push(".corrupt");
+                    if let Err(e) = std::fs::rename(&from, &aside) {
+                        log::error!("cannot set log segment {} aside: {e}", from.display());
+                    }
+                }
+                break;
+            }
+        }
+    }
+    out.records = sessions.into_values().collect();
+    Ok(out)
+}
+
+fn storage(path: &Path, message: String) -> StartError {
+    StartError::Storage { path: path.to_owned(), message }
+}
+
+/// Cuts a torn tail off the newest segment, so the next start does not meet it again.
+fn truncate(path: &Path, offset: u64, len: usize) {
+    let cut = std::fs::OpenOptions::new().write(true).open(path).and_then(|f| {
+        f.set_len(offset)?;
+        f.sync_all()
+    });
+    match cut {
+        Ok(()) => log::warn!(
+            "log segment {}: a record cut by a crash at offset {offset}; truncated ({} bytes dropped)",
+            path.display(),
+            len as u64 - offset
+        ),
+        Err(e) => log::warn!(
+            "log segment {}: a record cut by a crash at offset {offset}; cannot truncate it ({e}), replay ignores it",
+            path.display()
+        ),
+    }
+}
+
+/// Limits do not apply to replay: what was accepted once is restored.
+fn unlimited() -> LimitsConfig {
+    LimitsConfig { max_value_bytes: usize::MAX, max_keys: usize::MAX, max_sessions: usize::MAX }
+}
+
+/// Applies one record.
+pub(crate) fn apply(sessions: &mut HashMap<[u8; 16], (SessionId, SessionState)>, entry: Entry) {
+    let touch = |s: &mut SessionState| s.last_access_ms = s.last_access_ms.max(entry.time_ms);
+    match entry.change {
+        Owned::Put { id, state } => {
+            sessions.insert(*id.random(), (id, state));
+        }
+        Owned::Set { id, scope, key, value } => {
+            if let Some((_, s)) = sessions.get_mut(id.random()) {
+                if let Err(e) = s.set(&scope, &key, &value, &unlimited()) {
+                    log::warn!("log replay: a logged value cannot be set again ({e}); skipped");
+                }
+                touch(s);
+            }
+        }
+        Owned::Remove { id, scope, key } => {
+            if let Some((_, s)) = sessions.get_mut(id.random()) {
+                s.remove(&scope, &key);
+                touch(s);
+            }
+        }
+        Owned::Clear { id, scope } => {
+            if let Some((_, s)) = sessions.get_mut(id.random()) {
+                s.clear(scope.as_deref());
+                touch(s);
+            }
+        }
+        Owned::Rotate { old, new, userid, persistent } => {
+            if let Some((_, mut s)) = sessions.remove(old.random()) {
+                s.userid = userid;
+                s.persistent = persistent;
+                touch(&mut s);
+                sessions.insert(*new.random(), (new, s));
+            }
+        }
+        Owned::Persist { id, persistent } => {
+            if let Some((_, s)) = sessions.get_mut(id.random()) {
+                s.persistent = persistent;
+                touch(s);
+            }
+        }
+        Owned::Destroy { id } => {
+            sessions.remove(id.random());
+        }
+    }
+}
