@@ -9,7 +9,8 @@
 //! Damage: a torn tail (the last record of the newest segment cut by a crash) is truncated with
 //! one warning. Anything else that stops the records — a damaged record with data after it, a
 //! hole in the sequence — stops replay there with an error naming the file and offset: what
-//! came before is kept, and that segment and the later ones are set aside (`.corrupt`).
+//! came before is kept (the segment is cut back to it, a copy of the whole file and every later
+//! segment set aside as `.corrupt`), and the log goes on from there.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -113,18 +114,18 @@ pub(crate) fn replay(
             Some(Stop::Damaged { offset, why }) => {
                 log::error!(
                     "log segment {} is damaged at offset {offset} ({why}): replay of shard {shard} stops there, \
-                     keeping the {} records before it; this segment and the {} after it are set aside as .corrupt",
+                     keeping the {} records before it; a copy of the segment and the {} segments after it are \
+                     set aside as .corrupt",
                     path.display(),
                     out.applied,
                     names.len() - i - 1
                 );
-                for later in &names[i..] {
-                    let from = later.path(dir);
-                    let mut aside = from.clone().into_os_string();
-                    aside.push(".corrupt");
-                    if let Err(e) = std::fs::rename(&from, &aside) {
-                        log::error!("cannot set log segment {} aside: {e}", from.display());
-                    }
+                // The good records before the damage stay in place (the log goes on from them);
+                // the whole damaged file, and every later one, are kept aside for inspection.
+                keep_aside(&path, true);
+                keep_good_part(&path, offset);
+                for later in &names[i + 1..] {
+                    keep_aside(&later.path(dir), false);
                 }
                 break;
             }
@@ -132,6 +133,31 @@ pub(crate) fn replay(
     }
     out.records = sessions.into_values().collect();
     Ok(out)
+}
+
+/// `path` + `.corrupt`: a copy (`copy`) or the file itself.
+fn keep_aside(path: &Path, copy: bool) {
+    let mut aside = path.to_owned().into_os_string();
+    aside.push(".corrupt");
+    let done = if copy { std::fs::copy(path, &aside).map(drop) } else { std::fs::rename(path, &aside) };
+    if let Err(e) = done {
+        log::error!("cannot set log segment {} aside: {e}", path.display());
+    }
+}
+
+/// Cuts a damaged segment back to its records before `offset` (all of it for a bad header).
+fn keep_good_part(path: &Path, offset: u64) {
+    let cut = if offset == 0 {
+        std::fs::remove_file(path)
+    } else {
+        std::fs::OpenOptions::new().write(true).open(path).and_then(|f| {
+            f.set_len(offset)?;
+            f.sync_all()
+        })
+    };
+    if let Err(e) = cut {
+        log::error!("cannot cut damaged log segment {} back to its good records: {e}", path.display());
+    }
 }
 
 fn storage(path: &Path, message: String) -> StartError {

@@ -117,3 +117,36 @@ pub async fn populate(engine: &SessionEngine, n: usize) -> Vec<Expected> {
     }
     out
 }
+
+/// What a `kill -9` would leave: a copy of the data directory taken while the engine runs.
+/// Every acknowledged change's log record was written (to the kernel) before its answer, so
+/// reading the files now sees exactly what a crashed process leaves behind.
+pub fn crash_image(dir: &Path) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let image = tempfile::tempdir().unwrap();
+    copy(dir, image.path());
+    image
+}
+
+pub fn log_dir(dir: &Path) -> PathBuf {
+    dir.join("log")
+}
+
+/// Names in the log directory, sorted.
+pub fn log_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(log_dir(dir)) else { return Vec::new() };
+    let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
