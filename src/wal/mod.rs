@@ -98,3 +98,6 @@ pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) 
     let budget = (storage.log_max / shards.max(1) as u64 / 4).max(64 << 10);
     Ok(Arc::new(Wal { dir, shards, mode: storage.log, io, jobs, budget, stats }))
 }
+
+#[cfg(test)]
+mod tests;
