@@ -20,7 +20,12 @@
 //! every shard on a thread of its own, every operation crosses threads); (e2) draco-session,
 //! memory engine with one shard started in the single actix-web worker's app factory with
 //! `Placement::CurrentThread` (one-worker modes only); (f) draco-session with the Redis backend
-//! on the same redis-server as (d) (needs `--features redis`).
+//! on the same redis-server as (d) (needs `--features redis`). (e), (e1), (e2) and (f) keep no
+//! data directory (`storage.persist = false`); (g0), (g1), (g2) are (e) persisted as in
+//! production — snapshots in a temporary data directory — with the write-ahead log off, `"1s"`
+//! (the default) and `"always"`: the log's cost, same run
+//! (`--variants b,g0,g1,g2 --modes returning,returning-2w`). For those, fsyncs/s and
+//! records/fsync (the group commit's batch size) are columns of the table.
 //!
 //! Each server runs in a process of its own (this binary, `--serve <variant>`). Modes
 //! (`--modes`, comma-separated):
@@ -103,14 +108,16 @@ mod servers {
 
     async fn draco_stats(engine: web::Data<SessionEngine>) -> HttpResponse {
         let allocs = allocations();
-        let (mut local, mut ops) = (0, 0);
+        let (mut local, mut ops, mut records, mut fsyncs) = (0, 0, 0, 0);
         if let Ok(stats) = engine.stats().await {
+            fsyncs = stats.log_fsyncs;
             for s in &stats.shards {
                 local += s.local_operations;
                 ops += s.operations;
+                records += s.log_records;
             }
         }
-        HttpResponse::Ok().body(format!("allocs={allocs} local={local} ops={ops}"))
+        HttpResponse::Ok().body(format!("allocs={allocs} local={local} ops={ops} records={records} fsyncs={fsyncs}"))
     }
 
     async fn no_session() -> HttpResponse {
@@ -292,13 +299,28 @@ mod servers {
                     draco_server(engine, addr, workers).await
                 }
                 "e2" => draco_current_thread(addr, workers).await,
+                "g0" | "g1" | "g2" => {
+                    // Persisted as in production: snapshots in a data directory, and the log
+                    // off (g0), "1s" (g1, the default) or "always" (g2).
+                    let dir = tempfile::tempdir()?;
+                    let mut config = draco_config();
+                    config.storage.persist = true;
+                    config.storage.dir = dir.path().to_owned();
+                    config.storage.log = match variant {
+                        "g0" => draco_session::LogMode::Off,
+                        "g1" => draco_session::Config::default().storage.log,
+                        _ => draco_session::LogMode::Always,
+                    };
+                    let engine = SessionEngine::start(config).map_err(std::io::Error::other)?;
+                    draco_server(engine, addr, workers).await
+                }
                 other => Err(std::io::Error::other(format!("unknown variant {other}"))),
             }
         })
     }
 }
 
-const VARIANTS: [(&str, &str); 8] = [
+const VARIANTS: [(&str, &str); 11] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
@@ -307,6 +329,9 @@ const VARIANTS: [(&str, &str); 8] = [
     ("e1", "draco-session memory, thread per shard (old default)"),
     ("e2", "draco-session memory, one shard on the worker (CurrentThread)"),
     ("f", "draco-session redis"),
+    ("g0", "draco-session memory, snapshots, log off"),
+    ("g1", "draco-session memory, snapshots, log \"1s\" (default)"),
+    ("g2", "draco-session memory, snapshots, log \"always\""),
 ];
 
 /// Where wrk's cookies come from.
@@ -416,6 +441,9 @@ struct Counters {
     allocs: u64,
     local: u64,
     ops: u64,
+    /// Log records and fsyncs (0 for a server without a log, or an older build).
+    records: u64,
+    fsyncs: u64,
 }
 
 fn server_counters(port: u16) -> Option<Counters> {
@@ -426,7 +454,13 @@ fn server_counters(port: u16) -> Option<Counters> {
     let field = |name: &str| {
         body.split_whitespace().find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('='))?.parse().ok())
     };
-    Some(Counters { allocs: field("allocs")?, local: field("local")?, ops: field("ops")? })
+    Some(Counters {
+        allocs: field("allocs")?,
+        local: field("local")?,
+        ops: field("ops")?,
+        records: field("records").unwrap_or(0),
+        fsyncs: field("fsyncs").unwrap_or(0),
+    })
 }
 
 /// wrk's script: `cookies` round-robin (each wrk thread starting elsewhere in the list), or,
@@ -495,6 +529,9 @@ struct Sample {
     locality: f64,
     /// Context switches of the server's threads (voluntary + involuntary) per request.
     switches: f64,
+    /// Log fsyncs per second, and log records per fsync; NaN without a log.
+    fsyncs_per_s: f64,
+    records_per_fsync: f64,
 }
 
 fn parse_ms(text: &str) -> f64 {
@@ -642,8 +679,14 @@ fn run_one(label: &str, mode: &Mode, run: &Run<'_>) -> Option<Sample> {
     let switches = context_switches(server.id()).saturating_sub(switches_before);
     let after = server_counters(port);
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut sample =
-        Sample { rss_kib: peak_rss_kib(server.id()), allocs: f64::NAN, locality: f64::NAN, ..Sample::default() };
+    let mut sample = Sample {
+        rss_kib: peak_rss_kib(server.id()),
+        allocs: f64::NAN,
+        locality: f64::NAN,
+        fsyncs_per_s: f64::NAN,
+        records_per_fsync: f64::NAN,
+        ..Sample::default()
+    };
     let requests = parse_wrk(&text, &mut sample);
     if requests > 0 {
         sample.cpu_us = cpu as f64 * 1e6 / ticks_per_second() / requests as f64;
@@ -653,6 +696,11 @@ fn run_one(label: &str, mode: &Mode, run: &Run<'_>) -> Option<Sample> {
             let ops = a.ops.saturating_sub(b.ops);
             if ops > 0 {
                 sample.locality = a.local.saturating_sub(b.local) as f64 * 100.0 / ops as f64;
+            }
+            let fsyncs = a.fsyncs.saturating_sub(b.fsyncs);
+            if fsyncs > 0 {
+                sample.fsyncs_per_s = fsyncs as f64 / run.secs as f64;
+                sample.records_per_fsync = a.records.saturating_sub(b.records) as f64 / fsyncs as f64;
             }
         }
     }
@@ -716,13 +764,13 @@ fn print_table(mode: &Mode, variants: &[(String, String)], samples: &BTreeMap<St
         mode.name, mode.title, mode.wrk_threads, mode.wrk_connections
     );
     println!(
-        "| variant | req/s median (min-max) | p50 ms | p99 ms | server CPU us/req | allocs/req | locality % | switches/req | peak RSS MiB | non-2xx | req/s x (a) | req/s x (b) | CPU (b)/X |"
+        "| variant | req/s median (min-max) | p50 ms | p99 ms | server CPU us/req | allocs/req | locality % | switches/req | fsyncs/s | records/fsync | peak RSS MiB | non-2xx | req/s x (a) | req/s x (b) | CPU (b)/X |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for (v, name) in variants.iter().filter(|(v, _)| runs_in(v, mode)) {
         let Some(s) = samples.get(v.as_str()).filter(|s| !s.is_empty()) else {
-            println!("| ({v}) {name} | n/a | | | | | | | | | | | |");
+            println!("| ({v}) {name} | n/a | | | | | | | | | | | | | |");
             continue;
         };
         let rps: Vec<f64> = s.iter().map(|x| x.rps).collect();
@@ -731,12 +779,14 @@ fn print_table(mode: &Mode, variants: &[(String, String)], samples: &BTreeMap<St
         let (m, cpu) = (med(v, |x| x.rps), med(v, |x| x.cpu_us));
         ratios.push(format!("({v}) {}", fmt(b_cpu / cpu, 2)));
         println!(
-            "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.3} | {:.3} | {cpu:.2} | {} | {} | {:.2} | {:.1} | {} | {} | {} | {} |",
+            "| ({v}) {name} | {m:.0} ({min:.0}-{max:.0}) | {:.3} | {:.3} | {cpu:.2} | {} | {} | {:.2} | {} | {} | {:.1} | {} | {} | {} | {} |",
             med(v, |x| x.p50_ms),
             med(v, |x| x.p99_ms),
             fmt(med(v, |x| x.allocs), 1),
             fmt(med(v, |x| x.locality), 1),
             med(v, |x| x.switches),
+            fmt(med(v, |x| x.fsyncs_per_s), 0),
+            fmt(med(v, |x| x.records_per_fsync), 1),
             s.iter().map(|x| x.rss_kib).max().unwrap_or(0) as f64 / 1024.0,
             s.iter().map(|x| x.non_2xx).sum::<u64>(),
             fmt(m / a, 2),

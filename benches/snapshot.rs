@@ -5,6 +5,10 @@
 //! `cargo bench --bench snapshot` (`SNAPSHOT_BENCH_SESSIONS=100000` for a quicker run;
 //! `RUST_LOG=draco_session=debug` also prints each shard's encoding turns).
 //!
+//! Then the write-ahead log: 1 million logged changes (`SNAPSHOT_BENCH_CHANGES`) with no
+//! snapshot, the data directory copied while the engine runs (what a `kill -9` leaves), and a
+//! start on the copy: replay time, log bytes per record.
+//!
 //! Not a criterion benchmark: one snapshot of a million sessions is the measurement, and its
 //! effect on concurrent operations is what matters, which repeated sampling cannot show.
 
@@ -157,6 +161,70 @@ fn clone_cost(per_shard: usize) {
     );
 }
 
+/// 1 in 10 changes a session's first write (a whole-session record), the rest counter
+/// increments (a value record each); none of it in a snapshot.
+fn replay(changes: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let system = actix_rt::System::new();
+    let sessions = changes / 10;
+    let config = |dir: &std::path::Path| {
+        let mut c = config(dir);
+        c.storage.log_max = 1 << 30; // no early snapshot: every change stays in the log
+        c
+    };
+    system.block_on(async {
+        let engine = SessionEngine::start(config(dir.path())).unwrap();
+        let t = Instant::now();
+        for batch in 0..sessions.div_ceil(1024) {
+            let count = 1024.min(sessions - batch * 1024);
+            join_all((0..count).map(|_| async {
+                let id = engine.create().await.unwrap().id;
+                for _ in 0..10 {
+                    engine.increment(&id, "stats", "visits", 1).await.unwrap();
+                }
+            }))
+            .await;
+        }
+        let took = t.elapsed();
+        let stats = engine.stats().await.unwrap();
+        let (records, bytes) = stats.shards.iter().fold((0, 0), |(r, b), s| (r + s.log_records, b + s.log_bytes));
+        println!(
+            "{:<38} {:>8.2} s  ({records} records, {bytes} bytes, {:.1} bytes/record, {:.0} changes/s)",
+            "log 1M changes (storage.log = \"1s\")",
+            took.as_secs_f64(),
+            bytes as f64 / records as f64,
+            records as f64 / took.as_secs_f64()
+        );
+        let copy = |from: &std::path::Path, to: &std::path::Path| {
+            for sub in ["snapshots", "log"] {
+                std::fs::create_dir_all(to.join(sub)).unwrap();
+                for e in std::fs::read_dir(from.join(sub)).unwrap() {
+                    let e = e.unwrap();
+                    std::fs::copy(e.path(), to.join(sub).join(e.file_name())).unwrap();
+                }
+            }
+        };
+        copy(dir.path(), image.path());
+        assert_eq!(dir_bytes(image.path()).1, 0, "no snapshot: everything is in the log");
+        engine.shutdown().await;
+    });
+    system.block_on(async {
+        let t = Instant::now();
+        let engine = SessionEngine::start(config(image.path())).unwrap();
+        let count = engine.stats().await.unwrap().sessions;
+        let took = t.elapsed();
+        assert_eq!(count, sessions, "every logged session is back");
+        println!(
+            "{:<38} {:>8.3} s  ({changes} logged changes replayed, no snapshot; {:.0} records/s)",
+            "start after a crash (replay until serving)",
+            took.as_secs_f64(),
+            changes as f64 / took.as_secs_f64()
+        );
+        engine.shutdown().await;
+    });
+}
+
 fn main() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
     let n: usize = std::env::var("SNAPSHOT_BENCH_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
@@ -231,4 +299,6 @@ fn main() {
         engine.shutdown().await;
     });
     clone_cost(n / std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let changes: usize = std::env::var("SNAPSHOT_BENCH_CHANGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    replay(changes);
 }

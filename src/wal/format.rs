@@ -381,6 +381,7 @@ fn read_record(bytes: &[u8], at: usize) -> Result<(Entry, usize), Stop> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, reason = "test segments are a few hundred bytes")]
 mod tests {
     use super::*;
     use crate::config::LimitsConfig;

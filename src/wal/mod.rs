@@ -45,6 +45,8 @@ pub(crate) struct Wal {
     /// Bytes a shard's current segment may reach before the shard snapshots early.
     pub budget: u64,
     pub stats: Arc<SyncStats>,
+    /// The syncer thread, joined by [`stop`](Self::stop).
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Wal {
@@ -59,9 +61,16 @@ impl Wal {
         self.stats.fsyncs.load(Ordering::Relaxed)
     }
 
-    /// Lets the syncer thread end once it has fsynced everything written so far.
+    /// Ends the syncer thread once it has fsynced everything written so far, and waits for it
+    /// (a last fsync: milliseconds).
     pub fn stop(&self) {
         let _ = self.jobs.send(SyncJob::Stop);
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            log::error!("the log syncer thread panicked");
+        }
     }
 }
 
@@ -89,14 +98,23 @@ pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) 
     let stats = Arc::new(SyncStats::default());
     let (jobs, queue) = crossbeam_channel::unbounded();
     let syncer = Syncer::new(io.clone(), dir.clone(), interval, stats.clone());
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("draco-log-sync".into())
         .spawn(move || syncer.run(queue))
         .map_err(|e| fail(format!("cannot start the log syncer thread: {e}")))?;
     // Two generations of snapshots keep the log back to the older one: a segment may grow to
     // a quarter of the shard's share before the shard snapshots early.
     let budget = (storage.log_max / shards.max(1) as u64 / 4).max(64 << 10);
-    Ok(Arc::new(Wal { dir, shards, mode: storage.log, io, jobs, budget, stats }))
+    Ok(Arc::new(Wal {
+        dir,
+        shards,
+        mode: storage.log,
+        io,
+        jobs,
+        budget,
+        stats,
+        thread: std::sync::Mutex::new(Some(thread)),
+    }))
 }
 
 #[cfg(test)]
