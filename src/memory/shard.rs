@@ -257,8 +257,8 @@ impl Shard {
     }
 
     /// The log is broken or large: a snapshot now would resume or shorten it.
-    pub fn log_wants_snapshot(&self) -> bool {
-        self.log.wants_snapshot()
+    pub fn log_wants_snapshot(&mut self) -> bool {
+        self.log.wants_snapshot(std::time::Instant::now())
     }
 
     /// Makes the next snapshot run happen even without a change (the log asks for one).

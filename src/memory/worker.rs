@@ -196,7 +196,7 @@ impl Actor for Worker {
                 }
                 let wants = {
                     let mut core = worker.core.borrow_mut();
-                    let wants = core.shard.log_wants_snapshot() && !core.shard.running();
+                    let wants = !core.shard.running() && core.shard.log_wants_snapshot();
                     if wants {
                         core.shard.force_dirty();
                     }

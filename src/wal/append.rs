@@ -32,6 +32,11 @@ fn storage(message: String) -> SessionError {
     Unavailable::Storage { message: format!("write-ahead log: {message}") }.into()
 }
 
+/// The first pause between snapshots asked for by a broken log.
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest.
+const LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One shard's log writer.
 pub(crate) struct ShardLog {
     /// `None`: no log (it is off, or this is an empty stand-in for a shard that moved).
@@ -50,6 +55,10 @@ pub(crate) struct ShardLog {
     since_rotation: u64,
     /// A failure was logged and not yet followed by a success.
     failing: bool,
+    /// While the log is broken: when to ask for the next snapshot, and the pause after that
+    /// (doubling up to 10 s, so a disk that stays broken is not hammered with snapshots).
+    retry_at: Option<std::time::Instant>,
+    retry_every: std::time::Duration,
     /// Records and bytes appended (stats).
     pub records: u64,
     pub bytes: u64,
@@ -67,6 +76,8 @@ impl ShardLog {
             buf: Vec::new(),
             since_rotation: 0,
             failing: false,
+            retry_at: None,
+            retry_every: FIRST_RETRY,
             records: 0,
             bytes: 0,
         }
@@ -240,12 +251,22 @@ impl ShardLog {
         }
     }
 
-    /// The shard should snapshot now: its log is broken (a snapshot is how it resumes) or its
-    /// segment grew past its share of `storage.log_max`.
-    pub fn wants_snapshot(&self) -> bool {
+    /// The shard should snapshot now: its segment grew past its share of `storage.log_max`,
+    /// or its log is broken (a snapshot is how it resumes: asked for after 1 s, then after
+    /// pauses doubling up to 10 s while the disk stays broken).
+    pub fn wants_snapshot(&mut self, now: std::time::Instant) -> bool {
         let Some(wal) = &self.wal else { return false };
-        self.segment.as_ref().is_none_or(|s| s.failed.load(Ordering::Acquire))
-            || self.resuming_from.is_some()
-            || self.since_rotation > wal.budget
+        let broken =
+            self.segment.as_ref().is_none_or(|s| s.failed.load(Ordering::Acquire)) || self.resuming_from.is_some();
+        if !broken {
+            (self.retry_at, self.retry_every) = (None, FIRST_RETRY);
+            return self.since_rotation > wal.budget;
+        }
+        if self.retry_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        self.retry_at = Some(now + self.retry_every);
+        self.retry_every = (self.retry_every * 2).min(LAST_RETRY);
+        true
     }
 }
