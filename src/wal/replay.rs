@@ -164,12 +164,17 @@ fn storage(path: &Path, message: String) -> StartError {
     StartError::Storage { path: path.to_owned(), message }
 }
 
-/// Cuts a torn tail off the newest segment, so the next start does not meet it again.
+/// Cuts a torn tail off the newest segment, so the next start does not meet it again (a
+/// segment whose header itself was cut goes whole).
 fn truncate(path: &Path, offset: u64, len: usize) {
-    let cut = std::fs::OpenOptions::new().write(true).open(path).and_then(|f| {
-        f.set_len(offset)?;
-        f.sync_all()
-    });
+    let cut = if offset == 0 {
+        std::fs::remove_file(path)
+    } else {
+        std::fs::OpenOptions::new().write(true).open(path).and_then(|f| {
+            f.set_len(offset)?;
+            f.sync_all()
+        })
+    };
     match cut {
         Ok(()) => log::warn!(
             "log segment {}: a record cut by a crash at offset {offset}; truncated ({} bytes dropped)",
