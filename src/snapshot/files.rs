@@ -67,24 +67,25 @@ impl FileName {
         let rest = stem.strip_prefix("shard-")?;
         let (shard, rest) = rest.split_once("-of-")?;
         let (shards, generation) = rest.split_once('.')?;
-        fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
-            // Digits only: `parse` alone would accept a leading `+`.
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            s.parse().ok()
-        }
         Some(Self { shard: number(shard)?, shards: number(shards)?, generation: number(generation)?, kind })
     }
 }
 
-/// Every name in `dir` that is a snapshot file of some kind.
+/// A number in a file name: digits only (`parse` alone would accept a leading `+`).
+pub(crate) fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
 /// A shard number or count as stored in file names and headers.
 #[allow(clippy::cast_possible_truncation, reason = "session.shards is at most 1024 (config validation)")]
 pub(crate) fn as_u32(n: usize) -> u32 {
     n as u32
 }
 
+/// Every name in `dir` that is a snapshot file of some kind.
 pub(crate) fn list(dir: &Path) -> io::Result<Vec<FileName>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {

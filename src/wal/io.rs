@@ -33,13 +33,9 @@ impl SegmentName {
         let rest = name.strip_suffix(".log")?.strip_prefix("shard-")?;
         let (shard, rest) = rest.split_once("-of-")?;
         let (shards, base) = rest.split_once('.')?;
-        fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
-            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            s.parse().ok()
-        }
-        Some(Self { shard: number(shard)?, shards: number(shards)?, base: number(base)? })
+        let number = crate::snapshot::files::number::<u64>;
+        let small = crate::snapshot::files::number::<u32>;
+        Some(Self { shard: small(shard)?, shards: small(shards)?, base: number(base)? })
     }
 }
 

@@ -147,17 +147,19 @@ fn keep_aside(path: &Path, copy: bool) {
 
 /// Cuts a damaged segment back to its records before `offset` (all of it for a bad header).
 fn keep_good_part(path: &Path, offset: u64) {
-    let cut = if offset == 0 {
-        std::fs::remove_file(path)
-    } else {
-        std::fs::OpenOptions::new().write(true).open(path).and_then(|f| {
-            f.set_len(offset)?;
-            f.sync_all()
-        })
-    };
-    if let Err(e) = cut {
+    if let Err(e) = cut(path, offset) {
         log::error!("cannot cut damaged log segment {} back to its good records: {e}", path.display());
     }
+}
+
+/// Cuts a segment at `offset`, durably; a segment cut inside its header goes whole.
+fn cut(path: &Path, offset: u64) -> std::io::Result<()> {
+    if offset == 0 {
+        return std::fs::remove_file(path);
+    }
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(offset)?;
+    file.sync_all()
 }
 
 fn storage(path: &Path, message: String) -> StartError {
@@ -167,15 +169,7 @@ fn storage(path: &Path, message: String) -> StartError {
 /// Cuts a torn tail off the newest segment, so the next start does not meet it again (a
 /// segment whose header itself was cut goes whole).
 fn truncate(path: &Path, offset: u64, len: usize) {
-    let cut = if offset == 0 {
-        std::fs::remove_file(path)
-    } else {
-        std::fs::OpenOptions::new().write(true).open(path).and_then(|f| {
-            f.set_len(offset)?;
-            f.sync_all()
-        })
-    };
-    match cut {
+    match cut(path, offset) {
         Ok(()) => log::warn!(
             "log segment {}: a record cut by a crash at offset {offset}; truncated ({} bytes dropped)",
             path.display(),
