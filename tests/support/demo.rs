@@ -154,7 +154,7 @@ impl Demo {
 }
 
 /// One HTTP/1.1 request with a browser's User-Agent; answers the status, the `sid` cookie it
-/// set (if any) and the JSON body (`Null` when not JSON).
+/// set (if any) and the JSON body (`Null` when not JSON). Panics when there is no answer.
 pub fn request(
     port: u16,
     method: &str,
@@ -162,8 +162,21 @@ pub fn request(
     cookie: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Option<String>, Value) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_request(port, method, path, cookie, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// As [`request`], with an error instead of a panic when the connection fails or the answer is
+/// cut short (as when the demo is killed meanwhile).
+pub fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Option<String>, Value)> {
+    let malformed = |what: &str| std::io::Error::other(format!("{what} response"));
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n");
     if let Some(c) = cookie {
@@ -171,17 +184,17 @@ pub fn request(
     }
     let body = body.unwrap_or("");
     head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(head.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{method} {path}: reading the response: {e}"));
-    let text = String::from_utf8(raw).unwrap();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8(raw).map_err(|_| malformed("a non-UTF-8"))?;
     let (headers, payload) =
-        text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{method} {path}: incomplete response {text:?}"));
-    let status = headers[9..12].parse().unwrap();
+        text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("incomplete response {text:?}")))?;
+    let status = headers.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| malformed("a status-less"))?;
     let mut chunked = false;
     let mut set_cookie = None;
     for line in headers.lines().skip(1) {
-        let (name, value) = line.split_once(':').unwrap();
+        let (name, value) = line.split_once(':').ok_or_else(|| malformed("a malformed"))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
             chunked = true;
@@ -189,22 +202,24 @@ pub fn request(
         if name.eq_ignore_ascii_case("set-cookie")
             && let Some(v) = value.strip_prefix("sid=")
         {
-            set_cookie = Some(v.split(';').next().unwrap().to_owned());
+            set_cookie = v.split(';').next().map(str::to_owned);
         }
     }
-    let payload = if chunked { unchunk(payload) } else { payload.to_owned() };
-    (status, set_cookie, serde_json::from_str(&payload).unwrap_or(Value::Null))
+    let payload =
+        if chunked { unchunk(payload).ok_or_else(|| malformed("a cut chunked"))? } else { payload.to_owned() };
+    Ok((status, set_cookie, serde_json::from_str(&payload).unwrap_or(Value::Null)))
 }
 
-fn unchunk(mut rest: &str) -> String {
+/// The body of a chunked payload; `None` when it is cut short or malformed.
+fn unchunk(mut rest: &str) -> Option<String> {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
         if size == 0 {
-            break;
+            return Some(out);
         }
-        out += &after[..size];
-        rest = &after[size + 2..];
+        out += after.get(..size)?;
+        rest = after.get(size + 2..)?;
     }
-    out
+    None
 }
