@@ -170,6 +170,10 @@ fn storage(path: &Path, message: String) -> StartError {
 /// segment whose header itself was cut goes whole).
 fn truncate(path: &Path, offset: u64, len: usize) {
     match cut(path, offset) {
+        Ok(()) if offset == 0 => log::warn!(
+            "log segment {}: created but its header cut by a crash ({len} bytes); removed (it held no record)",
+            path.display()
+        ),
         Ok(()) => log::warn!(
             "log segment {}: a record cut by a crash at offset {offset}; truncated ({} bytes dropped)",
             path.display(),
