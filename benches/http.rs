@@ -62,7 +62,7 @@
 //! over the run per request: a request that wakes another thread, which then sleeps again,
 //! shows up here.
 //!
-//! `--baseline <binary>` also runs the draco variants (e, e1, e2, f) served by another build of
+//! `--baseline <binary>` also runs the draco variants (e, e1, e2, f, g0, g1, g2) served by another build of
 //! this bench, interleaved with this build's, as rows `e@base`, `e1@base`, ... (each what that
 //! build's variant is). A build older than the two-worker modes ignores `--workers` (it serves
 //! one worker) and has no `/__bench_stats` (allocs/req and locality show `-`); a variant it
@@ -835,7 +835,7 @@ fn main() {
     if let Some(exe) = &baseline {
         let draco: Vec<(String, String)> = variants
             .iter()
-            .filter(|(v, _)| v.starts_with('e') || v == "f")
+            .filter(|(v, _)| v.starts_with('e') || v.starts_with('g') || v == "f")
             .map(|(v, _)| (format!("{v}@base"), format!("variant {v} of {exe}")))
             .collect();
         variants.extend(draco);

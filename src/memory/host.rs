@@ -29,7 +29,7 @@ use super::snapshot_run::Schedule;
 use super::worker::{HandOver, Worker};
 use crate::error::{Result, Unavailable};
 use crate::snapshot::Recovered;
-use crate::wal::append::Durable;
+use crate::wal::append::Committed;
 
 /// A shard and everything that moves with it when its host changes.
 pub(crate) struct Core {
@@ -46,7 +46,11 @@ impl Core {
     /// log records before answering. `local`: the caller is on the host's thread and came
     /// without a message (counted for locality). With `storage.log = "always"`, the answer
     /// comes with what the reply must wait for (the records' fsync).
-    pub fn apply<R>(&mut self, local: bool, op: impl FnOnce(&mut Shard) -> Result<R>) -> (Result<R>, Option<Durable>) {
+    pub fn apply<R>(
+        &mut self,
+        local: bool,
+        op: impl FnOnce(&mut Shard) -> Result<R>,
+    ) -> (Result<R>, Option<Committed>) {
         if self.loading {
             return (Err(Unavailable::ShardRestarting { shard: self.shard.index() }.into()), None);
         }
@@ -55,14 +59,16 @@ impl Core {
         }
         let result = self.shard.guarded(op);
         match self.shard.commit_log() {
-            Ok(durable) => (result, durable),
+            Ok(committed) => (result, committed),
             // Not durable, so not acknowledged (the change stays in memory).
             Err(e) => (result.and(Err(e)), None),
         }
     }
 
-    /// Takes this core away, leaving an empty one in its place (a host that moved).
+    /// Takes this core away, leaving an empty one in its place (a host that moved). What its
+    /// operations logged is written first, here (the flush scheduled here would find nothing).
     pub fn take(&mut self) -> Core {
+        self.shard.flush_log();
         let vacant = Core {
             shard: Shard::vacant(self.shard.index(), self.shard.shared().clone()),
             schedule: Schedule::default(),
@@ -71,6 +77,19 @@ impl Core {
         };
         std::mem::replace(self, vacant)
     }
+}
+
+/// Schedules the write of `core`'s log batch on this thread, after the tasks ready now (the
+/// requests being served in this turn add their records to the same batch: one `write`).
+pub(crate) fn flush_soon(core: &Rc<RefCell<Core>>) {
+    let core = core.clone();
+    actix::spawn(async move {
+        match core.try_borrow_mut() {
+            Ok(mut core) => core.shard.flush_log(),
+            // Only if an operation is under way on this thread right now: try again after it.
+            Err(_) => flush_soon(&core),
+        }
+    });
 }
 
 /// The cores hosted on this thread, by engine and shard.

@@ -203,18 +203,23 @@ impl MemoryBackend {
     {
         let shard = id.shard(self.shared.shards);
         let mut unrun = Some((arg, local));
-        let ran = {
-            let core = host::local(self.shared.engine, shard);
+        let ran = host::local(self.shared.engine, shard).and_then(|core| {
             // Busy only if an operation re-entered the engine synchronously: then it queues.
-            match core.as_ref().map(|c| c.try_borrow_mut()) {
-                Some(Ok(mut core)) => unrun.take().map(|(arg, local)| core.apply(true, |s| local(s, arg))),
-                _ => None,
+            let ran = core.try_borrow_mut().ok().and_then(|mut c| {
+                let (arg, local) = unrun.take()?;
+                Some(c.apply(true, |s| local(s, arg)))
+            });
+            if let Some((_, Some(committed))) = &ran
+                && committed.schedule
+            {
+                host::flush_soon(&core);
             }
-        };
-        if let Some((result, durable)) = ran {
+            ran
+        });
+        if let Some((result, committed)) = ran {
             let value = result?;
-            if let Some(durable) = durable {
-                durable.wait().await?;
+            if let Some(committed) = committed {
+                committed.durable.wait().await?;
             }
             return Ok(value);
         }

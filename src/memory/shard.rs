@@ -23,7 +23,7 @@ use crate::id::{SessionId, TAG_LEN};
 use crate::message::{SessionInfo, ShardStats, UpdateFn};
 use crate::snapshot::{Record, Recovered};
 use crate::state::{Lifetimes, SessionState};
-use crate::wal::append::{Durable, ShardLog};
+use crate::wal::append::{Committed, ShardLog};
 use crate::wal::format::Change;
 
 /// Session ids are CSPRNG output checked by a MAC before they reach a shard, so their first
@@ -251,9 +251,15 @@ impl Shard {
         self.log.record(now, &change);
     }
 
-    /// Writes the records of the operation that just ran (see [`ShardLog::commit`]).
-    pub fn commit_log(&mut self) -> Result<Option<Durable>> {
+    /// Adds the records of the operation that just ran to the log's batch (see
+    /// [`ShardLog::commit`]).
+    pub fn commit_log(&mut self) -> Result<Option<Committed>> {
         self.log.commit()
+    }
+
+    /// Writes the log's batch (see [`ShardLog::flush`]).
+    pub fn flush_log(&mut self) {
+        self.log.flush();
     }
 
     /// The log is broken or large: a snapshot now would resume or shorten it.

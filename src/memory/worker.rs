@@ -91,9 +91,15 @@ impl Worker {
         if self.finished {
             return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
         }
-        match self.core.borrow_mut().apply(false, |s| op(s, msg)) {
-            (result, None) => Answer::Now(result),
-            (result, Some(durable)) => Answer::Durable(result, durable),
+        let (result, committed) = self.core.borrow_mut().apply(false, |s| op(s, msg));
+        match committed {
+            None => Answer::Now(result),
+            Some(committed) => {
+                if committed.schedule {
+                    host::flush_soon(&self.core);
+                }
+                Answer::Durable(result, committed.durable)
+            }
         }
     }
 
@@ -385,7 +391,8 @@ impl Handler<Reloaded> for Worker {
 /// message forwarded to the new host, whose answer goes back to the sender.
 pub(crate) enum Answer<M: Message> {
     Now(M::Result),
-    /// The result, once its log records are durable (`storage.log = "always"`).
+    /// The result, once its log records are written (and with `storage.log = "always"`,
+    /// fsynced).
     Durable(M::Result, Durable),
     Forward {
         to: Addr<Worker>,

@@ -13,7 +13,8 @@ use super::{Wal, files_u32};
 use crate::config::LogMode;
 use crate::error::{Result, SessionError, Unavailable};
 
-/// A change's record is being fsynced (`storage.log = "always"`): the reply waits for this.
+/// A change's record is on its way to the log: the reply waits for this (the write, and with
+/// `storage.log = "always"` the fsync).
 #[must_use]
 pub(crate) struct Durable(oneshot::Receiver<SyncAnswer>);
 
@@ -30,6 +31,17 @@ impl Durable {
 
 fn storage(message: String) -> SessionError {
     Unavailable::Storage { message: format!("write-ahead log: {message}") }.into()
+}
+
+/// A batch this large is written at once rather than at the end of the turn.
+const BATCH_BYTES: usize = 256 << 10;
+
+/// An operation's records joined the batch (see [`ShardLog::commit`]).
+pub(crate) struct Committed {
+    /// What the reply waits for.
+    pub durable: Durable,
+    /// The caller must schedule the batch's flush on the shard's thread.
+    pub schedule: bool,
 }
 
 /// The first pause between snapshots asked for by a broken log.
@@ -51,6 +63,11 @@ pub(crate) struct ShardLog {
     resuming_from: Option<u64>,
     /// Records of the operation under way.
     buf: Vec<u8>,
+    /// Records of the operations that ended since the last write, and their replies.
+    batch: Vec<u8>,
+    waiters: Vec<oneshot::Sender<SyncAnswer>>,
+    /// A flush of the batch is scheduled on the shard's thread.
+    flush_scheduled: bool,
     /// Bytes appended to the current segment.
     since_rotation: u64,
     /// A failure was logged and not yet followed by a success.
@@ -74,6 +91,9 @@ impl ShardLog {
             segment: None,
             resuming_from: None,
             buf: Vec::new(),
+            batch: Vec::new(),
+            waiters: Vec::new(),
+            flush_scheduled: false,
             since_rotation: 0,
             failing: false,
             retry_at: None,
@@ -127,30 +147,61 @@ impl ShardLog {
         }
     }
 
-    /// Writes the operation's records (one `write`). With `"always"`, answers what the reply
-    /// must wait for, or an error when they cannot be written.
-    pub fn commit(&mut self) -> Result<Option<Durable>> {
+    /// Ends an operation: its records join the batch the shard's thread writes with one
+    /// `write` once the operations it is running now are done ([`flush`](Self::flush)). Answers
+    /// what the reply waits for — the write, and with `"always"` the fsync after it — and
+    /// whether the caller must schedule that flush (the batch's first operation does).
+    pub fn commit(&mut self) -> Result<Option<Committed>> {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let Some(segment) = self.segment.clone() else {
+        if self.segment.is_none() {
             self.buf.clear();
             return if self.always() { self.accepting().map(|()| None) } else { Ok(None) };
+        }
+        self.batch.extend_from_slice(&self.buf);
+        self.buf.clear();
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        let schedule = !std::mem::replace(&mut self.flush_scheduled, true);
+        if self.batch.len() >= BATCH_BYTES {
+            self.flush();
+        }
+        Ok(Some(Committed { durable: Durable(rx), schedule }))
+    }
+
+    /// Writes the batch (one `write`) and answers its operations: with `"always"` once an
+    /// fsync covers it (the syncer answers), else at once. A failed write is answered with an
+    /// error under `"always"`; under `"1s"` the changes stay acknowledged, in memory.
+    pub fn flush(&mut self) {
+        self.flush_scheduled = false;
+        if self.batch.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.waiters);
+        let answer = |waiters: Vec<oneshot::Sender<SyncAnswer>>, a: SyncAnswer| {
+            for w in waiters {
+                let _ = w.send(a.clone());
+            }
+        };
+        let len = self.batch.len() as u64;
+        let always = self.always();
+        let Some(segment) = self.segment.clone() else {
+            self.batch.clear();
+            answer(waiters, if always { Err("the log cannot be written (see the error log)".into()) } else { Ok(()) });
+            return;
         };
         let written = if segment.failed.load(Ordering::Acquire) {
             Err(std::io::Error::other("an earlier write or fsync of this segment failed"))
         } else {
-            segment.file.append(&self.buf)
+            segment.file.append(&self.batch)
         };
-        let len = self.buf.len() as u64;
-        self.buf.clear();
+        self.batch.clear();
         if let Err(e) = written {
             self.fail(&segment, &e.to_string());
-            return if self.always() {
-                Err(storage(format!("{} cannot be written: {e}", segment.path.display())))
-            } else {
-                Ok(None)
-            };
+            let failed = format!("{} cannot be written: {e}", segment.path.display());
+            answer(waiters, if always { Err(failed) } else { Ok(()) });
+            return;
         }
         if self.failing {
             self.failing = false;
@@ -159,12 +210,16 @@ impl ShardLog {
         segment.dirty.store(true, Ordering::Release);
         self.since_rotation += len;
         self.bytes += len;
-        let Some(wal) = self.wal.as_ref().filter(|w| w.mode == LogMode::Always) else { return Ok(None) };
-        let (tx, rx) = oneshot::channel();
-        if wal.jobs.send(SyncJob::Wait(segment, tx)).is_err() {
-            return Err(storage("the log syncer thread is gone; the change is not durable".into()));
+        match self.wal.as_ref().filter(|w| w.mode == LogMode::Always) {
+            None => answer(waiters, Ok(())),
+            Some(wal) => {
+                if let Err(returned) = wal.jobs.send(SyncJob::Wait(segment, waiters))
+                    && let SyncJob::Wait(_, waiters) = returned.into_inner()
+                {
+                    answer(waiters, Err("the log syncer thread is gone".into()));
+                }
+            }
         }
-        Ok(Some(Durable(rx)))
     }
 
     /// Leaves a segment that failed: no log until the next snapshot begins a new one.
@@ -188,6 +243,8 @@ impl ShardLog {
     /// A snapshot run begins: its records go to a new segment, so the old ones can be deleted
     /// once it is durable. Answers the sequence number the snapshot covers up to (exclusive).
     pub fn rotate(&mut self) -> u64 {
+        // The batch's records belong before the new segment's base.
+        self.flush();
         let from = self.lsn;
         if self.wal.is_none() {
             return from;
@@ -268,5 +325,12 @@ impl ShardLog {
         self.retry_at = Some(now + self.retry_every);
         self.retry_every = (self.retry_every * 2).min(LAST_RETRY);
         true
+    }
+}
+
+impl Drop for ShardLog {
+    /// A shard going away (its thread stopping) writes what its operations logged.
+    fn drop(&mut self) {
+        self.flush();
     }
 }

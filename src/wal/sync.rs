@@ -30,8 +30,8 @@ pub(crate) type SyncAnswer = std::result::Result<(), String>;
 pub(crate) enum SyncJob {
     /// A new segment: fsync it on the schedule from now on.
     Opened(Arc<Segment>),
-    /// Fsync this segment as soon as possible and answer.
-    Wait(Arc<Segment>, oneshot::Sender<SyncAnswer>),
+    /// Fsync this segment as soon as possible and answer each waiter.
+    Wait(Arc<Segment>, Vec<oneshot::Sender<SyncAnswer>>),
     /// Fsync everything written so far, then end.
     Stop,
 }
@@ -65,7 +65,7 @@ impl Syncer {
     pub fn run(mut self, jobs: Receiver<SyncJob>) {
         let mut tick = Instant::now() + self.interval;
         loop {
-            let mut waits: Vec<(Arc<Segment>, oneshot::Sender<SyncAnswer>)> = Vec::new();
+            let mut waits: Vec<(Arc<Segment>, Vec<oneshot::Sender<SyncAnswer>>)> = Vec::new();
             let mut jobs_now = Vec::new();
             let mut stop = false;
             match jobs.recv_deadline(tick) {
@@ -97,7 +97,7 @@ impl Syncer {
     }
 
     /// One fsync per segment that needs one: those waited on, and (`scheduled`) every dirty one.
-    pub fn round(&mut self, waits: Vec<(Arc<Segment>, oneshot::Sender<SyncAnswer>)>, scheduled: bool) {
+    pub fn round(&mut self, waits: Vec<(Arc<Segment>, Vec<oneshot::Sender<SyncAnswer>>)>, scheduled: bool) {
         let mut targets: Vec<Arc<Segment>> = Vec::new();
         let mut add = |s: &Arc<Segment>| {
             if !targets.iter().any(|t| Arc::ptr_eq(t, s)) {
@@ -150,9 +150,11 @@ impl Syncer {
             }
             results.push((s, result));
         }
-        for (segment, tx) in waits {
+        for (segment, txs) in waits {
             let answer = results.iter().find(|(s, _)| Arc::ptr_eq(s, &segment)).map_or(Ok(()), |(_, r)| r.clone());
-            let _ = tx.send(answer);
+            for tx in txs {
+                let _ = tx.send(answer.clone());
+            }
         }
     }
 }
