@@ -123,18 +123,33 @@ impl Syncer {
                 Err(e) => dir_error = Some(format!("fsync of the log directory {} failed: {e}", self.dir.display())),
             }
         }
-        let mut results: Vec<(Arc<Segment>, SyncAnswer)> = Vec::with_capacity(targets.len());
-        for s in targets {
-            let result = if s.failed.load(Ordering::Acquire) {
+        let stats = &self.stats;
+        let fsync = |s: &Arc<Segment>| -> SyncAnswer {
+            if s.failed.load(Ordering::Acquire) {
                 Err(format!("an earlier write or fsync of {} failed", s.path.display()))
             } else if let (Some(e), true) = (&dir_error, s.fresh.load(Ordering::Acquire)) {
                 Err(e.clone())
             } else {
                 // Cleared first: an append racing with this fsync marks it dirty again.
                 s.dirty.store(false, Ordering::Release);
-                self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                 s.file.sync().map_err(|e| format!("fsync of {} failed: {e}", s.path.display()))
-            };
+            }
+        };
+        // Segments of several shards are fsynced side by side: a round takes one fsync's time.
+        let answers: Vec<SyncAnswer> = if targets.len() == 1 {
+            vec![fsync(&targets[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = targets.iter().map(|s| scope.spawn(|| fsync(s))).collect();
+                running
+                    .into_iter()
+                    .map(|t| t.join().unwrap_or_else(|_| Err("the fsync thread panicked".into())))
+                    .collect()
+            })
+        };
+        let mut results: Vec<(Arc<Segment>, SyncAnswer)> = Vec::with_capacity(targets.len());
+        for (s, result) in targets.into_iter().zip(answers) {
             if let Err(e) = &result {
                 s.failed.store(true, Ordering::Release);
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
