@@ -272,7 +272,7 @@ impl ShardLog {
         let name = SegmentName { shards: files_u32(wal.shards), shard: files_u32(self.shard), base: self.lsn };
         let path = name.path(&wal.dir);
         let header = format::SegmentHeader { shard: name.shard, shards: name.shards, base: self.lsn }.to_bytes();
-        match wal.io.create(&path, &header) {
+        match wal.io.create(&path, &header, wal.ahead) {
             Ok(file) => {
                 let segment = Arc::new(Segment {
                     path,

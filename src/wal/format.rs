@@ -21,8 +21,10 @@
 //! | 8..16      | xxh3-64 of the payload                                |
 //! | 16..16+n   | payload: sequence u64, time (ms since the epoch) u64, kind u8, fields |
 //!
-//! The length has a check of its own so a damaged length is told apart from a record cut by a
-//! crash. Ids are their 24 raw bytes; names a u16 length and bytes; values a u32 length and
+//! The length has a check of its own, so a damaged length never makes the reader skip good
+//! records. A record that does not read is damage when a good record follows it, else a torn
+//! tail (a write a crash cut short); zeros after the last record are space the writer zeroed
+//! ahead of its records (see [`super::io`]), the end. Ids are their 24 raw bytes; names a u16 length and bytes; values a u32 length and
 //! bytes; a whole session (kind `Put`) the bincode encoding the snapshot format uses. Records
 //! hold results, never closures: replaying a record twice, or over a snapshot that already
 //! holds it, gives the same session (see [`super::replay`]).
@@ -339,45 +341,63 @@ pub(crate) fn read_segment(bytes: &[u8]) -> (Option<SegmentHeader>, Vec<(u64, En
     let mut at = HEADER_LEN;
     while at < bytes.len() {
         match read_record(bytes, at) {
-            Ok((entry, next)) => {
+            Ok(Some((entry, next))) => {
                 entries.push((at as u64, entry));
                 at = next;
             }
+            Ok(None) => break,
             Err(stop) => return (Some(header), entries, Some(stop)),
         }
     }
     (Some(header), entries, None)
 }
 
-/// The record at `at`, and where the next one begins.
-fn read_record(bytes: &[u8], at: usize) -> Result<(Entry, usize), Stop> {
-    let offset = at as u64;
+/// The record at `at`, and where the next one begins; `Ok(None)`: only zeros from here on
+/// (space the writer zeroed ahead of its records), the end.
+fn read_record(bytes: &[u8], at: usize) -> Result<Option<(Entry, usize)>, Stop> {
     let rest = &bytes[at..];
-    let damaged = |why: &str| Stop::Damaged { offset, why: why.to_owned() };
-    // A file extended by a power cut reads as zeros past what was written: a torn tail too.
-    let zeros = rest.iter().all(|&b| b == 0);
+    // A real record is never 0 bytes long: zeros here are the end, if nothing else follows.
+    if rest.len() >= 4 && rest[..4] == [0; 4] && rest.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    match check_record(rest) {
+        Ok(end) => {
+            let payload = &rest[FRAME_LEN..end];
+            decode_payload(payload)
+                .map(|entry| Some((entry, at + end)))
+                .map_err(|why| bad_record(bytes, at, format!("record does not decode: {why}")))
+        }
+        Err(why) => Err(bad_record(bytes, at, why.into())),
+    }
+}
+
+/// The end (relative to `rest`) of the framed record at its start, if its frame and checksum
+/// hold.
+fn check_record(rest: &[u8]) -> Result<usize, &'static str> {
     if rest.len() < FRAME_LEN {
-        return Err(Stop::Torn { offset });
+        return Err("record frame incomplete");
     }
     let len_bytes: [u8; 4] = rest[0..4].try_into().expect("4");
     if length_check(&len_bytes) != u32_at(rest, 4) {
-        return Err(if zeros { Stop::Torn { offset } } else { damaged("record length damaged") });
+        return Err("record length damaged");
     }
     let len = u32::from_le_bytes(len_bytes) as usize;
-    if len > MAX_PAYLOAD {
-        return Err(damaged("record length out of range"));
+    if len > MAX_PAYLOAD || FRAME_LEN + len > rest.len() {
+        return Err("record longer than what follows");
     }
-    if FRAME_LEN + len > rest.len() {
-        return Err(Stop::Torn { offset });
+    if xxh3_64(&rest[FRAME_LEN..FRAME_LEN + len]) != u64_at(rest, 8) {
+        return Err("record checksum mismatch");
     }
-    let payload = &rest[FRAME_LEN..FRAME_LEN + len];
-    let end = at + FRAME_LEN + len;
-    if xxh3_64(payload) != u64_at(rest, 8) {
-        // The last record of the file, partly persisted: torn. Anything after it: damage.
-        return Err(if end == bytes.len() { Stop::Torn { offset } } else { damaged("record checksum mismatch") });
-    }
-    let entry = decode_payload(payload).map_err(|why| damaged(&format!("record does not decode: {why}")))?;
-    Ok((entry, end))
+    Ok(FRAME_LEN + len)
+}
+
+/// A record at `at` that does not read: damage when a good record follows it somewhere (the
+/// log went on after it), else a torn tail — a write a crash cut short, possibly followed by
+/// zeros or, after a power cut, by garbage that never held a record.
+fn bad_record(bytes: &[u8], at: usize, why: String) -> Stop {
+    let offset = at as u64;
+    let follows = (at + 1..bytes.len().saturating_sub(FRAME_LEN)).any(|p| check_record(&bytes[p..]).is_ok());
+    if follows { Stop::Damaged { offset, why } } else { Stop::Torn { offset } }
 }
 
 #[cfg(test)]
@@ -482,15 +502,28 @@ mod tests {
         }
     }
 
+    /// Zeros after the records are the space the writer keeps ahead: the end, not damage. A
+    /// record cut short before them, or garbage with no record after it, is a torn tail; a
+    /// damaged record with a good one after it is damage.
     #[test]
-    fn a_zero_filled_tail_is_torn_and_garbage_is_damage() {
+    fn zeros_are_the_end_and_only_a_good_record_after_a_bad_one_makes_damage() {
         let (mut bytes, entries) = segment();
-        let end = bytes.len() as u64;
+        let end = bytes.len();
         bytes.extend_from_slice(&[0u8; 100]);
-        let (_, got, stop) = read_segment(&bytes);
-        assert_eq!((got.len(), stop), (entries.len(), Some(Stop::Torn { offset: end })));
-        let n = bytes.len();
-        bytes[n - 50] = 1;
-        assert!(matches!(read_segment(&bytes).2, Some(Stop::Damaged { .. })));
+        assert_eq!(read_segment(&bytes).1.len(), entries.len());
+        assert_eq!(read_segment(&bytes).2, None);
+        let mut garbage = bytes.clone();
+        garbage[end + 50] = 1;
+        assert_eq!(read_segment(&garbage).2, Some(Stop::Torn { offset: end as u64 }));
+        // The last record cut short, then zeros (a power cut in zeroed space).
+        let (_, all, _) = read_segment(&bytes);
+        let last = all.last().unwrap().0 as usize;
+        let mut cut = bytes.clone();
+        cut[last + 20..end].fill(0);
+        assert_eq!(read_segment(&cut).2, Some(Stop::Torn { offset: last as u64 }));
+        // A good record after the bad one: damage.
+        let mut middle = bytes.clone();
+        middle[all[2].0 as usize + 20] ^= 1;
+        assert!(matches!(read_segment(&middle).2, Some(Stop::Damaged { offset, .. }) if offset == all[2].0));
     }
 }

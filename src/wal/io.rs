@@ -66,8 +66,9 @@ pub(crate) trait SegmentFile: Send + Sync + 'static {
 
 /// The log's file-system steps. [`Disk`] does them for real; tests inject faults.
 pub(crate) trait LogIo: Send + Sync + 'static {
-    /// Creates (or truncates) the segment at `path` and writes its `header`.
-    fn create(&self, path: &Path, header: &[u8]) -> io::Result<Box<dyn SegmentFile>>;
+    /// Creates (or truncates) the segment at `path` and writes its `header`; it may keep up to
+    /// `ahead` bytes written past its records.
+    fn create(&self, path: &Path, header: &[u8], ahead: u64) -> io::Result<Box<dyn SegmentFile>>;
     /// Makes the directory's entries (a new segment) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
@@ -76,23 +77,71 @@ pub(crate) trait LogIo: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub(crate) struct Disk;
 
-struct DiskSegment(File);
+/// Zeros written per step, each under the segment's lock (its shard may be appending).
+#[cfg(unix)]
+const ZEROS: usize = 64 << 10;
+
+/// A segment on disk. It keeps up to `ahead` bytes of zeros written past its records, so an
+/// fsync flushes data only: an append that grows the file makes `fdatasync` commit the file's
+/// size through the journal too, which on this machine's ext4 takes 2-4x as long
+/// (BENCHMARKS.md). Readers take zeros after the last record as the end.
+struct DiskSegment {
+    file: File,
+    #[cfg_attr(not(unix), allow(dead_code))]
+    ahead: u64,
+    /// Where the next record goes, and how far the file is written (records, then zeros).
+    ends: std::sync::Mutex<(u64, u64)>,
+}
+
+impl DiskSegment {
+    fn ends(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.ends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps between half of `ahead` and `ahead` bytes of zeros written past the records (on
+    /// the syncer thread, before an fsync), a step at a time, never where a record is or goes.
+    #[cfg(unix)]
+    fn zero_ahead(&self) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let zeros = [0u8; ZEROS];
+        loop {
+            let mut ends = self.ends();
+            let (next, written) = *ends;
+            if written >= next + self.ahead / 2 {
+                return Ok(());
+            }
+            let from = written.max(next);
+            self.file.write_all_at(&zeros, from)?;
+            ends.1 = from + ZEROS as u64;
+        }
+    }
+}
 
 impl SegmentFile for DiskSegment {
     fn append(&self, bytes: &[u8]) -> io::Result<()> {
-        (&self.0).write_all(bytes)
+        let mut ends = self.ends();
+        #[cfg(unix)]
+        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, ends.0)?;
+        #[cfg(not(unix))]
+        (&self.file).write_all(bytes)?;
+        ends.0 += bytes.len() as u64;
+        ends.1 = ends.1.max(ends.0);
+        Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
-        self.0.sync_data()
+        #[cfg(unix)]
+        self.zero_ahead()?;
+        self.file.sync_data()
     }
 }
 
 impl LogIo for Disk {
-    fn create(&self, path: &Path, header: &[u8]) -> io::Result<Box<dyn SegmentFile>> {
+    fn create(&self, path: &Path, header: &[u8], ahead: u64) -> io::Result<Box<dyn SegmentFile>> {
         let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
         file.write_all(header)?;
-        Ok(Box::new(DiskSegment(file)))
+        let len = header.len() as u64;
+        Ok(Box::new(DiskSegment { file, ahead, ends: std::sync::Mutex::new((len, len)) }))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

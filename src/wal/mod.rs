@@ -44,6 +44,9 @@ pub(crate) struct Wal {
     pub jobs: Sender<SyncJob>,
     /// Bytes a shard's current segment may reach before the shard snapshots early.
     pub budget: u64,
+    /// Zeros a segment keeps written past its records (see [`io`]): a quarter of the budget,
+    /// at most 4 MiB.
+    pub ahead: u64,
     pub stats: Arc<SyncStats>,
     /// The syncer thread, joined by [`stop`](Self::stop).
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -112,6 +115,7 @@ pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) 
         io,
         jobs,
         budget,
+        ahead: (budget / 4).min(4 << 20),
         stats,
         thread: std::sync::Mutex::new(Some(thread)),
     }))

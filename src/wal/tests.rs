@@ -37,8 +37,8 @@ struct FaultySegment {
 }
 
 impl LogIo for Faulty {
-    fn create(&self, path: &Path, header: &[u8]) -> std::io::Result<Box<dyn SegmentFile>> {
-        let inner = Disk.create(path, header)?;
+    fn create(&self, path: &Path, header: &[u8], ahead: u64) -> std::io::Result<Box<dyn SegmentFile>> {
+        let inner = Disk.create(path, header, ahead)?;
         Ok(Box::new(FaultySegment { path: path.into(), inner, faults: self.0.clone(), appended: Mutex::new(0) }))
     }
 
