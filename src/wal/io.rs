@@ -83,8 +83,8 @@ const ZEROS: usize = 64 << 10;
 
 /// A segment on disk. It keeps up to `ahead` bytes of zeros written past its records, so an
 /// fsync flushes data only: an append that grows the file makes `fdatasync` commit the file's
-/// size through the journal too, which on this machine's ext4 takes 2-4x as long
-/// (BENCHMARKS.md). Readers take zeros after the last record as the end.
+/// size through the journal too, which took 1.3-4x as long on this machine's ext4
+/// (`scripts/fsync_probe.py`, BENCHMARKS.md). Readers take zeros after the last record as the end.
 struct DiskSegment {
     file: File,
     #[cfg_attr(not(unix), allow(dead_code))]
