@@ -251,3 +251,30 @@ async fn with_the_log_off_no_segment_is_written() {
     a.shutdown().await;
     assert_eq!(log_files(dir.path()), Vec::<String>::new());
 }
+
+/// Snapshots and log segments hold usable session ids: only the engine's user may read them.
+#[cfg(unix)]
+#[actix_rt::test]
+async fn session_files_are_private_to_the_engine_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let clock = ManualClock::new(T0);
+    let a = start_logging(&dir, 2, &clock, EVERY);
+    populate(&a, 3).await;
+    a.snapshot().await.unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for d in [dir.clone(), snapshot_dir(&dir), log_dir(&dir)] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    let files: Vec<PathBuf> = [snapshot_dir(&dir), log_dir(&dir)]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .collect();
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "snap")));
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "log")));
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    a.shutdown().await;
+}

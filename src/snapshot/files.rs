@@ -115,7 +115,7 @@ pub(crate) struct Fs;
 
 impl SnapshotIo for Fs {
     fn write_synced(&mut self, path: &Path, parts: &[&[u8]]) -> io::Result<()> {
-        let mut file = File::create(path)?;
+        let mut file = private_file().open(path)?;
         for part in parts {
             file.write_all(part)?;
         }
@@ -133,6 +133,41 @@ impl SnapshotIo for Fs {
     fn remove(&mut self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
     }
+}
+
+/// Options that create (or truncate) a file only its owner can read and write (mode 0600 on
+/// Unix): snapshots and log segments hold usable session ids.
+pub(crate) fn private_file() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// Creates `dir` (and its parents) for the engine's files, mode 0700 on Unix; a directory that
+/// already exists and others may enter is a warning (its files stay 0600 either way).
+pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        let existed = dir.is_dir();
+        builder.create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if existed && mode & 0o077 != 0 {
+            log::warn!(
+                "{} is mode {mode:o}: other users may list it; the session files in it are 0600, but \
+                 `chmod 700` it to keep their names private too",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    builder.create(dir)
 }
 
 /// fsync of a directory, so a rename or removal in it survives a power cut.

@@ -68,7 +68,7 @@ pub(crate) fn open(
     let started = Instant::now();
     let dir = data_dir.join(files::SUBDIR);
     let log_dir = crate::wal::dir_of(data_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    files::private_dir(data_dir).and_then(|()| files::private_dir(&dir)).map_err(|e| {
         storage(&dir, format!("cannot create the snapshot directory: {e}; fix its permissions or change storage.dir"))
     })?;
     // Find out now, not at the first snapshot 30 seconds in, that the directory is unusable.

@@ -5,7 +5,7 @@
 //! shard `S` of a layout of `N` shards, `L` the sequence number of its first record. A segment
 //! set aside as damaged gets `.corrupt` appended.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -138,7 +138,7 @@ impl SegmentFile for DiskSegment {
 
 impl LogIo for Disk {
     fn create(&self, path: &Path, header: &[u8], ahead: u64) -> io::Result<Box<dyn SegmentFile>> {
-        let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+        let mut file = crate::snapshot::files::private_file().open(path)?;
         file.write_all(header)?;
         let len = header.len() as u64;
         Ok(Box::new(DiskSegment { file, ahead, ends: std::sync::Mutex::new((len, len)) }))

@@ -90,7 +90,7 @@ pub(crate) fn dir_of(data_dir: &Path) -> PathBuf {
 pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) -> Result<Arc<Wal>, StartError> {
     let dir = dir_of(&storage.dir);
     let fail = |message: String| StartError::Storage { path: dir.clone(), message };
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    crate::snapshot::files::private_dir(&dir).map_err(|e| {
         fail(format!("cannot create the write-ahead log directory: {e}; fix its permissions or change storage.dir"))
     })?;
     let interval = match storage.log {
