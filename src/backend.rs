@@ -9,8 +9,8 @@
 use std::future::Future;
 
 use crate::error::Result;
-use crate::id::SessionId;
-use crate::message::{EngineStats, SessionInfo, UpdateFn};
+use crate::id::{SessionHandle, SessionId};
+use crate::message::{EngineStats, SessionInfo, UpdateFn, UserSession};
 
 /// What a backend does. Ids reaching it were verified by the engine; scope and key names
 /// were checked. Every future is `Send`, so a request's handle can move across threads.
@@ -81,7 +81,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send;
 
-    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send;
+    /// The live sessions of `userid`, most recently used first.
+    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<UserSession>>> + Send;
+
+    /// Ends the session of `userid` named by `handle`; whether there was one.
+    fn revoke(&self, userid: u64, handle: SessionHandle) -> impl Future<Output = Result<bool>> + Send;
 
     fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send;
 

@@ -2,6 +2,12 @@
 //!
 //! The tag is a BLAKE3 keyed hash of the random part, so a forged or mangled id is rejected
 //! by [`Keyring::verify`] in constant time before any shard is asked.
+//!
+//! What the engine stores is not the id but its *locator*: a one-way BLAKE3 digest of the
+//! random part. Shards are keyed by it, snapshots and the write-ahead log hold it, and routing
+//! hashes it; so a copy of the data directory (even with the key file beside it) yields no id
+//! that opens a session. [`SessionHandle`] is the name a session goes by in front of other
+//! sessions of its user (a devices page): a keyed digest of the locator.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,6 +25,24 @@ const RANDOM_LEN: usize = 16;
 pub(crate) const TAG_LEN: usize = 8;
 const SHARD_SEED: u64 = 0x6472_6163_6f5f_7364; // "draco_sd": fixed, so routing is stable across runs
 const KEY_CONTEXT: &str = "draco-session 2026-11 session id tag v1";
+const HANDLE_CONTEXT: &str = "draco-session 2026-11 session handle v1";
+/// Fixed key of the locator digest: domain separation from every other use of BLAKE3 here,
+/// not a secret (the locator is one-way because the random part is 128 unknown bits).
+const LOCATOR_KEY: [u8; 32] = *b"draco-session locator digest v1.";
+
+/// Length of a [`Locator`].
+pub(crate) const LOCATOR_LEN: usize = 16;
+/// What the engine keeps in place of an id: a one-way digest of its random part (see the
+/// module docs). Uniformly distributed, so shards hash it cheaply.
+pub(crate) type Locator = [u8; LOCATOR_LEN];
+
+/// The locator of the random part `random`.
+pub(crate) fn locator_of(random: &[u8; RANDOM_LEN]) -> Locator {
+    let hash = blake3::keyed_hash(&LOCATOR_KEY, random);
+    let mut out = [0u8; LOCATOR_LEN];
+    out.copy_from_slice(&hash.as_bytes()[..LOCATOR_LEN]);
+    out
+}
 
 /// A session id. Its text form is 32 URL- and cookie-safe characters.
 ///
@@ -32,30 +56,60 @@ const KEY_CONTEXT: &str = "draco-session 2026-11 session id tag v1";
 /// assert!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".parse::<SessionId>().is_ok());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "IdParts", into = "IdParts")]
 pub struct SessionId {
+    random: [u8; RANDOM_LEN],
+    tag: [u8; TAG_LEN],
+    /// Derived from `random` once, when the id is made or parsed.
+    locator: Locator,
+}
+
+/// The serde shape of an id (version 1 snapshots hold it): random part and tag.
+#[derive(Serialize, Deserialize)]
+struct IdParts {
     random: [u8; RANDOM_LEN],
     tag: [u8; TAG_LEN],
 }
 
+impl From<IdParts> for SessionId {
+    fn from(p: IdParts) -> Self {
+        Self::from_parts(p.random, p.tag)
+    }
+}
+
+impl From<SessionId> for IdParts {
+    fn from(id: SessionId) -> Self {
+        Self { random: id.random, tag: id.tag }
+    }
+}
+
 impl SessionId {
-    /// The random part: what shards route on and workers index by.
+    /// The random part (the Redis backend names keys by it).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn random(&self) -> &[u8; RANDOM_LEN] {
         &self.random
     }
 
-    /// The shard that owns this id among `shards`: xxh3 (fixed seed) of the random part.
+    /// What the engine keeps in place of this id: shards are keyed by it, snapshots and the
+    /// log hold it.
+    pub(crate) fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    /// The shard that owns this id among `shards`: xxh3 (fixed seed) of its locator.
     pub fn shard(&self, shards: usize) -> usize {
-        shard_of(&self.random, shards)
+        shard_of(&self.locator, shards)
     }
 
     /// The id's Redis slot group, 0..16384: its first 14 random bits. The Redis backend's
     /// hash tag, shared by every id a session is rotated to.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn slot_group(&self) -> u16 {
-        u16::from_be_bytes([self.random[0], self.random[1]]) >> 2
+        slot_group_of(&self.random)
     }
 
     /// The keyed tag.
+    #[cfg(test)]
     pub(crate) fn tag(&self) -> &[u8; TAG_LEN] {
         &self.tag
     }
@@ -63,7 +117,7 @@ impl SessionId {
     /// Builds an id from its random part and tag (the Redis backend stores only the random
     /// part and re-tags it; a shard keeps the random part as the key and the tag beside it).
     pub(crate) fn from_parts(random: [u8; RANDOM_LEN], tag: [u8; TAG_LEN]) -> Self {
-        Self { random, tag }
+        Self { random, tag, locator: locator_of(&random) }
     }
 
     /// The text form's bytes (base64url, no padding).
@@ -78,9 +132,15 @@ impl SessionId {
     }
 }
 
+/// The Redis slot group of the random part `random` (see [`SessionId::slot_group`]).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn slot_group_of(random: &[u8; RANDOM_LEN]) -> u16 {
+    u16::from_be_bytes([random[0], random[1]]) >> 2
+}
+
 #[allow(clippy::cast_possible_truncation, reason = "the remainder is below `shards`, a usize")]
-pub(crate) fn shard_of(random: &[u8; RANDOM_LEN], shards: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64_with_seed(random, SHARD_SEED) % shards.max(1) as u64) as usize
+pub(crate) fn shard_of(locator: &Locator, shards: usize) -> usize {
+    (xxhash_rust::xxh3::xxh3_64_with_seed(locator, SHARD_SEED) % shards.max(1) as u64) as usize
 }
 
 impl fmt::Display for SessionId {
@@ -124,7 +184,7 @@ impl SessionId {
         let mut tag = [0u8; TAG_LEN];
         random.copy_from_slice(&bytes[..RANDOM_LEN]);
         tag.copy_from_slice(&bytes[RANDOM_LEN..]);
-        Ok(Self { random, tag })
+        Ok(Self::from_parts(random, tag))
     }
 }
 
@@ -133,6 +193,8 @@ impl SessionId {
 pub struct Keyring {
     current: [u8; 32],
     previous: Vec<[u8; 32]>,
+    /// Keys [`SessionHandle`]s; derived from `current`.
+    handle_key: [u8; 32],
 }
 
 impl fmt::Debug for Keyring {
@@ -144,8 +206,10 @@ impl fmt::Debug for Keyring {
 impl Keyring {
     /// A keyring from secrets of any length (they are stretched by BLAKE3's key derivation).
     pub fn from_secrets(current: &[u8], previous: &[&[u8]]) -> Self {
+        let current = blake3::derive_key(KEY_CONTEXT, current);
         Self {
-            current: blake3::derive_key(KEY_CONTEXT, current),
+            handle_key: blake3::derive_key(HANDLE_CONTEXT, &current),
+            current,
             previous: previous.iter().map(|p| blake3::derive_key(KEY_CONTEXT, p)).collect(),
         }
     }
@@ -154,21 +218,23 @@ impl Keyring {
     pub fn generate(&self) -> SessionId {
         let mut random = [0u8; RANDOM_LEN];
         rand::rng().fill_bytes(&mut random);
-        SessionId { random, tag: tag(&self.current, &random) }
+        SessionId::from_parts(random, tag(&self.current, &random))
     }
 
     /// A fresh id that routes to `shard` among `shards`: rotation inside one shard, and a new
     /// session born on the shard of the thread that serves it. Random parts are drawn until
     /// one routes there (`shards` draws on average), and only that one is tagged. Conditioning
     /// on the route costs log2(`shards`) bits of the 128: an attacker who knows the shard
-    /// still faces at least 118 bits (`session.shards` is at most 1024).
+    /// still faces at least 118 bits (`session.shards` is at most 1024). Each draw costs one
+    /// locator digest.
     pub(crate) fn generate_in_shard(&self, shard: usize, shards: usize) -> SessionId {
         let mut rng = rand::rng();
         let mut random = [0u8; RANDOM_LEN];
         loop {
             rng.fill_bytes(&mut random);
-            if shard_of(&random, shards) == shard {
-                return SessionId { random, tag: tag(&self.current, &random) };
+            let locator = locator_of(&random);
+            if shard_of(&locator, shards) == shard {
+                return SessionId { random, tag: tag(&self.current, &random), locator };
             }
         }
     }
@@ -183,7 +249,24 @@ impl Keyring {
         rand::rng().fill_bytes(&mut random);
         random[0] = of.random[0];
         random[1] = (of.random[1] & 0xFC) | (random[1] & 0x03);
-        SessionId { random, tag: tag(&self.current, &random) }
+        SessionId::from_parts(random, tag(&self.current, &random))
+    }
+
+    /// The handle of the session whose locator is `locator`: what a devices page shows in
+    /// place of another session's id. A keyed digest, so only an engine holding this keyring's
+    /// current secret can tell which session a handle names (by recomputing it).
+    pub(crate) fn handle(&self, locator: &Locator) -> SessionHandle {
+        let hash = blake3::keyed_hash(&self.handle_key, locator);
+        let mut out = [0u8; HANDLE_LEN];
+        out.copy_from_slice(&hash.as_bytes()[..HANDLE_LEN]);
+        SessionHandle(out)
+    }
+
+    /// The id whose random part is `random`, tagged with the current key (the Redis backend
+    /// reads a session it found by its random part).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn tagged(&self, random: [u8; RANDOM_LEN]) -> SessionId {
+        SessionId::from_parts(random, tag(&self.current, &random))
     }
 
     /// Whether one of our keys tagged `id`. Constant time in the id's content.
@@ -202,6 +285,54 @@ impl Keyring {
     pub fn parse(&self, text: &[u8]) -> Result<SessionId, SessionError> {
         let id = SessionId::from_bytes(text)?;
         if self.verify(&id) { Ok(id) } else { Err(SessionError::InvalidId) }
+    }
+}
+
+const HANDLE_LEN: usize = 16;
+/// Length of a handle's text form.
+const HANDLE_TEXT_LEN: usize = 22;
+
+/// The name of one of a user's sessions as other sessions of that user may see it (a devices
+/// page): never the session's id, but a keyed digest of what the engine stores for it, which
+/// only this engine can match to a session. Its text form is 22 base64url characters.
+///
+/// ```
+/// use draco_session::SessionHandle;
+///
+/// assert!("AAAAAAAAAAAAAAAAAAAAAA".parse::<SessionHandle>().is_ok());
+/// assert!("not a handle".parse::<SessionHandle>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionHandle([u8; HANDLE_LEN]);
+
+impl fmt::Display for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = [0u8; HANDLE_TEXT_LEN];
+        let n = URL_SAFE_NO_PAD.encode_slice(self.0, &mut out).expect("16 bytes fit 22 chars");
+        f.write_str(std::str::from_utf8(&out[..n]).expect("base64 is ASCII"))
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionHandle({self})")
+    }
+}
+
+impl FromStr for SessionHandle {
+    type Err = SessionError;
+
+    /// # Errors
+    /// [`SessionError::InvalidId`] unless `s` is 22 base64url characters.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != HANDLE_TEXT_LEN {
+            return Err(SessionError::InvalidId);
+        }
+        let mut bytes = [0u8; HANDLE_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut bytes) {
+            Ok(HANDLE_LEN) => Ok(Self(bytes)),
+            _ => Err(SessionError::InvalidId),
+        }
     }
 }
 
@@ -291,6 +422,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn what_is_stored_reveals_neither_part_of_the_id() {
+        let k = ring();
+        let id = k.generate();
+        let locator = *id.locator();
+        assert_eq!(locator, locator_of(id.random()));
+        // Neither half of the id appears in its locator or its handle.
+        let handle = k.handle(&locator);
+        for stored in [&locator[..], &handle.0[..]] {
+            assert!(stored.windows(4).all(|w| !id.random().windows(4).any(|r| r == w)));
+            assert!(stored.windows(4).all(|w| !id.tag().windows(4).any(|t| t == w)));
+        }
+        // The text form round-trips to the same locator; another id has another one.
+        assert_eq!(id.to_string().parse::<SessionId>().unwrap().locator(), &locator);
+        assert_ne!(k.generate().locator(), &locator);
+    }
+
+    #[test]
+    fn handles_need_the_engine_secret() {
+        let id = ring().generate();
+        let other = Keyring::from_secrets(b"another secret another secret ano", &[]);
+        assert_eq!(ring().handle(id.locator()), ring().handle(id.locator()));
+        assert_ne!(ring().handle(id.locator()), other.handle(id.locator()));
+        assert!("AAAAAAAAAAAAAAAAAAAAA".parse::<SessionHandle>().is_err());
+        assert!("AAAAAAAAAAAAAAAAAAAAA=".parse::<SessionHandle>().is_err());
+    }
+
+    #[test]
+    fn the_serde_shape_is_random_part_then_tag() {
+        // Version 1 snapshots hold ids in this shape.
+        let id = ring().generate();
+        let bytes = bincode::serde::encode_to_vec(id, bincode::config::standard()).unwrap();
+        assert_eq!(bytes.len(), RANDOM_LEN + TAG_LEN);
+        assert_eq!(&bytes[..RANDOM_LEN], id.random());
+        let (back, _): (SessionId, usize) =
+            bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        assert_eq!(back, id);
+        assert_eq!(back.locator(), id.locator());
+    }
+
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
     proptest! {
@@ -318,6 +489,12 @@ mod tests {
             let s = shard_of(&random, shards);
             prop_assert!(s < shards);
             prop_assert_eq!(s, shard_of(&random, shards));
+        }
+
+        #[test]
+        fn handles_round_trip_their_text_form(bytes in any::<[u8; 16]>()) {
+            let handle = SessionHandle(bytes);
+            prop_assert_eq!(handle.to_string().parse::<SessionHandle>(), Ok(handle));
         }
     }
 }

@@ -40,7 +40,7 @@
 //! |---|---|
 //! | [`SessionEngine`], [`EngineBuilder`], [`Placement`] | start the engine (either backend), use it without HTTP (jobs, load tests), choose where shard workers run |
 //! | [`SessionMiddleware`], [`Session`], [`Namespace`], [`MaybeSession`], [`SessionService`] | the actix-web side: the middleware, the extractors, Draco's session API; `SessionService` is the type actix-web builds from the middleware |
-//! | [`SessionId`], [`Keyring`], [`ID_LEN`] | ids as values (parse, display, shard) and the keys that tag them, for custom key handling |
+//! | [`SessionId`], [`Keyring`], [`ID_LEN`], [`SessionHandle`] | ids as values (parse, display, shard), the keys that tag them, and the handles that name a user's other sessions |
 //! | [`Config`] and its sections, [`CONFIG_ENV`], [`SECRET_ENV`], [`RobotsConfig`] | `config.toml` as types, the environment variables the engine reads |
 //! | [`SessionError`], [`Unavailable`], [`WebError`], [`ConfigError`], [`StartError`], [`Result`] | errors, one enum per layer, to match on |
 //! | [`Get`], [`Set`], [`Login`], … [`EngineMessage`], [`SessionMessage`], [`SessionInfo`], [`EngineStats`] | the typed messages of the design, sent with [`SessionEngine::send`], and what the engine answers |
@@ -81,7 +81,7 @@ pub use config::{
 };
 pub use engine::{EngineBuilder, EngineMessage, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};
-pub use id::{ID_LEN, Keyring, SessionId};
+pub use id::{ID_LEN, Keyring, SessionHandle, SessionId};
 pub use memory::Placement;
 pub use message::*;
 pub use robot::{RobotDetector, RobotsConfig};

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use actix::Message;
 
 use crate::error::Result;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 
 /// What the engine knows about one session besides its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,12 +113,42 @@ pub struct LogoutUser {
     pub userid: u64,
 }
 
-/// Lists the live sessions of one user, on every shard.
+/// Lists the live sessions of one user, on every shard, most recently used first.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<Vec<SessionInfo>>")]
+#[rtype(result = "Result<Vec<UserSession>>")]
 pub struct SessionsOf {
     /// The user.
     pub userid: u64,
+}
+
+/// Ends one session of a user, named by its [`SessionHandle`] (from [`SessionsOf`]); answers
+/// whether a live session of that user had that handle.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<bool>")]
+pub struct Revoke {
+    /// The user the session must belong to.
+    pub userid: u64,
+    /// Which of the user's sessions.
+    pub handle: SessionHandle,
+}
+
+/// One of a user's sessions as [`SessionsOf`] lists it: everything but its id, which the
+/// engine does not keep (see [`SessionHandle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserSession {
+    /// Names the session to [`Revoke`] it.
+    pub handle: SessionHandle,
+    /// The user.
+    pub userid: u64,
+    /// Remember-me session.
+    pub persistent: bool,
+    /// When it was created.
+    pub created: SystemTime,
+    /// When it was last used.
+    pub last_access: SystemTime,
+    /// When it expires unless used again.
+    pub expires: SystemTime,
 }
 
 /// Engine statistics.

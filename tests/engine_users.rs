@@ -45,13 +45,48 @@ async fn sessions_of_lists_live_sessions_with_their_info(b: Backend) {
     let b = e.login(&e.create().await.unwrap().id, 11).await.unwrap().id;
     e.set_persistent(&b, true).await.unwrap();
     let list = e.sessions_of(11).await.unwrap();
-    assert_eq!(list.iter().map(|s| s.id).collect::<Vec<_>>(), [b, a], "most recently used first");
+    let handles = |list: &[draco_session::UserSession]| list.iter().map(|s| s.handle).collect::<Vec<_>>();
+    assert_eq!(handles(&list), [e.handle_of(&b), e.handle_of(&a)], "most recently used first");
     assert!(list[0].persistent && !list[1].persistent);
     assert!(list.iter().all(|s| s.userid == 11));
+    // A handle is not the id, nor any part of its text form.
+    for (s, id) in list.iter().zip([b, a]) {
+        let (handle, id) = (s.handle.to_string(), id.to_string());
+        assert!(!id.contains(&handle) && !handle.contains(&id[..8]) && !handle.contains(&id[8..16]));
+    }
     clock.advance(3 * HOUR);
-    assert_eq!(e.sessions_of(11).await.unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), [b]);
+    assert_eq!(handles(&e.sessions_of(11).await.unwrap()), [e.handle_of(&b)]);
 }
 
-both!(logout_user_ends_the_users_sessions_on_every_shard, sessions_of_lists_live_sessions_with_their_info);
+async fn revoke_ends_one_session_of_that_user_only(b: Backend) {
+    let e = b.engine(4).await;
+    let mut mine = Vec::new();
+    for _ in 0..4 {
+        mine.push(e.login(&e.create().await.unwrap().id, 21).await.unwrap().id);
+    }
+    let other = e.login(&e.create().await.unwrap().id, 22).await.unwrap().id;
+    // Another user's handle ends nothing, whoever asks.
+    assert!(!e.revoke(21, &e.handle_of(&other)).await.unwrap());
+    assert_eq!(e.info(&other).await.unwrap().userid, 22);
+    assert!(e.revoke(21, &e.handle_of(&mine[2])).await.unwrap());
+    assert_eq!(e.info(&mine[2]).await, Err(SessionError::SessionGone));
+    assert!(!e.revoke(21, &e.handle_of(&mine[2])).await.unwrap(), "already ended");
+    for id in [mine[0], mine[1], mine[3]] {
+        assert_eq!(e.info(&id).await.unwrap().userid, 21);
+    }
+    assert_eq!(e.sessions_of(21).await.unwrap().len(), 3);
+    let garbage = "AAAAAAAAAAAAAAAAAAAAAA".parse().unwrap();
+    assert!(!e.revoke(21, &garbage).await.unwrap());
+}
 
-cluster!(logout_user_ends_the_users_sessions_on_every_shard, sessions_of_lists_live_sessions_with_their_info);
+both!(
+    logout_user_ends_the_users_sessions_on_every_shard,
+    sessions_of_lists_live_sessions_with_their_info,
+    revoke_ends_one_session_of_that_user_only
+);
+
+cluster!(
+    logout_user_ends_the_users_sessions_on_every_shard,
+    sessions_of_lists_live_sessions_with_their_info,
+    revoke_ends_one_session_of_that_user_only
+);

@@ -391,12 +391,28 @@ impl SessionEngine {
         self.backend().logout_user(userid).await
     }
 
-    /// The live sessions of `userid`, most recently used first.
+    /// The live sessions of `userid`, most recently used first. Each is named by a
+    /// [`SessionHandle`](crate::SessionHandle), never by its id (the engine does not keep ids).
     ///
     /// # Errors
     /// [`SessionError::Unavailable`].
-    pub async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
+    pub async fn sessions_of(&self, userid: u64) -> Result<Vec<crate::message::UserSession>> {
         self.backend().sessions_of(userid).await
+    }
+
+    /// The handle [`sessions_of`](Self::sessions_of) lists session `id` under: how a devices
+    /// page tells which entry is the session asking.
+    pub fn handle_of(&self, id: &SessionId) -> crate::SessionHandle {
+        self.inner.keyring.handle(id.locator())
+    }
+
+    /// Ends the session of `userid` that `handle` names (see [`sessions_of`](Self::sessions_of));
+    /// whether there was one. A handle of another user's session ends nothing.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`].
+    pub async fn revoke(&self, userid: u64, handle: &crate::SessionHandle) -> Result<bool> {
+        self.backend().revoke(userid, *handle).await
     }
 
     /// Counters of every shard.

@@ -58,7 +58,8 @@ dispatch! {
     Touch -> SessionInfo => |m, e| e.touch(&m.id);
     Destroy -> bool => |m, e| e.destroy(&m.id);
     LogoutUser -> usize => |m, e| e.logout_user(m.userid);
-    SessionsOf -> Vec<SessionInfo> => |m, e| e.sessions_of(m.userid);
+    SessionsOf -> Vec<UserSession> => |m, e| e.sessions_of(m.userid);
+    Revoke -> bool => |m, e| e.revoke(m.userid, &m.handle);
     Stats -> EngineStats => |m, e| e.stats();
     Sweep -> usize => |m, e| e.sweep();
 }

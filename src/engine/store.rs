@@ -8,9 +8,9 @@ use futures_util::future::Either;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::id::SessionId;
+use crate::id::{SessionHandle, SessionId};
 use crate::memory::MemoryBackend;
-use crate::message::{EngineStats, SessionInfo, UpdateFn};
+use crate::message::{EngineStats, SessionInfo, UpdateFn, UserSession};
 
 /// The backend an engine runs on (`storage.backend`).
 pub(crate) enum Store {
@@ -178,8 +178,12 @@ impl Backend for Store {
         each!(self, b => b.logout_user(userid))
     }
 
-    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<UserSession>>> + Send {
         each!(self, b => b.sessions_of(userid))
+    }
+
+    fn revoke(&self, userid: u64, handle: SessionHandle) -> impl Future<Output = Result<bool>> + Send {
+        each!(self, b => b.revoke(userid, handle))
     }
 
     fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {

@@ -26,7 +26,7 @@ use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::config::{Config, LimitsConfig};
 use crate::error::{Result, SessionError, StartError, Unavailable};
-use crate::id::{Keyring, SessionId};
+use crate::id::{Keyring, SessionHandle, SessionId};
 use crate::message::*;
 use crate::snapshot::{self, Recovered, Snapshots};
 use crate::state::Lifetimes;
@@ -383,8 +383,12 @@ impl Backend for MemoryBackend {
         self.ask(LogoutUser { userid })
     }
 
-    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<UserSession>>> + Send {
         self.ask(SessionsOf { userid })
+    }
+
+    fn revoke(&self, userid: u64, handle: SessionHandle) -> impl Future<Output = Result<bool>> + Send {
+        self.ask(Revoke { userid, handle })
     }
 
     fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {

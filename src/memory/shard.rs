@@ -19,15 +19,15 @@ use super::Shared;
 use super::snapshot_run::Run;
 use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
-use crate::id::{SessionId, TAG_LEN};
-use crate::message::{SessionInfo, ShardStats, UpdateFn};
+use crate::id::{Locator, SessionHandle, SessionId};
+use crate::message::{SessionInfo, ShardStats, UpdateFn, UserSession};
 use crate::snapshot::{Record, Recovered};
 use crate::state::{Lifetimes, SessionState};
 use crate::wal::append::{Committed, ShardLog};
 use crate::wal::format::Change;
 
-/// Session ids are CSPRNG output checked by a MAC before they reach a shard, so their first
-/// eight bytes are already a uniform hash: no need to hash them again.
+/// Locators are BLAKE3 output (of CSPRNG output), so their first eight bytes are already a
+/// uniform hash: no need to hash them again.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
 
@@ -44,13 +44,11 @@ impl Hasher for IdHasher {
     }
 }
 
-type Random = [u8; 16];
 type IdBuild = BuildHasherDefault<IdHasher>;
 
-/// One session as the shard keeps it. The id's random part is the map's key; the slot keeps
-/// only the tag beside it (16 bytes a session less than keeping the whole id again).
+/// One session as the shard keeps it. The map's key is the id's [`Locator`], a one-way digest:
+/// the shard never holds the id itself, so neither do its snapshots and log.
 pub(crate) struct Slot {
-    pub tag: [u8; TAG_LEN],
     pub state: SessionState,
     /// Written at least once (value, login); a session never written is never persisted.
     pub written: bool,
@@ -58,22 +56,15 @@ pub(crate) struct Slot {
     pub mark: u64,
 }
 
-impl Slot {
-    /// The session's id, given its key.
-    pub fn id(&self, random: &Random) -> SessionId {
-        SessionId::from_parts(*random, self.tag)
-    }
-}
-
 /// The sessions of one shard.
 pub(crate) struct Shard {
     index: usize,
     shared: Arc<Shared>,
-    /// By the id's random part; an index map so a snapshot run and the sweep can walk it by
+    /// By the id's locator; an index map so a snapshot run and the sweep can walk it by
     /// position while operations change it between their steps.
-    pub(super) sessions: IndexMap<Random, Slot, IdBuild>,
+    pub(super) sessions: IndexMap<Locator, Slot, IdBuild>,
     /// Logged-in users' sessions, for "log out everywhere" and listing.
-    by_user: HashMap<u64, HashSet<Random, IdBuild>>,
+    by_user: HashMap<u64, HashSet<Locator, IdBuild>>,
     sweep_cursor: usize,
     stats: ShardStats,
     /// Changes to persisted state so far (a counter, so a snapshot knows what it covers).
@@ -143,16 +134,15 @@ impl Shard {
     /// two records of one id (a reload over live state), the more recently used wins.
     pub fn install(&mut self, records: Vec<Record>) {
         self.sessions.reserve(records.len());
-        for (id, state) in records {
-            let random = *id.random();
-            if let Some(index) = self.sessions.get_index_of(&random) {
+        for (locator, state) in records {
+            if let Some(index) = self.sessions.get_index_of(&locator) {
                 if self.sessions[index].state.last_access_ms >= state.last_access_ms {
                     continue;
                 }
                 self.remove_index(index, false);
             }
-            self.index_user(state.userid, random);
-            self.sessions.insert(random, Slot { tag: *id.tag(), state, written: true, mark: 0 });
+            self.index_user(state.userid, locator);
+            self.sessions.insert(locator, Slot { state, written: true, mark: 0 });
             self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -196,15 +186,15 @@ impl Shard {
         self.shared.clock.now_ms()
     }
 
-    fn info(&self, random: &Random, slot: &Slot) -> SessionInfo {
-        info(random, slot, &self.shared.lifetimes)
+    fn info(&self, id: &SessionId, slot: &Slot) -> SessionInfo {
+        info(id, slot, &self.shared.lifetimes)
     }
 
     /// The live session `id`, its expiry slid to now when `touch`. An expired session is
     /// dropped on the spot; a rotated or destroyed one is simply absent.
     fn live(&mut self, id: &SessionId, touch: bool) -> Result<&mut Slot> {
         let now = self.now();
-        let index = self.sessions.get_index_of(id.random()).ok_or(SessionError::SessionGone)?;
+        let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
         if self.sessions[index].state.is_expired(&self.shared.lifetimes, now) {
             self.remove_index(index, false);
             self.stats.expired += 1;
@@ -223,7 +213,7 @@ impl Shard {
 
     /// Marks the session written (so it is persisted from now on) and the shard changed.
     fn wrote(&mut self, id: &SessionId) {
-        if let Some(slot) = self.sessions.get_mut(id.random()) {
+        if let Some(slot) = self.sessions.get_mut(id.locator()) {
             slot.written = true;
         }
         self.changes += 1;
@@ -239,13 +229,13 @@ impl Shard {
     /// session's first write records it whole, as it is persisted from then on.
     fn record_value(&mut self, id: &SessionId, scope: &str, key: &str) {
         let now = self.now();
-        let Some(slot) = self.sessions.get(id.random()) else { return };
+        let Some(slot) = self.sessions.get(id.locator()) else { return };
         let change = if !slot.written {
-            Change::Put { id, state: &slot.state }
+            Change::Put { id: id.locator(), state: &slot.state }
         } else {
             match slot.state.get(scope, key) {
-                Some(value) => Change::Set { id, scope, key, value },
-                None => Change::Remove { id, scope, key },
+                Some(value) => Change::Set { id: id.locator(), scope, key, value },
+                None => Change::Remove { id: id.locator(), scope, key },
             }
         };
         self.log.record(now, &change);
@@ -280,8 +270,8 @@ impl Shard {
     /// Removes a session; `ended` when it was destroyed (a change snapshots must record), not
     /// merely expired (a snapshot holding it drops it on load anyway).
     fn remove_index(&mut self, index: usize, ended: bool) -> Slot {
-        let (random, slot) = self.swap_out(index);
-        self.unindex_user(slot.state.userid, &random);
+        let (locator, slot) = self.swap_out(index);
+        self.unindex_user(slot.state.userid, &locator);
         self.shared.live[self.index].fetch_sub(1, Ordering::Relaxed);
         if ended && slot.written {
             self.changes += 1;
@@ -291,7 +281,7 @@ impl Shard {
 
     /// Takes the session at `index` out of the map; the last one takes its place. A snapshot
     /// run that already walked past `index` takes the moved session now (see [`Run`]).
-    fn swap_out(&mut self, index: usize) -> (Random, Slot) {
+    fn swap_out(&mut self, index: usize) -> (Locator, Slot) {
         let out = self.sessions.swap_remove_index(index).expect("index in range");
         if let Some(run) = self.run.as_mut()
             && index < run.pos
@@ -303,18 +293,18 @@ impl Shard {
         out
     }
 
-    fn index_user(&mut self, userid: u64, random: Random) {
+    fn index_user(&mut self, userid: u64, locator: Locator) {
         if userid != 0 {
-            self.by_user.entry(userid).or_default().insert(random);
+            self.by_user.entry(userid).or_default().insert(locator);
         }
     }
 
-    fn unindex_user(&mut self, userid: u64, random: &Random) {
+    fn unindex_user(&mut self, userid: u64, locator: &Locator) {
         if userid == 0 {
             return;
         }
         if let Some(set) = self.by_user.get_mut(&userid) {
-            set.remove(random);
+            set.remove(locator);
             if set.is_empty() {
                 self.by_user.remove(&userid);
             }
@@ -324,12 +314,11 @@ impl Shard {
     /// Moves the session under a fresh id of this shard; the old id is dead at once.
     fn rotate(&mut self, id: &SessionId, new_userid: u64) -> Result<SessionInfo> {
         self.live(id, true)?;
-        let index = self.sessions.get_index_of(id.random()).ok_or(SessionError::SessionGone)?;
+        let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
         // The slot keeps its snapshot mark under the new id (see `Run`).
-        let (old_random, mut slot) = self.swap_out(index);
-        self.unindex_user(slot.state.userid, &old_random);
+        let (old_locator, mut slot) = self.swap_out(index);
+        self.unindex_user(slot.state.userid, &old_locator);
         let new_id = self.shared.keyring.generate_in_shard(self.index, self.shared.shards);
-        slot.tag = *new_id.tag();
         // Remember-me survives a re-login of the same user only: a different user (or a
         // logout) must not inherit it.
         slot.state.persistent &= new_userid != 0 && new_userid == slot.state.userid;
@@ -337,11 +326,11 @@ impl Shard {
         if slot.written {
             self.changes += 1;
             let (userid, persistent) = (slot.state.userid, slot.state.persistent);
-            self.record(&Change::Rotate { old: id, new: &new_id, userid, persistent });
+            self.record(&Change::Rotate { old: id.locator(), new: new_id.locator(), userid, persistent });
         }
-        self.index_user(new_userid, *new_id.random());
-        let info = self.info(new_id.random(), &slot);
-        self.sessions.insert(*new_id.random(), slot);
+        self.index_user(new_userid, *new_id.locator());
+        let info = self.info(&new_id, &slot);
+        self.sessions.insert(*new_id.locator(), slot);
         Ok(info)
     }
 
@@ -375,7 +364,7 @@ impl Shard {
 
     /// Creates an empty anonymous session under `id` (which routes here).
     pub fn create(&mut self, id: SessionId) -> Result<SessionInfo> {
-        if self.sessions.contains_key(id.random()) {
+        if self.sessions.contains_key(id.locator()) {
             return Err(SessionError::InvalidId);
         }
         let limit = self.shared.limits.max_sessions;
@@ -387,9 +376,9 @@ impl Shard {
             }
         }
         self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
-        let slot = Slot { tag: *id.tag(), state: SessionState::new(self.now()), written: false, mark: 0 };
-        let info = self.info(id.random(), &slot);
-        self.sessions.insert(*id.random(), slot);
+        let slot = Slot { state: SessionState::new(self.now()), written: false, mark: 0 };
+        let info = self.info(&id, &slot);
+        self.sessions.insert(*id.locator(), slot);
         self.stats.created += 1;
         Ok(info)
     }
@@ -413,7 +402,7 @@ impl Shard {
         let (removed, written) = (slot.state.remove(scope, key), slot.written);
         if removed && written {
             self.changes += 1;
-            self.record(&Change::Remove { id, scope, key });
+            self.record(&Change::Remove { id: id.locator(), scope, key });
         }
         Ok(removed)
     }
@@ -425,7 +414,7 @@ impl Shard {
         let written = slot.written;
         if written {
             self.changes += 1;
-            self.record(&Change::Clear { id, scope });
+            self.record(&Change::Clear { id: id.locator(), scope });
         }
         Ok(())
     }
@@ -476,11 +465,11 @@ impl Shard {
         self.log.accepting()?;
         let info = self.rotate(id, userid)?;
         // A session never written before is recorded whole (a written one's move was recorded).
-        if let Some(slot) = self.sessions.get(info.id.random())
+        if let Some(slot) = self.sessions.get(info.id.locator())
             && !slot.written
         {
             let now = self.now();
-            self.log.record(now, &Change::Put { id: &info.id, state: &slot.state });
+            self.log.record(now, &Change::Put { id: info.id.locator(), state: &slot.state });
         }
         self.wrote(&info.id);
         Ok(info)
@@ -499,10 +488,10 @@ impl Shard {
             return Err(SessionError::NotLoggedIn);
         }
         slot.state.persistent = persistent;
-        let (info, written) = (info(id.random(), slot, &lifetimes), slot.written);
+        let (info, written) = (info(id, slot, &lifetimes), slot.written);
         if written {
             self.changes += 1;
-            self.record(&Change::Persist { id, persistent });
+            self.record(&Change::Persist { id: id.locator(), persistent });
         }
         Ok(info)
     }
@@ -510,20 +499,20 @@ impl Shard {
     /// The metadata; `touch` counts it as a use (slides the expiry).
     pub fn info_of(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
         let lifetimes = self.shared.lifetimes;
-        Ok(info(id.random(), self.live(id, touch)?, &lifetimes))
+        Ok(info(id, self.live(id, touch)?, &lifetimes))
     }
 
     /// Ends the session; whether it existed (an expired one no longer does).
     pub fn destroy(&mut self, id: &SessionId) -> Result<bool> {
         self.log.accepting()?;
-        let Some(index) = self.sessions.get_index_of(id.random()) else { return Ok(false) };
+        let Some(index) = self.sessions.get_index_of(id.locator()) else { return Ok(false) };
         if self.sessions[index].state.is_expired(&self.shared.lifetimes, self.now()) {
             self.remove_index(index, false);
             self.stats.expired += 1;
             return Ok(false);
         }
         if self.sessions[index].written {
-            self.record(&Change::Destroy { id });
+            self.record(&Change::Destroy { id: id.locator() });
         }
         self.remove_index(index, true);
         self.stats.destroyed += 1;
@@ -533,40 +522,59 @@ impl Shard {
     /// Ends every session of `userid` in this shard; how many.
     pub fn logout_user(&mut self, userid: u64) -> Result<usize> {
         self.log.accepting()?;
-        let randoms: Vec<Random> = self.by_user.get(&userid).map(|s| s.iter().copied().collect()).unwrap_or_default();
-        let mut ended = 0;
-        for random in &randoms {
-            if let Some(index) = self.sessions.get_index_of(random) {
-                if self.sessions[index].written {
-                    let id = self.sessions[index].id(random);
-                    self.record(&Change::Destroy { id: &id });
-                }
-                self.remove_index(index, true);
-                self.stats.destroyed += 1;
-                ended += 1;
-            }
+        let locators: Vec<Locator> = self.by_user.get(&userid).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        Ok(locators.iter().filter(|locator| self.end(locator)).count())
+    }
+
+    /// Ends the session of `userid` that `handle` names, if it is in this shard.
+    pub fn revoke(&mut self, userid: u64, handle: &SessionHandle) -> Result<bool> {
+        self.log.accepting()?;
+        let keyring = &self.shared.keyring;
+        let Some(found) = self.by_user.get(&userid).and_then(|set| set.iter().find(|l| keyring.handle(l) == *handle))
+        else {
+            return Ok(false);
+        };
+        let found = *found;
+        Ok(self.end(&found))
+    }
+
+    /// Destroys the session under `locator` (one of a user's); whether it was there.
+    fn end(&mut self, locator: &Locator) -> bool {
+        let Some(index) = self.sessions.get_index_of(locator) else { return false };
+        if self.sessions[index].written {
+            self.record(&Change::Destroy { id: locator });
         }
-        Ok(ended)
+        self.remove_index(index, true);
+        self.stats.destroyed += 1;
+        true
     }
 
     /// The live sessions of `userid` in this shard.
-    pub fn sessions_of(&self, userid: u64) -> Vec<SessionInfo> {
+    pub fn sessions_of(&self, userid: u64) -> Vec<UserSession> {
         let now = self.now();
-        let Some(randoms) = self.by_user.get(&userid) else { return Vec::new() };
-        randoms
+        let Some(locators) = self.by_user.get(&userid) else { return Vec::new() };
+        let lifetimes = &self.shared.lifetimes;
+        locators
             .iter()
-            .filter_map(|r| self.sessions.get(r).map(|slot| (r, slot)))
-            .filter(|(_, slot)| !slot.state.is_expired(&self.shared.lifetimes, now))
-            .map(|(r, slot)| self.info(r, slot))
+            .filter_map(|l| self.sessions.get(l).map(|slot| (l, &slot.state)))
+            .filter(|(_, state)| !state.is_expired(lifetimes, now))
+            .map(|(l, state)| UserSession {
+                handle: self.shared.keyring.handle(l),
+                userid,
+                persistent: state.persistent,
+                created: to_system_time(state.created_ms),
+                last_access: to_system_time(state.last_access_ms),
+                expires: to_system_time(state.expires_ms(lifetimes)),
+            })
             .collect()
     }
 }
 
 /// What the engine answers about a session besides its data.
-fn info(random: &Random, slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
+fn info(id: &SessionId, slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
     let s = &slot.state;
     SessionInfo {
-        id: slot.id(random),
+        id: *id,
         userid: s.userid,
         persistent: s.persistent,
         created: to_system_time(s.created_ms),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::shard::{Shard, Slot};
+use crate::id::Locator;
 use crate::snapshot::{Snapshots, WriteDone, format};
 use crate::state::Lifetimes;
 
@@ -52,7 +53,7 @@ pub(crate) struct Run {
 impl Run {
     /// Adds `slot` unless this run took it already (its mark); an expired session, or one
     /// never written, is marked but left out.
-    pub(super) fn take(&mut self, random: &[u8; 16], slot: &mut Slot, shard: usize, now: u64, lifetimes: &Lifetimes) {
+    pub(super) fn take(&mut self, locator: &Locator, slot: &mut Slot, shard: usize, now: u64, lifetimes: &Lifetimes) {
         if slot.mark == self.no {
             return;
         }
@@ -60,7 +61,7 @@ impl Run {
         if !slot.written || slot.state.is_expired(lifetimes, now) {
             return;
         }
-        match format::encode_record(&mut self.chunk, &slot.id(random), &slot.state) {
+        match format::encode_record(&mut self.chunk, locator, &slot.state) {
             Ok(()) => self.entries += 1,
             Err(e) => log::error!("shard {shard}: session left out of the snapshot, cannot encode: {e}"),
         }
@@ -84,9 +85,9 @@ impl Run {
         self.entries
     }
 
-    /// The ids encoded so far, in order (tests).
+    /// The locators encoded so far, in order (tests).
     #[cfg(test)]
-    pub fn ids(&self) -> Vec<crate::id::SessionId> {
+    pub fn ids(&self) -> Vec<Locator> {
         self.chunks.iter().chain([&self.chunk]).flat_map(|c| format::decode_records(c)).map(|(id, _)| id).collect()
     }
 
@@ -147,8 +148,8 @@ impl Shard {
         let index = self.index();
         let end = self.sessions.len().min(run.pos.saturating_add(budget));
         for i in run.pos..end {
-            if let Some((random, slot)) = self.sessions.get_index_mut(i) {
-                run.take(random, slot, index, now, &lifetimes);
+            if let Some((locator, slot)) = self.sessions.get_index_mut(i) {
+                run.take(locator, slot, index, now, &lifetimes);
             }
         }
         run.pos = end;

@@ -17,7 +17,7 @@ use super::snapshot_run::SnapshotResult;
 use super::worker::{FinalSnapshot, SnapshotNow, Worker};
 use super::{Placement, Shared};
 use crate::error::{Result, SessionError, Unavailable};
-use crate::message::{EngineStats, LogoutUser, SessionInfo, SessionsOf, Stats, Sweep};
+use crate::message::{EngineStats, LogoutUser, Revoke, SessionsOf, Stats, Sweep, UserSession};
 use crate::snapshot::Recovered;
 
 /// How often the supervisor checks that every worker is alive.
@@ -316,13 +316,22 @@ impl Handler<LogoutUser> for Supervisor {
     }
 }
 
+impl Handler<Revoke> for Supervisor {
+    type Result = ResponseFuture<Result<bool>>;
+
+    fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> Self::Result {
+        let all = fan_out(&self.shared, msg);
+        Box::pin(async move { Ok(all.await?.into_iter().any(|ended| ended)) })
+    }
+}
+
 impl Handler<SessionsOf> for Supervisor {
-    type Result = ResponseFuture<Result<Vec<SessionInfo>>>;
+    type Result = ResponseFuture<Result<Vec<UserSession>>>;
 
     fn handle(&mut self, msg: SessionsOf, _: &mut Context<Self>) -> Self::Result {
         let all = fan_out(&self.shared, msg);
         Box::pin(async move {
-            let mut sessions: Vec<SessionInfo> = all.await?.into_iter().flatten().collect();
+            let mut sessions: Vec<UserSession> = all.await?.into_iter().flatten().collect();
             sessions.sort_by_key(|s| std::cmp::Reverse(s.last_access));
             Ok(sessions)
         })

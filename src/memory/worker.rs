@@ -522,6 +522,7 @@ host! {
     Destroy => |s, m| s.destroy(&m.id);
     LogoutUser => |s, m| s.logout_user(m.userid);
     SessionsOf => |s, m| Ok(s.sessions_of(m.userid));
+    Revoke => |s, m| s.revoke(m.userid, &m.handle);
     Sweep => |s, _m| Ok(s.sweep_all());
 }
 

@@ -6,8 +6,8 @@ use std::future::Future;
 use super::RedisStore;
 use crate::backend::Backend;
 use crate::error::{Result, SessionError};
-use crate::id::SessionId;
-use crate::message::{EngineStats, SessionInfo, UpdateFn};
+use crate::id::{SessionHandle, SessionId};
+use crate::message::{EngineStats, SessionInfo, UpdateFn, UserSession};
 
 impl Backend for RedisStore {
     fn shards(&self) -> usize {
@@ -101,8 +101,12 @@ impl Backend for RedisStore {
         RedisStore::logout_user(self, userid)
     }
 
-    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<SessionInfo>>> + Send {
+    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<UserSession>>> + Send {
         RedisStore::sessions_of(self, userid)
+    }
+
+    fn revoke(&self, userid: u64, handle: SessionHandle) -> impl Future<Output = Result<bool>> + Send {
+        RedisStore::revoke(self, userid, handle)
     }
 
     fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {

@@ -14,7 +14,8 @@ use super::keys;
 use super::scripts;
 use super::store::Core;
 use crate::error::{Result, SessionError};
-use crate::message::SessionInfo;
+use crate::id::{SessionHandle, locator_of};
+use crate::message::UserSession;
 
 impl Core {
     /// The longest session lifetime and a minute, counted from the user's latest login.
@@ -51,8 +52,8 @@ impl Core {
         let members = self.members(userid).await?;
         let mut ended = 0;
         for member in &members {
-            if let Some(id) = keys::of_member(member)
-                && self.destroy(&keys::session(&id), Some(userid)).await?
+            if let Some(random) = keys::of_member(member)
+                && self.destroy(&keys::of_random(&random), Some(userid)).await?
             {
                 ended += 1;
             }
@@ -63,17 +64,40 @@ impl Core {
         Ok(ended)
     }
 
-    pub(super) async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
+    /// Ends the session of `userid` named by `handle`; whether there was one.
+    pub(super) async fn revoke(&self, userid: u64, handle: SessionHandle) -> Result<bool> {
+        for member in self.members(userid).await? {
+            if let Some(random) = keys::of_member(&member)
+                && self.keyring.handle(&locator_of(&random)) == handle
+            {
+                let ended = self.destroy(&keys::of_random(&random), Some(userid)).await?;
+                self.unindex(userid, &member).await;
+                return Ok(ended);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(super) async fn sessions_of(&self, userid: u64) -> Result<Vec<UserSession>> {
         let mut live = Vec::new();
         let mut stale = Vec::new();
         for member in self.members(userid).await? {
-            let Some(id) = keys::of_member(&member) else {
+            let Some(random) = keys::of_member(&member) else {
                 stale.push(member);
                 continue;
             };
-            match self.exec(&scripts::INFO, &keys::session(&id), "", &[]).await {
+            // The reply reads as a session's metadata under an id; the id never leaves here.
+            let id = self.keyring.tagged(random);
+            match self.exec(&scripts::INFO, &keys::of_random(&random), "", &[]).await {
                 Ok(r) => match r.info(id) {
-                    Ok(info) if info.userid == userid => live.push(info),
+                    Ok(info) if info.userid == userid => live.push(UserSession {
+                        handle: self.keyring.handle(id.locator()),
+                        userid,
+                        persistent: info.persistent,
+                        created: info.created,
+                        last_access: info.last_access,
+                        expires: info.expires,
+                    }),
                     _ => stale.push(member),
                 },
                 Err(SessionError::SessionGone) => stale.push(member),

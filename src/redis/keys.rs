@@ -4,10 +4,11 @@
 //!   `gggg` is the id's 14-bit slot group (hex): the hash tag, so a session's keys share a
 //!   Redis Cluster slot, and so does every id the session is rotated to (login/logout draw the
 //!   new id from the same group).
-//! - per-user index (a set of ids as hex: random part, then tag): `draco:u:{<userid>}`, its own slot.
+//! - per-user index (a set of sessions, each as its random part in hex, the same name its
+//!   keys carry): `draco:u:{<userid>}`, its own slot.
 //!
-//! Keys hold the random part only, never the tag: a copy of the Redis data yields no id that
-//! verifies without the engine's secret.
+//! Keys and index entries hold the random part only, never the tag: a copy of the Redis data
+//! yields no id that verifies without the engine's secret, which is never sent to Redis.
 
 use crate::id::SessionId;
 
@@ -47,20 +48,24 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 /// The keys of session `id`.
 pub(crate) fn session(id: &SessionId) -> SessionKeys {
-    let (group, random) = (id.slot_group(), hex(id.random()));
+    of_random(id.random())
+}
+
+/// The keys of the session whose id has the random part `random`.
+pub(crate) fn of_random(random: &[u8; 16]) -> SessionKeys {
+    let group = crate::id::slot_group_of(random);
+    let random = hex(random);
     SessionKeys {
         session: format!("{PREFIX}{{{group:04x}}}:s:{random}"),
         lock: format!("{PREFIX}{{{group:04x}}}:l:{random}"),
-        member: format!("{random}{}", hex(id.tag())),
+        member: random,
     }
 }
 
-/// The session an index entry names (random part and tag, so its id is exact even when it was
-/// tagged by a previous key); `None` for a malformed entry.
-pub(crate) fn of_member(member: &str) -> Option<SessionId> {
-    let random = unhex::<16>(member.get(..32)?)?;
-    let tag = unhex::<8>(member.get(32..)?)?;
-    Some(SessionId::from_parts(random, tag))
+/// The random part an index entry names; `None` for a malformed entry (or one written by an
+/// older version, which also held the tag: such entries are dropped as stale).
+pub(crate) fn of_member(member: &str) -> Option<[u8; 16]> {
+    unhex::<16>(member)
 }
 
 /// The index of `userid`'s sessions.
@@ -100,8 +105,11 @@ mod tests {
         assert_eq!(tag(&a.session), tag(&a.lock));
         assert_eq!(tag(&a.session), tag(&b.session));
         assert_ne!(a.session, b.session);
-        assert_eq!(of_member(&a.member), Some(id));
+        assert_eq!(of_member(&a.member), Some(*id.random()));
         assert!(of_member("zz").is_none());
+        // The index holds no tag: without the engine's secret its entries open nothing.
+        assert!(!a.member.contains(&hex(id.tag())));
+        assert_eq!(a.member.len(), 32);
         assert_eq!(user(42), "draco:u:{42}");
     }
 

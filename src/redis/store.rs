@@ -26,7 +26,7 @@ pub(crate) struct RedisStore {
 /// What an operation running on the store's runtime needs.
 pub(super) struct Core {
     pub(super) link: Link,
-    keyring: Keyring,
+    pub(super) keyring: Keyring,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) lifetimes: Lifetimes,
     pub(super) limits: LimitsConfig,
@@ -267,8 +267,12 @@ impl RedisStore {
         self.run(false, move |c| async move { c.logout_user(userid).await }).await
     }
 
-    pub(crate) async fn sessions_of(&self, userid: u64) -> Result<Vec<SessionInfo>> {
+    pub(crate) async fn sessions_of(&self, userid: u64) -> Result<Vec<crate::message::UserSession>> {
         self.run(false, move |c| async move { c.sessions_of(userid).await }).await
+    }
+
+    pub(crate) async fn revoke(&self, userid: u64, handle: crate::id::SessionHandle) -> Result<bool> {
+        self.run(false, move |c| async move { c.revoke(userid, handle).await }).await
     }
 
     /// One pseudo-shard: the session hashes found by `SCAN` (O(keys in the database)) and

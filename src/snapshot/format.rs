@@ -5,7 +5,7 @@
 //! | bytes  | field                                              |
 //! |--------|----------------------------------------------------|
 //! | 0..8   | magic `DRACOSNP`                                   |
-//! | 8..12  | format version (2)                                 |
+//! | 8..12  | format version (3)                                 |
 //! | 12..16 | shard index                                        |
 //! | 16..20 | shard count of the writer                          |
 //! | 20..24 | reserved, 0                                        |
@@ -17,30 +17,35 @@
 //! | 64..72 | log position: the first write-ahead log record this snapshot may lack |
 //! | 72..80 | xxh3-64 of bytes 0..72 (the header itself)         |
 //!
-//! Version 1 (still read) is the same without the log position: its header checksum is at
-//! 64..72, over bytes 0..64, and its body starts at 72. A v1 file reads as log position 0.
+//! The body is `entries` records back to back, each the bincode 2 (standard config, serde)
+//! encoding of `(Locator, SessionState)`: a session is named by its locator, a one-way digest
+//! of its id (see [`crate::id`]), so a copied snapshot yields no id that opens a session.
 //!
-//! The body is `entries` records back to back, each the bincode 2 (standard config, serde) encoding
-//! of `(SessionId, SessionState)`. The v1 body is therefore tied to the serde shape of those
-//! two types: changing either means a new format version with a v1 decoder kept for old files.
-//! `tests/fixtures/snapshot-v1.snap` and the test reading it guard this.
+//! Older versions are still read. Version 2 has the same header; its records are
+//! `(SessionId, SessionState)`, whole ids (random part, then tag), turned into locators as they
+//! are read. Version 1 is version 2 without the log position: its header checksum is at 64..72,
+//! over bytes 0..64, and its body starts at 72; it reads as log position 0. Bodies are tied to
+//! the serde shape of those types: changing one means a new format version with a decoder kept
+//! for old files. `tests/fixtures/snapshot-v1.snap` and the test reading it guard this.
 
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use crate::id::SessionId;
+use crate::id::{LOCATOR_LEN, Locator, SessionId};
 use crate::state::SessionState;
 
 /// First bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOSNP";
 /// The format version this build writes (and the newest it reads).
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
+/// The newest version whose records name sessions by their whole id.
+const LAST_WITH_IDS: u32 = 2;
 /// Size of the header this build writes.
 pub(crate) const HEADER_LEN: usize = 80;
 /// Size of a version 1 header.
 const V1_HEADER_LEN: usize = 72;
 
 /// One decoded session record.
-pub(crate) type Record = (SessionId, SessionState);
+pub(crate) type Record = (Locator, SessionState);
 
 /// The header fields of a snapshot file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,9 +100,9 @@ fn config() -> bincode::config::Configuration {
 /// Appends the record of one session to `out`.
 ///
 /// # Errors
-/// Only if serde refuses the value, which `SessionId`/`SessionState` never do.
-pub(crate) fn encode_record(out: &mut Vec<u8>, id: &SessionId, state: &SessionState) -> Result<(), String> {
-    bincode::serde::encode_into_std_write((id, state), out, config()).map(drop).map_err(|e| e.to_string())
+/// Only if serde refuses the value, which `SessionState` never does.
+pub(crate) fn encode_record(out: &mut Vec<u8>, locator: &Locator, state: &SessionState) -> Result<(), String> {
+    bincode::serde::encode_into_std_write((locator, state), out, config()).map(drop).map_err(|e| e.to_string())
 }
 
 /// The header of a file whose body is `chunks` concatenated.
@@ -136,7 +141,7 @@ impl Header {
         if self.version == 1 { V1_HEADER_LEN } else { HEADER_LEN }
     }
 
-    /// The 80 header bytes (version 2).
+    /// The 80 header bytes (version 2 and later).
     pub fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
@@ -224,12 +229,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
     if xxh3_64(body) != header.body_hash {
         return Err(FormatError::BodyChecksum);
     }
-    // Every record takes at least 24 bytes (the id), which bounds a forged count.
-    let mut records = Vec::with_capacity(usize::try_from(header.entries).unwrap_or(usize::MAX).min(body.len() / 24));
+    // Every record takes at least 16 bytes (the locator), which bounds a forged count.
+    let mut records =
+        Vec::with_capacity(usize::try_from(header.entries).unwrap_or(usize::MAX).min(body.len() / LOCATOR_LEN));
     let mut pos = 0;
     for index in 0..header.entries {
-        let (record, used) =
-            decode_record(&body[pos..]).map_err(|e| FormatError::Record { index, message: e.to_string() })?;
+        let (record, used) = decode_record(&body[pos..], header.version)
+            .map_err(|e| FormatError::Record { index, message: e.to_string() })?;
         pos += used;
         records.push(record);
     }
@@ -246,7 +252,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
 /// bytes turns that into an error. Only strings and byte vectors claim, and each claims exactly
 /// the bytes it then reads, so what is left of the body bounds every honest record; the limit is
 /// the next power of 16 above it (a const generic, hence the ladder).
-fn decode_record(bytes: &[u8]) -> Result<(Record, usize), bincode::error::DecodeError> {
+fn decode_record(bytes: &[u8], version: u32) -> Result<(Record, usize), bincode::error::DecodeError> {
+    if version <= LAST_WITH_IDS {
+        let ((id, state), used): ((SessionId, SessionState), usize) = decode_value(bytes)?;
+        return Ok(((*id.locator(), state), used));
+    }
     decode_value(bytes)
 }
 
@@ -273,7 +283,7 @@ pub(crate) fn decode_value<T: serde::de::DeserializeOwned>(
 pub(crate) fn decode_records(mut body: &[u8]) -> Vec<Record> {
     let mut out = Vec::new();
     while !body.is_empty() {
-        let (record, used) = decode_record(body).expect("a record this crate encoded");
+        let (record, used) = decode_record(body, VERSION).expect("a record this crate encoded");
         out.push(record);
         body = &body[used..];
     }
@@ -287,11 +297,11 @@ pub(crate) fn encode_file(
     shards: u32,
     generation: u64,
     written_ms: u64,
-    records: &[(SessionId, &SessionState)],
+    records: &[(Locator, &SessionState)],
 ) -> Vec<u8> {
     let mut body = Vec::new();
-    for (id, state) in records {
-        encode_record(&mut body, id, state).unwrap();
+    for (locator, state) in records {
+        encode_record(&mut body, locator, state).unwrap();
     }
     let chunks = [body];
     let header = header_for(shard, shards, generation, written_ms, records.len() as u64, 0, &chunks);
@@ -306,7 +316,7 @@ mod tests {
     use crate::config::LimitsConfig;
     use crate::id::Keyring;
 
-    fn sample() -> Vec<(SessionId, SessionState)> {
+    fn sample() -> Vec<(Locator, SessionState)> {
         let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
         (0..20u64)
             .map(|i| {
@@ -316,16 +326,55 @@ mod tests {
                     s.userid = i + 1;
                     s.persistent = true;
                 }
-                (ring.generate(), s)
+                (*ring.generate().locator(), s)
             })
             .collect()
     }
 
-    fn file() -> (Vec<(SessionId, SessionState)>, Vec<u8>) {
+    fn file() -> (Vec<(Locator, SessionState)>, Vec<u8>) {
         let records = sample();
         let refs: Vec<_> = records.iter().map(|(id, s)| (*id, s)).collect();
         let bytes = encode_file(3, 8, 42, 123_456, &refs);
         (records, bytes)
+    }
+
+    /// A version 2 file: whole ids in the records.
+    fn v2_file(records: &[(SessionId, SessionState)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (id, state) in records {
+            bincode::serde::encode_into_std_write((id, state), &mut body, config()).unwrap();
+        }
+        let chunks = [body];
+        let mut header = header_for(0, 1, 7, 1, records.len() as u64, 5, &chunks);
+        header.version = 2;
+        let mut file = header.to_bytes().to_vec();
+        file.extend_from_slice(&chunks[0]);
+        file
+    }
+
+    #[test]
+    fn version_2_files_still_read_with_ids_turned_into_locators() {
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        let records: Vec<(SessionId, SessionState)> =
+            sample().into_iter().map(|(_, state)| (ring.generate(), state)).collect();
+        let (header, decoded) = decode(&v2_file(&records)).unwrap();
+        assert_eq!((header.version, header.log_from), (2, 5));
+        let expected: Vec<Record> = records.iter().map(|(id, s)| (*id.locator(), s.clone())).collect();
+        assert_eq!(decoded, expected);
+    }
+
+    #[test]
+    fn a_snapshot_holds_no_id() {
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        let ids: Vec<SessionId> = (0..50).map(|_| ring.generate()).collect();
+        let states: Vec<SessionState> = (0..50).map(SessionState::new).collect();
+        let refs: Vec<(Locator, &SessionState)> = ids.iter().zip(&states).map(|(id, s)| (*id.locator(), s)).collect();
+        let bytes = encode_file(0, 1, 1, 1, &refs);
+        for id in &ids {
+            for part in [&id.random()[..], &id.tag()[..], id.to_string().as_bytes()] {
+                assert!(!bytes.windows(part.len()).any(|w| w == part), "the snapshot holds part of an id");
+            }
+        }
     }
 
     #[test]
@@ -396,16 +445,16 @@ mod tests {
     fn future_version_is_a_clear_error_not_corruption() {
         let (_, bytes) = file();
         let mut future = bytes.clone();
-        future[8..12].copy_from_slice(&3u32.to_le_bytes());
-        // A real v3 file would have its own valid header checksum.
+        future[8..12].copy_from_slice(&(VERSION + 1).to_le_bytes());
+        // A real future file would have its own valid header checksum.
         let check = xxh3_64(&future[..72]);
         future[72..80].copy_from_slice(&check.to_le_bytes());
         let err = decode(&future).unwrap_err();
-        assert_eq!(err, FormatError::UnsupportedVersion { found: 3 });
+        assert_eq!(err, FormatError::UnsupportedVersion { found: VERSION + 1 });
         assert!(!err.is_corrupt());
         assert!(err.to_string().contains("upgrade"), "{err}");
         // Even a future file shorter than a v1 header is "future", not corrupt.
-        assert_eq!(decode(&future[..20]).unwrap_err(), FormatError::UnsupportedVersion { found: 3 });
+        assert_eq!(decode(&future[..20]).unwrap_err(), FormatError::UnsupportedVersion { found: VERSION + 1 });
     }
 
     #[test]
@@ -444,7 +493,7 @@ mod tests {
         let mut s = SessionState::new(1);
         s.set("s", "big", vec![b'x'; 1 << 21], &limits).unwrap();
         s.set("s", "small", b"1", &limits).unwrap();
-        let id = ring.generate();
+        let id = *ring.generate().locator();
         let bytes = encode_file(0, 1, 1, 0, &[(id, &s)]);
         assert_eq!(decode(&bytes).unwrap().1, vec![(id, s)]);
     }

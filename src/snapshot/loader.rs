@@ -237,12 +237,12 @@ pub(crate) fn load_all(
                 kind: Kind::Snap,
             }));
         }
-        for (id, state) in replayed.records {
+        for (locator, state) in replayed.records {
             if state.is_expired(lifetimes, now_ms) {
                 loaded.expired += 1;
             } else {
-                // Routing by the id itself re-hashes a different layout and is a no-op otherwise.
-                loaded.shards[id.shard(shards)].push((id, state));
+                // Routing by the locator re-hashes a different layout and is a no-op otherwise.
+                loaded.shards[crate::id::shard_of(&locator, shards)].push((locator, state));
             }
         }
     }
@@ -250,8 +250,7 @@ pub(crate) fn load_all(
         // Several layouts on disk (a crash while the layout was being rewritten) can hold the
         // same session twice: keep the most recently used copy.
         for records in &mut loaded.shards {
-            records
-                .sort_unstable_by(|a, b| (a.0.random(), b.1.last_access_ms).cmp(&(b.0.random(), a.1.last_access_ms)));
+            records.sort_unstable_by(|a, b| (a.0, b.1.last_access_ms).cmp(&(b.0, a.1.last_access_ms)));
             records.dedup_by(|later, earlier| later.0 == earlier.0);
         }
     }

@@ -202,7 +202,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::LimitsConfig;
-    use crate::id::{Keyring, SessionId};
+    use crate::id::{Keyring, Locator};
     use crate::snapshot::files::{self, Fs};
     use crate::state::SessionState;
 
@@ -249,7 +249,7 @@ mod tests {
         Lifetimes { volatile_ms: 3_600_000, persistent_ms: 3_600_000, absolute_ms: 0 }
     }
 
-    fn encoded(records: &[(SessionId, SessionState)]) -> Vec<Vec<u8>> {
+    fn encoded(records: &[(Locator, SessionState)]) -> Vec<Vec<u8>> {
         let mut chunk = Vec::new();
         for (id, s) in records {
             format::encode_record(&mut chunk, id, s).unwrap();
@@ -257,14 +257,14 @@ mod tests {
         vec![chunk]
     }
 
-    fn generation(n: u64) -> Vec<(SessionId, SessionState)> {
+    fn generation(n: u64) -> Vec<(Locator, SessionState)> {
         let ring = Keyring::from_secrets(b"writer test secret writer test secret", &[]);
         (0..n)
             .map(|i| {
                 let mut s = SessionState::new(1_000);
                 s.set("g", "n", n.to_string().into_bytes(), &LimitsConfig::default()).unwrap();
                 s.set("g", "i", i.to_string().into_bytes(), &LimitsConfig::default()).unwrap();
-                (ring.generate(), s)
+                (*ring.generate().locator(), s)
             })
             .collect()
     }

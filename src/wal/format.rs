@@ -5,7 +5,7 @@
 //! | bytes  | header field                                   |
 //! |--------|------------------------------------------------|
 //! | 0..8   | magic `DRACOLOG`                               |
-//! | 8..12  | format version (1)                             |
+//! | 8..12  | format version (2)                             |
 //! | 12..16 | shard index                                    |
 //! | 16..20 | shard count of the writer                      |
 //! | 20..24 | reserved, 0                                    |
@@ -24,20 +24,26 @@
 //! The length has a check of its own, so a damaged length never makes the reader skip good
 //! records. A record that does not read is damage when a good record follows it, else a torn
 //! tail (a write a crash cut short); zeros after the last record are space the writer zeroed
-//! ahead of its records (see [`super::io`]), the end. Ids are their 24 raw bytes; names a u16 length and bytes; values a u32 length and
-//! bytes; a whole session (kind `Put`) the bincode encoding the snapshot format uses. Records
+//! ahead of its records (see [`super::io`]), the end. Sessions are named by their 16-byte
+//! locator (a one-way digest of the id: the log holds no usable id; see [`crate::id`]); names
+//! are a u16 length and bytes; values a u32 length and bytes; a whole session (kind `Put`) the bincode encoding the snapshot format uses. Records
 //! hold results, never closures: replaying a record twice, or over a snapshot that already
 //! holds it, gives the same session (see [`super::replay`]).
+//!
+//! Version 1 (still read) is the same with each session named by its whole id, 24 bytes
+//! (random part, then tag): the reader turns it into the locator.
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::id::SessionId;
+use crate::id::{LOCATOR_LEN, Locator, locator_of};
 use crate::state::SessionState;
 
 /// First bytes of every segment file.
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOLOG";
-/// The log format version this build writes and reads.
-pub(crate) const VERSION: u32 = 1;
+/// The log format version this build writes (and the newest it reads).
+pub(crate) const VERSION: u32 = 2;
+/// Version 1 named sessions by their whole id.
+const V1: u32 = 1;
 /// Size of a segment header.
 pub(crate) const HEADER_LEN: usize = 40;
 /// Size of a record's frame.
@@ -58,31 +64,31 @@ const DESTROY: u8 = 8;
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Change<'a> {
     /// The whole session (its first write: from then on it is persisted).
-    Put { id: &'a SessionId, state: &'a SessionState },
+    Put { id: &'a Locator, state: &'a SessionState },
     /// A value written (set, update, increment): the resulting bytes.
-    Set { id: &'a SessionId, scope: &'a str, key: &'a str, value: &'a [u8] },
+    Set { id: &'a Locator, scope: &'a str, key: &'a str, value: &'a [u8] },
     /// A value removed (remove, or an update answering `None`).
-    Remove { id: &'a SessionId, scope: &'a str, key: &'a str },
+    Remove { id: &'a Locator, scope: &'a str, key: &'a str },
     /// A scope, or (`None`) every scope, cleared.
-    Clear { id: &'a SessionId, scope: Option<&'a str> },
+    Clear { id: &'a Locator, scope: Option<&'a str> },
     /// Login or logout: the session moves to `new`; its user and persistence after the move.
-    Rotate { old: &'a SessionId, new: &'a SessionId, userid: u64, persistent: bool },
+    Rotate { old: &'a Locator, new: &'a Locator, userid: u64, persistent: bool },
     /// Remember-me switched.
-    Persist { id: &'a SessionId, persistent: bool },
+    Persist { id: &'a Locator, persistent: bool },
     /// The session ended (destroy, log out everywhere).
-    Destroy { id: &'a SessionId },
+    Destroy { id: &'a Locator },
 }
 
 /// One decoded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Owned {
-    Put { id: SessionId, state: SessionState },
-    Set { id: SessionId, scope: String, key: String, value: Vec<u8> },
-    Remove { id: SessionId, scope: String, key: String },
-    Clear { id: SessionId, scope: Option<String> },
-    Rotate { old: SessionId, new: SessionId, userid: u64, persistent: bool },
-    Persist { id: SessionId, persistent: bool },
-    Destroy { id: SessionId },
+    Put { id: Locator, state: SessionState },
+    Set { id: Locator, scope: String, key: String, value: Vec<u8> },
+    Remove { id: Locator, scope: String, key: String },
+    Clear { id: Locator, scope: Option<String> },
+    Rotate { old: Locator, new: Locator, userid: u64, persistent: bool },
+    Persist { id: Locator, persistent: bool },
+    Destroy { id: Locator },
 }
 
 /// A decoded record.
@@ -123,10 +129,10 @@ impl SegmentHeader {
             return Err(Stop::Damaged { offset: 0, why: "segment header damaged".into() });
         }
         let version = u32_at(bytes, 8);
-        if version != VERSION {
+        if !(V1..=VERSION).contains(&version) {
             return Err(Stop::Damaged {
                 offset: 0,
-                why: format!("log format version {version}; this build reads version {VERSION}"),
+                why: format!("log format version {version}; this build reads versions {V1} to {VERSION}"),
             });
         }
         Ok(Self { shard: u32_at(bytes, 12), shards: u32_at(bytes, 16), base: u64_at(bytes, 24) })
@@ -168,9 +174,8 @@ fn put_bytes(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-fn put_id(out: &mut Vec<u8>, id: &SessionId) {
-    out.extend_from_slice(id.random());
-    out.extend_from_slice(id.tag());
+fn put_id(out: &mut Vec<u8>, id: &Locator) {
+    out.extend_from_slice(id);
 }
 
 /// Appends one framed record to `out`.
@@ -266,6 +271,8 @@ pub(crate) fn encode_owned(out: &mut Vec<u8>, entry: &Entry) -> Result<(), Strin
 struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// The segment's format version: how sessions are named.
+    version: u32,
 }
 
 impl<'a> Cursor<'a> {
@@ -281,9 +288,13 @@ impl<'a> Cursor<'a> {
     fn u64(&mut self) -> Result<u64, String> {
         Ok(u64_at(self.take(8)?, 0))
     }
-    fn id(&mut self) -> Result<SessionId, String> {
-        let b = self.take(24)?;
-        Ok(SessionId::from_parts(b[..16].try_into().expect("16"), b[16..].try_into().expect("8")))
+    fn id(&mut self) -> Result<Locator, String> {
+        if self.version == V1 {
+            // The whole id: random part, then tag.
+            let b = self.take(24)?;
+            return Ok(locator_of(b[..16].try_into().expect("16")));
+        }
+        Ok(self.take(LOCATOR_LEN)?.try_into().expect("LOCATOR_LEN"))
     }
     fn name(&mut self) -> Result<String, String> {
         let len = u16::from_le_bytes(self.take(2)?.try_into().expect("2")) as usize;
@@ -302,8 +313,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_payload(payload: &[u8]) -> Result<Entry, String> {
-    let mut c = Cursor { bytes: payload, at: 0 };
+fn decode_payload(payload: &[u8], version: u32) -> Result<Entry, String> {
+    let mut c = Cursor { bytes: payload, at: 0, version };
     let lsn = c.u64()?;
     let time_ms = c.u64()?;
     let change = match c.u8()? {
@@ -337,10 +348,11 @@ pub(crate) fn read_segment(bytes: &[u8]) -> (Option<SegmentHeader>, Vec<(u64, En
         Ok(h) => h,
         Err(stop) => return (None, Vec::new(), Some(stop)),
     };
+    let version = u32_at(bytes, 8);
     let mut entries = Vec::new();
     let mut at = HEADER_LEN;
     while at < bytes.len() {
-        match read_record(bytes, at) {
+        match read_record(bytes, at, version) {
             Ok(Some((entry, next))) => {
                 entries.push((at as u64, entry));
                 at = next;
@@ -354,7 +366,7 @@ pub(crate) fn read_segment(bytes: &[u8]) -> (Option<SegmentHeader>, Vec<(u64, En
 
 /// The record at `at`, and where the next one begins; `Ok(None)`: only zeros from here on
 /// (space the writer zeroed ahead of its records), the end.
-fn read_record(bytes: &[u8], at: usize) -> Result<Option<(Entry, usize)>, Stop> {
+fn read_record(bytes: &[u8], at: usize, version: u32) -> Result<Option<(Entry, usize)>, Stop> {
     let rest = &bytes[at..];
     // A real record is never 0 bytes long: zeros here are the end, if nothing else follows.
     if rest.len() >= 4 && rest[..4] == [0; 4] && rest.iter().all(|&b| b == 0) {
@@ -363,7 +375,7 @@ fn read_record(bytes: &[u8], at: usize) -> Result<Option<(Entry, usize)>, Stop> 
     match check_record(rest) {
         Ok(end) => {
             let payload = &rest[FRAME_LEN..end];
-            decode_payload(payload)
+            decode_payload(payload, version)
                 .map(|entry| Some((entry, at + end)))
                 .map_err(|why| bad_record(bytes, at, format!("record does not decode: {why}")))
         }
@@ -407,9 +419,67 @@ mod tests {
     use crate::config::LimitsConfig;
     use crate::id::Keyring;
 
-    fn ids() -> (SessionId, SessionId) {
+    fn ids() -> (Locator, Locator) {
         let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]);
-        (ring.generate(), ring.generate())
+        (*ring.generate().locator(), *ring.generate().locator())
+    }
+
+    /// A version 1 record naming its session by the whole id, framed as version 1 wrote it.
+    fn v1_record(out: &mut Vec<u8>, lsn: u64, kind: u8, id: &crate::SessionId, rest: &[u8]) {
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&lsn.to_le_bytes());
+        payload.extend_from_slice(&1_000u64.to_le_bytes());
+        payload.push(kind);
+        payload.extend_from_slice(id.random());
+        payload.extend_from_slice(id.tag());
+        payload.extend_from_slice(rest);
+        let len = (payload.len() as u32).to_le_bytes();
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&length_check(&len).to_le_bytes());
+        out.extend_from_slice(&xxh3_64(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+
+    #[test]
+    fn version_1_segments_still_read_with_ids_turned_into_locators() {
+        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]);
+        let (a, b) = (ring.generate(), ring.generate());
+        let mut bytes = SegmentHeader { shard: 0, shards: 1, base: 3 }.to_bytes().to_vec();
+        bytes[8..12].copy_from_slice(&V1.to_le_bytes());
+        let check = xxh3_64(&bytes[..32]);
+        bytes[32..40].copy_from_slice(&check.to_le_bytes());
+        let mut set = Vec::new();
+        put_name(&mut set, "s");
+        put_name(&mut set, "k");
+        put_bytes(&mut set, b"1");
+        v1_record(&mut bytes, 3, SET, &a, &set);
+        let mut rotate = Vec::new();
+        rotate.extend_from_slice(b.random());
+        rotate.extend_from_slice(b.tag());
+        rotate.extend_from_slice(&9u64.to_le_bytes());
+        rotate.push(0);
+        v1_record(&mut bytes, 4, ROTATE, &a, &rotate);
+        let (header, entries, stop) = read_segment(&bytes);
+        assert_eq!((header.map(|h| h.base), stop), (Some(3), None));
+        let changes: Vec<Owned> = entries.into_iter().map(|(_, e)| e.change).collect();
+        assert_eq!(
+            changes,
+            [
+                Owned::Set { id: *a.locator(), scope: "s".into(), key: "k".into(), value: b"1".to_vec() },
+                Owned::Rotate { old: *a.locator(), new: *b.locator(), userid: 9, persistent: false },
+            ]
+        );
+    }
+
+    #[test]
+    fn records_hold_no_id() {
+        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]);
+        let id = ring.generate();
+        let mut bytes = Vec::new();
+        encode(&mut bytes, 1, 2, &Change::Set { id: id.locator(), scope: "s", key: "k", value: b"1" }).unwrap();
+        for part in [&id.random()[..], &id.tag()[..], id.to_string().as_bytes()] {
+            assert!(!bytes.windows(part.len()).any(|w| w == part), "the record holds part of the id");
+        }
     }
 
     fn segment() -> (Vec<u8>, Vec<Entry>) {

@@ -19,7 +19,7 @@ use super::format::{self, Entry, Owned, Stop};
 use super::io::{self, SegmentName};
 use crate::config::LimitsConfig;
 use crate::error::StartError;
-use crate::id::SessionId;
+use crate::id::Locator;
 use crate::snapshot::Record;
 use crate::state::SessionState;
 
@@ -58,8 +58,7 @@ pub(crate) fn replay(
     if names.is_empty() {
         return Ok(Replayed { records, next_lsn: from, ..Replayed::default() });
     }
-    let mut sessions: HashMap<[u8; 16], (SessionId, SessionState)> =
-        records.into_iter().map(|(id, state)| (*id.random(), (id, state))).collect();
+    let mut sessions: HashMap<Locator, SessionState> = records.into_iter().collect();
     let mut out = Replayed { next_lsn: from, ..Replayed::default() };
     for (i, name) in names.iter().enumerate() {
         let path = name.path(dir);
@@ -131,7 +130,7 @@ pub(crate) fn replay(
             }
         }
     }
-    out.records = sessions.into_values().collect();
+    out.records = sessions.into_iter().collect();
     Ok(out)
 }
 
@@ -192,14 +191,14 @@ fn unlimited() -> LimitsConfig {
 }
 
 /// Applies one record.
-pub(crate) fn apply(sessions: &mut HashMap<[u8; 16], (SessionId, SessionState)>, entry: Entry) {
+pub(crate) fn apply(sessions: &mut HashMap<Locator, SessionState>, entry: Entry) {
     let touch = |s: &mut SessionState| s.last_access_ms = s.last_access_ms.max(entry.time_ms);
     match entry.change {
         Owned::Put { id, state } => {
-            sessions.insert(*id.random(), (id, state));
+            sessions.insert(id, state);
         }
         Owned::Set { id, scope, key, value } => {
-            if let Some((_, s)) = sessions.get_mut(id.random()) {
+            if let Some(s) = sessions.get_mut(&id) {
                 if let Err(e) = s.set(&scope, &key, &value, &unlimited()) {
                     log::warn!("log replay: a logged value cannot be set again ({e}); skipped");
                 }
@@ -207,33 +206,33 @@ pub(crate) fn apply(sessions: &mut HashMap<[u8; 16], (SessionId, SessionState)>,
             }
         }
         Owned::Remove { id, scope, key } => {
-            if let Some((_, s)) = sessions.get_mut(id.random()) {
+            if let Some(s) = sessions.get_mut(&id) {
                 s.remove(&scope, &key);
                 touch(s);
             }
         }
         Owned::Clear { id, scope } => {
-            if let Some((_, s)) = sessions.get_mut(id.random()) {
+            if let Some(s) = sessions.get_mut(&id) {
                 s.clear(scope.as_deref());
                 touch(s);
             }
         }
         Owned::Rotate { old, new, userid, persistent } => {
-            if let Some((_, mut s)) = sessions.remove(old.random()) {
+            if let Some(mut s) = sessions.remove(&old) {
                 s.userid = userid;
                 s.persistent = persistent;
                 touch(&mut s);
-                sessions.insert(*new.random(), (new, s));
+                sessions.insert(new, s);
             }
         }
         Owned::Persist { id, persistent } => {
-            if let Some((_, s)) = sessions.get_mut(id.random()) {
+            if let Some(s) = sessions.get_mut(&id) {
                 s.persistent = persistent;
                 touch(s);
             }
         }
         Owned::Destroy { id } => {
-            sessions.remove(id.random());
+            sessions.remove(&id);
         }
     }
 }
