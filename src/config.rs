@@ -209,11 +209,14 @@ pub struct LimitsConfig {
     pub max_keys: usize,
     /// Most live sessions in the engine; creating one more fails with `Full`. Defaults to `10000000`.
     pub max_sessions: usize,
+    /// Most logged-in sessions one user may have; past it, a login ends that user's least
+    /// recently used other session. `0` (the default): no limit.
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_value_bytes: 64 * 1024, max_keys: 1024, max_sessions: 10_000_000 }
+        Self { max_value_bytes: 64 * 1024, max_keys: 1024, max_sessions: 10_000_000, max_sessions_per_user: 0 }
     }
 }
 

@@ -324,7 +324,7 @@ mod tests {
     use super::*;
 
     fn limits() -> LimitsConfig {
-        LimitsConfig { max_value_bytes: 8, max_keys: 2, max_sessions: 10 }
+        LimitsConfig { max_value_bytes: 8, max_keys: 2, max_sessions: 10, ..LimitsConfig::default() }
     }
 
     #[test]
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn overwrite_remove_and_clear_keep_the_other_entries() {
-        let big = LimitsConfig { max_value_bytes: 100, max_keys: 10, max_sessions: 1 };
+        let big = LimitsConfig { max_value_bytes: 100, max_keys: 10, max_sessions: 1, ..LimitsConfig::default() };
         let mut s = SessionState::new(0);
         for (scope, key, value) in [("a", "x", &b"1"[..]), ("b", "x", b"22"), ("a", "y", b"333"), ("c", "z", b"")] {
             s.set(scope, key, value, &big).unwrap();
@@ -406,7 +406,7 @@ mod tests {
             last_access_ms: u64,
             entries: Vec<Entry>,
         }
-        let big = LimitsConfig { max_value_bytes: 100, max_keys: 10, max_sessions: 1 };
+        let big = LimitsConfig { max_value_bytes: 100, max_keys: 10, max_sessions: 1, ..LimitsConfig::default() };
         let mut s = SessionState::new(5);
         s.userid = 3;
         s.persistent = true;

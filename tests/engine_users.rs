@@ -79,7 +79,53 @@ async fn revoke_ends_one_session_of_that_user_only(b: Backend) {
     assert!(!e.revoke(21, &garbage).await.unwrap());
 }
 
+async fn past_max_sessions_per_user_a_login_ends_the_least_recently_used(b: Backend) {
+    let mut c = config(4);
+    c.limits.max_sessions_per_user = 2;
+    let (e, clock) = b.engine_with_clock(c).await;
+    let login = |e: &draco_session::SessionEngine, user| {
+        let e = e.clone();
+        async move { e.login(&e.create().await.unwrap().id, user).await.unwrap().id }
+    };
+    let first = login(&e, 31).await;
+    clock.advance(Duration::from_secs(10));
+    let second = login(&e, 31).await;
+    clock.advance(Duration::from_secs(10));
+    // The first is used again: the second is now the least recently used.
+    e.touch(&first).await.unwrap();
+    let other_user = login(&e, 32).await;
+    let anonymous = e.create().await.unwrap().id;
+    clock.advance(Duration::from_secs(10));
+    let third = login(&e, 31).await;
+    assert_eq!(e.info(&second).await, Err(SessionError::SessionGone), "the least recently used one ended");
+    for id in [first, third] {
+        assert_eq!(e.info(&id).await.unwrap().userid, 31);
+    }
+    assert_eq!(e.sessions_of(31).await.unwrap().len(), 2);
+    assert_eq!(e.info(&other_user).await.unwrap().userid, 32, "other users untouched");
+    assert!(e.info(&anonymous).await.is_ok());
+    // A re-login of a session the user already has does not end another one.
+    clock.advance(Duration::from_secs(10));
+    let again = e.login(&third, 31).await.unwrap().id;
+    assert_eq!(e.sessions_of(31).await.unwrap().len(), 2);
+    assert!(e.info(&first).await.is_ok() && e.info(&again).await.is_ok());
+}
+
+async fn without_max_sessions_per_user_logins_end_nothing(b: Backend) {
+    let e = b.engine(2).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(e.login(&e.create().await.unwrap().id, 41).await.unwrap().id);
+    }
+    assert_eq!(e.sessions_of(41).await.unwrap().len(), 6);
+    for id in &ids {
+        assert!(e.info(id).await.is_ok());
+    }
+}
+
 both!(
+    past_max_sessions_per_user_a_login_ends_the_least_recently_used,
+    without_max_sessions_per_user_logins_end_nothing,
     logout_user_ends_the_users_sessions_on_every_shard,
     sessions_of_lists_live_sessions_with_their_info,
     revoke_ends_one_session_of_that_user_only

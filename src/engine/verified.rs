@@ -79,8 +79,39 @@ impl Verified<'_> {
         decode_updated(backend.update(*id, scope, key, step).await?)
     }
 
+    /// Logs `userid` in; past `limits.max_sessions_per_user`, ends the user's least recently
+    /// used other sessions.
     pub async fn login(self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
-        self.0.backend().login(*id, userid).await
+        let info = self.0.backend().login(*id, userid).await?;
+        let limit = self.0.config().limits.max_sessions_per_user;
+        if limit > 0 {
+            self.keep_newest(&info, limit).await;
+        }
+        Ok(info)
+    }
+
+    /// Ends the sessions of `info`'s user past the `limit` most recently used, the one just
+    /// logged in excepted. Two logins at once each see the other as the more recent, so neither
+    /// ends the other. A failure here is logged: the login itself has succeeded.
+    async fn keep_newest(self, info: &SessionInfo, limit: usize) {
+        let backend = self.0.backend();
+        let current = self.0.handle_of(&info.id);
+        let result = async {
+            let sessions = backend.sessions_of(info.userid).await?;
+            let mut ended = 0;
+            for s in sessions.iter().skip(limit).filter(|s| s.handle != current) {
+                ended += usize::from(backend.revoke(info.userid, s.handle).await?);
+            }
+            Ok::<_, crate::SessionError>(ended)
+        };
+        match result.await {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "user {}: {n} least recently used sessions ended (limits.max_sessions_per_user)",
+                info.userid
+            ),
+            Err(e) => log::warn!("user {}: sessions past limits.max_sessions_per_user not ended: {e}", info.userid),
+        }
     }
 
     pub async fn logout(self, id: &SessionId) -> Result<SessionInfo> {

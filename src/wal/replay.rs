@@ -187,7 +187,12 @@ fn truncate(path: &Path, offset: u64, len: usize) {
 
 /// Limits do not apply to replay: what was accepted once is restored.
 fn unlimited() -> LimitsConfig {
-    LimitsConfig { max_value_bytes: usize::MAX, max_keys: usize::MAX, max_sessions: usize::MAX }
+    LimitsConfig {
+        max_value_bytes: usize::MAX,
+        max_keys: usize::MAX,
+        max_sessions: usize::MAX,
+        ..LimitsConfig::default()
+    }
 }
 
 /// Applies one record.
