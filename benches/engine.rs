@@ -6,7 +6,11 @@
 //! (`host_here`, as each actix-web worker does) and creates its sessions there, so its
 //! operations run on its own shard without a message. Each client works on its own session.
 //!
-//! `cargo bench --bench engine` (add `-- --warm-up-time 1 --measurement-time 3` for a short run).
+//! Also `id/`: what reading a session id costs (parse and verify, which includes the locator
+//! digest the engine keys sessions by) beside the digest alone, in one run.
+//!
+//! `cargo bench --bench engine` (add `-- --warm-up-time 1 --measurement-time 3` for a short run;
+//! `cargo bench --bench engine -- id/` for the id group only).
 
 use std::time::{Duration, Instant};
 
@@ -95,9 +99,27 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Reading an id: `parse_id` (format, tag check and the locator digest, as every request with
+/// a cookie does) and, beside it, one BLAKE3 keyed hash of 16 bytes, which is what the locator
+/// adds to it.
+fn bench_id(c: &mut Criterion) {
+    let system = actix_rt::System::new();
+    let engine = system.block_on(async { engine(1, Placement::CurrentThread) });
+    let text = system.block_on(engine.create()).unwrap().id.to_string();
+    let mut group = c.benchmark_group("id");
+    group.bench_function("parse_and_verify", |b| {
+        b.iter(|| engine.parse_id(std::hint::black_box(text.as_bytes())).unwrap())
+    });
+    let key = [7u8; 32];
+    let random = [9u8; 16];
+    group.bench_function("locator_digest", |b| b.iter(|| blake3::keyed_hash(&key, std::hint::black_box(&random))));
+    group.finish();
+    system.block_on(engine.shutdown());
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = bench
+    targets = bench_id, bench
 }
 criterion_main!(benches);
