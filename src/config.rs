@@ -10,7 +10,8 @@ use crate::robot::{RobotDetector, RobotsConfig};
 
 /// Environment variable naming a config file (used by the examples).
 pub const CONFIG_ENV: &str = "DRACO_SESSION_CONFIG";
-/// Environment variable holding the id secret; overrides `session.secret`.
+/// Environment variable holding the id secret; when set (non-empty) it wins over
+/// `session.secret`, so a deployment can replace a secret a config file carries.
 pub const SECRET_ENV: &str = "DRACO_SESSION_SECRET";
 
 /// The whole configuration. Every field has a default, so an empty file is valid.
@@ -30,8 +31,8 @@ pub struct Config {
     pub robots: RobotsConfig,
 }
 
-/// `[session]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[session]`. Its `Debug` shows neither secret.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct SessionConfig {
@@ -49,9 +50,11 @@ pub struct SessionConfig {
     /// How often each worker sweeps expired sessions. Defaults to `"1s"`.
     #[serde(deserialize_with = "duration")]
     pub sweep_interval: Duration,
-    /// Secret keying the id tag (at least 32 bytes). Defaults to none: the
-    /// `DRACO_SESSION_SECRET` environment variable, else a key generated once into
-    /// `storage.dir/secret.key` (mode 0600).
+    /// Secret keying the id tag (at least 32 bytes). The `DRACO_SESSION_SECRET` environment
+    /// variable, when set, wins over it. Defaults to none: with neither, a key generated once
+    /// into `storage.dir/secret.key` (mode 0600), or, when `storage.persist` is off on the
+    /// memory backend, a random key kept in memory only (no file is written; ids end with the
+    /// process, as its sessions do).
     pub secret: Option<String>,
     /// Earlier secrets whose ids are still accepted, for key rotation. Defaults to `[]`.
     pub previous_secrets: Vec<String>,
@@ -68,6 +71,39 @@ impl Default for SessionConfig {
             secret: None,
             previous_secrets: Vec::new(),
         }
+    }
+}
+
+/// Stands for a secret in `Debug` output.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"****\"")
+    }
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added later must be listed here (and judged secret or not).
+        let Self {
+            volatile_ttl,
+            persistent_ttl,
+            absolute_ttl,
+            shards,
+            sweep_interval,
+            secret,
+            previous_secrets,
+        } = self;
+        f.debug_struct("SessionConfig")
+            .field("volatile_ttl", volatile_ttl)
+            .field("persistent_ttl", persistent_ttl)
+            .field("absolute_ttl", absolute_ttl)
+            .field("shards", shards)
+            .field("sweep_interval", sweep_interval)
+            .field("secret", &secret.as_ref().map(|_| Redacted))
+            .field("previous_secrets", &previous_secrets.iter().map(|_| Redacted).collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -114,8 +150,8 @@ impl Default for CookieConfig {
     }
 }
 
-/// `[storage]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[storage]`. Its `Debug` shows `redis_url` with any password hidden.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct StorageConfig {
@@ -130,8 +166,9 @@ pub struct StorageConfig {
     /// (a Redis server shared by several app instances; needs the `redis` cargo feature).
     /// Defaults to `"memory"`.
     pub backend: StorageBackend,
-    /// The Redis server for `backend = "redis"` (`redis://[:password@]host:port[/db]`,
-    /// `rediss://` for TLS is not compiled in). Defaults to `"redis://127.0.0.1:6379"`.
+    /// The Redis server for `backend = "redis"`: `redis://[[user]:password@]host[:port][/db]`,
+    /// or `rediss://` for TLS. A password never appears in messages, logs or `Debug` output
+    /// (`redis://user:****@host`). Defaults to `"redis://127.0.0.1:6379"`.
     pub redis_url: String,
     /// `redis_url` names Redis Cluster nodes (one or more, comma-separated) rather than one
     /// server. Defaults to `false`.
@@ -170,6 +207,111 @@ impl std::fmt::Display for LogMode {
             Self::Every(d) => write!(f, "{}", humantime::format_duration(*d)),
         }
     }
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a field added later must be listed here (and judged secret or not).
+        let Self { dir, snapshot_interval, persist, backend, redis_url, redis_cluster, log, log_max } = self;
+        f.debug_struct("StorageConfig")
+            .field("dir", dir)
+            .field("snapshot_interval", snapshot_interval)
+            .field("persist", persist)
+            .field("backend", backend)
+            .field("redis_url", &redact_redis_url(redis_url))
+            .field("redis_cluster", redis_cluster)
+            .field("log", log)
+            .field("log_max", log_max)
+            .finish()
+    }
+}
+
+/// `url` (or a comma-separated list of them) fit for messages: the password of its user
+/// part (`redis://user:****@host`, `redis://:****@host`) and a `pass=` query parameter (Unix
+/// socket URLs) replaced by `****`. A user part without `:` is hidden whole, in case it was
+/// meant as a password.
+pub(crate) fn redact_redis_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(|u| redact_redis_url(u.trim())).collect::<Vec<_>>().join(",");
+    }
+    // The last `@`: a password holding an unencoded `@` or `/` is still hidden whole.
+    let mut out = match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let user = url[s + 3..at].split_once(':').map_or("", |(user, _)| user);
+            let sep = if url[s + 3..at].contains(':') { ":" } else { "" };
+            format!("{}{user}{sep}****{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    };
+    if let Some(q) = out.find('?') {
+        let end = out[q..].find('#').map_or(out.len(), |h| q + h);
+        let query: Vec<String> = out[q + 1..end]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") => {
+                    format!("{k}=****")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.replace_range(q + 1..end, &query.join("&"));
+    }
+    out
+}
+
+/// `message` with every password `url` holds (as written and percent-decoded) replaced by
+/// `****`: what a client library's error says is not trusted to leave them out. Passwords
+/// shorter than 4 bytes are left (replacing them would garble the message more than it hides).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn scrub_redis_passwords(message: &str, url: &str) -> String {
+    let mut out = message.to_owned();
+    for one in url.split(',').map(str::trim) {
+        let mut secrets = Vec::new();
+        if let (Some(s), Some(at)) = (one.find("://"), one.rfind('@'))
+            && at > s + 3
+        {
+            let info = &one[s + 3..at];
+            secrets.push(info.split_once(':').map_or(info, |(_, pass)| pass));
+        }
+        if let Some(q) = one.find('?') {
+            let query = one[q + 1..].split('#').next().unwrap_or("");
+            secrets.extend(query.split('&').filter_map(|pair| match pair.split_once('=') {
+                Some((k, v)) if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") => Some(v),
+                _ => None,
+            }));
+        }
+        for secret in secrets {
+            // A query decodes `+` to a space as well.
+            for form in [secret.to_owned(), percent_decoded(secret), percent_decoded(&secret.replace('+', " "))] {
+                if form.len() >= 4 {
+                    out = out.replace(&form, "****");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `%XX` escapes decoded; invalid ones kept as written.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Default for StorageConfig {
@@ -377,12 +519,19 @@ impl StorageConfig {
             vec![self.redis_url.as_str()]
         };
         for url in urls {
-            if !(url.starts_with("redis://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
-                return bad("storage.redis_url", format!("{url:?} must start with redis:// (or redis+unix://)"));
+            // Messages show the URL with its password hidden (see `redact_redis_url`).
+            let shown = redact_redis_url(url);
+            let schemes = ["redis://", "rediss://", "redis+unix://", "unix://"];
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                return bad(
+                    "storage.redis_url",
+                    format!("{shown:?} must start with redis://, rediss:// (TLS) or redis+unix://"),
+                );
             }
             #[cfg(feature = "redis")]
             if let Err(e) = redis::Client::open(url) {
-                return bad("storage.redis_url", format!("{url:?} is not a valid Redis URL: {e}"));
+                let e = scrub_redis_passwords(&e.to_string(), url);
+                return bad("storage.redis_url", format!("{shown:?} is not a valid Redis URL: {e}"));
             }
         }
         Ok(())
@@ -524,6 +673,51 @@ mod tests {
         } else {
             let e = redis.unwrap_err().to_string();
             assert!(e.contains("storage.backend") && e.contains("`redis` cargo feature"), "{e}");
+        }
+    }
+
+    #[test]
+    fn redis_urls_are_shown_without_passwords() {
+        for (url, shown) in [
+            ("redis://user:hunter2@host:6379/0", "redis://user:****@host:6379/0"),
+            ("rediss://:hunter2@host:6380", "rediss://:****@host:6380"),
+            ("redis://hunter2@host", "redis://****@host"),
+            ("redis://user:hun@ter/2@host/1", "redis://user:****@host/1"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis+unix:///run/redis.sock?db=2&pass=hunter2#x", "redis+unix:///run/redis.sock?db=2&pass=****#x"),
+            ("redis://:a@h:1, rediss://u:b@h:2", "redis://:****@h:1,rediss://u:****@h:2"),
+        ] {
+            assert_eq!(redact_redis_url(url), shown);
+        }
+        let url = "redis://u:p%40ss%2Fword@h,unix:///s?pass=a%26b+c";
+        let said = "auth p%40ss%2Fword, p@ss/word, a&b c failed";
+        assert_eq!(scrub_redis_passwords(said, url), "auth ****, ****, **** failed");
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret_and_no_password() {
+        let mut c = Config::default();
+        c.session.secret = Some("current secret hunter2 at least 32 bytes".into());
+        c.session.previous_secrets = vec!["previous secret swordfish, 32 bytes long".into()];
+        c.storage.redis_url = "rediss://user:hunter3@redis.example:6380/1".into();
+        let shown = format!("{c:?} {c:#?}");
+        for secret in ["hunter2", "swordfish", "hunter3"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("rediss://user:****@redis.example:6380/1") && shown.contains("volatile_ttl"), "{shown}");
+    }
+
+    #[test]
+    fn invalid_redis_urls_are_named_without_their_password() {
+        let toml = |url: &str| format!("[storage]\nbackend = \"redis\"\nredis_url = {url:?}");
+        let e = Config::from_toml(&toml("http://user:hunter2@x"), "f.toml").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        if cfg!(feature = "redis") {
+            assert!(e.contains("storage.redis_url") && e.contains("http://user:****@x"), "{e}");
+            let e = Config::from_toml(&toml("redis://user:hunter2@h:99999999"), "f.toml").unwrap_err().to_string();
+            assert!(e.contains("storage.redis_url") && !e.contains("hunter2"), "{e}");
+            let c = Config::from_toml(&toml("rediss://user:hunter2@h:6380/1"), "f.toml").unwrap();
+            assert_eq!(c.storage.redis_url, "rediss://user:hunter2@h:6380/1");
         }
     }
 

@@ -259,6 +259,8 @@ impl Link {
             Ok(Err(message)) => return Err(message),
             Err(e) => return Err(e.to_string()),
         };
+        // Plain TCP only: a `Local` connection is a bare socket, so TLS (`rediss://`, addr
+        // `TcpTls`) keeps to the shared connection.
         let local = match (&shared, redis::IntoConnectionInfo::into_connection_info(url)) {
             (Conn::Single(_), Ok(info)) => match info.addr {
                 redis::ConnectionAddr::Tcp(host, port) => {

@@ -10,7 +10,7 @@ use super::keys::{self, SessionKeys};
 use super::reply::Status;
 use super::scripts;
 use crate::clock::Clock;
-use crate::config::LimitsConfig;
+use crate::config::{LimitsConfig, redact_redis_url, scrub_redis_passwords};
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::{EngineStats, SessionInfo, ShardStats, UpdateFn};
@@ -37,17 +37,6 @@ pub(super) struct Core {
     pub(super) panics: AtomicU64,
 }
 
-/// `url` (or a comma-separated list of them) with any password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    if url.contains(',') {
-        return url.split(',').map(|u| redact(u.trim())).collect::<Vec<_>>().join(",");
-    }
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
 impl RedisStore {
     /// Connects to `url` and checks the server answers (bounded, see `conn.rs`); with
     /// `cluster`, `url` lists seed nodes, comma-separated.
@@ -59,10 +48,11 @@ impl RedisStore {
         lifetimes: Lifetimes,
         limits: LimitsConfig,
     ) -> std::result::Result<Self, StartError> {
-        let shown = redact(url);
-        let (runtime, link) = Link::open(url, cluster, shown.clone())
-            .await
-            .map_err(|message| StartError::Backend { url: shown.clone(), message })?;
+        let shown = redact_redis_url(url);
+        let (runtime, link) = Link::open(url, cluster, shown.clone()).await.map_err(|message| StartError::Backend {
+            url: shown.clone(),
+            message: scrub_redis_passwords(&message, url),
+        })?;
         let kind = if cluster { "Redis Cluster" } else { "Redis" };
         log::info!("session engine: sessions live in {kind} at {shown}");
         let core = Core {
@@ -437,17 +427,5 @@ impl Core {
             }
             cursor = next;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(redact("redis://:hunter2@db:6379/1"), "redis://***@db:6379/1");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("redis://:a@h:1, redis://:b@h:2"), "redis://***@h:1,redis://***@h:2");
     }
 }

@@ -54,10 +54,16 @@ pub fn spawn(config: &Path) -> Child {
 
 /// As [`spawn`], with `RUST_LOG=rust_log`.
 pub fn spawn_logging(config: &Path, rust_log: &str) -> Child {
+    spawn_with_env(config, rust_log, &[])
+}
+
+/// As [`spawn_logging`], with more environment variables.
+pub fn spawn_with_env(config: &Path, rust_log: &str, env: &[(&str, &Path)]) -> Child {
     Command::new(demo_binary())
         .args(["--bind", "127.0.0.1:0", "--config"])
         .arg(config)
         .env("RUST_LOG", rust_log)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -84,7 +90,12 @@ impl Demo {
 
     /// As [`start`](Self::start), with `RUST_LOG=rust_log`.
     pub fn start_logging(config: &Path, rust_log: &str) -> Demo {
-        let mut child = spawn_logging(config, rust_log);
+        Self::start_with_env(config, rust_log, &[])
+    }
+
+    /// As [`start_logging`](Self::start_logging), with more environment variables.
+    pub fn start_with_env(config: &Path, rust_log: &str, env: &[(&str, &Path)]) -> Demo {
+        let mut child = spawn_with_env(config, rust_log, env);
         let stderr = Arc::new(Mutex::new(String::new()));
         drain(child.stderr.take().expect("piped stderr"), stderr.clone());
         let (found, port) = mpsc::channel();

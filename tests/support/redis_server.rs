@@ -33,6 +33,32 @@ impl RedisServer {
         server
     }
 
+    /// Starts a server that speaks TLS only, on its port (`rediss://127.0.0.1:port`), with the
+    /// certificate and key given; clients need no certificate of their own.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path) -> Self {
+        let mut server =
+            Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None, next_db: AtomicUsize::new(1) };
+        let port = server.port.to_string();
+        let path = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_owned();
+        let (cert, key, ca) = (path(cert), path(key), path(ca));
+        // A later `--port` wins over the earlier one: the plain port is off.
+        server.resume_with(&[
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        server
+    }
+
     /// (Re)starts the server on the same port.
     pub fn resume(&mut self) {
         self.resume_with(&["--databases", &DATABASES.to_string()]);
