@@ -58,6 +58,11 @@ pub struct SessionConfig {
     pub secret: Option<String>,
     /// Earlier secrets whose ids are still accepted, for key rotation. Defaults to `[]`.
     pub previous_secrets: Vec<String>,
+    /// What `logout()` does to the session's data. `false` (the default, as Draco's manual
+    /// says): the id rotates, the user and remember-me go, every other value stays (a cart,
+    /// preferences). `true`: every scope is cleared too, in the same atomic step as the
+    /// rotation, so the browser starts anew after a logout (a shared computer).
+    pub logout_clears_data: bool,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +75,7 @@ impl Default for SessionConfig {
             sweep_interval: Duration::from_secs(1),
             secret: None,
             previous_secrets: Vec::new(),
+            logout_clears_data: false,
         }
     }
 }
@@ -94,6 +100,7 @@ impl std::fmt::Debug for SessionConfig {
             sweep_interval,
             secret,
             previous_secrets,
+            logout_clears_data,
         } = self;
         f.debug_struct("SessionConfig")
             .field("volatile_ttl", volatile_ttl)
@@ -103,6 +110,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("sweep_interval", sweep_interval)
             .field("secret", &secret.as_ref().map(|_| Redacted))
             .field("previous_secrets", &previous_secrets.iter().map(|_| Redacted).collect::<Vec<_>>())
+            .field("logout_clears_data", logout_clears_data)
             .finish()
     }
 }
@@ -654,6 +662,7 @@ mod tests {
         assert_eq!(c.storage.backend, d.storage.backend);
         assert_eq!(c.storage.redis_url, d.storage.redis_url);
         assert_eq!(c.storage.redis_cluster, d.storage.redis_cluster);
+        assert_eq!(c.session.logout_clears_data, d.session.logout_clears_data);
     }
 
     #[test]

@@ -92,7 +92,8 @@ define! {
     /// Logs a user in: sets the user id and rotates the session id, keeping the data.
     Login { /// User id, at least 1.
             userid: u64 } -> SessionInfo;
-    /// Logs out: user id 0, not persistent, id rotated, other data kept.
+    /// Logs out: user id 0, not persistent, id rotated, other data kept (cleared with
+    /// `session.logout_clears_data`).
     Logout {} -> SessionInfo;
     /// Makes a logged-in session persistent (remember me) or volatile again.
     SetPersistent { /// Persistent or not.

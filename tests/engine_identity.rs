@@ -1,5 +1,6 @@
 //! Who a session belongs to and which id names it, through the engine API: login needs a user
-//! and rotates the id keeping the data, logout resets user and remember-me, only logged-in
+//! and rotates the id keeping the data, logout resets user and remember-me (and keeps the other
+//! data, or clears it with `session.logout_clears_data`), only logged-in
 //! sessions can be persistent, operations racing a rotation or a destroy get `SessionGone`,
 //! and forged or foreign ids are rejected before any shard. Each test runs on memory, Redis and
 //! Redis Cluster (see `support/engine.rs`).
@@ -44,6 +45,29 @@ async fn logout_resets_user_and_persistence_rotates_and_keeps_other_data(b: Back
     assert_eq!(e.info(&s).await, Err(SessionError::SessionGone));
     assert_eq!(e.get::<String>(&out.id, "prefs", "theme").await.unwrap().as_deref(), Some("dark"));
     assert!(e.sessions_of(7).await.unwrap().is_empty());
+}
+
+async fn logout_clears_every_scope_when_configured(b: Backend) {
+    let mut c = config(2);
+    c.session.logout_clears_data = true;
+    let e = b.engine_with_clock(c).await.0;
+    let s = e.create().await.unwrap().id;
+    e.insert(&s, "prefs", "theme", &"dark").await.unwrap();
+    e.insert(&s, "__system__", "name", &"Ann").await.unwrap();
+    // Login keeps the data whatever the setting.
+    let s = e.login(&s, 7).await.unwrap().id;
+    assert_eq!(e.get::<String>(&s, "prefs", "theme").await.unwrap().as_deref(), Some("dark"));
+    e.insert(&s, "cart", "items", &["a"]).await.unwrap();
+    let out = e.logout(&s).await.unwrap();
+    assert_ne!(out.id, s);
+    assert_eq!((out.userid, out.persistent), (0, false));
+    assert_eq!(e.info(&s).await, Err(SessionError::SessionGone));
+    for scope in ["prefs", "__system__", "cart"] {
+        assert_eq!(e.keys(&out.id, scope).await.unwrap(), Vec::<String>::new(), "{scope}");
+    }
+    // The session lives on, empty, and takes new values.
+    e.insert(&out.id, "prefs", "theme", &"light").await.unwrap();
+    assert_eq!(e.get::<String>(&out.id, "prefs", "theme").await.unwrap().as_deref(), Some("light"));
 }
 
 async fn only_logged_in_sessions_can_be_persistent(b: Backend) {
@@ -116,6 +140,7 @@ async fn forged_and_foreign_ids_are_rejected_before_any_shard(b: Backend) {
 both!(
     login_needs_a_user_rotates_the_id_and_keeps_the_data,
     logout_resets_user_and_persistence_rotates_and_keeps_other_data,
+    logout_clears_every_scope_when_configured,
     only_logged_in_sessions_can_be_persistent,
     operations_in_flight_on_a_rotated_or_destroyed_id_get_session_gone,
     forged_and_foreign_ids_are_rejected_before_any_shard
@@ -124,6 +149,7 @@ both!(
 cluster!(
     login_needs_a_user_rotates_the_id_and_keeps_the_data,
     logout_resets_user_and_persistence_rotates_and_keeps_other_data,
+    logout_clears_every_scope_when_configured,
     only_logged_in_sessions_can_be_persistent,
     operations_in_flight_on_a_rotated_or_destroyed_id_get_session_gone,
     forged_and_foreign_ids_are_rejected_before_any_shard

@@ -108,7 +108,25 @@ async fn html_page_and_forms_work_without_javascript(b: Backend) {
     assert!(page.contains("nobody (user id 0)") && page.contains("id=\"visits\">4<"), "{page}");
 }
 
+/// The page says what its logout button does, and it does it: keep the visit counter
+/// (default), or with `session.logout_clears_data` start it anew.
+async fn the_page_says_what_logout_does_and_logout_does_it(b: Backend) {
+    for clears in [false, true] {
+        let f = fixture_with(b, |c| c.session.logout_clears_data = clears, None).await;
+        let app = app!(f.engine);
+        let sid = login(&app, None, false).await.sid();
+        let page = call(&app, with_sid(get("/"), &sid)).await.body;
+        let says = if clears { "Logging out clears everything" } else { "Logging out keeps this browser's other" };
+        assert!(page.contains(says) && page.contains("id=\"visits\">1<"), "{page}");
+        let new = call(&app, with_sid(post("/logout"), &sid)).await.sid();
+        let page = call(&app, with_sid(get("/"), &new)).await.body;
+        let visits = if clears { "id=\"visits\">1<" } else { "id=\"visits\">2<" };
+        assert!(page.contains("nobody (user id 0)") && page.contains(visits), "clears = {clears}: {page}");
+    }
+}
+
 both!(
+    the_page_says_what_logout_does_and_logout_does_it,
     login_rotates_the_id_keeps_the_data_and_kills_the_old_cookie,
     login_without_a_session_creates_one_and_remember_me_sets_max_age,
     logout_rotates_forgets_the_user_and_ends_remember_me,

@@ -94,6 +94,41 @@ async fn a_crash_loses_no_acknowledged_change_and_revives_no_revoked_id() {
     }
 }
 
+/// With `session.logout_clears_data`, a logout is logged as its rotation and a clear of every
+/// scope on the new id: a crash image replays to the same empty, anonymous session, whether
+/// the data was in a snapshot or only in the log, and whatever the setting at restart.
+#[actix_rt::test]
+async fn a_logout_that_cleared_the_data_replays_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut c = config(dir.path(), 2);
+    c.storage.log = EVERY;
+    c.session.logout_clears_data = true;
+    let a = SessionEngine::builder(c).clock(clock.clone()).start().unwrap();
+    let in_snapshot = a.create().await.unwrap().id;
+    a.insert(&in_snapshot, "cart", "items", &["book"]).await.unwrap();
+    a.snapshot().await.unwrap();
+    let in_log = a.create().await.unwrap().id;
+    a.insert(&in_log, "prefs", "theme", &"dark").await.unwrap();
+    let mut out = Vec::new();
+    for id in [in_snapshot, in_log] {
+        let id = a.login(&id, 5).await.unwrap().id;
+        a.insert(&id, "__system__", "name", &"Ann").await.unwrap();
+        out.push((id, a.logout(&id).await.unwrap().id));
+    }
+    let image = crash_image(dir.path());
+    a.shutdown().await;
+    let b = start_logging(image.path(), 2, &clock, EVERY);
+    for (old, new) in out {
+        assert_eq!(b.info(&old).await, Err(SessionError::SessionGone));
+        assert_eq!(b.info(&new).await.unwrap().userid, 0);
+        for scope in ["cart", "prefs", "__system__"] {
+            assert_eq!(b.keys(&new, scope).await.unwrap(), Vec::<String>::new(), "{scope} came back");
+        }
+    }
+    b.shutdown().await;
+}
+
 /// Shard 0's newest segment (the engines here have one shard).
 fn newest_segment(dir: &Path) -> PathBuf {
     let name = log_files(dir).into_iter().filter(|n| n.ends_with(".log")).max().expect("a segment");

@@ -287,6 +287,13 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
     } else {
         ""
     };
+    let logout_does = if session.config().session.logout_clears_data {
+        "Logging out clears everything this browser's session holds (your visit counter too), \
+         forgets who you are and rotates the session id."
+    } else {
+        "Logging out keeps this browser's other session data (your visit counter) but forgets \
+         who you are and rotates the session id."
+    };
     let action = if userid == 0 {
         r#"<form method="post" action="/login" class="card">
   <h2>Log in</h2>
@@ -296,12 +303,15 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
   <button type="submit" id="login">Log in</button>
   <p class="hint">Try <b>alice</b> / <b>wonderland</b> or <b>bob</b> / <b>builder</b>.</p>
 </form>"#
+            .to_owned()
     } else {
-        r#"<form method="post" action="/logout" class="card">
+        format!(
+            r#"<form method="post" action="/logout" class="card">
   <h2>Log out</h2>
-  <p>Logging out keeps your visit counter but forgets who you are and rotates the session id.</p>
+  <p id="logout-does">{logout_does}</p>
   <button type="submit" id="logout">Log out</button>
 </form>"#
+        )
     };
     Ok(format!(
         r#"<!doctype html>

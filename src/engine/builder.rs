@@ -136,6 +136,7 @@ impl EngineBuilder {
                 this.clock.clone(),
                 crate::state::Lifetimes::from_config(&c.session),
                 c.limits.clone(),
+                c.session.logout_clears_data,
             )
             .await?;
             return Ok(this.engine(robots, keyring, Store::Redis(store)));

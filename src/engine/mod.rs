@@ -338,7 +338,8 @@ impl SessionEngine {
         self.verified().login(id, userid).await
     }
 
-    /// Logs out: user id 0, volatile, id rotated, other data kept.
+    /// Logs out: user id 0, volatile, id rotated, other data kept, or, with
+    /// `session.logout_clears_data`, every scope cleared in the same atomic step.
     ///
     /// # Errors
     /// [`SessionError::SessionGone`].

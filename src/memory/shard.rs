@@ -477,7 +477,19 @@ impl Shard {
 
     pub fn logout(&mut self, id: &SessionId) -> Result<SessionInfo> {
         self.log.accepting()?;
-        self.rotate(id, 0)
+        let info = self.rotate(id, 0)?;
+        if !self.shared.config.session.logout_clears_data {
+            return Ok(info);
+        }
+        let Some(slot) = self.sessions.get_mut(info.id.random()) else { return Ok(info) };
+        slot.state.clear(None);
+        if slot.written {
+            self.changes += 1;
+            // After the `Rotate`: a crash between the two records (an unanswered logout)
+            // leaves the data only under the new id, which no client has learnt.
+            self.record(&Change::Clear { id: &info.id, scope: None });
+        }
+        Ok(info)
     }
 
     pub fn set_persistent(&mut self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {

@@ -30,6 +30,8 @@ pub(super) struct Core {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) lifetimes: Lifetimes,
     pub(super) limits: LimitsConfig,
+    /// `session.logout_clears_data`.
+    logout_clears_data: bool,
     stopped: AtomicBool,
     created: AtomicU64,
     destroyed: AtomicU64,
@@ -47,6 +49,7 @@ impl RedisStore {
         clock: Arc<dyn Clock>,
         lifetimes: Lifetimes,
         limits: LimitsConfig,
+        logout_clears_data: bool,
     ) -> std::result::Result<Self, StartError> {
         let shown = redact_redis_url(url);
         let (runtime, link) = Link::open(url, cluster, shown.clone()).await.map_err(|message| StartError::Backend {
@@ -61,6 +64,7 @@ impl RedisStore {
             clock,
             lifetimes,
             limits,
+            logout_clears_data,
             stopped: AtomicBool::new(false),
             created: AtomicU64::new(0),
             destroyed: AtomicU64::new(0),
@@ -375,8 +379,9 @@ impl Core {
                 self.index(userid, &new.member).await?;
             }
             let uid = userid.to_string();
-            let result =
-                self.exec_keys(&scripts::ROTATE, &[&old.session, &old.lock, &new.session], "", &[uid.as_bytes()]).await;
+            let clear: &[u8] = if userid == 0 && self.logout_clears_data { b"1" } else { b"0" };
+            let keys: [&str; 3] = [&old.session, &old.lock, &new.session];
+            let result = self.exec_keys(&scripts::ROTATE, &keys, "", &[uid.as_bytes(), clear]).await;
             let reply = match result {
                 Ok(r) if r.status() == Status::Ok => r,
                 other => {

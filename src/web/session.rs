@@ -130,6 +130,11 @@ impl Session {
             .get_or_init(|| shared.engine.robots().is_robot(shared.user_agent.as_ref().map(HeaderValue::as_bytes)))
     }
 
+    /// The engine's configuration (what a page may tell its users, e.g. what logging out does).
+    pub fn config(&self) -> &crate::config::Config {
+        self.engine().config()
+    }
+
     /// Whether this request has a session or may get one: `false` only for a robot (or a
     /// missing User-Agent) without a valid session. Draco's `if session:`.
     pub fn is_available(&self) -> bool {
@@ -259,7 +264,8 @@ impl Session {
         self.changed(done)
     }
 
-    /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept.
+    /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept
+    /// (every scope cleared too with `session.logout_clears_data`).
     /// Without a session it does nothing.
     ///
     /// # Errors

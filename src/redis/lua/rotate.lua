@@ -1,5 +1,6 @@
 -- ROTATE (login/logout): moves the session to KEYS[3] (same slot) with user ARGV[6]; the old
--- key is gone in the same step.
+-- key is gone in the same step. ARGV[7] "1": every value is deleted too (a logout with
+-- session.logout_clears_data), in the same step.
 -- Answers "ok", the metadata and the previous user id; {"gone"}, {"locked"}, {"exists"} when
 -- KEYS[3] is taken.
 if not load(true) then return {'gone'} end
@@ -12,5 +13,11 @@ m[1] = new
 redis.call('RENAME', key, KEYS[3])
 key = KEYS[3]
 redis.call('HSET', key, 'u', m[1], 'p', m[2])
+if ARGV[7] == '1' then
+  -- Values are the fields "d<scope len>:..." (keys.rs); metadata fields never start with "d".
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 1) == 'd' then redis.call('HDEL', key, f) end
+  end
+end
 slide()
 return reply(old)
