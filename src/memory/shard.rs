@@ -481,13 +481,13 @@ impl Shard {
         if !self.shared.config.session.logout_clears_data {
             return Ok(info);
         }
-        let Some(slot) = self.sessions.get_mut(info.id.random()) else { return Ok(info) };
+        let Some(slot) = self.sessions.get_mut(info.id.locator()) else { return Ok(info) };
         slot.state.clear(None);
         if slot.written {
             self.changes += 1;
             // After the `Rotate`: a crash between the two records (an unanswered logout)
             // leaves the data only under the new id, which no client has learnt.
-            self.record(&Change::Clear { id: &info.id, scope: None });
+            self.record(&Change::Clear { id: info.id.locator(), scope: None });
         }
         Ok(info)
     }
