@@ -140,15 +140,21 @@ pub enum SameSite {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct CookieConfig {
-    /// Cookie name. Defaults to `"sid"`.
+    /// Cookie name. Defaults to `"sid"`. Prefer `"__Host-sid"` when serving HTTPS: browsers
+    /// then accept the cookie only with `Secure`, `Path=/` and no `Domain`, so no other
+    /// subdomain or plain-HTTP page can set or shadow it. The rules of the `__Host-` prefix
+    /// (`secure = true`, `path = "/"`, no `domain`) and of `__Secure-` (`secure = true`) are
+    /// checked at start-up.
     pub name: String,
     /// Send the cookie only over HTTPS. Defaults to `true`; set `false` for plain-HTTP local demos.
     pub secure: bool,
     /// `SameSite` attribute: `"lax"`, `"strict"` or `"none"`. Defaults to `"lax"`.
     pub same_site: SameSite,
-    /// `Path` attribute. Defaults to `"/"`.
+    /// `Path` attribute: starts with `/`, visible ASCII without spaces, `;` or `,`.
+    /// Defaults to `"/"`.
     pub path: String,
-    /// `Domain` attribute. Defaults to none (host-only cookie).
+    /// `Domain` attribute: a host name such as `"example.com"` (a leading dot is allowed and
+    /// ignored by browsers). Defaults to none (host-only cookie).
     pub domain: Option<String>,
 }
 
@@ -483,16 +489,58 @@ impl CookieConfig {
         if c.same_site == SameSite::None && !c.secure {
             return bad("cookie.same_site", "\"none\" requires cookie.secure = true");
         }
-        if !c.path.starts_with('/') || c.path.contains([';', ',']) {
-            return bad("cookie.path", format!("{:?} must start with / and hold no ; or ,", c.path));
+        // Every `Set-Cookie` is built from these: a byte a header cannot hold would fail every
+        // response that sets the cookie, so they are checked here, once.
+        if !c.path.starts_with('/') || !c.path.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
+            return bad(
+                "cookie.path",
+                format!("{:?} must start with / and hold only visible ASCII, without spaces, ; or ,", c.path),
+            );
         }
         if let Some(d) = &c.domain
-            && (d.is_empty() || d.contains([';', ',', ' ']))
+            && !is_hostname(d.strip_prefix('.').unwrap_or(d))
         {
-            return bad("cookie.domain", format!("{d:?} is not a valid domain"));
+            return bad(
+                "cookie.domain",
+                format!("{d:?} is not a host name (letters, digits, - and dots, such as \"example.com\")"),
+            );
+        }
+        c.check_prefix()
+    }
+
+    /// The rules browsers enforce for the `__Host-` and `__Secure-` name prefixes (matched
+    /// without regard to case, as browsers do): a cookie that breaks them is silently dropped,
+    /// which would log everyone out.
+    fn check_prefix(&self) -> Result<(), Invalid> {
+        let c = self;
+        let has = |prefix: &str| c.name.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+        if has("__Host-") {
+            if !c.secure {
+                return bad("cookie.secure", format!("must be true for the __Host- cookie name {:?}", c.name));
+            }
+            if c.path != "/" {
+                return bad("cookie.path", format!("must be \"/\" for the __Host- cookie name {:?}", c.name));
+            }
+            if c.domain.is_some() {
+                return bad("cookie.domain", format!("must be unset for the __Host- cookie name {:?}", c.name));
+            }
+        } else if has("__Secure-") && !c.secure {
+            return bad("cookie.secure", format!("must be true for the __Secure- cookie name {:?}", c.name));
         }
         Ok(())
     }
+}
+
+/// A host name: dot-separated labels of letters, digits and `-` (not at a label's ends), each
+/// 1 to 63 bytes, 253 bytes in all.
+fn is_hostname(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    (1..=253).contains(&name.len()) && name.split('.').all(label_ok)
 }
 
 impl StorageConfig {
@@ -759,6 +807,64 @@ mod tests {
             let e = Config::from_toml(toml, "f.toml").unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("f.toml"), "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn cookie_path_and_domain_must_be_header_safe() {
+        for (toml, key) in [
+            ("[cookie]\npath = \"/a\\u0001b\"", "cookie.path"),
+            ("[cookie]\npath = \"/a\\nSet-Cookie: x=1\"", "cookie.path"),
+            ("[cookie]\npath = \"/a\\u007f\"", "cookie.path"),
+            ("[cookie]\npath = \"/a b\"", "cookie.path"),
+            ("[cookie]\npath = \"/a;b\"", "cookie.path"),
+            ("[cookie]\npath = \"/é\"", "cookie.path"),
+            ("[cookie]\npath = \"app\"", "cookie.path"),
+            ("[cookie]\ndomain = \"exa\\u0001mple.com\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"example.com; Secure\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"a.com,b.com\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"exa mple.com\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"example..com\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"-example.com\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"example.com:8080\"", "cookie.domain"),
+            ("[cookie]\ndomain = \"exämple.com\"", "cookie.domain"),
+        ] {
+            let e = Config::from_toml(toml, "f.toml").unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { key: k, .. } if *k == key), "{toml}: {e:?}");
+            assert!(e.to_string().contains("f.toml"), "{e}");
+        }
+        for toml in [
+            "[cookie]\npath = \"/app/v1-x_y.z~%20\"",
+            "[cookie]\ndomain = \"example.com\"",
+            "[cookie]\ndomain = \".Sub-1.example.com\"",
+            "[cookie]\ndomain = \"localhost\"",
+            "[cookie]\ndomain = \"127.0.0.1\"",
+        ] {
+            Config::from_toml(toml, "f.toml").unwrap_or_else(|e| panic!("{toml}: {e}"));
+        }
+    }
+
+    #[test]
+    fn cookie_name_prefixes_have_their_rules_checked() {
+        for (toml, key) in [
+            ("[cookie]\nname = \"__Host-sid\"\nsecure = false", "cookie.secure"),
+            ("[cookie]\nname = \"__host-sid\"\nsecure = false", "cookie.secure"),
+            ("[cookie]\nname = \"__Host-sid\"\npath = \"/app\"", "cookie.path"),
+            ("[cookie]\nname = \"__Host-sid\"\ndomain = \"example.com\"", "cookie.domain"),
+            ("[cookie]\nname = \"__Secure-sid\"\nsecure = false", "cookie.secure"),
+            ("[cookie]\nname = \"__SECURE-sid\"\nsecure = false", "cookie.secure"),
+        ] {
+            let e = Config::from_toml(toml, "f.toml").unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { key: k, .. } if *k == key), "{toml}: {e:?}");
+            let text = e.to_string();
+            assert!(text.contains("f.toml") && text.contains("sid"), "{text}");
+        }
+        let c = Config::from_toml("[cookie]\nname = \"__Host-sid\"", "f.toml").unwrap();
+        assert_eq!((c.cookie.name.as_str(), c.cookie.secure, c.cookie.path.as_str()), ("__Host-sid", true, "/"));
+        Config::from_toml("[cookie]\nname = \"__Secure-sid\"\npath = \"/app\"\ndomain = \"example.com\"", "f.toml")
+            .unwrap();
+        // Only the prefix at the start counts.
+        Config::from_toml("[cookie]\nname = \"my__Host-sid\"\nsecure = false", "f.toml").unwrap();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, web};
-use draco_session::{ManualClock, SessionMiddleware};
+use draco_session::{ManualClock, SessionEngine, SessionMiddleware};
 use serde_json::json;
 
 use support::*;
@@ -150,6 +150,49 @@ async fn destroy_sends_a_removal_cookie_and_the_id_is_dead(b: Backend) {
     assert!(call(&app, post("/test/destroy")).await.set_cookies.is_empty());
 }
 
+async fn a_host_prefixed_cookie_works_end_to_end(b: Backend) {
+    let f = fixture_with(b, |c| c.cookie.name = "__Host-sid".into(), None).await;
+    let app = app!(f.engine);
+    let r = call(&app, get("/api/session")).await;
+    let cookie = r.cookie().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-sid="), "{cookie}");
+    // What browsers require of a __Host- cookie, or they drop it.
+    for attr in ["; Secure", "; Path=/"] {
+        assert!(cookie.contains(attr), "{cookie} lacks {attr}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    // Sent back as a browser would over HTTPS (the test client keeps no cookies itself).
+    let sid = cookie["__Host-sid=".len()..].split(';').next().unwrap().to_owned();
+    let back = |req: TestRequest| req.insert_header(("cookie", format!("__Host-sid={sid}")));
+    let r = call(&app, back(get("/api/session"))).await;
+    assert_eq!((r.json()["visits"].as_i64(), r.set_cookies.len()), (Some(2), 0));
+    let r = call(&app, back(post("/api/login")).set_json(json!({"username": "bob", "password": "builder"}))).await;
+    assert_eq!(r.json()["userid"], 2);
+    let rotated = r.cookie().unwrap();
+    assert!(rotated.starts_with("__Host-sid=") && !rotated.starts_with(&format!("__Host-sid={sid}")), "{rotated}");
+    let r = call(&app, back(post("/test/destroy"))).await;
+    assert!(r.cookie().unwrap().starts_with("__Host-sid=;"), "{:?}", r.set_cookies);
+}
+
+/// A control character in `cookie.path` or `cookie.domain` used to pass the checks and then
+/// make every `Set-Cookie` panic; now the engine refuses to start, naming the key.
+#[actix_web::test]
+async fn unsafe_cookie_path_or_domain_stops_start_up() {
+    for (edit, key) in [
+        (
+            Box::new(|c: &mut draco_session::Config| c.cookie.path = "/app\u{1}".into()) as Box<dyn Fn(&mut _)>,
+            "cookie.path",
+        ),
+        (Box::new(|c: &mut draco_session::Config| c.cookie.path = "/a\r\nX: y".into()), "cookie.path"),
+        (Box::new(|c: &mut draco_session::Config| c.cookie.domain = Some("example.com\u{7f}".into())), "cookie.domain"),
+        (Box::new(|c: &mut draco_session::Config| c.cookie.domain = Some("a b.com".into())), "cookie.domain"),
+    ] {
+        let (config, _dir) = config(|c| edit(c));
+        let e = SessionEngine::start(config).expect_err("an unsafe cookie attribute must stop start-up").to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+}
+
 both!(
     read_only_visits_create_no_session_and_no_cookie,
     first_write_sets_a_volatile_cookie_with_every_attribute,
@@ -157,5 +200,6 @@ both!(
     set_cookie_only_when_the_cookie_changes,
     persistent_cookie_is_refreshed_at_most_once_a_day,
     expired_session_is_no_session,
-    destroy_sends_a_removal_cookie_and_the_id_is_dead
+    destroy_sends_a_removal_cookie_and_the_id_is_dead,
+    a_host_prefixed_cookie_works_end_to_end
 );
