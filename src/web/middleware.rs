@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::SET_COOKIE;
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use actix_web::{Error, HttpMessage};
 use futures_util::future::LocalBoxFuture;
 
@@ -18,7 +18,10 @@ use crate::error::ConfigError;
 /// first operation carries the cookie's lookup along).
 /// After the handler it adds a `Set-Cookie` only when the cookie changed: a new session, a
 /// rotation by login/logout, a persistence change, `destroy()`, or the daily refresh of a
-/// remember-me cookie's `Max-Age`.
+/// remember-me cookie's `Max-Age`. A response carrying that `Set-Cookie` also gets
+/// `Cache-Control: no-store`, so no shared cache keeps the session id for other clients,
+/// unless the handler set a `Cache-Control` of its own (then keeping cookies out of caches is
+/// the handler's job).
 ///
 /// That refresh happens on a persistent session's first use in a UTC calendar day: the
 /// middleware compares the day of the session's `last_access` before the request (the engine's
@@ -121,7 +124,13 @@ where
         Box::pin(async move {
             let mut response = service.call(req).await?;
             if let Some(cookie) = session.finish().await {
-                response.response_mut().headers_mut().append(SET_COOKIE, cookie);
+                let headers = response.response_mut().headers_mut();
+                headers.append(SET_COOKIE, cookie);
+                // A cache that stored this response would hand the cookie, a session id, to
+                // the next client. The handler's own Cache-Control, if any, is its call.
+                if !headers.contains_key(CACHE_CONTROL) {
+                    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
             }
             Ok(response)
         })

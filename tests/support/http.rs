@@ -125,6 +125,12 @@ pub async fn destroy(session: Session) -> Result<HttpResponse, WebError> {
     Ok(HttpResponse::Ok().body(existed.to_string()))
 }
 
+/// Writes the session (a first visit gets a cookie) and sets a Cache-Control of its own.
+pub async fn own_cache_control(session: Session) -> Result<HttpResponse, WebError> {
+    session.insert("k", &1).await?;
+    Ok(HttpResponse::Ok().insert_header(("cache-control", "private, max-age=60")).body("cached privately"))
+}
+
 pub async fn untouched(_session: Session) -> HttpResponse {
     HttpResponse::Ok().body("not looked at")
 }
@@ -158,6 +164,7 @@ macro_rules! app {
                 .route("/test/destroy", ::actix_web::web::post().to($crate::support::destroy))
                 .route("/test/maybe", ::actix_web::web::get().to($crate::support::maybe))
                 .route("/test/untouched", ::actix_web::web::get().to($crate::support::untouched))
+                .route("/test/own-cache-control", ::actix_web::web::get().to($crate::support::own_cache_control))
                 .route("/test/scopes", ::actix_web::web::post().to($crate::support::write_default_scope)),
         )
         .await
@@ -182,6 +189,7 @@ pub struct Reply {
     pub status: StatusCode,
     pub set_cookies: Vec<String>,
     pub location: Option<String>,
+    pub cache_control: Option<String>,
     pub body: String,
 }
 
@@ -218,6 +226,7 @@ where
         status,
         set_cookies: headers.get_all(SET_COOKIE).map(|v| v.to_str().unwrap().to_owned()).collect(),
         location: headers.get("location").map(|v| v.to_str().unwrap().to_owned()),
+        cache_control: headers.get("cache-control").map(|v| v.to_str().unwrap().to_owned()),
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
