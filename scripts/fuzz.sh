@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../fuzz"
 SECONDS_PER_TARGET=${1:-600}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(session_id cookie_header user_agent snapshot log_segment config)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(session_id cookie_header user_agent snapshot log_segment config csrf_token)
 mkdir -p target/logs
 
 status=0

@@ -21,7 +21,8 @@ use crate::snapshot::format;
 pub use crate::state::SessionState;
 
 /// The fuzz targets, by name (the directory names under `fuzz/corpus/`).
-pub const TARGETS: &[&str] = &["session_id", "cookie_header", "user_agent", "snapshot", "log_segment", "config"];
+pub const TARGETS: &[&str] =
+    &["session_id", "cookie_header", "user_agent", "snapshot", "log_segment", "config", "csrf_token"];
 
 /// Runs target `name` on `data`.
 ///
@@ -35,6 +36,7 @@ pub fn run(name: &str, data: &[u8]) {
         "snapshot" => snapshot(data),
         "log_segment" => log_segment(data),
         "config" => config(data),
+        "csrf_token" => csrf_token(data),
         other => panic!("unknown fuzz target {other:?}; known: {TARGETS:?}"),
     }
 }
@@ -202,4 +204,29 @@ pub fn config(data: &[u8]) {
     if let Ok(config) = Config::from_toml(text, "fuzz.toml") {
         config.validate("fuzz.toml").expect("an accepted config stays valid");
     }
+}
+
+/// The CSRF token reader (`web::csrf::unmask`), which gets whatever a form or header carried.
+///
+/// Invariants: a token that unmasks is exactly `TOKEN_LEN` bytes and is the masking of the
+/// secret it gave with its own pad (one text form per token); a fresh token with the input's
+/// first bytes swapped in unmasks to nothing or, again, to a secret that masks back to it.
+pub fn csrf_token(data: &[u8]) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use crate::web::csrf::{SECRET_LEN, TOKEN_LEN, mask, mask_with, unmask};
+
+    let masks_back = |token: &[u8]| {
+        let Some(secret) = unmask(token) else { return };
+        assert_eq!(token.len(), TOKEN_LEN);
+        let bytes = URL_SAFE_NO_PAD.decode(token).expect("an unmasked token is base64url");
+        let pad: [u8; SECRET_LEN] = bytes[..SECRET_LEN].try_into().expect("a token holds a pad");
+        assert_eq!(mask_with(&secret, &pad).as_bytes(), token, "a token has one text form");
+    };
+    masks_back(data);
+    let mut token = mask(&[0x5a; SECRET_LEN]).into_bytes();
+    let n = data.len().min(TOKEN_LEN);
+    token[..n].copy_from_slice(&data[..n]);
+    masks_back(&token);
 }

@@ -46,7 +46,7 @@
 //! | [`Get`], [`Set`], [`Login`], … [`EngineMessage`], [`SessionMessage`], [`SessionInfo`], [`EngineStats`] | the typed messages of the design, sent with [`SessionEngine::send`], and what the engine answers |
 //! | [`RobotDetector`] | robot detection on its own (the middleware uses the engine's) |
 //! | [`Clock`], [`SystemClock`], [`ManualClock`] | a clock to wind forward in tests, so expiry is tested without sleeping |
-//! | [`DEFAULT_SCOPE`], [`MAX_NAME_LEN`] | Draco's default namespace and the name limit |
+//! | [`DEFAULT_SCOPE`], [`MAX_NAME_LEN`], [`RESERVED_SCOPE_PREFIX`] | Draco's default namespace, the name limit, and the scope names kept for the crate's own data (the CSRF secret) |
 //!
 //! Everything else (the shard, its worker actor and supervisor, the Redis store, the snapshot
 //! format) is internal. How the layers fit together, one request's path and the invariants
@@ -76,8 +76,8 @@ mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, LimitsConfig, LogMode, SECRET_ENV, SameSite, SessionConfig, StorageBackend,
-    StorageConfig,
+    CONFIG_ENV, Config, CookieConfig, CsrfConfig, LimitsConfig, LogMode, SECRET_ENV, SameSite, SessionConfig,
+    StorageBackend, StorageConfig,
 };
 pub use engine::{EngineBuilder, EngineMessage, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};
@@ -86,7 +86,7 @@ pub use memory::Placement;
 pub use message::*;
 pub use robot::{RobotDetector, RobotsConfig};
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN};
-pub use web::{MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError};
+pub use web::{MaybeSession, Namespace, RESERVED_SCOPE_PREFIX, Session, SessionMiddleware, SessionService, WebError};
 
 /// The crate's design: `ARCHITECTURE.md`, rendered here so it ships with the docs.
 #[doc = include_str!("../ARCHITECTURE.md")]

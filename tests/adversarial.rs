@@ -233,7 +233,8 @@ async fn a_creation_flood_hits_max_sessions_and_existing_sessions_keep_working()
     let (mut created, mut refused) = (0, 0);
     for i in 0..2_000 {
         // One client, never sending its cookie back: every request is a new visitor.
-        let r = call(&app, TestRequest::post().uri("/api/incr/n").insert_header(("user-agent", BROWSER))).await;
+        let post = TestRequest::post().uri("/api/incr/n").insert_header(("content-type", "application/json"));
+        let r = call(&app, post.insert_header(("user-agent", BROWSER))).await;
         match r.status {
             StatusCode::OK => {
                 created += 1;

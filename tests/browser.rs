@@ -1,12 +1,13 @@
 //! End to end in a real headless Chromium, driven through chromedriver (WebDriver): the
 //! remember-me demo keeps a "remember me" login across a browser restart and forgets a plain
-//! one.
+//! one, and pages of another site cannot log a visitor in or out (cross-site request forgery).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium
 //! chromium-driver`; `$CHROME` and `$CHROMEDRIVER` override the paths) and the demo binary,
 //! which a plain `cargo test` builds (with a target filter: `cargo build --example
 //! remember_me` first). A missing piece fails the test with a message saying so.
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -216,4 +217,125 @@ async fn remember_me_survives_a_browser_restart_and_a_plain_login_does_not() {
     world.demo.terminate();
     let status = world.demo.wait_for_exit(Duration::from_secs(20));
     assert!(status.success(), "the demo exited with {status} on SIGTERM");
+}
+
+/// The attacker's pages, for a victim whose demo is at `demo` (`http://127.0.0.1:port`). Each
+/// page sends its forged request as soon as it loads; the `fetch` ones then add `#done`.
+fn attack_page(path: &str, demo: &str) -> Option<String> {
+    let login = r#"{"username":"alice","password":"wonderland","remember":true}"#;
+    let autosubmit = |action: &str, enctype: &str, fields: &str| {
+        format!(
+            r#"<!doctype html><form id="f" method="post" action="{demo}{action}" enctype="{enctype}">{fields}</form>
+<script>document.getElementById("f").submit()</script>"#
+        )
+    };
+    let fetch = |route: &str| {
+        format!(
+            r#"<!doctype html><script>
+fetch("{demo}{route}", {{method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"Content-Type": "text/plain"}}, body: {login:?}}})
+  .catch(() => null)
+  .then(() => {{ const p = document.createElement("p"); p.id = "done"; document.body.append(p); }});
+</script>"#
+        )
+    };
+    // A text/plain form whose one field's name and value join into a JSON body.
+    let json_fields = r#"<input name='{"username":"alice","password":"wonderland","remember":true,"x":"' value='"}'>"#;
+    let form_fields = r#"<input name="username" value="alice"><input name="password" value="wonderland">
+<input name="remember" value="on">"#;
+    Some(match path {
+        "/form-login" => autosubmit("/login", "application/x-www-form-urlencoded", form_fields),
+        "/json-login" => autosubmit("/api/login", "text/plain", json_fields),
+        "/fetch-login" => fetch("/api/login"),
+        "/form-logout" => autosubmit("/logout", "application/x-www-form-urlencoded", ""),
+        "/json-logout" => autosubmit("/api/logout", "text/plain", json_fields),
+        "/fetch-logout" => fetch("/api/logout"),
+        _ => return None,
+    })
+}
+
+/// Serves [`attack_page`]s on a port of its own, on a thread that lives as long as the test.
+fn serve_attacker(demo: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let (status, body) = match attack_page(&path, &demo) {
+                Some(page) => ("200 OK", page),
+                None => ("404 Not Found", String::new()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+impl World {
+    /// Opens the attacker's page `path` and waits until its forged request has been answered:
+    /// a form's navigation reached the demo, or the `fetch` settled.
+    async fn visit_attack(&self, client: &Client, attacker: &str, path: &str) {
+        client.goto(&format!("{attacker}{path}")).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let url = client.current_url().await.unwrap();
+            let settled = if path.starts_with("/fetch") {
+                client.find(Locator::Id("done")).await.is_ok()
+            } else {
+                url.as_str().starts_with(&self.base)
+            };
+            if settled {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{path}: the forged request was not answered within 20 s (at {url})");
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn user_now(&self, client: &Client) -> String {
+        client.goto(&format!("{}/", self.base)).await.unwrap();
+        self.text(client, "user").await
+    }
+}
+
+#[actix_web::test]
+async fn pages_of_another_site_cannot_log_a_visitor_in_or_out() {
+    let world = start();
+    // Another site: `localhost` is not the same site as `127.0.0.1`, whatever the ports.
+    let attacker = format!("http://localhost:{}", serve_attacker(world.base.clone()));
+    let client = world.browser("victim").await;
+    assert_eq!(world.user_now(&client).await, "nobody (user id 0)");
+
+    // Login CSRF: an auto-submitting form, a text/plain "JSON" form, a no-cors fetch.
+    for page in ["/form-login", "/json-login", "/fetch-login"] {
+        world.visit_attack(&client, &attacker, page).await;
+        assert_eq!(world.user_now(&client).await, "nobody (user id 0)", "{page} logged the visitor in");
+    }
+
+    // Logout CSRF, against a visitor logged in for real.
+    world.log_in(&client, false).await;
+    for page in ["/form-logout", "/json-logout", "/fetch-logout"] {
+        world.visit_attack(&client, &attacker, page).await;
+        assert_eq!(world.user_now(&client).await, "alice (user id 1)", "{page} logged the visitor out");
+    }
+
+    // The visitor's own forms still work.
+    client.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    client.wait().for_element(Locator::Id("login")).await.unwrap();
+    assert_eq!(world.text(&client, "user").await, "nobody (user id 0)");
+    client.close().await.unwrap();
 }

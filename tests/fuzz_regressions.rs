@@ -99,3 +99,8 @@ fn log_segment() {
 fn config() {
     replay("config");
 }
+
+#[test]
+fn csrf_token() {
+    replay("csrf_token");
+}

@@ -82,8 +82,9 @@ async fn html_page_and_forms_work_without_javascript(b: Backend) {
     assert_eq!(r.status, 200);
     assert!(r.body.contains("id=\"visits\">1<") && r.body.contains("action=\"/login\""), "{}", r.body);
     let sid = r.sid();
+    let token = csrf_of(&r.body);
     let form = |pw: &str, remember: bool| {
-        let mut fields = vec![("username", "alice"), ("password", pw)];
+        let mut fields = vec![("username", "alice"), ("password", pw), ("csrf", &token)];
         if remember {
             fields.push(("remember", "on"));
         }
@@ -100,7 +101,7 @@ async fn html_page_and_forms_work_without_javascript(b: Backend) {
     let page = call(&app, with_sid(get("/"), &sid)).await.body;
     assert!(page.contains("alice (user id 1)") && page.contains("id=\"visits\">3<"), "{page}");
     assert!(page.contains(&sid) && page.contains("action=\"/logout\""));
-    let r = call(&app, with_sid(post("/logout"), &sid)).await;
+    let r = call(&app, with_sid(post("/logout"), &sid).set_form([("csrf", csrf_of(&page))])).await;
     assert_eq!((r.status.as_u16(), r.location.as_deref()), (303, Some("/")));
     let new = r.sid();
     assert_ne!(new, sid);

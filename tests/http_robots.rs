@@ -29,6 +29,9 @@ fn as_robot(req: TestRequest, ua: Option<&str>) -> TestRequest {
     if let Some(ua) = ua {
         out = out.insert_header(("user-agent", ua));
     }
+    if let Some(content_type) = req.head().headers().get("content-type") {
+        out = out.insert_header(("content-type", content_type.clone()));
+    }
     out
 }
 

@@ -3,8 +3,11 @@
 //! Shared by `main.rs` and the HTTP tests (`tests/support/http.rs` includes this file), so the tests
 //! exercise exactly what the demo serves.
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, LOCATION};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, error, web};
 use draco_session::{Session, SessionError, WebError};
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,11 @@ const USERS: [(&str, &str, u64); 2] = [("alice", "wonderland", 1), ("bob", "buil
 /// Registers every route. `max_value_bytes` is the engine's `limits.max_value_bytes`: JSON
 /// bodies somewhat larger still reach the engine (and get its 413), much larger ones are cut
 /// off by the JSON reader (also a 413).
+///
+/// Against cross-site request forgery (besides the session middleware's origin guard): the
+/// HTML forms carry the session's CSRF token, checked before they act (403 otherwise), and
+/// every POST, PUT and DELETE of the JSON API must say `Content-Type: application/json`
+/// (415 otherwise), which no other site's form or no-cors `fetch` can send.
 pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -30,14 +38,40 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
     .route("/", web::get().to(page))
     .route("/login", web::post().to(form_login))
     .route("/logout", web::post().to(form_logout))
-    .route("/api/session", web::get().to(api_session))
-    .route("/api/login", web::post().to(api_login))
-    .route("/api/logout", web::post().to(api_logout))
-    .route("/api/persistent", web::post().to(api_persistent))
-    .route("/api/incr/{name}", web::post().to(api_incr))
-    .route("/api/ns/{scope}/{key}", web::put().to(ns_put))
-    .route("/api/ns/{scope}/{key}", web::get().to(ns_get))
-    .route("/api/ns/{scope}/{key}", web::delete().to(ns_delete));
+    .service(
+        web::scope("/api")
+            .wrap(from_fn(json_only))
+            .route("/session", web::get().to(api_session))
+            .route("/login", web::post().to(api_login))
+            .route("/logout", web::post().to(api_logout))
+            .route("/persistent", web::post().to(api_persistent))
+            .route("/incr/{name}", web::post().to(api_incr))
+            .route("/ns/{scope}/{key}", web::put().to(ns_put))
+            .route("/ns/{scope}/{key}", web::get().to(ns_get))
+            .route("/ns/{scope}/{key}", web::delete().to(ns_delete)),
+    );
+}
+
+/// Whether the request says its body is JSON (`application/json`, or `application/*+json`).
+fn says_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The API's unsafe methods take JSON only, even without a body: a cross-site form or no-cors
+/// `fetch` can send `text/plain` (whose body may well parse as JSON) but never
+/// `application/json` without the CORS preflight this demo does not answer.
+async fn json_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, error::Error> {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && !says_json(req.headers()) {
+        let refusal = problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json");
+        return Ok(req.into_response(refusal).map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }
 
 fn json_error(e: &error::JsonPayloadError) -> error::Error {
@@ -218,9 +252,30 @@ struct LoginForm {
     password: String,
     /// Present (as "on") only when the box is ticked.
     remember: Option<String>,
+    /// The page's CSRF token (a missing one is a wrong one).
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The answer to a form whose CSRF token is not this session's: forged by another site, or
+/// from a page older than the session's last login, logout or expiry.
+fn forged_form() -> HttpResponse {
+    HttpResponse::Forbidden()
+        .content_type("text/plain; charset=utf-8")
+        .body("this form is out of date or was not sent from this site: reload the page and try again")
 }
 
 async fn form_login(session: Session, form: web::Form<LoginForm>) -> Result<HttpResponse, WebError> {
+    // A robot gets no session, so nothing happens and there is nothing to protect.
+    if session.is_available() && !session.verify_csrf(&form.csrf).await? {
+        return Ok(forged_form());
+    }
     let Some(userid) = authenticate(&form.username, &form.password) else {
         return Ok(see_other("/?login=failed"));
     };
@@ -231,7 +286,10 @@ async fn form_login(session: Session, form: web::Form<LoginForm>) -> Result<Http
     Ok(see_other("/"))
 }
 
-async fn form_logout(session: Session) -> Result<HttpResponse, WebError> {
+async fn form_logout(session: Session, form: web::Form<LogoutForm>) -> Result<HttpResponse, WebError> {
+    if !session.verify_csrf(&form.csrf).await? {
+        return Ok(forged_form());
+    }
     session.logout().await?;
     Ok(see_other("/"))
 }
@@ -279,6 +337,8 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
     } else {
         "no: the cookie ends with the browser"
     };
+    // A robot has no session and so no token; its forms do nothing anyway.
+    let csrf = if available { session.csrf_token().await? } else { String::new() };
     let notice = if !available {
         "<p class=\"warn\">Your browser was taken for a robot (its User-Agent is a crawler, a \
          script or missing), so it gets no session and no cookie.</p>"
@@ -296,6 +356,7 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
     };
     let action = if userid == 0 {
         r#"<form method="post" action="/login" class="card">
+  <input type="hidden" name="csrf" value="{csrf}">
   <h2>Log in</h2>
   <label>User name <input name="username" autocomplete="username" required></label>
   <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
@@ -307,6 +368,7 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
     } else {
         format!(
             r#"<form method="post" action="/logout" class="card">
+  <input type="hidden" name="csrf" value="{{csrf}}">
   <h2>Log out</h2>
   <p id="logout-does">{logout_does}</p>
   <button type="submit" id="logout">Log out</button>
@@ -357,6 +419,7 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
 </html>
 "#,
         id = escape(&id),
+        action = action.replace("{csrf}", &escape(&csrf)),
     ))
 }
 

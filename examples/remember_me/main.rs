@@ -22,6 +22,10 @@
 //! | `POST /api/incr/{name}` | atomic increment in scope `counters`; `{"value": n}` |
 //! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent |
 //!
+//! Against cross-site request forgery the forms carry the session's CSRF token (a form without
+//! it gets a 403), every POST/PUT/DELETE of the API must say `Content-Type: application/json`
+//! (else 415), and the session middleware refuses other sites' unsafe requests (403).
+//!
 //! A robot (a crawler, a script such as curl, or no User-Agent) gets every answer with
 //! `"available": false` and never a cookie.
 //!

@@ -53,7 +53,8 @@ impl Browser<'_> {
             "DELETE" => self.client.delete(&url),
             _ => self.client.post(&url),
         };
-        req = req.insert_header(("User-Agent", BROWSER_UA));
+        // The demo's API takes unsafe methods only as JSON, bodyless ones included.
+        req = req.insert_header(("User-Agent", BROWSER_UA)).insert_header(("Content-Type", "application/json"));
         if let Some(c) = cookie.as_deref() {
             req = req.insert_header(("Cookie", format!("{}={c}", self.cookie_name)));
         }

@@ -13,7 +13,8 @@ use crate::error::SessionError;
 ///
 /// | error | status |
 /// |---|---|
-/// | [`NoSession`](Self::NoSession) (a robot) | 403 |
+/// | [`NoSession`](Self::NoSession) (a robot), [`CrossSite`](Self::CrossSite) | 403 |
+/// | [`ReservedScope`](Self::ReservedScope) | 400 |
 /// | `NotLoggedIn`, `SessionGone` | 409 |
 /// | `InvalidName`, `InvalidUserId` | 400 |
 /// | `ValueTooLarge`, `TooManyKeys` | 413 |
@@ -25,6 +26,15 @@ pub enum WebError {
     /// The request has no session and may not get one: its User-Agent is a robot (or missing).
     #[error("no session: this client is treated as a robot and gets no session")]
     NoSession,
+    /// A [`Namespace`](super::Namespace) whose name starts with
+    /// [`RESERVED_SCOPE_PREFIX`](super::RESERVED_SCOPE_PREFIX), which the crate keeps for its
+    /// own data.
+    #[error("scope names starting with \"__draco.\" are reserved for draco-session's own data")]
+    ReservedScope,
+    /// The origin guard (`[csrf] origin_guard`) refused an unsafe request (POST, PUT, PATCH,
+    /// DELETE) that another site made the browser send.
+    #[error("cross-site request refused: {0}")]
+    CrossSite(&'static str),
     /// The [`SessionMiddleware`](super::SessionMiddleware) is not installed around this route.
     #[error("SessionMiddleware is not installed: wrap the App or scope with SessionMiddleware::new(engine)")]
     MissingMiddleware,
@@ -46,7 +56,8 @@ impl WebError {
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::NoSession => StatusCode::FORBIDDEN,
+            Self::NoSession | Self::CrossSite(_) => StatusCode::FORBIDDEN,
+            Self::ReservedScope => StatusCode::BAD_REQUEST,
             Self::MissingMiddleware => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Engine(e) => match e {
                 SessionError::NotLoggedIn | SessionError::SessionGone => StatusCode::CONFLICT,
@@ -62,11 +73,18 @@ impl ResponseError for WebError {
         let status = self.status_code();
         // Every body is a fixed text: engine messages can name limits, values or panics.
         let body = match status {
+            StatusCode::FORBIDDEN if matches!(self, Self::CrossSite(_)) => {
+                "cross-site request refused: this site accepts POST, PUT, PATCH and DELETE requests only from \
+                 its own pages"
+            }
             StatusCode::FORBIDDEN => "no session: sessions are not given to robots or clients without a User-Agent",
             StatusCode::CONFLICT => match self {
                 Self::Engine(SessionError::NotLoggedIn) => "not logged in: only a logged-in session can be persistent",
                 _ => "the session ended during this request: reload and try again",
             },
+            StatusCode::BAD_REQUEST if *self == Self::ReservedScope => {
+                "invalid session request: scope names starting with __draco. are reserved"
+            }
             StatusCode::BAD_REQUEST => "invalid session request: scope and key names must be 1 to 256 bytes",
             StatusCode::PAYLOAD_TOO_LARGE => "session data too large",
             StatusCode::SERVICE_UNAVAILABLE => "sessions are temporarily unavailable: try again shortly",
@@ -118,6 +136,12 @@ mod tests {
         assert_eq!(body(WebError::Engine(SessionError::NotLoggedIn)).0, 409);
         assert_eq!(body(WebError::NoSession).0, 403);
         assert_eq!(body(WebError::MissingMiddleware).0, 500);
+        let (s, b) = body(WebError::CrossSite("Sec-Fetch-Site says another site sent it"));
+        assert_eq!(s, 403);
+        assert!(b.starts_with("cross-site request refused"), "{b}");
+        let (s, b) = body(WebError::ReservedScope);
+        assert_eq!(s, 400);
+        assert!(b.contains("reserved"), "{b}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ use actix_web::http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
 use actix_web::{Error, HttpMessage};
 use futures_util::future::LocalBoxFuture;
 
+use super::csrf;
+use super::error::WebError;
 use super::session::Session;
 use crate::engine::SessionEngine;
 use crate::error::ConfigError;
@@ -28,6 +30,11 @@ use crate::error::ConfigError;
 /// clock, as the request's first operation found it) with the day of this request's use.
 /// So the cookie is re-sent at most once a day per session and never expires more than a day
 /// before the session it names.
+///
+/// Before the handler, with `[csrf] origin_guard` on (the default), it refuses with a 403
+/// ([`WebError::CrossSite`]) every POST, PUT, PATCH or DELETE that another site made the
+/// browser send (see [`CsrfConfig::origin_guard`](crate::CsrfConfig::origin_guard)); the
+/// per-form tokens are [`Session::csrf_token`](super::Session::csrf_token).
 ///
 /// Build it once, outside the `HttpServer` factory, and clone it into each worker's `App`:
 /// clones share the robot detector and the engine handle.
@@ -118,6 +125,14 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        let own_origin = || {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        };
+        if let Some(why) = csrf::refusal(req.method(), req.headers(), own_origin, &self.engine.config().csrf) {
+            log::debug!("{} {} refused by the origin guard: {why}", req.method(), req.path());
+            return Box::pin(std::future::ready(Err(WebError::CrossSite(why).into())));
+        }
         let session = Session::for_request(self.engine.clone(), req.headers());
         req.extensions_mut().insert(session.clone());
         let service = self.service.clone();

@@ -29,6 +29,7 @@
 
 mod access;
 pub(crate) mod cookie;
+pub(crate) mod csrf;
 mod error;
 mod extract;
 mod finish;
@@ -40,5 +41,5 @@ mod session;
 pub use error::WebError;
 pub use extract::MaybeSession;
 pub use middleware::{SessionMiddleware, SessionService};
-pub use namespace::Namespace;
+pub use namespace::{Namespace, RESERVED_SCOPE_PREFIX};
 pub use session::Session;

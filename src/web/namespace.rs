@@ -8,6 +8,12 @@ use serde::de::DeserializeOwned;
 
 use super::error::WebError;
 use super::session::Session;
+use crate::engine::Verified;
+
+/// Scope names starting with this are kept for the crate's own data (the CSRF secret of
+/// [`Session::csrf_token`]): a [`Namespace`] of such a name fails every operation with
+/// [`WebError::ReservedScope`] (400), so no application key can collide with them.
+pub const RESERVED_SCOPE_PREFIX: &str = "__draco.";
 
 /// One scope of a [`Session`] (Draco's `namespace(scope)`): the same operations, on keys
 /// independent of every other scope. Cheap to clone; `Send`.
@@ -28,13 +34,21 @@ impl Namespace {
         &self.scope
     }
 
+    /// The engine, for a scope applications may use.
+    fn engine(&self) -> Result<Verified<'_>, WebError> {
+        if self.scope.starts_with(RESERVED_SCOPE_PREFIX) {
+            return Err(WebError::ReservedScope);
+        }
+        Ok(self.session.engine().verified())
+    }
+
     /// Reads `key` as a `T`; `None` when absent or without a session. Never creates a session.
     ///
     /// # Errors
     /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
     /// is not a `T`; `Unavailable` (503).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
-        let (engine, scope) = (self.session.engine().verified(), &self.scope);
+        let (engine, scope) = (self.engine()?, &self.scope);
         let done = self.session.on_live(|id| async move { engine.get::<T>(&id, scope, key).await }).await?;
         self.session.read(done)
     }
@@ -46,7 +60,7 @@ impl Namespace {
     /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
     /// meanwhile; `Full`/`Unavailable` (503).
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
-        let (engine, scope) = (self.session.engine().verified(), &self.scope);
+        let (engine, scope) = (self.engine()?, &self.scope);
         let done = self.session.on_session(|id| async move { engine.insert(&id, scope, key, value).await }).await?;
         self.session.wrote(done)
     }
@@ -56,7 +70,7 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
-        let (engine, scope) = (self.session.engine().verified(), &self.scope);
+        let (engine, scope) = (self.engine()?, &self.scope);
         let done = self.session.on_live(|id| async move { engine.remove(&id, scope, key).await }).await?;
         self.session.read(done)
     }
@@ -73,9 +87,9 @@ impl Namespace {
         F: FnOnce(Option<T>) -> T + Send + 'static,
     {
         // `f` runs once, so the lookup cannot be sent along with it: it comes first.
-        let s = &self.session;
+        let (s, engine) = (&self.session, self.engine()?);
         let id = s.ensure().await?;
-        let result = s.engine().verified().update(&id, &self.scope, key, f).await;
+        let result = engine.update(&id, &self.scope, key, f).await;
         s.wrote((id, result))
     }
 
@@ -87,7 +101,7 @@ impl Namespace {
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
         // The engine's own increment: the same update on the memory backend, one script on
         // Redis, which also creates a missing session in the same script.
-        let (s, engine, scope) = (&self.session, self.session.engine().verified(), &self.scope);
+        let (s, engine, scope) = (&self.session, self.engine()?, &self.scope);
         let op = |id| async move { engine.increment(&id, scope, key, by).await };
         if let Some(done) = s.on_live(op).await? {
             return s.wrote(done);
@@ -103,7 +117,7 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn keys(&self) -> Result<Vec<String>, WebError> {
-        let (engine, scope) = (self.session.engine().verified(), &self.scope);
+        let (engine, scope) = (self.engine()?, &self.scope);
         let done = self.session.on_live(|id| async move { engine.keys(&id, scope).await }).await?;
         self.session.read(done)
     }
@@ -113,7 +127,7 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn clear(&self) -> Result<(), WebError> {
-        let (engine, scope) = (self.session.engine().verified(), &self.scope);
+        let (engine, scope) = (self.engine()?, &self.scope);
         let done = self.session.on_live(|id| async move { engine.clear(&id, Some(scope)).await }).await?;
         self.session.read(done)
     }

@@ -131,6 +131,29 @@ pub async fn own_cache_control(session: Session) -> Result<HttpResponse, WebErro
     Ok(HttpResponse::Ok().insert_header(("cache-control", "private, max-age=60")).body("cached privately"))
 }
 
+pub async fn csrf_token(session: Session) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().body(session.csrf_token().await?))
+}
+
+/// Answers whether the body is a CSRF token of this session.
+pub async fn csrf_verify(session: Session, body: actix_web::web::Bytes) -> Result<HttpResponse, WebError> {
+    let token = String::from_utf8_lossy(&body);
+    Ok(HttpResponse::Ok().body(session.verify_csrf(&token).await?.to_string()))
+}
+
+/// The keys an application sees in the default scope, then a read of the reserved scope.
+pub async fn csrf_reserved(session: Session) -> Result<HttpResponse, WebError> {
+    let keys = session.keys().await?;
+    let reserved = format!("{}csrf", draco_session::RESERVED_SCOPE_PREFIX);
+    let read = session.namespace(&reserved).keys().await;
+    let write = session.namespace(&reserved).insert("secret", "mine").await;
+    Ok(HttpResponse::Ok().json(json!({
+        "keys": keys,
+        "read": read.map_err(|e| e.to_string()),
+        "write": write.map_err(|e| e.to_string()),
+    })))
+}
+
 pub async fn untouched(_session: Session) -> HttpResponse {
     HttpResponse::Ok().body("not looked at")
 }
@@ -164,6 +187,9 @@ macro_rules! app {
                 .route("/test/destroy", ::actix_web::web::post().to($crate::support::destroy))
                 .route("/test/maybe", ::actix_web::web::get().to($crate::support::maybe))
                 .route("/test/untouched", ::actix_web::web::get().to($crate::support::untouched))
+                .route("/test/csrf/token", ::actix_web::web::get().to($crate::support::csrf_token))
+                .route("/test/csrf/verify", ::actix_web::web::post().to($crate::support::csrf_verify))
+                .route("/test/csrf/reserved", ::actix_web::web::get().to($crate::support::csrf_reserved))
                 .route("/test/own-cache-control", ::actix_web::web::get().to($crate::support::own_cache_control))
                 .route("/test/scopes", ::actix_web::web::post().to($crate::support::write_default_scope)),
         )
@@ -177,8 +203,21 @@ pub fn get(uri: &str) -> TestRequest {
     TestRequest::get().uri(uri).insert_header(("user-agent", BROWSER))
 }
 
+/// A POST as the demo's JSON API wants it (`Content-Type: application/json`, which
+/// `set_form` replaces for the HTML forms).
 pub fn post(uri: &str) -> TestRequest {
-    TestRequest::post().uri(uri).insert_header(("user-agent", BROWSER))
+    TestRequest::post()
+        .uri(uri)
+        .insert_header(("user-agent", BROWSER))
+        .insert_header(("content-type", "application/json"))
+}
+
+/// A DELETE as the demo's JSON API wants it (see [`post`]).
+pub fn delete(uri: &str) -> TestRequest {
+    TestRequest::delete()
+        .uri(uri)
+        .insert_header(("user-agent", BROWSER))
+        .insert_header(("content-type", "application/json"))
 }
 
 pub fn with_sid(req: TestRequest, sid: &str) -> TestRequest {
@@ -218,10 +257,15 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let res = test::call_service(app, req.to_request()).await;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = test::read_body(res).await;
+    // An error the middleware returns is rendered as actix-web's server renders it.
+    let (status, headers, body) = match test::try_call_service(app, req.to_request()).await {
+        Ok(res) => (res.status(), res.headers().clone(), test::read_body(res).await),
+        Err(e) => {
+            let res = e.error_response();
+            let (status, headers) = (res.status(), res.headers().clone());
+            (status, headers, actix_web::body::to_bytes(res.into_body()).await.unwrap_or_default())
+        }
+    };
     Reply {
         status,
         set_cookies: headers.get_all(SET_COOKIE).map(|v| v.to_str().unwrap().to_owned()).collect(),
@@ -253,6 +297,13 @@ where
         req = with_sid(req, sid);
     }
     call(app, req).await
+}
+
+/// The CSRF token in a demo page's form.
+pub fn csrf_of(page: &str) -> String {
+    let at = page.find(r#"name="csrf" value=""#).unwrap_or_else(|| panic!("no CSRF field in {page}"));
+    let rest = &page[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
 }
 
 pub async fn live_sessions(engine: &SessionEngine) -> usize {
