@@ -44,6 +44,15 @@ pub enum SessionError {
         /// The configured limit.
         limit: usize,
     },
+    /// A write that would grow the session past `limits.max_session_bytes` (scope names, key
+    /// names and values of all its scopes together). Nothing was written.
+    #[error("session would hold {size} bytes, over the limit of {limit} bytes (limits.max_session_bytes)")]
+    SessionTooLarge {
+        /// What the session would have held, in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The engine already holds `limits.max_sessions` live sessions; nobody was evicted.
     #[error("session engine is full: {limit} live sessions (limits.max_sessions)")]
     Full {

@@ -76,7 +76,8 @@ mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, CsrfConfig, LimitsConfig, LogMode, SECRET_ENV, SameSite, SessionConfig,
+    CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, LimitsConfig, LogMode, SECRET_ENV, SameSite,
+    SessionConfig,
     StorageBackend, StorageConfig,
 };
 pub use engine::{EngineBuilder, EngineMessage, SessionEngine};

@@ -13,35 +13,65 @@ pub const MAX_NAME_LEN: usize = 256;
 
 /// One session: user id, persistence, timestamps and namespaced values.
 ///
-/// Values are kept as their JSON encoding. All entries of a session are packed into one
-/// allocation (`[scope len u16][key len u16][value len u32][scope][key][value]`, repeated):
-/// sessions hold few, small keys, and one buffer scanned linearly beats a map of maps on
-/// memory (one allocation instead of three per key) and on speed at these sizes. A write
-/// rebuilds the buffer, so its cost grows with the session's size, which the limits bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Values are kept as their JSON encoding. Entries are packed
+/// (`[scope len u16][key len u16][value len u32][scope][key][value]`, repeated) into chunks:
+/// sessions hold few, small keys, and a small buffer scanned linearly beats a map of maps on
+/// memory (one allocation instead of three per key) and on speed at these sizes. Small entries
+/// share a chunk of at most [`CHUNK_BYTES`]; an entry larger than that has a chunk of its own.
+/// A write rebuilds only the chunk of its entry, so it copies at most the new entry plus
+/// [`CHUNK_BYTES`], however large the rest of the session is; a write of the same size is done
+/// in place.
+#[derive(Debug, Clone)]
 pub struct SessionState {
     pub(crate) userid: u64,
     pub(crate) persistent: bool,
     pub(crate) created_ms: u64,
     pub(crate) last_access_ms: u64,
-    data: Box<[u8]>,
+    /// Invariant: no chunk is empty, and a chunk of two entries or more is at most
+    /// [`CHUNK_BYTES`] long.
+    chunks: Box<[Box<[u8]>]>,
 }
 
 const ENTRY_HEADER: usize = 8;
+/// Most bytes of packed entries sharing one chunk.
+const CHUNK_BYTES: usize = 1024;
 
-/// One packed entry, borrowed from the buffer.
+#[cfg(test)]
+thread_local! {
+    /// Bytes of entries copied into rebuilt chunks on this thread, for the test that a write
+    /// copies its own entry, not the session.
+    static COPIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `n` bytes of entries copied by a write (tests only).
+#[cfg_attr(not(test), allow(unused_variables, reason = "counted in tests only"))]
+fn copied(n: usize) {
+    #[cfg(test)]
+    COPIED.with(|c| c.set(c.get() + n));
+}
+
+/// One packed entry, borrowed from its chunk.
 #[derive(Debug, Clone, Copy)]
 struct Packed<'a> {
     scope: &'a [u8],
     key: &'a [u8],
     value: &'a [u8],
-    /// Byte range of the whole entry in the buffer.
+    /// Index of its chunk, and byte range of the whole entry in it.
+    chunk: usize,
     start: usize,
     end: usize,
 }
 
+impl Packed<'_> {
+    /// Its size as `limits.max_session_bytes` counts it: names and value.
+    fn counted(&self) -> usize {
+        self.scope.len() + self.key.len() + self.value.len()
+    }
+}
+
 struct Iter<'a> {
-    data: &'a [u8],
+    chunks: &'a [Box<[u8]>],
+    chunk: usize,
     at: usize,
 }
 
@@ -49,7 +79,12 @@ impl<'a> Iterator for Iter<'a> {
     type Item = Packed<'a>;
 
     fn next(&mut self) -> Option<Packed<'a>> {
-        let d = self.data;
+        let mut d: &'a [u8] = self.chunks.get(self.chunk)?;
+        while self.at >= d.len() {
+            self.chunk += 1;
+            self.at = 0;
+            d = self.chunks.get(self.chunk)?;
+        }
         let start = self.at;
         let header = d.get(start..start + ENTRY_HEADER)?;
         let scope_len = u16::from_le_bytes([header[0], header[1]]) as usize;
@@ -59,10 +94,10 @@ impl<'a> Iterator for Iter<'a> {
         let key_at = scope_at + scope_len;
         let value_at = key_at + key_len;
         let end = value_at + value_len;
-        // The buffer is only ever built by `push_entry`, so this holds; stop rather than panic.
+        // Chunks are only ever built by `push_entry`, so this holds; stop rather than panic.
         let value = d.get(value_at..end)?;
         self.at = end;
-        Some(Packed { scope: &d[scope_at..key_at], key: &d[key_at..value_at], value, start, end })
+        Some(Packed { scope: &d[scope_at..key_at], key: &d[key_at..value_at], value, chunk: self.chunk, start, end })
     }
 }
 
@@ -71,12 +106,23 @@ impl<'a> Iterator for Iter<'a> {
     reason = "names are at most MAX_NAME_LEN bytes and values at most limits.max_value_bytes (64 MiB), checked before any write"
 )]
 fn push_entry(out: &mut Vec<u8>, scope: &[u8], key: &[u8], value: &[u8]) {
+    copied(ENTRY_HEADER + scope.len() + key.len() + value.len());
     out.extend_from_slice(&(scope.len() as u16).to_le_bytes());
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     out.extend_from_slice(scope);
     out.extend_from_slice(key);
     out.extend_from_slice(value);
+}
+
+/// `chunk` with its byte range `start..end` replaced by `replacement`.
+fn spliced(chunk: &[u8], start: usize, end: usize, replacement: &[u8]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(chunk.len() - (end - start) + replacement.len());
+    out.extend_from_slice(&chunk[..start]);
+    out.extend_from_slice(replacement);
+    out.extend_from_slice(&chunk[end..]);
+    copied(chunk.len() - (end - start));
+    out.into_boxed_slice()
 }
 
 /// The serde shape of a state, fixed by snapshot format v1: keep it.
@@ -135,19 +181,27 @@ impl Serialize for SessionState {
 impl<'de> Deserialize<'de> for SessionState {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        let mut data = Vec::new();
+        let mut chunks: Vec<Box<[u8]>> = Vec::new();
+        let mut small = Vec::new();
         for e in &wire.entries {
             if e.scope.len() > MAX_NAME_LEN || e.key.len() > MAX_NAME_LEN || e.value.len() > u32::MAX as usize {
                 return Err(serde::de::Error::custom("session entry name or value too long"));
             }
-            push_entry(&mut data, e.scope.as_bytes(), e.key.as_bytes(), &e.value);
+            let size = ENTRY_HEADER + e.scope.len() + e.key.len() + e.value.len();
+            if !small.is_empty() && small.len() + size > CHUNK_BYTES {
+                chunks.push(std::mem::take(&mut small).into_boxed_slice());
+            }
+            push_entry(&mut small, e.scope.as_bytes(), e.key.as_bytes(), &e.value);
+        }
+        if !small.is_empty() {
+            chunks.push(small.into_boxed_slice());
         }
         Ok(Self {
             userid: wire.userid,
             persistent: wire.persistent,
             created_ms: wire.created_ms,
             last_access_ms: wire.last_access_ms,
-            data: data.into_boxed_slice(),
+            chunks: chunks.into_boxed_slice(),
         })
     }
 }
@@ -186,7 +240,7 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), SessionEr
 impl SessionState {
     /// A new anonymous, volatile, empty session created at `now_ms`.
     pub fn new(now_ms: u64) -> Self {
-        Self { userid: 0, persistent: false, created_ms: now_ms, last_access_ms: now_ms, data: Box::default() }
+        Self { userid: 0, persistent: false, created_ms: now_ms, last_access_ms: now_ms, chunks: Box::default() }
     }
 
     /// The logged-in user id, 0 when anonymous.
@@ -211,20 +265,30 @@ impl SessionState {
     }
 
     fn iter(&self) -> Iter<'_> {
-        Iter { data: &self.data, at: 0 }
+        Iter { chunks: &self.chunks, chunk: 0, at: 0 }
     }
 
     fn find(&self, scope: &str, key: &str) -> Option<Packed<'_>> {
         self.iter().find(|e| e.key == key.as_bytes() && e.scope == scope.as_bytes())
     }
 
-    /// Replaces the byte range `start..end` of the buffer with `replacement`.
-    fn splice(&mut self, start: usize, end: usize, replacement: &[u8]) {
-        let mut data = Vec::with_capacity(self.data.len() - (end - start) + replacement.len());
-        data.extend_from_slice(&self.data[..start]);
-        data.extend_from_slice(replacement);
-        data.extend_from_slice(&self.data[end..]);
-        self.data = data.into_boxed_slice();
+    /// The chunks, with chunk `at` replaced by `with` (`None`: removed) and `push` added last.
+    fn rechunk(&mut self, at: Option<(usize, Option<Box<[u8]>>)>, push: Option<Box<[u8]>>) {
+        // Only the chunk pointers move: no entry is copied.
+        let old = std::mem::take(&mut self.chunks).into_vec();
+        // Exactly the capacity needed: the box keeps this allocation as it is.
+        let mut chunks = Vec::with_capacity(old.len() + usize::from(push.is_some()));
+        for (j, chunk) in old.into_iter().enumerate() {
+            match &at {
+                Some((i, _)) if *i == j => {}
+                _ => chunks.push(chunk),
+            }
+        }
+        if let Some((i, Some(chunk))) = at {
+            chunks.insert(i, chunk);
+        }
+        chunks.extend(push);
+        self.chunks = chunks.into_boxed_slice();
     }
 
     /// The JSON encoding stored under `scope`/`key`.
@@ -235,7 +299,8 @@ impl SessionState {
     /// Stores `value` under `scope`/`key`, within `limits`.
     ///
     /// # Errors
-    /// [`SessionError::ValueTooLarge`] or [`SessionError::TooManyKeys`]; the state is unchanged.
+    /// [`SessionError::ValueTooLarge`], [`SessionError::TooManyKeys`] or
+    /// [`SessionError::SessionTooLarge`]; the state is unchanged.
     pub fn set(
         &mut self,
         scope: &str,
@@ -249,52 +314,96 @@ impl SessionState {
         }
         debug_assert!(scope.len() <= MAX_NAME_LEN && key.len() <= MAX_NAME_LEN, "names are checked first");
         let size = ENTRY_HEADER + scope.len() + key.len() + value.len();
-        let found = self.find(scope, key).map(|e| (e.start, e.end));
+        // One pass: the entry, if any, and what the session counts without it.
+        let (mut found, mut keys, mut others) = (None, 0, 0);
+        for e in self.iter() {
+            if e.key == key.as_bytes() && e.scope == scope.as_bytes() {
+                found = Some((e.chunk, e.start, e.end));
+            } else {
+                others += e.counted();
+            }
+            keys += 1;
+        }
         // A value of the same size (a counter, a flag): in place, the entry's header and names
         // are already right.
-        if let Some((start, end)) = found
+        if let Some((chunk, start, end)) = found
             && end - start == size
         {
-            self.data[end - value.len()..end].copy_from_slice(value);
+            self.chunks[chunk][end - value.len()..end].copy_from_slice(value);
             return Ok(());
+        }
+        if found.is_none() && keys >= limits.max_keys {
+            return Err(SessionError::TooManyKeys { limit: limits.max_keys });
+        }
+        let total = others + scope.len() + key.len() + value.len();
+        let grows = found.is_none_or(|(_, start, end)| size > end - start);
+        // A write that does not grow the session always works, even over a lowered limit.
+        if grows && total > limits.max_session_bytes {
+            return Err(SessionError::SessionTooLarge { size: total, limit: limits.max_session_bytes });
         }
         let mut entry = Vec::with_capacity(size);
         push_entry(&mut entry, scope.as_bytes(), key.as_bytes(), value);
         match found {
-            Some((start, end)) => self.splice(start, end, &entry),
-            None => {
-                if self.len() >= limits.max_keys {
-                    return Err(SessionError::TooManyKeys { limit: limits.max_keys });
+            Some((i, start, end)) => {
+                let chunk = &self.chunks[i];
+                if start == 0 && end == chunk.len() {
+                    // Alone in its chunk: the new entry is the new chunk.
+                    self.chunks[i] = entry.into_boxed_slice();
+                } else if chunk.len() - (end - start) + size <= CHUNK_BYTES {
+                    self.chunks[i] = spliced(chunk, start, end, &entry);
+                } else {
+                    // Too large to share the chunk any more: it moves to one of its own.
+                    let rest = spliced(chunk, start, end, &[]);
+                    self.rechunk(Some((i, Some(rest))), Some(entry.into_boxed_slice()));
                 }
-                let end = self.data.len();
-                self.splice(end, end, &entry);
             }
+            None => match self.chunks.last() {
+                Some(last) if last.len() + size <= CHUNK_BYTES => {
+                    let end = last.len();
+                    let grown = spliced(last, end, end, &entry);
+                    let i = self.chunks.len() - 1;
+                    self.chunks[i] = grown;
+                }
+                _ => self.rechunk(None, Some(entry.into_boxed_slice())),
+            },
         }
         Ok(())
     }
 
     /// Removes `scope`/`key`; whether it was there.
     pub fn remove(&mut self, scope: &str, key: &str) -> bool {
-        match self.find(scope, key).map(|e| (e.start, e.end)) {
-            Some((start, end)) => {
-                self.splice(start, end, &[]);
-                true
-            }
-            None => false,
+        let Some((i, start, end)) = self.find(scope, key).map(|e| (e.chunk, e.start, e.end)) else { return false };
+        let chunk = &self.chunks[i];
+        if start == 0 && end == chunk.len() {
+            self.rechunk(Some((i, None)), None);
+        } else {
+            self.chunks[i] = spliced(chunk, start, end, &[]);
         }
+        true
     }
 
     /// Removes every key of `scope`, or of every scope when `None`.
     pub fn clear(&mut self, scope: Option<&str>) {
         let Some(scope) = scope else {
-            self.data = Box::default();
+            self.chunks = Box::default();
             return;
         };
-        let mut kept = Vec::with_capacity(self.data.len());
-        for e in self.iter().filter(|e| e.scope != scope.as_bytes()) {
-            kept.extend_from_slice(&self.data[e.start..e.end]);
+        let mut chunks: Vec<Box<[u8]>> = Vec::with_capacity(self.chunks.len());
+        for (i, chunk) in self.chunks.iter().enumerate() {
+            let entries = || Iter { chunks: &self.chunks[i..=i], chunk: 0, at: 0 };
+            if entries().all(|e| e.scope != scope.as_bytes()) {
+                chunks.push(chunk.clone());
+                continue;
+            }
+            let mut kept = Vec::new();
+            for e in entries().filter(|e| e.scope != scope.as_bytes()) {
+                kept.extend_from_slice(&chunk[e.start..e.end]);
+            }
+            if !kept.is_empty() {
+                chunks.push(kept.into_boxed_slice());
+            }
         }
-        self.data = kept.into_boxed_slice();
+        self.chunks = chunks.into_boxed_slice();
     }
 
     /// The keys of `scope`, sorted.
@@ -315,9 +424,27 @@ impl SessionState {
 
     /// Whether the session holds no keys.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.chunks.is_empty()
+    }
+
+    /// Bytes of its scope names, key names and values, as `limits.max_session_bytes` counts them.
+    pub fn bytes(&self) -> usize {
+        self.iter().map(|e| e.counted()).sum()
     }
 }
+
+/// Equal metadata and the same entries in the same order, however they are chunked.
+impl PartialEq for SessionState {
+    fn eq(&self, other: &Self) -> bool {
+        self.userid == other.userid
+            && self.persistent == other.persistent
+            && self.created_ms == other.created_ms
+            && self.last_access_ms == other.last_access_ms
+            && self.iter().map(|e| (e.scope, e.key, e.value)).eq(other.iter().map(|e| (e.scope, e.key, e.value)))
+    }
+}
+
+impl Eq for SessionState {}
 
 #[cfg(test)]
 mod tests {
@@ -428,6 +555,109 @@ mod tests {
         assert_eq!(ours, bincode::serde::encode_to_vec(&layout, config).unwrap());
         let (back, _): (SessionState, usize) = bincode::serde::decode_from_slice(&ours, config).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn the_session_size_limit_refuses_growth_and_keeps_everything() {
+        let limits = LimitsConfig { max_value_bytes: 100, max_session_bytes: 20, ..LimitsConfig::default() };
+        let mut s = SessionState::new(0);
+        s.set("a", "x", b"12345678", &limits).unwrap(); // 1 + 1 + 8
+        s.set("a", "y", b"1234", &limits).unwrap(); // 1 + 1 + 4: 16 in all
+        assert_eq!(s.bytes(), 16);
+        // Growing past 20, by a new key or a longer value: refused, nothing changes.
+        assert_eq!(s.set("a", "z", b"123", &limits), Err(SessionError::SessionTooLarge { size: 21, limit: 20 }));
+        assert_eq!(s.set("a", "y", b"123456789", &limits), Err(SessionError::SessionTooLarge { size: 21, limit: 20 }));
+        assert_eq!(
+            (s.get("a", "x"), s.get("a", "y"), s.get("a", "z")),
+            (Some(&b"12345678"[..]), Some(&b"1234"[..]), None)
+        );
+        assert_eq!(s.bytes(), 16);
+        // Up to the limit exactly is fine.
+        s.set("a", "y", b"12345", &limits).unwrap();
+        s.set("a", "z", b"", &limits).unwrap();
+        assert_eq!(s.bytes(), 19);
+        // Over a limit lowered later, a write that does not grow the session still works.
+        let lowered = LimitsConfig { max_session_bytes: 5, ..limits };
+        s.set("a", "x", b"1", &lowered).unwrap();
+        s.set("a", "y", b"54321", &lowered).unwrap();
+        assert_eq!(s.set("a", "y", b"654321", &lowered), Err(SessionError::SessionTooLarge { size: 13, limit: 5 }));
+        assert_eq!(s.get("a", "y"), Some(&b"54321"[..]));
+    }
+
+    /// A write copies its own entry (and at most one small chunk), never the rest of the
+    /// session: changing a 1-byte value's size in a session holding 1 MiB copies as little
+    /// as in an empty one.
+    #[test]
+    fn a_write_does_not_copy_the_whole_session() {
+        let limits = LimitsConfig { max_value_bytes: 64 << 10, ..LimitsConfig::default() };
+        let copies = |s: &mut SessionState, value: &[u8]| {
+            COPIED.with(|c| c.set(0));
+            s.set("stats", "n", value, &limits).unwrap();
+            COPIED.with(std::cell::Cell::get)
+        };
+        let mut small = SessionState::new(0);
+        small.set("stats", "n", b"9", &limits).unwrap();
+        let mut big = SessionState::new(0);
+        big.set("stats", "n", b"9", &limits).unwrap();
+        for i in 0..15 {
+            big.set("files", &format!("f{i}"), vec![b'x'; 64 << 10], &limits).unwrap();
+        }
+        big.set("stats", "m", b"1", &limits).unwrap();
+        assert!(big.bytes() > 15 * (64 << 10));
+        // At most one shared chunk and the entry: a few KiB, whatever the session holds.
+        const BOUND: usize = 4096;
+        // 9 -> 10: one byte more, so not the same-size path.
+        let (in_small, in_big) = (copies(&mut small, b"10"), copies(&mut big, b"10"));
+        assert!(in_big <= BOUND, "a 1-byte change copied {in_big} bytes of a 1 MiB session");
+        assert!(in_small <= BOUND);
+        // Adding and removing a small key: the same.
+        COPIED.with(|c| c.set(0));
+        big.set("stats", "k", b"1", &limits).unwrap();
+        assert!(big.remove("stats", "k"));
+        assert!(COPIED.with(std::cell::Cell::get) <= 2 * BOUND);
+        // A big value's own write copies that value, once.
+        COPIED.with(|c| c.set(0));
+        big.set("files", "f3", vec![b'y'; 60 << 10], &limits).unwrap();
+        assert!(COPIED.with(std::cell::Cell::get) <= (60 << 10) + BOUND);
+        assert_eq!(big.get("stats", "n"), Some(&b"10"[..]));
+        assert_eq!(big.get("files", "f3").map(<[u8]>::len), Some(60 << 10));
+        assert_eq!(big.get("files", "f14").map(<[u8]>::len), Some(64 << 10));
+        assert_eq!(big.len(), 17);
+    }
+
+    /// Entries that outgrow a shared chunk move to their own and back; what is stored, the
+    /// order aside, never depends on how it is chunked, and a round trip keeps it.
+    #[test]
+    fn entries_move_between_chunks_and_keep_their_values() {
+        let limits = LimitsConfig { max_value_bytes: 4096, ..LimitsConfig::default() };
+        let mut s = SessionState::new(0);
+        let mut model = std::collections::BTreeMap::new();
+        for step in 0u32..400 {
+            let key = format!("k{}", step % 13);
+            let len = [0, 1, 7, 300, 900, 2000][(step as usize * 7) % 6];
+            if step % 11 == 5 {
+                assert_eq!(s.remove("s", &key), model.remove(&key).is_some());
+            } else {
+                let value = vec![b'a' + (step % 26) as u8; len];
+                s.set("s", &key, &value, &limits).unwrap();
+                model.insert(key, value);
+            }
+            for chunk in &s.chunks {
+                assert!(!chunk.is_empty());
+                let entries = Iter { chunks: std::slice::from_ref(chunk), chunk: 0, at: 0 }.count();
+                assert!(entries == 1 || chunk.len() <= CHUNK_BYTES, "a shared chunk of {} bytes", chunk.len());
+            }
+        }
+        for (key, value) in &model {
+            assert_eq!(s.get("s", key), Some(&value[..]));
+        }
+        assert_eq!(s.len(), model.len());
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&s, config).unwrap();
+        let (back, _): (SessionState, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, s);
+        s.clear(Some("s"));
+        assert!(s.is_empty());
     }
 
     #[test]

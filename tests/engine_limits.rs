@@ -1,4 +1,4 @@
-//! Limits and containment in the engine: value size, keys per session and `max_sessions` are
+//! Limits and containment in the engine: value size, keys per session, session size and `max_sessions` are
 //! clear errors and nothing is ever evicted; a panicking update is contained to its call; the
 //! stats count sessions per shard. Each test runs on memory and Redis (see
 //! `support/engine.rs`); the panic test on Redis Cluster too (the others count every session of
@@ -38,6 +38,67 @@ async fn limits_are_clear_errors_and_nothing_is_evicted(b: Backend) {
     }
     e.destroy(&ids[0]).await.unwrap();
     e.create().await.expect("room again after a destroy");
+}
+
+/// `limits.max_session_bytes` counts scope names, key names and JSON values of all scopes: a
+/// write growing the session past it fails, by whichever operation, and changes nothing; a
+/// write that does not grow the session always works, even over a limit lowered since.
+async fn the_session_size_limit_refuses_growth_and_loses_nothing(b: Backend) {
+    let mut c = config(2);
+    c.limits.max_value_bytes = 600;
+    c.limits.max_session_bytes = 1000;
+    let e = b.start(c.clone(), None).await;
+    let s = e.create().await.unwrap().id;
+    // "a" + "k1" + a JSON string of 498 x's: 503 bytes; k2: 497. 1000 in all, exactly the limit.
+    let (k1, k2) = ("x".repeat(498), "y".repeat(492));
+    e.insert(&s, "a", "k1", &k1).await.unwrap();
+    e.insert(&s, "a", "k2", &k2).await.unwrap();
+    fn too_big<T>(size: usize) -> Result<T, SessionError> {
+        Err(SessionError::SessionTooLarge { size, limit: 1000 })
+    }
+    let err = e.insert(&s, "b", "k", &"z").await.unwrap_err();
+    assert_eq!(err, SessionError::SessionTooLarge { size: 1005, limit: 1000 });
+    assert!(err.to_string().contains("limits.max_session_bytes"), "{err}");
+    assert_eq!(e.insert(&s, "a", "k2", &format!("{k2}y")).await, too_big(1001));
+    assert_eq!(e.increment(&s, "a", "n", 1).await, too_big(1003));
+    assert_eq!(e.update(&s, "a", "k3", |_: Option<String>| "z".into()).await, too_big(1006));
+    assert_eq!(e.update(&s, "a", "k1", |v: Option<String>| v.unwrap() + "x").await, too_big(1001));
+    // Nothing was lost or added.
+    assert_eq!(e.get::<String>(&s, "a", "k1").await.unwrap(), Some(k1.clone()));
+    assert_eq!(e.get::<String>(&s, "a", "k2").await.unwrap(), Some(k2.clone()));
+    assert_eq!(e.keys(&s, "a").await.unwrap(), ["k1", "k2"]);
+    assert!(e.keys(&s, "b").await.unwrap().is_empty());
+    // Same size and smaller always work; what they free, and what remove and clear free, can
+    // be used again.
+    e.insert(&s, "a", "k1", &"w".repeat(498)).await.unwrap();
+    e.insert(&s, "a", "k1", &"w".repeat(98)).await.unwrap(); // 400 bytes freed
+    e.insert(&s, "b", "k", &"z".repeat(300)).await.unwrap(); // 304
+    assert_eq!(e.increment(&s, "b", "n", 7).await.unwrap(), 7); // 3
+    assert!(e.remove(&s, "a", "k2").await.unwrap()); // 497 freed
+    e.update(&s, "a", "k2", |_: Option<String>| "v".repeat(490)).await.unwrap(); // 495
+    assert_eq!(e.insert(&s, "a", "k3", &"u".repeat(91)).await, too_big(1001));
+    e.clear(&s, Some("b")).await.unwrap(); // 307 freed
+    e.insert(&s, "a", "k3", &"u".repeat(91)).await.unwrap();
+    e.clear(&s, None).await.unwrap();
+    e.insert(&s, "a", "k1", &k1).await.unwrap();
+    e.insert(&s, "a", "k2", &k2).await.unwrap();
+    assert_eq!(e.insert(&s, "a", "k3", &1).await, too_big(1004));
+    if b.is_memory() {
+        return;
+    }
+    // Redis keeps the session: an engine with a lower limit still lets it shrink, not grow.
+    c.limits.max_session_bytes = 600;
+    c.storage.backend = e.config().storage.backend;
+    c.storage.redis_url = e.config().storage.redis_url.clone();
+    c.storage.redis_cluster = e.config().storage.redis_cluster;
+    let lower = draco_session::SessionEngine::start_async(c).await.unwrap();
+    lower.insert(&s, "a", "k2", &"y".repeat(400)).await.unwrap();
+    lower.insert(&s, "a", "k2", &"y".repeat(400)).await.unwrap();
+    assert_eq!(
+        lower.insert(&s, "a", "k2", &"y".repeat(401)).await,
+        Err(SessionError::SessionTooLarge { size: 909, limit: 600 })
+    );
+    assert_eq!(lower.get::<String>(&s, "a", "k1").await.unwrap(), Some(k1));
 }
 
 async fn a_panicking_update_is_contained(b: Backend) {
@@ -80,6 +141,11 @@ async fn stats_count_sessions_per_shard(b: Backend) {
     }
 }
 
-both!(limits_are_clear_errors_and_nothing_is_evicted, a_panicking_update_is_contained, stats_count_sessions_per_shard);
+both!(
+    limits_are_clear_errors_and_nothing_is_evicted,
+    the_session_size_limit_refuses_growth_and_loses_nothing,
+    a_panicking_update_is_contained,
+    stats_count_sessions_per_shard
+);
 
 cluster!(a_panicking_update_is_contained);

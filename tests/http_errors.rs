@@ -11,6 +11,7 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{App, web};
 use serde_json::{Value, json};
 
+use draco_session::ManualClock;
 use support::*;
 
 async fn statuses_401_409_413_400(b: Backend) {
@@ -99,7 +100,79 @@ async fn a_full_engine_is_a_503_for_new_visitors_only(b: Backend) {
     assert_eq!(call(&app, with_sid(get("/api/session"), &sid)).await.json()["visits"], 2);
 }
 
+async fn a_session_over_max_session_bytes_is_a_413_and_keeps_its_values(b: Backend) {
+    let f = fixture_with(
+        b,
+        |c| {
+            c.limits.max_value_bytes = 1024;
+            c.limits.max_session_bytes = 2048;
+        },
+        None,
+    )
+    .await;
+    let app = app!(f.engine);
+    let put = |sid: &str, key: &str, body: Value| {
+        with_sid(TestRequest::put().uri(&format!("/api/ns/a/{key}")).insert_header(("user-agent", BROWSER)), sid)
+            .set_json(body)
+    };
+    let sid = new_session(&app).await;
+    let (v1, v2) = ("x".repeat(900), "y".repeat(900));
+    assert_eq!(call(&app, put(&sid, "v1", json!(v1))).await.status, 200);
+    assert_eq!(call(&app, put(&sid, "v2", json!(v2))).await.status, 200);
+    // Each value is under max_value_bytes; the third would take the session past 2048 bytes.
+    let r = call(&app, put(&sid, "v3", json!("z".repeat(900)))).await;
+    assert_eq!(r.status, 413);
+    assert!(!r.body.contains("max_session_bytes"), "{}", r.body);
+    assert_eq!(call(&app, with_sid(get("/api/ns/a/v1"), &sid)).await.json()["value"], json!(v1));
+    assert_eq!(call(&app, with_sid(get("/api/ns/a/v2"), &sid)).await.json()["value"], json!(v2));
+    assert_eq!(call(&app, with_sid(get("/api/ns/a/v3"), &sid)).await.status, 404);
+    // A smaller value frees room.
+    assert_eq!(call(&app, put(&sid, "v1", json!("x"))).await.status, 200);
+    assert_eq!(call(&app, put(&sid, "v3", json!("z".repeat(900)))).await.status, 200);
+}
+
+/// `limits.create_rate`: the burst of new sessions from one address, then 429 with
+/// `Retry-After` and no cookie; returning sessions, requests that create none and other
+/// addresses are not limited; after the refill, creation works again.
+async fn new_sessions_past_create_rate_are_a_429(b: Backend) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    let f = fixture_with(b, |c| c.limits.create_rate = Some("3/m".parse().unwrap()), Some(clock.clone())).await;
+    let app = app!(f.engine);
+    let from = |req: TestRequest, ip: &str| req.peer_addr(format!("{ip}:40000").parse().unwrap());
+    let mut sids = Vec::new();
+    for _ in 0..3 {
+        let r = call(&app, from(post("/api/incr/n"), "198.51.100.7")).await;
+        assert_eq!(r.status, 200);
+        sids.push(r.sid());
+    }
+    let res = test::call_service(&app, from(post("/api/incr/n"), "198.51.100.7").to_request()).await;
+    assert_eq!(res.status(), 429);
+    // One token every 20 s.
+    assert_eq!(res.headers().get("retry-after").unwrap(), "20");
+    assert!(res.headers().get("set-cookie").is_none());
+    let r = call(&app, from(get("/api/session"), "198.51.100.7")).await;
+    assert_eq!(r.status, 429);
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(live_sessions(&f.engine).await, 3);
+    // Returning sessions go on; a request that creates nothing is never limited.
+    for sid in &sids {
+        for _ in 0..5 {
+            assert_eq!(call(&app, with_sid(from(post("/api/incr/n"), "198.51.100.7"), sid)).await.status, 200);
+        }
+    }
+    assert_eq!(call(&app, from(get("/api/ns/a/k"), "198.51.100.7")).await.status, 404);
+    // Another address has its own budget.
+    assert_eq!(call(&app, from(post("/api/incr/n"), "203.0.113.9")).await.status, 200);
+    // After the refill: one more, then limited again.
+    clock.advance(std::time::Duration::from_secs(20));
+    assert_eq!(call(&app, from(post("/api/incr/n"), "198.51.100.7")).await.status, 200);
+    assert_eq!(call(&app, from(post("/api/incr/n"), "198.51.100.7")).await.status, 429);
+    assert_eq!(live_sessions(&f.engine).await, 5);
+}
+
 both!(
+    a_session_over_max_session_bytes_is_a_413_and_keeps_its_values,
+    new_sessions_past_create_rate_are_a_429,
     statuses_401_409_413_400,
     internal_error_text_never_reaches_the_body,
     stopped_engine_is_a_503_not_a_500,

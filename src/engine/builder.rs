@@ -12,6 +12,7 @@ use crate::id::Keyring;
 use crate::memory::{MemoryBackend, Placement};
 use crate::robot::RobotDetector;
 use crate::wal::io::{Disk, LogIo};
+use crate::web::rate::CreateLimiter;
 
 /// Builds a [`SessionEngine`] with a non-default clock, keyring or placement.
 #[derive(Debug)]
@@ -77,7 +78,8 @@ impl EngineBuilder {
     }
 
     fn engine(self, robots: RobotDetector, keyring: Keyring, backend: Store) -> SessionEngine {
-        let inner = Inner { config: self.config, robots, keyring, clock: self.clock, backend };
+        let create_limiter = CreateLimiter::from_config(&self.config.limits);
+        let inner = Inner { config: self.config, robots, keyring, clock: self.clock, backend, create_limiter };
         SessionEngine { inner: Arc::new(inner) }
     }
 

@@ -31,6 +31,7 @@ use crate::memory::Placement;
 use crate::message::*;
 use crate::robot::RobotDetector;
 use crate::state::check_name;
+use crate::web::rate::CreateLimiter;
 use store::Store;
 pub(crate) use verified::Verified;
 
@@ -50,6 +51,8 @@ struct Inner {
     keyring: Keyring,
     clock: Arc<dyn Clock>,
     backend: Store,
+    /// `limits.create_rate`, shared by every middleware of this engine.
+    create_limiter: Option<CreateLimiter>,
 }
 
 impl std::fmt::Debug for SessionEngine {
@@ -108,6 +111,15 @@ impl SessionEngine {
     /// The robot detector for `[robots]`, shared by every middleware of this engine.
     pub(crate) fn robots(&self) -> &RobotDetector {
         &self.inner.robots
+    }
+
+    /// Takes a token of `limits.create_rate` for a new session of client `ip`, by the engine's
+    /// clock; when there is none, how long until there is one. Always `Ok` when it is off.
+    pub(crate) fn take_create_token(&self, ip: std::net::IpAddr) -> Result<(), std::time::Duration> {
+        match &self.inner.create_limiter {
+            Some(limiter) => limiter.take(ip, self.inner.clock.now_ms()),
+            None => Ok(()),
+        }
     }
 
     /// Number of shards: the memory backend's workers; 1 for Redis.
@@ -200,7 +212,8 @@ impl SessionEngine {
     /// Stores `value` under `scope`/`key`.
     ///
     /// # Errors
-    /// [`SessionError::SessionGone`], [`SessionError::ValueTooLarge`], [`SessionError::TooManyKeys`].
+    /// [`SessionError::SessionGone`], [`SessionError::ValueTooLarge`], [`SessionError::TooManyKeys`],
+    /// [`SessionError::SessionTooLarge`].
     pub async fn insert<T: Serialize + ?Sized>(&self, id: &SessionId, scope: &str, key: &str, value: &T) -> Result<()> {
         self.insert_raw(id, scope, key, encode(value)?).await
     }

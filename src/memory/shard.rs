@@ -362,6 +362,9 @@ impl Shard {
         self.sweep_step(usize::MAX)
     }
 
+    /// Sessions a creation refused for a full engine examines for expiry first.
+    const CREATE_SWEEP_BUDGET: usize = 64;
+
     /// Creates an empty anonymous session under `id` (which routes here).
     pub fn create(&mut self, id: SessionId) -> Result<SessionInfo> {
         if self.sessions.contains_key(id.locator()) {
@@ -369,8 +372,11 @@ impl Shard {
         }
         let limit = self.shared.limits.max_sessions;
         if self.shared.live_total() >= limit {
-            // Expired sessions not swept yet still count: reclaim this shard's before refusing.
-            self.sweep_all();
+            // Expired sessions not swept yet still count: reclaim some of this shard's before
+            // refusing. A bounded step from the sweep's cursor, not the whole shard: a flood
+            // of refused creations costs each one this much, and successive attempts (and the
+            // periodic sweep) still walk the whole shard.
+            self.sweep_step(Self::CREATE_SWEEP_BUDGET);
             if self.shared.live_total() >= limit {
                 return Err(SessionError::Full { limit });
             }

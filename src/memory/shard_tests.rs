@@ -242,3 +242,40 @@ fn a_removal_that_moves_the_last_session_into_the_walked_part_takes_it_at_once()
     assert!(taken.contains(ids[7].locator()), "the moved session is in the snapshot");
     assert_eq!(taken.len(), 8, "the destroyed one was taken before it ended: {taken:?}");
 }
+
+/// A creation refused because the engine is full examines a bounded number of sessions, not
+/// the whole shard; the expired ones are still reclaimed over successive attempts.
+#[test]
+fn a_refused_creation_examines_a_bounded_step_and_attempts_still_reclaim() {
+    let (mut s, _) = shard_with(1, 1_000);
+    for _ in 0..1_000 {
+        new_session(&mut s);
+    }
+    // Ten sessions far along the sweep's order expired long ago (the periodic sweep has not
+    // run): the engine is full of 990 live sessions and 10 dead ones.
+    for i in 900..910 {
+        s.sessions[i].state.last_access_ms = 0;
+    }
+    let mut refused = 0;
+    let created = loop {
+        let id = s.shared().keyring.generate_in_shard(0, 1);
+        let cursor = s.sweep_cursor;
+        match s.create(id) {
+            Err(SessionError::Full { limit: 1_000 }) => {
+                refused += 1;
+                // Each refusal walked one step of 64 sessions from where the last one stopped.
+                assert_eq!(s.sweep_cursor, cursor + Shard::CREATE_SWEEP_BUDGET);
+                assert!(refused < 100, "never reclaimed");
+            }
+            other => break other.unwrap().id,
+        }
+    };
+    assert_eq!(refused, 900 / Shard::CREATE_SWEEP_BUDGET);
+    assert_eq!(s.stats().expired, 10);
+    assert_eq!(s.len(), 991);
+    assert!(s.info_of(&created, false).is_ok());
+    for _ in 0..9 {
+        new_session(&mut s);
+    }
+    assert_eq!(s.len(), 1_000);
+}

@@ -80,12 +80,13 @@ impl Core {
                 return Err(e);
             }
         };
-        let max_keys = self.limits.max_keys.to_string();
+        let (max_keys, max_bytes) = (self.limits.max_keys.to_string(), self.limits.max_session_bytes.to_string());
         let (present, value): (&[u8], &[u8]) = match &new {
             Some(v) => (b"1", v),
             None => (b"0", b""),
         };
-        self.exec(&scripts::COMMIT, &k, &token, &[&field, present, value, max_keys.as_bytes()]).await?;
+        let args: [&[u8]; 5] = [&field, present, value, max_keys.as_bytes(), max_bytes.as_bytes()];
+        self.exec(&scripts::COMMIT, &k, &token, &args).await?;
         Ok(new)
     }
 }

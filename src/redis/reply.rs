@@ -29,6 +29,8 @@ pub(super) enum Status {
     TooMany,
     /// The value would pass the size cap; its size follows.
     TooLarge,
+    /// The session would pass its size cap; the size it would have follows.
+    TooBig,
     /// An update's lock expired or passed to another caller before its write.
     Lost,
     /// Another caller's update holds the session.
@@ -47,6 +49,7 @@ impl Status {
             "full" => Self::Full,
             "toomany" => Self::TooMany,
             "toolarge" => Self::TooLarge,
+            "toobig" => Self::TooBig,
             "lost" => Self::Lost,
             "locked" => Self::Locked,
             other => return Err(SessionError::internal(format_args!("unexpected Redis script status {other:?}"))),
@@ -78,7 +81,7 @@ const COUNTER: usize = EXTRA;
 const PREVIOUS_USER: usize = EXTRA;
 /// `destroy.lua`: {"done", userid}, nil when it deleted nothing.
 const DELETED_USER: usize = 1;
-/// `increment.lua`: {"toolarge", size}.
+/// `increment.lua`: {"toolarge", size}; writing scripts: {"toobig", size}.
 const SIZE: usize = 1;
 
 /// A script's answer.

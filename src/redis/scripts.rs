@@ -163,6 +163,9 @@ impl Core {
                 Status::TooLarge => {
                     return Err(SessionError::ValueTooLarge { size: reply.size(), limit: limits.max_value_bytes });
                 }
+                Status::TooBig => {
+                    return Err(SessionError::SessionTooLarge { size: reply.size(), limit: limits.max_session_bytes });
+                }
                 Status::Lost => return Err(lock::lost()),
                 Status::Locked => backoff.wait().await?,
             }

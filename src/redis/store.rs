@@ -159,8 +159,9 @@ impl RedisStore {
         let field = keys::field(scope, key);
         self.run_here(move |c| async move {
             c.check_size(&value)?;
-            let max_keys = c.limits.max_keys.to_string();
-            c.exec(&scripts::SET, &keys::session(&id), "", &[&field, &value, max_keys.as_bytes()]).await?;
+            let (max_keys, max_bytes) = (c.limits.max_keys.to_string(), c.limits.max_session_bytes.to_string());
+            let args: [&[u8]; 4] = [&field, &value, max_keys.as_bytes(), max_bytes.as_bytes()];
+            c.exec(&scripts::SET, &keys::session(&id), "", &args).await?;
             Ok(())
         })
         .await
@@ -220,6 +221,7 @@ impl RedisStore {
                 by.to_string().into_bytes(),
                 c.limits.max_keys.to_string().into_bytes(),
                 c.limits.max_value_bytes.to_string().into_bytes(),
+                c.limits.max_session_bytes.to_string().into_bytes(),
             ];
             let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             let r = c.exec(&scripts::INCREMENT, &keys::session(&id), "", &args).await?;
@@ -335,6 +337,7 @@ impl Core {
                 by.to_string().into_bytes(),
                 self.limits.max_keys.to_string().into_bytes(),
                 self.limits.max_value_bytes.to_string().into_bytes(),
+                self.limits.max_session_bytes.to_string().into_bytes(),
             ];
             let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             let r = self.exec(&scripts::CREATE_COUNTER, &keys::session(&new), "", &args).await?;

@@ -489,7 +489,7 @@ mod tests {
     #[test]
     fn large_honest_records_still_decode() {
         let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
-        let limits = LimitsConfig { max_value_bytes: 1 << 21, ..LimitsConfig::default() };
+        let limits = LimitsConfig { max_value_bytes: 1 << 21, max_session_bytes: 1 << 22, ..LimitsConfig::default() };
         let mut s = SessionState::new(1);
         s.set("s", "big", vec![b'x'; 1 << 21], &limits).unwrap();
         s.set("s", "small", b"1", &limits).unwrap();

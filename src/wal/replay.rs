@@ -191,6 +191,7 @@ fn unlimited() -> LimitsConfig {
         max_value_bytes: usize::MAX,
         max_keys: usize::MAX,
         max_sessions: usize::MAX,
+        max_session_bytes: usize::MAX,
         ..LimitsConfig::default()
     }
 }

@@ -152,7 +152,8 @@ impl Session {
     ///
     /// # Errors
     /// `SessionGone` when another request rotated or destroyed this client's session (a new
-    /// one would overwrite the cookie that request just set); `NoSession` for a robot.
+    /// one would overwrite the cookie that request just set); `NoSession` for a robot;
+    /// `TooManyNewSessions` past the client's `limits.create_rate`.
     fn may_create(&self) -> Result<Option<SessionId>, WebError> {
         let existing = self.state().may_create()?;
         if existing.is_some() {
@@ -161,6 +162,7 @@ impl Session {
         if self.is_robot() {
             return Err(WebError::NoSession);
         }
+        self.admit_creation()?;
         Ok(None)
     }
 

@@ -17,8 +17,9 @@ use crate::error::SessionError;
 /// | [`ReservedScope`](Self::ReservedScope) | 400 |
 /// | `NotLoggedIn`, `SessionGone` | 409 |
 /// | `InvalidName`, `InvalidUserId` | 400 |
-/// | `ValueTooLarge`, `TooManyKeys` | 413 |
+/// | `ValueTooLarge`, `TooManyKeys`, `SessionTooLarge` | 413 |
 /// | `Full`, `Unavailable` | 503 with `Retry-After` |
+/// | [`TooManyNewSessions`](Self::TooManyNewSessions) | 429 with `Retry-After` |
 /// | everything else | 500 with a generic body; the details are logged |
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -38,6 +39,13 @@ pub enum WebError {
     /// The [`SessionMiddleware`](super::SessionMiddleware) is not installed around this route.
     #[error("SessionMiddleware is not installed: wrap the App or scope with SessionMiddleware::new(engine)")]
     MissingMiddleware,
+    /// The request would create a session, and its client created `limits.create_rate`
+    /// sessions already: 429 with `Retry-After`.
+    #[error("too many new sessions from this client: retry in {retry_after:?} (limits.create_rate)")]
+    TooManyNewSessions {
+        /// When the client may create one again.
+        retry_after: std::time::Duration,
+    },
     /// The engine refused or failed the operation.
     #[error(transparent)]
     Engine(#[from] SessionError),
@@ -59,10 +67,13 @@ impl ResponseError for WebError {
             Self::NoSession | Self::CrossSite(_) => StatusCode::FORBIDDEN,
             Self::ReservedScope => StatusCode::BAD_REQUEST,
             Self::MissingMiddleware => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooManyNewSessions { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Engine(e) => match e {
                 SessionError::NotLoggedIn | SessionError::SessionGone => StatusCode::CONFLICT,
                 SessionError::InvalidName { .. } | SessionError::InvalidUserId => StatusCode::BAD_REQUEST,
-                SessionError::ValueTooLarge { .. } | SessionError::TooManyKeys { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                SessionError::ValueTooLarge { .. }
+                | SessionError::TooManyKeys { .. }
+                | SessionError::SessionTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 SessionError::Full { .. } | SessionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
@@ -87,6 +98,7 @@ impl ResponseError for WebError {
             }
             StatusCode::BAD_REQUEST => "invalid session request: scope and key names must be 1 to 256 bytes",
             StatusCode::PAYLOAD_TOO_LARGE => "session data too large",
+            StatusCode::TOO_MANY_REQUESTS => "too many new sessions from this address: try again later",
             StatusCode::SERVICE_UNAVAILABLE => "sessions are temporarily unavailable: try again shortly",
             _ => "internal server error",
         };
@@ -100,6 +112,11 @@ impl ResponseError for WebError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let Self::TooManyNewSessions { retry_after } = self {
+            // Whole seconds, rounded up: never "0", which would invite an immediate retry.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
         response.content_type("text/plain; charset=utf-8").body(body)
     }
@@ -132,9 +149,13 @@ mod tests {
         assert_eq!(s, 503);
         assert!(!b.contains("hunter2"));
         assert_eq!(body(WebError::Engine(SessionError::ValueTooLarge { size: 9, limit: 8 })).0, 413);
+        assert_eq!(body(WebError::Engine(SessionError::SessionTooLarge { size: 9, limit: 8 })).0, 413);
         assert_eq!(body(WebError::Engine(SessionError::Full { limit: 1 })).0, 503);
         assert_eq!(body(WebError::Engine(SessionError::NotLoggedIn)).0, 409);
         assert_eq!(body(WebError::NoSession).0, 403);
+        let limited = WebError::TooManyNewSessions { retry_after: std::time::Duration::from_millis(1500) };
+        assert_eq!(limited.error_response().headers().get("retry-after").unwrap(), "2");
+        assert_eq!(body(limited).0, 429);
         assert_eq!(body(WebError::MissingMiddleware).0, 500);
         let (s, b) = body(WebError::CrossSite("Sec-Fetch-Site says another site sent it"));
         assert_eq!(s, 403);

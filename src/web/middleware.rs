@@ -9,6 +9,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::csrf;
 use super::error::WebError;
+use super::rate;
 use super::session::Session;
 use crate::engine::SessionEngine;
 use crate::error::ConfigError;
@@ -133,7 +134,10 @@ where
             log::debug!("{} {} refused by the origin guard: {why}", req.method(), req.path());
             return Box::pin(std::future::ready(Err(WebError::CrossSite(why).into())));
         }
-        let session = Session::for_request(self.engine.clone(), req.headers());
+        let limits = &self.engine.config().limits;
+        let peer = req.peer_addr().map(|a| a.ip());
+        let client = rate::client_ip(peer, req.headers(), limits.trust_forwarded_for);
+        let session = Session::for_request(self.engine.clone(), req.headers(), client);
         req.extensions_mut().insert(session.clone());
         let service = self.service.clone();
         Box::pin(async move {

@@ -35,6 +35,7 @@ mod extract;
 mod finish;
 mod middleware;
 mod namespace;
+pub(crate) mod rate;
 mod request_state;
 mod session;
 

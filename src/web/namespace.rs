@@ -56,7 +56,7 @@ impl Namespace {
     /// Stores `value` under `key`, creating the session if needed.
     ///
     /// # Errors
-    /// [`WebError::NoSession`] (403) for a robot; `ValueTooLarge`/`TooManyKeys` (413);
+    /// [`WebError::NoSession`] (403) for a robot; `ValueTooLarge`/`TooManyKeys`/`SessionTooLarge` (413);
     /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
     /// meanwhile; `Full`/`Unavailable` (503).
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {

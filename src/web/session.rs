@@ -5,6 +5,8 @@
 //! engine as that operation, and only a write creates a session (lazy creation). How those
 //! trips go is in `access.rs`; what they leave behind, in [`RequestState`].
 
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use actix_web::http::header::{HeaderMap, HeaderValue, USER_AGENT};
@@ -79,13 +81,18 @@ struct Shared {
     robot: OnceLock<bool>,
     /// Serialises the cookie lookup and session creation of this request.
     gate: futures_util::lock::Mutex<()>,
+    /// The client, for `limits.create_rate` (see `rate::client_ip`).
+    client: IpAddr,
+    /// This request already took its token of `limits.create_rate`: a creation it retries
+    /// (the engine's fallback from a one-step counter) does not pay again.
+    admitted: AtomicBool,
     /// Never held across an `.await`.
     state: Mutex<RequestState>,
 }
 
 impl Session {
     /// The handle the middleware attaches to a request: parses the cookie, asks nobody yet.
-    pub(crate) fn for_request(engine: SessionEngine, headers: &HeaderMap) -> Self {
+    pub(crate) fn for_request(engine: SessionEngine, headers: &HeaderMap, client: IpAddr) -> Self {
         let (mut candidates, mut had_cookie) = (Vec::new(), false);
         let name = &engine.config().cookie.name;
         for value in cookie::values(headers, name) {
@@ -103,6 +110,8 @@ impl Session {
                 user_agent,
                 robot: OnceLock::new(),
                 gate: futures_util::lock::Mutex::new(()),
+                client,
+                admitted: AtomicBool::new(false),
                 state: Mutex::new(RequestState::new(candidates, had_cookie)),
             }),
         }
@@ -121,6 +130,21 @@ impl Session {
 
     pub(super) fn engine(&self) -> &SessionEngine {
         &self.shared.engine
+    }
+
+    /// Takes this request's token of `limits.create_rate`, once, before it creates a session.
+    ///
+    /// # Errors
+    /// [`WebError::TooManyNewSessions`] when the client has none left.
+    pub(super) fn admit_creation(&self) -> Result<(), WebError> {
+        if self.shared.admitted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.engine()
+            .take_create_token(self.shared.client)
+            .map_err(|retry_after| WebError::TooManyNewSessions { retry_after })?;
+        self.shared.admitted.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     pub(super) fn is_robot(&self) -> bool {

@@ -4,7 +4,7 @@ if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 local p = ARGV[6]
 for _, f in ipairs(redis.call('HKEYS', key)) do
-  if string.sub(f, 1, #p) == p then redis.call('HDEL', key, f) end
+  if string.sub(f, 1, #p) == p then drop(f) end
 end
 slide()
 return reply()

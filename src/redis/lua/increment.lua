@@ -1,9 +1,9 @@
 -- INCREMENT: adds ARGV[7] to the integer in field ARGV[6] (absent = 0); ARGV[8] max keys,
--- ARGV[9] max value bytes.
+-- ARGV[9] max value bytes, ARGV[10] max session bytes.
 -- Answers "ok", the metadata and the new value as text; {"gone"}, {"locked"}, {"toomany"},
--- {"toolarge", size}; {"fallback"} when the stored value or the sum is not an integer Lua adds
--- exactly: the caller then uses the general update path, which decodes with serde like the
--- memory backend.
+-- {"toolarge", size}, {"toobig", size}; {"fallback"} when the stored value or the sum is not
+-- an integer Lua adds exactly: the caller then uses the general update path, which decodes
+-- with serde like the memory backend.
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
 local v = redis.call('HGET', key, ARGV[6])
@@ -19,6 +19,7 @@ local r = n + tonumber(ARGV[7])
 if r >= 9007199254740992 or r <= -9007199254740992 then return {'fallback'} end
 local s = string.format('%.0f', r)
 if #s > tonumber(ARGV[9]) then return {'toolarge', #s} end
-redis.call('HSET', key, ARGV[6], s)
+local refused = put(ARGV[6], s, tonumber(ARGV[8]), tonumber(ARGV[10]))
 slide()
+if refused then return refused end
 return reply(s)

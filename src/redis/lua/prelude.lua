@@ -38,8 +38,45 @@ local function busy()
   local l = redis.call('GET', lock)
   return l and l ~= token
 end
+-- Values live in fields "d<scope length>:<scope><key>"; `b`, when present, holds the session's
+-- size as limits.max_session_bytes counts it (names and values), kept by every script that
+-- writes or deletes a value.
 local function data_len()
-  return redis.call('HLEN', key) - 4
+  return redis.call('HLEN', key) - 4 - redis.call('HEXISTS', key, 'b')
+end
+-- The scope and key bytes of value field f.
+local function names(f)
+  return #f - 2 - #string.match(f, '^d(%d+):')
+end
+-- The session's size: `b`, or for a session written before `b` was kept, counted once here.
+local function size()
+  local b = redis.call('HGET', key, 'b')
+  if b then return tonumber(b) end
+  local n = 0
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 1) == 'd' then n = n + names(f) + redis.call('HSTRLEN', key, f) end
+  end
+  return n
+end
+-- Writes value field f = v unless that adds a key past max_keys or grows the session past
+-- max_bytes (a write that does not grow it always works). Answers nil when written, else the
+-- refusal: {"toomany"} or {"toobig", size it would have}.
+local function put(f, v, max_keys, max_bytes)
+  local exists = redis.call('HEXISTS', key, f) == 1
+  if not exists and data_len() >= max_keys then return {'toomany'} end
+  local old = exists and redis.call('HSTRLEN', key, f) or -names(f)
+  local after = size() - old + #v
+  if #v > old and after > max_bytes then return {'toobig', after} end
+  redis.call('HSET', key, f, v, 'b', after)
+  return nil
+end
+-- Deletes value field f; answers 1 when it was there, else 0.
+local function drop(f)
+  if redis.call('HEXISTS', key, f) == 0 then return 0 end
+  local after = size() - names(f) - redis.call('HSTRLEN', key, f)
+  redis.call('HDEL', key, f)
+  redis.call('HSET', key, 'b', after)
+  return 1
 end
 -- The "ok" answer: the metadata (layout in reply.rs), then the script's own items.
 local function reply(...)

@@ -2,6 +2,6 @@
 -- Answers "ok", the metadata and 1 when the field was there (else 0); {"gone"}, {"locked"}.
 if not load(true) then return {'gone'} end
 if busy() then return {'locked'} end
-local n = redis.call('HDEL', key, ARGV[6])
+local n = drop(ARGV[6])
 slide()
 return reply(n)
