@@ -29,7 +29,56 @@ pub struct SessionState {
     pub(crate) last_access_ms: u64,
     /// Invariant: no chunk is empty, and a chunk of two entries or more is at most
     /// [`CHUNK_BYTES`] long.
-    chunks: Box<[Box<[u8]>]>,
+    chunks: Chunks,
+}
+
+/// The chunks of a session. Most sessions fit one chunk, held without a list around it: a
+/// list would cost each of them an allocation.
+#[derive(Debug, Clone)]
+enum Chunks {
+    One(Box<[u8]>),
+    /// None (an empty session), or two and more.
+    Many(Box<[Box<[u8]>]>),
+}
+
+impl Default for Chunks {
+    fn default() -> Self {
+        Self::Many(Box::default())
+    }
+}
+
+impl Chunks {
+    fn from_vec(mut chunks: Vec<Box<[u8]>>) -> Self {
+        match chunks.pop() {
+            Some(one) if chunks.is_empty() => Self::One(one),
+            Some(last) => {
+                chunks.push(last);
+                Self::Many(chunks.into_boxed_slice())
+            }
+            None => Self::default(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<Box<[u8]>> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many.into_vec(),
+        }
+    }
+
+    fn as_slice(&self) -> &[Box<[u8]>] {
+        match self {
+            Self::One(one) => std::slice::from_ref(one),
+            Self::Many(many) => many,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Box<[u8]>] {
+        match self {
+            Self::One(one) => std::slice::from_mut(one),
+            Self::Many(many) => many,
+        }
+    }
 }
 
 const ENTRY_HEADER: usize = 8;
@@ -201,7 +250,7 @@ impl<'de> Deserialize<'de> for SessionState {
             persistent: wire.persistent,
             created_ms: wire.created_ms,
             last_access_ms: wire.last_access_ms,
-            chunks: chunks.into_boxed_slice(),
+            chunks: Chunks::from_vec(chunks),
         })
     }
 }
@@ -240,7 +289,7 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), SessionEr
 impl SessionState {
     /// A new anonymous, volatile, empty session created at `now_ms`.
     pub fn new(now_ms: u64) -> Self {
-        Self { userid: 0, persistent: false, created_ms: now_ms, last_access_ms: now_ms, chunks: Box::default() }
+        Self { userid: 0, persistent: false, created_ms: now_ms, last_access_ms: now_ms, chunks: Chunks::default() }
     }
 
     /// The logged-in user id, 0 when anonymous.
@@ -265,7 +314,7 @@ impl SessionState {
     }
 
     fn iter(&self) -> Iter<'_> {
-        Iter { chunks: &self.chunks, chunk: 0, at: 0 }
+        Iter { chunks: self.chunks.as_slice(), chunk: 0, at: 0 }
     }
 
     fn find(&self, scope: &str, key: &str) -> Option<Packed<'_>> {
@@ -288,7 +337,7 @@ impl SessionState {
             chunks.insert(i, chunk);
         }
         chunks.extend(push);
-        self.chunks = chunks.into_boxed_slice();
+        self.chunks = Chunks::from_vec(chunks);
     }
 
     /// The JSON encoding stored under `scope`/`key`.
@@ -329,7 +378,7 @@ impl SessionState {
         if let Some((chunk, start, end)) = found
             && end - start == size
         {
-            self.chunks[chunk][end - value.len()..end].copy_from_slice(value);
+            self.chunks.as_mut_slice()[chunk][end - value.len()..end].copy_from_slice(value);
             return Ok(());
         }
         if found.is_none() && keys >= limits.max_keys {
@@ -345,24 +394,23 @@ impl SessionState {
         push_entry(&mut entry, scope.as_bytes(), key.as_bytes(), value);
         match found {
             Some((i, start, end)) => {
-                let chunk = &self.chunks[i];
+                let chunk = &self.chunks.as_slice()[i];
                 if start == 0 && end == chunk.len() {
                     // Alone in its chunk: the new entry is the new chunk.
-                    self.chunks[i] = entry.into_boxed_slice();
+                    self.chunks.as_mut_slice()[i] = entry.into_boxed_slice();
                 } else if chunk.len() - (end - start) + size <= CHUNK_BYTES {
-                    self.chunks[i] = spliced(chunk, start, end, &entry);
+                    let rebuilt = spliced(chunk, start, end, &entry);
+                    self.chunks.as_mut_slice()[i] = rebuilt;
                 } else {
                     // Too large to share the chunk any more: it moves to one of its own.
                     let rest = spliced(chunk, start, end, &[]);
                     self.rechunk(Some((i, Some(rest))), Some(entry.into_boxed_slice()));
                 }
             }
-            None => match self.chunks.last() {
+            None => match self.chunks.as_mut_slice().last_mut() {
                 Some(last) if last.len() + size <= CHUNK_BYTES => {
                     let end = last.len();
-                    let grown = spliced(last, end, end, &entry);
-                    let i = self.chunks.len() - 1;
-                    self.chunks[i] = grown;
+                    *last = spliced(last, end, end, &entry);
                 }
                 _ => self.rechunk(None, Some(entry.into_boxed_slice())),
             },
@@ -373,11 +421,12 @@ impl SessionState {
     /// Removes `scope`/`key`; whether it was there.
     pub fn remove(&mut self, scope: &str, key: &str) -> bool {
         let Some((i, start, end)) = self.find(scope, key).map(|e| (e.chunk, e.start, e.end)) else { return false };
-        let chunk = &self.chunks[i];
+        let chunk = &self.chunks.as_slice()[i];
         if start == 0 && end == chunk.len() {
             self.rechunk(Some((i, None)), None);
         } else {
-            self.chunks[i] = spliced(chunk, start, end, &[]);
+            let rest = spliced(chunk, start, end, &[]);
+            self.chunks.as_mut_slice()[i] = rest;
         }
         true
     }
@@ -385,12 +434,13 @@ impl SessionState {
     /// Removes every key of `scope`, or of every scope when `None`.
     pub fn clear(&mut self, scope: Option<&str>) {
         let Some(scope) = scope else {
-            self.chunks = Box::default();
+            self.chunks = Chunks::default();
             return;
         };
-        let mut chunks: Vec<Box<[u8]>> = Vec::with_capacity(self.chunks.len());
-        for (i, chunk) in self.chunks.iter().enumerate() {
-            let entries = || Iter { chunks: &self.chunks[i..=i], chunk: 0, at: 0 };
+        let all = self.chunks.as_slice();
+        let mut chunks: Vec<Box<[u8]>> = Vec::with_capacity(all.len());
+        for chunk in all {
+            let entries = || Iter { chunks: std::slice::from_ref(chunk), chunk: 0, at: 0 };
             if entries().all(|e| e.scope != scope.as_bytes()) {
                 chunks.push(chunk.clone());
                 continue;
@@ -403,7 +453,7 @@ impl SessionState {
                 chunks.push(kept.into_boxed_slice());
             }
         }
-        self.chunks = chunks.into_boxed_slice();
+        self.chunks = Chunks::from_vec(chunks);
     }
 
     /// The keys of `scope`, sorted.
@@ -424,7 +474,7 @@ impl SessionState {
 
     /// Whether the session holds no keys.
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.chunks.as_slice().is_empty()
     }
 
     /// Bytes of its scope names, key names and values, as `limits.max_session_bytes` counts them.
@@ -642,7 +692,7 @@ mod tests {
                 s.set("s", &key, &value, &limits).unwrap();
                 model.insert(key, value);
             }
-            for chunk in &s.chunks {
+            for chunk in s.chunks.as_slice() {
                 assert!(!chunk.is_empty());
                 let entries = Iter { chunks: std::slice::from_ref(chunk), chunk: 0, at: 0 }.count();
                 assert!(entries == 1 || chunk.len() <= CHUNK_BYTES, "a shared chunk of {} bytes", chunk.len());
