@@ -119,7 +119,7 @@ async fn the_page_says_what_logout_does_and_logout_does_it(b: Backend) {
         let page = call(&app, with_sid(get("/"), &sid)).await.body;
         let says = if clears { "Logging out clears everything" } else { "Logging out keeps this browser's other" };
         assert!(page.contains(says) && page.contains("id=\"visits\">1<"), "{page}");
-        let new = call(&app, with_sid(post("/logout"), &sid)).await.sid();
+        let new = call(&app, with_sid(post("/logout"), &sid).set_form([("csrf", csrf_of(&page))])).await.sid();
         let page = call(&app, with_sid(get("/"), &new)).await.body;
         let visits = if clears { "id=\"visits\">1<" } else { "id=\"visits\">2<" };
         assert!(page.contains("nobody (user id 0)") && page.contains(visits), "clears = {clears}: {page}");
