@@ -50,9 +50,12 @@ async fn logout_resets_user_and_persistence_rotates_and_keeps_other_data(b: Back
 async fn logout_clears_every_scope_when_configured(b: Backend) {
     let mut c = config(2);
     c.session.logout_clears_data = true;
+    c.limits.max_session_bytes = 4096;
+    c.limits.max_value_bytes = 4096;
     let e = b.engine_with_clock(c).await.0;
     let s = e.create().await.unwrap().id;
     e.insert(&s, "prefs", "theme", &"dark").await.unwrap();
+    e.insert(&s, "big", "blob", &"x".repeat(3000)).await.unwrap();
     e.insert(&s, "__system__", "name", &"Ann").await.unwrap();
     // Login keeps the data whatever the setting.
     let s = e.login(&s, 7).await.unwrap().id;
@@ -62,9 +65,11 @@ async fn logout_clears_every_scope_when_configured(b: Backend) {
     assert_ne!(out.id, s);
     assert_eq!((out.userid, out.persistent), (0, false));
     assert_eq!(e.info(&s).await, Err(SessionError::SessionGone));
-    for scope in ["prefs", "__system__", "cart"] {
+    for scope in ["prefs", "__system__", "cart", "big"] {
         assert_eq!(e.keys(&out.id, scope).await.unwrap(), Vec::<String>::new(), "{scope}");
     }
+    // Nothing of the cleared data still counts toward max_session_bytes.
+    e.insert(&out.id, "big", "blob", &"y".repeat(3500)).await.unwrap();
     // The session lives on, empty, and takes new values.
     e.insert(&out.id, "prefs", "theme", &"light").await.unwrap();
     assert_eq!(e.get::<String>(&out.id, "prefs", "theme").await.unwrap().as_deref(), Some("light"));

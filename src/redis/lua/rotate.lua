@@ -18,6 +18,8 @@ if ARGV[7] == '1' then
   for _, f in ipairs(redis.call('HKEYS', key)) do
     if string.sub(f, 1, 1) == 'd' then redis.call('HDEL', key, f) end
   end
+  -- No value left: the size max_session_bytes counts is 0.
+  redis.call('HSET', key, 'b', 0)
 end
 slide()
 return reply(old)
