@@ -77,8 +77,7 @@ mod web;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, LimitsConfig, LogMode, SECRET_ENV, SameSite,
-    SessionConfig,
-    StorageBackend, StorageConfig,
+    SessionConfig, StorageBackend, StorageConfig,
 };
 pub use engine::{EngineBuilder, EngineMessage, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};

@@ -13,29 +13,28 @@ use serde_json::json;
 
 use support::*;
 
-async fn token_of<S, B>(app: &S, sid: &str) -> String
-where
+/// A test app: what `call` takes.
+trait App<B>:
+    actix_web::dev::Service<actix_http::Request, Response = actix_web::dev::ServiceResponse<B>, Error = actix_web::Error>
+{
+}
+
+impl<S, B> App<B> for S where
     S: actix_web::dev::Service<
             actix_http::Request,
             Response = actix_web::dev::ServiceResponse<B>,
             Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody,
+        >
 {
+}
+
+async fn token_of<B: actix_web::body::MessageBody>(app: &impl App<B>, sid: &str) -> String {
     let r = call(app, with_sid(get("/test/csrf/token"), sid)).await;
     assert_eq!((r.status.as_u16(), r.set_cookies.len()), (200, 0), "{}", r.body);
     r.body
 }
 
-async fn verifies<S, B>(app: &S, sid: Option<&str>, token: &str) -> bool
-where
-    S: actix_web::dev::Service<
-            actix_http::Request,
-            Response = actix_web::dev::ServiceResponse<B>,
-            Error = actix_web::Error,
-        >,
-    B: actix_web::body::MessageBody,
-{
+async fn verifies<B: actix_web::body::MessageBody>(app: &impl App<B>, sid: Option<&str>, token: &str) -> bool {
     let mut req = post("/test/csrf/verify").set_payload(token.to_owned());
     if let Some(sid) = sid {
         req = with_sid(req, sid);
