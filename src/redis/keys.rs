@@ -62,10 +62,15 @@ pub(crate) fn of_random(random: &[u8; 16]) -> SessionKeys {
     }
 }
 
-/// The random part an index entry names; `None` for a malformed entry (or one written by an
-/// older version, which also held the tag: such entries are dropped as stale).
+/// The random part an index entry names; `None` for a malformed entry. Entries written before
+/// the index dropped tags (random part, then tag: 48 hex digits) still name their session, so
+/// "log out everywhere" still finds sessions logged in before an upgrade.
 pub(crate) fn of_member(member: &str) -> Option<[u8; 16]> {
-    unhex::<16>(member)
+    match member.len() {
+        32 => unhex::<16>(member),
+        48 => unhex::<8>(member.get(32..)?).and(unhex::<16>(member.get(..32)?)),
+        _ => None,
+    }
 }
 
 /// The index of `userid`'s sessions.
@@ -107,6 +112,12 @@ mod tests {
         assert_ne!(a.session, b.session);
         assert_eq!(of_member(&a.member), Some(*id.random()));
         assert!(of_member("zz").is_none());
+        // An entry of the older form (random part, then tag) names the same session.
+        let older = format!("{}{}", a.member, hex(id.tag()));
+        assert_eq!(of_member(&older), Some(*id.random()));
+        assert!(of_member(&format!("{}zz", a.member)).is_none());
+        assert!(of_member(&format!("{}é{}", &a.member[..31], &a.member[32..])).is_none());
+        assert!(of_member(&format!("{}é{}", &older[..31], &older[33..])).is_none());
         // The index holds no tag: without the engine's secret its entries open nothing.
         assert!(!a.member.contains(&hex(id.tag())));
         assert_eq!(a.member.len(), 32);
