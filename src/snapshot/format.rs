@@ -37,8 +37,9 @@ use crate::state::SessionState;
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOSNP";
 /// The format version this build writes (and the newest it reads).
 pub(crate) const VERSION: u32 = 3;
-/// The newest version whose records name sessions by their whole id.
-const LAST_WITH_IDS: u32 = 2;
+/// The newest version whose records name sessions by their whole id (and whose writers chose
+/// a session's shard by its id, not its locator).
+pub(crate) const LAST_WITH_IDS: u32 = 2;
 /// Size of the header this build writes.
 pub(crate) const HEADER_LEN: usize = 80;
 /// Size of a version 1 header.

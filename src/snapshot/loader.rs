@@ -38,8 +38,12 @@ pub(crate) struct Loaded {
     pub generations: Vec<Vec<u64>>,
     /// First generation number never used in the directory.
     pub next_generation: u64,
-    /// Snapshot files of another shard count, to delete once the current layout is written.
+    /// Snapshot files of another shard count (or of an older format, see `legacy`), to delete
+    /// once the current layout is written.
     pub stale: Vec<FileName>,
+    /// Some of the current layout's sessions came from files written when shards were chosen
+    /// by the id (snapshot format 1 or 2, log format 1): the layout is rewritten in full.
+    pub legacy: bool,
     /// Files read successfully.
     pub files: usize,
     /// Damaged files renamed aside.
@@ -60,7 +64,7 @@ fn storage(path: &Path, message: String) -> StartError {
     StartError::Storage { path: path.to_owned(), message }
 }
 
-fn read_file(dir: &Path, name: FileName) -> Result<(Vec<Record>, u64), Problem> {
+fn read_file(dir: &Path, name: FileName) -> Result<(Vec<Record>, u64, u32), Problem> {
     let path = name.path(dir);
     let bytes =
         std::fs::read(&path).map_err(|e| Problem::Fatal(storage(&path, format!("cannot read snapshot: {e}"))))?;
@@ -80,7 +84,7 @@ fn read_file(dir: &Path, name: FileName) -> Result<(Vec<Record>, u64), Problem> 
             header.shard, header.shards, header.generation
         )));
     }
-    Ok((records, header.log_from))
+    Ok((records, header.log_from, header.version))
 }
 
 /// One shard of one layout: the newest generation that reads, setting damaged ones aside.
@@ -92,6 +96,8 @@ struct Group {
     remaining: Vec<u64>,
     files: usize,
     corrupt: usize,
+    /// The loaded snapshot is of a format whose writer chose shards by the id.
+    legacy: bool,
 }
 
 fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Result<Group, StartError> {
@@ -100,7 +106,10 @@ fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Resul
     for &generation in generations.iter().rev() {
         let name = FileName { shards, shard, generation, kind: Kind::Snap };
         match read_file(dir, name) {
-            Ok((records, log_from)) => return Ok(Group { records, log_from, remaining, files: 1, corrupt }),
+            Ok((records, log_from, version)) => {
+                let legacy = version <= format::LAST_WITH_IDS;
+                return Ok(Group { records, log_from, remaining, files: 1, corrupt, legacy });
+            }
             Err(Problem::Fatal(e)) => return Err(e),
             Err(Problem::Corrupt(why)) => {
                 corrupt += 1;
@@ -126,7 +135,7 @@ fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Resul
             }
         }
     }
-    Ok(Group { records: Vec::new(), log_from: 0, remaining, files: 0, corrupt })
+    Ok(Group { records: Vec::new(), log_from: 0, remaining, files: 0, corrupt, legacy: false })
 }
 
 /// A group's snapshot, then its log replayed over it.
@@ -224,7 +233,18 @@ pub(crate) fn load_all(
         loaded.files += group.files;
         loaded.corrupt += group.corrupt;
         loaded.log_records += replayed.applied;
-        if *layout as usize == shards && (*shard as usize) < shards {
+        if *layout as usize == shards && (*shard as usize) < shards && (group.legacy || replayed.legacy) {
+            // Written when shards were chosen by the id: its sessions now belong to several
+            // shards. Rewritten in full like another layout, then removed.
+            loaded.legacy = true;
+            loaded.next_lsn[*shard as usize] = replayed.next_lsn;
+            loaded.stale.extend(group.remaining.iter().map(|&generation| FileName {
+                shards: *layout,
+                shard: *shard,
+                generation,
+                kind: Kind::Snap,
+            }));
+        } else if *layout as usize == shards && (*shard as usize) < shards {
             loaded.generations[*shard as usize] = group.remaining;
             loaded.next_lsn[*shard as usize] = replayed.next_lsn;
             loaded.replayed[*shard as usize] = replayed.applied;

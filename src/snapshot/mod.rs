@@ -96,7 +96,7 @@ pub(crate) fn open(
         lifetimes,
     );
     let sessions: usize = loaded.shards.iter().map(Vec::len).sum();
-    let rewritten = !loaded.stale.is_empty() || !loaded.stale_logs.is_empty();
+    let rewritten = !loaded.stale.is_empty() || !loaded.stale_logs.is_empty() || loaded.legacy;
     if rewritten {
         rewrite_layout(&mut writer, &loaded)?;
     }
@@ -161,9 +161,107 @@ fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> R
     }
     let old: std::collections::BTreeSet<u32> =
         stale.iter().map(|n| n.shards).chain(loaded.stale_logs.iter().map(|n| n.shards)).collect();
-    log::info!(
-        "snapshots: shard count changed from {old:?} to {}; sessions re-hashed, rewritten, old files removed",
-        shards.len()
-    );
+    if loaded.legacy {
+        log::info!(
+            "snapshots: files of an older format (sessions placed by id) rewritten in the current one, \
+             sessions placed by locator"
+        );
+    }
+    if old.iter().any(|&n| n as usize != shards.len()) {
+        log::info!(
+            "snapshots: shard count changed from {old:?} to {}; sessions re-hashed, rewritten, old files removed",
+            shards.len()
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation, reason = "4 shards of 64 sessions")]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::LimitsConfig;
+    use crate::id::{Keyring, SessionId, shard_of};
+    use crate::state::SessionState;
+    use files::{FileName, Kind};
+
+    const SHARDS: usize = 4;
+
+    fn lifetimes() -> Lifetimes {
+        Lifetimes { volatile_ms: 3_600_000, persistent_ms: 3_600_000, absolute_ms: 0 }
+    }
+
+    /// Every `.snap` file: its version, shard and locators.
+    fn on_disk(dir: &Path) -> Vec<(u32, u32, Vec<crate::id::Locator>)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir.join(files::SUBDIR)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "snap") {
+                let (header, records) = format::decode(&std::fs::read(&path).unwrap()).unwrap();
+                out.push((header.version, header.shard, records.into_iter().map(|(l, _)| l).collect()));
+            }
+        }
+        out
+    }
+
+    /// Snapshots of format 2 placed sessions by their id; format 3 by their locator. Opening a
+    /// format 2 directory rewrites it in full, each session in its locator's shard, and removes
+    /// the old files: otherwise a shard writing its next snapshot would leave out sessions that
+    /// came from its old file but now belong to a shard that has not written yet, and a restart
+    /// would lose them.
+    #[test]
+    fn snapshots_of_the_id_placed_format_are_rewritten_by_locator() {
+        let data = tempfile::tempdir().unwrap();
+        let ring = Keyring::from_secrets(b"snapshot upgrade test secret, long enough", &[]);
+        let ids: Vec<SessionId> = (0..64).map(|_| ring.generate()).collect();
+        let mut state = SessionState::new(1_000);
+        state.set("s", "k", b"1", &LimitsConfig::default()).unwrap();
+        let snapshots = data.path().join(files::SUBDIR);
+        files::private_dir(data.path()).unwrap();
+        files::private_dir(&snapshots).unwrap();
+        let mut moved = 0;
+        for shard in 0..SHARDS {
+            // Where the older version put each session: by the id's random part.
+            let mine: Vec<&SessionId> = ids.iter().filter(|id| shard_of(id.random(), SHARDS) == shard).collect();
+            moved += mine.iter().filter(|id| id.shard(SHARDS) != shard).count();
+            let mut body = Vec::new();
+            for id in &mine {
+                bincode::serde::encode_into_std_write((id, &state), &mut body, bincode::config::standard()).unwrap();
+            }
+            let chunks = [body];
+            let mut header = format::header_for(shard as u32, SHARDS as u32, 1, 1_000, mine.len() as u64, 0, &chunks);
+            header.version = 2;
+            let mut file = header.to_bytes().to_vec();
+            file.extend_from_slice(&chunks[0]);
+            let name = FileName { shards: SHARDS as u32, shard: shard as u32, generation: 1, kind: Kind::Snap };
+            std::fs::write(name.path(&snapshots), file).unwrap();
+        }
+        assert!(moved > 16, "most sessions change shard: {moved}");
+
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(2_000));
+        let (_, recovered) = open(data.path(), SHARDS, clock.clone(), lifetimes()).unwrap();
+        let mut seen = 0;
+        for (shard, r) in recovered.iter().enumerate() {
+            assert!(r.records.iter().all(|(l, _)| shard_of(l, SHARDS) == shard));
+            seen += r.records.len();
+        }
+        assert_eq!(seen, ids.len());
+        let files = on_disk(data.path());
+        assert_eq!(files.len(), SHARDS, "the old generation is gone: {files:?}");
+        let mut all: Vec<_> = files.iter().flat_map(|(_, _, l)| l.clone()).collect();
+        for (version, shard, locators) in &files {
+            assert_eq!(*version, format::VERSION);
+            assert!(locators.iter().all(|l| shard_of(l, SHARDS) == *shard as usize));
+        }
+        all.sort_unstable();
+        let mut expected: Vec<_> = ids.iter().map(|id| *id.locator()).collect();
+        expected.sort_unstable();
+        assert_eq!(all, expected);
+
+        // The next start finds nothing to rewrite.
+        let (_, again) = open(data.path(), SHARDS, clock, lifetimes()).unwrap();
+        assert_eq!(again.iter().map(|r| r.records.len()).sum::<usize>(), ids.len());
+        assert_eq!(on_disk(data.path()).len(), SHARDS);
+    }
 }

@@ -33,6 +33,9 @@ pub(crate) struct Replayed {
     pub applied: u64,
     /// Segments read.
     pub segments: usize,
+    /// Records were applied from a segment of format version 1, which an older version wrote
+    /// routing sessions by their id: what this shard holds now belongs to other shards too.
+    pub legacy: bool,
 }
 
 /// Replays the log of shard `shard` of a `shards`-shard layout from sequence number `from`
@@ -98,6 +101,7 @@ pub(crate) fn replay(
                     }
                     out.next_lsn += 1;
                     out.applied += 1;
+                    out.legacy |= format::routed_by_id(&bytes);
                     apply(&mut sessions, entry);
                 }
                 gap.or(stop)
