@@ -17,9 +17,9 @@ pub const MAX_NAME_LEN: usize = 256;
 /// (`[scope len u16][key len u16][value len u32][scope][key][value]`, repeated) into chunks:
 /// sessions hold few, small keys, and a small buffer scanned linearly beats a map of maps on
 /// memory (one allocation instead of three per key) and on speed at these sizes. Small entries
-/// share a chunk of at most [`CHUNK_BYTES`]; an entry larger than that has a chunk of its own.
+/// share a chunk of at most `CHUNK_BYTES` (1 KiB); an entry larger than that has a chunk of its own.
 /// A write rebuilds only the chunk of its entry, so it copies at most the new entry plus
-/// [`CHUNK_BYTES`], however large the rest of the session is; a write of the same size is done
+/// `CHUNK_BYTES` (1 KiB), however large the rest of the session is; a write of the same size is done
 /// in place.
 #[derive(Debug, Clone)]
 pub struct SessionState {
@@ -28,7 +28,7 @@ pub struct SessionState {
     pub(crate) created_ms: u64,
     pub(crate) last_access_ms: u64,
     /// Invariant: no chunk is empty, and a chunk of two entries or more is at most
-    /// [`CHUNK_BYTES`] long.
+    /// `CHUNK_BYTES` (1 KiB) long.
     chunks: Chunks,
 }
 
