@@ -86,7 +86,9 @@ pub use memory::Placement;
 pub use message::*;
 pub use robot::{RobotDetector, RobotsConfig};
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN};
-pub use web::{MaybeSession, Namespace, RESERVED_SCOPE_PREFIX, Session, SessionMiddleware, SessionService, WebError};
+pub use web::{
+    Device, MaybeSession, Namespace, RESERVED_SCOPE_PREFIX, Session, SessionMiddleware, SessionService, WebError,
+};
 
 /// The crate's design: `ARCHITECTURE.md`, rendered here so it ships with the docs.
 #[doc = include_str!("../ARCHITECTURE.md")]

@@ -142,6 +142,9 @@ pub struct UserSession {
     pub handle: SessionHandle,
     /// The user.
     pub userid: u64,
+    /// A short name of the browser and system that logged in ("Firefox 133 on Windows 10"),
+    /// recorded by the web layer at login; `None` when none was recorded.
+    pub label: Option<String>,
     /// Remember-me session.
     pub persistent: bool,
     /// When it was created.

@@ -6,6 +6,17 @@ use crate::clock::millis;
 use crate::config::LimitsConfig;
 use crate::error::SessionError;
 
+/// The reserved scope holding what a session records about its device (see
+/// `Session::devices`): `label`, a short name of the browser and system that logged in.
+pub(crate) const DEVICE_SCOPE: &str = "__draco.device";
+/// The device label's key in [`DEVICE_SCOPE`].
+pub(crate) const LABEL_KEY: &str = "label";
+
+/// The device label stored in a session's data, if any.
+pub(crate) fn label_of(state: &SessionState) -> Option<String> {
+    state.get(DEVICE_SCOPE, LABEL_KEY).and_then(|json| serde_json::from_slice(json).ok())
+}
+
 /// The default namespace, as in Draco.
 pub const DEFAULT_SCOPE: &str = "__system__";
 /// Longest scope or key name, in bytes.

@@ -579,6 +579,7 @@ impl Shard {
             .map(|(l, state)| UserSession {
                 handle: self.shared.keyring.handle(l),
                 userid,
+                label: crate::state::label_of(state),
                 persistent: state.persistent,
                 created: to_system_time(state.created_ms),
                 last_access: to_system_time(state.last_access_ms),

@@ -64,6 +64,14 @@ impl Core {
         Ok(ended)
     }
 
+    /// The device label a session's data holds (see `state::DEVICE_SCOPE`), if any.
+    async fn label(&self, random: &[u8; 16]) -> Result<Option<String>> {
+        let field = keys::field(crate::state::DEVICE_SCOPE, crate::state::LABEL_KEY);
+        let json: Option<Vec<u8>> =
+            self.link.query(redis::cmd("HGET").arg(keys::of_random(random).session).arg(field)).await?;
+        Ok(json.and_then(|j| serde_json::from_slice(&j).ok()))
+    }
+
     /// Ends the session of `userid` named by `handle`; whether there was one.
     pub(super) async fn revoke(&self, userid: u64, handle: SessionHandle) -> Result<bool> {
         for member in self.members(userid).await? {
@@ -93,6 +101,7 @@ impl Core {
                     Ok(info) if info.userid == userid => live.push(UserSession {
                         handle: self.keyring.handle(id.locator()),
                         userid,
+                        label: self.label(&random).await?,
                         persistent: info.persistent,
                         created: info.created,
                         last_access: info.last_access,

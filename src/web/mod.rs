@@ -30,6 +30,7 @@
 mod access;
 pub(crate) mod cookie;
 pub(crate) mod csrf;
+mod devices;
 mod error;
 mod extract;
 mod finish;
@@ -39,6 +40,7 @@ pub(crate) mod rate;
 mod request_state;
 mod session;
 
+pub use devices::Device;
 pub use error::WebError;
 pub use extract::MaybeSession;
 pub use middleware::{SessionMiddleware, SessionService};

@@ -117,6 +117,11 @@ impl Session {
         }
     }
 
+    /// The request's User-Agent header.
+    pub(super) fn user_agent(&self) -> Option<&HeaderValue> {
+        self.shared.user_agent.as_ref()
+    }
+
     /// The request state. Never hold the guard across an `.await`.
     pub(super) fn state(&self) -> MutexGuard<'_, RequestState> {
         // A panic while holding the guard cannot leave the state half-updated in a harmful way.
@@ -285,7 +290,8 @@ impl Session {
             Some(id) => (id, engine.login(&id, userid).await),
             None => self.created_with(|id| async move { engine.login(&id, userid).await }).await?,
         };
-        self.changed(done)
+        self.changed(done)?;
+        self.record_device().await
     }
 
     /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept
