@@ -9,7 +9,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, LOCATION};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, error, web};
-use draco_session::{Session, SessionError, WebError};
+use draco_session::{Device, Session, SessionError, SessionHandle, WebError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -38,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
     .route("/", web::get().to(page))
     .route("/login", web::post().to(form_login))
     .route("/logout", web::post().to(form_logout))
+    .route("/devices/logout-others", web::post().to(form_logout_others))
+    .route("/devices/{handle}/logout", web::post().to(form_revoke))
     .service(
         web::scope("/api")
             .wrap(from_fn(json_only))
@@ -45,6 +47,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
             .route("/login", web::post().to(api_login))
             .route("/logout", web::post().to(api_logout))
             .route("/persistent", web::post().to(api_persistent))
+            .route("/devices", web::get().to(api_devices))
+            .route("/devices/{handle}", web::delete().to(api_revoke))
+            .route("/logout-others", web::post().to(api_logout_others))
             .route("/incr/{name}", web::post().to(api_incr))
             .route("/ns/{scope}/{key}", web::put().to(ns_put))
             .route("/ns/{scope}/{key}", web::get().to(ns_get))
@@ -178,6 +183,67 @@ async fn api_logout(session: Session) -> Result<HttpResponse, WebError> {
     Ok(HttpResponse::Ok().json(SessionView::of(&session, visits).await?))
 }
 
+/// Unix seconds.
+fn unix(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The user's devices; `None` when nobody is logged in (or a robot asks).
+async fn devices_of(session: &Session) -> Result<Option<Vec<Device>>, WebError> {
+    if !session.is_available() || session.userid().await? == 0 {
+        return Ok(None);
+    }
+    match session.devices().await {
+        Err(e) if e.engine() == Some(&SessionError::NotLoggedIn) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+fn not_logged_in() -> HttpResponse {
+    problem(StatusCode::UNAUTHORIZED, "not logged in")
+}
+
+async fn api_devices(session: Session) -> Result<HttpResponse, WebError> {
+    let Some(devices) = devices_of(&session).await? else { return Ok(not_logged_in()) };
+    let list: Vec<Value> = devices
+        .iter()
+        .map(|d| {
+            json!({
+                "handle": d.handle.to_string(),
+                "label": d.label,
+                "created": unix(d.created),
+                "last_used": unix(d.last_used),
+                "persistent": d.persistent,
+                "current": d.current,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "devices": list })))
+}
+
+async fn api_revoke(session: Session, handle: web::Path<String>) -> Result<HttpResponse, WebError> {
+    if devices_of(&session).await?.is_none() {
+        return Ok(not_logged_in());
+    }
+    let revoked = match handle.parse::<SessionHandle>() {
+        Ok(handle) => session.revoke(&handle).await?,
+        Err(_) => false,
+    };
+    if !revoked {
+        return Ok(problem(StatusCode::NOT_FOUND, "no other session of yours has that handle"));
+    }
+    log::info!("user {}: a session was logged out from another device", session.userid().await?);
+    Ok(HttpResponse::Ok().json(json!({ "revoked": true })))
+}
+
+async fn api_logout_others(session: Session) -> Result<HttpResponse, WebError> {
+    if devices_of(&session).await?.is_none() {
+        return Ok(not_logged_in());
+    }
+    let revoked = session.logout_others().await?;
+    Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
+}
+
 #[derive(Deserialize)]
 struct Persistence {
     persistent: bool,
@@ -294,6 +360,76 @@ async fn form_logout(session: Session, form: web::Form<LogoutForm>) -> Result<Ht
     Ok(see_other("/"))
 }
 
+async fn form_revoke(
+    session: Session,
+    handle: web::Path<String>,
+    form: web::Form<LogoutForm>,
+) -> Result<HttpResponse, WebError> {
+    if !session.verify_csrf(&form.csrf).await? {
+        return Ok(forged_form());
+    }
+    if devices_of(&session).await?.is_some()
+        && let Ok(handle) = handle.parse::<SessionHandle>()
+    {
+        session.revoke(&handle).await?;
+    }
+    Ok(see_other("/"))
+}
+
+async fn form_logout_others(session: Session, form: web::Form<LogoutForm>) -> Result<HttpResponse, WebError> {
+    if !session.verify_csrf(&form.csrf).await? {
+        return Ok(forged_form());
+    }
+    if devices_of(&session).await?.is_some() {
+        session.logout_others().await?;
+    }
+    Ok(see_other("/"))
+}
+
+/// The "Your devices" card: each session of the user, forms to end the others.
+fn devices_card(devices: &[Device], now: std::time::SystemTime) -> String {
+    let ago = |t: std::time::SystemTime| {
+        let secs = now.duration_since(t).map_or(0, |d| d.as_secs());
+        match secs {
+            0..60 => "just now".to_owned(),
+            60..3600 => format!("{} min ago", secs / 60),
+            3600..86_400 => format!("{} h ago", secs / 3600),
+            _ => format!("{} days ago", secs / 86_400),
+        }
+    };
+    let mut rows = String::new();
+    for d in devices {
+        let label = escape(d.label.as_deref().unwrap_or("Unknown device"));
+        let remembered = if d.persistent { "remembered" } else { "until the browser closes" };
+        let end = if d.current {
+            r#"<b class="this">this device</b>"#.to_owned()
+        } else {
+            format!(
+                r#"<form method="post" action="/devices/{h}/logout"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="revoke" data-handle="{h}">Log out</button></form>"#,
+                h = d.handle
+            )
+        };
+        rows.push_str(&format!(
+            r#"<tr class="device" data-handle="{h}"><td><b>{label}</b><br><span class="hint">signed in {created}, last used {used}, {remembered}</span></td><td>{end}</td></tr>"#,
+            h = d.handle,
+            created = ago(d.created),
+            used = ago(d.last_used),
+        ));
+    }
+    let others = if devices.len() > 1 {
+        r#"<form method="post" action="/devices/logout-others"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" id="logout-others">Log out everywhere else</button></form>"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<section class="card" id="devices">
+  <h2>Your devices</h2>
+  <table>{rows}</table>
+  {others}
+</section>"#
+    )
+}
+
 #[derive(Deserialize)]
 struct PageQuery {
     login: Option<String>,
@@ -324,6 +460,38 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// The log-in form for a visitor, the log-out form for a user (its `{csrf}` filled in later).
+fn action_card(userid: u64, logout_clears_data: bool) -> String {
+    let logout_does = if logout_clears_data {
+        "Logging out clears everything this browser's session holds (your visit counter too), \
+         forgets who you are and rotates the session id."
+    } else {
+        "Logging out keeps this browser's other session data (your visit counter) but forgets \
+         who you are and rotates the session id."
+    };
+    if userid == 0 {
+        r#"<form method="post" action="/login" class="card">
+  <input type="hidden" name="csrf" value="{csrf}">
+  <h2>Log in</h2>
+  <label>User name <input name="username" autocomplete="username" required></label>
+  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+  <label class="check"><input type="checkbox" name="remember" id="remember"> Remember me</label>
+  <button type="submit" id="login">Log in</button>
+  <p class="hint">Try <b>alice</b> / <b>wonderland</b> or <b>bob</b> / <b>builder</b>.</p>
+</form>"#
+            .to_owned()
+    } else {
+        format!(
+            r#"<form method="post" action="/logout" class="card">
+  <input type="hidden" name="csrf" value="{{csrf}}">
+  <h2>Log out</h2>
+  <p id="logout-does">{logout_does}</p>
+  <button type="submit" id="logout">Log out</button>
+</form>"#
+        )
+    }
+}
+
 async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, WebError> {
     let available = session.is_available();
     let userid = session.userid().await?;
@@ -347,34 +515,11 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
     } else {
         ""
     };
-    let logout_does = if session.config().session.logout_clears_data {
-        "Logging out clears everything this browser's session holds (your visit counter too), \
-         forgets who you are and rotates the session id."
-    } else {
-        "Logging out keeps this browser's other session data (your visit counter) but forgets \
-         who you are and rotates the session id."
+    let devices = match devices_of(session).await? {
+        Some(devices) => devices_card(&devices, std::time::SystemTime::now()),
+        None => String::new(),
     };
-    let action = if userid == 0 {
-        r#"<form method="post" action="/login" class="card">
-  <input type="hidden" name="csrf" value="{csrf}">
-  <h2>Log in</h2>
-  <label>User name <input name="username" autocomplete="username" required></label>
-  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-  <label class="check"><input type="checkbox" name="remember" id="remember"> Remember me</label>
-  <button type="submit" id="login">Log in</button>
-  <p class="hint">Try <b>alice</b> / <b>wonderland</b> or <b>bob</b> / <b>builder</b>.</p>
-</form>"#
-            .to_owned()
-    } else {
-        format!(
-            r#"<form method="post" action="/logout" class="card">
-  <input type="hidden" name="csrf" value="{{csrf}}">
-  <h2>Log out</h2>
-  <p id="logout-does">{logout_does}</p>
-  <button type="submit" id="logout">Log out</button>
-</form>"#
-        )
-    };
+    let action = action_card(userid, session.config().session.logout_clears_data);
     Ok(format!(
         r#"<!doctype html>
 <html lang="en">
@@ -414,12 +559,14 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
   </table>
 </section>
 {action}
+{devices}
 <p class="hint">The same data as JSON: <a href="/api/session">/api/session</a> (it counts a visit too).</p>
 </body>
 </html>
 "#,
         id = escape(&id),
         action = action.replace("{csrf}", &escape(&csrf)),
+        devices = devices.replace("{csrf}", &escape(&csrf)),
     ))
 }
 
