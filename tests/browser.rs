@@ -339,3 +339,34 @@ async fn pages_of_another_site_cannot_log_a_visitor_in_or_out() {
     assert_eq!(world.text(&client, "user").await, "nobody (user id 0)");
     client.close().await.unwrap();
 }
+
+/// Two browsers (two profiles) log in as alice: each page's "Your devices" card lists both
+/// sessions, one marked "this device"; one browser logs the other out with the card's button
+/// (a plain form, no JavaScript), and the other's next page load is logged out.
+#[actix_web::test]
+async fn one_browser_logs_the_other_out_from_the_devices_card() {
+    let world = start();
+    let (a, b) = (world.browser("devices-a").await, world.browser("devices-b").await);
+    world.log_in(&a, true).await;
+    world.log_in(&b, false).await;
+    for client in [&a, &b] {
+        client.goto(&format!("{}/", world.base)).await.unwrap();
+        let rows = client.find_all(Locator::Css("#devices tr.device")).await.unwrap();
+        assert_eq!(rows.len(), 2, "two devices on each page");
+        let this = client.find_all(Locator::Css("#devices b.this")).await.unwrap();
+        assert_eq!(this.len(), 1, "one marked as this device");
+        assert_eq!(client.find_all(Locator::Css("#devices button.revoke")).await.unwrap().len(), 1);
+    }
+    let shot = a.screenshot().await.unwrap();
+    std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("remember_me-devices.png"), shot).unwrap();
+    // A ends B's session.
+    a.find(Locator::Css("#devices button.revoke")).await.unwrap().click().await.unwrap();
+    a.wait().for_element(Locator::Id("devices")).await.unwrap();
+    assert_eq!(a.find_all(Locator::Css("#devices tr.device")).await.unwrap().len(), 1);
+    assert_eq!(world.text(&a, "user").await, "alice (user id 1)");
+    b.goto(&format!("{}/", world.base)).await.unwrap();
+    assert_eq!(world.text(&b, "user").await, "nobody (user id 0)", "B is logged out");
+    assert!(b.find(Locator::Id("devices")).await.is_err(), "no devices card for a visitor");
+    world.quit(a, "devices-a").await;
+    world.quit(b, "devices-b").await;
+}
