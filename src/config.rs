@@ -65,6 +65,10 @@ pub struct SessionConfig {
     /// preferences). `true`: every scope is cleared too, in the same atomic step as the
     /// rotation, so the browser starts anew after a logout (a shared computer).
     pub logout_clears_data: bool,
+    /// Whether a login records the client's address beside the device label, for
+    /// `Session::devices`. Defaults to `false`, for privacy. The address is the one
+    /// `limits.create_rate` counts (the peer, or the trusted `X-Forwarded-For` hop).
+    pub record_ip: bool,
 }
 
 impl Default for SessionConfig {
@@ -78,6 +82,7 @@ impl Default for SessionConfig {
             secret: None,
             previous_secrets: Vec::new(),
             logout_clears_data: false,
+            record_ip: false,
         }
     }
 }
@@ -103,6 +108,7 @@ impl std::fmt::Debug for SessionConfig {
             secret,
             previous_secrets,
             logout_clears_data,
+            record_ip,
         } = self;
         f.debug_struct("SessionConfig")
             .field("volatile_ttl", volatile_ttl)
@@ -113,6 +119,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("secret", &secret.as_ref().map(|_| Redacted))
             .field("previous_secrets", &previous_secrets.iter().map(|_| Redacted).collect::<Vec<_>>())
             .field("logout_clears_data", logout_clears_data)
+            .field("record_ip", record_ip)
             .finish()
     }
 }

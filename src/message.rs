@@ -145,6 +145,8 @@ pub struct UserSession {
     /// A short name of the browser and system that logged in ("Firefox 133 on Windows 10"),
     /// recorded by the web layer at login; `None` when none was recorded.
     pub label: Option<String>,
+    /// The client's address at login, when `session.record_ip` was on.
+    pub ip: Option<String>,
     /// Remember-me session.
     pub persistent: bool,
     /// When it was created.

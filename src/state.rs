@@ -12,9 +12,12 @@ pub(crate) const DEVICE_SCOPE: &str = "__draco.device";
 /// The device label's key in [`DEVICE_SCOPE`].
 pub(crate) const LABEL_KEY: &str = "label";
 
-/// The device label stored in a session's data, if any.
-pub(crate) fn label_of(state: &SessionState) -> Option<String> {
-    state.get(DEVICE_SCOPE, LABEL_KEY).and_then(|json| serde_json::from_slice(json).ok())
+/// The client address's key in [`DEVICE_SCOPE`] (`session.record_ip`).
+pub(crate) const IP_KEY: &str = "ip";
+
+/// A text value of [`DEVICE_SCOPE`] stored in a session's data, if any.
+pub(crate) fn device_value(state: &SessionState, key: &str) -> Option<String> {
+    state.get(DEVICE_SCOPE, key).and_then(|json| serde_json::from_slice(json).ok())
 }
 
 /// The default namespace, as in Draco.

@@ -128,7 +128,24 @@ async fn the_page_shows_the_devices_card_and_its_forms_work(b: Backend) {
     assert!(!page.contains("Your devices"));
 }
 
+async fn the_client_address_is_recorded_only_when_configured(b: Backend) {
+    for record in [false, true] {
+        let f = fixture_with(b, |c| c.session.record_ip = record, None).await;
+        let app = app!(f.engine);
+        let req = post("/api/login")
+            .peer_addr("10.1.2.3:5555".parse().unwrap())
+            .set_json(serde_json::json!({"username": "alice", "password": "wonderland"}));
+        let sid = call(&app, req).await.sid();
+        let list = devices(&call(&app, with_sid(get("/api/devices"), &sid)).await);
+        let expected = if record { Value::from("10.1.2.3") } else { Value::Null };
+        assert_eq!(list[0]["ip"], expected, "record_ip = {record}");
+        let page = call(&app, with_sid(get("/"), &sid)).await.body;
+        assert_eq!(page.contains("from 10.1.2.3"), record);
+    }
+}
+
 both!(
+    the_client_address_is_recorded_only_when_configured,
     the_devices_api_lists_ends_one_and_ends_the_others,
     anonymous_visitors_have_no_devices,
     the_page_shows_the_devices_card_and_its_forms_work

@@ -215,6 +215,7 @@ async fn api_devices(session: Session) -> Result<HttpResponse, WebError> {
                 "last_used": unix(d.last_used),
                 "persistent": d.persistent,
                 "current": d.current,
+                "ip": d.ip.map(|ip| ip.to_string()),
             })
         })
         .collect();
@@ -401,6 +402,7 @@ fn devices_card(devices: &[Device], now: std::time::SystemTime) -> String {
     for d in devices {
         let label = escape(d.label.as_deref().unwrap_or("Unknown device"));
         let remembered = if d.persistent { "remembered" } else { "until the browser closes" };
+        let from = d.ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
         let end = if d.current {
             r#"<b class="this">this device</b>"#.to_owned()
         } else {
@@ -410,7 +412,7 @@ fn devices_card(devices: &[Device], now: std::time::SystemTime) -> String {
             )
         };
         rows.push_str(&format!(
-            r#"<tr class="device" data-handle="{h}"><td><b>{label}</b><br><span class="hint">signed in {created}, last used {used}, {remembered}</span></td><td>{end}</td></tr>"#,
+            r#"<tr class="device" data-handle="{h}"><td><b>{label}</b><br><span class="hint">signed in {created}{from}, last used {used}, {remembered}</span></td><td>{end}</td></tr>"#,
             h = d.handle,
             created = ago(d.created),
             used = ago(d.last_used),

@@ -579,7 +579,8 @@ impl Shard {
             .map(|(l, state)| UserSession {
                 handle: self.shared.keyring.handle(l),
                 userid,
-                label: crate::state::label_of(state),
+                label: crate::state::device_value(state, crate::state::LABEL_KEY),
+                ip: crate::state::device_value(state, crate::state::IP_KEY),
                 persistent: state.persistent,
                 created: to_system_time(state.created_ms),
                 last_access: to_system_time(state.last_access_ms),

@@ -64,9 +64,9 @@ impl Core {
         Ok(ended)
     }
 
-    /// The device label a session's data holds (see `state::DEVICE_SCOPE`), if any.
-    async fn label(&self, random: &[u8; 16]) -> Result<Option<String>> {
-        let field = keys::field(crate::state::DEVICE_SCOPE, crate::state::LABEL_KEY);
+    /// A text value of the session's device scope (see `state::DEVICE_SCOPE`), if any.
+    async fn device_value(&self, random: &[u8; 16], key: &str) -> Result<Option<String>> {
+        let field = keys::field(crate::state::DEVICE_SCOPE, key);
         let json: Option<Vec<u8>> =
             self.link.query(redis::cmd("HGET").arg(keys::of_random(random).session).arg(field)).await?;
         Ok(json.and_then(|j| serde_json::from_slice(&j).ok()))
@@ -101,7 +101,8 @@ impl Core {
                     Ok(info) if info.userid == userid => live.push(UserSession {
                         handle: self.keyring.handle(id.locator()),
                         userid,
-                        label: self.label(&random).await?,
+                        label: self.device_value(&random, crate::state::LABEL_KEY).await?,
+                        ip: self.device_value(&random, crate::state::IP_KEY).await?,
                         persistent: info.persistent,
                         created: info.created,
                         last_access: info.last_access,

@@ -14,7 +14,7 @@ use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
 use crate::id::SessionHandle;
-use crate::state::{DEVICE_SCOPE, LABEL_KEY};
+use crate::state::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
 
 /// Longest label kept, in characters.
 const MAX_LABEL: usize = 64;
@@ -27,6 +27,8 @@ pub struct Device {
     pub handle: SessionHandle,
     /// Browser and system at login; `None` when none was recorded.
     pub label: Option<String>,
+    /// The client's address at login, with `session.record_ip` on.
+    pub ip: Option<std::net::IpAddr>,
     /// When the session was created.
     pub created: SystemTime,
     /// When it was last used.
@@ -67,7 +69,13 @@ impl Session {
         let label = label(self.user_agent().and_then(|ua| ua.to_str().ok()).unwrap_or(""));
         let id = self.ensure().await?;
         let result = self.engine().verified().insert(&id, DEVICE_SCOPE, LABEL_KEY, &label).await;
-        self.wrote((id, result))
+        self.wrote((id, result))?;
+        if self.engine().config().session.record_ip {
+            let ip = self.client().to_string();
+            let result = self.engine().verified().insert(&id, DEVICE_SCOPE, IP_KEY, &ip).await;
+            self.wrote((id, result))?;
+        }
+        Ok(())
     }
 
     /// The sessions of the logged-in user, most recently used first, this one marked
@@ -84,6 +92,7 @@ impl Session {
                 current: s.handle == current,
                 handle: s.handle,
                 label: s.label,
+                ip: s.ip.and_then(|ip| ip.parse().ok()),
                 created: s.created,
                 last_used: s.last_access,
                 persistent: s.persistent,

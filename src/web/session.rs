@@ -117,6 +117,11 @@ impl Session {
         }
     }
 
+    /// The client's address (see `rate::client_ip`).
+    pub(super) fn client(&self) -> IpAddr {
+        self.shared.client
+    }
+
     /// The request's User-Agent header.
     pub(super) fn user_agent(&self) -> Option<&HeaderValue> {
         self.shared.user_agent.as_ref()
