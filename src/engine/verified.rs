@@ -94,17 +94,7 @@ impl Verified<'_> {
     /// logged in excepted. Two logins at once each see the other as the more recent, so neither
     /// ends the other. A failure here is logged: the login itself has succeeded.
     async fn keep_newest(self, info: &SessionInfo, limit: usize) {
-        let backend = self.0.backend();
-        let current = self.0.handle_of(&info.id);
-        let result = async {
-            let sessions = backend.sessions_of(info.userid).await?;
-            let mut ended = 0;
-            for s in sessions.iter().skip(limit).filter(|s| s.handle != current) {
-                ended += usize::from(backend.revoke(info.userid, s.handle).await?);
-            }
-            Ok::<_, crate::SessionError>(ended)
-        };
-        match result.await {
+        match self.end_others(info.userid, &self.0.handle_of(&info.id), limit).await {
             Ok(0) => {}
             Ok(n) => log::info!(
                 "user {}: {n} least recently used sessions ended (limits.max_sessions_per_user)",
@@ -112,6 +102,17 @@ impl Verified<'_> {
             ),
             Err(e) => log::warn!("user {}: sessions past limits.max_sessions_per_user not ended: {e}", info.userid),
         }
+    }
+
+    /// Ends the sessions of `userid` past its `keep` most recently used, except `current`;
+    /// how many ended.
+    pub async fn end_others(self, userid: u64, current: &crate::SessionHandle, keep: usize) -> Result<usize> {
+        let backend = self.0.backend();
+        let mut ended = 0;
+        for s in backend.sessions_of(userid).await?.iter().skip(keep).filter(|s| s.handle != *current) {
+            ended += usize::from(backend.revoke(userid, s.handle).await?);
+        }
+        Ok(ended)
     }
 
     pub async fn logout(self, id: &SessionId) -> Result<SessionInfo> {

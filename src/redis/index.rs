@@ -64,12 +64,16 @@ impl Core {
         Ok(ended)
     }
 
-    /// A text value of the session's device scope (see `state::DEVICE_SCOPE`), if any.
-    async fn device_value(&self, random: &[u8; 16], key: &str) -> Result<Option<String>> {
-        let field = keys::field(crate::state::DEVICE_SCOPE, key);
-        let json: Option<Vec<u8>> =
-            self.link.query(redis::cmd("HGET").arg(keys::of_random(random).session).arg(field)).await?;
-        Ok(json.and_then(|j| serde_json::from_slice(&j).ok()))
+    /// The session's device label and address (see `state::DEVICE_SCOPE`), in one command.
+    async fn device(&self, random: &[u8; 16]) -> Result<(Option<String>, Option<String>)> {
+        use crate::state::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(keys::of_random(random).session)
+            .arg(keys::field(DEVICE_SCOPE, LABEL_KEY))
+            .arg(keys::field(DEVICE_SCOPE, IP_KEY));
+        let values: Vec<Option<Vec<u8>>> = self.link.query(&cmd).await?;
+        let text = |i: usize| values.get(i).cloned().flatten().and_then(|j| serde_json::from_slice(&j).ok());
+        Ok((text(0), text(1)))
     }
 
     /// Ends the session of `userid` named by `handle`; whether there was one.
@@ -98,16 +102,19 @@ impl Core {
             let id = self.keyring.tagged(random);
             match self.exec(&scripts::INFO, &keys::of_random(&random), "", &[]).await {
                 Ok(r) => match r.info(id) {
-                    Ok(info) if info.userid == userid => live.push(UserSession {
-                        handle: self.keyring.handle(id.locator()),
-                        userid,
-                        label: self.device_value(&random, crate::state::LABEL_KEY).await?,
-                        ip: self.device_value(&random, crate::state::IP_KEY).await?,
-                        persistent: info.persistent,
-                        created: info.created,
-                        last_access: info.last_access,
-                        expires: info.expires,
-                    }),
+                    Ok(info) if info.userid == userid => {
+                        let (label, ip) = self.device(&random).await?;
+                        live.push(UserSession {
+                            handle: self.keyring.handle(id.locator()),
+                            userid,
+                            label,
+                            ip,
+                            persistent: info.persistent,
+                            created: info.created,
+                            last_access: info.last_access,
+                            expires: info.expires,
+                        });
+                    }
                     _ => stale.push(member),
                 },
                 Err(SessionError::SessionGone) => stale.push(member),

@@ -119,13 +119,7 @@ impl Session {
     /// As [`devices`](Self::devices).
     pub async fn logout_others(&self) -> Result<usize, WebError> {
         let (userid, current) = self.who().await?;
-        let mut ended = 0;
-        for s in self.engine().sessions_of(userid).await? {
-            if s.handle != current && self.engine().revoke(userid, &s.handle).await? {
-                ended += 1;
-            }
-        }
-        Ok(ended)
+        Ok(self.engine().verified().end_others(userid, &current, 0).await?)
     }
 
     /// The logged-in user and this session's handle.
