@@ -31,6 +31,8 @@ pub struct Config {
     pub robots: RobotsConfig,
     /// `[csrf]`: the origin guard against cross-site requests.
     pub csrf: CsrfConfig,
+    /// `[events]`: session events for [`SessionEngine::subscribe`](crate::SessionEngine::subscribe).
+    pub events: EventsConfig,
 }
 
 /// `[session]`. Its `Debug` shows neither secret.
@@ -196,6 +198,39 @@ pub struct CsrfConfig {
 impl Default for CsrfConfig {
     fn default() -> Self {
         Self { origin_guard: true, trusted_origins: Vec::new() }
+    }
+}
+
+/// `[events]`: the session events of [`SessionEngine::subscribe`](crate::SessionEngine::subscribe).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct EventsConfig {
+    /// Events each subscriber may fall behind by before it misses the oldest (and is told how
+    /// many it missed). The engine never waits for a subscriber. Defaults to `1024`.
+    pub capacity: usize,
+    /// Redis backend: events are appended to the stream `draco:events`, capped at about this
+    /// many entries (`XADD … MAXLEN ~`), which every instance reads, so each subscriber sees
+    /// the events of every instance. `0` writes no events to Redis (nothing to subscribe to).
+    /// Defaults to `10000`. The memory backend has no stream.
+    pub redis_stream_len: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { capacity: 1024, redis_stream_len: 10_000 }
+    }
+}
+
+impl EventsConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        if self.capacity == 0 || self.capacity > 1 << 20 {
+            return bad("events.capacity", format!("is {}, must be between 1 and 1048576", self.capacity));
+        }
+        if self.redis_stream_len > 100_000_000 {
+            return bad("events.redis_stream_len", format!("is {}, at most 100000000", self.redis_stream_len));
+        }
+        Ok(())
     }
 }
 
@@ -565,8 +600,14 @@ impl Config {
     /// [`validate`](Self::validate) but for the `[robots]` patterns, which the engine checks by
     /// compiling them once, into the detector it keeps.
     pub(crate) fn validate_settings(&self, origin: &str) -> Result<(), ConfigError> {
-        let checks =
-            [self.session.check(), self.cookie.check(), self.storage.check(), self.limits.check(), self.csrf.check()];
+        let checks = [
+            self.session.check(),
+            self.cookie.check(),
+            self.storage.check(),
+            self.limits.check(),
+            self.csrf.check(),
+            self.events.check(),
+        ];
         match checks.into_iter().find_map(Result::err) {
             Some((key, message)) => Err(ConfigError::Invalid { origin: origin.to_owned(), key, message }),
             None => Ok(()),

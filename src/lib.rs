@@ -59,6 +59,7 @@ mod clock;
 mod config;
 mod engine;
 mod error;
+mod events;
 // Not part of the API: entry points for `fuzz/`, tests/fuzz_regressions.rs and one bench.
 #[doc(hidden)]
 pub mod fuzzing;
@@ -76,11 +77,12 @@ mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, LimitsConfig, LogMode, SECRET_ENV, SameSite,
-    SessionConfig, StorageBackend, StorageConfig,
+    CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, EventsConfig, LimitsConfig, LogMode, SECRET_ENV,
+    SameSite, SessionConfig, StorageBackend, StorageConfig,
 };
 pub use engine::{EngineBuilder, EngineMessage, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};
+pub use events::{Delivery, EventKind, SessionEvent, Subscription};
 pub use id::{ID_LEN, Keyring, SessionHandle, SessionId};
 pub use memory::Placement;
 pub use message::*;

@@ -139,6 +139,7 @@ impl EngineBuilder {
                 crate::state::Lifetimes::from_config(&c.session),
                 c.limits.clone(),
                 c.session.logout_clears_data,
+                &c.events,
             )
             .await?;
             return Ok(this.engine(robots, keyring, Store::Redis(store)));

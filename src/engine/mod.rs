@@ -429,6 +429,19 @@ impl SessionEngine {
         self.backend().revoke(userid, *handle).await
     }
 
+    /// Subscribes to the engine's session events: created, logged in, logged out,
+    /// remember-me on/off, revoked, destroyed, expired ([`SessionEvent`](crate::SessionEvent)),
+    /// from now on. Bounded by `events.capacity` per subscriber: the engine never waits for
+    /// a subscriber, and one that falls behind is told how many events it missed. On Redis,
+    /// every instance's events arrive (read from the stream `draco:events`), and expiries are
+    /// reported only when an instance observes them (see [`Subscription`](crate::Subscription)).
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the engine is stopped or Redis cannot be read.
+    pub async fn subscribe(&self) -> Result<crate::Subscription> {
+        self.backend().subscribe().await
+    }
+
     /// Counters of every shard.
     ///
     /// # Errors

@@ -50,6 +50,15 @@ impl Store {
         }
     }
 
+    /// A subscription to the backend's session events (see [`crate::events`]).
+    pub async fn subscribe(&self) -> Result<crate::events::Subscription> {
+        match self {
+            Self::Memory(m) => Ok(m.subscribe()),
+            #[cfg(feature = "redis")]
+            Self::Redis(r) => r.subscribe().await,
+        }
+    }
+
     /// The memory backend, if that is the one.
     #[cfg(test)]
     pub fn memory(&self) -> Option<&MemoryBackend> {

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub snapshots: Option<Snapshots>,
     /// The write-ahead log; `None` when `storage.log` or `storage.persist` is off.
     pub wal: Option<Arc<Wal>>,
+    /// Where shards publish session events.
+    pub events: Arc<crate::events::EventHub>,
 }
 
 impl Shared {
@@ -117,6 +119,7 @@ impl Shared {
             limits: config.limits.clone(),
             live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             shards,
+            events: crate::events::EventHub::new(config.events.capacity),
             config,
             snapshots,
             wal,
@@ -166,6 +169,11 @@ impl MemoryBackend {
     #[cfg(test)]
     pub fn router(&self) -> &Router {
         &self.shared.router
+    }
+
+    /// A subscription to the shards' events.
+    pub fn subscribe(&self) -> crate::events::Subscription {
+        self.shared.events.subscribe()
     }
 
     /// Hosts one shard on the calling thread (see [`host::adopt`]), with

@@ -19,6 +19,7 @@ use super::Shared;
 use super::snapshot_run::Run;
 use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
+use crate::events::{EventKind, SessionEvent, at_ms};
 use crate::id::{Locator, SessionHandle, SessionId};
 use crate::message::{SessionInfo, ShardStats, UpdateFn, UserSession};
 use crate::snapshot::{Record, Recovered};
@@ -190,14 +191,23 @@ impl Shard {
         info(id, slot, &self.shared.lifetimes)
     }
 
+    /// Publishes an event of the session under `locator` (user `userid`), built by `kind`
+    /// only while someone subscribes.
+    fn emit(&self, userid: u64, locator: &Locator, kind: impl FnOnce() -> EventKind) {
+        let hub = &self.shared.events;
+        if hub.wanted() {
+            let session = self.shared.keyring.handle(locator);
+            hub.publish(SessionEvent { kind: kind(), userid, session, at: at_ms(self.now()) });
+        }
+    }
+
     /// The live session `id`, its expiry slid to now when `touch`. An expired session is
     /// dropped on the spot; a rotated or destroyed one is simply absent.
     fn live(&mut self, id: &SessionId, touch: bool) -> Result<&mut Slot> {
         let now = self.now();
         let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
         if self.sessions[index].state.is_expired(&self.shared.lifetimes, now) {
-            self.remove_index(index, false);
-            self.stats.expired += 1;
+            self.expire(index);
             return Err(SessionError::SessionGone);
         }
         let slot = &mut self.sessions[index];
@@ -279,6 +289,15 @@ impl Shard {
         slot
     }
 
+    /// Drops the expired session at `index`.
+    fn expire(&mut self, index: usize) {
+        let (locator, userid) =
+            (*self.sessions.get_index(index).expect("index in range").0, self.sessions[index].state.userid);
+        self.remove_index(index, false);
+        self.stats.expired += 1;
+        self.emit(userid, &locator, || EventKind::Expired);
+    }
+
     /// Takes the session at `index` out of the map; the last one takes its place. A snapshot
     /// run that already walked past `index` takes the moved session now (see [`Run`]).
     fn swap_out(&mut self, index: usize) -> (Locator, Slot) {
@@ -317,7 +336,8 @@ impl Shard {
         let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
         // The slot keeps its snapshot mark under the new id (see `Run`).
         let (old_locator, mut slot) = self.swap_out(index);
-        self.unindex_user(slot.state.userid, &old_locator);
+        let old_userid = slot.state.userid;
+        self.unindex_user(old_userid, &old_locator);
         let new_id = self.shared.keyring.generate_in_shard(self.index, self.shared.shards);
         // Remember-me survives a re-login of the same user only: a different user (or a
         // logout) must not inherit it.
@@ -330,6 +350,13 @@ impl Shard {
         }
         self.index_user(new_userid, *new_id.locator());
         let info = self.info(&new_id, &slot);
+        let previous = || self.shared.keyring.handle(&old_locator);
+        if new_userid != 0 {
+            let label = || crate::state::device_value(&slot.state, crate::state::LABEL_KEY);
+            self.emit(new_userid, new_id.locator(), || EventKind::LoggedIn { label: label(), previous: previous() });
+        } else {
+            self.emit(old_userid, new_id.locator(), || EventKind::LoggedOut { previous: previous() });
+        }
         self.sessions.insert(*new_id.locator(), slot);
         Ok(info)
     }
@@ -346,13 +373,12 @@ impl Shard {
             examined += 1;
             if self.sessions[self.sweep_cursor].state.is_expired(&self.shared.lifetimes, now) {
                 // swap_remove brings the last entry here: examine this index again.
-                self.remove_index(self.sweep_cursor, false);
+                self.expire(self.sweep_cursor);
                 dropped += 1;
             } else {
                 self.sweep_cursor += 1;
             }
         }
-        self.stats.expired += dropped as u64;
         dropped
     }
 
@@ -386,6 +412,7 @@ impl Shard {
         let info = self.info(&id, &slot);
         self.sessions.insert(*id.locator(), slot);
         self.stats.created += 1;
+        self.emit(0, id.locator(), || EventKind::Created);
         Ok(info)
     }
 
@@ -511,6 +538,7 @@ impl Shard {
             self.changes += 1;
             self.record(&Change::Persist { id: id.locator(), persistent });
         }
+        self.emit(info.userid, id.locator(), || EventKind::RememberMe { on: persistent });
         Ok(info)
     }
 
@@ -525,15 +553,15 @@ impl Shard {
         self.log.accepting()?;
         let Some(index) = self.sessions.get_index_of(id.locator()) else { return Ok(false) };
         if self.sessions[index].state.is_expired(&self.shared.lifetimes, self.now()) {
-            self.remove_index(index, false);
-            self.stats.expired += 1;
+            self.expire(index);
             return Ok(false);
         }
         if self.sessions[index].written {
             self.record(&Change::Destroy { id: id.locator() });
         }
-        self.remove_index(index, true);
+        let slot = self.remove_index(index, true);
         self.stats.destroyed += 1;
+        self.emit(slot.state.userid, id.locator(), || EventKind::Destroyed);
         Ok(true)
     }
 
@@ -562,8 +590,9 @@ impl Shard {
         if self.sessions[index].written {
             self.record(&Change::Destroy { id: locator });
         }
-        self.remove_index(index, true);
+        let slot = self.remove_index(index, true);
         self.stats.destroyed += 1;
+        self.emit(slot.state.userid, locator, || EventKind::Revoked);
         true
     }
 

@@ -157,6 +157,50 @@ impl IoRuntime {
     }
 }
 
+impl IoRuntime {
+    /// Runs `task` on the store's threads in the background (the event reader).
+    pub(super) fn detach(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.get().spawn(task);
+    }
+}
+
+/// A connection of its own for a command that blocks (`XREAD BLOCK`), which on the shared
+/// connection would hold up every command queued behind it. Commands are bounded by
+/// `timeout`, which must exceed the blocking time.
+pub(super) struct Dedicated(Conn);
+
+impl Dedicated {
+    /// Connects to `url` (a server, or with `cluster` the seed nodes), bounded by
+    /// [`CONNECT_TIMEOUT`]. Errs with what went wrong.
+    pub(super) async fn open(url: &str, cluster: bool, timeout: Duration) -> std::result::Result<Self, String> {
+        let connect = async {
+            if cluster {
+                let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+                let client = ClusterClientBuilder::new(nodes)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(timeout)
+                    .build()?;
+                client.get_async_connection().await.map(Conn::Cluster)
+            } else {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(timeout);
+                let client = redis::Client::open(url)?;
+                client.get_multiplexed_async_connection_with_config(&config).await.map(Conn::Local)
+            }
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(conn)) => Ok(Self(conn)),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        }
+    }
+
+    pub(super) async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        cmd.query_async(&mut self.0).await
+    }
+}
+
 impl Drop for IoRuntime {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which is not allowed inside the async code that usually

@@ -90,6 +90,19 @@ impl Core {
         Ok(false)
     }
 
+    /// Drops the index entry of a session of `userid` Redis has expired, and reports the
+    /// expiry: the instance whose `SREM` removed the entry does, so it is reported once.
+    /// (A session that a failed login left in the index unused is reported so too.)
+    async fn expired(&self, userid: u64, member: &str, random: &[u8; 16]) {
+        let mut cmd = redis::cmd("SREM");
+        cmd.arg(keys::user(userid)).arg(member);
+        match self.link.query::<u64>(&cmd).await {
+            Ok(1) => self.publish(crate::events::EventKind::Expired, userid, random).await,
+            Ok(_) => {}
+            Err(e) => log::debug!("session index update skipped: {e}"),
+        }
+    }
+
     pub(super) async fn sessions_of(&self, userid: u64) -> Result<Vec<UserSession>> {
         let mut live = Vec::new();
         let mut stale = Vec::new();
@@ -117,7 +130,7 @@ impl Core {
                     }
                     _ => stale.push(member),
                 },
-                Err(SessionError::SessionGone) => stale.push(member),
+                Err(SessionError::SessionGone) => self.expired(userid, &member, &random).await,
                 Err(e) => return Err(e),
             }
         }

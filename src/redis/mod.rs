@@ -43,6 +43,7 @@
 
 mod backend;
 mod conn;
+mod events;
 mod index;
 mod keys;
 mod lock;

@@ -10,8 +10,9 @@ use super::keys::{self, SessionKeys};
 use super::reply::Status;
 use super::scripts;
 use crate::clock::Clock;
-use crate::config::{LimitsConfig, redact_redis_url, scrub_redis_passwords};
+use crate::config::{EventsConfig, LimitsConfig, redact_redis_url, scrub_redis_passwords};
 use crate::error::{Result, SessionError, StartError, Unavailable};
+use crate::events::{EventHub, EventKind};
 use crate::id::{Keyring, SessionId};
 use crate::message::{EngineStats, SessionInfo, ShardStats, UpdateFn};
 use crate::state::Lifetimes;
@@ -19,8 +20,8 @@ use crate::state::Lifetimes;
 /// The Redis backend of one engine.
 pub(crate) struct RedisStore {
     // Field order is drop order: the runtime shuts down before the connections it drives go.
-    runtime: IoRuntime,
-    core: Arc<Core>,
+    pub(super) runtime: IoRuntime,
+    pub(super) core: Arc<Core>,
 }
 
 /// What an operation running on the store's runtime needs.
@@ -32,7 +33,16 @@ pub(super) struct Core {
     pub(super) limits: LimitsConfig,
     /// `session.logout_clears_data`.
     logout_clears_data: bool,
-    stopped: AtomicBool,
+    /// The server's URL as configured (with any password: never shown), for the event
+    /// reader's own connection.
+    pub(super) url: String,
+    /// `events.redis_stream_len`: 0 writes no events.
+    pub(super) stream_len: usize,
+    /// This instance's subscribers (see `events.rs`).
+    pub(super) events: Arc<EventHub>,
+    /// Whether the event reader runs.
+    pub(super) reading: AtomicBool,
+    pub(super) stopped: AtomicBool,
     created: AtomicU64,
     destroyed: AtomicU64,
     operations: AtomicU64,
@@ -50,6 +60,7 @@ impl RedisStore {
         lifetimes: Lifetimes,
         limits: LimitsConfig,
         logout_clears_data: bool,
+        events: &EventsConfig,
     ) -> std::result::Result<Self, StartError> {
         let shown = redact_redis_url(url);
         let (runtime, link) = Link::open(url, cluster, shown.clone()).await.map_err(|message| StartError::Backend {
@@ -65,6 +76,10 @@ impl RedisStore {
             lifetimes,
             limits,
             logout_clears_data,
+            url: url.to_owned(),
+            stream_len: events.redis_stream_len,
+            events: EventHub::new(events.capacity),
+            reading: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             created: AtomicU64::new(0),
             destroyed: AtomicU64::new(0),
@@ -83,7 +98,7 @@ impl RedisStore {
     }
 
     /// Runs `op` on the store's runtime and waits for it from whatever runtime the caller is on.
-    async fn run<T, F>(&self, counts: bool, op: impl FnOnce(Arc<Core>) -> F) -> Result<T>
+    pub(super) async fn run<T, F>(&self, counts: bool, op: impl FnOnce(Arc<Core>) -> F) -> Result<T>
     where
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
@@ -241,7 +256,9 @@ impl RedisStore {
     pub(crate) async fn set_persistent(&self, id: SessionId, persistent: bool) -> Result<SessionInfo> {
         self.run_here(move |c| async move {
             let flag: &[u8] = if persistent { b"1" } else { b"0" };
-            c.exec(&scripts::SET_PERSISTENT, &keys::session(&id), "", &[flag]).await?.info(id)
+            let info = c.exec(&scripts::SET_PERSISTENT, &keys::session(&id), "", &[flag]).await?.info(id)?;
+            c.publish(EventKind::RememberMe { on: persistent }, info.userid, id.random()).await;
+            Ok(info)
         })
         .await
     }
@@ -348,7 +365,9 @@ impl Core {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     // Counted as the two operations it stands for.
                     self.operations.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Some((r.info(new)?, by)));
+                    let info = r.info(new)?;
+                    self.publish(EventKind::Created, 0, new.random()).await;
+                    return Ok(Some((info, by)));
                 }
             }
         }
@@ -365,7 +384,9 @@ impl Core {
                 Status::Exists => continue,
                 _ => {
                     self.created.fetch_add(1, Ordering::Relaxed);
-                    return r.info(new);
+                    let info = r.info(new)?;
+                    self.publish(EventKind::Created, 0, new.random()).await;
+                    return Ok(info);
                 }
             }
         }
@@ -401,7 +422,16 @@ impl Core {
             if previous != 0 {
                 self.unindex(previous, &old.member).await;
             }
-            return reply.info(new_id);
+            let info = reply.info(new_id)?;
+            let before = self.handle_of(&id);
+            let event = if userid != 0 {
+                let label = self.label_of(new_id.random()).await;
+                (EventKind::LoggedIn { label, previous: before }, userid)
+            } else {
+                (EventKind::LoggedOut { previous: before }, previous)
+            };
+            self.publish(event.0, event.1, new_id.random()).await;
+            return Ok(info);
         }
     }
 
@@ -413,6 +443,11 @@ impl Core {
         self.destroyed.fetch_add(1, Ordering::Relaxed);
         if only_user.is_none() && userid != 0 {
             self.unindex(userid, &k.member).await;
+        }
+        // Ended for a user from elsewhere (revoke, log out everywhere), or destroyed by its own.
+        let kind = if only_user.is_some() { EventKind::Revoked } else { EventKind::Destroyed };
+        if let Some(random) = keys::of_member(&k.member) {
+            self.publish(kind, userid, &random).await;
         }
         Ok(true)
     }

@@ -64,7 +64,7 @@ pub(crate) fn label(user_agent: &str) -> String {
 }
 
 impl Session {
-    /// Records this request's device label in the session (after a login).
+    /// Records this request's device label in the session (just before a login).
     pub(super) async fn record_device(&self) -> Result<(), WebError> {
         let label = label(self.user_agent().and_then(|ua| ua.to_str().ok()).unwrap_or(""));
         let id = self.ensure().await?;

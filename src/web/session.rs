@@ -289,14 +289,18 @@ impl Session {
     /// [`WebError::NoSession`] for a robot; `InvalidUserId` for 0; `SessionGone` (409) when
     /// another request ended the session meanwhile; `Full`/`Unavailable` (503).
     pub async fn login(&self, userid: u64) -> Result<(), WebError> {
+        if userid == 0 {
+            return Err(crate::SessionError::InvalidUserId.into());
+        }
+        // The device label goes in first, so the login (and its event) carries it.
+        self.record_device().await?;
         // Rotations, persistence changes and `destroy` look the cookie up first (`on_live`).
         let engine = self.engine().verified();
         let done = match self.live_id().await? {
             Some(id) => (id, engine.login(&id, userid).await),
             None => self.created_with(|id| async move { engine.login(&id, userid).await }).await?,
         };
-        self.changed(done)?;
-        self.record_device().await
+        self.changed(done)
     }
 
     /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept

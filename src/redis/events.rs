@@ -1,0 +1,217 @@
+//! Session events on Redis: the capped stream `draco:events`.
+//!
+//! The instance that makes a change appends its event right after the change succeeded (one
+//! `XADD … MAXLEN ~ events.redis_stream_len`; a failure is logged, the change stands). A stream
+//! is one key, so one Redis Cluster slot: the session scripts, which touch only their own
+//! session's slot, cannot append to it themselves; an instance that dies between a change and
+//! its `XADD` loses that one event.
+//!
+//! While an instance has a subscriber, one reader task reads the stream from where it stood
+//! when the first subscriber came (`XREAD BLOCK` on a connection of its own) and hands each
+//! entry to the instance's [`EventHub`]; so every subscriber sees every instance's events,
+//! its own instance's included, each once. It stops when the last subscriber goes, and
+//! survives Redis outages (it reconnects and goes on from the last entry it read).
+//!
+//! Entry fields: `k` kind name, `u` user id, `s` session handle, `t` time (ms), and `p`
+//! previous handle (login, logout), `l` device label (login), `r` remember-me `1`/`0`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use redis::{FromRedisValue, Value};
+
+use super::conn::Dedicated;
+use super::keys;
+use super::store::{Core, RedisStore};
+use crate::error::Result;
+use crate::events::{EventKind, SessionEvent, Subscription, at_ms};
+use crate::id::{SessionHandle, locator_of};
+
+/// The stream every instance writes its events to and reads them from.
+pub(crate) const STREAM: &str = "draco:events";
+/// How long one `XREAD` waits for entries before the reader looks at its subscribers again.
+const BLOCK: Duration = Duration::from_millis(500);
+/// Most entries one `XREAD` takes.
+const BATCH: usize = 256;
+
+impl Core {
+    /// Appends an event of the session whose id has the random part `random`.
+    pub(super) async fn publish(&self, kind: EventKind, userid: u64, random: &[u8; 16]) {
+        if self.stream_len == 0 {
+            return;
+        }
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(STREAM).arg("MAXLEN").arg("~").arg(self.stream_len).arg("*");
+        cmd.arg("k").arg(kind.name()).arg("u").arg(userid);
+        cmd.arg("s").arg(self.keyring.handle(&locator_of(random)).to_string());
+        cmd.arg("t").arg(self.clock.now_ms());
+        match &kind {
+            EventKind::LoggedIn { label, previous } => {
+                cmd.arg("p").arg(previous.to_string());
+                if let Some(label) = label {
+                    cmd.arg("l").arg(label);
+                }
+            }
+            EventKind::LoggedOut { previous } => {
+                cmd.arg("p").arg(previous.to_string());
+            }
+            EventKind::RememberMe { on } => {
+                cmd.arg("r").arg(u8::from(*on));
+            }
+            _ => {}
+        }
+        if let Err(e) = self.link.query::<Value>(&cmd).await {
+            log::warn!("session event '{}' not written to Redis: {e}", kind.name());
+        }
+    }
+
+    /// The handle session `id` had before a rotation.
+    pub(super) fn handle_of(&self, id: &crate::id::SessionId) -> SessionHandle {
+        self.keyring.handle(id.locator())
+    }
+
+    /// The device label of session `random` (see `state::DEVICE_SCOPE`), for a login's event.
+    pub(super) async fn label_of(&self, random: &[u8; 16]) -> Option<String> {
+        use crate::state::{DEVICE_SCOPE, LABEL_KEY};
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(keys::of_random(random).session).arg(keys::field(DEVICE_SCOPE, LABEL_KEY));
+        let json: Option<Vec<u8>> = self.link.query(&cmd).await.ok()?;
+        serde_json::from_slice(&json?).ok()
+    }
+
+    /// The id of the stream's last entry now (`0-0` when empty): where a new reader starts.
+    async fn last_event_id(&self) -> Result<String> {
+        let last: StreamRangeReply =
+            self.link.query(redis::cmd("XREVRANGE").arg(STREAM).arg("+").arg("-").arg("COUNT").arg(1)).await?;
+        Ok(last.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+    }
+}
+
+impl RedisStore {
+    /// A subscription to every instance's events; starts this instance's reader if it has
+    /// none running.
+    pub(crate) async fn subscribe(&self) -> Result<Subscription> {
+        self.check_open()?;
+        if self.core.stream_len == 0 {
+            log::warn!("session events subscribed to, but events.redis_stream_len = 0 writes none to Redis");
+        }
+        let subscription = self.core.events.subscribe();
+        if !self.core.reading.swap(true, Ordering::SeqCst) {
+            let start = match self.run(false, |c| async move { c.last_event_id().await }).await {
+                Ok(start) => start,
+                Err(e) => {
+                    self.core.reading.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            };
+            self.runtime.detach(read(self.core.clone(), start));
+        }
+        Ok(subscription)
+    }
+}
+
+/// The reader: hands every entry after `from` to the instance's subscribers, while there are
+/// any.
+async fn read(core: Arc<Core>, mut from: String) {
+    let mut conn: Option<Dedicated> = None;
+    let mut failing = false;
+    loop {
+        if core.stopped.load(Ordering::Relaxed) || !still_wanted(&core) {
+            return;
+        }
+        let reader = match &mut conn {
+            Some(c) => c,
+            None => match Dedicated::open(&core.url, core.link.is_cluster(), BLOCK + Duration::from_secs(2)).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        log::warn!("session events: cannot reach Redis at {} to read them: {e}", core.link.url());
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT").arg(BATCH).arg("BLOCK").arg(BLOCK.as_millis() as u64).arg("STREAMS").arg(STREAM).arg(&from);
+        match reader.query::<Option<StreamReadReply>>(&cmd).await {
+            Ok(reply) => {
+                if std::mem::take(&mut failing) {
+                    log::info!("session events: reading from Redis at {} again", core.link.url());
+                }
+                for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                    match event_of(&entry.map) {
+                        Some(event) => core.events.publish(event),
+                        None => log::debug!("session events: entry {} of {STREAM} not understood, skipped", entry.id),
+                    }
+                    from = entry.id;
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    log::warn!("session events: reading {STREAM} failed: {e}; retrying");
+                }
+                conn = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Whether the reader should go on: someone subscribes. When nobody does, it gives up its
+/// place, unless a subscriber came meanwhile and found it still running.
+fn still_wanted(core: &Core) -> bool {
+    if core.events.wanted() {
+        return true;
+    }
+    core.reading.store(false, Ordering::SeqCst);
+    // A subscriber that came after the check above saw `reading` set and started no reader.
+    core.events.wanted() && !core.reading.swap(true, Ordering::SeqCst)
+}
+
+/// The event an entry stands for; `None` for one this version does not know.
+fn event_of(map: &HashMap<String, Value>) -> Option<SessionEvent> {
+    let text = |f: &str| map.get(f).and_then(|v| String::from_redis_value(v).ok());
+    let number = |f: &str| text(f)?.parse::<u64>().ok();
+    let handle = |f: &str| text(f)?.parse::<SessionHandle>().ok();
+    let kind = match text("k")?.as_str() {
+        "created" => EventKind::Created,
+        "login" => EventKind::LoggedIn { label: text("l"), previous: handle("p")? },
+        "logout" => EventKind::LoggedOut { previous: handle("p")? },
+        "remember_me" => EventKind::RememberMe { on: text("r")? == "1" },
+        "revoked" => EventKind::Revoked,
+        "destroyed" => EventKind::Destroyed,
+        "expired" => EventKind::Expired,
+        _ => return None,
+    };
+    Some(SessionEvent { kind, userid: number("u")?, session: handle("s")?, at: at_ms(number("t")?) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(fields: &[(&str, &str)]) -> HashMap<String, Value> {
+        fields.iter().map(|(k, v)| ((*k).to_owned(), Value::BulkString(v.as_bytes().to_vec()))).collect()
+    }
+
+    #[test]
+    fn entries_read_back_as_the_events_written() {
+        let h = "AAAAAAAAAAAAAAAAAAAAAA";
+        let login = event_of(&map(&[("k", "login"), ("u", "7"), ("s", h), ("t", "1000"), ("p", h), ("l", "Firefox")]));
+        let login = login.expect("a login");
+        assert_eq!(login.userid, 7);
+        assert_eq!(login.at, at_ms(1000));
+        assert!(matches!(login.kind, EventKind::LoggedIn { label: Some(ref l), .. } if l == "Firefox"));
+        let on = event_of(&map(&[("k", "remember_me"), ("u", "7"), ("s", h), ("t", "1"), ("r", "1")]));
+        assert_eq!(on.map(|e| e.kind), Some(EventKind::RememberMe { on: true }));
+        // Unknown kinds, missing or malformed fields: skipped, never a panic.
+        assert!(event_of(&map(&[("k", "teleported"), ("u", "7"), ("s", h), ("t", "1")])).is_none());
+        assert!(event_of(&map(&[("k", "created"), ("u", "x"), ("s", h), ("t", "1")])).is_none());
+        assert!(event_of(&map(&[("k", "created"), ("u", "1"), ("s", "short"), ("t", "1")])).is_none());
+        assert!(event_of(&map(&[("k", "login"), ("u", "1"), ("s", h), ("t", "1")])).is_none());
+    }
+}
