@@ -53,7 +53,7 @@ mod app;
 use std::net::SocketAddr;
 
 use actix_web::{App, HttpServer};
-use draco_session::{CONFIG_ENV, Config, SessionEngine, SessionMiddleware};
+use draco_session::{CONFIG_ENV, Config, Delivery, SessionEngine, SessionMiddleware};
 
 struct Args {
     config: Option<String>,
@@ -119,6 +119,21 @@ fn load_config(args: &Args) -> Config {
     }
 }
 
+/// The audit log: one line at info level (target `audit`) for each session event, of this
+/// instance and, with Redis, of every instance sharing it.
+async fn audit_log(engine: &SessionEngine) {
+    let mut events =
+        engine.subscribe().await.unwrap_or_else(|e| fail(&format!("cannot subscribe to session events: {e}")));
+    actix_web::rt::spawn(async move {
+        while let Some(delivery) = events.recv().await {
+            match delivery {
+                Delivery::Event(event) => log::info!(target: "audit", "{event}"),
+                Delivery::Missed(n) => log::warn!(target: "audit", "{n} session events missed (the log fell behind)"),
+            }
+        }
+    });
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -131,6 +146,7 @@ async fn main() -> std::io::Result<()> {
         .await
         .unwrap_or_else(|e| fail(&format!("cannot start the session engine: {e}")));
     let middleware = SessionMiddleware::try_new(engine.clone()).unwrap_or_else(|e| fail(&e.to_string()));
+    audit_log(&engine).await;
 
     let server = HttpServer::new(move || {
         App::new().wrap(middleware.clone()).configure(|cfg| app::configure(cfg, max_value_bytes))

@@ -130,18 +130,7 @@ impl EngineBuilder {
             let mut this = self;
             let robots = this.validate()?;
             let keyring = this.take_keyring()?;
-            let c = &this.config;
-            let store = crate::redis::RedisStore::connect(
-                &c.storage.redis_url,
-                c.storage.redis_cluster,
-                keyring.clone(),
-                this.clock.clone(),
-                crate::state::Lifetimes::from_config(&c.session),
-                c.limits.clone(),
-                c.session.logout_clears_data,
-                &c.events,
-            )
-            .await?;
+            let store = crate::redis::RedisStore::connect(&this.config, keyring.clone(), this.clock.clone()).await?;
             return Ok(this.engine(robots, keyring, Store::Redis(store)));
         }
         self.start()

@@ -33,7 +33,7 @@ use crate::id::{SessionHandle, locator_of};
 /// The stream every instance writes its events to and reads them from.
 pub(crate) const STREAM: &str = "draco:events";
 /// How long one `XREAD` waits for entries before the reader looks at its subscribers again.
-const BLOCK: Duration = Duration::from_millis(500);
+const BLOCK_MS: u64 = 500;
 /// Most entries one `XREAD` takes.
 const BATCH: usize = 256;
 
@@ -124,19 +124,21 @@ async fn read(core: Arc<Core>, mut from: String) {
         }
         let reader = match &mut conn {
             Some(c) => c,
-            None => match Dedicated::open(&core.url, core.link.is_cluster(), BLOCK + Duration::from_secs(2)).await {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    if !std::mem::replace(&mut failing, true) {
-                        log::warn!("session events: cannot reach Redis at {} to read them: {e}", core.link.url());
+            None => {
+                match Dedicated::open(&core.url, core.link.is_cluster(), Duration::from_millis(BLOCK_MS + 2000)).await {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            log::warn!("session events: cannot reach Redis at {} to read them: {e}", core.link.url());
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
                 }
-            },
+            }
         };
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(BATCH).arg("BLOCK").arg(BLOCK.as_millis() as u64).arg("STREAMS").arg(STREAM).arg(&from);
+        cmd.arg("COUNT").arg(BATCH).arg("BLOCK").arg(BLOCK_MS).arg("STREAMS").arg(STREAM).arg(&from);
         match reader.query::<Option<StreamReadReply>>(&cmd).await {
             Ok(reply) => {
                 if std::mem::take(&mut failing) {

@@ -10,7 +10,7 @@ use super::keys::{self, SessionKeys};
 use super::reply::Status;
 use super::scripts;
 use crate::clock::Clock;
-use crate::config::{EventsConfig, LimitsConfig, redact_redis_url, scrub_redis_passwords};
+use crate::config::{Config, LimitsConfig, redact_redis_url, scrub_redis_passwords};
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::events::{EventHub, EventKind};
 use crate::id::{Keyring, SessionId};
@@ -50,18 +50,15 @@ pub(super) struct Core {
 }
 
 impl RedisStore {
-    /// Connects to `url` and checks the server answers (bounded, see `conn.rs`); with
-    /// `cluster`, `url` lists seed nodes, comma-separated.
+    /// Connects to `storage.redis_url` and checks the server answers (bounded, see
+    /// `conn.rs`); with `storage.redis_cluster`, the URL lists seed nodes, comma-separated.
     pub(crate) async fn connect(
-        url: &str,
-        cluster: bool,
+        config: &Config,
         keyring: Keyring,
         clock: Arc<dyn Clock>,
-        lifetimes: Lifetimes,
-        limits: LimitsConfig,
-        logout_clears_data: bool,
-        events: &EventsConfig,
     ) -> std::result::Result<Self, StartError> {
+        let (url, cluster) = (config.storage.redis_url.as_str(), config.storage.redis_cluster);
+        let events = &config.events;
         let shown = redact_redis_url(url);
         let (runtime, link) = Link::open(url, cluster, shown.clone()).await.map_err(|message| StartError::Backend {
             url: shown.clone(),
@@ -73,9 +70,9 @@ impl RedisStore {
             link,
             keyring,
             clock,
-            lifetimes,
-            limits,
-            logout_clears_data,
+            lifetimes: Lifetimes::from_config(&config.session),
+            limits: config.limits.clone(),
+            logout_clears_data: config.session.logout_clears_data,
             url: url.to_owned(),
             stream_len: events.redis_stream_len,
             events: EventHub::new(events.capacity),
