@@ -23,7 +23,10 @@
 //! on the same redis-server as (d) (needs `--features redis`). (e), (e1), (e2) and (f) keep no
 //! data directory (`storage.persist = false`); (g0), (g1), (g2) are (e) persisted as in
 //! production — snapshots in a temporary data directory — with the write-ahead log off, `"1s"`
-//! (the default) and `"always"`: the log's cost, same run
+//! (the default) and `"always"`: the log's cost, same run; (ev) and (es) are (e) with a session
+//! event subscriber (`SessionEngine::subscribe`) that takes every event as it comes (a task on
+//! the server's main thread counting them) and one that never reads: what publishing events
+//! costs (`--variants b,e,ev,es --modes returning,new`; every new visitor is one event)
 //! (`--variants b,g0,g1,g2 --modes returning,returning-2w`). For those, fsyncs/s and
 //! records/fsync (the group commit's batch size) are columns of the table.
 //!
@@ -283,6 +286,29 @@ mod servers {
                     let engine = SessionEngine::start(draco_config()).map_err(std::io::Error::other)?;
                     draco_server(engine, addr, workers).await
                 }
+                "ev" | "es" => {
+                    // (e) with an event subscriber: one that takes every event as it comes
+                    // (counting them, on the main thread), or one that never reads.
+                    let engine = SessionEngine::start(draco_config()).map_err(std::io::Error::other)?;
+                    let mut events = engine.subscribe().await.map_err(std::io::Error::other)?;
+                    if variant == "ev" {
+                        actix_web::rt::spawn(async move {
+                            let mut seen = 0u64;
+                            while let Some(delivery) = events.recv().await {
+                                seen += match delivery {
+                                    draco_session::Delivery::Event(_) => 1,
+                                    draco_session::Delivery::Missed(n) => n,
+                                };
+                            }
+                            std::hint::black_box(seen);
+                        });
+                        draco_server(engine, addr, workers).await
+                    } else {
+                        let result = draco_server(engine, addr, workers).await;
+                        drop(events);
+                        result
+                    }
+                }
                 "e1" => {
                     let engine = SessionEngine::builder(draco_config())
                         .placement(Placement::DedicatedThreads)
@@ -320,12 +346,14 @@ mod servers {
     }
 }
 
-const VARIANTS: [(&str, &str); 11] = [
+const VARIANTS: [(&str, &str); 13] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
     ("d", "actix-session redis"),
     ("e", "draco-session memory, shard per server thread (default)"),
+    ("ev", "draco-session memory (e) with an event subscriber reading every event"),
+    ("es", "draco-session memory (e) with an event subscriber that never reads"),
     ("e1", "draco-session memory, thread per shard (old default)"),
     ("e2", "draco-session memory, one shard on the worker (CurrentThread)"),
     ("f", "draco-session redis"),
