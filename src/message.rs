@@ -104,6 +104,9 @@ define! {
     Touch {} -> SessionInfo;
     /// Ends the session; answers whether it existed.
     Destroy {} -> bool;
+    /// Ends every other session of the session's user ("log out everywhere else"); answers
+    /// how many.
+    LogoutOthers {} -> usize;
 }
 
 /// Ends every session of one user, on every shard ("log out everywhere"); answers how many.

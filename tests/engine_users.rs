@@ -123,7 +123,27 @@ async fn without_max_sessions_per_user_logins_end_nothing(b: Backend) {
     }
 }
 
+async fn logout_others_ends_every_other_session_of_the_user(b: Backend) {
+    let e = b.engine(4).await;
+    let mut mine = Vec::new();
+    for _ in 0..5 {
+        mine.push(e.login(&e.create().await.unwrap().id, 51).await.unwrap().id);
+    }
+    let other = e.login(&e.create().await.unwrap().id, 52).await.unwrap().id;
+    let anonymous = e.create().await.unwrap().id;
+    assert_eq!(e.logout_others(&anonymous).await, Err(SessionError::NotLoggedIn));
+    assert_eq!(e.logout_others(&mine[2]).await.unwrap(), 4);
+    for (i, id) in mine.iter().enumerate() {
+        assert_eq!(e.info(id).await.is_ok(), i == 2, "session {i}");
+    }
+    assert_eq!(e.info(&other).await.unwrap().userid, 52);
+    assert!(e.info(&anonymous).await.is_ok());
+    assert_eq!(e.logout_others(&mine[2]).await.unwrap(), 0);
+    assert_eq!(e.logout_others(&mine[0]).await, Err(SessionError::SessionGone));
+}
+
 both!(
+    logout_others_ends_every_other_session_of_the_user,
     past_max_sessions_per_user_a_login_ends_the_least_recently_used,
     without_max_sessions_per_user_logins_end_nothing,
     logout_user_ends_the_users_sessions_on_every_shard,
@@ -132,6 +152,7 @@ both!(
 );
 
 cluster!(
+    logout_others_ends_every_other_session_of_the_user,
     logout_user_ends_the_users_sessions_on_every_shard,
     sessions_of_lists_live_sessions_with_their_info,
     revoke_ends_one_session_of_that_user_only

@@ -51,6 +51,11 @@ async fn messages_can_be_sent_directly(b: Backend) {
     let logged = e.send(draco_session::Login { id: s, userid: 5 }).await.unwrap();
     assert_eq!(e.send(draco_session::Info { id: s }).await, Err(SessionError::SessionGone));
     assert_eq!(e.send(draco_session::Info { id: logged.id }).await.unwrap().userid, 5);
+    let second = e.send(draco_session::Login { id: e.create().await.unwrap().id, userid: 5 }).await.unwrap();
+    assert_eq!(e.send(draco_session::LogoutOthers { id: second.id }).await.unwrap(), 1);
+    assert_eq!(e.send(draco_session::Info { id: logged.id }).await, Err(SessionError::SessionGone));
+    let logged = e.send(draco_session::Login { id: e.create().await.unwrap().id, userid: 5 }).await.unwrap();
+    assert!(e.send(draco_session::Destroy { id: second.id }).await.unwrap());
     // Engine-wide messages too, on either backend.
     let n = e.send(draco_session::LogoutUser { userid: 1 }).await.unwrap();
     assert_eq!(n, 0);

@@ -442,6 +442,19 @@ impl SessionEngine {
         self.backend().subscribe().await
     }
 
+    /// Ends every other session of `id`'s user ("log out everywhere else"); how many.
+    ///
+    /// # Errors
+    /// [`SessionError::NotLoggedIn`] when `id` is anonymous; [`SessionError::SessionGone`];
+    /// [`SessionError::Unavailable`].
+    pub async fn logout_others(&self, id: &SessionId) -> Result<usize> {
+        let info = self.info(id).await?;
+        if info.userid == 0 {
+            return Err(SessionError::NotLoggedIn);
+        }
+        self.verified().end_others(info.userid, &self.handle_of(id), 0).await
+    }
+
     /// Counters of every shard.
     ///
     /// # Errors

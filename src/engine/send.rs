@@ -57,6 +57,7 @@ dispatch! {
     Info -> SessionInfo => |m, e| e.info(&m.id);
     Touch -> SessionInfo => |m, e| e.touch(&m.id);
     Destroy -> bool => |m, e| e.destroy(&m.id);
+    LogoutOthers -> usize => |m, e| e.logout_others(&m.id);
     LogoutUser -> usize => |m, e| e.logout_user(m.userid);
     SessionsOf -> Vec<UserSession> => |m, e| e.sessions_of(m.userid);
     Revoke -> bool => |m, e| e.revoke(m.userid, &m.handle);
