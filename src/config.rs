@@ -23,6 +23,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `[cookie]`: the session cookie.
     pub cookie: CookieConfig,
+    /// `[header]`: the session id in a request/response header, for clients without cookies.
+    pub header: HeaderConfig,
     /// `[storage]`: where and how often sessions are persisted.
     pub storage: StorageConfig,
     /// `[limits]`: caps that turn into clear errors instead of unbounded growth.
@@ -167,12 +169,54 @@ pub struct CookieConfig {
     /// `Domain` attribute: a host name such as `"example.com"` (a leading dot is allowed and
     /// ignored by browsers). Defaults to none (host-only cookie).
     pub domain: Option<String>,
+    /// Carry the session id in the cookie at all. Defaults to `true`. With `false` (an API
+    /// that only speaks the [`[header]`](HeaderConfig) transport) no response ever has a
+    /// `Set-Cookie` and a request's cookie of this name is ignored; `header.name` must then be
+    /// set, or no session could ever come back (a start-up error).
+    pub enabled: bool,
 }
 
 impl Default for CookieConfig {
     fn default() -> Self {
-        Self { name: "sid".into(), secure: true, same_site: SameSite::Lax, path: "/".into(), domain: None }
+        Self {
+            name: "sid".into(),
+            secure: true,
+            same_site: SameSite::Lax,
+            path: "/".into(),
+            domain: None,
+            enabled: true,
+        }
     }
+}
+
+/// `[header]`: the header transport, for API clients that keep no cookies (mobile apps,
+/// scripts, server-to-server calls).
+///
+/// With a `name`, [`SessionMiddleware`](crate::SessionMiddleware) also takes the session id
+/// from that request header, and whenever it would set the cookie (a new session, a rotation
+/// by login or logout, a persistence change, the daily refresh of a remember-me cookie) it
+/// sends the id in the same response header, together with `Cache-Control: no-store`
+/// (unless the handler set one); when the session is destroyed it sends the header with an
+/// empty value. The client keeps the last id it got and sends it back.
+///
+/// Precedence: a request carrying the header (with a non-empty value) is served by the
+/// header's id alone and its cookie is ignored, even when the header's id is forged or dead
+/// (then the request has no session, as with a dead cookie, and a write creates a new one).
+/// The header is what the client chose explicitly: browsers never add it on their own and
+/// another site's page cannot make a browser send it (a custom header needs a CORS preflight),
+/// whereas cookies ride along by themselves, including one planted by a sibling subdomain. So
+/// one request never mixes two ids, and a cookie cannot move a header client onto another
+/// session. An absent or empty header leaves the cookie in charge, as without this section.
+/// Responses speak on every enabled transport: the header and the cookie name the same id.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HeaderConfig {
+    /// The header's name, such as `"x-session-id"` (any case; HTTP header names are
+    /// case-insensitive). Defaults to `""`: off. It must be a legal header name and not one
+    /// HTTP, browsers, proxies or this crate already give a meaning (`Cookie`, `Set-Cookie`,
+    /// `Authorization`, `Cache-Control`, `Host`, `Sec-*` and the like).
+    pub name: String,
 }
 
 /// `[csrf]`: the origin guard of [`SessionMiddleware`](crate::SessionMiddleware). The tokens
@@ -603,6 +647,8 @@ impl Config {
         let checks = [
             self.session.check(),
             self.cookie.check(),
+            self.header.check(),
+            self.check_transport(),
             self.storage.check(),
             self.limits.check(),
             self.csrf.check(),
@@ -612,6 +658,20 @@ impl Config {
             Some((key, message)) => Err(ConfigError::Invalid { origin: origin.to_owned(), key, message }),
             None => Ok(()),
         }
+    }
+}
+
+impl Config {
+    /// Some transport must carry the session id back, or every request would be a stranger.
+    fn check_transport(&self) -> Result<(), Invalid> {
+        if !self.cookie.enabled && self.header.name.is_empty() {
+            return bad(
+                "cookie.enabled",
+                "is false and header.name is empty: no transport would carry the session id; \
+                 set header.name (such as \"x-session-id\") or turn the cookie back on",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -706,6 +766,74 @@ impl CookieConfig {
             }
         } else if has("__Secure-") && !c.secure {
             return bad("cookie.secure", format!("must be true for the __Secure- cookie name {:?}", c.name));
+        }
+        Ok(())
+    }
+}
+
+/// Header names a session id must not take (lower case): HTTP's own and the hop-by-hop ones,
+/// those browsers and proxies set or read, and those this crate writes.
+const RESERVED_HEADERS: &[&str] = &[
+    "accept",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "cookie",
+    "cookie2",
+    "date",
+    "expect",
+    "forwarded",
+    "host",
+    "keep-alive",
+    "location",
+    "origin",
+    "pragma",
+    "proxy-authorization",
+    "proxy-connection",
+    "referer",
+    "retry-after",
+    "set-cookie",
+    "set-cookie2",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "www-authenticate",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+impl HeaderConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        let name = &self.name;
+        if name.is_empty() {
+            return Ok(());
+        }
+        let token = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token || name.len() > 64 {
+            return bad(
+                "header.name",
+                format!("{name:?} is not a header name (at most 64 letters, digits and - such as \"x-session-id\")"),
+            );
+        }
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("sec-")
+            || lower.starts_with("access-control-")
+        {
+            return bad(
+                "header.name",
+                format!(
+                    "{name:?} already means something to HTTP, browsers or proxies: pick your own, such as \"x-session-id\""
+                ),
+            );
         }
         Ok(())
     }
@@ -929,6 +1057,7 @@ mod tests {
         assert_eq!(c.session.logout_clears_data, d.session.logout_clears_data);
         assert_eq!(c.csrf.origin_guard, d.csrf.origin_guard);
         assert_eq!(c.csrf.trusted_origins, d.csrf.trusted_origins);
+        assert_eq!((c.cookie.enabled, &c.header.name), (d.cookie.enabled, &d.header.name));
     }
 
     #[test]
@@ -1094,6 +1223,49 @@ mod tests {
         }
         let e = Config::from_toml("[csrf]\norigin_gaurd = true", "f.toml").unwrap_err().to_string();
         assert!(e.contains("origin_gaurd"), "{e}");
+    }
+
+    #[test]
+    fn the_header_transport_is_off_by_default_and_its_name_is_checked() {
+        let c = Config::from_toml("", "f.toml").unwrap();
+        assert_eq!((c.header.name.as_str(), c.cookie.enabled), ("", true));
+        for good in ["x-session-id", "X-Session-Id", "session_token", "x.sid"] {
+            let c = Config::from_toml(&format!("[header]\nname = \"{good}\""), "f.toml").unwrap();
+            assert_eq!(c.header.name, good);
+        }
+        for bad in [
+            "x session",
+            "x-sid:",
+            "x-sid\\r\\nSet-Cookie: a=1",
+            "é",
+            "Cookie",
+            "set-cookie",
+            "AUTHORIZATION",
+            "cache-control",
+            "host",
+            "sec-session",
+            "Access-Control-Allow-Origin",
+        ] {
+            let e = Config::from_toml(&format!("[header]\nname = \"{bad}\""), "f.toml").unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { key: "header.name", .. }), "{bad}: {e:?}");
+            assert!(e.to_string().contains("f.toml"), "{e}");
+        }
+        let long = "x".repeat(65);
+        let e = Config::from_toml(&format!("[header]\nname = \"{long}\""), "f.toml").unwrap_err();
+        assert!(matches!(&e, ConfigError::Invalid { key: "header.name", .. }), "{e:?}");
+    }
+
+    #[test]
+    fn cookies_off_needs_the_header_transport() {
+        let e = Config::from_toml("[cookie]\nenabled = false", "f.toml").unwrap_err();
+        assert!(matches!(&e, ConfigError::Invalid { key: "cookie.enabled", .. }), "{e:?}");
+        assert!(e.to_string().contains("header.name"), "{e}");
+        let c = Config::from_toml("[cookie]\nenabled = false\n[header]\nname = \"x-session-id\"", "f.toml").unwrap();
+        assert!(!c.cookie.enabled);
+        // The engine refuses it as well, not only the file parser.
+        let mut config = Config::default();
+        config.cookie.enabled = false;
+        assert!(config.validate("t").is_err());
     }
 
     #[test]

@@ -78,8 +78,8 @@ mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, EventsConfig, LimitsConfig, LogMode, SECRET_ENV,
-    SameSite, SessionConfig, StorageBackend, StorageConfig,
+    CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, EventsConfig, HeaderConfig, LimitsConfig, LogMode,
+    SECRET_ENV, SameSite, SessionConfig, StorageBackend, StorageConfig,
 };
 pub use engine::{EngineBuilder, EngineMessage, SessionEngine};
 pub use error::{ConfigError, Result, SessionError, StartError, Unavailable};

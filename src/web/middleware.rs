@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{CACHE_CONTROL, HeaderValue, SET_COOKIE};
+use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue, SET_COOKIE};
 use actix_web::{Error, HttpMessage};
 use futures_util::future::LocalBoxFuture;
 
@@ -25,6 +25,12 @@ use crate::error::ConfigError;
 /// `Cache-Control: no-store`, so no shared cache keeps the session id for other clients,
 /// unless the handler set a `Cache-Control` of its own (then keeping cookies out of caches is
 /// the handler's job).
+///
+/// With `[header] name` set (the header transport, see [`HeaderConfig`](crate::HeaderConfig)),
+/// the id is also read from that request header, which wins over the cookie when present, and
+/// every response that would set the cookie also carries the id in that header (an empty value
+/// after `destroy()`), with the same `Cache-Control: no-store`. With `[cookie] enabled = false`
+/// no `Set-Cookie` is ever sent and the request's cookie is ignored.
 ///
 /// That refresh happens on a persistent session's first use in a UTC calendar day: the
 /// middleware compares the day of the session's `last_access` before the request (the engine's
@@ -59,13 +65,18 @@ use crate::error::ConfigError;
 #[derive(Debug, Clone)]
 pub struct SessionMiddleware {
     engine: SessionEngine,
+    /// `[header] name`, parsed once: looking a header up by a `&str` would parse (and, for a
+    /// custom name, allocate) on every request.
+    id_header: Option<HeaderName>,
 }
 
 impl SessionMiddleware {
-    /// The middleware for `engine`, with its cookie and robot settings. The robot detector is
-    /// the engine's, built once when the engine started, so middlewares are cheap to make.
+    /// The middleware for `engine`, with its cookie, header and robot settings. The robot
+    /// detector is the engine's, built once when the engine started, so middlewares are cheap
+    /// to make.
     pub fn new(engine: SessionEngine) -> Self {
-        Self { engine }
+        let id_header = id_header(&engine.config().header.name);
+        Self { engine, id_header }
     }
 
     /// [`new`](Self::new). The engine checks its `[robots]` patterns when it starts, so this
@@ -98,13 +109,27 @@ where
     /// engine's shards ([`SessionEngine::host_here`]), so the sessions it creates live on it.
     fn new_transform(&self, service: S) -> Self::Future {
         let engine = self.engine.clone();
+        let id_header = self.id_header.clone();
         Box::pin(async move {
             if let Some(shard) = engine.host_here().await {
                 log::debug!("shard {shard} hosted on this actix-web worker thread");
             }
-            Ok(SessionService { service: Rc::new(service), engine })
+            Ok(SessionService { service: Rc::new(service), engine, id_header })
         })
     }
+}
+
+/// The `[header]` transport's header, `None` when off. The engine validated the name when it
+/// started, so it parses.
+fn id_header(name: &str) -> Option<HeaderName> {
+    if name.is_empty() {
+        return None;
+    }
+    let parsed = HeaderName::from_bytes(name.as_bytes());
+    if parsed.is_err() {
+        log::error!("[header] name {name:?} is not a header name: the header transport is off");
+    }
+    parsed.ok()
 }
 
 /// The service [`SessionMiddleware`] wraps around an app; actix-web builds it.
@@ -112,6 +137,7 @@ where
 pub struct SessionService<S> {
     service: Rc<S>,
     engine: SessionEngine,
+    id_header: Option<HeaderName>,
 }
 
 impl<S, B> Service<ServiceRequest> for SessionService<S>
@@ -137,16 +163,24 @@ where
         let limits = &self.engine.config().limits;
         let peer = req.peer_addr().map(|a| a.ip());
         let client = rate::client_ip(peer, req.headers(), limits.trust_forwarded_for);
-        let session = Session::for_request(self.engine.clone(), req.headers(), client);
+        let session = Session::for_request(self.engine.clone(), req.headers(), client, self.id_header.as_ref());
         req.extensions_mut().insert(session.clone());
         let service = self.service.clone();
+        let id_header = self.id_header.clone();
         Box::pin(async move {
             let mut response = service.call(req).await?;
-            if let Some(cookie) = session.finish().await {
+            if let Some(sent) = session.finish().await {
+                let cookie = &session.config().cookie;
                 let headers = response.response_mut().headers_mut();
-                headers.append(SET_COOKIE, cookie);
-                // A cache that stored this response would hand the cookie, a session id, to
-                // the next client. The handler's own Cache-Control, if any, is its call.
+                if cookie.enabled {
+                    headers.append(SET_COOKIE, sent.set_cookie(cookie));
+                }
+                if let Some(name) = id_header {
+                    headers.insert(name, sent.header_value());
+                }
+                // A cache that stored this response would hand the cookie (or the header), a
+                // session id, to the next client. The handler's own Cache-Control, if any, is
+                // its call.
                 if !headers.contains_key(CACHE_CONTROL) {
                     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 }

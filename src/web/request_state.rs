@@ -18,7 +18,8 @@ pub(super) enum Lookup {
     Pending {
         /// The ids of our cookie(s) whose tag verifies, in header order, not tried yet.
         candidates: Vec<SessionId>,
-        /// A cookie of our name came at all, valid or not: only then is a removal worth sending.
+        /// A cookie of our name (or the `[header]` header) came at all, valid or not: only then
+        /// is a removal worth sending.
         had_cookie: bool,
     },
     /// Done.

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use actix_web::http::header::{HeaderMap, HeaderValue, USER_AGENT};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -91,16 +91,32 @@ struct Shared {
 }
 
 impl Session {
-    /// The handle the middleware attaches to a request: parses the cookie, asks nobody yet.
-    pub(crate) fn for_request(engine: SessionEngine, headers: &HeaderMap, client: IpAddr) -> Self {
+    /// The handle the middleware attaches to a request: parses the cookie (or the `[header]`
+    /// header, `id_header`, which wins when present and non-empty), asks nobody yet.
+    pub(crate) fn for_request(
+        engine: SessionEngine,
+        headers: &HeaderMap,
+        client: IpAddr,
+        id_header: Option<&HeaderName>,
+    ) -> Self {
         let (mut candidates, mut had_cookie) = (Vec::new(), false);
-        let name = &engine.config().cookie.name;
-        for value in cookie::values(headers, name) {
+        // The header is the client's explicit choice: when it came, it alone names the session
+        // (see `HeaderConfig`), and a forged or dead one reads as a dead cookie would.
+        let from_header = id_header.and_then(|name| headers.get(name)).filter(|v| !v.is_empty());
+        if let Some(value) = from_header {
             had_cookie = true;
-            if let Ok(id) = engine.parse_id(value)
-                && !candidates.contains(&id)
-            {
+            if let Ok(id) = engine.parse_id(value.as_bytes()) {
                 candidates.push(id);
+            }
+        } else if engine.config().cookie.enabled {
+            let name = &engine.config().cookie.name;
+            for value in cookie::values(headers, name) {
+                had_cookie = true;
+                if let Ok(id) = engine.parse_id(value)
+                    && !candidates.contains(&id)
+                {
+                    candidates.push(id);
+                }
             }
         }
         let user_agent = headers.get(USER_AGENT).cloned();
