@@ -40,6 +40,7 @@
 //! |---|---|
 //! | [`SessionEngine`], [`EngineBuilder`], [`Placement`] | start the engine (either backend), use it without HTTP (jobs, load tests), choose where shard workers run |
 //! | [`SessionMiddleware`], [`Session`], [`Namespace`], [`MaybeSession`], [`SessionService`] | the actix-web side: the middleware, the extractors, Draco's session API; `SessionService` is the type actix-web builds from the middleware |
+//! | [`Flash`], [`FlashLevel`], [`MAX_FLASHES`], [`MAX_FLASH_TEXT`] | flash messages ([`Session::flash`], [`Session::take_flashes`]) and their bounds |
 //! | [`SessionId`], [`Keyring`], [`ID_LEN`], [`SessionHandle`] | ids as values (parse, display, shard), the keys that tag them, and the handles that name a user's other sessions |
 //! | [`Config`] and its sections, [`CONFIG_ENV`], [`SECRET_ENV`], [`RobotsConfig`] | `config.toml` as types, the environment variables the engine reads |
 //! | [`SessionError`], [`Unavailable`], [`WebError`], [`ConfigError`], [`StartError`], [`Result`] | errors, one enum per layer, to match on |
@@ -90,7 +91,8 @@ pub use message::*;
 pub use robot::{RobotDetector, RobotsConfig};
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN};
 pub use web::{
-    Device, MaybeSession, Namespace, RESERVED_SCOPE_PREFIX, Session, SessionMiddleware, SessionService, WebError,
+    Device, Flash, FlashLevel, MAX_FLASH_TEXT, MAX_FLASHES, MaybeSession, Namespace, RESERVED_SCOPE_PREFIX, Session,
+    SessionMiddleware, SessionService, WebError,
 };
 
 /// The crate's design: `ARCHITECTURE.md`, rendered here so it ships with the docs.

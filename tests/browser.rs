@@ -1,6 +1,7 @@
 //! End to end in a real headless Chromium, driven through chromedriver (WebDriver): the
 //! remember-me demo keeps a "remember me" login across a browser restart and forgets a plain
-//! one, and pages of another site cannot log a visitor in or out (cross-site request forgery).
+//! one, pages of another site cannot log a visitor in or out (cross-site request forgery), and
+//! its flash messages show once after a login or a logout.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium
 //! chromium-driver`; `$CHROME` and `$CHROMEDRIVER` override the paths) and the demo binary,
@@ -369,4 +370,40 @@ async fn one_browser_logs_the_other_out_from_the_devices_card() {
     assert!(b.find(Locator::Id("devices")).await.is_err(), "no devices card for a visitor");
     world.quit(a, "devices-a").await;
     world.quit(b, "devices-b").await;
+}
+
+impl World {
+    /// The flash messages on the page now.
+    async fn flashes(&self, client: &Client) -> Vec<String> {
+        let mut texts = Vec::new();
+        for note in client.find_all(Locator::Css("p.flash")).await.unwrap() {
+            texts.push(note.text().await.unwrap());
+        }
+        texts
+    }
+}
+
+/// Flash messages, rendered by the server (the page has no script at all): after the login
+/// form's redirect the page says "Welcome back, alice", a reload no longer does; after the
+/// logout form's, "You are logged out", once.
+#[actix_web::test]
+async fn the_page_welcomes_alice_once_and_says_when_she_is_logged_out() {
+    let world = start();
+    let client = world.browser("flash").await;
+    world.log_in(&client, false).await;
+    assert_eq!(world.flashes(&client).await, ["Welcome back, alice"]);
+    assert!(!client.source().await.unwrap().contains("<script"), "rendered without JavaScript");
+    let shot = client.screenshot().await.unwrap();
+    std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("remember_me-flash.png"), shot).unwrap();
+    client.refresh().await.unwrap();
+    assert_eq!(world.text(&client, "user").await, "alice (user id 1)");
+    assert!(world.flashes(&client).await.is_empty(), "shown once");
+
+    client.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    client.wait().for_element(Locator::Id("login")).await.unwrap();
+    assert_eq!(world.text(&client, "user").await, "nobody (user id 0)");
+    assert_eq!(world.flashes(&client).await, ["You are logged out"]);
+    client.refresh().await.unwrap();
+    assert!(world.flashes(&client).await.is_empty(), "shown once");
+    world.quit(client, "flash").await;
 }

@@ -9,7 +9,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, LOCATION};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, error, web};
-use draco_session::{Device, Session, SessionError, SessionHandle, WebError};
+use draco_session::{Device, Flash, FlashLevel, Session, SessionError, SessionHandle, WebError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -349,6 +349,8 @@ async fn form_login(session: Session, form: web::Form<LoginForm>) -> Result<Http
     if session.is_available() {
         session.login(userid).await?;
         session.set_persistent(form.remember.is_some()).await?;
+        let name = user_name(userid).unwrap_or("you");
+        session.flash(FlashLevel::Success, format!("Welcome back, {name}")).await?;
     }
     Ok(see_other("/"))
 }
@@ -358,6 +360,8 @@ async fn form_logout(session: Session, form: web::Form<LogoutForm>) -> Result<Ht
         return Ok(forged_form());
     }
     session.logout().await?;
+    // After the logout, so that `logout_clears_data` does not clear it.
+    session.flash(FlashLevel::Info, "You are logged out").await?;
     Ok(see_other("/"))
 }
 
@@ -462,6 +466,14 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// The flash messages queued for this page (shown once), or nothing.
+fn flash_notes(flashes: &[Flash]) -> String {
+    flashes
+        .iter()
+        .map(|f| format!("<p class=\"flash {}\" role=\"status\">{}</p>\n", f.level, escape(&f.text)))
+        .collect()
+}
+
 /// The log-in form for a visitor, the log-out form for a user (its `{csrf}` filled in later).
 fn action_card(userid: u64, logout_clears_data: bool) -> String {
     let logout_does = if logout_clears_data {
@@ -522,6 +534,7 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
         None => String::new(),
     };
     let action = action_card(userid, session.config().session.logout_clears_data);
+    let flashes = flash_notes(&session.take_flashes().await?);
     Ok(format!(
         r#"<!doctype html>
 <html lang="en">
@@ -545,13 +558,15 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
   button {{ font: inherit; padding: .45rem 1.2rem; border-radius: 6px; border: 1px solid #345; background: #2b5797; color: #fff; cursor: pointer; }}
   .hint {{ color: #555; font-size: .9rem; }}
   .warn {{ background: #fff4e5; border: 1px solid #f0b46c; border-radius: 6px; padding: .6rem .9rem; }}
+  .flash {{ border-radius: 6px; padding: .6rem .9rem; background: #eef3fb; border: 1px solid #9bb4dc; }}
+  .flash.success {{ background: #eaf6ec; border-color: #86c493; }}
 </style>
 </head>
 <body>
 <h1>Remember me</h1>
 <p class="sub">A demo of <b>draco-session</b>: Draco's session API on actix-web.</p>
 {notice}
-<section class="card">
+{flashes}<section class="card">
   <h2>Your session</h2>
   <table>
     <tr><th>Visits</th><td id="visits">{visits}</td></tr>

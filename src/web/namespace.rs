@@ -11,7 +11,8 @@ use super::session::Session;
 use crate::engine::Verified;
 
 /// Scope names starting with this are kept for the crate's own data (the CSRF secret of
-/// [`Session::csrf_token`]): a [`Namespace`] of such a name fails every operation with
+/// [`Session::csrf_token`], the device label, the queue of [`Session::flash`]): a
+/// [`Namespace`] of such a name fails every operation with
 /// [`WebError::ReservedScope`] (400), so no application key can collide with them.
 pub const RESERVED_SCOPE_PREFIX: &str = "__draco.";
 
