@@ -278,6 +278,9 @@ async fn robots_and_the_create_rate_apply_to_the_header(b: Backend) {
     for id in &ids {
         assert_eq!(send(&app, with_id(get("/api/session"), id)).await.status, 200);
     }
+    // As with a cookie, a valid session is kept whatever the User-Agent.
+    let r = send(&app, bot(with_id(get("/api/session"), &ids[1]))).await;
+    assert_eq!((r.json()["available"].as_bool(), r.json()["session_id"].as_str()), (Some(true), Some(ids[1].as_str())));
     // A login rotates without creating: not limited.
     let r = send(&app, with_id(login_request(), &ids[0])).await;
     assert_eq!(r.status, 200);
