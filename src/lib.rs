@@ -74,6 +74,7 @@ mod robot;
 mod secret;
 mod snapshot;
 mod state;
+mod telemetry;
 mod wal;
 mod web;
 

@@ -79,7 +79,8 @@ impl EngineBuilder {
 
     fn engine(self, robots: RobotDetector, keyring: Keyring, backend: Store) -> SessionEngine {
         let create_limiter = CreateLimiter::from_config(&self.config.limits);
-        let inner = Inner { config: self.config, robots, keyring, clock: self.clock, backend, create_limiter };
+        let metrics = crate::telemetry::Metrics::resolve();
+        let inner = Inner { config: self.config, robots, keyring, clock: self.clock, backend, create_limiter, metrics };
         SessionEngine { inner: Arc::new(inner) }
     }
 

@@ -8,6 +8,7 @@
 //! - `send.rs`: typed messages run as engine operations ([`EngineMessage`]).
 
 mod builder;
+mod measured;
 mod send;
 mod store;
 mod verified;
@@ -53,6 +54,8 @@ struct Inner {
     backend: Store,
     /// `limits.create_rate`, shared by every middleware of this engine.
     create_limiter: Option<CreateLimiter>,
+    /// Metric handles, resolved as the engine started (`src/telemetry.rs`).
+    metrics: crate::telemetry::Metrics,
 }
 
 impl std::fmt::Debug for SessionEngine {
@@ -150,8 +153,13 @@ impl SessionEngine {
         if self.inner.keyring.verify(id) { Ok(()) } else { Err(SessionError::InvalidId) }
     }
 
-    fn backend(&self) -> &Store {
-        &self.inner.backend
+    fn backend(&self) -> measured::Measured<'_> {
+        measured::Measured { store: &self.inner.backend, metrics: &self.inner.metrics }
+    }
+
+    /// The engine's metric handles.
+    pub(crate) fn metrics(&self) -> &crate::telemetry::Metrics {
+        &self.inner.metrics
     }
 
     /// Sends a typed message ([`Get`], [`Set`], [`Login`], [`LogoutUser`], …): runs the engine

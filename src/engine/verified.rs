@@ -4,7 +4,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{SessionEngine, decode, decode_updated, encode, names, update_step};
-use crate::backend::Backend;
 use crate::error::Result;
 use crate::id::SessionId;
 use crate::message::{SessionInfo, UpdateFn};

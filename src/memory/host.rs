@@ -225,6 +225,7 @@ where
     Worker: actix::Handler<M>,
 {
     let (mut addr, mut msg) = (shared.router.get(shard), msg);
+    let _queued = shared.metrics.queued(shard);
     loop {
         match addr.send(msg).await {
             Err(actix::MailboxError::Closed) => match again(&addr) {

@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     pub wal: Option<Arc<Wal>>,
     /// Where shards publish session events.
     pub events: Arc<crate::events::EventHub>,
+    /// Per-shard metric handles (`src/telemetry.rs`), resolved as the engine starts.
+    pub metrics: crate::telemetry::ShardMetrics,
 }
 
 impl Shared {
@@ -123,6 +125,14 @@ impl Shared {
             config,
             snapshots,
             wal,
+            metrics: crate::telemetry::ShardMetrics::resolve(shards),
+        }
+    }
+
+    /// Sets shard `shard`'s gauges (live sessions, mailbox depth) from its atomics.
+    pub fn refresh_gauges(&self, shard: usize) {
+        if let Some(live) = self.live.get(shard) {
+            self.metrics.refresh(shard, live.load(Ordering::Relaxed));
         }
     }
 
@@ -400,6 +410,7 @@ impl Backend for MemoryBackend {
     }
 
     fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {
+        (0..self.shared.shards).for_each(|shard| self.shared.refresh_gauges(shard));
         self.ask(Stats)
     }
 

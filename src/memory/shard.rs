@@ -295,6 +295,7 @@ impl Shard {
             (*self.sessions.get_index(index).expect("index in range").0, self.sessions[index].state.userid);
         self.remove_index(index, false);
         self.stats.expired += 1;
+        self.shared.metrics.expired.increment(1);
         self.emit(userid, &locator, || EventKind::Expired);
     }
 

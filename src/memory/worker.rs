@@ -188,6 +188,7 @@ impl Actor for Worker {
             if worker.moved {
                 return;
             }
+            worker.shared.refresh_gauges(worker.index);
             let dropped = worker.core.borrow_mut().shard.sweep_step(SWEEP_BATCH);
             if dropped > 0 {
                 log::debug!("shard {}: {dropped} expired sessions dropped", worker.index);

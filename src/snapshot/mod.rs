@@ -112,9 +112,10 @@ pub(crate) fn open(
     );
 
     let (jobs, queue) = crossbeam_channel::unbounded();
+    let metrics = crate::telemetry::Io::snapshot();
     std::thread::Builder::new()
         .name("draco-snapshot-writer".into())
-        .spawn(move || writer.run(queue))
+        .spawn(move || writer.run(queue, metrics))
         .map_err(|e| storage(&dir, format!("cannot start the snapshot writer thread: {e}")))?;
     let recovered = loaded
         .shards

@@ -149,15 +149,20 @@ impl<I: SnapshotIo> Writer<I> {
     }
 
     /// Serves jobs until [`Job::Stop`] or until every sender is gone.
-    pub fn run(mut self, jobs: Receiver<Job>) {
+    pub fn run(mut self, jobs: Receiver<Job>, metrics: crate::telemetry::Io) {
         // The error of the last failed write: a directory that stays unwritable fails every
         // shard at every interval, and one clear line says so better than a flood.
         let mut failing: Option<String> = None;
         while let Ok(job) = jobs.recv() {
             match job {
                 Job::Write { shard, entries, log_from, chunks, done } => {
+                    let started = std::time::Instant::now();
                     let result = self.write(shard, entries, log_from, &chunks);
                     drop(chunks);
+                    if let Ok(w) = &result {
+                        metrics.duration.record(started.elapsed());
+                        metrics.bytes.increment(w.bytes);
+                    }
                     match &result {
                         Err(e) if failing.as_deref() == Some(&e.to_string()) => {
                             log::debug!("shard {shard}: snapshot write failed again: {e}");

@@ -210,6 +210,9 @@ impl ShardLog {
         segment.dirty.store(true, Ordering::Release);
         self.since_rotation += len;
         self.bytes += len;
+        if let Some(wal) = &self.wal {
+            wal.stats.metrics.bytes.increment(len);
+        }
         match self.wal.as_ref().filter(|w| w.mode == LogMode::Always) {
             None => answer(waiters, Ok(())),
             Some(wal) => {

@@ -98,7 +98,7 @@ pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) 
         // Every change is fsynced on demand; the schedule only catches stragglers.
         LogMode::Always | LogMode::Off => Duration::from_secs(1),
     };
-    let stats = Arc::new(SyncStats::default());
+    let stats = Arc::new(SyncStats { metrics: crate::telemetry::Io::log(), ..SyncStats::default() });
     let (jobs, queue) = crossbeam_channel::unbounded();
     let syncer = Syncer::new(io.clone(), dir.clone(), interval, stats.clone());
     let thread = std::thread::Builder::new()

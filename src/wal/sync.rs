@@ -41,6 +41,8 @@ pub(crate) enum SyncJob {
 pub(crate) struct SyncStats {
     pub fsyncs: AtomicU64,
     pub failures: AtomicU64,
+    /// Fsync time and bytes appended (`src/telemetry.rs`).
+    pub metrics: crate::telemetry::Io,
 }
 
 /// The syncer thread's state.
@@ -133,7 +135,10 @@ impl Syncer {
                 // Cleared first: an append racing with this fsync marks it dirty again.
                 s.dirty.store(false, Ordering::Release);
                 stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-                s.file.sync().map_err(|e| format!("fsync of {} failed: {e}", s.path.display()))
+                let started = Instant::now();
+                let synced = s.file.sync().map_err(|e| format!("fsync of {} failed: {e}", s.path.display()));
+                stats.metrics.duration.record(started.elapsed());
+                synced
             }
         };
         // Segments of several shards are fsynced side by side: a round takes one fsync's time.

@@ -160,6 +160,7 @@ impl Session {
             return Ok(existing);
         }
         if self.is_robot() {
+            self.refuse_robot();
             return Err(WebError::NoSession);
         }
         self.admit_creation()?;

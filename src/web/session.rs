@@ -86,6 +86,8 @@ struct Shared {
     /// This request already took its token of `limits.create_rate`: a creation it retries
     /// (the engine's fallback from a one-step counter) does not pay again.
     admitted: AtomicBool,
+    /// This request was counted as a robot refused a session (`draco_session_robot_requests_total`).
+    refused: AtomicBool,
     /// Never held across an `.await`.
     state: Mutex<RequestState>,
 }
@@ -128,6 +130,7 @@ impl Session {
                 gate: futures_util::lock::Mutex::new(()),
                 client,
                 admitted: AtomicBool::new(false),
+                refused: AtomicBool::new(false),
                 state: Mutex::new(RequestState::new(candidates, had_cookie)),
             }),
         }
@@ -188,7 +191,18 @@ impl Session {
     /// Whether this request has a session or may get one: `false` only for a robot (or a
     /// missing User-Agent) without a valid session. Draco's `if session:`.
     pub fn is_available(&self) -> bool {
-        self.state().current().is_some() || !self.is_robot()
+        let available = self.state().current().is_some() || !self.is_robot();
+        if !available {
+            self.refuse_robot();
+        }
+        available
+    }
+
+    /// Counts this request, once, as a robot refused a session.
+    pub(super) fn refuse_robot(&self) {
+        if !self.shared.refused.swap(true, Ordering::Relaxed) {
+            self.engine().metrics().robots.increment(1);
+        }
     }
 
     /// The session's id; `None` while there is no session (nothing written yet, or a robot).
