@@ -28,7 +28,10 @@
 //! the server's main thread counting them) and one that never reads: what publishing events
 //! costs (`--variants b,e,ev,es --modes returning,new`; every new visitor is one event)
 //! (`--variants b,g0,g1,g2 --modes returning,returning-2w`). For those, fsyncs/s and
-//! records/fsync (the group commit's batch size) are columns of the table.
+//! records/fsync (the group commit's batch size) are columns of the table. (em) is (e) with a
+//! Prometheus recorder (`metrics-exporter-prometheus`) installed before the engine starts and
+//! scraped every 5 s by a thread of the server: the cost of recording metrics, same run
+//! (`--variants b,e,em`; (e) records into the `metrics` facade's no-op recorder).
 //!
 //! Each server runs in a process of its own (this binary, `--serve <variant>`). Modes
 //! (`--modes`, comma-separated):
@@ -252,6 +255,22 @@ mod servers {
         .await
     }
 
+    /// Installs a Prometheus recorder (histograms with buckets, as the demo's `/metrics`) and a
+    /// thread scraping it every 5 s, as Prometheus would: rendering drains the histograms.
+    fn install_prometheus() -> std::io::Result<()> {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&[0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0])
+            .and_then(|b| b.install_recorder())
+            .map_err(std::io::Error::other)?;
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                drop(handle.render());
+            }
+        });
+        Ok(())
+    }
+
     pub fn serve(variant: &str, port: u16, redis_url: &str, workers: usize) -> std::io::Result<()> {
         let addr = ("127.0.0.1", port);
         actix_web::rt::System::new().block_on(async move {
@@ -309,6 +328,11 @@ mod servers {
                         result
                     }
                 }
+                "em" => {
+                    install_prometheus()?;
+                    let engine = SessionEngine::start(draco_config()).map_err(std::io::Error::other)?;
+                    draco_server(engine, addr, workers).await
+                }
                 "e1" => {
                     let engine = SessionEngine::builder(draco_config())
                         .placement(Placement::DedicatedThreads)
@@ -346,7 +370,7 @@ mod servers {
     }
 }
 
-const VARIANTS: [(&str, &str); 13] = [
+const VARIANTS: [(&str, &str); 14] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
@@ -354,6 +378,7 @@ const VARIANTS: [(&str, &str); 13] = [
     ("e", "draco-session memory, shard per server thread (default)"),
     ("ev", "draco-session memory (e) with an event subscriber reading every event"),
     ("es", "draco-session memory (e) with an event subscriber that never reads"),
+    ("em", "draco-session memory, (e) with a Prometheus recorder installed"),
     ("e1", "draco-session memory, thread per shard (old default)"),
     ("e2", "draco-session memory, one shard on the worker (CurrentThread)"),
     ("f", "draco-session redis"),
