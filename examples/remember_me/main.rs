@@ -21,6 +21,7 @@
 //! | `POST /api/persistent` `{"persistent": bool}` | `set_persistent`; 409 when not logged in |
 //! | `POST /api/incr/{name}` | atomic increment in scope `counters`; `{"value": n}` |
 //! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent |
+//! | `GET /metrics` | the engine's metrics in Prometheus text format (no session is created) |
 //!
 //! Against cross-site request forgery the forms carry the session's CSRF token (a form without
 //! it gets a 403), every POST/PUT/DELETE of the API must say `Content-Type: application/json`
@@ -45,6 +46,15 @@
 //! Redis server at `storage.redis_url`: run several instances on different `--bind` ports
 //! against one server and they share sessions (give them the same `session.secret`).
 //!
+//! ## Metrics
+//!
+//! The demo installs a Prometheus recorder (`metrics-exporter-prometheus`) **before** it
+//! starts the engine (the engine takes its metric handles from the recorder installed when it
+//! starts) and serves it at `GET /metrics`, on the same address as the pages. A scrape first
+//! asks the engine for its statistics, which brings the per-shard gauges up to date (and
+//! counts one `stats` operation). In production, bind `/metrics` where only Prometheus can
+//! reach it (another port, or a proxy rule).
+//!
 //! Stop with Ctrl-C or SIGTERM: the server drains, then the engine shuts down (writing its
 //! final snapshot when persistence is on).
 
@@ -52,8 +62,9 @@ mod app;
 
 use std::net::SocketAddr;
 
-use actix_web::{App, HttpServer};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use draco_session::{CONFIG_ENV, Config, Delivery, SessionEngine, SessionMiddleware};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 struct Args {
     config: Option<String>,
@@ -134,12 +145,33 @@ async fn audit_log(engine: &SessionEngine) {
     });
 }
 
+/// Latency buckets in seconds: engine operations take microseconds, fsyncs and snapshots
+/// milliseconds to seconds.
+const BUCKETS: [f64; 14] =
+    [0.000_002, 0.000_005, 0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+
+/// Installs the Prometheus recorder; must run before the engine starts.
+fn install_metrics() -> PrometheusHandle {
+    PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .unwrap_or_else(|e| fail(&format!("cannot install the metrics recorder: {e}")))
+}
+
+/// `GET /metrics`: Prometheus text format. Takes no `Session`, so a scrape creates none.
+async fn metrics(handle: web::Data<PrometheusHandle>, engine: web::Data<SessionEngine>) -> HttpResponse {
+    // Brings the per-shard gauges up to date; a failure shows in the counters themselves.
+    let _ = engine.stats().await;
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(handle.render())
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = parse_args();
     let config = load_config(&args);
     let max_value_bytes = config.limits.max_value_bytes;
+    let prometheus = web::Data::new(install_metrics());
 
     // `start_async` starts either backend (`storage.backend = "memory"` or `"redis"`).
     let engine = SessionEngine::start_async(config)
@@ -147,9 +179,15 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|e| fail(&format!("cannot start the session engine: {e}")));
     let middleware = SessionMiddleware::try_new(engine.clone()).unwrap_or_else(|e| fail(&e.to_string()));
     audit_log(&engine).await;
+    let engine_data = web::Data::new(engine.clone());
 
     let server = HttpServer::new(move || {
-        App::new().wrap(middleware.clone()).configure(|cfg| app::configure(cfg, max_value_bytes))
+        App::new()
+            .wrap(middleware.clone())
+            .app_data(prometheus.clone())
+            .app_data(engine_data.clone())
+            .route("/metrics", web::get().to(metrics))
+            .configure(|cfg| app::configure(cfg, max_value_bytes))
     })
     .bind(args.bind)
     .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", args.bind)));
