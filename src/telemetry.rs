@@ -52,6 +52,10 @@ pub(crate) const SNAPSHOT_BYTES: &str = "draco_session_snapshot_bytes_total";
 pub(crate) const LOG_FSYNC_DURATION: &str = "draco_session_log_fsync_duration_seconds";
 /// Bytes appended to the write-ahead log. Counter.
 pub(crate) const LOG_BYTES: &str = "draco_session_log_bytes_total";
+/// Snapshot files that could not be written (the previous generation stays). Counter.
+pub(crate) const SNAPSHOT_FAILURES: &str = "draco_session_snapshot_failures_total";
+/// Write-ahead log writes or fsyncs that failed. Counter.
+pub(crate) const LOG_FAILURES: &str = "draco_session_log_failures_total";
 /// Messages sent to a shard's worker and not answered yet, per shard. Gauge, label `shard`.
 pub(crate) const MAILBOX_DEPTH: &str = "draco_session_mailbox_depth";
 
@@ -275,26 +279,35 @@ impl Drop for Queued<'_> {
     }
 }
 
-/// A writer thread's handles: how long a write takes, and its bytes.
+/// A writer thread's handles: how long a write takes, its bytes, and failures.
 pub(crate) struct Io {
     pub duration: Histogram,
     pub bytes: Counter,
+    pub failures: Counter,
 }
 
 impl Io {
     /// The snapshot writer's, from the recorder current now.
     pub fn snapshot() -> Self {
-        Self { duration: metrics::histogram!(SNAPSHOT_DURATION), bytes: metrics::counter!(SNAPSHOT_BYTES) }
+        Self {
+            duration: metrics::histogram!(SNAPSHOT_DURATION),
+            bytes: metrics::counter!(SNAPSHOT_BYTES),
+            failures: metrics::counter!(SNAPSHOT_FAILURES),
+        }
     }
 
     /// The write-ahead log's (fsync time, bytes appended), from the recorder current now.
     pub fn log() -> Self {
-        Self { duration: metrics::histogram!(LOG_FSYNC_DURATION), bytes: metrics::counter!(LOG_BYTES) }
+        Self {
+            duration: metrics::histogram!(LOG_FSYNC_DURATION),
+            bytes: metrics::counter!(LOG_BYTES),
+            failures: metrics::counter!(LOG_FAILURES),
+        }
     }
 
     /// Handles that record nothing.
     pub fn noop() -> Self {
-        Self { duration: Histogram::noop(), bytes: Counter::noop() }
+        Self { duration: Histogram::noop(), bytes: Counter::noop(), failures: Counter::noop() }
     }
 }
 

@@ -246,9 +246,11 @@ async fn gauges_per_shard(b: Backend, m: Recorded) {
 }
 
 async fn snapshot_and_log_writes(b: Backend, m: Recorded) {
+    let data = tempfile::tempdir().unwrap();
     let f = fixture_with(
         b,
         |c| {
+            c.storage.dir = data.path().to_owned();
             c.storage.persist = true;
             c.storage.log = draco_session::LogMode::Always;
         },
@@ -264,5 +266,11 @@ async fn snapshot_and_log_writes(b: Backend, m: Recorded) {
     assert_eq!(e.snapshot().await.unwrap(), 1);
     assert!(m.counter("draco_session_snapshot_bytes_total", &[]) > 0);
     assert!(m.samples("draco_session_snapshot_duration_seconds") >= 1);
+    assert_eq!(m.counter("draco_session_snapshot_failures_total", &[]), 0);
+    // A snapshot directory gone: the write fails, and is counted.
+    e.insert(&id, "a", "k", &"changed").await.unwrap();
+    std::fs::remove_dir_all(data.path().join("snapshots")).unwrap();
+    assert!(e.snapshot().await.is_err());
+    assert_eq!(m.counter("draco_session_snapshot_failures_total", &[]), 1);
     e.shutdown().await;
 }

@@ -159,9 +159,12 @@ impl<I: SnapshotIo> Writer<I> {
                     let started = std::time::Instant::now();
                     let result = self.write(shard, entries, log_from, &chunks);
                     drop(chunks);
-                    if let Ok(w) = &result {
-                        metrics.duration.record(started.elapsed());
-                        metrics.bytes.increment(w.bytes);
+                    match &result {
+                        Ok(w) => {
+                            metrics.duration.record(started.elapsed());
+                            metrics.bytes.increment(w.bytes);
+                        }
+                        Err(_) => metrics.failures.increment(1),
                     }
                     match &result {
                         Err(e) if failing.as_deref() == Some(&e.to_string()) => {

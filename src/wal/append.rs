@@ -198,6 +198,9 @@ impl ShardLog {
         };
         self.batch.clear();
         if let Err(e) = written {
+            if let Some(wal) = &self.wal {
+                wal.stats.metrics.failures.increment(1);
+            }
             self.fail(&segment, &e.to_string());
             let failed = format!("{} cannot be written: {e}", segment.path.display());
             answer(waiters, if always { Err(failed) } else { Ok(()) });

@@ -122,7 +122,10 @@ impl Syncer {
         if targets.iter().any(|s| s.fresh.load(Ordering::Acquire)) {
             match self.io.sync_dir(&self.dir) {
                 Ok(()) => targets.iter().for_each(|s| s.fresh.store(false, Ordering::Release)),
-                Err(e) => dir_error = Some(format!("fsync of the log directory {} failed: {e}", self.dir.display())),
+                Err(e) => {
+                    self.stats.metrics.failures.increment(1);
+                    dir_error = Some(format!("fsync of the log directory {} failed: {e}", self.dir.display()));
+                }
             }
         }
         let stats = &self.stats;
@@ -138,6 +141,9 @@ impl Syncer {
                 let started = Instant::now();
                 let synced = s.file.sync().map_err(|e| format!("fsync of {} failed: {e}", s.path.display()));
                 stats.metrics.duration.record(started.elapsed());
+                if synced.is_err() {
+                    stats.metrics.failures.increment(1);
+                }
                 synced
             }
         };

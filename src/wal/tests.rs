@@ -218,6 +218,48 @@ async fn a_failed_write_in_scheduled_mode_keeps_serving_and_the_next_snapshot_re
     b.shutdown().await;
 }
 
+/// Failed log writes and fsyncs are counted (`draco_session_log_failures_total`), once per
+/// failed I/O: the changes refused afterwards are not failures of the disk.
+#[test]
+fn failed_writes_and_fsyncs_are_counted_once_each() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let seen = recorder.snapshotter();
+    // A snapshot consumes what it reports: add up.
+    let total = std::cell::Cell::new(0);
+    let failures = || {
+        for (k, _, _, v) in seen.snapshot().into_vec() {
+            if let (true, DebugValue::Counter(n)) = (k.key().name() == "draco_session_log_failures_total", v) {
+                total.set(total.get() + n);
+            }
+        }
+        total.get()
+    };
+    metrics::with_local_recorder(&recorder, || {
+        actix_rt::System::new().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let faults = Arc::new(Faults::default());
+            let e = engine(dir.path(), LogMode::Always, &faults);
+            let id = e.create().await.unwrap().id;
+            e.insert(&id, "c", "v", &1).await.unwrap();
+            assert_eq!(failures(), 0);
+            faults.fail_syncs.store(true, Ordering::SeqCst);
+            assert!(is_storage_error(&e.insert(&id, "c", "v", &2).await));
+            assert_eq!(failures(), 1, "the failed fsync");
+            assert!(is_storage_error(&e.insert(&id, "c", "v", &3).await));
+            assert_eq!(failures(), 1, "a refused change is no failure of the disk");
+            faults.fail_syncs.store(false, Ordering::SeqCst);
+            assert!(eventually(async || e.insert(&id, "c", "v", &4).await.is_ok()).await, "the log resumes");
+            assert_eq!(failures(), 1);
+            faults.fail_appends.store(true, Ordering::SeqCst);
+            assert!(is_storage_error(&e.insert(&id, "c", "v", &5).await));
+            assert_eq!(failures(), 2, "the failed write");
+            faults.fail_appends.store(false, Ordering::SeqCst);
+            e.shutdown().await;
+        });
+    });
+}
+
 /// A copy of the data directory taken while the engine runs: what a `kill -9` leaves.
 pub(super) fn crash_image(dir: &Path) -> tempfile::TempDir {
     fn copy(from: &Path, to: &Path) {
