@@ -227,7 +227,7 @@ pub(crate) struct ShardMetrics {
     live: Vec<Gauge>,
     mailbox: Vec<Gauge>,
     /// Messages sent to each shard's host and not answered yet.
-    queued: Vec<AtomicUsize>,
+    queued: Vec<Padded>,
     pub expired: Counter,
 }
 
@@ -244,7 +244,7 @@ impl ShardMetrics {
         Self {
             live: (0..shards).map(|i| metrics::gauge!(SESSIONS_LIVE, "shard" => label(i))).collect(),
             mailbox: (0..shards).map(|i| metrics::gauge!(MAILBOX_DEPTH, "shard" => label(i))).collect(),
-            queued: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+            queued: (0..shards).map(|_| Padded(AtomicUsize::new(0))).collect(),
             expired: metrics::counter!(SESSIONS_EXPIRED),
         }
     }
@@ -254,19 +254,24 @@ impl ShardMetrics {
     pub fn refresh(&self, shard: usize, live: usize) {
         if let (Some(l), Some(m), Some(q)) = (self.live.get(shard), self.mailbox.get(shard), self.queued.get(shard)) {
             l.set(live as f64);
-            m.set(q.load(Ordering::Relaxed) as f64);
+            m.set(q.0.load(Ordering::Relaxed) as f64);
         }
     }
 
     /// Counts a message to `shard` as queued until the guard is dropped (answered or given up).
     pub fn queued(&self, shard: usize) -> Queued<'_> {
-        let slot = self.queued.get(shard);
+        let slot = self.queued.get(shard).map(|p| &p.0);
         if let Some(q) = slot {
             q.fetch_add(1, Ordering::Relaxed);
         }
         Queued(slot)
     }
 }
+
+/// A shard's count on a cache line of its own: senders to one shard do not slow the others'.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Padded(AtomicUsize);
 
 /// A message counted in its shard's mailbox depth.
 pub(crate) struct Queued<'a>(Option<&'a AtomicUsize>);
