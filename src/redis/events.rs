@@ -1,10 +1,12 @@
 //! Session events on Redis: the capped stream `draco:events`.
 //!
-//! The instance that makes a change appends its event right after the change succeeded (one
-//! `XADD … MAXLEN ~ events.redis_stream_len`; a failure is logged, the change stands). A stream
-//! is one key, so one Redis Cluster slot: the session scripts, which touch only their own
-//! session's slot, cannot append to it themselves; an instance that dies between a change and
-//! its `XADD` loses that one event.
+//! A new session's "created" event (the one every new visitor causes) is appended by the
+//! creating script itself on one Redis server: same step, no extra round trip. Every other
+//! event, and on a Redis Cluster every event, is appended by the instance that made the change
+//! right after it succeeded (one `XADD … MAXLEN ~ events.redis_stream_len`; a failure is
+//! logged, the change stands): a stream is one key, so one cluster slot, which the session
+//! scripts, touching only their own session's slot, cannot reach. An instance that dies between
+//! a change and its `XADD` loses that one event.
 //!
 //! While an instance has a subscriber, one reader task reads the stream from where it stood
 //! when the first subscriber came (`XREAD BLOCK` on a connection of its own) and hands each
@@ -24,7 +26,7 @@ use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::{FromRedisValue, Value};
 
 use super::conn::Dedicated;
-use super::keys;
+use super::keys::{self, SessionKeys};
 use super::store::{Core, RedisStore};
 use crate::error::Result;
 use crate::events::{EventKind, SessionEvent, Subscription, at_ms};
@@ -66,6 +68,26 @@ impl Core {
         if let Err(e) = self.link.query::<Value>(&cmd).await {
             log::warn!("session event '{}' not written to Redis: {e}", kind.name());
         }
+    }
+
+    /// The arguments a creating script appends its "created" event with (the stream's cap and
+    /// the handle), and whether it does: on one server it appends in the same step, at no
+    /// extra round trip; on a cluster (another slot) or with events off, it does not.
+    pub(super) fn creation_event(&self, id: &crate::id::SessionId) -> ([Vec<u8>; 2], bool) {
+        if self.stream_len == 0 || self.link.is_cluster() {
+            return ([Vec::new(), Vec::new()], false);
+        }
+        let handle = self.keyring.handle(id.locator()).to_string().into_bytes();
+        ([self.stream_len.to_string().into_bytes(), handle], true)
+    }
+
+    /// A creating script's keys: the session's, and the stream when it appends the event.
+    pub(super) fn creation_keys<'k>(&self, k: &'k SessionKeys, appended: bool) -> Vec<&'k str> {
+        let mut keys = vec![k.session.as_str(), k.lock.as_str()];
+        if appended {
+            keys.push(STREAM);
+        }
+        keys
     }
 
     /// The handle session `id` had before a rotation.

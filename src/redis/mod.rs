@@ -18,8 +18,11 @@
 //! - **Live-sessions cap**: `create` compares `DBSIZE` (every key of the selected database:
 //!   sessions, update locks, one index per logged-in user) with `limits.max_sessions`, an
 //!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`). On one
-//!   server the creating script checks it itself (exact, no round trip of its own); on a
-//!   cluster a `DBSIZE` summed over the primaries comes first.
+//!   server the creating script checks it itself (exact, no round trip of its own, the event
+//!   stream `draco:events` not counted); on a cluster a `DBSIZE` summed over the primaries
+//!   comes first (the stream counted as one key).
+//! - **Events**: the capped stream `draco:events`, appended to by every instance and read by
+//!   each one with a subscriber (`events.rs`).
 //! - **Connection**: one server through a `ConnectionManager` (reconnects by itself), or a
 //!   Redis Cluster (`storage.redis_cluster`, seed nodes in `redis_url`) through the cluster
 //!   client; both on a small I/O runtime owned by the store, every command bounded (1 s, 3 s

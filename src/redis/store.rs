@@ -353,8 +353,11 @@ impl Core {
                 self.limits.max_value_bytes.to_string().into_bytes(),
                 self.limits.max_session_bytes.to_string().into_bytes(),
             ];
-            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            let r = self.exec(&scripts::CREATE_COUNTER, &keys::session(&new), "", &args).await?;
+            let k = keys::session(&new);
+            let (event, appended) = self.creation_event(&new);
+            let mut args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            args.extend(event.iter().map(Vec::as_slice));
+            let r = self.exec_keys(&scripts::CREATE_COUNTER, &self.creation_keys(&k, appended), "", &args).await?;
             match r.status() {
                 Status::Exists => continue,
                 Status::Fallback => return Ok(None),
@@ -363,7 +366,9 @@ impl Core {
                     // Counted as the two operations it stands for.
                     self.operations.fetch_add(1, Ordering::Relaxed);
                     let info = r.info(new)?;
-                    self.publish(EventKind::Created, 0, new.random()).await;
+                    if !appended {
+                        self.publish(EventKind::Created, 0, new.random()).await;
+                    }
                     return Ok(Some((info, by)));
                 }
             }
@@ -375,14 +380,20 @@ impl Core {
             // The live-sessions cap counts every key of the database: see the module guide.
             let in_script = self.cap_arg().await?;
             let new = id.unwrap_or_else(|| self.keyring.generate());
-            let r = self.exec(&scripts::CREATE, &keys::session(&new), "", &[in_script.as_bytes()]).await?;
+            let k = keys::session(&new);
+            let (event, appended) = self.creation_event(&new);
+            let mut args: Vec<&[u8]> = vec![in_script.as_bytes()];
+            args.extend(event.iter().map(Vec::as_slice));
+            let r = self.exec_keys(&scripts::CREATE, &self.creation_keys(&k, appended), "", &args).await?;
             match r.status() {
                 Status::Exists if id.is_some() => return Err(SessionError::InvalidId),
                 Status::Exists => continue,
                 _ => {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     let info = r.info(new)?;
-                    self.publish(EventKind::Created, 0, new.random()).await;
+                    if !appended {
+                        self.publish(EventKind::Created, 0, new.random()).await;
+                    }
                     return Ok(info);
                 }
             }

@@ -82,3 +82,19 @@ end
 local function reply(...)
   return {'ok', m[1], m[2], tonumber(m[3]), tonumber(m[4]), expires(), tonumber(m[5] or m[4]), ...}
 end
+-- Whether a creation must be refused: DBSIZE has reached the live-sessions cap `cap` ('' = the
+-- caller checked). The event stream KEYS[3], when passed, is not a session: not counted.
+local function full(cap)
+  if cap == '' then return false end
+  local n = redis.call('DBSIZE')
+  if KEYS[3] then n = n - redis.call('EXISTS', KEYS[3]) end
+  return n >= tonumber(cap)
+end
+-- With KEYS[3], the event stream (one Redis server; a cluster keeps it in another slot and the
+-- caller appends instead), appends this new session's "created" event: ARGV[e] the stream's
+-- cap, ARGV[e + 1] the session's handle. Field names as in events.rs.
+local function created(e)
+  if KEYS[3] then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[e], '*', 'k', 'created', 'u', '0', 's', ARGV[e + 1], 't', ARGV[1])
+  end
+end
