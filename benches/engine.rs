@@ -6,11 +6,12 @@
 //! (`host_here`, as each actix-web worker does) and creates its sessions there, so its
 //! operations run on its own shard without a message. Each client works on its own session.
 //!
-//! Also `id/`: what reading a session id costs (parse and verify, which includes the locator
+//! Also `features/`: what session events and metrics add to a new visitor's engine work (see
+//! [`bench_features`]); and `id/`: what reading a session id costs (parse and verify, which includes the locator
 //! digest the engine keys sessions by) beside the digest alone, in one run.
 //!
 //! `cargo bench --bench engine` (add `-- --warm-up-time 1 --measurement-time 3` for a short run;
-//! `cargo bench --bench engine -- id/` for the id group only).
+//! `cargo bench --bench engine -- id/` for the id group only, `-- features/` for that one).
 
 use std::time::{Duration, Instant};
 
@@ -117,9 +118,71 @@ fn bench_id(c: &mut Criterion) {
     system.block_on(engine.shutdown());
 }
 
+/// What events and metrics add to a new visitor's engine work (`create` + `increment`, as the
+/// HTTP bench's handler does for a request without a cookie), on a shard hosted by the
+/// benchmark's thread (as on an actix-web worker), in one run: `plain`; with an event
+/// subscriber draining every event on another thread (`subscriber_reading`); with one that
+/// never reads (`subscriber_stalled`); and, last (a recorder cannot be uninstalled), on an
+/// engine started after a Prometheus recorder was installed (`metrics_recorder`). Sessions are
+/// destroyed between measurements, untimed.
+fn bench_features(c: &mut Criterion) {
+    let mut group = c.benchmark_group("features");
+    let system = actix_rt::System::new();
+    let start = || {
+        let engine = system.block_on(async { engine(2, Placement::ServerThreads) });
+        assert!(system.block_on(engine.host_here()).is_some(), "this thread hosts a shard");
+        engine
+    };
+    let measure = |group: &mut criterion::BenchmarkGroup<'_, _>, name: &str, engine: &SessionEngine| {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                system.block_on(async {
+                    let mut made = Vec::new();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let id = engine.create().await.unwrap().id;
+                        engine.increment(&id, "__system__", "counter", 1).await.unwrap();
+                        made.push(id);
+                    }
+                    let took = start.elapsed();
+                    for id in &made {
+                        engine.destroy(id).await.unwrap();
+                    }
+                    took
+                })
+            })
+        });
+    };
+    let plain = start();
+    measure(&mut group, "plain", &plain);
+    let mut reading = system.block_on(plain.subscribe()).unwrap();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            while stopped.try_recv().is_err() {
+                if tokio::time::timeout(Duration::from_millis(50), reading.recv()).await.is_ok_and(|d| d.is_none()) {
+                    break;
+                }
+            }
+        })
+    });
+    measure(&mut group, "subscriber_reading", &plain);
+    stop.send(()).unwrap();
+    reader.join().unwrap();
+    let stalled = system.block_on(plain.subscribe()).unwrap();
+    measure(&mut group, "subscriber_stalled", &plain);
+    drop(stalled);
+    system.block_on(plain.shutdown());
+    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().expect("a recorder");
+    let measured = start();
+    measure(&mut group, "metrics_recorder", &measured);
+    system.block_on(measured.shutdown());
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
-    targets = bench_id, bench
+    targets = bench_id, bench_features, bench
 }
 criterion_main!(benches);

@@ -20,7 +20,8 @@
 //! every shard on a thread of its own, every operation crosses threads); (e2) draco-session,
 //! memory engine with one shard started in the single actix-web worker's app factory with
 //! `Placement::CurrentThread` (one-worker modes only); (f) draco-session with the Redis backend
-//! on the same redis-server as (d) (needs `--features redis`). (e), (e1), (e2) and (f) keep no
+//! on the same redis-server as (d) (needs `--features redis`), and (f0) the same with no events
+//! written to Redis (`events.redis_stream_len = 0`). (e), (e1), (e2) and (f) keep no
 //! data directory (`storage.persist = false`); (g0), (g1), (g2) are (e) persisted as in
 //! production — snapshots in a temporary data directory — with the write-ahead log off, `"1s"`
 //! (the default) and `"always"`: the log's cost, same run; (ev) and (es) are (e) with a session
@@ -341,8 +342,11 @@ mod servers {
                     draco_server(engine, addr, workers).await
                 }
                 #[cfg(feature = "redis")]
-                "f" => {
+                "f" | "f0" => {
                     let mut config = draco_config();
+                    if variant == "f0" {
+                        config.events.redis_stream_len = 0; // no events written to Redis
+                    }
                     config.storage.backend = draco_session::StorageBackend::Redis;
                     config.storage.redis_url = redis_url.to_owned();
                     let engine = SessionEngine::start_async(config).await.map_err(std::io::Error::other)?;
@@ -370,7 +374,7 @@ mod servers {
     }
 }
 
-const VARIANTS: [(&str, &str); 14] = [
+const VARIANTS: [(&str, &str); 15] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
@@ -382,6 +386,7 @@ const VARIANTS: [(&str, &str); 14] = [
     ("e1", "draco-session memory, thread per shard (old default)"),
     ("e2", "draco-session memory, one shard on the worker (CurrentThread)"),
     ("f", "draco-session redis"),
+    ("f0", "draco-session redis, events off (events.redis_stream_len = 0)"),
     ("g0", "draco-session memory, snapshots, log off"),
     ("g1", "draco-session memory, snapshots, log \"1s\" (default)"),
     ("g2", "draco-session memory, snapshots, log \"always\""),

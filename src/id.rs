@@ -305,11 +305,18 @@ const HANDLE_TEXT_LEN: usize = 22;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionHandle([u8; HANDLE_LEN]);
 
+impl SessionHandle {
+    /// The text form (base64url, 22 characters) without an allocation.
+    pub(crate) fn text(&self) -> [u8; HANDLE_TEXT_LEN] {
+        let mut out = [0u8; HANDLE_TEXT_LEN];
+        URL_SAFE_NO_PAD.encode_slice(self.0, &mut out).expect("16 bytes fit 22 chars");
+        out
+    }
+}
+
 impl fmt::Display for SessionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = [0u8; HANDLE_TEXT_LEN];
-        let n = URL_SAFE_NO_PAD.encode_slice(self.0, &mut out).expect("16 bytes fit 22 chars");
-        f.write_str(std::str::from_utf8(&out[..n]).expect("base64 is ASCII"))
+        f.write_str(std::str::from_utf8(&self.text()).expect("base64 is ASCII"))
     }
 }
 

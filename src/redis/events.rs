@@ -70,24 +70,20 @@ impl Core {
         }
     }
 
-    /// The arguments a creating script appends its "created" event with (the stream's cap and
-    /// the handle), and whether it does: on one server it appends in the same step, at no
-    /// extra round trip; on a cluster (another slot) or with events off, it does not.
-    pub(super) fn creation_event(&self, id: &crate::id::SessionId) -> ([Vec<u8>; 2], bool) {
+    /// The handle a creating script appends its "created" event with, when it does: on one
+    /// server it appends in the same step, at no extra round trip (its other argument is
+    /// [`stream_len_arg`](Core::stream_len_arg)); on a cluster (another slot) or with events
+    /// off, it does not.
+    pub(super) fn creation_event(&self, id: &crate::id::SessionId) -> Option<[u8; 22]> {
         if self.stream_len == 0 || self.link.is_cluster() {
-            return ([Vec::new(), Vec::new()], false);
+            return None;
         }
-        let handle = self.keyring.handle(id.locator()).to_string().into_bytes();
-        ([self.stream_len.to_string().into_bytes(), handle], true)
+        Some(self.keyring.handle(id.locator()).text())
     }
 
     /// A creating script's keys: the session's, and the stream when it appends the event.
-    pub(super) fn creation_keys<'k>(&self, k: &'k SessionKeys, appended: bool) -> Vec<&'k str> {
-        let mut keys = vec![k.session.as_str(), k.lock.as_str()];
-        if appended {
-            keys.push(STREAM);
-        }
-        keys
+    pub(super) fn creation_keys(k: &SessionKeys, appended: bool) -> ([&str; 3], usize) {
+        ([k.session.as_str(), k.lock.as_str(), STREAM], if appended { 3 } else { 2 })
     }
 
     /// The handle session `id` had before a rotation.

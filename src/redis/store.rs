@@ -38,6 +38,8 @@ pub(super) struct Core {
     pub(super) url: String,
     /// `events.redis_stream_len`: 0 writes no events.
     pub(super) stream_len: usize,
+    /// The same as a script argument.
+    pub(super) stream_len_arg: Vec<u8>,
     /// This instance's subscribers (see `events.rs`).
     pub(super) events: Arc<EventHub>,
     /// Whether the event reader runs.
@@ -75,6 +77,7 @@ impl RedisStore {
             logout_clears_data: config.session.logout_clears_data,
             url: url.to_owned(),
             stream_len: events.redis_stream_len,
+            stream_len_arg: events.redis_stream_len.to_string().into_bytes(),
             events: EventHub::new(events.capacity),
             reading: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -354,10 +357,13 @@ impl Core {
                 self.limits.max_session_bytes.to_string().into_bytes(),
             ];
             let k = keys::session(&new);
-            let (event, appended) = self.creation_event(&new);
+            let event = self.creation_event(&new);
             let mut args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            args.extend(event.iter().map(Vec::as_slice));
-            let r = self.exec_keys(&scripts::CREATE_COUNTER, &self.creation_keys(&k, appended), "", &args).await?;
+            if let Some(handle) = &event {
+                args.extend([self.stream_len_arg.as_slice(), handle]);
+            }
+            let (keys, n) = Core::creation_keys(&k, event.is_some());
+            let r = self.exec_keys(&scripts::CREATE_COUNTER, &keys[..n], "", &args).await?;
             match r.status() {
                 Status::Exists => continue,
                 Status::Fallback => return Ok(None),
@@ -366,7 +372,7 @@ impl Core {
                     // Counted as the two operations it stands for.
                     self.operations.fetch_add(1, Ordering::Relaxed);
                     let info = r.info(new)?;
-                    if !appended {
+                    if event.is_none() {
                         self.publish(EventKind::Created, 0, new.random()).await;
                     }
                     return Ok(Some((info, by)));
@@ -381,17 +387,22 @@ impl Core {
             let in_script = self.cap_arg().await?;
             let new = id.unwrap_or_else(|| self.keyring.generate());
             let k = keys::session(&new);
-            let (event, appended) = self.creation_event(&new);
-            let mut args: Vec<&[u8]> = vec![in_script.as_bytes()];
-            args.extend(event.iter().map(Vec::as_slice));
-            let r = self.exec_keys(&scripts::CREATE, &self.creation_keys(&k, appended), "", &args).await?;
+            let event = self.creation_event(&new);
+            let (keys, n) = Core::creation_keys(&k, event.is_some());
+            let r = match &event {
+                Some(handle) => {
+                    let args: [&[u8]; 3] = [in_script.as_bytes(), &self.stream_len_arg, handle];
+                    self.exec_keys(&scripts::CREATE, &keys[..n], "", &args).await?
+                }
+                None => self.exec_keys(&scripts::CREATE, &keys[..n], "", &[in_script.as_bytes()]).await?,
+            };
             match r.status() {
                 Status::Exists if id.is_some() => return Err(SessionError::InvalidId),
                 Status::Exists => continue,
                 _ => {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     let info = r.info(new)?;
-                    if !appended {
+                    if event.is_none() {
                         self.publish(EventKind::Created, 0, new.random()).await;
                     }
                     return Ok(info);
