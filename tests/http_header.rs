@@ -12,7 +12,7 @@ mod support;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::HeaderMap;
-use actix_web::test::{self, TestRequest};
+use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
 use support::*;
@@ -59,15 +59,8 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let (status, headers, body) = match test::try_call_service(app, req.to_request()).await {
-        Ok(res) => (res.status(), res.headers().clone(), test::read_body(res).await),
-        Err(e) => {
-            let res = e.error_response();
-            let (status, headers) = (res.status(), res.headers().clone());
-            (status, headers, actix_web::body::to_bytes(res.into_body()).await.unwrap_or_default())
-        }
-    };
-    Answer { status: status.as_u16(), headers, body: String::from_utf8_lossy(&body).into_owned() }
+    let (status, headers, body) = respond(app, req).await;
+    Answer { status: status.as_u16(), headers, body }
 }
 
 fn with_id(req: TestRequest, id: &str) -> TestRequest {

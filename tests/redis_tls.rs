@@ -97,14 +97,15 @@ fn sessions_live_in_a_redis_server_reached_over_verified_tls() {
     let (_, _, second) = request(demo.port, "GET", "/api/session", Some(&cookie), None);
     assert_eq!(second["visits"], 2, "the session lives in the TLS server");
     drop(demo);
-    // The plain port is off: everything above went over TLS. And the session is in database 3.
+    // The plain port is off: everything above went over TLS. And the session is in database 3,
+    // beside the event stream its creation was appended to.
     let out = Command::new("redis-cli")
         .args(["--tls", "--cacert"])
         .arg(&ca)
         .args(["-h", "127.0.0.1", "-p", &server.port.to_string(), "-n", "3", "DBSIZE"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2", "{}", String::from_utf8_lossy(&out.stderr));
 
     // Without trusting the test CA the server's certificate is refused: no session engine.
     let mut untrusted = demo::spawn_with_env(&config, "warn", &[("SSL_CERT_FILE", &cert)]);

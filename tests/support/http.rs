@@ -252,12 +252,13 @@ impl Reply {
     }
 }
 
-pub async fn call<S, B>(app: &S, req: TestRequest) -> Reply
+/// The status, headers and body of `req`'s response; an error the middleware returns is
+/// rendered as actix-web's server renders it.
+pub async fn respond<S, B>(app: &S, req: TestRequest) -> (StatusCode, actix_web::http::header::HeaderMap, String)
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    // An error the middleware returns is rendered as actix-web's server renders it.
     let (status, headers, body) = match test::try_call_service(app, req.to_request()).await {
         Ok(res) => (res.status(), res.headers().clone(), test::read_body(res).await),
         Err(e) => {
@@ -266,12 +267,21 @@ where
             (status, headers, actix_web::body::to_bytes(res.into_body()).await.unwrap_or_default())
         }
     };
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn call<S, B>(app: &S, req: TestRequest) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (status, headers, body) = respond(app, req).await;
     Reply {
         status,
         set_cookies: headers.get_all(SET_COOKIE).map(|v| v.to_str().unwrap().to_owned()).collect(),
         location: headers.get("location").map(|v| v.to_str().unwrap().to_owned()),
         cache_control: headers.get("cache-control").map(|v| v.to_str().unwrap().to_owned()),
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body,
     }
 }
 
