@@ -26,7 +26,7 @@ use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::{FromRedisValue, Value};
 
 use super::conn::Dedicated;
-use super::keys::{self, SessionKeys};
+use super::keys::SessionKeys;
 use super::store::{Core, RedisStore};
 use crate::error::Result;
 use crate::events::{EventKind, SessionEvent, Subscription, at_ms};
@@ -84,20 +84,6 @@ impl Core {
     /// A creating script's keys: the session's, and the stream when it appends the event.
     pub(super) fn creation_keys(k: &SessionKeys, appended: bool) -> ([&str; 3], usize) {
         ([k.session.as_str(), k.lock.as_str(), STREAM], if appended { 3 } else { 2 })
-    }
-
-    /// The handle session `id` had before a rotation.
-    pub(super) fn handle_of(&self, id: &crate::id::SessionId) -> SessionHandle {
-        self.keyring.handle(id.locator())
-    }
-
-    /// The device label of session `random` (see `state::DEVICE_SCOPE`), for a login's event.
-    pub(super) async fn label_of(&self, random: &[u8; 16]) -> Option<String> {
-        use crate::state::{DEVICE_SCOPE, LABEL_KEY};
-        let mut cmd = redis::cmd("HGET");
-        cmd.arg(keys::of_random(random).session).arg(keys::field(DEVICE_SCOPE, LABEL_KEY));
-        let json: Option<Vec<u8>> = self.link.query(&cmd).await.ok()?;
-        serde_json::from_slice(&json?).ok()
     }
 
     /// The id of the stream's last entry now (`0-0` when empty): where a new reader starts.

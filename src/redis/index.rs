@@ -65,7 +65,7 @@ impl Core {
     }
 
     /// The session's device label and address (see `state::DEVICE_SCOPE`), in one command.
-    async fn device(&self, random: &[u8; 16]) -> Result<(Option<String>, Option<String>)> {
+    pub(super) async fn device(&self, random: &[u8; 16]) -> Result<(Option<String>, Option<String>)> {
         use crate::state::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(keys::of_random(random).session)

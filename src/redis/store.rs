@@ -442,9 +442,10 @@ impl Core {
                 self.unindex(previous, &old.member).await;
             }
             let info = reply.info(new_id)?;
-            let before = self.handle_of(&id);
+            let before = self.keyring.handle(id.locator());
             let event = if userid != 0 {
-                let label = self.label_of(new_id.random()).await;
+                // The label the web layer recorded before the login (see `state::DEVICE_SCOPE`).
+                let label = self.device(new_id.random()).await.ok().and_then(|(label, _)| label);
                 (EventKind::LoggedIn { label, previous: before }, userid)
             } else {
                 (EventKind::LoggedOut { previous: before }, previous)
