@@ -1,96 +1,74 @@
 //! The seam between the engine handle and where sessions live: [`Backend`], one trait every
-//! backend implements in full (the memory backend in `crate::memory`, Redis in
-//! `crate::redis`).
+//! backend implements (the memory backend in `crate::memory`, Redis in `crate::redis`).
 //!
-//! [`SessionEngine`](crate::SessionEngine) checks names and verifies ids, then forwards each
-//! call once to its store (`engine/store.rs`), which hands it to the backend it holds. Adding
-//! an operation means adding it here, and the compiler then asks every backend for it.
+//! An operation is a typed message (`crate::message`): [`Backend::run`] takes any of them.
+//! Each backend implements each message once, in its own `ops.rs` (`OnShard` against a
+//! shard, [`OnRedis`] against Redis); a message both implement is a [`BackendOp`], and
+//! the compiler asks every backend for every message the engine sends.
 
 use std::future::Future;
 
 use crate::error::Result;
-use crate::id::{SessionHandle, SessionId};
-use crate::message::{EngineStats, SessionInfo, UpdateFn, UserSession};
+use crate::events::Subscription;
+use crate::id::{Keyring, SessionId};
+use crate::message::SessionInfo;
+use crate::message::op::Op;
 
-/// What a backend does. Ids reaching it were verified by the engine; scope and key names
-/// were checked. Every future is `Send`, so a request's handle can move across threads.
+pub(crate) use crate::memory::ShardOp;
+#[cfg(feature = "redis")]
+pub(crate) use crate::redis::OnRedis;
+
+/// Without the `redis` feature every message is trivially a Redis operation: there is no
+/// Redis backend to run it.
+#[cfg(not(feature = "redis"))]
+pub(crate) trait OnRedis {}
+#[cfg(not(feature = "redis"))]
+impl<T> OnRedis for T {}
+
+/// An operation every backend runs.
+pub(crate) trait BackendOp: Op + ShardOp + OnRedis {}
+impl<T: Op + ShardOp + OnRedis> BackendOp for T {}
+
+/// What a backend does. Ids reaching it were verified by the engine; names were checked.
+/// Every future an operation answers is `Send`, so a request's handle can move across
+/// threads.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Shards of the backend (1 when it has none of its own).
     fn shards(&self) -> usize;
 
-    /// Creates an empty anonymous session, under `id` when given (the caller made it first,
-    /// to send an operation along), else under a fresh one.
-    fn create(&self, id: Option<SessionId>) -> impl Future<Output = Result<SessionInfo>> + Send;
+    /// Runs one operation.
+    fn run<M: BackendOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send;
+
+    /// Runs `op`, an operation on `id`, and answers `id`'s metadata as it was before `op`, in
+    /// one trip where the backend can (see `Door::looked_up`). Not bound `Send` here: whether
+    /// it is depends on `op`, and callers see the concrete type.
+    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
+    where
+        F: Future<Output = Result<R>>;
+
+    /// A fresh id for a session about to be created on this thread.
+    fn new_id(&self, keyring: &Keyring) -> SessionId {
+        keyring.generate()
+    }
 
     /// A new session whose counter `scope`/`key` holds `by`, in one step; `None` when the
     /// backend has no such step (the caller creates, then increments).
     fn create_counter(
         &self,
-        scope: &str,
-        key: &str,
-        by: i64,
-    ) -> impl Future<Output = Result<Option<(SessionInfo, i64)>>> + Send;
+        _scope: &str,
+        _key: &str,
+        _by: i64,
+    ) -> impl Future<Output = Result<Option<(SessionInfo, i64)>>> + Send {
+        std::future::ready(Ok(None))
+    }
 
-    fn get(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// Hosts a shard on this thread, where the backend and placement do that.
+    fn host_here(&self) -> impl Future<Output = Option<usize>> {
+        std::future::ready(None)
+    }
 
-    fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
-
-    fn remove(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<bool>> + Send;
-
-    fn clear(&self, id: SessionId, scope: Option<&str>) -> impl Future<Output = Result<()>> + Send;
-
-    fn keys(&self, id: SessionId, scope: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
-
-    /// Runs `f` on the current value where no concurrent change can interleave.
-    fn update(
-        &self,
-        id: SessionId,
-        scope: &str,
-        key: &str,
-        f: UpdateFn,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
-
-    /// Adds `by` to an integer counter in one step; `None` when the backend has no such step
-    /// or the value is not a plain integer (the caller then uses [`update`](Self::update)).
-    fn increment(
-        &self,
-        id: SessionId,
-        scope: &str,
-        key: &str,
-        by: i64,
-    ) -> impl Future<Output = Result<Option<i64>>> + Send;
-
-    /// Logs `userid` (at least 1) in: the id rotates, the data stays.
-    fn login(&self, id: SessionId, userid: u64) -> impl Future<Output = Result<SessionInfo>> + Send;
-
-    fn logout(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send;
-
-    fn set_persistent(&self, id: SessionId, persistent: bool) -> impl Future<Output = Result<SessionInfo>> + Send;
-
-    /// The metadata; `touch` counts as a use.
-    fn info(&self, id: SessionId, touch: bool) -> impl Future<Output = Result<SessionInfo>> + Send;
-
-    /// Runs `op` on `id` and answers `id`'s metadata as it was before `op`, in one trip where
-    /// the backend can (see `SessionEngine::looked_up`).
-    /// Not bound `Send` here: whether it is depends on `op`, and callers see the concrete type.
-    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
-    where
-        F: Future<Output = Result<R>>;
-
-    fn destroy(&self, id: SessionId) -> impl Future<Output = Result<bool>> + Send;
-
-    fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send;
-
-    /// The live sessions of `userid`, most recently used first.
-    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<UserSession>>> + Send;
-
-    /// Ends the session of `userid` named by `handle`; whether there was one.
-    fn revoke(&self, userid: u64, handle: SessionHandle) -> impl Future<Output = Result<bool>> + Send;
-
-    fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send;
-
-    /// Drops expired sessions now; how many.
-    fn sweep(&self) -> impl Future<Output = Result<usize>> + Send;
+    /// A subscription to the backend's session events (see [`crate::events`]).
+    fn subscribe(&self) -> impl Future<Output = Result<Subscription>> + Send;
 
     /// Makes every change durable now; how many sessions were written.
     fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send;

@@ -63,84 +63,14 @@ pub(crate) const MAILBOX_DEPTH: &str = "draco_session_mailbox_depth";
 /// of each thread included).
 pub(crate) const SAMPLE: u32 = 8;
 
-/// An engine operation, the `op` label.
+/// A session lifecycle counter an operation's success adds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Create,
-    Get,
-    Set,
-    Remove,
-    Clear,
-    Keys,
-    Update,
-    Increment,
+pub enum Lifecycle {
+    Created,
     Login,
     Logout,
-    SetPersistent,
-    Info,
-    Touch,
-    /// The lookup of a request's cookie riding along with its first operation.
-    Lookup,
-    Destroy,
-    LogoutUser,
-    SessionsOf,
-    Revoke,
-    Stats,
-    Sweep,
-    Snapshot,
-}
-
-impl Op {
-    const ALL: [Op; 21] = [
-        Op::Create,
-        Op::Get,
-        Op::Set,
-        Op::Remove,
-        Op::Clear,
-        Op::Keys,
-        Op::Update,
-        Op::Increment,
-        Op::Login,
-        Op::Logout,
-        Op::SetPersistent,
-        Op::Info,
-        Op::Touch,
-        Op::Lookup,
-        Op::Destroy,
-        Op::LogoutUser,
-        Op::SessionsOf,
-        Op::Revoke,
-        Op::Stats,
-        Op::Sweep,
-        Op::Snapshot,
-    ];
-
-    /// The `op` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Create => "create",
-            Op::Get => "get",
-            Op::Set => "set",
-            Op::Remove => "remove",
-            Op::Clear => "clear",
-            Op::Keys => "keys",
-            Op::Update => "update",
-            Op::Increment => "increment",
-            Op::Login => "login",
-            Op::Logout => "logout",
-            Op::SetPersistent => "set_persistent",
-            Op::Info => "info",
-            Op::Touch => "touch",
-            Op::Lookup => "lookup",
-            Op::Destroy => "destroy",
-            Op::LogoutUser => "logout_user",
-            Op::SessionsOf => "sessions_of",
-            Op::Revoke => "revoke",
-            Op::Stats => "stats",
-            Op::Sweep => "sweep",
-            Op::Snapshot => "snapshot",
-        }
-    }
+    Destroyed,
+    Revoked,
 }
 
 /// The `error` label of an error.
@@ -190,11 +120,12 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// The handles of the recorder current now.
-    pub fn resolve() -> Self {
+    /// The handles of the recorder current now, for operations labelled `ops` (an operation
+    /// is then known by its index in `ops`).
+    pub fn resolve(ops: &[&'static str]) -> Self {
         Self {
-            operations: Op::ALL.iter().map(|op| metrics::counter!(OPERATIONS, "op" => op.name())).collect(),
-            latency: Op::ALL.iter().map(|op| metrics::histogram!(OPERATION_DURATION, "op" => op.name())).collect(),
+            operations: ops.iter().map(|&op| metrics::counter!(OPERATIONS, "op" => op)).collect(),
+            latency: ops.iter().map(|&op| metrics::histogram!(OPERATION_DURATION, "op" => op)).collect(),
             created: metrics::counter!(SESSIONS_CREATED),
             revoked: metrics::counter!(SESSIONS_REVOKED),
             destroyed: metrics::counter!(SESSIONS_DESTROYED),
@@ -209,15 +140,28 @@ impl Metrics {
         if sampled() { Some(Instant::now()) } else { None }
     }
 
-    /// When operation `op`, started at `start`, ended with `error` (if any).
-    pub fn finish(&self, op: Op, start: Option<Instant>, error: Option<&SessionError>) {
-        let i = op as usize;
-        self.operations[i].increment(1);
-        if let Some(start) = start {
-            self.latency[i].record(start.elapsed());
+    /// When operation `op` (its index and label), started at `start`, ended with `error` (if
+    /// any).
+    pub fn finish(&self, (i, op): (usize, &'static str), start: Option<Instant>, error: Option<&SessionError>) {
+        if let Some(c) = self.operations.get(i) {
+            c.increment(1);
+        }
+        if let (Some(start), Some(h)) = (start, self.latency.get(i)) {
+            h.record(start.elapsed());
         }
         if let Some(e) = error {
-            metrics::counter!(ERRORS, "op" => op.name(), "error" => error_kind(e)).increment(1);
+            metrics::counter!(ERRORS, "op" => op, "error" => error_kind(e)).increment(1);
+        }
+    }
+
+    /// The counter of `lifecycle`.
+    pub fn lifecycle(&self, lifecycle: Lifecycle) -> &Counter {
+        match lifecycle {
+            Lifecycle::Created => &self.created,
+            Lifecycle::Login => &self.logins,
+            Lifecycle::Logout => &self.logouts,
+            Lifecycle::Destroyed => &self.destroyed,
+            Lifecycle::Revoked => &self.revoked,
         }
     }
 }

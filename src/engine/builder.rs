@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::store::Store;
+use super::store::AnyBackend;
 use super::{Inner, SessionEngine};
 use crate::clock::Clock;
 use crate::config::{Config, StorageBackend};
@@ -77,9 +77,9 @@ impl EngineBuilder {
         Ok(RobotDetector::build(&self.config.robots, "<config>")?)
     }
 
-    fn engine(self, robots: RobotDetector, keyring: Keyring, backend: Store) -> SessionEngine {
+    fn engine(self, robots: RobotDetector, keyring: Keyring, backend: AnyBackend) -> SessionEngine {
         let create_limiter = CreateLimiter::from_config(&self.config.limits);
-        let metrics = crate::telemetry::Metrics::resolve();
+        let metrics = crate::telemetry::Metrics::resolve(&crate::message::OpKind::names());
         let inner = Inner { config: self.config, robots, keyring, clock: self.clock, backend, create_limiter, metrics };
         SessionEngine { inner: Arc::new(inner) }
     }
@@ -111,7 +111,7 @@ impl EngineBuilder {
             self.placement,
             self.log_io.0.clone(),
         )?;
-        Ok(self.engine(robots, keyring, Store::Memory(memory)))
+        Ok(self.engine(robots, keyring, AnyBackend::Memory(memory)))
     }
 
     /// Starts the engine for any `storage.backend`: for `"memory"` as
@@ -132,7 +132,7 @@ impl EngineBuilder {
             let robots = this.validate()?;
             let keyring = this.take_keyring()?;
             let store = crate::redis::RedisStore::connect(&this.config, keyring.clone(), this.clock.clone()).await?;
-            return Ok(this.engine(robots, keyring, Store::Redis(store)));
+            return Ok(this.engine(robots, keyring, AnyBackend::Redis(store)));
         }
         self.start()
     }

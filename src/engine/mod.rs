@@ -1,17 +1,18 @@
 //! [`SessionEngine`]: the handle applications, middleware and load tests use.
 //!
-//! It checks names and verifies ids, then forwards each call once to its backend through
-//! the [`Backend`] seam (`src/backend.rs`); it knows nothing of shards or Redis itself.
+//! Each operation is a typed message (`crate::message`); the engine verifies the id it names
+//! and hands it to the [`Door`], the one generic path to the backend (`src/backend.rs`). It
+//! knows nothing of shards or Redis itself.
 //!
 //! - `builder.rs`: [`EngineBuilder`], starting an engine on the configured backend.
+//! - `door.rs`: [`Door`], the generic path: names, metrics, the login policy, the backend.
 //! - `store.rs`: the closed set of backends an engine holds.
 //! - `send.rs`: typed messages run as engine operations ([`EngineMessage`]).
 
 mod builder;
-mod measured;
+mod door;
 mod send;
 mod store;
-mod verified;
 
 use std::sync::Arc;
 
@@ -31,10 +32,10 @@ use crate::memory::MemoryBackend;
 use crate::memory::Placement;
 use crate::message::*;
 use crate::robot::RobotDetector;
-use crate::state::check_name;
 use crate::web::rate::CreateLimiter;
-use store::Store;
-pub(crate) use verified::Verified;
+pub(crate) use door::Door;
+use door::{decode_updated, update_step};
+use store::AnyBackend;
 
 /// A handle to a running session engine. Cheap to clone; `Send + Sync`.
 ///
@@ -51,7 +52,7 @@ struct Inner {
     robots: RobotDetector,
     keyring: Keyring,
     clock: Arc<dyn Clock>,
-    backend: Store,
+    backend: AnyBackend,
     /// `limits.create_rate`, shared by every middleware of this engine.
     create_limiter: Option<CreateLimiter>,
     /// Metric handles, resolved as the engine started (`src/telemetry.rs`).
@@ -144,17 +145,13 @@ impl SessionEngine {
         self.inner.keyring.parse(text)
     }
 
-    /// The per-session operations for ids known to be ours (see [`Verified`]).
-    pub(crate) fn verified(&self) -> Verified<'_> {
-        Verified(self)
+    /// The one way to the backend, for ids known to be ours (see [`Door`]).
+    pub(crate) fn door(&self) -> Door<'_> {
+        Door(self)
     }
 
     fn verify(&self, id: &SessionId) -> Result<()> {
         if self.inner.keyring.verify(id) { Ok(()) } else { Err(SessionError::InvalidId) }
-    }
-
-    fn backend(&self) -> measured::Measured<'_> {
-        measured::Measured { store: &self.inner.backend, metrics: &self.inner.metrics }
     }
 
     /// The engine's metric handles.
@@ -166,7 +163,8 @@ impl SessionEngine {
     /// operation it stands for, on either backend, after verifying a per-session message's id.
     ///
     /// ```
-    /// use draco_session::{Config, Get, Set, SessionEngine};
+    /// use draco_session::message::{Get, Set};
+    /// use draco_session::{Config, SessionEngine};
     ///
     /// # actix_rt::System::new().block_on(async {
     /// # let mut config = Config::default();
@@ -194,7 +192,7 @@ impl SessionEngine {
     /// [`SessionError::Full`] when `limits.max_sessions` are live (Redis: when the database
     /// holds that many keys); [`SessionError::Unavailable`].
     pub async fn create(&self) -> Result<SessionInfo> {
-        self.backend().create(None).await
+        self.door().create().await
     }
 
     /// Reads `scope`/`key` as a `T`.
@@ -202,19 +200,16 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`], [`SessionError::Codec`] if the value is not a `T`.
     pub async fn get<T: DeserializeOwned>(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<T>> {
-        match self.get_raw(id, scope, key).await? {
-            Some(bytes) => decode(&bytes).map(Some),
-            None => Ok(None),
-        }
+        self.verify(id)?;
+        self.door().get(id, scope, key).await
     }
 
-    /// Reads the JSON encoding stored under `scope`/`key`.
+    /// Reads the JSON encoding stored under `scope`/`key` (the [`Get`] message).
     ///
     /// # Errors
     /// [`SessionError::SessionGone`], [`SessionError::InvalidName`].
     pub async fn get_raw(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        self.verify(id)?;
-        self.verified().get_raw(id, scope, key).await
+        self.send(Get { id: *id, scope: scope.into(), key: key.into() }).await
     }
 
     /// Stores `value` under `scope`/`key`.
@@ -223,16 +218,16 @@ impl SessionEngine {
     /// [`SessionError::SessionGone`], [`SessionError::ValueTooLarge`], [`SessionError::TooManyKeys`],
     /// [`SessionError::SessionTooLarge`].
     pub async fn insert<T: Serialize + ?Sized>(&self, id: &SessionId, scope: &str, key: &str, value: &T) -> Result<()> {
-        self.insert_raw(id, scope, key, encode(value)?).await
+        self.verify(id)?;
+        self.door().insert(id, scope, key, value).await
     }
 
-    /// Stores an already JSON-encoded value under `scope`/`key`.
+    /// Stores an already JSON-encoded value under `scope`/`key` (the [`Set`] message).
     ///
     /// # Errors
     /// As [`insert`](Self::insert); also [`SessionError::Codec`] when `json` is not valid JSON.
     pub async fn insert_raw(&self, id: &SessionId, scope: &str, key: &str, json: Vec<u8>) -> Result<()> {
-        self.verify(id)?;
-        self.verified().insert_raw(id, scope, key, json).await
+        self.send(Set { id: *id, scope: scope.into(), key: key.into(), value: json }).await
     }
 
     /// Removes `scope`/`key`; whether it was there.
@@ -240,8 +235,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn remove(&self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
-        self.verify(id)?;
-        self.verified().remove(id, scope, key).await
+        self.send(Remove { id: *id, scope: scope.into(), key: key.into() }).await
     }
 
     /// Removes every key of `scope`, or of all scopes when `None`.
@@ -249,8 +243,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn clear(&self, id: &SessionId, scope: Option<&str>) -> Result<()> {
-        self.verify(id)?;
-        self.verified().clear(id, scope).await
+        self.send(Clear { id: *id, scope: scope.map(Into::into) }).await
     }
 
     /// The keys of `scope`, sorted.
@@ -258,8 +251,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn keys(&self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
-        self.verify(id)?;
-        self.verified().keys(id, scope).await
+        self.send(Keys { id: *id, scope: scope.into() }).await
     }
 
     /// Atomically replaces `scope`/`key` with `f(current)`, inside the owning worker: no
@@ -273,19 +265,8 @@ impl SessionEngine {
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(Option<T>) -> T + Send + 'static,
     {
-        decode_updated(self.update_raw(id, scope, key, update_step(f)).await?)
-    }
-
-    /// [`update`](Self::update) on JSON encodings: the [`Update`] message.
-    pub(crate) async fn update_raw(
-        &self,
-        id: &SessionId,
-        scope: &str,
-        key: &str,
-        f: UpdateFn,
-    ) -> Result<Option<Vec<u8>>> {
-        self.verify(id)?;
-        self.verified().update_raw(id, scope, key, f).await
+        let f = update_step(f);
+        decode_updated(self.send(Update { id: *id, scope: scope.into(), key: key.into(), f }).await?)
     }
 
     /// Atomically adds `by` to the integer under `scope`/`key` (absent counts as 0).
@@ -293,56 +274,7 @@ impl SessionEngine {
     /// # Errors
     /// As [`update`](Self::update).
     pub async fn increment(&self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
-        self.verify(id)?;
-        self.verified().increment(id, scope, key, by).await
-    }
-
-    /// A new session whose counter `scope`/`key` is `increment`ed once by `by`, in one step
-    /// (one Redis script). `Ok(None)`: not done (the memory backend, or a value a limit
-    /// refuses): use [`create`](Self::create) and [`increment`](Self::increment).
-    pub(crate) async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
-        if names(scope, key).is_err() {
-            return Ok(None); // the two steps report it, as they always did
-        }
-        self.backend().create_counter(scope, key, by).await
-    }
-
-    /// Runs `op`, an operation on `id`, and looks `id` up as it was before `op` used it, in
-    /// one trip where the backend allows: the memory backend queues both messages before
-    /// waiting (one wake-up of the shard), Redis reads the metadata from `op`'s own reply.
-    /// `op` must change nothing but data and the last access (no rotation, `destroy` or
-    /// persistence change): on Redis the metadata comes from `op`'s reply, after `op`.
-    ///
-    /// `id` must be one the middleware verified (it verifies every cookie id); `op` verifies
-    /// its own.
-    pub(crate) fn looked_up<R>(
-        &self,
-        id: &SessionId,
-        op: impl Future<Output = Result<R>>,
-    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)> {
-        // Not an `async fn`: see `engine/store.rs` on futures passed through.
-        self.backend().looked_up(*id, op)
-    }
-
-    /// A fresh id for [`create_as`](Self::create_as): on this thread's shard, when it hosts
-    /// one.
-    pub(crate) fn new_id(&self) -> SessionId {
-        self.backend().new_id(&self.inner.keyring)
-    }
-
-    /// Creates an empty anonymous session under `id` (from [`new_id`](Self::new_id)): the
-    /// caller knows the id before the session exists, so it can send the first operation on
-    /// it along with the creation.
-    ///
-    /// `id` comes from `new_id`, so it is not verified again.
-    pub(crate) fn create_as(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send + '_ {
-        self.backend().create(Some(id))
-    }
-
-    /// The [`Create`] message: a session under a caller's id, which is verified first.
-    pub(crate) async fn create_with_id(&self, id: SessionId) -> Result<SessionInfo> {
-        self.verify(&id)?;
-        self.create_as(id).await
+        self.send(Increment { id: *id, scope: scope.into(), key: key.into(), by }).await
     }
 
     /// Now, by the engine's clock (the time its operations record as a use).
@@ -350,13 +282,13 @@ impl SessionEngine {
         crate::clock::to_system_time(self.inner.clock.now_ms())
     }
 
-    /// Logs `userid` in: the id rotates (the old one is dead at once), the data stays.
+    /// Logs `userid` in: the id rotates (the old one is dead at once), the data stays. Past
+    /// `limits.max_sessions_per_user`, the user's least recently used other sessions end.
     ///
     /// # Errors
     /// [`SessionError::InvalidUserId`] for 0; [`SessionError::SessionGone`].
     pub async fn login(&self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
-        self.verify(id)?;
-        self.verified().login(id, userid).await
+        self.send(Login { id: *id, userid }).await
     }
 
     /// Logs out: user id 0, volatile, id rotated, other data kept, or, with
@@ -365,8 +297,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn logout(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.verify(id)?;
-        self.verified().logout(id).await
+        self.send(Logout { id: *id }).await
     }
 
     /// Makes the session persistent (remember me) or volatile.
@@ -374,8 +305,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::NotLoggedIn`] for `true` on an anonymous session; [`SessionError::SessionGone`].
     pub async fn set_persistent(&self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
-        self.verify(id)?;
-        self.verified().set_persistent(id, persistent).await
+        self.send(SetPersistent { id: *id, persistent }).await
     }
 
     /// The session's metadata; does not count as a use.
@@ -383,8 +313,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn info(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.verify(id)?;
-        self.verified().info(id).await
+        self.send(Info { id: *id }).await
     }
 
     /// Counts as a use: slides the expiry.
@@ -392,17 +321,15 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::SessionGone`].
     pub async fn touch(&self, id: &SessionId) -> Result<SessionInfo> {
-        self.verify(id)?;
-        self.verified().touch(id).await
+        self.send(Touch { id: *id }).await
     }
 
     /// Ends the session; whether it existed.
     ///
     /// # Errors
-    /// [`SessionError::InvalidId`], [`SessionError::Unavailable`].
+    /// [`SessionError::Unavailable`].
     pub async fn destroy(&self, id: &SessionId) -> Result<bool> {
-        self.verify(id)?;
-        self.verified().destroy(id).await
+        self.send(Destroy { id: *id }).await
     }
 
     /// Ends every session of `userid` on every shard ("log out everywhere"); how many.
@@ -410,7 +337,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn logout_user(&self, userid: u64) -> Result<usize> {
-        self.backend().logout_user(userid).await
+        self.send(LogoutUser { userid }).await
     }
 
     /// The live sessions of `userid`, most recently used first. Each is named by a
@@ -418,8 +345,8 @@ impl SessionEngine {
     ///
     /// # Errors
     /// [`SessionError::Unavailable`].
-    pub async fn sessions_of(&self, userid: u64) -> Result<Vec<crate::message::UserSession>> {
-        self.backend().sessions_of(userid).await
+    pub async fn sessions_of(&self, userid: u64) -> Result<Vec<UserSession>> {
+        self.send(SessionsOf { userid }).await
     }
 
     /// The handle [`sessions_of`](Self::sessions_of) lists session `id` under: how a devices
@@ -434,7 +361,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn revoke(&self, userid: u64, handle: &crate::SessionHandle) -> Result<bool> {
-        self.backend().revoke(userid, *handle).await
+        self.send(Revoke { userid, handle: *handle }).await
     }
 
     /// Subscribes to the engine's session events: created, logged in, logged out,
@@ -447,7 +374,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`] when the engine is stopped or Redis cannot be read.
     pub async fn subscribe(&self) -> Result<crate::Subscription> {
-        self.backend().subscribe().await
+        self.inner.backend.subscribe().await
     }
 
     /// Ends every other session of `id`'s user ("log out everywhere else"); how many.
@@ -456,11 +383,7 @@ impl SessionEngine {
     /// [`SessionError::NotLoggedIn`] when `id` is anonymous; [`SessionError::SessionGone`];
     /// [`SessionError::Unavailable`].
     pub async fn logout_others(&self, id: &SessionId) -> Result<usize> {
-        let info = self.info(id).await?;
-        if info.userid == 0 {
-            return Err(SessionError::NotLoggedIn);
-        }
-        self.verified().end_others(info.userid, &self.handle_of(id), 0).await
+        self.send(LogoutOthers { id: *id }).await
     }
 
     /// Counters of every shard.
@@ -468,7 +391,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn stats(&self) -> Result<EngineStats> {
-        self.backend().stats().await
+        self.send(Stats).await
     }
 
     /// Drops every expired session now; how many. Redis expires sessions on its own: 0.
@@ -476,7 +399,7 @@ impl SessionEngine {
     /// # Errors
     /// [`SessionError::Unavailable`].
     pub async fn sweep(&self) -> Result<usize> {
-        self.backend().sweep().await
+        self.send(Sweep).await
     }
 
     /// Snapshots every shard changed since its last snapshot, and waits until the files are
@@ -488,7 +411,7 @@ impl SessionEngine {
     /// [`SessionError::Unavailable`] when the engine is stopped or a snapshot could not be
     /// written (the previous generation stays in place; the reason says why).
     pub async fn snapshot(&self) -> Result<usize> {
-        self.backend().snapshot().await
+        self.door().snapshot().await
     }
 
     /// Hosts one of the engine's shards on the calling thread, which must run an actix arbiter
@@ -506,7 +429,7 @@ impl SessionEngine {
     /// this thread hosts one already, every shard has a server thread, or the placement or
     /// backend does not move shards.
     pub async fn host_here(&self) -> Option<usize> {
-        self.backend().host_here().await
+        self.inner.backend.host_here().await
     }
 
     /// Stops the engine gracefully: every worker writes a final snapshot (when
@@ -514,39 +437,6 @@ impl SessionEngine {
     /// snapshots are durable. Later calls answer `Unavailable`. With Redis: later calls answer
     /// `Unavailable`; the connection closes when the last handle is dropped.
     pub async fn shutdown(&self) {
-        self.backend().shutdown().await;
+        self.inner.backend.shutdown().await;
     }
-}
-
-fn names(scope: &str, key: &str) -> Result<()> {
-    check_name("scope", scope)?;
-    check_name("key", key)
-}
-
-/// The step an `update` runs inside the backend: decode, apply `f`, encode.
-fn update_step<T, F>(f: F) -> UpdateFn
-where
-    T: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(Option<T>) -> T + Send + 'static,
-{
-    Box::new(move |current| {
-        let current = current.map(decode::<T>).transpose()?;
-        encode(&f(current)).map(Some)
-    })
-}
-
-/// The value an `update` stored, decoded.
-fn decode_updated<T: DeserializeOwned>(stored: Option<Vec<u8>>) -> Result<T> {
-    match stored {
-        Some(new) => decode(&new),
-        None => Err(SessionError::internal("an update step that stores a value answered none")),
-    }
-}
-
-fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| SessionError::Codec(e.to_string()))
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| SessionError::Codec(e.to_string()))
 }

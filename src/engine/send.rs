@@ -1,18 +1,21 @@
-//! [`EngineMessage`]: how a typed message ([`Get`], [`Set`], [`Login`], [`LogoutUser`], …)
-//! becomes the engine operation it stands for, for [`SessionEngine::send`].
+//! [`EngineMessage`]: a typed message ([`Get`](crate::message::Get),
+//! [`Set`](crate::message::Set), [`Login`](crate::message::Login), …) as
+//! [`SessionEngine::send`] runs it.
 //!
-//! The trait is sealed: the set of messages is this crate's, and the table below maps each
-//! one to exactly one engine method, so a message nobody handles cannot compile.
+//! The trait is sealed: the set of messages is this crate's. Every backend operation is one
+//! (a blanket implementation over the operations every backend runs, so a message a backend
+//! does not handle cannot be sent); [`LogoutOthers`] is the one message made of others.
 
 use std::future::Future;
 
 use super::SessionEngine;
-use crate::error::Result;
-use crate::message::*;
+use crate::backend::BackendOp;
+use crate::error::{Result, SessionError};
+use crate::message::LogoutOthers;
 
 /// A message [`SessionEngine::send`] answers with a `Result<Self::Reply>`. Sealed:
 /// implemented by the messages of this crate only.
-pub trait EngineMessage: sealed::Dispatch<Self::Reply> + Send + 'static {
+pub trait EngineMessage: sealed::Dispatch<Self::Reply> + Send {
     /// What the engine answers.
     type Reply: Send + 'static;
 }
@@ -22,45 +25,36 @@ pub(crate) mod sealed {
 
     /// Runs a message as the engine operation it stands for.
     pub trait Dispatch<R> {
-        /// The operation, on `engine`.
-        fn dispatch(self, engine: &SessionEngine) -> impl Future<Output = Result<R>> + Send + '_;
+        /// The operation, on `engine`, after verifying the id it names.
+        fn dispatch(self, engine: &SessionEngine) -> impl Future<Output = Result<R>> + Send
+        where
+            Self: Sized;
     }
 }
 
-macro_rules! dispatch {
-    ($($msg:ident -> $ret:ty => |$m:ident, $e:ident| $call:expr;)*) => {$(
-        impl EngineMessage for $msg {
-            type Reply = $ret;
-        }
-
-        impl sealed::Dispatch<$ret> for $msg {
-            fn dispatch(self, $e: &SessionEngine) -> impl Future<Output = Result<$ret>> + Send + '_ {
-                #[allow(unused_variables)]
-                let $m = self;
-                async move { $call.await }
-            }
-        }
-    )*};
+impl<M: BackendOp> EngineMessage for M {
+    type Reply = M::Reply;
 }
 
-dispatch! {
-    Create -> SessionInfo => |m, e| e.create_with_id(m.id);
-    Get -> Option<Vec<u8>> => |m, e| e.get_raw(&m.id, &m.scope, &m.key);
-    Set -> () => |m, e| e.insert_raw(&m.id, &m.scope, &m.key, m.value);
-    Remove -> bool => |m, e| e.remove(&m.id, &m.scope, &m.key);
-    Clear -> () => |m, e| e.clear(&m.id, m.scope.as_deref());
-    Keys -> Vec<String> => |m, e| e.keys(&m.id, &m.scope);
-    Update -> Option<Vec<u8>> => |m, e| e.update_raw(&m.id, &m.scope, &m.key, m.f);
-    Login -> SessionInfo => |m, e| e.login(&m.id, m.userid);
-    Logout -> SessionInfo => |m, e| e.logout(&m.id);
-    SetPersistent -> SessionInfo => |m, e| e.set_persistent(&m.id, m.persistent);
-    Info -> SessionInfo => |m, e| e.info(&m.id);
-    Touch -> SessionInfo => |m, e| e.touch(&m.id);
-    Destroy -> bool => |m, e| e.destroy(&m.id);
-    LogoutOthers -> usize => |m, e| e.logout_others(&m.id);
-    LogoutUser -> usize => |m, e| e.logout_user(m.userid);
-    SessionsOf -> Vec<UserSession> => |m, e| e.sessions_of(m.userid);
-    Revoke -> bool => |m, e| e.revoke(m.userid, &m.handle);
-    Stats -> EngineStats => |m, e| e.stats();
-    Sweep -> usize => |m, e| e.sweep();
+impl<M: BackendOp> sealed::Dispatch<M::Reply> for M {
+    async fn dispatch(self, engine: &SessionEngine) -> Result<M::Reply> {
+        if let Some(id) = self.session() {
+            engine.verify(id)?;
+        }
+        engine.door().run(self).await
+    }
+}
+
+impl EngineMessage for LogoutOthers {
+    type Reply = usize;
+}
+
+impl sealed::Dispatch<usize> for LogoutOthers {
+    async fn dispatch(self, engine: &SessionEngine) -> Result<usize> {
+        let info = engine.info(&self.id).await?;
+        if info.userid == 0 {
+            return Err(SessionError::NotLoggedIn);
+        }
+        engine.door().end_others(info.userid, &engine.handle_of(&self.id), 0).await
+    }
 }

@@ -1,4 +1,4 @@
-//! [`Store`]: the closed set of backends an engine can run on, itself a [`Backend`] that
+//! [`AnyBackend`]: the closed set of backends an engine can run on, itself a [`Backend`] that
 //! hands each call to the one it holds.
 
 use std::future::Future;
@@ -6,14 +6,15 @@ use std::future::Future;
 #[cfg(feature = "redis")]
 use futures_util::future::Either;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendOp};
 use crate::error::Result;
-use crate::id::{SessionHandle, SessionId};
+use crate::events::Subscription;
+use crate::id::{Keyring, SessionId};
 use crate::memory::MemoryBackend;
-use crate::message::{EngineStats, SessionInfo, UpdateFn, UserSession};
+use crate::message::SessionInfo;
 
 /// The backend an engine runs on (`storage.backend`).
-pub(crate) enum Store {
+pub(crate) enum AnyBackend {
     /// Shard workers in this process.
     Memory(MemoryBackend),
     /// A Redis server or cluster.
@@ -21,41 +22,12 @@ pub(crate) enum Store {
     Redis(crate::redis::RedisStore),
 }
 
-impl Store {
+impl AnyBackend {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Memory(_) => "memory",
             #[cfg(feature = "redis")]
             Self::Redis(_) => "redis",
-        }
-    }
-
-    /// A fresh id for a session about to be created on this thread: on the memory backend,
-    /// one of this thread's own shard when it hosts one.
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub fn new_id(&self, keyring: &crate::id::Keyring) -> SessionId {
-        match self {
-            Self::Memory(m) => m.new_id(),
-            #[cfg(feature = "redis")]
-            Self::Redis(_) => keyring.generate(),
-        }
-    }
-
-    /// Hosts a shard on this thread, where the backend and placement do that.
-    pub async fn host_here(&self) -> Option<usize> {
-        match self {
-            Self::Memory(m) => m.host_here().await,
-            #[cfg(feature = "redis")]
-            Self::Redis(_) => None,
-        }
-    }
-
-    /// A subscription to the backend's session events (see [`crate::events`]).
-    pub async fn subscribe(&self) -> Result<crate::events::Subscription> {
-        match self {
-            Self::Memory(m) => Ok(m.subscribe()),
-            #[cfg(feature = "redis")]
-            Self::Redis(r) => r.subscribe().await,
         }
     }
 
@@ -70,16 +42,16 @@ impl Store {
     }
 }
 
-/// `$call` on whichever backend `$store` holds, bound to `$b`. The backends' futures are
+/// `$call` on whichever backend `$any` holds, bound to `$b`. The backends' futures are
 /// wrapped (`Either`), not awaited inside another `async fn`: an `async fn` keeps its
 /// arguments in its state beside the future it awaits, so each pass-through layer would grow
 /// every future the web layer builds (measured: 12k instructions of copying per request).
 #[cfg(feature = "redis")]
 macro_rules! each {
-    ($store:expr, $b:ident => $call:expr) => {
-        match $store {
-            Store::Memory($b) => Either::Left($call),
-            Store::Redis($b) => Either::Right($call),
+    ($any:expr, $b:ident => $call:expr) => {
+        match $any {
+            AnyBackend::Memory($b) => Either::Left($call),
+            AnyBackend::Redis($b) => Either::Right($call),
         }
     };
 }
@@ -87,14 +59,14 @@ macro_rules! each {
 /// As above, with the memory backend only.
 #[cfg(not(feature = "redis"))]
 macro_rules! each {
-    ($store:expr, $b:ident => $call:expr) => {
-        match $store {
-            Store::Memory($b) => $call,
+    ($any:expr, $b:ident => $call:expr) => {
+        match $any {
+            AnyBackend::Memory($b) => $call,
         }
     };
 }
 
-impl Backend for Store {
+impl Backend for AnyBackend {
     fn shards(&self) -> usize {
         match self {
             Self::Memory(b) => b.shards(),
@@ -103,8 +75,23 @@ impl Backend for Store {
         }
     }
 
-    fn create(&self, id: Option<SessionId>) -> impl Future<Output = Result<SessionInfo>> + Send {
-        each!(self, b => b.create(id))
+    fn run<M: BackendOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
+        each!(self, b => b.run(msg))
+    }
+
+    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
+    where
+        F: Future<Output = Result<R>>,
+    {
+        each!(self, b => b.looked_up(id, op))
+    }
+
+    fn new_id(&self, keyring: &Keyring) -> SessionId {
+        match self {
+            Self::Memory(b) => b.new_id(keyring),
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => b.new_id(keyring),
+        }
     }
 
     fn create_counter(
@@ -116,91 +103,12 @@ impl Backend for Store {
         each!(self, b => b.create_counter(scope, key, by))
     }
 
-    fn get(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        each!(self, b => b.get(id, scope, key))
+    fn host_here(&self) -> impl Future<Output = Option<usize>> {
+        each!(self, b => b.host_here())
     }
 
-    fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> impl Future<Output = Result<()>> + Send {
-        each!(self, b => b.set(id, scope, key, value))
-    }
-
-    fn remove(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        each!(self, b => b.remove(id, scope, key))
-    }
-
-    fn clear(&self, id: SessionId, scope: Option<&str>) -> impl Future<Output = Result<()>> + Send {
-        each!(self, b => b.clear(id, scope))
-    }
-
-    fn keys(&self, id: SessionId, scope: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
-        each!(self, b => b.keys(id, scope))
-    }
-
-    fn update(
-        &self,
-        id: SessionId,
-        scope: &str,
-        key: &str,
-        f: UpdateFn,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        each!(self, b => b.update(id, scope, key, f))
-    }
-
-    fn increment(
-        &self,
-        id: SessionId,
-        scope: &str,
-        key: &str,
-        by: i64,
-    ) -> impl Future<Output = Result<Option<i64>>> + Send {
-        each!(self, b => b.increment(id, scope, key, by))
-    }
-
-    fn login(&self, id: SessionId, userid: u64) -> impl Future<Output = Result<SessionInfo>> + Send {
-        each!(self, b => b.login(id, userid))
-    }
-
-    fn logout(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send {
-        each!(self, b => b.logout(id))
-    }
-
-    fn set_persistent(&self, id: SessionId, persistent: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
-        each!(self, b => b.set_persistent(id, persistent))
-    }
-
-    fn info(&self, id: SessionId, touch: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
-        each!(self, b => b.info(id, touch))
-    }
-
-    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
-    where
-        F: Future<Output = Result<R>>,
-    {
-        each!(self, b => b.looked_up(id, op))
-    }
-
-    fn destroy(&self, id: SessionId) -> impl Future<Output = Result<bool>> + Send {
-        each!(self, b => b.destroy(id))
-    }
-
-    fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send {
-        each!(self, b => b.logout_user(userid))
-    }
-
-    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<UserSession>>> + Send {
-        each!(self, b => b.sessions_of(userid))
-    }
-
-    fn revoke(&self, userid: u64, handle: SessionHandle) -> impl Future<Output = Result<bool>> + Send {
-        each!(self, b => b.revoke(userid, handle))
-    }
-
-    fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {
-        each!(self, b => b.stats())
-    }
-
-    fn sweep(&self) -> impl Future<Output = Result<usize>> + Send {
-        each!(self, b => b.sweep())
+    fn subscribe(&self) -> impl Future<Output = Result<Subscription>> + Send {
+        each!(self, b => b.subscribe())
     }
 
     fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {

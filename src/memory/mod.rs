@@ -2,6 +2,7 @@
 //! worker actors by a stable hash of the id, persisted by bincode snapshots.
 //!
 //! - [`shard`]: the sessions of one shard, a plain struct (no actors).
+//! - [`ops`]: each typed message as one operation on a shard.
 //! - [`snapshot_run`]: how a shard becomes a snapshot while it serves, and when.
 //! - [`worker`]: the actor hosting one shard: messages in, shard calls, replies out.
 //! - [`host`]: where a shard lives — the thread-local path to a shard hosted on the caller's
@@ -11,6 +12,7 @@
 //! [`MemoryBackend`] is this backend's side of the [`Backend`] seam.
 
 pub(crate) mod host;
+pub(crate) mod ops;
 pub(crate) mod shard;
 pub(crate) mod snapshot_run;
 pub(crate) mod supervisor;
@@ -20,21 +22,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 
-use actix::{Addr, ArbiterHandle, Handler, MailboxError, Message};
+use actix::{Addr, ArbiterHandle, MailboxError};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendOp};
 use crate::clock::Clock;
 use crate::config::{Config, LimitsConfig};
 use crate::error::{Result, SessionError, StartError, Unavailable};
-use crate::id::{Keyring, SessionHandle, SessionId};
-use crate::message::*;
+use crate::id::{Keyring, SessionId};
+use crate::message::SessionInfo;
 use crate::snapshot::{self, Recovered, Snapshots};
 use crate::state::Lifetimes;
 use crate::wal::Wal;
 use crate::wal::io::LogIo;
-use shard::Shard;
-use supervisor::{Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
-use worker::{Carried, Worker};
+pub(crate) use ops::{EveryShard, OnShard, ShardOp};
+use supervisor::{FanOut, Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
+use worker::Carried;
 
 /// Where the shard workers run.
 ///
@@ -181,51 +183,32 @@ impl MemoryBackend {
         &self.shared.router
     }
 
-    /// A subscription to the shards' events.
-    pub fn subscribe(&self) -> crate::events::Subscription {
-        self.shared.events.subscribe()
-    }
-
-    /// Hosts one shard on the calling thread (see [`host::adopt`]), with
-    /// [`Placement::ServerThreads`].
-    pub async fn host_here(&self) -> Option<usize> {
-        if self.shared.placement != Placement::ServerThreads {
-            return None;
-        }
-        host::adopt(&self.shared).await
-    }
-
     /// A fresh id, on this thread's shard when it hosts one (a new session is born where the
     /// request that made it is served).
-    pub fn new_id(&self) -> SessionId {
+    fn fresh_id(&self) -> SessionId {
         match host::home_shard(self.shared.engine) {
             Some(shard) => self.shared.keyring.generate_in_shard(shard, self.shared.shards),
             None => self.shared.keyring.generate(),
         }
     }
 
-    /// Runs a per-session operation: on the shard directly when this thread hosts it (`local`),
-    /// else as the message `remote` makes, sent to the shard's host. Either way it runs when
-    /// the future is first polled, so operations keep the order they are awaited in.
-    async fn call<A, R, M>(
-        &self,
-        id: SessionId,
-        arg: A,
-        local: impl FnOnce(&mut Shard, A) -> Result<R>,
-        remote: impl FnOnce(A) -> M,
-    ) -> Result<R>
-    where
-        M: Message<Result = Result<R>> + Send + 'static,
-        R: Send + 'static,
-        Worker: Handler<Carried<M>, Result = worker::Answer<M>>,
-    {
+    /// Sets every shard's gauges from its atomics.
+    pub fn refresh_gauges(&self) {
+        (0..self.shared.shards).for_each(|shard| self.shared.refresh_gauges(shard));
+    }
+
+    /// Runs an operation on its session's shard: on the shard directly when this thread hosts
+    /// it, else as a message to the shard's host. Either way it runs when the future is first
+    /// polled, so operations keep the order they are awaited in.
+    pub async fn on_session<M: ShardOp>(&self, msg: M) -> Result<M::Reply> {
+        let Some(id) = msg.session() else { return Err(SessionError::internal("an engine-wide operation")) };
         let shard = id.shard(self.shared.shards);
-        let mut unrun = Some((arg, local));
+        let mut unrun = Some(msg);
         let ran = host::local(self.shared.engine, shard).and_then(|core| {
             // Busy only if an operation re-entered the engine synchronously: then it queues.
             let ran = core.try_borrow_mut().ok().and_then(|mut c| {
-                let (arg, local) = unrun.take()?;
-                Some(c.apply(true, |s| local(s, arg)))
+                let msg = unrun.take()?;
+                Some(c.apply(true, |s| msg.apply(s)))
             });
             if let Some((_, Some(committed))) = &ran
                 && committed.schedule
@@ -241,21 +224,16 @@ impl MemoryBackend {
             }
             return Ok(value);
         }
-        let Some((arg, _)) = unrun else { return Err(SessionError::internal("an operation ran but did not answer")) };
-        self.send(shard, remote(arg)).await
+        let Some(msg) = unrun else { return Err(SessionError::internal("an operation ran but did not answer")) };
+        self.send(shard, msg.into_owned()).await
     }
 
-    /// Sends a per-session message to the host of `shard`. A host that moved away (a server
+    /// Sends a per-session operation to the host of `shard`. A host that moved away (a server
     /// thread adopted the shard) forwards what still reaches it to the new host; a message left
     /// unrun in the mailbox of a host whose thread stopped goes again to the shard's next host.
-    async fn send<M, R>(&self, shard: usize, msg: M) -> Result<R>
-    where
-        M: Message<Result = Result<R>> + Send + 'static,
-        R: Send + 'static,
-        Worker: Handler<Carried<M>, Result = worker::Answer<M>>,
-    {
+    async fn send<M: OnShard + 'static>(&self, shard: usize, msg: M) -> Result<M::Reply> {
         let carried = Carried::new(msg);
-        let again = |gone: &Addr<Worker>| {
+        let again = |gone: &Addr<worker::Worker>| {
             if self.shared.router.get(shard) == *gone {
                 // A crashed host, or a server thread's on its way home: the supervisor restarts
                 // the first and leaves the second to its host.
@@ -272,20 +250,18 @@ impl MemoryBackend {
         }
     }
 
-    async fn send_info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
-        if touch {
-            self.call(id, (), move |s, ()| s.info_of(&id, true), move |()| Touch { id }).await
-        } else {
-            self.call(id, (), move |s, ()| s.info_of(&id, false), move |()| Info { id }).await
-        }
+    /// Runs an engine-wide operation on every shard (through the supervisor, which knows
+    /// their restarts) and merges the answers.
+    pub async fn on_every_shard<M: EveryShard>(&self, msg: M) -> Result<M::Reply> {
+        self.ask(FanOut(msg)).await
     }
 
     /// Sends an engine-wide message to the supervisor.
     async fn ask<M, R>(&self, msg: M) -> Result<R>
     where
-        M: Message<Result = Result<R>> + Send + 'static,
+        M: actix::Message<Result = Result<R>> + Send + 'static,
         R: Send + 'static,
-        Supervisor: Handler<M>,
+        Supervisor: actix::Handler<M>,
     {
         self.supervisor.send(msg).await.map_err(|_| SessionError::from(Unavailable::EngineStopped))?
     }
@@ -296,92 +272,8 @@ impl Backend for MemoryBackend {
         self.shared.shards
     }
 
-    async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
-        let id = id.unwrap_or_else(|| self.new_id());
-        self.call(id, (), move |s, ()| s.create(id), move |()| Create { id }).await
-    }
-
-    async fn create_counter(&self, _: &str, _: &str, _: i64) -> Result<Option<(SessionInfo, i64)>> {
-        // Left to create + increment, which leave together in one trip (the web layer).
-        Ok(None)
-    }
-
-    fn get(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        self.call(
-            id,
-            (),
-            move |s, ()| s.get(&id, scope, key),
-            move |()| Get { id, scope: scope.into(), key: key.into() },
-        )
-    }
-
-    fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> impl Future<Output = Result<()>> + Send {
-        self.call(
-            id,
-            value,
-            move |s, v| s.set(&id, scope, key, &v),
-            move |value| Set { id, scope: scope.into(), key: key.into(), value },
-        )
-    }
-
-    fn remove(&self, id: SessionId, scope: &str, key: &str) -> impl Future<Output = Result<bool>> + Send {
-        self.call(
-            id,
-            (),
-            move |s, ()| s.remove(&id, scope, key),
-            move |()| Remove { id, scope: scope.into(), key: key.into() },
-        )
-    }
-
-    fn clear(&self, id: SessionId, scope: Option<&str>) -> impl Future<Output = Result<()>> + Send {
-        self.call(id, (), move |s, ()| s.clear(&id, scope), move |()| Clear { id, scope: scope.map(Into::into) })
-    }
-
-    fn keys(&self, id: SessionId, scope: &str) -> impl Future<Output = Result<Vec<String>>> + Send {
-        self.call(id, (), move |s, ()| s.keys(&id, scope), move |()| Keys { id, scope: scope.into() })
-    }
-
-    fn update(
-        &self,
-        id: SessionId,
-        scope: &str,
-        key: &str,
-        f: UpdateFn,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        self.call(
-            id,
-            f,
-            move |s, f| s.update(&id, scope, key, f),
-            move |f| Update { id, scope: scope.into(), key: key.into(), f },
-        )
-    }
-
-    fn increment(
-        &self,
-        id: SessionId,
-        scope: &str,
-        key: &str,
-        by: i64,
-    ) -> impl Future<Output = Result<Option<i64>>> + Send {
-        let remote = move |()| worker::Increment { id, scope: scope.into(), key: key.into(), by };
-        async move { self.call(id, (), move |s, ()| s.increment(&id, scope, key, by), remote).await.map(Some) }
-    }
-
-    fn login(&self, id: SessionId, userid: u64) -> impl Future<Output = Result<SessionInfo>> + Send {
-        self.call(id, (), move |s, ()| s.login(&id, userid), move |()| Login { id, userid })
-    }
-
-    fn logout(&self, id: SessionId) -> impl Future<Output = Result<SessionInfo>> + Send {
-        self.call(id, (), move |s, ()| s.logout(&id), move |()| Logout { id })
-    }
-
-    fn set_persistent(&self, id: SessionId, persistent: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
-        self.call(id, (), move |s, ()| s.set_persistent(&id, persistent), move |()| SetPersistent { id, persistent })
-    }
-
-    fn info(&self, id: SessionId, touch: bool) -> impl Future<Output = Result<SessionInfo>> + Send {
-        // One message type either way, so one future type: no branch to await.
-        self.send_info(id, touch)
+    fn run<M: BackendOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
+        msg.route(self)
     }
 
     fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
@@ -390,32 +282,24 @@ impl Backend for MemoryBackend {
     {
         // Both messages are queued before either is awaited: one wake-up of the worker. Not an
         // `async fn`: that would keep `op` in its state beside the join holding it too.
-        futures_util::future::join(self.info(id, false), op)
+        futures_util::future::join(self.on_session(crate::message::Info { id }), op)
     }
 
-    fn destroy(&self, id: SessionId) -> impl Future<Output = Result<bool>> + Send {
-        self.call(id, (), move |s, ()| s.destroy(&id), move |()| Destroy { id })
+    fn new_id(&self, _: &Keyring) -> SessionId {
+        self.fresh_id()
     }
 
-    fn logout_user(&self, userid: u64) -> impl Future<Output = Result<usize>> + Send {
-        self.ask(LogoutUser { userid })
+    /// Hosts one shard on the calling thread (see [`host::adopt`]), with
+    /// [`Placement::ServerThreads`].
+    async fn host_here(&self) -> Option<usize> {
+        if self.shared.placement != Placement::ServerThreads {
+            return None;
+        }
+        host::adopt(&self.shared).await
     }
 
-    fn sessions_of(&self, userid: u64) -> impl Future<Output = Result<Vec<UserSession>>> + Send {
-        self.ask(SessionsOf { userid })
-    }
-
-    fn revoke(&self, userid: u64, handle: SessionHandle) -> impl Future<Output = Result<bool>> + Send {
-        self.ask(Revoke { userid, handle })
-    }
-
-    fn stats(&self) -> impl Future<Output = Result<EngineStats>> + Send {
-        (0..self.shared.shards).for_each(|shard| self.shared.refresh_gauges(shard));
-        self.ask(Stats)
-    }
-
-    fn sweep(&self) -> impl Future<Output = Result<usize>> + Send {
-        self.ask(Sweep)
+    async fn subscribe(&self) -> Result<crate::events::Subscription> {
+        Ok(self.shared.events.subscribe())
     }
 
     fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {

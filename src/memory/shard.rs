@@ -20,8 +20,8 @@ use super::snapshot_run::Run;
 use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
 use crate::events::{EventKind, SessionEvent, at_ms};
-use crate::id::{Locator, SessionHandle, SessionId};
-use crate::message::{SessionInfo, ShardStats, UpdateFn, UserSession};
+use crate::id::{Locator, SessionId};
+use crate::message::{SessionInfo, ShardStats};
 use crate::snapshot::{Record, Recovered};
 use crate::state::{Lifetimes, SessionState};
 use crate::wal::append::{Committed, ShardLog};
@@ -65,9 +65,9 @@ pub(crate) struct Shard {
     /// position while operations change it between their steps.
     pub(super) sessions: IndexMap<Locator, Slot, IdBuild>,
     /// Logged-in users' sessions, for "log out everywhere" and listing.
-    by_user: HashMap<u64, HashSet<Locator, IdBuild>>,
-    sweep_cursor: usize,
-    stats: ShardStats,
+    pub(super) by_user: HashMap<u64, HashSet<Locator, IdBuild>>,
+    pub(super) sweep_cursor: usize,
+    pub(super) stats: ShardStats,
     /// Changes to persisted state so far (a counter, so a snapshot knows what it covers).
     pub(super) changes: u64,
     /// The snapshot run being encoded, if any; see [`Run`].
@@ -183,17 +183,17 @@ impl Shard {
         }
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.shared.clock.now_ms()
     }
 
-    fn info(&self, id: &SessionId, slot: &Slot) -> SessionInfo {
+    pub(super) fn info(&self, id: &SessionId, slot: &Slot) -> SessionInfo {
         info(id, slot, &self.shared.lifetimes)
     }
 
     /// Publishes an event of the session under `locator` (user `userid`), built by `kind`
     /// only while someone subscribes.
-    fn emit(&self, userid: u64, locator: &Locator, kind: impl FnOnce() -> EventKind) {
+    pub(super) fn emit(&self, userid: u64, locator: &Locator, kind: impl FnOnce() -> EventKind) {
         let hub = &self.shared.events;
         if hub.wanted() {
             let session = self.shared.keyring.handle(locator);
@@ -203,7 +203,7 @@ impl Shard {
 
     /// The live session `id`, its expiry slid to now when `touch`. An expired session is
     /// dropped on the spot; a rotated or destroyed one is simply absent.
-    fn live(&mut self, id: &SessionId, touch: bool) -> Result<&mut Slot> {
+    pub(super) fn live(&mut self, id: &SessionId, touch: bool) -> Result<&mut Slot> {
         let now = self.now();
         let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
         if self.sessions[index].state.is_expired(&self.shared.lifetimes, now) {
@@ -222,7 +222,7 @@ impl Shard {
     }
 
     /// Marks the session written (so it is persisted from now on) and the shard changed.
-    fn wrote(&mut self, id: &SessionId) {
+    pub(super) fn wrote(&mut self, id: &SessionId) {
         if let Some(slot) = self.sessions.get_mut(id.locator()) {
             slot.written = true;
         }
@@ -230,14 +230,14 @@ impl Shard {
     }
 
     /// Records a change in the log (see [`ShardLog`]).
-    fn record(&mut self, change: &Change<'_>) {
+    pub(super) fn record(&mut self, change: &Change<'_>) {
         let now = self.now();
         self.log.record(now, change);
     }
 
     /// Records the value now under `scope`/`key` of session `id` (after a write to it); a
     /// session's first write records it whole, as it is persisted from then on.
-    fn record_value(&mut self, id: &SessionId, scope: &str, key: &str) {
+    pub(super) fn record_value(&mut self, id: &SessionId, scope: &str, key: &str) {
         let now = self.now();
         let Some(slot) = self.sessions.get(id.locator()) else { return };
         let change = if !slot.written {
@@ -279,7 +279,7 @@ impl Shard {
 
     /// Removes a session; `ended` when it was destroyed (a change snapshots must record), not
     /// merely expired (a snapshot holding it drops it on load anyway).
-    fn remove_index(&mut self, index: usize, ended: bool) -> Slot {
+    pub(super) fn remove_index(&mut self, index: usize, ended: bool) -> Slot {
         let (locator, slot) = self.swap_out(index);
         self.unindex_user(slot.state.userid, &locator);
         self.shared.live[self.index].fetch_sub(1, Ordering::Relaxed);
@@ -290,7 +290,7 @@ impl Shard {
     }
 
     /// Drops the expired session at `index`.
-    fn expire(&mut self, index: usize) {
+    pub(super) fn expire(&mut self, index: usize) {
         let (locator, userid) =
             (*self.sessions.get_index(index).expect("index in range").0, self.sessions[index].state.userid);
         self.remove_index(index, false);
@@ -313,13 +313,13 @@ impl Shard {
         out
     }
 
-    fn index_user(&mut self, userid: u64, locator: Locator) {
+    pub(super) fn index_user(&mut self, userid: u64, locator: Locator) {
         if userid != 0 {
             self.by_user.entry(userid).or_default().insert(locator);
         }
     }
 
-    fn unindex_user(&mut self, userid: u64, locator: &Locator) {
+    pub(super) fn unindex_user(&mut self, userid: u64, locator: &Locator) {
         if userid == 0 {
             return;
         }
@@ -332,7 +332,7 @@ impl Shard {
     }
 
     /// Moves the session under a fresh id of this shard; the old id is dead at once.
-    fn rotate(&mut self, id: &SessionId, new_userid: u64) -> Result<SessionInfo> {
+    pub(super) fn rotate(&mut self, id: &SessionId, new_userid: u64) -> Result<SessionInfo> {
         self.live(id, true)?;
         let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
         // The slot keeps its snapshot mark under the new id (see `Run`).
@@ -390,238 +390,11 @@ impl Shard {
     }
 
     /// Sessions a creation refused for a full engine examines for expiry first.
-    const CREATE_SWEEP_BUDGET: usize = 64;
-
-    /// Creates an empty anonymous session under `id` (which routes here).
-    pub fn create(&mut self, id: SessionId) -> Result<SessionInfo> {
-        if self.sessions.contains_key(id.locator()) {
-            return Err(SessionError::InvalidId);
-        }
-        let limit = self.shared.limits.max_sessions;
-        if self.shared.live_total() >= limit {
-            // Expired sessions not swept yet still count: reclaim some of this shard's before
-            // refusing. A bounded step from the sweep's cursor, not the whole shard: a flood
-            // of refused creations costs each one this much, and successive attempts (and the
-            // periodic sweep) still walk the whole shard.
-            self.sweep_step(Self::CREATE_SWEEP_BUDGET);
-            if self.shared.live_total() >= limit {
-                return Err(SessionError::Full { limit });
-            }
-        }
-        self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
-        let slot = Slot { state: SessionState::new(self.now()), written: false, mark: 0 };
-        let info = self.info(&id, &slot);
-        self.sessions.insert(*id.locator(), slot);
-        self.stats.created += 1;
-        self.emit(0, id.locator(), || EventKind::Created);
-        Ok(info)
-    }
-
-    pub fn get(&mut self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.live(id, true)?.state.get(scope, key).map(<[u8]>::to_vec))
-    }
-
-    pub fn set(&mut self, id: &SessionId, scope: &str, key: &str, value: &[u8]) -> Result<()> {
-        self.log.accepting()?;
-        let limits = self.shared.limits.clone();
-        self.live(id, true)?.state.set(scope, key, value, &limits)?;
-        self.record_value(id, scope, key);
-        self.wrote(id);
-        Ok(())
-    }
-
-    pub fn remove(&mut self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
-        self.log.accepting()?;
-        let slot = self.live(id, true)?;
-        let (removed, written) = (slot.state.remove(scope, key), slot.written);
-        if removed && written {
-            self.changes += 1;
-            self.record(&Change::Remove { id: id.locator(), scope, key });
-        }
-        Ok(removed)
-    }
-
-    pub fn clear(&mut self, id: &SessionId, scope: Option<&str>) -> Result<()> {
-        self.log.accepting()?;
-        let slot = self.live(id, true)?;
-        slot.state.clear(scope);
-        let written = slot.written;
-        if written {
-            self.changes += 1;
-            self.record(&Change::Clear { id: id.locator(), scope });
-        }
-        Ok(())
-    }
-
-    pub fn keys(&mut self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
-        Ok(self.live(id, true)?.state.keys(scope))
-    }
-
-    /// Runs `step` on the current value and stores what it answers (`None` removes the key).
-    /// On an error or a panic in `step` the session is untouched.
-    pub fn update(&mut self, id: &SessionId, scope: &str, key: &str, step: UpdateFn) -> Result<Option<Vec<u8>>> {
-        self.log.accepting()?;
-        let limits = self.shared.limits.clone();
-        let slot = self.live(id, true)?;
-        let new = step(slot.state.get(scope, key))?;
-        match &new {
-            Some(value) => slot.state.set(scope, key, value, &limits)?,
-            None => {
-                slot.state.remove(scope, key);
-            }
-        }
-        self.record_value(id, scope, key);
-        self.wrote(id);
-        Ok(new)
-    }
-
-    /// Adds `by` to the integer stored (as JSON) under `scope`/`key`, absent counting as 0,
-    /// saturating; answers the new value. Decoding and limits as a generic update's.
-    pub fn increment(&mut self, id: &SessionId, scope: &str, key: &str, by: i64) -> Result<i64> {
-        self.log.accepting()?;
-        let limits = self.shared.limits.clone();
-        let slot = self.live(id, true)?;
-        let current = match slot.state.get(scope, key) {
-            Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
-            None => 0,
-        };
-        let new = current.saturating_add(by);
-        slot.state.set(scope, key, itoa::Buffer::new().format(new), &limits)?;
-        self.record_value(id, scope, key);
-        self.wrote(id);
-        Ok(new)
-    }
-
-    pub fn login(&mut self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
-        if userid == 0 {
-            return Err(SessionError::InvalidUserId);
-        }
-        self.log.accepting()?;
-        let info = self.rotate(id, userid)?;
-        // A session never written before is recorded whole (a written one's move was recorded).
-        if let Some(slot) = self.sessions.get(info.id.locator())
-            && !slot.written
-        {
-            let now = self.now();
-            self.log.record(now, &Change::Put { id: info.id.locator(), state: &slot.state });
-        }
-        self.wrote(&info.id);
-        Ok(info)
-    }
-
-    pub fn logout(&mut self, id: &SessionId) -> Result<SessionInfo> {
-        self.log.accepting()?;
-        let info = self.rotate(id, 0)?;
-        if !self.shared.config.session.logout_clears_data {
-            return Ok(info);
-        }
-        let Some(slot) = self.sessions.get_mut(info.id.locator()) else { return Ok(info) };
-        slot.state.clear(None);
-        if slot.written {
-            self.changes += 1;
-            // After the `Rotate`: a crash between the two records (an unanswered logout)
-            // leaves the data only under the new id, which no client has learnt.
-            self.record(&Change::Clear { id: info.id.locator(), scope: None });
-        }
-        Ok(info)
-    }
-
-    pub fn set_persistent(&mut self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
-        self.log.accepting()?;
-        let lifetimes = self.shared.lifetimes;
-        let slot = self.live(id, true)?;
-        if persistent && slot.state.userid == 0 {
-            return Err(SessionError::NotLoggedIn);
-        }
-        slot.state.persistent = persistent;
-        let (info, written) = (info(id, slot, &lifetimes), slot.written);
-        if written {
-            self.changes += 1;
-            self.record(&Change::Persist { id: id.locator(), persistent });
-        }
-        self.emit(info.userid, id.locator(), || EventKind::RememberMe { on: persistent });
-        Ok(info)
-    }
-
-    /// The metadata; `touch` counts it as a use (slides the expiry).
-    pub fn info_of(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
-        let lifetimes = self.shared.lifetimes;
-        Ok(info(id, self.live(id, touch)?, &lifetimes))
-    }
-
-    /// Ends the session; whether it existed (an expired one no longer does).
-    pub fn destroy(&mut self, id: &SessionId) -> Result<bool> {
-        self.log.accepting()?;
-        let Some(index) = self.sessions.get_index_of(id.locator()) else { return Ok(false) };
-        if self.sessions[index].state.is_expired(&self.shared.lifetimes, self.now()) {
-            self.expire(index);
-            return Ok(false);
-        }
-        if self.sessions[index].written {
-            self.record(&Change::Destroy { id: id.locator() });
-        }
-        let slot = self.remove_index(index, true);
-        self.stats.destroyed += 1;
-        self.emit(slot.state.userid, id.locator(), || EventKind::Destroyed);
-        Ok(true)
-    }
-
-    /// Ends every session of `userid` in this shard; how many.
-    pub fn logout_user(&mut self, userid: u64) -> Result<usize> {
-        self.log.accepting()?;
-        let locators: Vec<Locator> = self.by_user.get(&userid).map(|s| s.iter().copied().collect()).unwrap_or_default();
-        Ok(locators.iter().filter(|locator| self.end(locator)).count())
-    }
-
-    /// Ends the session of `userid` that `handle` names, if it is in this shard.
-    pub fn revoke(&mut self, userid: u64, handle: &SessionHandle) -> Result<bool> {
-        self.log.accepting()?;
-        let keyring = &self.shared.keyring;
-        let Some(found) = self.by_user.get(&userid).and_then(|set| set.iter().find(|l| keyring.handle(l) == *handle))
-        else {
-            return Ok(false);
-        };
-        let found = *found;
-        Ok(self.end(&found))
-    }
-
-    /// Destroys the session under `locator` (one of a user's); whether it was there.
-    fn end(&mut self, locator: &Locator) -> bool {
-        let Some(index) = self.sessions.get_index_of(locator) else { return false };
-        if self.sessions[index].written {
-            self.record(&Change::Destroy { id: locator });
-        }
-        let slot = self.remove_index(index, true);
-        self.stats.destroyed += 1;
-        self.emit(slot.state.userid, locator, || EventKind::Revoked);
-        true
-    }
-
-    /// The live sessions of `userid` in this shard.
-    pub fn sessions_of(&self, userid: u64) -> Vec<UserSession> {
-        let now = self.now();
-        let Some(locators) = self.by_user.get(&userid) else { return Vec::new() };
-        let lifetimes = &self.shared.lifetimes;
-        locators
-            .iter()
-            .filter_map(|l| self.sessions.get(l).map(|slot| (l, &slot.state)))
-            .filter(|(_, state)| !state.is_expired(lifetimes, now))
-            .map(|(l, state)| UserSession {
-                handle: self.shared.keyring.handle(l),
-                userid,
-                label: crate::state::device_value(state, crate::state::LABEL_KEY),
-                ip: crate::state::device_value(state, crate::state::IP_KEY),
-                persistent: state.persistent,
-                created: to_system_time(state.created_ms),
-                last_access: to_system_time(state.last_access_ms),
-                expires: to_system_time(state.expires_ms(lifetimes)),
-            })
-            .collect()
-    }
+    pub(super) const CREATE_SWEEP_BUDGET: usize = 64;
 }
 
 /// What the engine answers about a session besides its data.
-fn info(id: &SessionId, slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
+pub(super) fn info(id: &SessionId, slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
     let s = &slot.state;
     SessionInfo {
         id: *id,
@@ -632,7 +405,3 @@ fn info(id: &SessionId, slot: &Slot, lifetimes: &Lifetimes) -> SessionInfo {
         expires: to_system_time(s.expires_ms(lifetimes)),
     }
 }
-
-#[cfg(test)]
-#[path = "shard_tests.rs"]
-mod tests;

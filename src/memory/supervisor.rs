@@ -13,11 +13,11 @@ use futures_util::future::join_all;
 use tokio::sync::oneshot;
 
 use super::host::ask_shard;
+use super::ops::EveryShard;
 use super::snapshot_run::SnapshotResult;
-use super::worker::{FinalSnapshot, SnapshotNow, Worker};
+use super::worker::{Every, FinalSnapshot, SnapshotNow, Worker};
 use super::{Placement, Shared};
 use crate::error::{Result, SessionError, Unavailable};
-use crate::message::{EngineStats, LogoutUser, Revoke, SessionsOf, Stats, Sweep, UserSession};
 use crate::snapshot::Recovered;
 
 /// How often the supervisor checks that every worker is alive.
@@ -290,80 +290,30 @@ impl Handler<SnapshotAll> for Supervisor {
     }
 }
 
-/// Sends `msg` to every shard's host and collects the answers.
-fn fan_out<M, R>(shared: &Arc<Shared>, msg: M) -> impl Future<Output = Result<Vec<R>>> + use<M, R>
-where
-    M: Message<Result = Result<R>> + Clone + Send + 'static,
-    R: Send + 'static,
-    Worker: actix::Handler<M>,
-{
-    let requests: Vec<_> = (0..shared.shards).map(|shard| ask_shard(shared.clone(), shard, msg.clone())).collect();
-    async move {
-        let mut out = Vec::with_capacity(requests.len());
-        for answer in join_all(requests).await {
-            out.push(answer.map_err(|_| SessionError::from(Unavailable::EngineStopped))??);
-        }
-        Ok(out)
-    }
+/// An engine-wide operation for every shard; the supervisor merges the answers (see
+/// [`EveryShard`]).
+pub(crate) struct FanOut<M>(pub M);
+
+impl<M: EveryShard> Message for FanOut<M> {
+    type Result = Result<M::Reply>;
 }
 
-impl Handler<LogoutUser> for Supervisor {
-    type Result = ResponseFuture<Result<usize>>;
+impl<M: EveryShard> Handler<FanOut<M>> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<M::Reply>>;
 
-    fn handle(&mut self, msg: LogoutUser, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared, msg);
-        Box::pin(async move { Ok(all.await?.into_iter().sum()) })
-    }
-}
-
-impl Handler<Revoke> for Supervisor {
-    type Result = ResponseFuture<Result<bool>>;
-
-    fn handle(&mut self, msg: Revoke, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared, msg);
-        Box::pin(async move { Ok(all.await?.into_iter().any(|ended| ended)) })
-    }
-}
-
-impl Handler<SessionsOf> for Supervisor {
-    type Result = ResponseFuture<Result<Vec<UserSession>>>;
-
-    fn handle(&mut self, msg: SessionsOf, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared, msg);
-        Box::pin(async move {
-            let mut sessions: Vec<UserSession> = all.await?.into_iter().flatten().collect();
-            sessions.sort_by_key(|s| std::cmp::Reverse(s.last_access));
-            Ok(sessions)
-        })
-    }
-}
-
-impl Handler<Sweep> for Supervisor {
-    type Result = ResponseFuture<Result<usize>>;
-
-    fn handle(&mut self, msg: Sweep, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared, msg);
-        Box::pin(async move { Ok(all.await?.into_iter().sum()) })
-    }
-}
-
-impl Handler<Stats> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<EngineStats>>;
-
-    fn handle(&mut self, msg: Stats, _: &mut Context<Self>) -> Self::Result {
-        let all = fan_out(&self.shared, msg);
-        Box::pin(all.into_actor(self).map(|answers, supervisor, _| {
-            let mut stats = EngineStats {
-                log_fsyncs: supervisor.shared.wal.as_ref().map_or(0, |w| w.fsyncs()),
-                ..EngineStats::default()
-            };
-            for (shard, answer) in answers?.into_iter().enumerate() {
-                let mut s = answer.shards[0];
-                s.restarts = supervisor.restarts[shard];
-                stats.sessions += s.sessions;
-                stats.shards.push(s);
+    fn handle(&mut self, FanOut(msg): FanOut<M>, _: &mut Context<Self>) -> Self::Result {
+        let requests: Vec<_> =
+            (0..self.shared.shards).map(|shard| ask_shard(self.shared.clone(), shard, Every(msg.clone()))).collect();
+        let answers = async move {
+            let mut parts = Vec::with_capacity(requests.len());
+            for answer in join_all(requests).await {
+                parts.push(answer.map_err(|_| SessionError::from(Unavailable::EngineStopped))??);
             }
-            Ok(stats)
+            Ok(parts)
+        };
+        Box::pin(answers.into_actor(self).map(|parts: Result<Vec<M::Reply>>, supervisor, _| {
+            let log_fsyncs = supervisor.shared.wal.as_ref().map_or(0, |w| w.fsyncs());
+            Ok(M::merge(parts?, &supervisor.restarts, log_fsyncs))
         }))
     }
 }

@@ -14,10 +14,11 @@ use tokio::sync::oneshot;
 
 use super::Shared;
 use super::host::{self, Core};
+use super::ops::{EveryShard, OnShard};
 use super::shard::Shard;
 use super::snapshot_run::{Run, SNAPSHOT_BATCH, Schedule, SnapshotResult};
 use crate::error::{Result, Unavailable};
-use crate::message::*;
+use crate::message::op::Op;
 use crate::snapshot::{Recovered, Written};
 use crate::wal::append::Durable;
 
@@ -80,18 +81,16 @@ impl Worker {
         host::register(self.shared.engine, self.index, &self.core);
     }
 
-    /// Runs one per-session message on the shard; after a move, forwards it to the new host.
-    fn apply<M, R>(&mut self, msg: M, op: impl FnOnce(&mut Shard, M) -> Result<R>) -> Answer<M>
-    where
-        M: Message<Result = Result<R>>,
-    {
+    /// Runs one operation that came by message on the shard; after a move, forwards it to
+    /// the new host.
+    fn serve<M: OnShard + 'static>(&mut self, msg: M) -> Answer<M> {
         if self.moved {
             return Answer::Forward { to: self.shared.router.get(self.index), msg, shard: self.index };
         }
         if self.finished {
             return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
         }
-        let (result, committed) = self.core.borrow_mut().apply(false, |s| op(s, msg));
+        let (result, committed) = self.core.borrow_mut().apply(false, |s| msg.apply(s));
         match committed {
             None => Answer::Now(result),
             Some(committed) => {
@@ -388,13 +387,13 @@ impl Handler<Reloaded> for Worker {
     }
 }
 
-/// A host's answer to a per-session message: now, or — when the shard moved away — the
-/// message forwarded to the new host, whose answer goes back to the sender.
-pub(crate) enum Answer<M: Message> {
-    Now(M::Result),
+/// A host's answer to an operation: now, or — when the shard moved away — the operation
+/// forwarded to the new host, whose answer goes back to the sender.
+pub(crate) enum Answer<M: Op> {
+    Now(Result<M::Reply>),
     /// The result, once its log records are written (and with `storage.log = "always"`,
     /// fsynced).
-    Durable(M::Result, Durable),
+    Durable(Result<M::Reply>, Durable),
     Forward {
         to: Addr<Worker>,
         msg: M,
@@ -402,14 +401,12 @@ pub(crate) enum Answer<M: Message> {
     },
 }
 
-impl<M, O, R> MessageResponse<Worker, O> for Answer<M>
+impl<M, O> MessageResponse<Worker, O> for Answer<M>
 where
-    M: Message<Result = Result<R>> + Send + 'static,
-    O: Message<Result = Result<R>>,
-    R: Send + 'static,
-    Worker: Handler<M>,
+    M: OnShard + 'static,
+    O: Message<Result = Result<M::Reply>>,
 {
-    fn handle(self, _: &mut Context<Worker>, tx: Option<OneshotSender<Result<R>>>) {
+    fn handle(self, _: &mut Context<Worker>, tx: Option<OneshotSender<Result<M::Reply>>>) {
         match self {
             Answer::Now(result) => {
                 if let Some(tx) = tx {
@@ -430,8 +427,10 @@ where
             }
             Answer::Forward { to, msg, shard } => {
                 actix::spawn(async move {
-                    let result =
-                        to.send(msg).await.unwrap_or_else(|_| Err(Unavailable::ShardRestarting { shard }.into()));
+                    let result = to
+                        .send(Carried::new(msg))
+                        .await
+                        .unwrap_or_else(|_| Err(Unavailable::ShardRestarting { shard }.into()));
                     if let Some(tx) = tx {
                         let _ = tx.send(result);
                     }
@@ -441,102 +440,67 @@ where
     }
 }
 
-/// A per-session message the sender can take back: the host takes it out of the shared slot
-/// when it handles it, so a message still in the slot after the host's mailbox closed (its
+/// A per-session operation the sender can take back: the host takes it out of the shared slot
+/// when it handles it, so an operation still in the slot after the host's mailbox closed (its
 /// thread stopped with the message queued) was never run, and goes again to the new host.
 pub(crate) struct Carried<M>(Arc<Mutex<Option<M>>>);
 
-impl<M: Message> Message for Carried<M> {
-    type Result = M::Result;
+impl<M: Op + 'static> Message for Carried<M> {
+    type Result = Result<M::Reply>;
 }
 
-impl<M: Message> Carried<M> {
+impl<M> Carried<M> {
     pub fn new(msg: M) -> Self {
         Self(Arc::new(Mutex::new(Some(msg))))
     }
 
-    /// The message, when no host took it.
+    /// The operation, when no host took it.
     pub fn take(&self) -> Option<M> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    /// No host took the message (yet).
+    /// No host took the operation (yet).
     pub fn unrun(&self) -> bool {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
-    /// Another handle on the same message, to send.
+    /// Another handle on the same operation, to send.
     pub fn again(&self) -> Self {
         Self(self.0.clone())
     }
 }
 
-/// Each typed message is one call of the shard, guarded (see [`Worker::apply`]).
-macro_rules! host {
-    ($($msg:ident => |$s:ident, $m:ident| $call:expr;)*) => {$(
-        impl Handler<$msg> for Worker {
-            type Result = Answer<$msg>;
+impl<M: OnShard + 'static> Handler<Carried<M>> for Worker {
+    type Result = Answer<M>;
 
-            fn handle(&mut self, msg: $msg, _: &mut Context<Self>) -> Self::Result {
-                self.apply(msg, |$s, $m| $call)
-            }
+    fn handle(&mut self, carried: Carried<M>, _: &mut Context<Self>) -> Self::Result {
+        match carried.take() {
+            Some(msg) => self.serve(msg),
+            None => Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into())),
         }
+    }
+}
 
-        impl Handler<Carried<$msg>> for Worker {
-            type Result = Answer<$msg>;
+/// An engine-wide operation, sent to every shard's host (see [`EveryShard`]).
+#[derive(Clone)]
+pub(crate) struct Every<M>(pub M);
 
-            fn handle(&mut self, carried: Carried<$msg>, ctx: &mut Context<Self>) -> Self::Result {
-                match carried.take() {
-                    Some(msg) => <Self as Handler<$msg>>::handle(self, msg, ctx),
-                    None => Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into())),
-                }
-            }
+impl<M: EveryShard> Message for Every<M> {
+    type Result = Result<M::Reply>;
+}
+
+impl<M: EveryShard> Handler<Every<M>> for Worker {
+    type Result = Answer<M>;
+
+    fn handle(&mut self, Every(msg): Every<M>, _: &mut Context<Self>) -> Self::Result {
+        if M::COUNTED {
+            return self.serve(msg);
         }
-    )*};
-}
-
-/// Adds to an integer value inside the shard (the memory backend's own `increment`: no
-/// closure to box, no JSON round trip through the caller).
-#[derive(Message)]
-#[rtype(result = "Result<i64>")]
-pub(crate) struct Increment {
-    pub id: crate::id::SessionId,
-    pub scope: String,
-    pub key: String,
-    pub by: i64,
-}
-
-host! {
-    Create => |s, m| s.create(m.id);
-    Increment => |s, m| s.increment(&m.id, &m.scope, &m.key, m.by);
-    Get => |s, m| s.get(&m.id, &m.scope, &m.key);
-    Set => |s, m| s.set(&m.id, &m.scope, &m.key, &m.value);
-    Remove => |s, m| s.remove(&m.id, &m.scope, &m.key);
-    Clear => |s, m| s.clear(&m.id, m.scope.as_deref());
-    Keys => |s, m| s.keys(&m.id, &m.scope);
-    Update => |s, m| s.update(&m.id, &m.scope, &m.key, m.f);
-    Login => |s, m| s.login(&m.id, m.userid);
-    Logout => |s, m| s.logout(&m.id);
-    SetPersistent => |s, m| s.set_persistent(&m.id, m.persistent);
-    Info => |s, m| s.info_of(&m.id, false);
-    Touch => |s, m| s.info_of(&m.id, true);
-    Destroy => |s, m| s.destroy(&m.id);
-    LogoutUser => |s, m| s.logout_user(m.userid);
-    SessionsOf => |s, m| Ok(s.sessions_of(m.userid));
-    Revoke => |s, m| s.revoke(m.userid, &m.handle);
-    Sweep => |s, _m| Ok(s.sweep_all());
-}
-
-impl Handler<Stats> for Worker {
-    type Result = Result<EngineStats>;
-
-    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        // Only reads counters: not an operation of the shard, answered even while it reloads.
         if self.moved {
-            return Err(Unavailable::ShardRestarting { shard: self.index }.into());
+            return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
         }
-        let core = self.core.borrow();
-        let stats = ShardStats { restarts: core.restarts, ..core.shard.stats() };
-        Ok(EngineStats { sessions: stats.sessions, shards: vec![stats], log_fsyncs: 0 })
+        Answer::Now(msg.apply(&mut self.core.borrow_mut().shard))
     }
 }
 

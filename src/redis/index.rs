@@ -11,11 +11,8 @@
 use redis::ToRedisArgs;
 
 use super::keys;
-use super::scripts;
 use super::store::Core;
-use crate::error::{Result, SessionError};
-use crate::id::{SessionHandle, locator_of};
-use crate::message::UserSession;
+use crate::error::Result;
 
 impl Core {
     /// The longest session lifetime and a minute, counted from the user's latest login.
@@ -44,24 +41,8 @@ impl Core {
         }
     }
 
-    async fn members(&self, userid: u64) -> Result<Vec<String>> {
+    pub(super) async fn members(&self, userid: u64) -> Result<Vec<String>> {
         self.link.query(redis::cmd("SMEMBERS").arg(keys::user(userid))).await
-    }
-
-    pub(super) async fn logout_user(&self, userid: u64) -> Result<usize> {
-        let members = self.members(userid).await?;
-        let mut ended = 0;
-        for member in &members {
-            if let Some(random) = keys::of_member(member)
-                && self.destroy(&keys::of_random(&random), Some(userid)).await?
-            {
-                ended += 1;
-            }
-        }
-        if !members.is_empty() {
-            self.unindex(userid, &members).await;
-        }
-        Ok(ended)
     }
 
     /// The session's device label and address (see `state::DEVICE_SCOPE`), in one command.
@@ -76,24 +57,10 @@ impl Core {
         Ok((text(0), text(1)))
     }
 
-    /// Ends the session of `userid` named by `handle`; whether there was one.
-    pub(super) async fn revoke(&self, userid: u64, handle: SessionHandle) -> Result<bool> {
-        for member in self.members(userid).await? {
-            if let Some(random) = keys::of_member(&member)
-                && self.keyring.handle(&locator_of(&random)) == handle
-            {
-                let ended = self.destroy(&keys::of_random(&random), Some(userid)).await?;
-                self.unindex(userid, &member).await;
-                return Ok(ended);
-            }
-        }
-        Ok(false)
-    }
-
     /// Drops the index entry of a session of `userid` Redis has expired, and reports the
     /// expiry: the instance whose `SREM` removed the entry does, so it is reported once.
     /// (A session that a failed login left in the index unused is reported so too.)
-    async fn expired(&self, userid: u64, member: &str, random: &[u8; 16]) {
+    pub(super) async fn expired(&self, userid: u64, member: &str, random: &[u8; 16]) {
         let mut cmd = redis::cmd("SREM");
         cmd.arg(keys::user(userid)).arg(member);
         match self.link.query::<u64>(&cmd).await {
@@ -101,43 +68,5 @@ impl Core {
             Ok(_) => {}
             Err(e) => log::debug!("session index update skipped: {e}"),
         }
-    }
-
-    pub(super) async fn sessions_of(&self, userid: u64) -> Result<Vec<UserSession>> {
-        let mut live = Vec::new();
-        let mut stale = Vec::new();
-        for member in self.members(userid).await? {
-            let Some(random) = keys::of_member(&member) else {
-                stale.push(member);
-                continue;
-            };
-            // The reply reads as a session's metadata under an id; the id never leaves here.
-            let id = self.keyring.tagged(random);
-            match self.exec(&scripts::INFO, &keys::of_random(&random), "", &[]).await {
-                Ok(r) => match r.info(id) {
-                    Ok(info) if info.userid == userid => {
-                        let (label, ip) = self.device(&random).await?;
-                        live.push(UserSession {
-                            handle: self.keyring.handle(id.locator()),
-                            userid,
-                            label,
-                            ip,
-                            persistent: info.persistent,
-                            created: info.created,
-                            last_access: info.last_access,
-                            expires: info.expires,
-                        });
-                    }
-                    _ => stale.push(member),
-                },
-                Err(SessionError::SessionGone) => self.expired(userid, &member, &random).await,
-                Err(e) => return Err(e),
-            }
-        }
-        if !stale.is_empty() {
-            self.unindex(userid, &stale).await;
-        }
-        live.sort_by_key(|s| std::cmp::Reverse(s.last_access));
-        Ok(live)
     }
 }

@@ -33,12 +33,13 @@
 //!   `Local`).
 //! - **Stats**: live sessions by `SCAN` of the database (one server) or `DBSIZE` summed over
 //!   the primaries (cluster, every key counted); `sweep` and `snapshot` answer 0.
-//! - **Typed messages** sent with `SessionEngine::send` run as the matching engine operation
-//!   (`backend.rs` is this backend's side of the engine's `Backend` seam).
+//! - **Typed messages**: each is one operation here (`ops.rs`, `OnRedis`); `backend.rs` is
+//!   this backend's side of the engine's `Backend` seam.
 //! - **Time**: lifetimes are enforced by Redis's expiry, and backed up by the engine's clock
 //!   inside the scripts (a session past its expiry by that clock is gone too).
 //!
-//! Files: `store.rs` ([`RedisStore`] and its operations), `backend.rs` (its side of the
+//! Files: `store.rs` ([`RedisStore`]: connecting, running a step on its runtime, the steps
+//! several operations share), `ops.rs` (each operation), `backend.rs` (its side of the
 //! engine's `Backend` seam), `conn.rs` (connections, the I/O
 //! runtime, time bounds, outage logging), `scripts.rs` and `lua/*.lua` (the scripts, and running
 //! one), `reply.rs` (a script's answer, typed), `lock.rs` (the update lock), `index.rs` (the
@@ -50,8 +51,10 @@ mod events;
 mod index;
 mod keys;
 mod lock;
+mod ops;
 mod reply;
 mod scripts;
 mod store;
 
+pub(crate) use ops::OnRedis;
 pub(crate) use store::RedisStore;

@@ -14,7 +14,7 @@ use crate::config::{Config, LimitsConfig, redact_redis_url, scrub_redis_password
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::events::{EventHub, EventKind};
 use crate::id::{Keyring, SessionId};
-use crate::message::{EngineStats, SessionInfo, ShardStats, UpdateFn};
+use crate::message::SessionInfo;
 use crate::state::Lifetimes;
 
 /// The Redis backend of one engine.
@@ -45,9 +45,9 @@ pub(super) struct Core {
     /// Whether the event reader runs.
     pub(super) reading: AtomicBool,
     pub(super) stopped: AtomicBool,
-    created: AtomicU64,
-    destroyed: AtomicU64,
-    operations: AtomicU64,
+    pub(super) created: AtomicU64,
+    pub(super) destroyed: AtomicU64,
+    pub(super) operations: AtomicU64,
     pub(super) panics: AtomicU64,
 }
 
@@ -113,7 +113,7 @@ impl RedisStore {
     /// As [`run`](Self::run) for an operation of one script (or a read and one script), but
     /// polled by the caller's own task, on its runtime's own connection when it has one (see
     /// [`IoRuntime::here`]).
-    async fn run_here<T, F>(&self, op: impl FnOnce(Arc<Core>) -> F) -> Result<T>
+    pub(super) async fn run_here<T, F>(&self, op: impl FnOnce(Arc<Core>) -> F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
@@ -141,173 +141,20 @@ impl RedisStore {
             let info = match (first, &result) {
                 (Some(metadata), _) => metadata.info_before(id),
                 (None, Err(SessionError::SessionGone | SessionError::InvalidId)) => Err(SessionError::SessionGone),
-                (None, _) => self.info(id, false).await,
+                (None, _) => crate::redis::ops::OnRedis::run(crate::message::Info { id }, self).await,
             };
             (info, result)
         }
     }
 
-    /// See [`SessionEngine::create`](crate::SessionEngine::create); `id` for a direct `Create`.
-    pub(crate) async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
-        self.run_here(move |c| async move { c.create(id).await }).await
-    }
-
     /// A new session whose counter `scope`/`key` is incremented once by `by`, in one step;
-    /// `Ok(None)`: not done, use `create` and `increment`.
+    /// `Ok(None)`: not done, use create and increment.
     pub(crate) async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
         if by.unsigned_abs() >= 1 << 52 {
             return Ok(None);
         }
         let field = keys::field(scope, key);
         self.run_here(move |c| async move { c.create_counter(field, by).await }).await
-    }
-
-    pub(crate) async fn get(&self, id: SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let field = keys::field(scope, key);
-        self.run_here(
-            move |c| async move { Ok(c.exec(&scripts::GET, &keys::session(&id), "", &[&field]).await?.value()) },
-        )
-        .await
-    }
-
-    pub(crate) async fn set(&self, id: SessionId, scope: &str, key: &str, value: Vec<u8>) -> Result<()> {
-        let field = keys::field(scope, key);
-        self.run_here(move |c| async move {
-            c.check_size(&value)?;
-            let (max_keys, max_bytes) = (c.limits.max_keys.to_string(), c.limits.max_session_bytes.to_string());
-            let args: [&[u8]; 4] = [&field, &value, max_keys.as_bytes(), max_bytes.as_bytes()];
-            c.exec(&scripts::SET, &keys::session(&id), "", &args).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(crate) async fn remove(&self, id: SessionId, scope: &str, key: &str) -> Result<bool> {
-        let field = keys::field(scope, key);
-        self.run_here(move |c| async move {
-            Ok(c.exec(&scripts::REMOVE, &keys::session(&id), "", &[&field]).await?.removed())
-        })
-        .await
-    }
-
-    pub(crate) async fn clear(&self, id: SessionId, scope: Option<&str>) -> Result<()> {
-        let prefix = scope.map_or_else(|| keys::ALL_SCOPES.to_vec(), keys::scope_prefix);
-        self.run_here(move |c| async move {
-            c.exec(&scripts::CLEAR, &keys::session(&id), "", &[&prefix]).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(crate) async fn keys(&self, id: SessionId, scope: &str) -> Result<Vec<String>> {
-        let prefix = keys::scope_prefix(scope);
-        self.run_here(move |c| async move {
-            let mut names = c.exec(&scripts::KEYS, &keys::session(&id), "", &[&prefix]).await?.names();
-            names.sort_unstable();
-            Ok(names)
-        })
-        .await
-    }
-
-    /// Read-modify-write under the session's update lock (`lock.rs`): `step` runs exactly
-    /// once, between a read that takes the lock and a write that releases it. Writes by
-    /// others wait for it.
-    pub(crate) async fn update(
-        &self,
-        id: SessionId,
-        scope: &str,
-        key: &str,
-        step: UpdateFn,
-    ) -> Result<Option<Vec<u8>>> {
-        let field = keys::field(scope, key);
-        self.run(true, move |c| async move { c.update(id, field, step).await }).await
-    }
-
-    /// Atomic integer increment in one script. `Ok(None)`: the stored value or the sum is
-    /// beyond what the script handles exactly; use `update` instead.
-    pub(crate) async fn increment(&self, id: SessionId, scope: &str, key: &str, by: i64) -> Result<Option<i64>> {
-        if by.unsigned_abs() >= 1 << 52 {
-            return Ok(None);
-        }
-        let field = keys::field(scope, key);
-        self.run_here(move |c| async move {
-            let args = [
-                field,
-                by.to_string().into_bytes(),
-                c.limits.max_keys.to_string().into_bytes(),
-                c.limits.max_value_bytes.to_string().into_bytes(),
-                c.limits.max_session_bytes.to_string().into_bytes(),
-            ];
-            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            let r = c.exec(&scripts::INCREMENT, &keys::session(&id), "", &args).await?;
-            if r.status() == Status::Fallback {
-                return Ok(None);
-            }
-            r.counter().map(Some)
-        })
-        .await
-    }
-
-    /// Login (`userid` > 0) or logout (0): rotation to a fresh id of the same slot group.
-    pub(crate) async fn rotate(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
-        self.run(true, move |c| async move { c.rotate(id, userid).await }).await
-    }
-
-    pub(crate) async fn set_persistent(&self, id: SessionId, persistent: bool) -> Result<SessionInfo> {
-        self.run_here(move |c| async move {
-            let flag: &[u8] = if persistent { b"1" } else { b"0" };
-            let info = c.exec(&scripts::SET_PERSISTENT, &keys::session(&id), "", &[flag]).await?.info(id)?;
-            c.publish(EventKind::RememberMe { on: persistent }, info.userid, id.random()).await;
-            Ok(info)
-        })
-        .await
-    }
-
-    /// Metadata, sliding the expiry when `touch`.
-    pub(crate) async fn info(&self, id: SessionId, touch: bool) -> Result<SessionInfo> {
-        self.run_here(move |c| async move {
-            let script = if touch { &scripts::TOUCH } else { &scripts::INFO };
-            c.exec(script, &keys::session(&id), "", &[]).await?.info(id)
-        })
-        .await
-    }
-
-    pub(crate) async fn destroy(&self, id: SessionId) -> Result<bool> {
-        self.run(true, move |c| async move { c.destroy(&keys::session(&id), None).await }).await
-    }
-
-    pub(crate) async fn logout_user(&self, userid: u64) -> Result<usize> {
-        self.run(false, move |c| async move { c.logout_user(userid).await }).await
-    }
-
-    pub(crate) async fn sessions_of(&self, userid: u64) -> Result<Vec<crate::message::UserSession>> {
-        self.run(false, move |c| async move { c.sessions_of(userid).await }).await
-    }
-
-    pub(crate) async fn revoke(&self, userid: u64, handle: crate::id::SessionHandle) -> Result<bool> {
-        self.run(false, move |c| async move { c.revoke(userid, handle).await }).await
-    }
-
-    /// One pseudo-shard: the session hashes found by `SCAN` (O(keys in the database)) and
-    /// this instance's own counters.
-    pub(crate) async fn stats(&self) -> Result<EngineStats> {
-        self.run(false, move |c| async move {
-            let sessions = c.count_sessions().await?;
-            let shard = ShardStats {
-                sessions,
-                created: c.created.load(Ordering::Relaxed),
-                expired: 0,
-                destroyed: c.destroyed.load(Ordering::Relaxed),
-                operations: c.operations.load(Ordering::Relaxed),
-                local_operations: 0,
-                panics: c.panics.load(Ordering::Relaxed),
-                restarts: 0,
-                log_records: 0,
-                log_bytes: 0,
-            };
-            Ok(EngineStats { sessions, shards: vec![shard], log_fsyncs: 0 })
-        })
-        .await
     }
 
     /// Later calls answer `Unavailable`; the connection closes when the last handle drops.
@@ -344,7 +191,7 @@ impl Core {
 
     /// `create` then `increment` by `by` of `field`, as one script; `None` when the script
     /// leaves it to those two steps (a limit refuses the value).
-    async fn create_counter(&self, field: Vec<u8>, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+    pub(super) async fn create_counter(&self, field: Vec<u8>, by: i64) -> Result<Option<(SessionInfo, i64)>> {
         loop {
             let cap = self.cap_arg().await?;
             let new = self.keyring.generate();
@@ -381,7 +228,7 @@ impl Core {
         }
     }
 
-    async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
+    pub(super) async fn create(&self, id: Option<SessionId>) -> Result<SessionInfo> {
         loop {
             // The live-sessions cap counts every key of the database: see the module guide.
             let in_script = self.cap_arg().await?;
@@ -413,7 +260,7 @@ impl Core {
 
     /// The new id enters the user's index before the rotation and the old one leaves it
     /// after, each in its own command (see `index.rs`).
-    async fn rotate(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
+    pub(super) async fn rotate(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
         let old = keys::session(&id);
         loop {
             let new_id = self.keyring.generate_sibling(&id);
@@ -456,7 +303,7 @@ impl Core {
     }
 
     /// Deletes a session (only if it belongs to `only_user`, when given); whether it did.
-    pub(super) async fn destroy(&self, k: &SessionKeys, only_user: Option<u64>) -> Result<bool> {
+    pub(super) async fn delete_session(&self, k: &SessionKeys, only_user: Option<u64>) -> Result<bool> {
         let only = only_user.map(|u| u.to_string()).unwrap_or_default();
         let r = self.exec(&scripts::DESTROY, k, "", &[only.as_bytes()]).await?;
         let Some(userid) = r.deleted_user() else { return Ok(false) };
@@ -472,7 +319,7 @@ impl Core {
         Ok(true)
     }
 
-    async fn count_sessions(&self) -> Result<usize> {
+    pub(super) async fn count_sessions(&self) -> Result<usize> {
         if self.link.is_cluster() {
             // SCAN walks one node: in a cluster, count every key of every primary instead.
             return self.link.query(&redis::cmd("DBSIZE")).await;

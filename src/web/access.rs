@@ -11,7 +11,7 @@ use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::message::SessionInfo;
+use crate::message::{Create, Info, SessionInfo};
 
 impl Session {
     /// Looks the cookie's session up, once per request. With several cookies of our name the
@@ -30,7 +30,7 @@ impl Session {
         let Some(candidates) = self.state().take_candidates() else { return Ok(()) };
         let mut found = None;
         for (i, id) in candidates.iter().enumerate() {
-            match self.engine().verified().info(id).await {
+            match self.engine().door().run(Info { id: *id }).await {
                 Ok(info) => {
                     found = Some(info);
                     break;
@@ -66,7 +66,7 @@ impl Session {
             let _gate = self.gate().await;
             let first = self.state().next_candidate();
             if let Some(first) = first {
-                let (info, result) = self.engine().looked_up(&first, op(first)).await;
+                let (info, result) = self.engine().door().looked_up(&first, op(first)).await;
                 match info {
                     Ok(info) => {
                         self.state().found(Some(info));
@@ -111,9 +111,9 @@ impl Session {
             drop(gate);
             return Ok((id, op(id).await));
         }
-        let engine = self.engine();
-        let id = engine.new_id();
-        let (created, result) = futures_util::future::join(engine.create_as(id), op(id)).await;
+        let door = self.engine().door();
+        let id = door.new_id();
+        let (created, result) = futures_util::future::join(door.run(Create { id }), op(id)).await;
         // Without the session (full, unavailable) `op` found nothing and did nothing.
         let info = created?;
         self.state().created(info);
@@ -141,7 +141,7 @@ impl Session {
         if let Some(id) = self.may_create()? {
             return Ok(id);
         }
-        let info = self.engine().create().await?;
+        let info = self.engine().door().create().await?;
         let id = info.id;
         self.state().created(info);
         Ok(id)
@@ -175,7 +175,7 @@ impl Session {
         if self.may_create()?.is_some() {
             return Ok(None);
         }
-        let Some((info, n)) = self.engine().create_counter(scope, key, by).await? else { return Ok(None) };
+        let Some((info, n)) = self.engine().door().create_counter(scope, key, by).await? else { return Ok(None) };
         self.state().created(info);
         Ok(Some(n))
     }

@@ -131,7 +131,7 @@ impl Session {
             Some(s) if s.user == user && s.secret().is_some() => s,
             _ => fresh,
         };
-        let result = self.engine().verified().update(&id, CSRF_SCOPE, CSRF_KEY, step).await;
+        let result = self.engine().door().update(&id, CSRF_SCOPE, CSRF_KEY, step).await;
         let stored = self.wrote((id, result))?;
         let secret = stored.secret().ok_or_else(|| crate::SessionError::internal("CSRF secret not 32 bytes"))?;
         Ok(mask(&secret))
@@ -153,7 +153,7 @@ impl Session {
     /// The stored secret, if any, and the session's user id now (0 without a session). One
     /// trip: the read carries the cookie's lookup along.
     async fn csrf_stored(&self) -> Result<(Option<Stored>, u64), WebError> {
-        let engine = self.engine().verified();
+        let engine = self.engine().door();
         let done = self.on_live(|id| async move { engine.get::<Stored>(&id, CSRF_SCOPE, CSRF_KEY).await }).await?;
         let stored = self.read(done)?;
         let user = self.state().current().map_or(0, |i| i.userid);

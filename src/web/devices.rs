@@ -14,6 +14,7 @@ use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
 use crate::id::SessionHandle;
+use crate::message::{Revoke, SessionsOf};
 use crate::state::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
 
 /// Longest label kept, in characters.
@@ -68,11 +69,11 @@ impl Session {
     pub(super) async fn record_device(&self) -> Result<(), WebError> {
         let label = label(self.user_agent().and_then(|ua| ua.to_str().ok()).unwrap_or(""));
         let id = self.ensure().await?;
-        let result = self.engine().verified().insert(&id, DEVICE_SCOPE, LABEL_KEY, &label).await;
+        let result = self.engine().door().insert(&id, DEVICE_SCOPE, LABEL_KEY, &label).await;
         self.wrote((id, result))?;
         if self.engine().config().session.record_ip {
             let ip = self.client().to_string();
-            let result = self.engine().verified().insert(&id, DEVICE_SCOPE, IP_KEY, &ip).await;
+            let result = self.engine().door().insert(&id, DEVICE_SCOPE, IP_KEY, &ip).await;
             self.wrote((id, result))?;
         }
         Ok(())
@@ -85,7 +86,7 @@ impl Session {
     /// [`WebError::Engine`] with `NotLoggedIn` when nobody is logged in; `Unavailable`.
     pub async fn devices(&self) -> Result<Vec<Device>, WebError> {
         let (userid, current) = self.who().await?;
-        let sessions = self.engine().sessions_of(userid).await?;
+        let sessions = self.engine().door().run(SessionsOf { userid }).await?;
         Ok(sessions
             .into_iter()
             .map(|s| Device {
@@ -110,7 +111,7 @@ impl Session {
         if *handle == current {
             return Ok(false);
         }
-        Ok(self.engine().revoke(userid, handle).await?)
+        Ok(self.engine().door().run(Revoke { userid, handle: *handle }).await?)
     }
 
     /// Ends every other session of the logged-in user ("log out everywhere else"); how many.
@@ -119,7 +120,7 @@ impl Session {
     /// As [`devices`](Self::devices).
     pub async fn logout_others(&self) -> Result<usize, WebError> {
         let (userid, current) = self.who().await?;
-        Ok(self.engine().verified().end_others(userid, &current, 0).await?)
+        Ok(self.engine().door().end_others(userid, &current, 0).await?)
     }
 
     /// The logged-in user and this session's handle.

@@ -12,7 +12,7 @@ use super::request_state::Ending;
 use super::session::Session;
 use crate::config::{Config, CookieConfig};
 use crate::id::SessionId;
-use crate::message::SessionInfo;
+use crate::message::{SessionInfo, Touch};
 
 /// What a response tells the client about its session id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl Session {
             return None;
         }
         // Every request that looked at its session counts as a use of it.
-        let now = engine.verified().touch(&info.id).await.ok()?;
+        let now = engine.door().run(Touch { id: info.id }).await.ok()?;
         let due = now.persistent && before.is_some_and(|b| utc_day(b) != utc_day(now.last_access));
         due.then(|| cookie_for(config, &now))
     }

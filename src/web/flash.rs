@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
-use crate::message::UpdateFn;
+use crate::message::{Get, Update, UpdateFn};
 
 /// The reserved scope holding the queue.
 pub(crate) const FLASH_SCOPE: &str = "__draco.flash";
@@ -132,7 +132,7 @@ impl Session {
     pub async fn flash(&self, level: FlashLevel, text: impl Into<String>) -> Result<(), WebError> {
         let flash = Flash { level, text: cut(text.into(), MAX_FLASH_TEXT) };
         let max_bytes = self.config().limits.max_value_bytes;
-        let engine = self.engine().verified();
+        let engine = self.engine().door();
         let op = |id| {
             let flash = flash.clone();
             async move {
@@ -153,10 +153,12 @@ impl Session {
     /// # Errors
     /// `Unavailable` (503).
     pub async fn take_flashes(&self) -> Result<Vec<Flash>, WebError> {
-        let engine = self.engine().verified();
+        let engine = self.engine().door();
         // A read first, riding along the cookie's lookup: most pages have nothing queued, and
         // then they cost no write (no log record, no Redis lock).
-        let done = self.on_live(|id| async move { engine.get_raw(&id, FLASH_SCOPE, FLASH_KEY).await }).await?;
+        let done = self
+            .on_live(|id| async move { engine.run(Get { id, scope: FLASH_SCOPE.into(), key: FLASH_KEY.into() }).await })
+            .await?;
         let Some(id) = done.as_ref().map(|(id, _)| *id) else { return Ok(Vec::new()) };
         if self.read::<Option<Vec<u8>>>(done)?.is_none() {
             return Ok(Vec::new());
@@ -169,7 +171,7 @@ impl Session {
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = current.map(<[u8]>::to_vec);
             Ok(None)
         });
-        let result = engine.update_raw(&id, FLASH_SCOPE, FLASH_KEY, step).await;
+        let result = engine.run(Update { id, scope: FLASH_SCOPE.into(), key: FLASH_KEY.into(), f: step }).await;
         match self.wrote((id, result)) {
             Err(WebError::Engine(SessionError::SessionGone)) => return Ok(Vec::new()),
             other => other?,

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::WebError;
 use super::session::Session;
-use crate::engine::Verified;
+use crate::engine::Door;
+use crate::message::{Clear, Keys, Remove};
 
 /// Scope names starting with this are kept for the crate's own data (the CSRF secret of
 /// [`Session::csrf_token`], the device label, the queue of [`Session::flash`]): a
@@ -36,11 +37,11 @@ impl Namespace {
     }
 
     /// The engine, for a scope applications may use.
-    fn engine(&self) -> Result<Verified<'_>, WebError> {
+    fn engine(&self) -> Result<Door<'_>, WebError> {
         if self.scope.starts_with(RESERVED_SCOPE_PREFIX) {
             return Err(WebError::ReservedScope);
         }
-        Ok(self.session.engine().verified())
+        Ok(self.session.engine().door())
     }
 
     /// Reads `key` as a `T`; `None` when absent or without a session. Never creates a session.
@@ -49,7 +50,7 @@ impl Namespace {
     /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
     /// is not a `T`; `Unavailable` (503).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
-        let (engine, scope) = (self.engine()?, &self.scope);
+        let (engine, scope) = (self.engine()?, &*self.scope);
         let done = self.session.on_live(|id| async move { engine.get::<T>(&id, scope, key).await }).await?;
         self.session.read(done)
     }
@@ -61,7 +62,7 @@ impl Namespace {
     /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
     /// meanwhile; `Full`/`Unavailable` (503).
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
-        let (engine, scope) = (self.engine()?, &self.scope);
+        let (engine, scope) = (self.engine()?, &*self.scope);
         let done = self.session.on_session(|id| async move { engine.insert(&id, scope, key, value).await }).await?;
         self.session.wrote(done)
     }
@@ -71,8 +72,11 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
-        let (engine, scope) = (self.engine()?, &self.scope);
-        let done = self.session.on_live(|id| async move { engine.remove(&id, scope, key).await }).await?;
+        let (engine, scope) = (self.engine()?, &*self.scope);
+        let done = self
+            .session
+            .on_live(|id| async move { engine.run(Remove { id, scope: scope.into(), key: key.into() }).await })
+            .await?;
         self.session.read(done)
     }
 
@@ -102,7 +106,7 @@ impl Namespace {
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
         // The engine's own increment: the same update on the memory backend, one script on
         // Redis, which also creates a missing session in the same script.
-        let (s, engine, scope) = (&self.session, self.engine()?, &self.scope);
+        let (s, engine, scope) = (&self.session, self.engine()?, &*self.scope);
         let op = |id| async move { engine.increment(&id, scope, key, by).await };
         if let Some(done) = s.on_live(op).await? {
             return s.wrote(done);
@@ -118,8 +122,8 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn keys(&self) -> Result<Vec<String>, WebError> {
-        let (engine, scope) = (self.engine()?, &self.scope);
-        let done = self.session.on_live(|id| async move { engine.keys(&id, scope).await }).await?;
+        let (engine, scope) = (self.engine()?, &*self.scope);
+        let done = self.session.on_live(|id| async move { engine.run(Keys { id, scope: scope.into() }).await }).await?;
         self.session.read(done)
     }
 
@@ -128,8 +132,9 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn clear(&self) -> Result<(), WebError> {
-        let (engine, scope) = (self.engine()?, &self.scope);
-        let done = self.session.on_live(|id| async move { engine.clear(&id, Some(scope)).await }).await?;
+        let (engine, scope) = (self.engine()?, &*self.scope);
+        let done =
+            self.session.on_live(|id| async move { engine.run(Clear { id, scope: Some(scope.into()) }).await }).await?;
         self.session.read(done)
     }
 }

@@ -20,6 +20,7 @@ use super::request_state::RequestState;
 use crate::engine::SessionEngine;
 use crate::error::SessionError;
 use crate::id::SessionId;
+use crate::message::{Clear, Destroy, Login, Logout, SetPersistent};
 use crate::state::DEFAULT_SCOPE;
 
 /// The session of one request. Extract it in a handler; clones share the same state.
@@ -307,8 +308,8 @@ impl Session {
     /// # Errors
     /// [`WebError::Engine`] when the engine fails.
     pub async fn clear_all(&self) -> Result<(), WebError> {
-        let engine = self.engine().verified();
-        let done = self.on_live(|id| async move { engine.clear(&id, None).await }).await?;
+        let engine = self.engine().door();
+        let done = self.on_live(|id| async move { engine.run(Clear { id, scope: None }).await }).await?;
         self.read(done)
     }
 
@@ -325,10 +326,10 @@ impl Session {
         // The device label goes in first, so the login (and its event) carries it.
         self.record_device().await?;
         // Rotations, persistence changes and `destroy` look the cookie up first (`on_live`).
-        let engine = self.engine().verified();
+        let engine = self.engine().door();
         let done = match self.live_id().await? {
-            Some(id) => (id, engine.login(&id, userid).await),
-            None => self.created_with(|id| async move { engine.login(&id, userid).await }).await?,
+            Some(id) => (id, engine.run(Login { id, userid }).await),
+            None => self.created_with(|id| async move { engine.run(Login { id, userid }).await }).await?,
         };
         self.changed(done)
     }
@@ -341,7 +342,7 @@ impl Session {
     /// `SessionGone` (409) when another request ended the session meanwhile; `Unavailable`.
     pub async fn logout(&self) -> Result<(), WebError> {
         let Some(id) = self.live_id().await? else { return Ok(()) };
-        let result = self.engine().verified().logout(&id).await;
+        let result = self.engine().door().run(Logout { id }).await;
         self.changed((id, result))
     }
 
@@ -355,7 +356,7 @@ impl Session {
         let Some(id) = self.live_id().await? else {
             return if persistent { Err(SessionError::NotLoggedIn.into()) } else { Ok(()) };
         };
-        let result = self.engine().verified().set_persistent(&id, persistent).await;
+        let result = self.engine().door().run(SetPersistent { id, persistent }).await;
         self.changed((id, result))
     }
 
@@ -366,7 +367,7 @@ impl Session {
     /// [`WebError::Engine`] with `Unavailable` when the engine is stopped.
     pub async fn destroy(&self) -> Result<bool, WebError> {
         let existed = match self.live_id().await? {
-            Some(id) => self.engine().verified().destroy(&id).await.map_err(|e| self.failed(id, e))?,
+            Some(id) => self.engine().door().run(Destroy { id }).await.map_err(|e| self.failed(id, e))?,
             None => false,
         };
         self.state().destroyed();

@@ -1,0 +1,221 @@
+//! [`Door`]: the one way from the engine's callers to its backend. Every operation goes
+//! through [`Door::run`], generic over the typed message: names checked, the backend's run,
+//! the metrics (`src/telemetry.rs`), and the login policy (`limits.max_sessions_per_user`).
+//!
+//! The engine's public methods verify an id's tag and come here; the web layer comes here
+//! directly, so a request's id (verified by the middleware as it parsed the cookie, or made by
+//! the engine itself) is verified once. Nothing reaches the backend another way, so no call
+//! skips the metrics unless this file says so.
+
+use std::future::Future;
+
+use futures_util::FutureExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::SessionEngine;
+use crate::backend::{Backend, BackendOp};
+use crate::error::{Result, SessionError};
+use crate::id::{SessionHandle, SessionId};
+use crate::message::op::Op;
+use crate::message::{Create, Get, Increment, OpKind, Revoke, SessionInfo, SessionsOf, Set, Update, UpdateFn};
+use crate::telemetry::Metrics;
+
+/// The engine's operations for ids known to be ours (see the module guide).
+#[derive(Clone, Copy)]
+pub(crate) struct Door<'a>(pub(super) &'a SessionEngine);
+
+/// `fut`, operation `M`, counted when it ends: its label, latency (sampled), error kind and,
+/// on success, the lifecycle counter it adds to. A combinator, not an `async fn`: see
+/// `engine/store.rs` on futures passed through.
+fn measured<'a, M: Op>(
+    m: &'a Metrics,
+    fut: impl Future<Output = Result<M::Reply>> + Send + 'a,
+) -> impl Future<Output = Result<M::Reply>> + Send + 'a {
+    let start = m.start();
+    fut.map(move |r| {
+        m.finish((M::KIND as usize, M::KIND.name()), start, r.as_ref().err());
+        if let Ok(reply) = &r
+            && let Some((counter, n)) = M::counts(reply)
+        {
+            m.lifecycle(counter).increment(n);
+        }
+        r
+    })
+}
+
+impl<'a> Door<'a> {
+    fn metrics(self) -> &'a Metrics {
+        &self.0.inner.metrics
+    }
+
+    /// Runs `msg` on the backend: the one path every operation takes.
+    pub async fn run<M: BackendOp + 'a>(self, msg: M) -> Result<M::Reply> {
+        let reply = self.exec(msg).await?;
+        if let Some(info) = M::logged_in(&reply) {
+            self.keep_newest(info).await;
+        }
+        Ok(reply)
+    }
+
+    /// [`run`](Self::run) without the login policy (which itself runs operations).
+    fn exec<M: BackendOp + 'a>(self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send + 'a {
+        let engine = self.0;
+        let checked = msg.check();
+        async move {
+            checked?;
+            measured::<M>(&engine.inner.metrics, engine.inner.backend.run(msg)).await
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(self, id: &SessionId, scope: &str, key: &str) -> Result<Option<T>> {
+        match self.run(Get { id: *id, scope: scope.into(), key: key.into() }).await? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn insert<T: Serialize + ?Sized>(self, id: &SessionId, scope: &str, key: &str, value: &T) -> Result<()> {
+        let value = encode(value)?;
+        self.run(Set { id: *id, scope: scope.into(), key: key.into(), value }).await
+    }
+
+    pub async fn update<T, F>(self, id: &SessionId, scope: &str, key: &str, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce(Option<T>) -> T + Send + 'static,
+    {
+        let f = update_step(f);
+        decode_updated(self.run(Update { id: *id, scope: scope.into(), key: key.into(), f }).await?)
+    }
+
+    pub fn increment(
+        self,
+        id: &SessionId,
+        scope: &'a str,
+        key: &'a str,
+        by: i64,
+    ) -> impl Future<Output = Result<i64>> + Send + 'a {
+        self.run(Increment { id: *id, scope: scope.into(), key: key.into(), by })
+    }
+
+    /// Creates an empty anonymous session with a fresh id.
+    pub fn create(self) -> impl Future<Output = Result<SessionInfo>> + Send + 'a {
+        self.run(Create { id: self.new_id() })
+    }
+
+    /// A fresh id for a session about to be created here: on the memory backend, one of this
+    /// thread's own shard when it hosts one (a new session is born where its requests are
+    /// served), so the caller can send the first operation on it along with the creation.
+    pub fn new_id(self) -> SessionId {
+        self.0.inner.backend.new_id(&self.0.inner.keyring)
+    }
+
+    /// A new session whose counter `scope`/`key` is incremented once by `by`, in one step
+    /// (one Redis script), counted as a `create`. `Ok(None)`: not done (the memory backend,
+    /// or a value a limit refuses): create and increment instead. Names that do not check
+    /// also answer `None`: the two steps report them, as they always did.
+    pub async fn create_counter(self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+        if crate::state::check_name("scope", scope).is_err() || crate::state::check_name("key", key).is_err() {
+            return Ok(None);
+        }
+        let m = self.metrics();
+        let start = m.start();
+        let r = self.0.inner.backend.create_counter(scope, key, by).await;
+        let label = (OpKind::Create as usize, OpKind::Create.name());
+        match &r {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                m.finish(label, start, None);
+                m.created.increment(1);
+            }
+            Err(e) => m.finish(label, start, Some(e)),
+        }
+        r
+    }
+
+    /// Runs `op`, an operation on `id`, and looks `id` up as it was before `op` used it, in
+    /// one trip where the backend allows: the memory backend queues both messages before
+    /// waiting (one wake-up of the shard), Redis reads the metadata from `op`'s own reply.
+    /// `op` must change nothing but data and the last access (no rotation, `destroy` or
+    /// persistence change): on Redis the metadata comes from `op`'s reply, after `op`. The
+    /// lookup is counted as `lookup`; `op` counts itself.
+    pub fn looked_up<R>(
+        self,
+        id: &SessionId,
+        op: impl Future<Output = Result<R>>,
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)> {
+        // Not an `async fn`: see `engine/store.rs` on futures passed through.
+        let (m, start) = (self.metrics(), self.metrics().start());
+        self.0.inner.backend.looked_up(*id, op).map(move |(info, r)| {
+            m.finish((OpKind::Lookup as usize, OpKind::Lookup.name()), start, info.as_ref().err());
+            (info, r)
+        })
+    }
+
+    /// Makes every change durable now (counted as `snapshot`).
+    pub fn snapshot(self) -> impl Future<Output = Result<usize>> + Send + 'a {
+        let (m, start) = (self.metrics(), self.metrics().start());
+        self.0.inner.backend.snapshot().map(move |r| {
+            m.finish((OpKind::Snapshot as usize, OpKind::Snapshot.name()), start, r.as_ref().err());
+            r
+        })
+    }
+
+    /// Ends the sessions of `info`'s user past the `limits.max_sessions_per_user` most
+    /// recently used, the one just logged in excepted. Two logins at once each see the other
+    /// as the more recent, so neither ends the other. A failure here is logged: the login
+    /// itself has succeeded.
+    async fn keep_newest(self, info: &SessionInfo) {
+        let limit = self.0.config().limits.max_sessions_per_user;
+        if limit == 0 {
+            return;
+        }
+        match self.end_others(info.userid, &self.0.handle_of(&info.id), limit).await {
+            Ok(0) => {}
+            Ok(n) => log::info!(
+                "user {}: {n} least recently used sessions ended (limits.max_sessions_per_user)",
+                info.userid
+            ),
+            Err(e) => log::warn!("user {}: sessions past limits.max_sessions_per_user not ended: {e}", info.userid),
+        }
+    }
+
+    /// Ends the sessions of `userid` past its `keep` most recently used, except `current`;
+    /// how many ended.
+    pub async fn end_others(self, userid: u64, current: &SessionHandle, keep: usize) -> Result<usize> {
+        let mut ended = 0;
+        for s in self.exec(SessionsOf { userid }).await?.iter().skip(keep).filter(|s| s.handle != *current) {
+            ended += usize::from(self.exec(Revoke { userid, handle: s.handle }).await?);
+        }
+        Ok(ended)
+    }
+}
+
+/// The step an `update` runs inside the backend: decode, apply `f`, encode.
+pub(super) fn update_step<T, F>(f: F) -> UpdateFn
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(Option<T>) -> T + Send + 'static,
+{
+    Box::new(move |current| {
+        let current = current.map(decode::<T>).transpose()?;
+        encode(&f(current)).map(Some)
+    })
+}
+
+/// The value an `update` stored, decoded.
+pub(super) fn decode_updated<T: DeserializeOwned>(stored: Option<Vec<u8>>) -> Result<T> {
+    match stored {
+        Some(new) => decode(&new),
+        None => Err(SessionError::internal("an update step that stores a value answered none")),
+    }
+}
+
+pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| SessionError::Codec(e.to_string()))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| SessionError::Codec(e.to_string()))
+}

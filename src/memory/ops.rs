@@ -1,0 +1,724 @@
+//! Each typed message as one operation on a [`Shard`] ([`OnShard`]): the memory backend's
+//! half of every operation's definition (the message is in `crate::message`, the Redis half
+//! in `redis/ops.rs`). The shard's own structure (map, user index, expiry, rotation, log and
+//! events) is in `shard.rs`; the worker and [`MemoryBackend`] run these generically.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use super::MemoryBackend;
+use super::shard::{Shard, Slot, info};
+use crate::clock::to_system_time;
+use crate::error::{Result, SessionError};
+use crate::events::EventKind;
+use crate::id::Locator;
+use crate::message::op::Op;
+use crate::message::*;
+use crate::state::SessionState;
+use crate::wal::format::Change;
+
+/// An operation on the shard of its session, or on every shard (an engine-wide one).
+pub trait OnShard: Op {
+    /// Runs it on `shard`: the shard of its session, or each shard in turn.
+    fn apply(self, shard: &mut Shard) -> Result<Self::Reply>;
+
+    /// Runs it where it belongs: by default on its session's shard.
+    fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<Self::Reply>> + Send
+    where
+        Self: ShardOp,
+    {
+        backend.on_session(self)
+    }
+}
+
+/// An operation on a shard whose owned form (to cross threads) is one too.
+pub trait ShardOp: OnShard + Op<Owned: OnShard> {}
+impl<T: OnShard + Op<Owned: OnShard>> ShardOp for T {}
+
+/// An engine-wide operation: run on every shard, the answers merged.
+pub trait EveryShard: OnShard + Op<Owned = Self> + Clone + 'static {
+    /// Counted as an operation of each shard (all but `Stats`, which only reads counters).
+    const COUNTED: bool = true;
+
+    /// The engine's answer from every shard's, in shard order; `restarts` per shard.
+    fn merge(parts: Vec<Self::Reply>, restarts: &[u64], log_fsyncs: u64) -> Self::Reply;
+}
+
+impl OnShard for Create {
+    /// Creates an empty anonymous session under `id` (which routes here).
+    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+        let id = self.id;
+        if s.sessions.contains_key(id.locator()) {
+            return Err(SessionError::InvalidId);
+        }
+        let limit = s.shared().limits.max_sessions;
+        if s.shared().live_total() >= limit {
+            // Expired sessions not swept yet still count: reclaim some of this shard's before
+            // refusing. A bounded step from the sweep's cursor, not the whole shard: a flood
+            // of refused creations costs each one this much, and successive attempts (and the
+            // periodic sweep) still walk the whole shard.
+            s.sweep_step(Shard::CREATE_SWEEP_BUDGET);
+            if s.shared().live_total() >= limit {
+                return Err(SessionError::Full { limit });
+            }
+        }
+        s.shared().live[s.index()].fetch_add(1, Ordering::Relaxed);
+        let slot = Slot { state: SessionState::new(s.now()), written: false, mark: 0 };
+        let info = s.info(&id, &slot);
+        s.sessions.insert(*id.locator(), slot);
+        s.stats.created += 1;
+        s.emit(0, id.locator(), || EventKind::Created);
+        Ok(info)
+    }
+}
+
+impl OnShard for Get<'_> {
+    fn apply(self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
+        Ok(s.live(&self.id, true)?.state.get(&self.scope, &self.key).map(<[u8]>::to_vec))
+    }
+}
+
+impl OnShard for Set<'_> {
+    fn apply(self, s: &mut Shard) -> Result<()> {
+        let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
+        s.log.accepting()?;
+        let limits = s.shared().limits.clone();
+        s.live(id, true)?.state.set(scope, key, &self.value, &limits)?;
+        s.record_value(id, scope, key);
+        s.wrote(id);
+        Ok(())
+    }
+}
+
+impl OnShard for Remove<'_> {
+    fn apply(self, s: &mut Shard) -> Result<bool> {
+        let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
+        s.log.accepting()?;
+        let slot = s.live(id, true)?;
+        let (removed, written) = (slot.state.remove(scope, key), slot.written);
+        if removed && written {
+            s.changes += 1;
+            s.record(&Change::Remove { id: id.locator(), scope, key });
+        }
+        Ok(removed)
+    }
+}
+
+impl OnShard for Clear<'_> {
+    fn apply(self, s: &mut Shard) -> Result<()> {
+        let (id, scope) = (&self.id, self.scope.as_deref());
+        s.log.accepting()?;
+        let slot = s.live(id, true)?;
+        slot.state.clear(scope);
+        if slot.written {
+            s.changes += 1;
+            s.record(&Change::Clear { id: id.locator(), scope });
+        }
+        Ok(())
+    }
+}
+
+impl OnShard for Keys<'_> {
+    fn apply(self, s: &mut Shard) -> Result<Vec<String>> {
+        Ok(s.live(&self.id, true)?.state.keys(&self.scope))
+    }
+}
+
+impl OnShard for Update<'_> {
+    /// Runs the step on the current value and stores what it answers (`None` removes the
+    /// key). On an error or a panic in the step the session is untouched.
+    fn apply(self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
+        let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
+        s.log.accepting()?;
+        let limits = s.shared().limits.clone();
+        let slot = s.live(id, true)?;
+        let new = (self.f)(slot.state.get(scope, key))?;
+        match &new {
+            Some(value) => slot.state.set(scope, key, value, &limits)?,
+            None => {
+                slot.state.remove(scope, key);
+            }
+        }
+        s.record_value(id, scope, key);
+        s.wrote(id);
+        Ok(new)
+    }
+}
+
+impl OnShard for Increment<'_> {
+    /// In place: no closure to box, no JSON round trip through the caller. Decoding and
+    /// limits as a generic update's.
+    fn apply(self, s: &mut Shard) -> Result<i64> {
+        let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
+        s.log.accepting()?;
+        let limits = s.shared().limits.clone();
+        let slot = s.live(id, true)?;
+        let current = match slot.state.get(scope, key) {
+            Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
+            None => 0,
+        };
+        let new = current.saturating_add(self.by);
+        slot.state.set(scope, key, itoa::Buffer::new().format(new), &limits)?;
+        s.record_value(id, scope, key);
+        s.wrote(id);
+        Ok(new)
+    }
+}
+
+impl OnShard for Login {
+    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+        if self.userid == 0 {
+            return Err(SessionError::InvalidUserId);
+        }
+        s.log.accepting()?;
+        let info = s.rotate(&self.id, self.userid)?;
+        // A session never written before is recorded whole (a written one's move was recorded).
+        if let Some(slot) = s.sessions.get(info.id.locator())
+            && !slot.written
+        {
+            let now = s.now();
+            s.log.record(now, &Change::Put { id: info.id.locator(), state: &slot.state });
+        }
+        s.wrote(&info.id);
+        Ok(info)
+    }
+}
+
+impl OnShard for Logout {
+    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+        s.log.accepting()?;
+        let info = s.rotate(&self.id, 0)?;
+        if !s.shared().config.session.logout_clears_data {
+            return Ok(info);
+        }
+        let Some(slot) = s.sessions.get_mut(info.id.locator()) else { return Ok(info) };
+        slot.state.clear(None);
+        if slot.written {
+            s.changes += 1;
+            // After the `Rotate`: a crash between the two records (an unanswered logout)
+            // leaves the data only under the new id, which no client has learnt.
+            s.record(&Change::Clear { id: info.id.locator(), scope: None });
+        }
+        Ok(info)
+    }
+}
+
+impl OnShard for SetPersistent {
+    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+        let (id, persistent) = (&self.id, self.persistent);
+        s.log.accepting()?;
+        let lifetimes = s.shared().lifetimes;
+        let slot = s.live(id, true)?;
+        if persistent && slot.state.userid == 0 {
+            return Err(SessionError::NotLoggedIn);
+        }
+        slot.state.persistent = persistent;
+        let (info, written) = (info(id, slot, &lifetimes), slot.written);
+        if written {
+            s.changes += 1;
+            s.record(&Change::Persist { id: id.locator(), persistent });
+        }
+        s.emit(info.userid, id.locator(), || EventKind::RememberMe { on: persistent });
+        Ok(info)
+    }
+}
+
+impl OnShard for Info {
+    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+        let lifetimes = s.shared().lifetimes;
+        Ok(info(&self.id, s.live(&self.id, false)?, &lifetimes))
+    }
+}
+
+impl OnShard for Touch {
+    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+        let lifetimes = s.shared().lifetimes;
+        Ok(info(&self.id, s.live(&self.id, true)?, &lifetimes))
+    }
+}
+
+impl OnShard for Destroy {
+    /// Whether it existed (an expired one no longer does).
+    fn apply(self, s: &mut Shard) -> Result<bool> {
+        let id = &self.id;
+        s.log.accepting()?;
+        let Some(index) = s.sessions.get_index_of(id.locator()) else { return Ok(false) };
+        let now = s.now();
+        if s.sessions[index].state.is_expired(&s.shared().lifetimes, now) {
+            s.expire(index);
+            return Ok(false);
+        }
+        if s.sessions[index].written {
+            s.record(&Change::Destroy { id: id.locator() });
+        }
+        let slot = s.remove_index(index, true);
+        s.stats.destroyed += 1;
+        s.emit(slot.state.userid, id.locator(), || EventKind::Destroyed);
+        Ok(true)
+    }
+}
+
+/// Destroys the session under `locator` (one of a user's); whether it was there.
+fn end(s: &mut Shard, locator: &Locator) -> bool {
+    let Some(index) = s.sessions.get_index_of(locator) else { return false };
+    if s.sessions[index].written {
+        s.record(&Change::Destroy { id: locator });
+    }
+    let slot = s.remove_index(index, true);
+    s.stats.destroyed += 1;
+    s.emit(slot.state.userid, locator, || EventKind::Revoked);
+    true
+}
+
+impl OnShard for LogoutUser {
+    /// Ends every session of the user in this shard; how many.
+    fn apply(self, s: &mut Shard) -> Result<usize> {
+        s.log.accepting()?;
+        let locators: Vec<Locator> =
+            s.by_user.get(&self.userid).map(|set| set.iter().copied().collect()).unwrap_or_default();
+        Ok(locators.iter().filter(|locator| end(s, locator)).count())
+    }
+
+    fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<usize>> + Send {
+        backend.on_every_shard(self)
+    }
+}
+
+impl EveryShard for LogoutUser {
+    fn merge(parts: Vec<usize>, _: &[u64], _: u64) -> usize {
+        parts.into_iter().sum()
+    }
+}
+
+impl OnShard for Revoke {
+    /// Ends the session of the user that the handle names, if it is in this shard.
+    fn apply(self, s: &mut Shard) -> Result<bool> {
+        s.log.accepting()?;
+        let keyring = &s.shared().keyring;
+        let found = s.by_user.get(&self.userid).and_then(|set| set.iter().find(|l| keyring.handle(l) == self.handle));
+        let Some(found) = found.copied() else { return Ok(false) };
+        Ok(end(s, &found))
+    }
+
+    fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<bool>> + Send {
+        backend.on_every_shard(self)
+    }
+}
+
+impl EveryShard for Revoke {
+    fn merge(parts: Vec<bool>, _: &[u64], _: u64) -> bool {
+        parts.into_iter().any(|ended| ended)
+    }
+}
+
+impl OnShard for SessionsOf {
+    /// The live sessions of the user in this shard.
+    fn apply(self, s: &mut Shard) -> Result<Vec<UserSession>> {
+        let (now, userid) = (s.now(), self.userid);
+        let Some(locators) = s.by_user.get(&userid) else { return Ok(Vec::new()) };
+        let (shared, lifetimes) = (s.shared(), &s.shared().lifetimes);
+        Ok(locators
+            .iter()
+            .filter_map(|l| s.sessions.get(l).map(|slot| (l, &slot.state)))
+            .filter(|(_, state)| !state.is_expired(lifetimes, now))
+            .map(|(l, state)| UserSession {
+                handle: shared.keyring.handle(l),
+                userid,
+                label: crate::state::device_value(state, crate::state::LABEL_KEY),
+                ip: crate::state::device_value(state, crate::state::IP_KEY),
+                persistent: state.persistent,
+                created: to_system_time(state.created_ms),
+                last_access: to_system_time(state.last_access_ms),
+                expires: to_system_time(state.expires_ms(lifetimes)),
+            })
+            .collect())
+    }
+
+    fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<Vec<UserSession>>> + Send {
+        backend.on_every_shard(self)
+    }
+}
+
+impl EveryShard for SessionsOf {
+    fn merge(parts: Vec<Vec<UserSession>>, _: &[u64], _: u64) -> Vec<UserSession> {
+        let mut sessions: Vec<UserSession> = parts.into_iter().flatten().collect();
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.last_access));
+        sessions
+    }
+}
+
+impl OnShard for Sweep {
+    fn apply(self, s: &mut Shard) -> Result<usize> {
+        Ok(s.sweep_all())
+    }
+
+    fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<usize>> + Send {
+        backend.on_every_shard(self)
+    }
+}
+
+impl EveryShard for Sweep {
+    fn merge(parts: Vec<usize>, _: &[u64], _: u64) -> usize {
+        parts.into_iter().sum()
+    }
+}
+
+impl OnShard for Stats {
+    fn apply(self, s: &mut Shard) -> Result<EngineStats> {
+        let stats = s.stats();
+        Ok(EngineStats { sessions: stats.sessions, shards: vec![stats], log_fsyncs: 0 })
+    }
+
+    fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<EngineStats>> + Send {
+        backend.refresh_gauges();
+        backend.on_every_shard(self)
+    }
+}
+
+impl EveryShard for Stats {
+    const COUNTED: bool = false;
+
+    fn merge(parts: Vec<EngineStats>, restarts: &[u64], log_fsyncs: u64) -> EngineStats {
+        let mut stats = EngineStats { log_fsyncs, ..EngineStats::default() };
+        for (shard, part) in parts.into_iter().enumerate() {
+            for mut s in part.shards {
+                s.restarts = restarts.get(shard).copied().unwrap_or(0);
+                stats.sessions += s.sessions;
+                stats.shards.push(s);
+            }
+        }
+        stats
+    }
+}
+
+/// The session logic alone, on one shard: no actors, time from a manual clock.
+#[cfg(test)]
+mod tests {
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+    use crate::id::Keyring;
+    use crate::id::SessionId;
+    use crate::memory::{Placement, Shared};
+
+    /// The operations under the names the tests read best, each through its one definition.
+    impl Shard {
+        fn create(&mut self, id: SessionId) -> Result<SessionInfo> {
+            Create { id }.apply(self)
+        }
+        fn get(&mut self, id: &SessionId, scope: &str, key: &str) -> Result<Option<Vec<u8>>> {
+            Get { id: *id, scope: scope.into(), key: key.into() }.apply(self)
+        }
+        fn set(&mut self, id: &SessionId, scope: &str, key: &str, value: &[u8]) -> Result<()> {
+            Set { id: *id, scope: scope.into(), key: key.into(), value: value.to_vec() }.apply(self)
+        }
+        fn remove(&mut self, id: &SessionId, scope: &str, key: &str) -> Result<bool> {
+            Remove { id: *id, scope: scope.into(), key: key.into() }.apply(self)
+        }
+        fn clear(&mut self, id: &SessionId, scope: Option<&str>) -> Result<()> {
+            Clear { id: *id, scope: scope.map(Into::into) }.apply(self)
+        }
+        fn keys(&mut self, id: &SessionId, scope: &str) -> Result<Vec<String>> {
+            Keys { id: *id, scope: scope.into() }.apply(self)
+        }
+        fn update(&mut self, id: &SessionId, scope: &str, key: &str, f: UpdateFn) -> Result<Option<Vec<u8>>> {
+            Update { id: *id, scope: scope.into(), key: key.into(), f }.apply(self)
+        }
+        fn login(&mut self, id: &SessionId, userid: u64) -> Result<SessionInfo> {
+            Login { id: *id, userid }.apply(self)
+        }
+        fn logout(&mut self, id: &SessionId) -> Result<SessionInfo> {
+            Logout { id: *id }.apply(self)
+        }
+        fn set_persistent(&mut self, id: &SessionId, persistent: bool) -> Result<SessionInfo> {
+            SetPersistent { id: *id, persistent }.apply(self)
+        }
+        fn info_of(&mut self, id: &SessionId, touch: bool) -> Result<SessionInfo> {
+            if touch { Touch { id: *id }.apply(self) } else { Info { id: *id }.apply(self) }
+        }
+        fn destroy(&mut self, id: &SessionId) -> Result<bool> {
+            Destroy { id: *id }.apply(self)
+        }
+        fn logout_user(&mut self, userid: u64) -> Result<usize> {
+            LogoutUser { userid }.apply(self)
+        }
+        fn sessions_of(&mut self, userid: u64) -> Vec<UserSession> {
+            SessionsOf { userid }.apply(self).unwrap()
+        }
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    /// One shard of `shards`, on a manual clock, holding at most `max_sessions` in all.
+    fn shard_with(shards: usize, max_sessions: usize) -> (Shard, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(T0));
+        let mut config = Config::default();
+        config.limits.max_sessions = max_sessions;
+        config.session.shards = shards;
+        let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]);
+        let shared = Arc::new(Shared::new(config, keyring, clock.clone(), Placement::default(), None, None));
+        (Shard::new(0, shared, crate::snapshot::Recovered::default()), clock)
+    }
+
+    fn shard() -> (Shard, Arc<ManualClock>) {
+        shard_with(1, 1_000)
+    }
+
+    fn new_session(s: &mut Shard) -> SessionId {
+        let id = s.shared().keyring.generate_in_shard(s.index(), s.shared().shards);
+        s.create(id).unwrap().id
+    }
+
+    /// A session written once, so snapshots take it.
+    fn written(s: &mut Shard) -> SessionId {
+        let id = new_session(s);
+        s.set(&id, "a", "k", b"1").unwrap();
+        id
+    }
+
+    #[test]
+    fn values_live_in_independent_scopes() {
+        let (mut s, _) = shard();
+        let id = new_session(&mut s);
+        s.set(&id, "cart", "n", b"1").unwrap();
+        s.set(&id, "stats", "n", b"2").unwrap();
+        assert_eq!(s.get(&id, "cart", "n").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(s.keys(&id, "stats").unwrap(), ["n"]);
+        assert!(s.remove(&id, "cart", "n").unwrap());
+        assert_eq!(s.get(&id, "cart", "n").unwrap(), None);
+        assert_eq!(s.get(&id, "stats", "n").unwrap().as_deref(), Some(&b"2"[..]));
+        s.clear(&id, None).unwrap();
+        assert!(s.keys(&id, "stats").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_create_under_one_id_is_refused() {
+        let (mut s, _) = shard();
+        let id = new_session(&mut s);
+        assert_eq!(s.create(id), Err(SessionError::InvalidId));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn login_rotates_the_id_keeps_the_data_and_indexes_the_user() {
+        let (mut s, _) = shard();
+        let id = written(&mut s);
+        let logged = s.login(&id, 7).unwrap();
+        assert_ne!(logged.id, id);
+        assert_eq!(s.get(&id, "a", "k"), Err(SessionError::SessionGone));
+        assert_eq!(s.get(&logged.id, "a", "k").unwrap().as_deref(), Some(&b"1"[..]));
+        let listed = s.sessions_of(7);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].handle, s.shared().keyring.handle(logged.id.locator()));
+        assert_eq!(s.login(&logged.id, 0), Err(SessionError::InvalidUserId));
+    }
+
+    #[test]
+    fn remember_me_needs_a_user_and_survives_only_a_relogin_of_that_user() {
+        let (mut s, _) = shard();
+        let id = new_session(&mut s);
+        assert_eq!(s.set_persistent(&id, true), Err(SessionError::NotLoggedIn));
+        let id = s.login(&id, 1).unwrap().id;
+        assert!(s.set_persistent(&id, true).unwrap().persistent);
+        let same = s.login(&id, 1).unwrap();
+        assert!(same.persistent);
+        let other = s.login(&same.id, 2).unwrap();
+        assert!(!other.persistent);
+        let out = s.logout(&other.id).unwrap();
+        assert_eq!((out.userid, out.persistent), (0, false));
+        assert!(s.sessions_of(2).is_empty());
+    }
+
+    #[test]
+    fn logout_user_ends_every_session_of_that_user_only() {
+        let (mut s, _) = shard();
+        let a = new_session(&mut s);
+        let a = s.login(&a, 5).unwrap().id;
+        let b = new_session(&mut s);
+        let b = s.login(&b, 5).unwrap().id;
+        let c = new_session(&mut s);
+        let c = s.login(&c, 6).unwrap().id;
+        assert_eq!(s.logout_user(5), Ok(2));
+        assert_eq!(s.info_of(&a, false), Err(SessionError::SessionGone));
+        assert_eq!(s.info_of(&b, false), Err(SessionError::SessionGone));
+        assert_eq!(s.info_of(&c, false).unwrap().userid, 6);
+        assert_eq!(s.logout_user(5), Ok(0));
+        assert_eq!(s.stats().destroyed, 2);
+    }
+
+    #[test]
+    fn idle_sessions_expire_and_use_slides_the_expiry() {
+        let (mut s, clock) = shard();
+        let ttl = s.shared().config.session.volatile_ttl;
+        let kept = new_session(&mut s);
+        let idle = new_session(&mut s);
+        clock.advance(ttl - Duration::from_secs(1));
+        s.info_of(&kept, true).unwrap();
+        clock.advance(Duration::from_secs(2));
+        assert!(s.info_of(&kept, false).is_ok());
+        assert_eq!(s.get(&idle, "a", "k"), Err(SessionError::SessionGone));
+        assert_eq!(s.stats().expired, 1);
+    }
+
+    #[test]
+    fn the_sweep_drops_only_expired_sessions_in_bounded_steps() {
+        let (mut s, clock) = shard();
+        let ttl = s.shared().config.session.volatile_ttl;
+        for _ in 0..10 {
+            new_session(&mut s);
+        }
+        clock.advance(ttl + Duration::from_secs(1));
+        let fresh = new_session(&mut s);
+        // A step examines at most its budget (the fresh session moves into the examined part).
+        let first = s.sweep_step(4);
+        assert!((1..=4).contains(&first), "{first}");
+        assert_eq!(first + s.sweep_all(), 10);
+        assert_eq!(s.len(), 1);
+        assert!(s.info_of(&fresh, false).is_ok());
+    }
+
+    #[test]
+    fn a_full_engine_reclaims_expired_sessions_then_refuses_without_evicting() {
+        let (mut s, clock) = shard_with(1, 2);
+        let old = new_session(&mut s);
+        clock.advance(s.shared().config.session.volatile_ttl + Duration::from_secs(1));
+        let a = new_session(&mut s);
+        let _b = new_session(&mut s);
+        assert_eq!(s.info_of(&old, false), Err(SessionError::SessionGone));
+        let id = s.shared().keyring.generate();
+        assert_eq!(s.create(id), Err(SessionError::Full { limit: 2 }));
+        assert!(s.info_of(&a, false).is_ok());
+    }
+
+    #[test]
+    fn destroy_answers_whether_a_live_session_ended() {
+        let (mut s, clock) = shard();
+        let id = new_session(&mut s);
+        assert_eq!(s.destroy(&id), Ok(true));
+        assert_eq!(s.destroy(&id), Ok(false));
+        let expired = new_session(&mut s);
+        clock.advance(s.shared().config.session.volatile_ttl + Duration::from_secs(1));
+        assert_eq!(s.destroy(&expired), Ok(false));
+    }
+
+    #[test]
+    fn a_panicking_or_failing_update_leaves_the_session_unchanged() {
+        let (mut s, _) = shard();
+        let id = written(&mut s);
+        let panicked = s.guarded(|s| s.update(&id, "a", "k", Box::new(|_| panic!("boom"))));
+        assert_eq!(panicked, Err(SessionError::Panicked("boom".into())));
+        let failed = s.update(&id, "a", "k", Box::new(|_| Err(SessionError::Codec("no".into()))));
+        assert_eq!(failed, Err(SessionError::Codec("no".into())));
+        assert_eq!(s.get(&id, "a", "k").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(s.stats().panics, 1);
+    }
+
+    #[test]
+    fn only_written_sessions_count_as_changes() {
+        let (mut s, _) = shard();
+        let id = new_session(&mut s);
+        s.get(&id, "a", "k").unwrap();
+        assert_eq!(s.changes(), 0, "an unwritten session is not persisted state");
+        s.set(&id, "a", "k", b"1").unwrap();
+        let after_write = s.changes();
+        assert!(after_write > 0);
+        s.get(&id, "a", "k").unwrap();
+        assert!(s.changes() > after_write, "the slid expiry of a written session is persisted state");
+    }
+
+    /// Steps the run under way to its end, four sessions a step.
+    fn finish_run(s: &mut Shard) -> crate::memory::snapshot_run::Run {
+        loop {
+            if let Some(run) = s.run_step(4) {
+                return run;
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_takes_every_written_session_once() {
+        let (mut s, _) = shard();
+        let ids: Vec<_> = (0..10).map(|_| written(&mut s)).collect();
+        new_session(&mut s); // never written: left out
+        s.begin_run();
+        assert!(s.run_step(4).is_none());
+        let run = finish_run(&mut s);
+        let mut taken = run.ids();
+        taken.sort_unstable();
+        let mut expected: Vec<_> = ids.iter().map(|id| *id.locator()).collect();
+        expected.sort_unstable();
+        assert_eq!(taken, expected);
+    }
+
+    #[test]
+    fn a_rotation_during_a_run_is_taken_once_under_one_id() {
+        let (mut s, _) = shard();
+        let ids: Vec<_> = (0..8).map(|_| written(&mut s)).collect();
+        s.begin_run();
+        assert!(s.run_step(4).is_none());
+        // Rotate one session the run already took and one it has not reached.
+        let early = *s.login(&ids[0], 1).unwrap().id.locator();
+        let late = *s.login(&ids[7], 2).unwrap().id.locator();
+        let ids: Vec<_> = ids.iter().map(|id| *id.locator()).collect();
+        let run = finish_run(&mut s);
+        let taken = run.ids();
+        assert_eq!(taken.len(), 8, "{taken:?}");
+        assert_eq!(taken.iter().filter(|id| **id == ids[0] || **id == early).count(), 1);
+        assert_eq!(taken.iter().filter(|id| **id == ids[7] || **id == late).count(), 1);
+    }
+
+    #[test]
+    fn a_removal_that_moves_the_last_session_into_the_walked_part_takes_it_at_once() {
+        let (mut s, _) = shard();
+        let ids: Vec<_> = (0..8).map(|_| written(&mut s)).collect();
+        s.begin_run();
+        assert!(s.run_step(4).is_none());
+        // The last session moves to index 0, which the run already walked.
+        assert_eq!(s.destroy(&ids[0]), Ok(true));
+        let run = finish_run(&mut s);
+        let taken = run.ids();
+        assert!(taken.contains(ids[7].locator()), "the moved session is in the snapshot");
+        assert_eq!(taken.len(), 8, "the destroyed one was taken before it ended: {taken:?}");
+    }
+
+    /// A creation refused because the engine is full examines a bounded number of sessions, not
+    /// the whole shard; the expired ones are still reclaimed over successive attempts.
+    #[test]
+    fn a_refused_creation_examines_a_bounded_step_and_attempts_still_reclaim() {
+        let (mut s, _) = shard_with(1, 1_000);
+        for _ in 0..1_000 {
+            new_session(&mut s);
+        }
+        // Ten sessions far along the sweep's order expired long ago (the periodic sweep has not
+        // run): the engine is full of 990 live sessions and 10 dead ones.
+        for i in 900..910 {
+            s.sessions[i].state.last_access_ms = 0;
+        }
+        let mut refused = 0;
+        let created = loop {
+            let id = s.shared().keyring.generate_in_shard(0, 1);
+            let cursor = s.sweep_cursor;
+            match s.create(id) {
+                Err(SessionError::Full { limit: 1_000 }) => {
+                    refused += 1;
+                    // Each refusal walked one step of 64 sessions from where the last one stopped.
+                    assert_eq!(s.sweep_cursor, cursor + Shard::CREATE_SWEEP_BUDGET);
+                    assert!(refused < 100, "never reclaimed");
+                }
+                other => break other.unwrap().id,
+            }
+        };
+        assert_eq!(refused, 900 / Shard::CREATE_SWEEP_BUDGET);
+        assert_eq!(s.stats().expired, 10);
+        assert_eq!(s.len(), 991);
+        assert!(s.info_of(&created, false).is_ok());
+        for _ in 0..9 {
+            new_session(&mut s);
+        }
+        assert_eq!(s.len(), 1_000);
+    }
+}

@@ -1,0 +1,317 @@
+//! Each typed message as one operation on Redis ([`OnRedis`]): the Redis backend's half of
+//! every operation's definition (the message is in `crate::message`, the memory half in
+//! `memory/ops.rs`). Most are one Lua script on one session's keys; an update, a login and
+//! the per-user operations take a few steps (`lock.rs`, `index.rs`).
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use super::keys;
+use super::reply::Status;
+use super::scripts;
+use super::store::RedisStore;
+use crate::error::{Result, SessionError};
+use crate::events::EventKind;
+use crate::id::locator_of;
+use crate::message::op::Op;
+use crate::message::*;
+
+/// An operation on the Redis backend.
+pub trait OnRedis: Op {
+    /// Runs it through `store`'s connection.
+    fn run(self, store: &RedisStore) -> impl Future<Output = Result<Self::Reply>> + Send;
+}
+
+/// Scripts add integers exactly only below 2^52 (Lua numbers are doubles).
+const EXACT: u64 = 1 << 52;
+
+impl OnRedis for Create {
+    async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
+        store.run_here(move |c| async move { c.create(Some(self.id)).await }).await
+    }
+}
+
+impl OnRedis for Get<'_> {
+    async fn run(self, store: &RedisStore) -> Result<Option<Vec<u8>>> {
+        let (id, field) = (self.id, keys::field(&self.scope, &self.key));
+        store
+            .run_here(
+                move |c| async move { Ok(c.exec(&scripts::GET, &keys::session(&id), "", &[&field]).await?.value()) },
+            )
+            .await
+    }
+}
+
+impl OnRedis for Set<'_> {
+    async fn run(self, store: &RedisStore) -> Result<()> {
+        let (id, field, value) = (self.id, keys::field(&self.scope, &self.key), self.value);
+        store
+            .run_here(move |c| async move {
+                c.check_size(&value)?;
+                let (max_keys, max_bytes) = (c.limits.max_keys.to_string(), c.limits.max_session_bytes.to_string());
+                let args: [&[u8]; 4] = [&field, &value, max_keys.as_bytes(), max_bytes.as_bytes()];
+                c.exec(&scripts::SET, &keys::session(&id), "", &args).await?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl OnRedis for Remove<'_> {
+    async fn run(self, store: &RedisStore) -> Result<bool> {
+        let (id, field) = (self.id, keys::field(&self.scope, &self.key));
+        store
+            .run_here(move |c| async move {
+                Ok(c.exec(&scripts::REMOVE, &keys::session(&id), "", &[&field]).await?.removed())
+            })
+            .await
+    }
+}
+
+impl OnRedis for Clear<'_> {
+    async fn run(self, store: &RedisStore) -> Result<()> {
+        let id = self.id;
+        let prefix = self.scope.as_deref().map_or_else(|| keys::ALL_SCOPES.to_vec(), keys::scope_prefix);
+        store
+            .run_here(move |c| async move {
+                c.exec(&scripts::CLEAR, &keys::session(&id), "", &[&prefix]).await?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl OnRedis for Keys<'_> {
+    async fn run(self, store: &RedisStore) -> Result<Vec<String>> {
+        let (id, prefix) = (self.id, keys::scope_prefix(&self.scope));
+        store
+            .run_here(move |c| async move {
+                let mut names = c.exec(&scripts::KEYS, &keys::session(&id), "", &[&prefix]).await?.names();
+                names.sort_unstable();
+                Ok(names)
+            })
+            .await
+    }
+}
+
+impl OnRedis for Update<'_> {
+    /// Read-modify-write under the session's update lock (`lock.rs`): the step runs exactly
+    /// once, between a read that takes the lock and a write that releases it. Writes by
+    /// others wait for it.
+    async fn run(self, store: &RedisStore) -> Result<Option<Vec<u8>>> {
+        let (id, field, step) = (self.id, keys::field(&self.scope, &self.key), self.f);
+        store.run(true, move |c| async move { c.update(id, field, step).await }).await
+    }
+}
+
+impl OnRedis for Increment<'_> {
+    /// One script; a stored value or a sum beyond what the script adds exactly takes the
+    /// update lock's read-modify-write instead.
+    async fn run(self, store: &RedisStore) -> Result<i64> {
+        let (id, field, by) = (self.id, keys::field(&self.scope, &self.key), self.by);
+        if by.unsigned_abs() < EXACT {
+            let in_script = field.clone();
+            let n = store
+                .run_here(move |c| async move {
+                    let args = [
+                        in_script,
+                        by.to_string().into_bytes(),
+                        c.limits.max_keys.to_string().into_bytes(),
+                        c.limits.max_value_bytes.to_string().into_bytes(),
+                        c.limits.max_session_bytes.to_string().into_bytes(),
+                    ];
+                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    let r = c.exec(&scripts::INCREMENT, &keys::session(&id), "", &args).await?;
+                    if r.status() == Status::Fallback {
+                        return Ok(None);
+                    }
+                    r.counter().map(Some)
+                })
+                .await?;
+            if let Some(n) = n {
+                return Ok(n);
+            }
+        }
+        let codec = |e: serde_json::Error| SessionError::Codec(e.to_string());
+        let step: UpdateFn = Box::new(move |current| {
+            let n: i64 = current.map(serde_json::from_slice).transpose().map_err(codec)?.unwrap_or(0);
+            Ok(Some(itoa::Buffer::new().format(n.saturating_add(by)).as_bytes().to_vec()))
+        });
+        let stored = store.run(true, move |c| async move { c.update(id, field, step).await }).await?;
+        let stored = stored.ok_or_else(|| SessionError::internal("an increment stored no value"))?;
+        serde_json::from_slice(&stored).map_err(codec)
+    }
+}
+
+impl OnRedis for Login {
+    async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
+        if self.userid == 0 {
+            return Err(SessionError::InvalidUserId);
+        }
+        store.run(true, move |c| async move { c.rotate(self.id, self.userid).await }).await
+    }
+}
+
+impl OnRedis for Logout {
+    async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
+        store.run(true, move |c| async move { c.rotate(self.id, 0).await }).await
+    }
+}
+
+impl OnRedis for SetPersistent {
+    async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
+        let (id, persistent) = (self.id, self.persistent);
+        store
+            .run_here(move |c| async move {
+                let flag: &[u8] = if persistent { b"1" } else { b"0" };
+                let info = c.exec(&scripts::SET_PERSISTENT, &keys::session(&id), "", &[flag]).await?.info(id)?;
+                c.publish(EventKind::RememberMe { on: persistent }, info.userid, id.random()).await;
+                Ok(info)
+            })
+            .await
+    }
+}
+
+impl OnRedis for Info {
+    async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
+        let id = self.id;
+        store
+            .run_here(move |c| async move { c.exec(&scripts::INFO, &keys::session(&id), "", &[]).await?.info(id) })
+            .await
+    }
+}
+
+impl OnRedis for Touch {
+    async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
+        let id = self.id;
+        store
+            .run_here(move |c| async move { c.exec(&scripts::TOUCH, &keys::session(&id), "", &[]).await?.info(id) })
+            .await
+    }
+}
+
+impl OnRedis for Destroy {
+    async fn run(self, store: &RedisStore) -> Result<bool> {
+        store.run(true, move |c| async move { c.delete_session(&keys::session(&self.id), None).await }).await
+    }
+}
+
+impl OnRedis for LogoutUser {
+    /// Every session in the user's index (`index.rs`), each deleted only while it is still
+    /// that user's.
+    async fn run(self, store: &RedisStore) -> Result<usize> {
+        let userid = self.userid;
+        store
+            .run(false, move |c| async move {
+                let members = c.members(userid).await?;
+                let mut ended = 0;
+                for member in &members {
+                    if let Some(random) = keys::of_member(member)
+                        && c.delete_session(&keys::of_random(&random), Some(userid)).await?
+                    {
+                        ended += 1;
+                    }
+                }
+                if !members.is_empty() {
+                    c.unindex(userid, &members).await;
+                }
+                Ok(ended)
+            })
+            .await
+    }
+}
+
+impl OnRedis for Revoke {
+    async fn run(self, store: &RedisStore) -> Result<bool> {
+        let (userid, handle) = (self.userid, self.handle);
+        store
+            .run(false, move |c| async move {
+                for member in c.members(userid).await? {
+                    if let Some(random) = keys::of_member(&member)
+                        && c.keyring.handle(&locator_of(&random)) == handle
+                    {
+                        let ended = c.delete_session(&keys::of_random(&random), Some(userid)).await?;
+                        c.unindex(userid, &member).await;
+                        return Ok(ended);
+                    }
+                }
+                Ok(false)
+            })
+            .await
+    }
+}
+
+impl OnRedis for SessionsOf {
+    /// The user's index read through: each entry's metadata and device, stale entries
+    /// (expired, rotated away, another user's now) dropped from the index on the way.
+    async fn run(self, store: &RedisStore) -> Result<Vec<UserSession>> {
+        let userid = self.userid;
+        store
+            .run(false, move |c| async move {
+                let mut live = Vec::new();
+                let mut stale = Vec::new();
+                for member in c.members(userid).await? {
+                    let Some(random) = keys::of_member(&member) else {
+                        stale.push(member);
+                        continue;
+                    };
+                    // The reply reads as a session's metadata under an id; the id never leaves here.
+                    let id = c.keyring.tagged(random);
+                    match c.exec(&scripts::INFO, &keys::of_random(&random), "", &[]).await {
+                        Ok(r) => match r.info(id) {
+                            Ok(info) if info.userid == userid => {
+                                let (label, ip) = c.device(&random).await?;
+                                live.push(UserSession {
+                                    handle: c.keyring.handle(id.locator()),
+                                    userid,
+                                    label,
+                                    ip,
+                                    persistent: info.persistent,
+                                    created: info.created,
+                                    last_access: info.last_access,
+                                    expires: info.expires,
+                                });
+                            }
+                            _ => stale.push(member),
+                        },
+                        Err(SessionError::SessionGone) => c.expired(userid, &member, &random).await,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !stale.is_empty() {
+                    c.unindex(userid, &stale).await;
+                }
+                live.sort_by_key(|s| std::cmp::Reverse(s.last_access));
+                Ok(live)
+            })
+            .await
+    }
+}
+
+impl OnRedis for Stats {
+    /// One pseudo-shard: the session hashes found by `SCAN` (O(keys in the database)) and
+    /// this instance's own counters.
+    async fn run(self, store: &RedisStore) -> Result<EngineStats> {
+        store
+            .run(false, move |c| async move {
+                let sessions = c.count_sessions().await?;
+                let shard = ShardStats {
+                    sessions,
+                    created: c.created.load(Ordering::Relaxed),
+                    destroyed: c.destroyed.load(Ordering::Relaxed),
+                    operations: c.operations.load(Ordering::Relaxed),
+                    panics: c.panics.load(Ordering::Relaxed),
+                    ..ShardStats::default()
+                };
+                Ok(EngineStats { sessions, shards: vec![shard], log_fsyncs: 0 })
+            })
+            .await
+    }
+}
+
+impl OnRedis for Sweep {
+    /// Redis expires sessions on its own: nothing to sweep.
+    async fn run(self, store: &RedisStore) -> Result<usize> {
+        store.check_open().map(|()| 0)
+    }
+}
