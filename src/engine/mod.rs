@@ -30,9 +30,9 @@ use crate::id::{Keyring, SessionId};
 use crate::memory::MemoryBackend;
 use crate::memory::Placement;
 use crate::message::*;
+use crate::names::check_name;
+use crate::rate::CreateLimiter;
 use crate::robot::RobotDetector;
-use crate::state::check_name;
-use crate::web::rate::CreateLimiter;
 use store::Store;
 pub(crate) use verified::Verified;
 

@@ -7,7 +7,7 @@ use super::{SessionEngine, decode, decode_updated, encode, names, update_step};
 use crate::error::Result;
 use crate::id::SessionId;
 use crate::message::{SessionInfo, UpdateFn};
-use crate::state::check_name;
+use crate::names::check_name;
 
 /// The engine's per-session operations without the id's tag check: for ids the middleware
 /// verified as it parsed the cookie, or the engine made itself. The public methods of

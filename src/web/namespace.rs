@@ -9,12 +9,7 @@ use serde::de::DeserializeOwned;
 use super::error::WebError;
 use super::session::Session;
 use crate::engine::Verified;
-
-/// Scope names starting with this are kept for the crate's own data (the CSRF secret of
-/// [`Session::csrf_token`], the device label, the queue of [`Session::flash`]): a
-/// [`Namespace`] of such a name fails every operation with
-/// [`WebError::ReservedScope`] (400), so no application key can collide with them.
-pub const RESERVED_SCOPE_PREFIX: &str = "__draco.";
+use crate::names::RESERVED_SCOPE_PREFIX;
 
 /// One scope of a [`Session`] (Draco's `namespace(scope)`): the same operations, on keys
 /// independent of every other scope. Cheap to clone; `Send`.

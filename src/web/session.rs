@@ -20,7 +20,7 @@ use super::request_state::RequestState;
 use crate::engine::SessionEngine;
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::state::DEFAULT_SCOPE;
+use crate::names::DEFAULT_SCOPE;
 
 /// The session of one request. Extract it in a handler; clones share the same state.
 ///
