@@ -62,12 +62,15 @@ mod config;
 mod engine;
 mod error;
 mod events;
+mod fsutil;
 // Not part of the API: entry points for `fuzz/`, tests/fuzz_regressions.rs and one bench.
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
 mod memory;
 mod message;
+mod names;
+mod rate;
 #[cfg(feature = "redis")]
 mod redis;
 mod robot;
@@ -77,6 +80,7 @@ mod state;
 mod telemetry;
 mod wal;
 mod web;
+mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
@@ -89,11 +93,10 @@ pub use events::{Delivery, EventKind, SessionEvent, Subscription};
 pub use id::{ID_LEN, Keyring, SessionHandle, SessionId};
 pub use memory::Placement;
 pub use message::*;
+pub use names::{DEFAULT_SCOPE, MAX_FLASH_TEXT, MAX_FLASHES, MAX_NAME_LEN, RESERVED_SCOPE_PREFIX};
 pub use robot::{RobotDetector, RobotsConfig};
-pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN};
 pub use web::{
-    Device, Flash, FlashLevel, MAX_FLASH_TEXT, MAX_FLASHES, MaybeSession, Namespace, RESERVED_SCOPE_PREFIX, Session,
-    SessionMiddleware, SessionService, WebError,
+    Device, Flash, FlashLevel, MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError,
 };
 
 /// The crate's design: `ARCHITECTURE.md`, rendered here so it ships with the docs.

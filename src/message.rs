@@ -35,7 +35,7 @@ use std::time::SystemTime;
 
 use crate::error::Result;
 use crate::id::{SessionHandle, SessionId};
-use crate::state::check_name;
+use crate::names::check_name;
 use crate::telemetry::Lifecycle;
 
 /// What the engine knows about one session besides its data.

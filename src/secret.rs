@@ -81,7 +81,7 @@ fn load_or_create_key_file(path: &Path) -> Result<Vec<u8>, StartError> {
         Err(e) => return Err(storage(format!("cannot read key file: {e}"))),
     }
     if let Some(dir) = path.parent() {
-        crate::snapshot::files::private_dir(dir).map_err(|e| storage(format!("cannot create data directory: {e}")))?;
+        crate::fsutil::private_dir(dir).map_err(|e| storage(format!("cannot create data directory: {e}")))?;
     }
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);

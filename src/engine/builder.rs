@@ -10,9 +10,9 @@ use crate::config::{Config, StorageBackend};
 use crate::error::StartError;
 use crate::id::Keyring;
 use crate::memory::{MemoryBackend, Placement};
+use crate::rate::CreateLimiter;
 use crate::robot::RobotDetector;
 use crate::wal::io::{Disk, LogIo};
-use crate::web::rate::CreateLimiter;
 
 /// Builds a [`SessionEngine`] with a non-default clock, keyring or placement.
 #[derive(Debug)]

@@ -116,7 +116,7 @@ impl<'a> Door<'a> {
     /// or a value a limit refuses): create and increment instead. Names that do not check
     /// also answer `None`: the two steps report them, as they always did.
     pub async fn create_counter(self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
-        if crate::state::check_name("scope", scope).is_err() || crate::state::check_name("key", key).is_err() {
+        if crate::names::check_name("scope", scope).is_err() || crate::names::check_name("key", key).is_err() {
             return Ok(None);
         }
         let m = self.metrics();

@@ -324,8 +324,8 @@ impl OnShard for SessionsOf {
             .map(|(l, state)| UserSession {
                 handle: shared.keyring.handle(l),
                 userid,
-                label: crate::state::device_value(state, crate::state::LABEL_KEY),
-                ip: crate::state::device_value(state, crate::state::IP_KEY),
+                label: crate::state::device_value(state, crate::names::LABEL_KEY),
+                ip: crate::state::device_value(state, crate::names::IP_KEY),
                 persistent: state.persistent,
                 created: to_system_time(state.created_ms),
                 last_access: to_system_time(state.last_access_ms),

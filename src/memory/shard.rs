@@ -22,10 +22,11 @@ use crate::error::{Result, SessionError};
 use crate::events::{EventKind, SessionEvent, at_ms};
 use crate::id::{Locator, SessionId};
 use crate::message::{SessionInfo, ShardStats};
-use crate::snapshot::{Record, Recovered};
+use crate::snapshot::Recovered;
 use crate::state::{Lifetimes, SessionState};
 use crate::wal::append::{Committed, ShardLog};
 use crate::wal::format::Change;
+use crate::wire::Record;
 
 /// Locators are BLAKE3 output (of CSPRNG output), so their first eight bytes are already a
 /// uniform hash: no need to hash them again.
@@ -353,7 +354,7 @@ impl Shard {
         let info = self.info(&new_id, &slot);
         let previous = || self.shared.keyring.handle(&old_locator);
         if new_userid != 0 {
-            let label = || crate::state::device_value(&slot.state, crate::state::LABEL_KEY);
+            let label = || crate::state::device_value(&slot.state, crate::names::LABEL_KEY);
             self.emit(new_userid, new_id.locator(), || EventKind::LoggedIn { label: label(), previous: previous() });
         } else {
             self.emit(old_userid, new_id.locator(), || EventKind::LoggedOut { previous: previous() });

@@ -45,9 +45,9 @@ impl Core {
         self.link.query(redis::cmd("SMEMBERS").arg(keys::user(userid))).await
     }
 
-    /// The session's device label and address (see `state::DEVICE_SCOPE`), in one command.
+    /// The session's device label and address (see `names::DEVICE_SCOPE`), in one command.
     pub(super) async fn device(&self, random: &[u8; 16]) -> Result<(Option<String>, Option<String>)> {
-        use crate::state::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
+        use crate::names::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(keys::of_random(random).session)
             .arg(keys::field(DEVICE_SCOPE, LABEL_KEY))

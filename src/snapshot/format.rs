@@ -1,4 +1,5 @@
-//! The snapshot codec: the one place that knows the file format (and bincode).
+//! The snapshot codec: the one place that knows the file format. A record's bytes (bincode of
+//! the serde shapes) are [`crate::wire`]'s.
 //!
 //! A file is a fixed 80-byte header followed by a body. All integers are little-endian.
 //!
@@ -18,7 +19,7 @@
 //! | 72..80 | xxh3-64 of bytes 0..72 (the header itself)         |
 //!
 //! The body is `entries` records back to back, each the bincode 2 (standard config, serde)
-//! encoding of `(Locator, SessionState)`: a session is named by its locator, a one-way digest
+//! encoding of `(Locator, SessionState)` (see [`crate::wire`]): a session is named by its locator, a one-way digest
 //! of its id (see [`crate::id`]), so a copied snapshot yields no id that opens a session.
 //!
 //! Older versions are still read. Version 2 has the same header; its records are
@@ -32,6 +33,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::id::{LOCATOR_LEN, Locator, SessionId};
 use crate::state::SessionState;
+use crate::wire::{self, Record};
 
 /// First bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOSNP";
@@ -44,9 +46,6 @@ pub(crate) const LAST_WITH_IDS: u32 = 2;
 pub(crate) const HEADER_LEN: usize = 80;
 /// Size of a version 1 header.
 const V1_HEADER_LEN: usize = 72;
-
-/// One decoded session record.
-pub(crate) type Record = (Locator, SessionState);
 
 /// The header fields of a snapshot file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,16 +93,12 @@ impl FormatError {
     }
 }
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
 /// Appends the record of one session to `out`.
 ///
 /// # Errors
 /// Only if serde refuses the value, which `SessionState` never does.
 pub(crate) fn encode_record(out: &mut Vec<u8>, locator: &Locator, state: &SessionState) -> Result<(), String> {
-    bincode::serde::encode_into_std_write((locator, state), out, config()).map(drop).map_err(|e| e.to_string())
+    wire::encode(out, &(locator, state))
 }
 
 /// The header of a file whose body is `chunks` concatenated.
@@ -246,37 +241,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
     Ok((header, records))
 }
 
-/// Decodes the record at the front of `bytes`; answers it and the bytes it took.
-///
-/// bincode allocates the length a string claims before reading its bytes, so a forged length
-/// (found by fuzzing) asked for up to 2^64 bytes and aborted the process. A limit on claimed
-/// bytes turns that into an error. Only strings and byte vectors claim, and each claims exactly
-/// the bytes it then reads, so what is left of the body bounds every honest record; the limit is
-/// the next power of 16 above it (a const generic, hence the ladder).
+/// Decodes the record at the front of `bytes`; answers it and the bytes it took. Never
+/// allocates more than `bytes` can hold (see [`wire::decode`]).
 fn decode_record(bytes: &[u8], version: u32) -> Result<(Record, usize), bincode::error::DecodeError> {
     if version <= LAST_WITH_IDS {
-        let ((id, state), used): ((SessionId, SessionState), usize) = decode_value(bytes)?;
+        let ((id, state), used): ((SessionId, SessionState), usize) = wire::decode(bytes)?;
         return Ok(((*id.locator(), state), used));
     }
-    decode_value(bytes)
-}
-
-/// Decodes the value at the front of `bytes` (the bincode encoding this module writes), with
-/// the claimed-length limit described at [`decode_record`]; answers it and the bytes it took.
-pub(crate) fn decode_value<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<(T, usize), bincode::error::DecodeError> {
-    macro_rules! limited {
-        ($($bits:literal)*) => {$(
-            if bytes.len() <= 1 << $bits {
-                return bincode::serde::decode_from_slice(bytes, config().with_limit::<{ 1 << $bits }>());
-            }
-        )*};
-    }
-    limited!(12 16 20 24 28);
-    #[cfg(target_pointer_width = "64")]
-    limited!(32 36 40 44 48);
-    bincode::serde::decode_from_slice(bytes, config())
+    wire::decode(bytes)
 }
 
 /// The records of a body (test helper: what a snapshot run encoded).
@@ -343,7 +315,7 @@ mod tests {
     fn v2_file(records: &[(SessionId, SessionState)]) -> Vec<u8> {
         let mut body = Vec::new();
         for (id, state) in records {
-            bincode::serde::encode_into_std_write((id, state), &mut body, config()).unwrap();
+            wire::encode(&mut body, &(id, state)).unwrap();
         }
         let chunks = [body];
         let mut header = header_for(0, 1, 7, 1, records.len() as u64, 5, &chunks);

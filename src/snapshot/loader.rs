@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::files::{self, FileName, Kind};
-use super::format::{self, FormatError, Record};
+use super::format::{self, FormatError};
 use crate::error::StartError;
+use crate::fsutil;
 use crate::state::Lifetimes;
 use crate::wal::io::SegmentName;
 use crate::wal::replay;
+use crate::wire::Record;
 
 /// A shard's sessions as start-up (or a restarted worker) finds them: its newest good
 /// snapshot with the log records after it applied.
@@ -288,7 +290,7 @@ pub(crate) fn load_shard(
     now_ms: u64,
     lifetimes: &Lifetimes,
 ) -> Recovered {
-    let (shards, shard) = (files::as_u32(shards), files::as_u32(shard));
+    let (shards, shard) = (fsutil::as_u32(shards), fsutil::as_u32(shard));
     let names = match files::list(dir) {
         Ok(names) => names,
         Err(e) => {

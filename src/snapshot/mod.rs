@@ -1,7 +1,8 @@
 //! Durable sessions: each worker snapshots its shard with bincode into
 //! `<storage.dir>/snapshots/`, through one writer thread, and start-up loads them back.
 //!
-//! - [`format`]: the file format (header with magic, version, count, xxh3; bincode body).
+//! - [`mod@format`]: the file format (header with magic, version, count, xxh3; a body of
+//!   records whose bytes are [`crate::wire`]'s).
 //! - [`files`]: file names, and the file-system steps behind a trait for fault injection.
 //! - [`writer`]: the writer thread (temp file, fsync, rename, directory fsync, two generations).
 //! - [`loader`]: start-up recovery (fallback to the previous generation, re-hash, expiry).
@@ -19,9 +20,9 @@ use crossbeam_channel::Sender;
 
 use crate::clock::Clock;
 use crate::error::StartError;
+use crate::fsutil;
 use crate::state::Lifetimes;
 use files::{Fs, SnapshotIo};
-pub(crate) use format::Record;
 pub(crate) use loader::Recovered;
 pub(crate) use writer::{Job, LoadDone, WriteDone, Written};
 
@@ -68,15 +69,15 @@ pub(crate) fn open(
     let started = Instant::now();
     let dir = data_dir.join(files::SUBDIR);
     let log_dir = crate::wal::dir_of(data_dir);
-    files::private_dir(data_dir).and_then(|()| files::private_dir(&dir)).map_err(|e| {
+    fsutil::private_dir(data_dir).and_then(|()| fsutil::private_dir(&dir)).map_err(|e| {
         storage(&dir, format!("cannot create the snapshot directory: {e}; fix its permissions or change storage.dir"))
     })?;
     // Find out now, not at the first snapshot 30 seconds in, that the directory is unusable.
     let probe = dir.join(".write-probe");
     Fs.write_synced(&probe, &[b"draco-session"])
         .and_then(|()| Fs.remove(&probe))
-        .and_then(|()| files::sync_dir(&dir))
-        .and_then(|()| files::sync_dir(data_dir))
+        .and_then(|()| fsutil::sync_dir(&dir))
+        .and_then(|()| fsutil::sync_dir(data_dir))
         .map_err(|e| {
             storage(
                 &dir,
@@ -152,7 +153,7 @@ fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> R
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
             .map_err(|e| storage(&path, format!("cannot remove a snapshot of the old shard layout: {e}")))?;
     }
-    files::sync_dir(&dir).map_err(|e| storage(&dir, format!("cannot sync: {e}")))?;
+    fsutil::sync_dir(&dir).map_err(|e| storage(&dir, format!("cannot sync: {e}")))?;
     let log_dir = crate::wal::dir_of(dir.parent().unwrap_or(&dir));
     for name in &loaded.stale_logs {
         let path = name.path(&log_dir);
@@ -219,8 +220,8 @@ mod tests {
         let mut state = SessionState::new(1_000);
         state.set("s", "k", b"1", &LimitsConfig::default()).unwrap();
         let snapshots = data.path().join(files::SUBDIR);
-        files::private_dir(data.path()).unwrap();
-        files::private_dir(&snapshots).unwrap();
+        fsutil::private_dir(data.path()).unwrap();
+        fsutil::private_dir(&snapshots).unwrap();
         let mut moved = 0;
         for shard in 0..SHARDS {
             // Where the older version put each session: by the id's random part.

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use super::files::{self, FileName, Kind, SnapshotIo};
+use super::files::{FileName, Kind, SnapshotIo};
 use super::format;
 use super::loader::{self, Recovered};
 use crate::clock::Clock;
+use crate::fsutil;
 use crate::state::Lifetimes;
 
 /// Called on the writer thread when a write is durable (or failed).
@@ -81,8 +82,8 @@ impl<I: SnapshotIo> Writer<I> {
         self.next_generation += 1;
         let name = FileName::snap(self.shards, shard, generation);
         let header = format::header_for(
-            files::as_u32(shard),
-            files::as_u32(self.shards),
+            fsutil::as_u32(shard),
+            fsutil::as_u32(self.shards),
             generation,
             self.clock.now_ms(),
             entries,
@@ -129,7 +130,7 @@ impl<I: SnapshotIo> Writer<I> {
             Ok(Ok(header)) => header.log_from,
             _ => return,
         };
-        let (shards, index) = (files::as_u32(self.shards), files::as_u32(shard));
+        let (shards, index) = (fsutil::as_u32(self.shards), fsutil::as_u32(shard));
         let segments: Vec<_> = match crate::wal::io::list(&self.log_dir) {
             Ok(all) => all.into_iter().filter(|n| (n.shards, n.shard) == (shards, index)).collect(),
             Err(e) => {

@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::oneshot;
 
+use super::Wal;
 use super::format::{self, Change};
 use super::io::SegmentName;
 use super::sync::{Segment, SyncAnswer, SyncJob};
-use super::{Wal, files_u32};
 use crate::config::LogMode;
 use crate::error::{Result, SessionError, Unavailable};
+use crate::fsutil::as_u32;
 
 /// A change's record is on its way to the log: the reply waits for this (the write, and with
 /// `storage.log = "always"` the fsync).
@@ -275,7 +276,7 @@ impl ShardLog {
 
     fn new_segment(&mut self) {
         let Some(wal) = &self.wal else { return };
-        let name = SegmentName { shards: files_u32(wal.shards), shard: files_u32(self.shard), base: self.lsn };
+        let name = SegmentName { shards: as_u32(wal.shards), shard: as_u32(self.shard), base: self.lsn };
         let path = name.path(&wal.dir);
         let header = format::SegmentHeader { shard: name.shard, shards: name.shards, base: self.lsn }.to_bytes();
         match wal.io.create(&path, &header, wal.ahead) {

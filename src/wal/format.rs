@@ -26,9 +26,10 @@
 //! tail (a write a crash cut short); zeros after the last record are space the writer zeroed
 //! ahead of its records (see [`super::io`]), the end. Sessions are named by their 16-byte
 //! locator (a one-way digest of the id: the log holds no usable id; see [`crate::id`]); names
-//! are a u16 length and bytes; values a u32 length and bytes; a whole session (kind `Put`) the bincode encoding the snapshot format uses. Records
-//! hold results, never closures: replaying a record twice, or over a snapshot that already
-//! holds it, gives the same session (see [`super::replay`]).
+//! are a u16 length and bytes; values a u32 length and bytes; a whole session (kind `Put`) its
+//! bytes of [`crate::wire`], as snapshot records hold it. Records hold results, never closures:
+//! replaying a record twice, or over a snapshot that already holds it, gives the same session
+//! (see [`super::replay`]).
 //!
 //! Version 1 (still read) is the same with each session named by its whole id, 24 bytes
 //! (random part, then tag): the reader turns it into the locator.
@@ -37,6 +38,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::id::{LOCATOR_LEN, Locator, locator_of};
 use crate::state::SessionState;
+use crate::wire;
 
 /// First bytes of every segment file.
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOLOG";
@@ -197,9 +199,9 @@ pub(crate) fn encode(out: &mut Vec<u8>, lsn: u64, time_ms: u64, change: &Change<
         Change::Put { id, state } => {
             out.push(PUT);
             put_id(out, id);
-            if let Err(e) = bincode::serde::encode_into_std_write(state, out, bincode::config::standard()) {
+            if let Err(e) = wire::encode(out, state) {
                 out.truncate(start);
-                return Err(e.to_string());
+                return Err(e);
             }
         }
         Change::Set { id, scope, key, value } => {
@@ -328,7 +330,7 @@ fn decode_payload(payload: &[u8], version: u32) -> Result<Entry, String> {
             let id = c.id()?;
             let rest = &payload[c.at..];
             let (state, used): (SessionState, usize) =
-                crate::snapshot::format::decode_value(rest).map_err(|e| format!("session does not decode: {e}"))?;
+                wire::decode(rest).map_err(|e| format!("session does not decode: {e}"))?;
             c.at += used;
             Owned::Put { id, state }
         }

@@ -33,8 +33,8 @@ impl SegmentName {
         let rest = name.strip_suffix(".log")?.strip_prefix("shard-")?;
         let (shard, rest) = rest.split_once("-of-")?;
         let (shards, base) = rest.split_once('.')?;
-        let number = crate::snapshot::files::number::<u64>;
-        let small = crate::snapshot::files::number::<u32>;
+        let number = crate::fsutil::number::<u64>;
+        let small = crate::fsutil::number::<u32>;
         Some(Self { shard: small(shard)?, shards: small(shards)?, base: number(base)? })
     }
 }
@@ -138,14 +138,14 @@ impl SegmentFile for DiskSegment {
 
 impl LogIo for Disk {
     fn create(&self, path: &Path, header: &[u8], ahead: u64) -> io::Result<Box<dyn SegmentFile>> {
-        let mut file = crate::snapshot::files::private_file().open(path)?;
+        let mut file = crate::fsutil::private_file().open(path)?;
         file.write_all(header)?;
         let len = header.len() as u64;
         Ok(Box::new(DiskSegment { file, ahead, ends: std::sync::Mutex::new((len, len)) }))
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        crate::snapshot::files::sync_dir(dir)
+        crate::fsutil::sync_dir(dir)
     }
 }
 

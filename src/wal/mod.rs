@@ -1,7 +1,7 @@
 //! The write-ahead log (`storage.log`): every change a reader could observe is recorded before
 //! it is acknowledged, so a crash loses nothing a snapshot has not caught yet.
 //!
-//! - [`format`]: the record and segment codec (checksummed, versioned).
+//! - [`mod@format`]: the record and segment codec (checksummed, versioned).
 //! - [`io`]: segment names, and the file-system steps behind traits for fault injection.
 //! - [`append`]: a shard's writer — records of an operation, one `write` before its reply.
 //! - [`sync`]: the syncer thread — fsync on a schedule, or group commit for `"always"`.
@@ -29,11 +29,6 @@ use crate::config::{LogMode, StorageConfig};
 use crate::error::StartError;
 use io::LogIo;
 use sync::{SyncJob, SyncStats, Syncer};
-
-/// A shard number or count as stored in names and headers.
-pub(crate) fn files_u32(n: usize) -> u32 {
-    crate::snapshot::files::as_u32(n)
-}
 
 /// What every shard's log shares: where segments go, how they are synced.
 pub(crate) struct Wal {
@@ -90,7 +85,7 @@ pub(crate) fn dir_of(data_dir: &Path) -> PathBuf {
 pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) -> Result<Arc<Wal>, StartError> {
     let dir = dir_of(&storage.dir);
     let fail = |message: String| StartError::Storage { path: dir.clone(), message };
-    crate::snapshot::files::private_dir(&dir).map_err(|e| {
+    crate::fsutil::private_dir(&dir).map_err(|e| {
         fail(format!("cannot create the write-ahead log directory: {e}; fix its permissions or change storage.dir"))
     })?;
     let interval = match storage.log {

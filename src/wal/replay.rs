@@ -20,8 +20,8 @@ use super::io::{self, SegmentName};
 use crate::config::LimitsConfig;
 use crate::error::StartError;
 use crate::id::Locator;
-use crate::snapshot::Record;
 use crate::state::SessionState;
+use crate::wire::Record;
 
 /// A shard's sessions after replay.
 #[derive(Debug, Default)]

@@ -19,11 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::error::WebError;
 use super::session::Session;
 use crate::config::CsrfConfig;
-
-/// The reserved scope (see [`RESERVED_SCOPE_PREFIX`](super::RESERVED_SCOPE_PREFIX)) holding
-/// the CSRF secret.
-pub(crate) const CSRF_SCOPE: &str = "__draco.csrf";
-const CSRF_KEY: &str = "secret";
+use crate::names::{CSRF_KEY, CSRF_SCOPE};
 
 pub(crate) const SECRET_LEN: usize = 32;
 /// A token's length: base64url (no padding) of the pad and the masked secret, 64 bytes.

@@ -15,10 +15,7 @@ use super::session::Session;
 use crate::error::SessionError;
 use crate::id::SessionHandle;
 use crate::message::{Revoke, SessionsOf};
-use crate::state::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
-
-/// Longest label kept, in characters.
-const MAX_LABEL: usize = 64;
+use crate::names::{DEVICE_SCOPE, IP_KEY, LABEL_KEY, MAX_DEVICE_LABEL};
 
 /// One of the current user's sessions, as [`Session::devices`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +58,7 @@ pub(crate) fn label(user_agent: &str) -> String {
         (true, true) => format!("Browser on {os}"),
         (true, false) => "Unknown device".to_owned(),
     };
-    text.chars().filter(|c| !c.is_control()).take(MAX_LABEL).collect()
+    text.chars().filter(|c| !c.is_control()).take(MAX_DEVICE_LABEL).collect()
 }
 
 impl Session {

@@ -2,7 +2,7 @@
 //! alice"), [`Session::take_flashes`] reads and empties the queue, once.
 //!
 //! The queue lives in the session, in the reserved scope [`FLASH_SCOPE`] (see
-//! [`RESERVED_SCOPE_PREFIX`](super::RESERVED_SCOPE_PREFIX)), so it survives a redirect, a login
+//! [`RESERVED_SCOPE_PREFIX`](crate::names::RESERVED_SCOPE_PREFIX)), so it survives a redirect, a login
 //! or logout (which keep the data) and a restart like any value, and no application scope ever
 //! shows it. It is bounded, so a handler that flashes in a loop cannot grow a session without
 //! limit: at most [`MAX_FLASHES`] messages (the oldest dropped), each at most
@@ -16,15 +16,7 @@ use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
 use crate::message::{Get, Update, UpdateFn};
-
-/// The reserved scope holding the queue.
-pub(crate) const FLASH_SCOPE: &str = "__draco.flash";
-const FLASH_KEY: &str = "queue";
-
-/// Most messages queued in one session; a further one drops the oldest.
-pub const MAX_FLASHES: usize = 16;
-/// Longest text of one message, in bytes (UTF-8); longer text is cut at a character boundary.
-pub const MAX_FLASH_TEXT: usize = 1024;
+use crate::names::{FLASH_KEY, FLASH_SCOPE, MAX_FLASH_TEXT, MAX_FLASHES};
 
 /// How a flash message should look: a page maps it to a style (see [`FlashLevel::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use crate::engine::SessionEngine;
 use crate::error::SessionError;
 use crate::id::SessionId;
 use crate::message::{Clear, Destroy, Login, Logout, SetPersistent};
-use crate::state::DEFAULT_SCOPE;
+use crate::names::DEFAULT_SCOPE;
 
 /// The session of one request. Extract it in a handler; clones share the same state.
 ///
