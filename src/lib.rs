@@ -70,6 +70,7 @@ mod memory;
 mod message;
 #[cfg(feature = "redis")]
 mod redis;
+mod redis_url;
 mod robot;
 mod secret;
 mod snapshot;
@@ -79,6 +80,7 @@ mod wal;
 mod web;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::RobotsConfig;
 pub use config::{
     CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, EventsConfig, HeaderConfig, LimitsConfig, LogMode,
     SECRET_ENV, SameSite, SessionConfig, StorageBackend, StorageConfig,
@@ -89,7 +91,7 @@ pub use events::{Delivery, EventKind, SessionEvent, Subscription};
 pub use id::{ID_LEN, Keyring, SessionHandle, SessionId};
 pub use memory::Placement;
 pub use message::*;
-pub use robot::{RobotDetector, RobotsConfig};
+pub use robot::RobotDetector;
 pub use state::{DEFAULT_SCOPE, MAX_NAME_LEN};
 pub use web::{
     Device, Flash, FlashLevel, MAX_FLASH_TEXT, MAX_FLASHES, MaybeSession, Namespace, RESERVED_SCOPE_PREFIX, Session,
