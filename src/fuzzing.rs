@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 
 use actix_web::http::header::{COOKIE, HeaderMap, HeaderValue};
 
-use crate::config::Config;
+use crate::config::{Config, RobotsConfig};
 use crate::id::{ID_LEN, Keyring, SessionId};
-use crate::robot::{RobotDetector, RobotsConfig};
+use crate::robot::RobotDetector;
 use crate::snapshot::format;
 
 /// One session's data and metadata as a shard keeps it (benches/snapshot.rs measures what

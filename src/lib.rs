@@ -73,6 +73,7 @@ mod names;
 mod rate;
 #[cfg(feature = "redis")]
 mod redis;
+mod redis_url;
 mod robot;
 mod secret;
 mod snapshot;
@@ -83,6 +84,7 @@ mod web;
 mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::RobotsConfig;
 pub use config::{
     CONFIG_ENV, Config, CookieConfig, CreateRate, CsrfConfig, EventsConfig, HeaderConfig, LimitsConfig, LogMode,
     SECRET_ENV, SameSite, SessionConfig, StorageBackend, StorageConfig,
@@ -94,7 +96,7 @@ pub use id::{ID_LEN, Keyring, SessionHandle, SessionId};
 pub use memory::Placement;
 pub use message::*;
 pub use names::{DEFAULT_SCOPE, MAX_FLASH_TEXT, MAX_FLASHES, MAX_NAME_LEN, RESERVED_SCOPE_PREFIX};
-pub use robot::{RobotDetector, RobotsConfig};
+pub use robot::RobotDetector;
 pub use web::{
     Device, Flash, FlashLevel, MaybeSession, Namespace, Session, SessionMiddleware, SessionService, WebError,
 };

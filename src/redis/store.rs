@@ -10,11 +10,12 @@ use super::keys::{self, SessionKeys};
 use super::reply::Status;
 use super::scripts;
 use crate::clock::Clock;
-use crate::config::{Config, LimitsConfig, redact_redis_url, scrub_redis_passwords};
+use crate::config::{Config, LimitsConfig};
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::events::{EventHub, EventKind};
 use crate::id::{Keyring, SessionId};
 use crate::message::SessionInfo;
+use crate::redis_url::{redact_redis_url, scrub_redis_passwords};
 use crate::state::Lifetimes;
 
 /// The Redis backend of one engine.

@@ -20,45 +20,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
-use serde::Deserialize;
 
+use crate::config::{RobotsConfig, named};
 use crate::error::ConfigError;
 use rules::RULES;
 
 mod rules;
-
-/// Most bytes a configured pattern may compile to; past it the pattern is rejected at start-up
-/// rather than slowing every request or exhausting memory.
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// Lazy-DFA cache for the built-in rule set, per thread that uses it; filled only as User-Agents
 /// need states. All the rules run as one automaton with a few thousand states; under the
 /// regex crate's default (2 MiB) the cache thrashes and every scan takes microseconds, not
 /// ~100 ns.
 const BUILTIN_DFA_CACHE: usize = 8 << 20;
-
-/// Longest configured pattern, in bytes of source text.
-const PATTERN_MAX_LEN: usize = 4096;
-
-/// `[robots]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct RobotsConfig {
-    /// Refuse sessions to robots at all. Defaults to `true`.
-    pub detect: bool,
-    /// Extra case-insensitive regular expressions that mark a User-Agent as a robot. Defaults to `[]`.
-    pub extra: Vec<String>,
-    /// Case-insensitive regular expressions that mark a User-Agent as a person, winning over
-    /// every robot pattern. Defaults to `[]`.
-    pub allow: Vec<String>,
-}
-
-impl Default for RobotsConfig {
-    fn default() -> Self {
-        Self { detect: true, extra: Vec::new(), allow: Vec::new() }
-    }
-}
 
 /// Decides from a User-Agent whether a request comes from a robot.
 ///
@@ -129,8 +102,7 @@ impl RobotDetector {
     pub(crate) fn build(config: &RobotsConfig, origin: &str) -> Result<Self, ConfigError> {
         // Configured patterns are checked even when detection is off, so a typo is found before
         // someone turns it on.
-        let extra = configured(&config.extra, "robots.extra", origin)?;
-        let allow = configured(&config.allow, "robots.allow", origin)?;
+        let (extra, allow) = config.compiled().map_err(|invalid| named(invalid, origin))?;
         if !config.detect {
             return Ok(Self { inner: None });
         }
@@ -231,56 +203,6 @@ fn builtin(pattern: &str) -> Regex {
         .unwrap_or_else(|e| panic!("built-in robot rule {pattern:?} must compile: {e}"))
 }
 
-/// Compiles configured patterns (case-insensitive), one by one first so an error names the
-/// culprit; `None` when there are none.
-fn configured(patterns: &[String], key: &'static str, origin: &str) -> Result<Option<RegexSet>, ConfigError> {
-    let bad = |message: String| ConfigError::Invalid { origin: origin.to_owned(), key, message };
-    for pattern in patterns {
-        let shown = quote(pattern);
-        if pattern.trim().is_empty() {
-            return Err(bad(format!("holds the empty pattern {shown}, which would match every User-Agent")));
-        }
-        if pattern.len() > PATTERN_MAX_LEN {
-            return Err(bad(format!(
-                "pattern {shown} is {} bytes long, at most {PATTERN_MAX_LEN}: split or shorten it",
-                pattern.len()
-            )));
-        }
-        compile([pattern], PATTERN_SIZE_LIMIT).map_err(|e| {
-            bad(match e {
-                regex::Error::CompiledTooBig(limit) => format!(
-                    "pattern {shown} is too large once compiled (over the {limit}-byte limit): \
-                     use fewer or smaller repetitions"
-                ),
-                e => format!("pattern {shown} is not a valid regular expression: {e}"),
-            })
-        })?;
-    }
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let limit = PATTERN_SIZE_LIMIT.saturating_mul(patterns.len());
-    compile(patterns, limit).map(Some).map_err(|e| bad(format!("patterns are too large together: {e}")))
-}
-
-fn compile<I, S>(patterns: I, size_limit: usize) -> Result<RegexSet, regex::Error>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    RegexSetBuilder::new(patterns).case_insensitive(true).size_limit(size_limit).dfa_size_limit(size_limit).build()
-}
-
-/// The pattern as an error shows it: debug-quoted, cut when very long.
-fn quote(pattern: &str) -> String {
-    const SHOWN: usize = 120;
-    if pattern.len() <= SHOWN {
-        return format!("{pattern:?}");
-    }
-    let cut = (0..=SHOWN).rev().find(|&i| pattern.is_char_boundary(i)).unwrap_or(0);
-    format!("{:?}… ({} bytes)", &pattern[..cut], pattern.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,18 +218,6 @@ mod tests {
 
     fn robot(ua: &str) -> bool {
         detector(&[], &[]).is_robot(Some(ua.as_bytes()))
-    }
-
-    fn error(extra: &[&str], allow: &[&str]) -> (String, &'static str, String) {
-        let config = RobotsConfig {
-            detect: true,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-        };
-        match RobotDetector::build(&config, "robots.toml").unwrap_err() {
-            ConfigError::Invalid { origin, key, message } => (origin, key, message),
-            other => panic!("expected Invalid, got {other:?}"),
-        }
     }
 
     const BROWSERS: &[&str] = &[
@@ -394,37 +304,6 @@ mod tests {
         assert!(!d.is_robot(Some(b"")));
         assert!(!d.is_robot(Some(b"curl/8.5.0")));
         assert!(!d.is_robot(Some(BROWSERS[1].as_bytes())));
-    }
-
-    #[test]
-    fn invalid_patterns_are_named_with_their_key_and_file() {
-        let (origin, key, message) = error(&["ok", "(unclosed"], &[]);
-        assert_eq!((origin.as_str(), key), ("robots.toml", "robots.extra"));
-        assert!(message.contains("\"(unclosed\"") && message.contains("unclosed group"), "{message}");
-
-        let (_, key, message) = error(&[], &["[z-a]"]);
-        assert_eq!(key, "robots.allow");
-        assert!(message.contains("\"[z-a]\"") && message.contains("not a valid regular expression"), "{message}");
-
-        let (_, key, message) = error(&[""], &[]);
-        assert_eq!(key, "robots.extra");
-        assert!(message.contains("empty"), "{message}");
-
-        // The same checks hold when detection is off.
-        let config = RobotsConfig { detect: false, extra: Vec::new(), allow: vec!["a{2,1}".into()] };
-        assert!(RobotDetector::from_config(&config).is_err());
-    }
-
-    #[test]
-    fn huge_patterns_are_rejected_clearly() {
-        let (_, key, message) = error(&[r"\w{1000}{1000}"], &[]);
-        assert_eq!(key, "robots.extra");
-        assert!(message.contains("too large once compiled") && message.contains(r"\\w{1000}{1000}"), "{message}");
-
-        let long = "a".repeat(PATTERN_MAX_LEN + 1);
-        let (_, key, message) = error(&[], &[&long]);
-        assert_eq!(key, "robots.allow");
-        assert!(message.contains("bytes long") && message.contains("…"), "{message}");
     }
 
     #[test]

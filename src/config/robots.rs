@@ -1,0 +1,163 @@
+//! `[robots]`: which User-Agents never get a session, and the check of its patterns.
+//!
+//! The check compiles the configured patterns: a pattern is valid when the regex crate builds
+//! it within the size limits, and nothing short of building it tells. The detector
+//! ([`RobotDetector`](crate::RobotDetector)) takes the sets compiled here, so its patterns
+//! and this check can never disagree; this module does not depend on the detector.
+
+use regex::bytes::{RegexSet, RegexSetBuilder};
+use serde::Deserialize;
+
+use super::Invalid;
+
+/// Most bytes a configured pattern may compile to; past it the pattern is rejected at start-up
+/// rather than slowing every request or exhausting memory.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// Longest configured pattern, in bytes of source text.
+const PATTERN_MAX_LEN: usize = 4096;
+
+/// `[robots]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RobotsConfig {
+    /// Refuse sessions to robots at all. Defaults to `true`.
+    pub detect: bool,
+    /// Extra case-insensitive regular expressions that mark a User-Agent as a robot. Defaults to `[]`.
+    pub extra: Vec<String>,
+    /// Case-insensitive regular expressions that mark a User-Agent as a person, winning over
+    /// every robot pattern. Defaults to `[]`.
+    pub allow: Vec<String>,
+}
+
+impl Default for RobotsConfig {
+    fn default() -> Self {
+        Self { detect: true, extra: Vec::new(), allow: Vec::new() }
+    }
+}
+
+impl RobotsConfig {
+    /// `extra` and `allow` compiled (case-insensitive), each `None` when it holds no pattern.
+    /// The detector keeps them; the config's check compiles them only to see that they do.
+    pub(crate) fn compiled(&self) -> Result<(Option<RegexSet>, Option<RegexSet>), Invalid> {
+        Ok((configured(&self.extra, "robots.extra")?, configured(&self.allow, "robots.allow")?))
+    }
+
+    pub(super) fn check(&self) -> Result<(), Invalid> {
+        self.compiled().map(drop)
+    }
+}
+
+/// Compiles configured patterns (case-insensitive), one by one first so an error names the
+/// culprit; `None` when there are none.
+fn configured(patterns: &[String], key: &'static str) -> Result<Option<RegexSet>, Invalid> {
+    let bad = |message: String| (key, message);
+    for pattern in patterns {
+        let shown = quote(pattern);
+        if pattern.trim().is_empty() {
+            return Err(bad(format!("holds the empty pattern {shown}, which would match every User-Agent")));
+        }
+        if pattern.len() > PATTERN_MAX_LEN {
+            return Err(bad(format!(
+                "pattern {shown} is {} bytes long, at most {PATTERN_MAX_LEN}: split or shorten it",
+                pattern.len()
+            )));
+        }
+        compile([pattern], PATTERN_SIZE_LIMIT).map_err(|e| {
+            bad(match e {
+                regex::Error::CompiledTooBig(limit) => format!(
+                    "pattern {shown} is too large once compiled (over the {limit}-byte limit): \
+                     use fewer or smaller repetitions"
+                ),
+                e => format!("pattern {shown} is not a valid regular expression: {e}"),
+            })
+        })?;
+    }
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let limit = PATTERN_SIZE_LIMIT.saturating_mul(patterns.len());
+    compile(patterns, limit).map(Some).map_err(|e| bad(format!("patterns are too large together: {e}")))
+}
+
+fn compile<I, S>(patterns: I, size_limit: usize) -> Result<RegexSet, regex::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    RegexSetBuilder::new(patterns).case_insensitive(true).size_limit(size_limit).dfa_size_limit(size_limit).build()
+}
+
+/// The pattern as an error shows it: debug-quoted, cut when very long.
+fn quote(pattern: &str) -> String {
+    const SHOWN: usize = 120;
+    if pattern.len() <= SHOWN {
+        return format!("{pattern:?}");
+    }
+    let cut = (0..=SHOWN).rev().find(|&i| pattern.is_char_boundary(i)).unwrap_or(0);
+    format!("{:?}… ({} bytes)", &pattern[..cut], pattern.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::error::ConfigError;
+    // Through the detector, to see that it reports this module's verdict.
+    use crate::robot::RobotDetector;
+
+    #[test]
+    fn invalid_robot_patterns_name_key_pattern_and_file() {
+        let e = Config::from_toml("[robots]\nextra = [\"ok\", \"(unclosed\"]", "f.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "robots.extra", .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(e.contains("f.toml") && e.contains("(unclosed"), "{e}");
+        let e = Config::from_toml("[robots]\ndetect = false\nallow = [\"a{2,1}\"]", "f.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "robots.allow", .. }), "{e:?}");
+        assert!(Config::from_toml("[robots]\nextra = [\"^acme/\"]\nallow = [\"friendly\"]", "f.toml").is_ok());
+    }
+
+    fn error(extra: &[&str], allow: &[&str]) -> (String, &'static str, String) {
+        let config = RobotsConfig {
+            detect: true,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+        };
+        match RobotDetector::build(&config, "robots.toml").unwrap_err() {
+            ConfigError::Invalid { origin, key, message } => (origin, key, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_patterns_are_named_with_their_key_and_file() {
+        let (origin, key, message) = error(&["ok", "(unclosed"], &[]);
+        assert_eq!((origin.as_str(), key), ("robots.toml", "robots.extra"));
+        assert!(message.contains("\"(unclosed\"") && message.contains("unclosed group"), "{message}");
+
+        let (_, key, message) = error(&[], &["[z-a]"]);
+        assert_eq!(key, "robots.allow");
+        assert!(message.contains("\"[z-a]\"") && message.contains("not a valid regular expression"), "{message}");
+
+        let (_, key, message) = error(&[""], &[]);
+        assert_eq!(key, "robots.extra");
+        assert!(message.contains("empty"), "{message}");
+
+        // The same checks hold when detection is off.
+        let config = RobotsConfig { detect: false, extra: Vec::new(), allow: vec!["a{2,1}".into()] };
+        assert!(RobotDetector::from_config(&config).is_err());
+    }
+
+    #[test]
+    fn huge_patterns_are_rejected_clearly() {
+        let (_, key, message) = error(&[r"\w{1000}{1000}"], &[]);
+        assert_eq!(key, "robots.extra");
+        assert!(message.contains("too large once compiled") && message.contains(r"\\w{1000}{1000}"), "{message}");
+
+        let long = "a".repeat(PATTERN_MAX_LEN + 1);
+        let (_, key, message) = error(&[], &[&long]);
+        assert_eq!(key, "robots.allow");
+        assert!(message.contains("bytes long") && message.contains("…"), "{message}");
+    }
+}
