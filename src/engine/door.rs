@@ -18,7 +18,7 @@ use crate::backend::{Backend, BackendOp};
 use crate::error::{Result, SessionError};
 use crate::id::{SessionHandle, SessionId};
 use crate::message::op::Op;
-use crate::message::{Create, Get, Increment, OpKind, Revoke, SessionInfo, SessionsOf, Set, Update, UpdateFn};
+use crate::message::{Create, Get, OpKind, Revoke, SessionInfo, SessionsOf, Set, Update, UpdateFn};
 use crate::telemetry::Metrics;
 
 /// The engine's operations for ids known to be ours (see the module guide).
@@ -87,16 +87,6 @@ impl<'a> Door<'a> {
     {
         let f = update_step(f);
         decode_updated(self.run(Update { id: *id, scope: scope.into(), key: key.into(), f }).await?)
-    }
-
-    pub fn increment(
-        self,
-        id: &SessionId,
-        scope: &'a str,
-        key: &'a str,
-        by: i64,
-    ) -> impl Future<Output = Result<i64>> + Send + 'a {
-        self.run(Increment { id: *id, scope: scope.into(), key: key.into(), by })
     }
 
     /// Creates an empty anonymous session with a fresh id.

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::error::WebError;
 use super::session::Session;
 use crate::engine::Door;
-use crate::message::{Clear, Keys, Remove};
+use crate::message::{Clear, Increment, Keys, Remove};
 
 /// Scope names starting with this are kept for the crate's own data (the CSRF secret of
 /// [`Session::csrf_token`], the device label, the queue of [`Session::flash`]): a
@@ -107,7 +107,7 @@ impl Namespace {
         // The engine's own increment: the same update on the memory backend, one script on
         // Redis, which also creates a missing session in the same script.
         let (s, engine, scope) = (&self.session, self.engine()?, &*self.scope);
-        let op = |id| async move { engine.increment(&id, scope, key, by).await };
+        let op = |id| async move { engine.run(Increment { id, scope: scope.into(), key: key.into(), by }).await };
         if let Some(done) = s.on_live(op).await? {
             return s.wrote(done);
         }
