@@ -40,11 +40,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn run<M: BackendOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send;
 
     /// Runs `op`, an operation on `id`, and answers `id`'s metadata as it was before `op`, in
-    /// one trip where the backend can (see `Door::looked_up`). Not bound `Send` here: whether
-    /// it is depends on `op`, and callers see the concrete type.
-    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
+    /// one trip where the backend can (see `Door::looked_up`); `lookup` reads the metadata on
+    /// its own where the backend needs that. Not bound `Send` here: whether it is depends on
+    /// `op`, and callers see the concrete type.
+    fn looked_up<R, F, L>(
+        &self,
+        id: SessionId,
+        op: F,
+        lookup: impl FnOnce() -> L,
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
     where
-        F: Future<Output = Result<R>>;
+        F: Future<Output = Result<R>>,
+        L: Future<Output = Result<SessionInfo>>;
 
     /// A fresh id for a session about to be created on this thread.
     fn new_id(&self, keyring: &Keyring) -> SessionId {

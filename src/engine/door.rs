@@ -18,7 +18,7 @@ use crate::backend::{Backend, BackendOp};
 use crate::error::{Result, SessionError};
 use crate::id::{SessionHandle, SessionId};
 use crate::message::op::Op;
-use crate::message::{Create, Get, OpKind, Revoke, SessionInfo, SessionsOf, Set, Update, UpdateFn};
+use crate::message::{Create, Get, Info, OpKind, Revoke, SessionInfo, SessionsOf, Set, Update, UpdateFn};
 use crate::telemetry::Metrics;
 
 /// The engine's operations for ids known to be ours (see the module guide).
@@ -137,7 +137,9 @@ impl<'a> Door<'a> {
     ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)> {
         // Not an `async fn`: see `engine/store.rs` on futures passed through.
         let (m, start) = (self.metrics(), self.metrics().start());
-        self.0.inner.backend.looked_up(*id, op).map(move |(info, r)| {
+        // The lookup on its own is the backend's, uncounted: `lookup` counts it.
+        let backend = &self.0.inner.backend;
+        backend.looked_up(*id, op, move || backend.run(Info { id: *id })).map(move |(info, r)| {
             m.finish((OpKind::Lookup as usize, OpKind::Lookup.name()), start, info.as_ref().err());
             (info, r)
         })

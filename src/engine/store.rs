@@ -79,11 +79,17 @@ impl Backend for AnyBackend {
         each!(self, b => b.run(msg))
     }
 
-    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
+    fn looked_up<R, F, L>(
+        &self,
+        id: SessionId,
+        op: F,
+        lookup: impl FnOnce() -> L,
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
     where
         F: Future<Output = Result<R>>,
+        L: Future<Output = Result<SessionInfo>>,
     {
-        each!(self, b => b.looked_up(id, op))
+        each!(self, b => b.looked_up(id, op, lookup))
     }
 
     fn new_id(&self, keyring: &Keyring) -> SessionId {

@@ -276,13 +276,19 @@ impl Backend for MemoryBackend {
         msg.route(self)
     }
 
-    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
+    fn looked_up<R, F, L>(
+        &self,
+        _: SessionId,
+        op: F,
+        lookup: impl FnOnce() -> L,
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
     where
         F: Future<Output = Result<R>>,
+        L: Future<Output = Result<SessionInfo>>,
     {
         // Both messages are queued before either is awaited: one wake-up of the worker. Not an
         // `async fn`: that would keep `op` in its state beside the join holding it too.
-        futures_util::future::join(self.on_session(crate::message::Info { id }), op)
+        futures_util::future::join(lookup(), op)
     }
 
     fn new_id(&self, _: &Keyring) -> SessionId {

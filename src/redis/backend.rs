@@ -19,11 +19,17 @@ impl Backend for RedisStore {
         OnRedis::run(msg, self)
     }
 
-    fn looked_up<R, F>(&self, id: SessionId, op: F) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
+    fn looked_up<R, F, L>(
+        &self,
+        id: SessionId,
+        op: F,
+        lookup: impl FnOnce() -> L,
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
     where
         F: Future<Output = Result<R>>,
+        L: Future<Output = Result<SessionInfo>>,
     {
-        RedisStore::looked_up(self, id, op)
+        RedisStore::looked_up(self, id, op, lookup)
     }
 
     fn create_counter(

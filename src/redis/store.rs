@@ -130,10 +130,11 @@ impl RedisStore {
     /// operation of several steps) `id` is looked up on its own after `op`. So `op` must change
     /// nothing but data and the last access, and after a successful `op` of several steps the
     /// last access answered is `op`'s own.
-    pub(crate) fn looked_up<R>(
+    pub(crate) fn looked_up<R, L: Future<Output = Result<SessionInfo>>>(
         &self,
         id: SessionId,
         op: impl Future<Output = Result<R>>,
+        lookup: impl FnOnce() -> L,
     ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)> {
         // `op` goes into the watching scope now: the future below holds it once.
         let watched = scripts::watching(op);
@@ -142,7 +143,7 @@ impl RedisStore {
             let info = match (first, &result) {
                 (Some(metadata), _) => metadata.info_before(id),
                 (None, Err(SessionError::SessionGone | SessionError::InvalidId)) => Err(SessionError::SessionGone),
-                (None, _) => crate::redis::ops::OnRedis::run(crate::message::Info { id }, self).await,
+                (None, _) => lookup().await,
             };
             (info, result)
         }
