@@ -4,8 +4,10 @@
 //!
 //! The engine's public methods verify an id's tag and come here; the web layer comes here
 //! directly, so a request's id (verified by the middleware as it parsed the cookie, or made by
-//! the engine itself) is verified once. Nothing reaches the backend another way, so no call
-//! skips the metrics unless this file says so.
+//! the engine itself) is verified once. No operation reaches the backend another way, so none
+//! skips the metrics. Not counted, on purpose: the engine's lifecycle calls (`subscribe`,
+//! `host_here`, `shutdown`, which `SessionEngine` makes on the backend itself), and the
+//! metadata read a lookup makes on its own (counted as the `lookup`).
 
 use std::future::Future;
 
