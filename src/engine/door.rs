@@ -12,6 +12,7 @@
 use std::future::Future;
 
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -55,18 +56,20 @@ impl<'a> Door<'a> {
     pub async fn run<M: BackendOp + 'a>(self, msg: M) -> Result<M::Reply> {
         let reply = self.exec(msg).await?;
         if let Some(info) = M::logged_in(&reply) {
-            self.keep_newest(info).await;
+            // Boxed: only a login pays for the policy's state, every other operation's future
+            // stays as small as its own.
+            let policy: std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> = Box::pin(self.keep_newest(info));
+            policy.await;
         }
         Ok(reply)
     }
 
-    /// [`run`](Self::run) without the login policy (which itself runs operations).
+    /// [`run`](Self::run) without the login policy (which itself runs operations). A
+    /// combinator, not an `async fn`: see `engine/store.rs` on futures passed through.
     fn exec<M: BackendOp + 'a>(self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send + 'a {
-        let engine = self.0;
-        let checked = msg.check();
-        async move {
-            checked?;
-            measured::<M>(&engine.inner.metrics, engine.inner.backend.run(msg)).await
+        match msg.check() {
+            Ok(()) => Either::Left(measured::<M>(&self.0.inner.metrics, self.0.inner.backend.run(msg))),
+            Err(e) => Either::Right(std::future::ready(Err(e))),
         }
     }
 
