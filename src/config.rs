@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::ConfigError;
-use crate::robot::{RobotDetector, RobotsConfig};
+use crate::robot::RobotDetector;
+// `[robots]`, defined beside the detector it configures.
+pub use crate::robot::RobotsConfig;
 
 /// Environment variable naming a config file (used by the examples).
 pub const CONFIG_ENV: &str = "DRACO_SESSION_CONFIG";
@@ -538,7 +540,7 @@ pub struct LimitsConfig {
 /// `limits.create_rate`: `count` new sessions per `per`.
 ///
 /// ```
-/// use draco_session::CreateRate;
+/// use draco_session::config::CreateRate;
 /// use std::time::Duration;
 ///
 /// let rate: CreateRate = "600/m".parse().unwrap();

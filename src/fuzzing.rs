@@ -43,7 +43,10 @@ pub fn run(name: &str, data: &[u8]) {
 
 fn keyring() -> &'static Keyring {
     static RING: OnceLock<Keyring> = OnceLock::new();
-    RING.get_or_init(|| Keyring::from_secrets(b"fuzzing secret, at least 32 bytes long", &[b"previous fuzzing secret"]))
+    RING.get_or_init(|| {
+        Keyring::from_secrets(b"fuzzing secret, at least 32 bytes long", &[b"previous fuzzing secret, 32 bytes long"])
+            .expect("secrets of 32 bytes or more")
+    })
 }
 
 /// `SessionId::from_bytes` and `Keyring::parse` (format check, then tag verification).

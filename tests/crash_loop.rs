@@ -52,6 +52,8 @@ use serde_json::Value;
 
 #[path = "support/demo.rs"]
 mod demo;
+#[path = "support/routing.rs"]
+mod routing;
 use demo::{Demo, try_request};
 
 const SHARDS: usize = 2;
@@ -78,7 +80,7 @@ fn value_in(body: &Value) -> Option<i64> {
 }
 
 fn shard_of(sid: &str) -> usize {
-    sid.parse::<SessionId>().expect("a session id").shard(SHARDS)
+    routing::shard_of(&sid.parse::<SessionId>().expect("a session id"), SHARDS)
 }
 
 /// `.snap` files present: (shard, generation).

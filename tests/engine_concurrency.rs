@@ -64,7 +64,7 @@ mod redis_only {
     #[actix_rt::test]
     async fn two_engines_on_one_redis_share_sessions() {
         let mut c = config(1);
-        c.storage.backend = draco_session::StorageBackend::Redis;
+        c.storage.backend = draco_session::config::StorageBackend::Redis;
         c.storage.redis_url = redis_server::shared().fresh_db_url();
         let a = SessionEngine::start_async(c.clone()).await.unwrap();
         let b = SessionEngine::start_async(c).await.unwrap();

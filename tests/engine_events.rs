@@ -10,7 +10,10 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use draco_session::{Delivery, EventKind, SessionEvent, SessionHandle, Subscription};
+use draco_session::{
+    SessionHandle,
+    events::{Delivery, EventKind, SessionEvent, Subscription},
+};
 
 use support::*;
 

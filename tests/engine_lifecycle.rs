@@ -50,7 +50,7 @@ mod redis_only {
     #[test]
     fn the_sync_start_names_start_async() {
         let mut c = config(1);
-        c.storage.backend = draco_session::StorageBackend::Redis;
+        c.storage.backend = draco_session::config::StorageBackend::Redis;
         let err = actix_rt::System::new().block_on(async { SessionEngine::start(c).map(|_| ()) }).unwrap_err();
         assert!(err.to_string().contains("start_async"), "{err}");
     }
@@ -61,7 +61,7 @@ mod redis_only {
     async fn redis_lost_is_unavailable_quickly_and_recovery_is_automatic() {
         let mut server = redis_server::RedisServer::start();
         let mut c = config(1);
-        c.storage.backend = draco_session::StorageBackend::Redis;
+        c.storage.backend = draco_session::config::StorageBackend::Redis;
         c.storage.redis_url = server.url();
         let e = SessionEngine::start_async(c).await.unwrap();
         let s = e.create().await.unwrap().id;

@@ -136,7 +136,7 @@ async fn stats_count_sessions_per_shard(b: Backend) {
     }
     assert_eq!(stats.shards.len(), 3);
     for (shard, s) in stats.shards.iter().enumerate() {
-        assert_eq!(s.sessions, ids.iter().filter(|id| id.shard(3) == shard).count());
+        assert_eq!(s.sessions, ids.iter().filter(|id| routing::shard_of(id, 3) == shard).count());
         assert_eq!(s.created, s.sessions as u64);
     }
 }

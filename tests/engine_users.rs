@@ -22,7 +22,7 @@ async fn logout_user_ends_the_users_sessions_on_every_shard(b: Backend) {
     while covered.len() < shards || mine.len() < 8 {
         let s = e.create().await.unwrap().id;
         let logged = e.login(&s, 77).await.unwrap().id;
-        covered.insert(logged.shard(shards));
+        covered.insert(routing::shard_of(&logged, shards));
         mine.push(logged);
     }
     let other = e.login(&e.create().await.unwrap().id, 78).await.unwrap().id;
@@ -45,7 +45,7 @@ async fn sessions_of_lists_live_sessions_with_their_info(b: Backend) {
     let b = e.login(&e.create().await.unwrap().id, 11).await.unwrap().id;
     e.set_persistent(&b, true).await.unwrap();
     let list = e.sessions_of(11).await.unwrap();
-    let handles = |list: &[draco_session::UserSession]| list.iter().map(|s| s.handle).collect::<Vec<_>>();
+    let handles = |list: &[draco_session::message::UserSession]| list.iter().map(|s| s.handle).collect::<Vec<_>>();
     assert_eq!(handles(&list), [e.handle_of(&b), e.handle_of(&a)], "most recently used first");
     assert!(list[0].persistent && !list[1].persistent);
     assert!(list.iter().all(|s| s.userid == 11));

@@ -28,7 +28,7 @@ async fn namespaces_are_independent_and_default_scope_is_system(b: Backend) {
     assert_eq!(e.keys(&s, "__system__").await.unwrap(), ["k"]);
     e.clear(&s, None).await.unwrap();
     assert!(e.keys(&s, "__system__").await.unwrap().is_empty());
-    assert_eq!(draco_session::DEFAULT_SCOPE, "__system__");
+    assert_eq!(draco_session::limits::DEFAULT_SCOPE, "__system__");
 }
 
 async fn values_round_trip_as_typed_and_reject_the_wrong_type(b: Backend) {
@@ -45,22 +45,24 @@ async fn values_round_trip_as_typed_and_reject_the_wrong_type(b: Backend) {
 async fn messages_can_be_sent_directly(b: Backend) {
     let e = b.engine(2).await;
     let s = e.create().await.unwrap().id;
-    e.send(draco_session::Set { id: s, scope: "m".into(), key: "k".into(), value: b"[1,2]".to_vec() }).await.unwrap();
-    let raw = e.send(draco_session::Get { id: s, scope: "m".into(), key: "k".into() }).await.unwrap();
+    e.send(draco_session::message::Set { id: s, scope: "m".into(), key: "k".into(), value: b"[1,2]".to_vec() })
+        .await
+        .unwrap();
+    let raw = e.send(draco_session::message::Get { id: s, scope: "m".into(), key: "k".into() }).await.unwrap();
     assert_eq!(raw.as_deref(), Some(&b"[1,2]"[..]));
-    let logged = e.send(draco_session::Login { id: s, userid: 5 }).await.unwrap();
-    assert_eq!(e.send(draco_session::Info { id: s }).await, Err(SessionError::SessionGone));
-    assert_eq!(e.send(draco_session::Info { id: logged.id }).await.unwrap().userid, 5);
-    let second = e.send(draco_session::Login { id: e.create().await.unwrap().id, userid: 5 }).await.unwrap();
-    assert_eq!(e.send(draco_session::LogoutOthers { id: second.id }).await.unwrap(), 1);
-    assert_eq!(e.send(draco_session::Info { id: logged.id }).await, Err(SessionError::SessionGone));
-    let logged = e.send(draco_session::Login { id: e.create().await.unwrap().id, userid: 5 }).await.unwrap();
-    assert!(e.send(draco_session::Destroy { id: second.id }).await.unwrap());
+    let logged = e.send(draco_session::message::Login { id: s, userid: 5 }).await.unwrap();
+    assert_eq!(e.send(draco_session::message::Info { id: s }).await, Err(SessionError::SessionGone));
+    assert_eq!(e.send(draco_session::message::Info { id: logged.id }).await.unwrap().userid, 5);
+    let second = e.send(draco_session::message::Login { id: e.create().await.unwrap().id, userid: 5 }).await.unwrap();
+    assert_eq!(e.send(draco_session::message::LogoutOthers { id: second.id }).await.unwrap(), 1);
+    assert_eq!(e.send(draco_session::message::Info { id: logged.id }).await, Err(SessionError::SessionGone));
+    let logged = e.send(draco_session::message::Login { id: e.create().await.unwrap().id, userid: 5 }).await.unwrap();
+    assert!(e.send(draco_session::message::Destroy { id: second.id }).await.unwrap());
     // Engine-wide messages too, on either backend.
-    let n = e.send(draco_session::LogoutUser { userid: 1 }).await.unwrap();
+    let n = e.send(draco_session::message::LogoutUser { userid: 1 }).await.unwrap();
     assert_eq!(n, 0);
-    assert_eq!(e.send(draco_session::LogoutUser { userid: 5 }).await.unwrap(), 1);
-    assert_eq!(e.send(draco_session::Info { id: logged.id }).await, Err(SessionError::SessionGone));
+    assert_eq!(e.send(draco_session::message::LogoutUser { userid: 5 }).await.unwrap(), 1);
+    assert_eq!(e.send(draco_session::message::Info { id: logged.id }).await, Err(SessionError::SessionGone));
 }
 
 both!(

@@ -6,6 +6,9 @@
 //! bound (generous, as this runs unoptimised): a crash, hang or quadratic blow-up found by
 //! fuzzing stays fixed. See RELIABILITY.md for how the corpus was grown.
 
+// The entry points are behind the `fuzzing` feature (`cargo test --all-features` has it).
+#![cfg(feature = "fuzzing")]
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

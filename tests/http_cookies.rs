@@ -54,7 +54,7 @@ async fn cookie_attributes_follow_the_config(b: Backend) {
             c.cookie.name = "app_sid".into();
             c.cookie.path = "/app".into();
             c.cookie.domain = Some("example.test".into());
-            c.cookie.same_site = draco_session::SameSite::Strict;
+            c.cookie.same_site = draco_session::config::SameSite::Strict;
             c.cookie.secure = false;
         },
         None,

@@ -38,7 +38,7 @@ async fn a_session_that_is_extracted_but_not_used_costs_no_engine_operation(b: B
     let f = fixture(b).await;
     let app = app!(f.engine);
     let sid = new_session(&app).await;
-    let operations = |s: draco_session::EngineStats| s.shards.iter().map(|s| s.operations).sum::<u64>();
+    let operations = |s: draco_session::message::EngineStats| s.shards.iter().map(|s| s.operations).sum::<u64>();
     let before = operations(f.engine.stats().await.unwrap());
     for _ in 0..5 {
         let r = call(&app, with_sid(get("/test/untouched"), &sid)).await;

@@ -8,7 +8,10 @@
 mod support;
 
 use actix_web::{HttpResponse, web};
-use draco_session::{FlashLevel, MAX_FLASH_TEXT, MAX_FLASHES, RESERVED_SCOPE_PREFIX, Session, WebError};
+use draco_session::{
+    FlashLevel, Session, WebError,
+    limits::{MAX_FLASH_TEXT, MAX_FLASHES, RESERVED_SCOPE_PREFIX},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

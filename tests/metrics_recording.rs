@@ -252,7 +252,7 @@ async fn snapshot_and_log_writes(b: Backend, m: Recorded) {
         |c| {
             c.storage.dir = data.path().to_owned();
             c.storage.persist = true;
-            c.storage.log = draco_session::LogMode::Always;
+            c.storage.log = draco_session::config::LogMode::Always;
         },
         None,
     )

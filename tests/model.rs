@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use draco_session::{Config, LogMode, ManualClock, Placement, SessionEngine, SessionError, SessionId};
+use draco_session::{Config, ManualClock, Placement, SessionEngine, SessionError, SessionId, config::LogMode};
 use proptest::prelude::*;
 
 const SECRET: &str = "model test secret, at least 32 bytes long";

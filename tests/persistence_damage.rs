@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 
-use draco_session::{Config, LogMode, ManualClock, SessionEngine, SessionError, SessionId, StartError};
+use draco_session::{Config, ManualClock, SessionEngine, SessionError, SessionId, config::LogMode, error::StartError};
 use serde_json::Value;
 
 use support::*;

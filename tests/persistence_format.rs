@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use draco_session::{Clock as _, ManualClock, SessionEngine, SessionId, StartError};
+use draco_session::{Clock as _, ManualClock, SessionEngine, SessionId, error::StartError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use draco_session::{LogMode, ManualClock, SessionEngine, SessionError, SessionId};
+use draco_session::{ManualClock, SessionEngine, SessionError, SessionId, config::LogMode};
 use serde_json::Value;
 
 use support::*;

@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use demo::{Demo, request};
-use draco_session::{Config, SessionEngine, StartError, StorageBackend};
+use draco_session::{Config, SessionEngine, config::StorageBackend, error::StartError};
 use redis_server::RedisServer;
 
 /// Runs `openssl` with `args` in `dir`; panics with its output when it fails.

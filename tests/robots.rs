@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use draco_session::{RobotDetector, RobotsConfig};
+use draco_session::{RobotDetector, config::RobotsConfig};
 
 /// Least share of a crawler file that must be detected.
 const MIN_RECALL: f64 = 0.95;

@@ -23,7 +23,7 @@ async fn without_a_secret_or_persistence_the_memory_backend_writes_no_key_file(b
     }
     #[cfg(feature = "redis")]
     {
-        config.storage.backend = draco_session::StorageBackend::Redis;
+        config.storage.backend = draco_session::config::StorageBackend::Redis;
         config.storage.redis_url = support::redis_server::shared().fresh_db_url();
         let engine = draco_session::SessionEngine::start_async(config).await.unwrap();
         let app = app!(engine);
@@ -52,7 +52,7 @@ async fn an_unreachable_redis_start_up_error_hides_the_password() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     for url in [format!("redis://user:hunter2@127.0.0.1:{closed}/0"), format!("rediss://:hunter2@127.0.0.1:{closed}")] {
         let (mut config, _dir) = config(|_| {});
-        config.storage.backend = draco_session::StorageBackend::Redis;
+        config.storage.backend = draco_session::config::StorageBackend::Redis;
         config.storage.redis_url = url.clone();
         let e = draco_session::SessionEngine::start_async(config).await.expect_err("no Redis there").to_string();
         assert!(!e.contains("hunter2"), "{e}");

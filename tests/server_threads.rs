@@ -2,6 +2,10 @@
 //! shard, serves its sessions without messages, creates new sessions on it, and gives it back
 //! when it stops — with nothing lost on the way, under load, over HTTP and across a restart.
 
+#[path = "support/routing.rs"]
+mod routing;
+
+use routing::shard_of;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,7 +44,7 @@ where
     rx.await.expect("the job answered")
 }
 
-fn local_ops(stats: &draco_session::EngineStats, shard: usize) -> u64 {
+fn local_ops(stats: &draco_session::message::EngineStats, shard: usize) -> u64 {
     stats.shards[shard].local_operations
 }
 
@@ -64,7 +68,7 @@ async fn a_thread_adopts_a_shard_serves_it_locally_and_gives_it_back() {
         (shard, born)
     })
     .await;
-    assert_eq!(born.shard(2), shard, "a new session is born on the creating thread's shard");
+    assert_eq!(shard_of(&born, 2), shard, "a new session is born on the creating thread's shard");
     let stats = e.stats().await.unwrap();
     assert!(local_ops(&stats, shard) >= 101, "the adopting thread's operations ran locally: {stats:?}");
     // From this thread the session is remote, and still served.
@@ -83,7 +87,7 @@ async fn a_thread_adopts_a_shard_serves_it_locally_and_gives_it_back() {
     // Login rotates within the shard, on its thread.
     let engine = e.clone();
     let logged = on(&a, move || async move { engine.login(&born, 7).await.unwrap().id }).await;
-    assert_eq!(logged.shard(2), shard);
+    assert_eq!(shard_of(&logged, 2), shard);
 
     // The adopting thread stops: its shard goes home with every write.
     a.stop();

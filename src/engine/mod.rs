@@ -166,7 +166,8 @@ impl SessionEngine {
     /// operation it stands for, on either backend, after verifying a per-session message's id.
     ///
     /// ```
-    /// use draco_session::{Config, Get, Set, SessionEngine};
+    /// use draco_session::message::{Get, Set};
+    /// use draco_session::{Config, SessionEngine};
     ///
     /// # actix_rt::System::new().block_on(async {
     /// # let mut config = Config::default();

@@ -18,6 +18,8 @@
 #[cfg(feature = "redis")]
 #[path = "redis_server.rs"]
 pub mod redis_server;
+#[path = "routing.rs"]
+pub mod routing;
 
 use std::time::Duration;
 
@@ -67,13 +69,13 @@ impl Backend {
             Backend::Memory => c,
             Backend::Redis => {
                 let mut c = c;
-                c.storage.backend = draco_session::StorageBackend::Redis;
+                c.storage.backend = draco_session::config::StorageBackend::Redis;
                 c.storage.redis_url = redis_server::shared().fresh_db_url();
                 c
             }
             Backend::RedisCluster => {
                 let mut c = c;
-                c.storage.backend = draco_session::StorageBackend::Redis;
+                c.storage.backend = draco_session::config::StorageBackend::Redis;
                 c.storage.redis_cluster = true;
                 c.storage.redis_url = redis_server::shared_cluster().urls();
                 c

@@ -46,7 +46,7 @@ impl Backend {
             Backend::Memory => {}
             #[cfg(feature = "redis")]
             Backend::Redis => {
-                config.storage.backend = draco_session::StorageBackend::Redis;
+                config.storage.backend = draco_session::config::StorageBackend::Redis;
                 config.storage.redis_url = redis_server::shared().fresh_db_url();
             }
         }
@@ -144,7 +144,7 @@ pub async fn csrf_verify(session: Session, body: actix_web::web::Bytes) -> Resul
 /// The keys an application sees in the default scope, then a read of the reserved scope.
 pub async fn csrf_reserved(session: Session) -> Result<HttpResponse, WebError> {
     let keys = session.keys().await?;
-    let reserved = format!("{}csrf", draco_session::RESERVED_SCOPE_PREFIX);
+    let reserved = format!("{}csrf", draco_session::limits::RESERVED_SCOPE_PREFIX);
     let read = session.namespace(&reserved).keys().await;
     let write = session.namespace(&reserved).insert("secret", "mine").await;
     Ok(HttpResponse::Ok().json(json!({

@@ -8,6 +8,9 @@
 // Each persistence_* test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
+#[path = "routing.rs"]
+pub mod routing;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,7 +37,12 @@ pub fn start(dir: &Path, shards: usize, clock: &ManualClock) -> SessionEngine {
 }
 
 /// As [`start`], with `storage.log` set.
-pub fn start_logging(dir: &Path, shards: usize, clock: &ManualClock, log: draco_session::LogMode) -> SessionEngine {
+pub fn start_logging(
+    dir: &Path,
+    shards: usize,
+    clock: &ManualClock,
+    log: draco_session::config::LogMode,
+) -> SessionEngine {
     let mut c = config(dir, shards);
     c.storage.log = log;
     SessionEngine::builder(c).clock(clock.clone()).start().expect("engine starts")
