@@ -1,4 +1,4 @@
-//! Entry points for the fuzz targets in `fuzz/` and for `tests/fuzz_regressions.rs`, and the
+//! Entry points for the fuzz targets in `fuzz/` and for `tests/corpus/fuzz_regressions.rs`, and the
 //! one internal type a bench needs (`SessionState`, for benches/snapshot.rs).
 //!
 //! **Not part of the API**: hidden from the docs, exempt from semver, may change or vanish in

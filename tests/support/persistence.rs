@@ -1,12 +1,9 @@
-//! What the `persistence_*` tests share: an engine on a data directory with snapshots taken
-//! only when a test asks (or at shutdown), the snapshot directory's files, and a mix of
-//! sessions written by `populate` and checked, value by value, by `check`.
+//! What the persistence tests (`tests/persistence/`) share: an engine on a data directory with
+//! snapshots taken only when a test asks (or at shutdown), the snapshot directory's files, and
+//! a mix of sessions written by `populate` and checked, value by value, by `check`.
 //!
-//! Included by each `tests/persistence_*.rs` as `#[path = "support/persistence.rs"] mod
-//! support;` followed by `use support::*;`.
-
-// Each persistence_* test binary uses its own subset of these helpers.
-#![allow(dead_code)]
+//! Declared once, by `tests/persistence/main.rs`, as `#[path = "../support/persistence.rs"] mod
+//! support;`; each module then has `use crate::support::*;`.
 
 #[path = "routing.rs"]
 pub mod routing;
