@@ -78,8 +78,8 @@ pub mod events;
 pub mod fuzzing;
 mod id;
 mod memory;
-// The lead's rewrite of message.rs gives every message a `Debug`; until it lands, the
-// per-session messages have none.
+// Issue 22: the per-session messages get their `Debug` with message.rs's rewrite (one `Op` per
+// message); until then they alone are exempt.
 #[allow(missing_debug_implementations)]
 pub mod message;
 #[cfg(feature = "redis")]
