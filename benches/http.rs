@@ -316,8 +316,8 @@ mod servers {
                             let mut seen = 0u64;
                             while let Some(delivery) = events.recv().await {
                                 seen += match delivery {
-                                    draco_session::Delivery::Event(_) => 1,
-                                    draco_session::Delivery::Missed(n) => n,
+                                    draco_session::events::Delivery::Event(_) => 1,
+                                    draco_session::events::Delivery::Missed(n) => n,
                                 };
                             }
                             std::hint::black_box(seen);
@@ -347,7 +347,7 @@ mod servers {
                     if variant == "f0" {
                         config.events.redis_stream_len = 0; // no events written to Redis
                     }
-                    config.storage.backend = draco_session::StorageBackend::Redis;
+                    config.storage.backend = draco_session::config::StorageBackend::Redis;
                     config.storage.redis_url = redis_url.to_owned();
                     let engine = SessionEngine::start_async(config).await.map_err(std::io::Error::other)?;
                     draco_server(engine, addr, workers).await
@@ -361,9 +361,9 @@ mod servers {
                     config.storage.persist = true;
                     config.storage.dir = dir.path().to_owned();
                     config.storage.log = match variant {
-                        "g0" => draco_session::LogMode::Off,
+                        "g0" => draco_session::config::LogMode::Off,
                         "g1" => draco_session::Config::default().storage.log,
-                        _ => draco_session::LogMode::Always,
+                        _ => draco_session::config::LogMode::Always,
                     };
                     let engine = SessionEngine::start(config).map_err(std::io::Error::other)?;
                     draco_server(engine, addr, workers).await

@@ -1,13 +1,14 @@
 //! Robot detection cost per User-Agent over a mixed sample of the corpora.
 //!
-//! `cargo bench --bench robot -- --warm-up-time 1 --measurement-time 5`. Reads the corpora from
-//! `tests/data/user-agents` (or the folder `DRACO_UA_DATA` names).
+//! `cargo bench --bench robot --features fuzzing -- --warm-up-time 1 --measurement-time 5` (the
+//! feature exposes `RobotDetector::is_robot_uncached`, not part of the API). Reads the corpora
+//! from `tests/data/user-agents` (or the folder `DRACO_UA_DATA` names).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use draco_session::{RobotDetector, RobotsConfig};
+use draco_session::{RobotDetector, config::RobotsConfig};
 
 /// User-Agents per sample: every file contributes lines spread evenly over it.
 const PER_FILE: usize = 400;

@@ -2,7 +2,8 @@
 //! each), bytes per session on disk, and the latency of engine operations while a snapshot is
 //! being taken, against the same load without one.
 //!
-//! `cargo bench --bench snapshot` (`SNAPSHOT_BENCH_SESSIONS=100000` for a quicker run;
+//! `cargo bench --bench snapshot --features fuzzing` (the feature exposes the shard's session
+//! type, not part of the API; `SNAPSHOT_BENCH_SESSIONS=100000` for a quicker run;
 //! `RUST_LOG=draco_session=debug` also prints each shard's encoding turns).
 //!
 //! Then the write-ahead log: 1 million logged changes (`SNAPSHOT_BENCH_CHANGES`) with no
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use draco_session::fuzzing::SessionState;
-use draco_session::{Config, LimitsConfig, SessionEngine, SessionId};
+use draco_session::{Config, SessionEngine, SessionId, config::LimitsConfig};
 use futures_util::future::join_all;
 
 const SECRET: &str = "snapshot benchmark secret, at least 32 bytes";

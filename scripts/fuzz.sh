@@ -7,7 +7,7 @@
 #
 # Flags: debug assertions on (overflow checks), AddressSanitizer (cargo fuzz's default), inputs up
 # to 16 KiB, 5 s per input before libFuzzer calls it a hang, 2 GiB RSS / malloc limit. A crash
-# lands in fuzz/artifacts/<target>/ (kept in git: tests/fuzz_regressions.rs replays it); the
+# lands in fuzz/artifacts/<target>/ (kept in git: tests/corpus/fuzz_regressions.rs replays it); the
 # corpus grows in fuzz/corpus/<target>/. Logs go to fuzz/target/logs/.
 set -uo pipefail
 cd "$(dirname "$0")/../fuzz"

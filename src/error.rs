@@ -1,6 +1,10 @@
-//! Error types, one enum per layer.
+//! Error types, one enum per layer: [`SessionError`] (an operation, with [`Unavailable`] for
+//! why the engine cannot serve it now), [`WebError`] (a handler), [`ConfigError`] (a config)
+//! and [`StartError`] (starting the engine).
 
 use std::path::PathBuf;
+
+pub use crate::web::WebError;
 
 /// What can go wrong with one session operation.
 ///

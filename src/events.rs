@@ -131,7 +131,8 @@ pub enum Delivery {
 /// [`subscribe`](crate::SessionEngine::subscribe) on. Dropping it unsubscribes.
 ///
 /// ```
-/// use draco_session::{Config, Delivery, EventKind, SessionEngine};
+/// use draco_session::events::{Delivery, EventKind};
+/// use draco_session::{Config, SessionEngine};
 ///
 /// # actix_rt::System::new().block_on(async {
 /// # let mut config = Config::default();

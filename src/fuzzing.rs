@@ -1,4 +1,4 @@
-//! Entry points for the fuzz targets in `fuzz/` and for `tests/fuzz_regressions.rs`, and the
+//! Entry points for the fuzz targets in `fuzz/` and for `tests/corpus/fuzz_regressions.rs`, and the
 //! one internal type a bench needs (`SessionState`, for benches/snapshot.rs).
 //!
 //! **Not part of the API**: hidden from the docs, exempt from semver, may change or vanish in
@@ -43,7 +43,10 @@ pub fn run(name: &str, data: &[u8]) {
 
 fn keyring() -> &'static Keyring {
     static RING: OnceLock<Keyring> = OnceLock::new();
-    RING.get_or_init(|| Keyring::from_secrets(b"fuzzing secret, at least 32 bytes long", &[b"previous fuzzing secret"]))
+    RING.get_or_init(|| {
+        Keyring::from_secrets(b"fuzzing secret, at least 32 bytes long", &[b"previous fuzzing secret, 32 bytes long"])
+            .expect("secrets of 32 bytes or more")
+    })
 }
 
 /// `SessionId::from_bytes` and `Keyring::parse` (format check, then tag verification).

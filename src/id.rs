@@ -17,10 +17,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use crate::error::SessionError;
+use crate::error::{ConfigError, SessionError};
 
 /// Length of a session id's text form.
 pub const ID_LEN: usize = 32;
+/// The shortest secret a [`Keyring`] takes, in bytes (`session.secret`, `session.previous_secrets`,
+/// `$DRACO_SESSION_SECRET`, the key file).
+pub const MIN_SECRET_LEN: usize = 32;
 const RANDOM_LEN: usize = 16;
 pub(crate) const TAG_LEN: usize = 8;
 const SHARD_SEED: u64 = 0x6472_6163_6f5f_7364; // "draco_sd": fixed, so routing is stable across runs
@@ -97,7 +100,7 @@ impl SessionId {
     }
 
     /// The shard that owns this id among `shards`: xxh3 (fixed seed) of its locator.
-    pub fn shard(&self, shards: usize) -> usize {
+    pub(crate) fn shard(&self, shards: usize) -> usize {
         shard_of(&self.locator, shards)
     }
 
@@ -204,14 +207,39 @@ impl fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    /// A keyring from secrets of any length (they are stretched by BLAKE3's key derivation).
-    pub fn from_secrets(current: &[u8], previous: &[&[u8]]) -> Self {
+    /// A keyring from the current secret and the previous ones (still accepted, for rotation),
+    /// each at least [`MIN_SECRET_LEN`] bytes, as `session.secret` and
+    /// `session.previous_secrets` must be. They are stretched by BLAKE3's key derivation.
+    ///
+    /// ```
+    /// use draco_session::Keyring;
+    ///
+    /// let ring = Keyring::from_secrets(b"a secret of at least 32 bytes, say", &[]).unwrap();
+    /// assert!(ring.verify(&ring.generate()));
+    /// assert!(Keyring::from_secrets(b"too short", &[]).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `session.secret` (or `session.previous_secrets`) when a
+    /// secret is shorter than [`MIN_SECRET_LEN`] bytes.
+    pub fn from_secrets(current: &[u8], previous: &[&[u8]]) -> Result<Self, ConfigError> {
+        let short = |key: &'static str, message: &str| ConfigError::Invalid {
+            origin: "Keyring::from_secrets".into(),
+            key,
+            message: message.into(),
+        };
+        if current.len() < MIN_SECRET_LEN {
+            return Err(short("session.secret", "must be at least 32 bytes"));
+        }
+        if previous.iter().any(|p| p.len() < MIN_SECRET_LEN) {
+            return Err(short("session.previous_secrets", "every entry must be at least 32 bytes"));
+        }
         let current = blake3::derive_key(KEY_CONTEXT, current);
-        Self {
+        Ok(Self {
             handle_key: blake3::derive_key(HANDLE_CONTEXT, &current),
             current,
             previous: previous.iter().map(|p| blake3::derive_key(KEY_CONTEXT, p)).collect(),
-        }
+        })
     }
 
     /// A fresh id tagged with the current key.
@@ -362,7 +390,7 @@ mod tests {
     use std::collections::HashSet;
 
     fn ring() -> Keyring {
-        Keyring::from_secrets(b"test secret test secret test secret!", &[])
+        Keyring::from_secrets(b"test secret test secret test secret!", &[]).unwrap()
     }
 
     #[test]
@@ -387,13 +415,32 @@ mod tests {
 
     #[test]
     fn other_key_rejects_previous_key_accepts() {
-        let old = Keyring::from_secrets(b"old secret old secret old secret old", &[]);
+        let old = Keyring::from_secrets(b"old secret old secret old secret old", &[]).unwrap();
         let id = old.generate();
         assert!(!ring().verify(&id));
         let rotated =
-            Keyring::from_secrets(b"test secret test secret test secret!", &[b"old secret old secret old secret old"]);
+            Keyring::from_secrets(b"test secret test secret test secret!", &[b"old secret old secret old secret old"])
+                .unwrap();
         assert!(rotated.verify(&id));
         assert!(rotated.verify(&rotated.generate()));
+    }
+
+    #[test]
+    fn secrets_shorter_than_the_config_allows_are_refused() {
+        let long = [b'k'; MIN_SECRET_LEN];
+        assert!(Keyring::from_secrets(&long, &[&long]).is_ok());
+        let short = &long[..MIN_SECRET_LEN - 1];
+        for (current, previous, key) in
+            [(short, &[][..], "session.secret"), (&long[..], &[short][..], "session.previous_secrets")]
+        {
+            match Keyring::from_secrets(current, previous) {
+                Err(ConfigError::Invalid { key: k, message, .. }) => {
+                    assert_eq!(k, key);
+                    assert!(message.contains("at least 32 bytes"), "{message}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -449,7 +496,7 @@ mod tests {
     #[test]
     fn handles_need_the_engine_secret() {
         let id = ring().generate();
-        let other = Keyring::from_secrets(b"another secret another secret ano", &[]);
+        let other = Keyring::from_secrets(b"another secret another secret ano", &[]).unwrap();
         assert_eq!(ring().handle(id.locator()), ring().handle(id.locator()));
         assert_ne!(ring().handle(id.locator()), other.handle(id.locator()));
         assert!("AAAAAAAAAAAAAAAAAAAAA".parse::<SessionHandle>().is_err());

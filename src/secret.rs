@@ -40,10 +40,10 @@ impl Keyring {
             if config.session.secret.is_some() {
                 log::info!("session id secret: ${SECRET_ENV} overrides session.secret");
             }
-            return Ok(Self::from_secrets(secret.as_bytes(), &previous));
+            return Ok(Self::from_secrets(secret.as_bytes(), &previous)?);
         }
         if let Some(secret) = &config.session.secret {
-            return Ok(Self::from_secrets(secret.as_bytes(), &previous));
+            return Ok(Self::from_secrets(secret.as_bytes(), &previous)?);
         }
         let storage = &config.storage;
         if !storage.persist && storage.backend == StorageBackend::Memory {
@@ -53,10 +53,10 @@ impl Keyring {
             );
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);
-            return Ok(Self::from_secrets(&key, &previous));
+            return Ok(Self::from_secrets(&key, &previous)?);
         }
         let secret = load_or_create_key_file(&storage.dir.join("secret.key"))?;
-        Ok(Self::from_secrets(&secret, &previous))
+        Ok(Self::from_secrets(&secret, &previous)?)
     }
 }
 
@@ -107,7 +107,7 @@ mod tests {
 
     /// Whether `ring` accepts the ids of a keyring made from `secret` alone.
     fn keyed_by(ring: &Keyring, secret: &str) -> bool {
-        ring.verify(&Keyring::from_secrets(secret.as_bytes(), &[]).generate())
+        ring.verify(&Keyring::from_secrets(secret.as_bytes(), &[]).unwrap().generate())
     }
 
     #[test]

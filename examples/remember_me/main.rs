@@ -63,7 +63,7 @@ mod app;
 use std::net::SocketAddr;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use draco_session::{CONFIG_ENV, Config, Delivery, SessionEngine, SessionMiddleware};
+use draco_session::{CONFIG_ENV, Config, SessionEngine, SessionMiddleware, events::Delivery};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 struct Args {
@@ -177,7 +177,7 @@ async fn main() -> std::io::Result<()> {
     let engine = SessionEngine::start_async(config)
         .await
         .unwrap_or_else(|e| fail(&format!("cannot start the session engine: {e}")));
-    let middleware = SessionMiddleware::try_new(engine.clone()).unwrap_or_else(|e| fail(&e.to_string()));
+    let middleware = SessionMiddleware::new(engine.clone());
     audit_log(&engine).await;
     let engine_data = web::Data::new(engine.clone());
 

@@ -46,7 +46,7 @@ pub struct LimitsConfig {
 /// `limits.create_rate`: `count` new sessions per `per`.
 ///
 /// ```
-/// use draco_session::CreateRate;
+/// use draco_session::config::CreateRate;
 /// use std::time::Duration;
 ///
 /// let rate: CreateRate = "600/m".parse().unwrap();

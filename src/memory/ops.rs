@@ -459,7 +459,7 @@ mod tests {
         let mut config = Config::default();
         config.limits.max_sessions = max_sessions;
         config.session.shards = shards;
-        let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]);
+        let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]).unwrap();
         let shared = Arc::new(Shared::new(config, keyring, clock.clone(), Placement::default(), None, None));
         (Shard::new(0, shared, crate::snapshot::Recovered::default()), clock)
     }

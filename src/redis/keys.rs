@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn a_sessions_keys_share_one_hash_tag_across_rotation() {
-        let ring = Keyring::from_secrets(b"keys test secret, 32 bytes or more!!", &[]);
+        let ring = Keyring::from_secrets(b"keys test secret, 32 bytes or more!!", &[]).unwrap();
         let id = ring.generate();
         let next = ring.generate_sibling(&id);
         let (a, b) = (session(&id), session(&next));

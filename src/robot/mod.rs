@@ -41,7 +41,7 @@ const BUILTIN_DFA_CACHE: usize = 8 << 20;
 ///
 /// ```
 /// use draco_session::RobotDetector;
-/// use draco_session::RobotsConfig;
+/// use draco_session::config::RobotsConfig;
 ///
 /// let robots = RobotDetector::from_config(&RobotsConfig::default()).unwrap();
 /// assert!(robots.is_robot(Some(b"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")));
@@ -76,7 +76,7 @@ impl RobotDetector {
     ///
     /// ```
     /// use draco_session::RobotDetector;
-    /// use draco_session::RobotsConfig;
+    /// use draco_session::config::RobotsConfig;
     ///
     /// let mut config = RobotsConfig::default();
     /// config.extra = vec!["^acme-probe".into()];
@@ -142,7 +142,9 @@ impl RobotDetector {
     }
 
     /// As [`is_robot`](Self::is_robot), always from the rules (no remembered verdicts): what a
-    /// User-Agent never seen before costs. For benchmarks.
+    /// User-Agent never seen before costs. For benches/robot.rs (cargo feature `fuzzing`, not
+    /// part of the API) and the tests.
+    #[cfg(any(test, feature = "fuzzing"))]
     #[doc(hidden)]
     pub fn is_robot_uncached(&self, user_agent: Option<&[u8]>) -> bool {
         let Some(inner) = &self.inner else { return false };

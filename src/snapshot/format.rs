@@ -290,7 +290,7 @@ mod tests {
     use crate::id::Keyring;
 
     fn sample() -> Vec<(Locator, SessionState)> {
-        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]).unwrap();
         (0..20u64)
             .map(|i| {
                 let mut s = SessionState::new(1_000 + i);
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn version_2_files_still_read_with_ids_turned_into_locators() {
-        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]).unwrap();
         let records: Vec<(SessionId, SessionState)> =
             sample().into_iter().map(|(_, state)| (ring.generate(), state)).collect();
         let (header, decoded) = decode(&v2_file(&records)).unwrap();
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_holds_no_id() {
-        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]).unwrap();
         let ids: Vec<SessionId> = (0..50).map(|_| ring.generate()).collect();
         let states: Vec<SessionState> = (0..50).map(SessionState::new).collect();
         let refs: Vec<(Locator, &SessionState)> = ids.iter().zip(&states).map(|(id, s)| (*id.locator(), s)).collect();
@@ -461,7 +461,7 @@ mod tests {
 
     #[test]
     fn large_honest_records_still_decode() {
-        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]);
+        let ring = Keyring::from_secrets(b"format test secret format test secret", &[]).unwrap();
         let limits = LimitsConfig { max_value_bytes: 1 << 21, max_session_bytes: 1 << 22, ..LimitsConfig::default() };
         let mut s = SessionState::new(1);
         s.set("s", "big", vec![b'x'; 1 << 21], &limits).unwrap();

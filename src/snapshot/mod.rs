@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn snapshots_of_the_id_placed_format_are_rewritten_by_locator() {
         let data = tempfile::tempdir().unwrap();
-        let ring = Keyring::from_secrets(b"snapshot upgrade test secret, long enough", &[]);
+        let ring = Keyring::from_secrets(b"snapshot upgrade test secret, long enough", &[]).unwrap();
         let ids: Vec<SessionId> = (0..64).map(|_| ring.generate()).collect();
         let mut state = SessionState::new(1_000);
         state.set("s", "k", b"1", &LimitsConfig::default()).unwrap();

@@ -267,7 +267,7 @@ mod tests {
     }
 
     fn generation(n: u64) -> Vec<(Locator, SessionState)> {
-        let ring = Keyring::from_secrets(b"writer test secret writer test secret", &[]);
+        let ring = Keyring::from_secrets(b"writer test secret writer test secret", &[]).unwrap();
         (0..n)
             .map(|i| {
                 let mut s = SessionState::new(1_000);

@@ -260,6 +260,10 @@ pub(crate) fn encode(out: &mut Vec<u8>, lsn: u64, time_ms: u64, change: &Change<
 ///
 /// # Errors
 /// As [`encode`].
+#[cfg_attr(
+    not(feature = "fuzzing"),
+    allow(dead_code, reason = "only the `log_segment` fuzz target encodes owned entries")
+)]
 pub(crate) fn encode_owned(out: &mut Vec<u8>, entry: &Entry) -> Result<(), String> {
     let change = match &entry.change {
         Owned::Put { id, state } => Change::Put { id, state },
@@ -428,7 +432,7 @@ mod tests {
     use crate::id::Keyring;
 
     fn ids() -> (Locator, Locator) {
-        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]);
+        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]).unwrap();
         (*ring.generate().locator(), *ring.generate().locator())
     }
 
@@ -450,7 +454,7 @@ mod tests {
 
     #[test]
     fn version_1_segments_still_read_with_ids_turned_into_locators() {
-        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]);
+        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]).unwrap();
         let (a, b) = (ring.generate(), ring.generate());
         let mut bytes = SegmentHeader { shard: 0, shards: 1, base: 3 }.to_bytes().to_vec();
         bytes[8..12].copy_from_slice(&V1.to_le_bytes());
@@ -484,7 +488,7 @@ mod tests {
 
     #[test]
     fn records_hold_no_id() {
-        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]);
+        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]).unwrap();
         let id = ring.generate();
         let mut bytes = Vec::new();
         encode(&mut bytes, 1, 2, &Change::Set { id: id.locator(), scope: "s", key: "k", value: b"1" }).unwrap();

@@ -12,7 +12,6 @@ use super::error::WebError;
 use super::rate;
 use super::session::Session;
 use crate::engine::SessionEngine;
-use crate::error::ConfigError;
 
 /// Gives every request a [`Session`](super::Session) and writes the session cookie back.
 ///
@@ -26,7 +25,7 @@ use crate::error::ConfigError;
 /// unless the handler set a `Cache-Control` of its own (then keeping cookies out of caches is
 /// the handler's job).
 ///
-/// With `[header] name` set (the header transport, see [`HeaderConfig`](crate::HeaderConfig)),
+/// With `[header] name` set (the header transport, see [`HeaderConfig`](crate::config::HeaderConfig)),
 /// the id is also read from that request header, which wins over the cookie when present, and
 /// every response that would set the cookie also carries the id in that header (an empty value
 /// after `destroy()`), with the same `Cache-Control: no-store`. With `[cookie] enabled = false`
@@ -40,7 +39,7 @@ use crate::error::ConfigError;
 ///
 /// Before the handler, with `[csrf] origin_guard` on (the default), it refuses with a 403
 /// ([`WebError::CrossSite`]) every POST, PUT, PATCH or DELETE that another site made the
-/// browser send (see [`CsrfConfig::origin_guard`](crate::CsrfConfig::origin_guard)); the
+/// browser send (see [`CsrfConfig::origin_guard`](crate::config::CsrfConfig::origin_guard)); the
 /// per-form tokens are [`Session::csrf_token`](super::Session::csrf_token).
 ///
 /// Build it once, outside the `HttpServer` factory, and clone it into each worker's `App`:
@@ -77,15 +76,6 @@ impl SessionMiddleware {
     pub fn new(engine: SessionEngine) -> Self {
         let id_header = id_header(&engine.config().header.name);
         Self { engine, id_header }
-    }
-
-    /// [`new`](Self::new). The engine checks its `[robots]` patterns when it starts, so this
-    /// no longer fails; it stays for code written when the middleware compiled them.
-    ///
-    /// # Errors
-    /// None: the `Result` is kept for compatibility.
-    pub fn try_new(engine: SessionEngine) -> Result<Self, ConfigError> {
-        Ok(Self::new(engine))
     }
 
     /// The engine sessions live in.

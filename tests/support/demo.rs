@@ -2,9 +2,8 @@
 //! kernel picks (the demo prints it), killed when the test ends, spoken to over raw HTTP/1.1.
 //!
 //! Needs the demo binary, which a plain `cargo test` builds; with a test filter, run
-//! `cargo build --example remember_me` first.
-
-#![allow(dead_code)] // each test binary uses its own part of this file
+//! `cargo build --example remember_me` first. A module of the `process` test binary
+//! (`tests/process/main.rs`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

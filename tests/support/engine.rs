@@ -1,23 +1,28 @@
-//! What the `engine_*` tests share: one behaviour suite for every backend. Each test file
-//! writes its tests as `async fn name(b: Backend)` and lists them in `both!` (memory and
-//! Redis: `memory::name`, `redis::name`) and, unless a test counts every session of the store,
-//! in `cluster!` (`redis_cluster::name`, a three-node Redis Cluster whose database 0 is shared
-//! by every test of the binary).
+//! What the engine tests (`tests/engine/`) share: one behaviour suite for every backend. Each
+//! module writes its tests as `async fn name(b: Backend)` and lists them in `both!` (memory
+//! and Redis: `memory::name`, `redis::name`) and, unless a test counts every session of the
+//! store, in `cluster!` (`redis_cluster::name`, a three-node Redis Cluster whose database 0 is
+//! shared by every test of the binary).
 //!
 //! Redis needs the `redis` cargo feature and a `redis-server` on PATH, started once per test
 //! binary with one database per test; the cluster is also started once per test binary, on
 //! first use. The `ManualClock` drives expiry for Redis too, because the scripts check expiry
 //! by the engine's clock as well as Redis's own.
 //!
-//! Included by each `tests/engine_*.rs` as `#[macro_use] #[path = "support/engine.rs"] mod
-//! support;` followed by `use support::*;`.
-
-// Each engine_* test binary uses its own subset of these helpers.
-#![allow(dead_code)]
+//! **User ids.** The cluster's one keyspace holds every cluster test's per-user index and
+//! event stream, and tests run in parallel: a test names its users `b.user(n)`, never `n`
+//! itself, so that on the cluster each test has user ids of its own (on memory and on a Redis
+//! database of the test's own, `b.user(n)` is `n`). Otherwise one test's `logout_user(7)` or
+//! `sessions_of(7)` sees another's user 7.
+//!
+//! Declared once, by `tests/engine/main.rs`, as `#[macro_use] #[path = "../support/engine.rs"]
+//! mod support;`; each module then has `use crate::support::*;`.
 
 #[cfg(feature = "redis")]
 #[path = "redis_server.rs"]
 pub mod redis_server;
+#[path = "routing.rs"]
+pub mod routing;
 
 use std::time::Duration;
 
@@ -41,12 +46,37 @@ pub enum Backend {
     Memory,
     #[cfg(feature = "redis")]
     Redis,
-    /// A three-node Redis Cluster, database 0 shared by every test of this binary.
+    /// A three-node Redis Cluster, database 0 shared by every test of this binary; `users` is
+    /// the start of this test's own range of user ids (see [`Backend::user`]).
     #[cfg(feature = "redis")]
-    RedisCluster,
+    RedisCluster {
+        users: u64,
+    },
 }
 
+/// User ids per test on the shared cluster: `b.user(n)` takes `n` below this.
+pub const USERS_PER_TEST: u64 = 1_000;
+
 impl Backend {
+    /// The cluster, with a range of user ids no other test of this binary has.
+    #[cfg(feature = "redis")]
+    pub fn cluster() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let test = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Backend::RedisCluster { users: test * USERS_PER_TEST }
+    }
+
+    /// This test's user `n` (1 ≤ `n` < [`USERS_PER_TEST`]): `n` itself where the test has the
+    /// store to itself, a user id no other test uses on the shared cluster.
+    pub fn user(self, n: u64) -> u64 {
+        assert!((1..USERS_PER_TEST).contains(&n), "user {n}: tests name users 1..{USERS_PER_TEST}");
+        match self {
+            #[cfg(feature = "redis")]
+            Backend::RedisCluster { users } => users + n,
+            _ => n,
+        }
+    }
+
     pub fn is_memory(self) -> bool {
         self == Backend::Memory
     }
@@ -55,7 +85,7 @@ impl Backend {
     pub fn isolated(self) -> bool {
         match self {
             #[cfg(feature = "redis")]
-            Backend::RedisCluster => false,
+            Backend::RedisCluster { .. } => false,
             _ => true,
         }
     }
@@ -67,13 +97,13 @@ impl Backend {
             Backend::Memory => c,
             Backend::Redis => {
                 let mut c = c;
-                c.storage.backend = draco_session::StorageBackend::Redis;
+                c.storage.backend = draco_session::config::StorageBackend::Redis;
                 c.storage.redis_url = redis_server::shared().fresh_db_url();
                 c
             }
-            Backend::RedisCluster => {
+            Backend::RedisCluster { .. } => {
                 let mut c = c;
-                c.storage.backend = draco_session::StorageBackend::Redis;
+                c.storage.backend = draco_session::config::StorageBackend::Redis;
                 c.storage.redis_cluster = true;
                 c.storage.redis_url = redis_server::shared_cluster().urls();
                 c
@@ -121,9 +151,9 @@ macro_rules! both {
 }
 
 /// Declares each test once more, against Redis Cluster: `redis_cluster::name`. Only for tests
-/// that do not count every session of the store (the cluster's database 0 is shared by all
-/// tests of the binary). Rotation, update locks and the per-user index all run across slots
-/// without a CROSSSLOT error.
+/// that do not count every session of the store and name their users `b.user(n)` (the
+/// cluster's database 0 is shared by all tests of the binary). Rotation, update locks and the
+/// per-user index all run across slots without a CROSSSLOT error.
 macro_rules! cluster {
     ($($name:ident),* $(,)?) => {
         #[cfg(feature = "redis")]
@@ -131,7 +161,7 @@ macro_rules! cluster {
             $(
                 #[actix_rt::test]
                 async fn $name() {
-                    super::$name(super::Backend::RedisCluster).await
+                    super::$name(super::Backend::cluster()).await
                 }
             )*
         }

@@ -1,14 +1,11 @@
-//! What the `http_*` tests share: the backend switch and the `both!` macro that runs every
-//! test on memory and on Redis, engine fixtures, the app under test (the remember-me demo's
-//! own routes, `examples/remember_me/app.rs`, plus a few test-only handlers, built by `app!`),
-//! and request, response and cookie helpers.
+//! What the HTTP tests (`tests/http/`) share: the backend switch and the `both!` macro that
+//! runs every test on memory and on Redis, engine fixtures, the app under test (the
+//! remember-me demo's own routes, `examples/remember_me/app.rs`, plus a few test-only
+//! handlers, built by `app!`), and request, response and cookie helpers.
 //!
-//! Included by each `tests/http_*.rs` as `#[macro_use] #[path = "support/http.rs"] mod support;`
-//! followed by `use support::*;`. Redis runs on one redis-server per test binary (started on
-//! first use), a database of its own per test.
-
-// Each http_* test binary uses its own subset of these helpers.
-#![allow(dead_code)]
+//! Declared once, by `tests/http/main.rs`, as `#[macro_use] #[path = "../support/http.rs"] mod
+//! support;`; each module then has `use crate::support::*;`. Redis runs on one redis-server
+//! per test binary (started on first use), a database of its own per test.
 
 #[path = "../../examples/remember_me/app.rs"]
 pub mod app;
@@ -46,7 +43,7 @@ impl Backend {
             Backend::Memory => {}
             #[cfg(feature = "redis")]
             Backend::Redis => {
-                config.storage.backend = draco_session::StorageBackend::Redis;
+                config.storage.backend = draco_session::config::StorageBackend::Redis;
                 config.storage.redis_url = redis_server::shared().fresh_db_url();
             }
         }
@@ -144,7 +141,7 @@ pub async fn csrf_verify(session: Session, body: actix_web::web::Bytes) -> Resul
 /// The keys an application sees in the default scope, then a read of the reserved scope.
 pub async fn csrf_reserved(session: Session) -> Result<HttpResponse, WebError> {
     let keys = session.keys().await?;
-    let reserved = format!("{}csrf", draco_session::RESERVED_SCOPE_PREFIX);
+    let reserved = format!("{}csrf", draco_session::limits::RESERVED_SCOPE_PREFIX);
     let read = session.namespace(&reserved).keys().await;
     let write = session.namespace(&reserved).insert("secret", "mine").await;
     Ok(HttpResponse::Ok().json(json!({

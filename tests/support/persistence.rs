@@ -1,12 +1,12 @@
-//! What the `persistence_*` tests share: an engine on a data directory with snapshots taken
-//! only when a test asks (or at shutdown), the snapshot directory's files, and a mix of
-//! sessions written by `populate` and checked, value by value, by `check`.
+//! What the persistence tests (`tests/persistence/`) share: an engine on a data directory with
+//! snapshots taken only when a test asks (or at shutdown), the snapshot directory's files, and
+//! a mix of sessions written by `populate` and checked, value by value, by `check`.
 //!
-//! Included by each `tests/persistence_*.rs` as `#[path = "support/persistence.rs"] mod
-//! support;` followed by `use support::*;`.
+//! Declared once, by `tests/persistence/main.rs`, as `#[path = "../support/persistence.rs"] mod
+//! support;`; each module then has `use crate::support::*;`.
 
-// Each persistence_* test binary uses its own subset of these helpers.
-#![allow(dead_code)]
+#[path = "routing.rs"]
+pub mod routing;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,7 +34,12 @@ pub fn start(dir: &Path, shards: usize, clock: &ManualClock) -> SessionEngine {
 }
 
 /// As [`start`], with `storage.log` set.
-pub fn start_logging(dir: &Path, shards: usize, clock: &ManualClock, log: draco_session::LogMode) -> SessionEngine {
+pub fn start_logging(
+    dir: &Path,
+    shards: usize,
+    clock: &ManualClock,
+    log: draco_session::config::LogMode,
+) -> SessionEngine {
     let mut c = config(dir, shards);
     c.storage.log = log;
     SessionEngine::builder(c).clock(clock.clone()).start().expect("engine starts")

@@ -1,7 +1,7 @@
 //! A real `redis-server` for tests: on a free 127.0.0.1 port, in a temp dir, no persistence.
 //! Stopped when the guard drops; a watchdog also stops it when the test process ends (a
 //! server kept in a `static` is never dropped).
-#![allow(dead_code)]
+#![allow(dead_code, reason = "three test binaries (engine, http, process) each use their own part")]
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,19 @@
+//! The engine through its API, without HTTP: values, identity (login, logout, remember-me),
+//! the per-user index, expiry, limits, events, concurrency, start and stop, and where shard
+//! workers run. Each behaviour test runs on memory, Redis and Redis Cluster (`both!` and
+//! `cluster!`, see `support/engine.rs`); test names are `<area>::<backend>::<test>`.
+
+#[macro_use]
+#[path = "../support/engine.rs"]
+mod support;
+
+mod concurrency;
+mod events;
+mod expiry;
+mod identity;
+mod lifecycle;
+mod limits;
+mod placement;
+mod server_threads;
+mod users;
+mod values;

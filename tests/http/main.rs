@@ -1,0 +1,25 @@
+//! The web layer over HTTP, in process (actix-web's test service) against the remember-me
+//! demo's own routes: cookies and the header transport, login and logout, values, flash
+//! messages, devices, CSRF, robots, cache headers, error statuses, engine trips per request,
+//! recorded metrics, secrets, and hostile clients. Most tests run on memory and Redis
+//! (`both!`, see `support/http.rs`); test names are `<area>::<backend>::<test>`.
+
+#[macro_use]
+#[path = "../support/http.rs"]
+mod support;
+
+mod adversarial;
+mod api;
+mod cache;
+mod cookie_header;
+mod cookies;
+mod csrf;
+mod devices;
+mod engine_trips;
+mod errors;
+mod flash;
+mod header;
+mod login;
+mod metrics;
+mod robots;
+mod secrets;

@@ -1,0 +1,13 @@
+//! Sessions on disk, from outside the engine: snapshots (when and what is written, the format
+//! across versions, damage), the write-ahead log, restarts in one process, and the model-based
+//! property test with crashes (see `support/persistence.rs`).
+
+#[path = "../support/persistence.rs"]
+mod support;
+
+mod damage;
+mod format;
+mod log;
+mod model;
+mod restart;
+mod snapshots;
