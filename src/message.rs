@@ -1,7 +1,7 @@
 //! The typed messages: each operation of the engine as a value, and what the engine answers.
 //!
 //! A message is the one definition of its operation (as in mini-redis's `cmd/`): its fields,
-//! its reply, its metric name ([`OpKind`]) and the checks its names must pass are here; each
+//! its reply, its metric name (`OpKind`) and the checks its names must pass are here; each
 //! backend implements it once (`memory/ops.rs` on a shard, `redis/ops.rs` on Redis); every
 //! layer in between is generic over it. Send any of them with
 //! [`SessionEngine::send`](crate::SessionEngine::send), on either backend: it verifies a

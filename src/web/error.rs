@@ -28,7 +28,7 @@ pub enum WebError {
     #[error("no session: this client is treated as a robot and gets no session")]
     NoSession,
     /// A [`Namespace`](super::Namespace) whose name starts with
-    /// [`RESERVED_SCOPE_PREFIX`](crate::RESERVED_SCOPE_PREFIX), which the crate keeps for its
+    /// [`RESERVED_SCOPE_PREFIX`](crate::limits::RESERVED_SCOPE_PREFIX), which the crate keeps for its
     /// own data.
     #[error("scope names starting with \"__draco.\" are reserved for draco-session's own data")]
     ReservedScope,
