@@ -65,7 +65,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_debug_implementations)]
 
-mod backend;
 mod clock;
 pub mod config;
 mod engine;

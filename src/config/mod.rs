@@ -25,6 +25,8 @@ pub use cookie::{CookieConfig, HeaderConfig, SameSite};
 pub use csrf::CsrfConfig;
 pub use events::EventsConfig;
 pub use limits::{CreateRate, LimitsConfig};
+#[cfg(test)]
+pub(crate) use robots::PATTERN_MAX_LEN;
 pub use robots::RobotsConfig;
 pub use session::SessionConfig;
 pub use storage::{LogMode, StorageBackend, StorageConfig};

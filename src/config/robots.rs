@@ -15,7 +15,7 @@ use super::Invalid;
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
 /// Longest configured pattern, in bytes of source text.
-const PATTERN_MAX_LEN: usize = 4096;
+pub(crate) const PATTERN_MAX_LEN: usize = 4096;
 
 /// `[robots]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -101,11 +101,8 @@ fn quote(pattern: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::Config;
     use crate::error::ConfigError;
-    // Through the detector, to see that it reports this module's verdict.
-    use crate::robot::RobotDetector;
 
     #[test]
     fn invalid_robot_patterns_name_key_pattern_and_file() {
@@ -116,48 +113,5 @@ mod tests {
         let e = Config::from_toml("[robots]\ndetect = false\nallow = [\"a{2,1}\"]", "f.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Invalid { key: "robots.allow", .. }), "{e:?}");
         assert!(Config::from_toml("[robots]\nextra = [\"^acme/\"]\nallow = [\"friendly\"]", "f.toml").is_ok());
-    }
-
-    fn error(extra: &[&str], allow: &[&str]) -> (String, &'static str, String) {
-        let config = RobotsConfig {
-            detect: true,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-        };
-        match RobotDetector::build(&config, "robots.toml").unwrap_err() {
-            ConfigError::Invalid { origin, key, message } => (origin, key, message),
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn invalid_patterns_are_named_with_their_key_and_file() {
-        let (origin, key, message) = error(&["ok", "(unclosed"], &[]);
-        assert_eq!((origin.as_str(), key), ("robots.toml", "robots.extra"));
-        assert!(message.contains("\"(unclosed\"") && message.contains("unclosed group"), "{message}");
-
-        let (_, key, message) = error(&[], &["[z-a]"]);
-        assert_eq!(key, "robots.allow");
-        assert!(message.contains("\"[z-a]\"") && message.contains("not a valid regular expression"), "{message}");
-
-        let (_, key, message) = error(&[""], &[]);
-        assert_eq!(key, "robots.extra");
-        assert!(message.contains("empty"), "{message}");
-
-        // The same checks hold when detection is off.
-        let config = RobotsConfig { detect: false, extra: Vec::new(), allow: vec!["a{2,1}".into()] };
-        assert!(RobotDetector::from_config(&config).is_err());
-    }
-
-    #[test]
-    fn huge_patterns_are_rejected_clearly() {
-        let (_, key, message) = error(&[r"\w{1000}{1000}"], &[]);
-        assert_eq!(key, "robots.extra");
-        assert!(message.contains("too large once compiled") && message.contains(r"\\w{1000}{1000}"), "{message}");
-
-        let long = "a".repeat(PATTERN_MAX_LEN + 1);
-        let (_, key, message) = error(&[], &[&long]);
-        assert_eq!(key, "robots.allow");
-        assert!(message.contains("bytes long") && message.contains("…"), "{message}");
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::SessionEngine;
-use crate::backend::{Backend, BackendOp};
+use super::store::BackendOp;
 use crate::error::{Result, SessionError};
 use crate::id::{SessionHandle, SessionId};
 use crate::message::op::Op;

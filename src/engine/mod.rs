@@ -22,7 +22,6 @@ use serde::de::DeserializeOwned;
 pub use builder::EngineBuilder;
 pub use send::EngineMessage;
 
-use crate::backend::Backend;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Result, SessionError, StartError};

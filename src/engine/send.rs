@@ -9,7 +9,7 @@
 use std::future::Future;
 
 use super::SessionEngine;
-use crate::backend::BackendOp;
+use super::store::BackendOp;
 use crate::error::{Result, SessionError};
 use crate::message::LogoutOthers;
 

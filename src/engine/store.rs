@@ -1,17 +1,38 @@
-//! [`AnyBackend`]: the closed set of backends an engine can run on, itself a [`Backend`] that
-//! hands each call to the one it holds.
+//! The seam between the engine and where sessions live: [`AnyBackend`], the closed set of
+//! backends an engine can run on, handing each call to the one it holds; [`BackendOp`], an
+//! operation every backend implements.
+//!
+//! An operation is a typed message (`crate::message`). Each backend implements each message
+//! once, in its own `ops.rs` (`OnShard` against a shard, `OnRedis` against Redis); a message
+//! both implement is a [`BackendOp`], and the compiler asks every backend for every message the
+//! engine sends. The backends know nothing of this file: the engine depends on them, never the
+//! other way round.
 
 use std::future::Future;
 
 #[cfg(feature = "redis")]
 use futures_util::future::Either;
 
-use crate::backend::{Backend, BackendOp};
 use crate::error::Result;
 use crate::events::Subscription;
 use crate::id::{Keyring, SessionId};
 use crate::memory::MemoryBackend;
+use crate::memory::ShardOp;
 use crate::message::SessionInfo;
+use crate::message::op::Op;
+#[cfg(feature = "redis")]
+use crate::redis::OnRedis;
+
+/// Without the `redis` feature every message is trivially a Redis operation: there is no
+/// Redis backend to run it.
+#[cfg(not(feature = "redis"))]
+pub(crate) trait OnRedis {}
+#[cfg(not(feature = "redis"))]
+impl<T> OnRedis for T {}
+
+/// An operation every backend runs.
+pub(crate) trait BackendOp: Op + ShardOp + OnRedis {}
+impl<T: Op + ShardOp + OnRedis> BackendOp for T {}
 
 /// The backend an engine runs on (`storage.backend`).
 pub(crate) enum AnyBackend {
@@ -66,20 +87,35 @@ macro_rules! each {
     };
 }
 
-impl Backend for AnyBackend {
-    fn shards(&self) -> usize {
+impl AnyBackend {
+    /// Shards of the backend (1 when it has none of its own).
+    pub fn shards(&self) -> usize {
         match self {
             Self::Memory(b) => b.shards(),
             #[cfg(feature = "redis")]
-            Self::Redis(b) => b.shards(),
+            Self::Redis(_) => 1,
         }
     }
 
-    fn run<M: BackendOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
-        each!(self, b => b.run(msg))
+    /// Runs one operation. Ids reaching here were verified by the engine; names were checked.
+    /// Every future an operation answers is `Send`, so a request's handle can move across
+    /// threads.
+    pub fn run<M: BackendOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
+        match self {
+            #[cfg(feature = "redis")]
+            Self::Memory(b) => Either::Left(b.run(msg)),
+            #[cfg(not(feature = "redis"))]
+            Self::Memory(b) => b.run(msg),
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => Either::Right(b.run_op(msg)),
+        }
     }
 
-    fn looked_up<R, F, L>(
+    /// Runs `op`, an operation on `id`, and answers `id`'s metadata as it was before `op`, in
+    /// one trip where the backend can (see `Door::looked_up`); `lookup` reads the metadata on
+    /// its own where the backend needs that. Not bound `Send` here: whether it is depends on
+    /// `op`, and callers see the concrete type.
+    pub fn looked_up<R, F, L>(
         &self,
         id: SessionId,
         op: F,
@@ -92,36 +128,51 @@ impl Backend for AnyBackend {
         each!(self, b => b.looked_up(id, op, lookup))
     }
 
-    fn new_id(&self, keyring: &Keyring) -> SessionId {
+    /// A fresh id for a session about to be created on this thread.
+    pub fn new_id(&self, keyring: &Keyring) -> SessionId {
         match self {
             Self::Memory(b) => b.new_id(keyring),
             #[cfg(feature = "redis")]
-            Self::Redis(b) => b.new_id(keyring),
+            Self::Redis(_) => keyring.generate(),
         }
     }
 
-    fn create_counter(
-        &self,
-        scope: &str,
-        key: &str,
-        by: i64,
-    ) -> impl Future<Output = Result<Option<(SessionInfo, i64)>>> + Send {
-        each!(self, b => b.create_counter(scope, key, by))
+    /// A new session whose counter `scope`/`key` holds `by`, in one step; `None` when the
+    /// backend has no such step (the caller creates, then increments).
+    #[cfg_attr(not(feature = "redis"), expect(unused_variables, reason = "the memory backend has no such step"))]
+    pub async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+        match self {
+            Self::Memory(_) => Ok(None),
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => b.create_counter(scope, key, by).await,
+        }
     }
 
-    fn host_here(&self) -> impl Future<Output = Option<usize>> {
-        each!(self, b => b.host_here())
+    /// Hosts a shard on this thread, where the backend and placement do that.
+    pub async fn host_here(&self) -> Option<usize> {
+        match self {
+            Self::Memory(b) => b.host_here().await,
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => None,
+        }
     }
 
-    fn subscribe(&self) -> impl Future<Output = Result<Subscription>> + Send {
+    /// A subscription to the backend's session events (see [`crate::events`]).
+    pub fn subscribe(&self) -> impl Future<Output = Result<Subscription>> + Send {
         each!(self, b => b.subscribe())
     }
 
-    fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {
+    /// Makes every change durable now; how many sessions were written.
+    pub fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {
         each!(self, b => b.snapshot())
     }
 
-    fn shutdown(&self) -> impl Future<Output = ()> + Send {
-        each!(self, b => b.shutdown())
+    /// Stops serving; later calls answer `Unavailable(EngineStopped)`.
+    pub async fn shutdown(&self) {
+        match self {
+            Self::Memory(b) => b.shutdown().await,
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => b.close(),
+        }
     }
 }

@@ -9,7 +9,7 @@
 //!   thread, and the moves between a shard's home thread and a server thread.
 //! - [`supervisor`]: starts, watches and restarts the workers; fans engine-wide calls out.
 //!
-//! [`MemoryBackend`] is this backend's side of the [`Backend`] seam.
+//! [`MemoryBackend`] is what the engine's seam (`engine/store.rs`) calls.
 
 pub(crate) mod host;
 pub(crate) mod ops;
@@ -24,7 +24,6 @@ use std::thread::ThreadId;
 
 use actix::{Addr, ArbiterHandle, MailboxError};
 
-use crate::backend::{Backend, BackendOp};
 use crate::clock::Clock;
 use crate::config::{Config, LimitsConfig};
 use crate::error::{Result, SessionError, StartError, Unavailable};
@@ -267,16 +266,17 @@ impl MemoryBackend {
     }
 }
 
-impl Backend for MemoryBackend {
-    fn shards(&self) -> usize {
+/// The memory backend as the engine calls it (`engine/store.rs`).
+impl MemoryBackend {
+    pub fn shards(&self) -> usize {
         self.shared.shards
     }
 
-    fn run<M: BackendOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
+    pub fn run<M: ShardOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
         msg.route(self)
     }
 
-    fn looked_up<R, F, L>(
+    pub fn looked_up<R, F, L>(
         &self,
         _: SessionId,
         op: F,
@@ -291,28 +291,28 @@ impl Backend for MemoryBackend {
         futures_util::future::join(lookup(), op)
     }
 
-    fn new_id(&self, _: &Keyring) -> SessionId {
+    pub fn new_id(&self, _: &Keyring) -> SessionId {
         self.fresh_id()
     }
 
     /// Hosts one shard on the calling thread (see [`host::adopt`]), with
     /// [`Placement::ServerThreads`].
-    async fn host_here(&self) -> Option<usize> {
+    pub async fn host_here(&self) -> Option<usize> {
         if self.shared.placement != Placement::ServerThreads {
             return None;
         }
         host::adopt(&self.shared).await
     }
 
-    async fn subscribe(&self) -> Result<crate::events::Subscription> {
+    pub async fn subscribe(&self) -> Result<crate::events::Subscription> {
         Ok(self.shared.events.subscribe())
     }
 
-    fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {
+    pub fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {
         self.ask(SnapshotAll)
     }
 
-    async fn shutdown(&self) {
+    pub async fn shutdown(&self) {
         let _ = self.supervisor.send(Shutdown).await;
     }
 }

@@ -33,19 +33,17 @@
 //!   `Local`).
 //! - **Stats**: live sessions by `SCAN` of the database (one server) or `DBSIZE` summed over
 //!   the primaries (cluster, every key counted); `sweep` and `snapshot` answer 0.
-//! - **Typed messages**: each is one operation here (`ops.rs`, `OnRedis`); `backend.rs` is
-//!   this backend's side of the engine's `Backend` seam.
+//! - **Typed messages**: each is one operation here (`ops.rs`, `OnRedis`), which the engine's
+//!   seam (`engine/store.rs`) runs through `RedisStore::run`.
 //! - **Time**: lifetimes are enforced by Redis's expiry, and backed up by the engine's clock
 //!   inside the scripts (a session past its expiry by that clock is gone too).
 //!
 //! Files: `store.rs` ([`RedisStore`]: connecting, running a step on its runtime, the steps
-//! several operations share), `ops.rs` (each operation), `backend.rs` (its side of the
-//! engine's `Backend` seam), `conn.rs` (connections, the I/O
+//! several operations share), `ops.rs` (each operation), `conn.rs` (connections, the I/O
 //! runtime, time bounds, outage logging), `scripts.rs` and `lua/*.lua` (the scripts, and running
 //! one), `reply.rs` (a script's answer, typed), `lock.rs` (the update lock), `index.rs` (the
 //! per-user index), `keys.rs` (key and field names).
 
-mod backend;
 mod conn;
 mod events;
 mod index;

@@ -159,6 +159,16 @@ impl RedisStore {
         self.run_here(move |c| async move { c.create_counter(field, by).await }).await
     }
 
+    /// Runs one operation (see `ops.rs`).
+    pub(crate) fn run_op<M: super::OnRedis>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
+        msg.run(self)
+    }
+
+    /// Redis persists by its own configuration: nothing to write.
+    pub(crate) async fn snapshot(&self) -> Result<usize> {
+        self.check_open().map(|()| 0)
+    }
+
     /// Later calls answer `Unavailable`; the connection closes when the last handle drops.
     pub(crate) fn close(&self) {
         if !self.core.stopped.swap(true, Ordering::Relaxed) {

@@ -354,4 +354,48 @@ mod tests {
         }
         assert!(RULES.len() < 64, "keep the rule set small enough to read");
     }
+
+    // The config's pattern checks, as the detector reports them.
+    fn error(extra: &[&str], allow: &[&str]) -> (String, &'static str, String) {
+        let config = RobotsConfig {
+            detect: true,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+        };
+        match RobotDetector::build(&config, "robots.toml").unwrap_err() {
+            ConfigError::Invalid { origin, key, message } => (origin, key, message),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_patterns_are_named_with_their_key_and_file() {
+        let (origin, key, message) = error(&["ok", "(unclosed"], &[]);
+        assert_eq!((origin.as_str(), key), ("robots.toml", "robots.extra"));
+        assert!(message.contains("\"(unclosed\"") && message.contains("unclosed group"), "{message}");
+
+        let (_, key, message) = error(&[], &["[z-a]"]);
+        assert_eq!(key, "robots.allow");
+        assert!(message.contains("\"[z-a]\"") && message.contains("not a valid regular expression"), "{message}");
+
+        let (_, key, message) = error(&[""], &[]);
+        assert_eq!(key, "robots.extra");
+        assert!(message.contains("empty"), "{message}");
+
+        // The same checks hold when detection is off.
+        let config = RobotsConfig { detect: false, extra: Vec::new(), allow: vec!["a{2,1}".into()] };
+        assert!(RobotDetector::from_config(&config).is_err());
+    }
+
+    #[test]
+    fn huge_patterns_are_rejected_clearly() {
+        let (_, key, message) = error(&[r"\w{1000}{1000}"], &[]);
+        assert_eq!(key, "robots.extra");
+        assert!(message.contains("too large once compiled") && message.contains(r"\\w{1000}{1000}"), "{message}");
+
+        let long = "a".repeat(crate::config::PATTERN_MAX_LEN + 1);
+        let (_, key, message) = error(&[], &[&long]);
+        assert_eq!(key, "robots.allow");
+        assert!(message.contains("bytes long") && message.contains("…"), "{message}");
+    }
 }

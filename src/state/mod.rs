@@ -72,11 +72,13 @@ impl SessionState {
     }
 
     /// The logged-in user id, 0 when anonymous.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code, reason = "public through `fuzzing::SessionState`"))]
     pub fn userid(&self) -> u64 {
         self.userid
     }
 
     /// Whether this is a remember-me session.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code, reason = "public through `fuzzing::SessionState`"))]
     pub fn persistent(&self) -> bool {
         self.persistent
     }
@@ -161,16 +163,19 @@ impl SessionState {
     }
 
     /// Number of keys over all scopes.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code, reason = "public through `fuzzing::SessionState`"))]
     pub fn len(&self) -> usize {
         self.chunks.iter().count()
     }
 
     /// Whether the session holds no keys.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code, reason = "public through `fuzzing::SessionState`"))]
     pub fn is_empty(&self) -> bool {
         self.chunks.as_slice().is_empty()
     }
 
     /// Bytes of its scope names, key names and values, as `limits.max_session_bytes` counts them.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code, reason = "public through `fuzzing::SessionState`"))]
     pub fn bytes(&self) -> usize {
         self.chunks.iter().map(|e| e.counted()).sum()
     }

@@ -7,9 +7,9 @@
 
 use std::future::Future;
 
-use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
+use crate::error::WebError;
 use crate::id::SessionId;
 use crate::message::{Create, Info, SessionInfo};
 

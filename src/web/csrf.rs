@@ -16,9 +16,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::error::WebError;
 use super::session::Session;
 use crate::config::CsrfConfig;
+use crate::error::WebError;
 use crate::names::{CSRF_KEY, CSRF_SCOPE};
 
 pub(crate) const SECRET_LEN: usize = 32;

@@ -10,9 +10,9 @@
 
 use std::time::SystemTime;
 
-use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
+use crate::error::WebError;
 use crate::id::SessionHandle;
 use crate::message::{Revoke, SessionsOf};
 use crate::names::{DEVICE_SCOPE, IP_KEY, LABEL_KEY, MAX_DEVICE_LABEL};

@@ -5,61 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::error::SessionError;
-
-/// A failed session operation inside a request handler.
-///
-/// Implements [`ResponseError`], so handlers can use `?`. The status codes:
-///
-/// | error | status |
-/// |---|---|
-/// | [`NoSession`](Self::NoSession) (a robot), [`CrossSite`](Self::CrossSite) | 403 |
-/// | [`ReservedScope`](Self::ReservedScope) | 400 |
-/// | `NotLoggedIn`, `SessionGone` | 409 |
-/// | `InvalidName`, `InvalidUserId` | 400 |
-/// | `ValueTooLarge`, `TooManyKeys`, `SessionTooLarge` | 413 |
-/// | `Full`, `Unavailable` | 503 with `Retry-After` |
-/// | [`TooManyNewSessions`](Self::TooManyNewSessions) | 429 with `Retry-After` |
-/// | everything else | 500 with a generic body; the details are logged |
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum WebError {
-    /// The request has no session and may not get one: its User-Agent is a robot (or missing).
-    #[error("no session: this client is treated as a robot and gets no session")]
-    NoSession,
-    /// A [`Namespace`](super::Namespace) whose name starts with
-    /// [`RESERVED_SCOPE_PREFIX`](crate::limits::RESERVED_SCOPE_PREFIX), which the crate keeps for its
-    /// own data.
-    #[error("scope names starting with \"__draco.\" are reserved for draco-session's own data")]
-    ReservedScope,
-    /// The origin guard (`[csrf] origin_guard`) refused an unsafe request (POST, PUT, PATCH,
-    /// DELETE) that another site made the browser send.
-    #[error("cross-site request refused: {0}")]
-    CrossSite(&'static str),
-    /// The [`SessionMiddleware`](super::SessionMiddleware) is not installed around this route.
-    #[error("SessionMiddleware is not installed: wrap the App or scope with SessionMiddleware::new(engine)")]
-    MissingMiddleware,
-    /// The request would create a session, and its client created `limits.create_rate`
-    /// sessions already: 429 with `Retry-After`.
-    #[error("too many new sessions from this client: retry in {retry_after:?} (limits.create_rate)")]
-    TooManyNewSessions {
-        /// When the client may create one again.
-        retry_after: std::time::Duration,
-    },
-    /// The engine refused or failed the operation.
-    #[error(transparent)]
-    Engine(#[from] SessionError),
-}
-
-impl WebError {
-    /// The engine error inside, if any.
-    pub fn engine(&self) -> Option<&SessionError> {
-        match self {
-            Self::Engine(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+use crate::error::{SessionError, WebError};
 
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {

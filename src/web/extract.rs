@@ -7,8 +7,8 @@ use std::future::{Ready, ready};
 
 use futures_util::future::{Either, LocalBoxFuture};
 
-use super::error::WebError;
 use super::session::Session;
+use crate::error::WebError;
 
 impl FromRequest for Session {
     type Error = WebError;

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use super::error::WebError;
 use super::session::Session;
 use crate::error::SessionError;
+use crate::error::WebError;
 use crate::message::{Get, Update, UpdateFn};
 use crate::names::{FLASH_KEY, FLASH_SCOPE, MAX_FLASH_TEXT, MAX_FLASHES};
 

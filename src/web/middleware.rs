@@ -8,10 +8,10 @@ use actix_web::{Error, HttpMessage};
 use futures_util::future::LocalBoxFuture;
 
 use super::csrf;
-use super::error::WebError;
 use super::rate;
 use super::session::Session;
 use crate::engine::SessionEngine;
+use crate::error::WebError;
 
 /// Gives every request a [`Session`](super::Session) and writes the session cookie back.
 ///

@@ -42,7 +42,6 @@ mod request_state;
 mod session;
 
 pub use devices::Device;
-pub use error::WebError;
 pub use extract::MaybeSession;
 pub use flash::{Flash, FlashLevel};
 pub use middleware::{SessionMiddleware, SessionService};

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::WebError;
 use super::session::Session;
 use crate::engine::Door;
+use crate::error::WebError;
 use crate::message::{Clear, Increment, Keys, Remove};
 
 /// Scope names starting with this are kept for the crate's own data (the CSRF secret of

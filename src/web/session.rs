@@ -14,11 +14,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::cookie;
-use super::error::WebError;
 use super::namespace::Namespace;
 use super::request_state::RequestState;
 use crate::engine::SessionEngine;
 use crate::error::SessionError;
+use crate::error::WebError;
 use crate::id::SessionId;
 use crate::message::{Clear, Destroy, Login, Logout, SetPersistent};
 use crate::names::DEFAULT_SCOPE;
