@@ -247,10 +247,28 @@ impl EventHub {
         let _ = self.sender.send(event);
     }
 
+    /// A read-only view of whether anyone listens, for those who record events without
+    /// publishing them (a memory shard's outbox: see `memory/outbox.rs`).
+    pub fn listeners(&self) -> Listeners {
+        Listeners(self.subscribers.clone())
+    }
+
     /// A new subscription, from now on.
     pub fn subscribe(&self) -> Subscription {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscription { receiver: self.sender.subscribe(), woken: false, count: self.subscribers.clone() }
+    }
+}
+
+/// Whether an [`EventHub`] has subscribers, without the means to publish.
+#[derive(Debug, Clone)]
+pub(crate) struct Listeners(Arc<AtomicUsize>);
+
+impl Listeners {
+    /// Whether anyone listens: one atomic load.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
     }
 }
 

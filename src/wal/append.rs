@@ -115,19 +115,29 @@ impl ShardLog {
         self.wal.as_ref().is_some_and(|w| w.mode == LogMode::Always)
     }
 
+    /// Whether this is a log (not one that is off, or an empty stand-in's).
+    pub fn enabled(&self) -> bool {
+        self.wal.is_some()
+    }
+
     /// Whether a change may be made now: with `"always"`, not while the log cannot take it.
     pub fn accepting(&self) -> Result<()> {
-        if !self.always() {
-            return Ok(());
-        }
-        if self.segment.as_ref().is_none_or(|s| s.failed.load(Ordering::Acquire)) || self.resuming_from.is_some() {
-            return Err(storage(
-                "the log cannot be written (see the error log); changes are refused until the shard's next \
-                 snapshot succeeds"
-                    .into(),
-            ));
-        }
-        Ok(())
+        if self.refusing() { Err(Self::refusal()) } else { Ok(()) }
+    }
+
+    /// With `"always"`, the log cannot take a change now (see [`accepting`](Self::accepting)).
+    pub fn refusing(&self) -> bool {
+        self.always()
+            && (self.segment.as_ref().is_none_or(|s| s.failed.load(Ordering::Acquire)) || self.resuming_from.is_some())
+    }
+
+    /// What a change refused by [`accepting`](Self::accepting) answers.
+    pub fn refusal() -> SessionError {
+        storage(
+            "the log cannot be written (see the error log); changes are refused until the shard's next snapshot \
+             succeeds"
+                .into(),
+        )
     }
 
     /// Adds the record of one change to the operation under way.
