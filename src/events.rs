@@ -5,8 +5,9 @@
 //! and a subscriber that falls behind misses the oldest events and is told how many
 //! ([`Delivery::Missed`]).
 //!
-//! - Memory backend: the shard that makes a change publishes its event in the same step, and
-//!   only while someone subscribes (no subscriber, no cost beyond one atomic load).
+//! - Memory backend: the shard that makes a change describes its event, and the shard's host
+//!   publishes it as the operation ends; only while someone subscribes (no subscriber, no
+//!   cost beyond one atomic load).
 //! - Redis backend: the instance that makes a change appends its event to the stream
 //!   `draco:events` right after the change; every instance with a subscriber reads that
 //!   stream, so each subscriber sees the events of every instance, its own included. Redis

@@ -146,9 +146,7 @@ impl OnShard for Increment<'_> {
         let (scope, key, by) = (&*self.scope, &*self.key, self.by);
         s.write(&self.id, scope, key, |state, limits| {
             let current = match state.get(scope, key) {
-                Some(bytes) => {
-                    serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?
-                }
+                Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
                 None => 0,
             };
             let new = current.saturating_add(by);

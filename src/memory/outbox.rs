@@ -264,4 +264,3 @@ fn publish(events: &[Happened], sessions: &Sessions, hosting: &Hosting) {
         hub.publish(SessionEvent { kind, userid: happened.userid, session: handle(&happened.session), at });
     }
 }
-

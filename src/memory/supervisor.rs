@@ -16,7 +16,7 @@ use super::host::ask_shard;
 use super::ops::EveryShard;
 use super::snapshot_run::SnapshotResult;
 use super::worker::{Every, FinalSnapshot, SnapshotNow, Worker};
-use super::{Placement, Hosting};
+use super::{Hosting, Placement};
 use crate::error::{Result, SessionError, Unavailable};
 use crate::snapshot::Recovered;
 
@@ -302,8 +302,9 @@ impl<M: EveryShard> Handler<FanOut<M>> for Supervisor {
     type Result = ResponseActFuture<Self, Result<M::Reply>>;
 
     fn handle(&mut self, FanOut(msg): FanOut<M>, _: &mut Context<Self>) -> Self::Result {
-        let requests: Vec<_> =
-            (0..self.hosting.env.shards).map(|shard| ask_shard(self.hosting.clone(), shard, Every(msg.clone()))).collect();
+        let requests: Vec<_> = (0..self.hosting.env.shards)
+            .map(|shard| ask_shard(self.hosting.clone(), shard, Every(msg.clone())))
+            .collect();
         let answers = async move {
             let mut parts = Vec::with_capacity(requests.len());
             for answer in join_all(requests).await {

@@ -1,5 +1,6 @@
-//! A shard's side of the log: records encoded during an operation, written with one `write`
-//! when it ends (before its reply), on the thread hosting the shard. Moves with the shard.
+//! A shard's side of the log: the records of an operation, encoded as it ends (from what the
+//! shard describes: `memory/outbox.rs`) and written with one `write` before its reply, on the
+//! thread hosting the shard. Moves with the shard.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
