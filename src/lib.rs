@@ -44,7 +44,7 @@
 //! | [`SessionId`], [`Keyring`], [`ID_LEN`], [`SessionHandle`] | ids as values (parse, display, shard), the keys that tag them, and the handles that name a user's other sessions |
 //! | [`Config`] and its sections, [`CONFIG_ENV`], [`SECRET_ENV`], [`RobotsConfig`] | `config.toml` as types, the environment variables the engine reads |
 //! | [`SessionError`], [`Unavailable`], [`WebError`], [`ConfigError`], [`StartError`], [`Result`] | errors, one enum per layer, to match on |
-//! | [`Get`], [`Set`], [`Login`], … [`EngineMessage`], [`SessionMessage`], [`SessionInfo`], [`EngineStats`] | the typed messages of the design, sent with [`SessionEngine::send`], and what the engine answers |
+//! | [`Get`], [`Set`], [`Login`], … [`EngineMessage`], [`SessionInfo`], [`EngineStats`] | the typed messages of the design, sent with [`SessionEngine::send`], and what the engine answers |
 //! | [`SessionEvent`], [`EventKind`], [`Subscription`], [`Delivery`] | session events for audit logs and "new sign-in" mail, from [`SessionEngine::subscribe`] |
 //! | [`RobotDetector`] | robot detection on its own (the middleware uses the engine's) |
 //! | [`Clock`], [`SystemClock`], [`ManualClock`] | a clock to wind forward in tests, so expiry is tested without sleeping |
