@@ -165,7 +165,7 @@ impl OnShard for Login {
         let (info, index) = s.rotate(&self.id, self.userid)?;
         // A session never written before is recorded whole (a written one's move was recorded).
         if !std::mem::replace(&mut s.sessions[index].written, true) {
-            s.outbox.put(info.id.locator());
+            s.outbox.put(info.id.locator(), index);
         }
         s.changes += 1;
         Ok(info)
@@ -431,15 +431,20 @@ mod tests {
 
     const T0: u64 = 1_700_000_000_000;
 
-    /// Shard 0 of `shards` and what moves with it, on a manual clock, holding at most
-    /// `max_sessions` in all.
-    fn core_with(shards: usize, max_sessions: usize) -> (Core, Arc<ManualClock>) {
+    /// An engine of `shards` shards without actors, on a manual clock, holding at most
+    /// `max_sessions` sessions in all.
+    fn hosting_with(shards: usize, max_sessions: usize) -> (Arc<Hosting>, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(T0));
         let mut config = Config::default();
         config.limits.max_sessions = max_sessions;
         config.session.shards = shards;
         let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]);
-        let hosting = Arc::new(Hosting::new(config, keyring, clock.clone(), Placement::default(), None, None));
+        (Arc::new(Hosting::new(config, keyring, clock.clone(), Placement::default(), None, None)), clock)
+    }
+
+    /// Shard 0 of such an engine and what moves with it.
+    fn core_with(shards: usize, max_sessions: usize) -> (Core, Arc<ManualClock>) {
+        let (hosting, clock) = hosting_with(shards, max_sessions);
         (Core::new(0, hosting, crate::snapshot::Recovered::default()), clock)
     }
 
@@ -618,6 +623,37 @@ mod tests {
         assert!(after_write > 0);
         s.get(&id, "a", "k").unwrap();
         assert!(s.changes() > after_write, "the slid expiry of a written session is persisted state");
+    }
+
+    /// The shard describes events only while someone subscribes; its host publishes them once
+    /// the operation ran (a login's device label read then), and a contained panic publishes
+    /// nothing it did not do.
+    #[test]
+    fn the_host_publishes_an_operations_events_after_it_and_only_while_someone_subscribes() {
+        use crate::events::{Delivery, EventKind};
+        let (hosting, _) = hosting_with(1, 1_000);
+        let mut c = Core::new(0, hosting.clone(), crate::snapshot::Recovered::default());
+        let id = new_session(&mut c.shard);
+        let mut events = hosting.events.subscribe();
+        // What the web layer records for `Session::devices`, as JSON.
+        c.apply(false, |s| s.set(&id, "__draco.device", "label", br#""Firefox on Linux""#)).0.unwrap();
+        let logged = c.apply(false, |s| s.login(&id, 7)).0.unwrap();
+        let Some(Delivery::Event(login)) = events.try_recv() else { panic!("no login event") };
+        let handle = |id: &SessionId| hosting.env.keyring.handle(id.locator());
+        let label = Some("Firefox on Linux".to_owned());
+        assert_eq!(login.kind, EventKind::LoggedIn { label, previous: handle(&id) });
+        assert_eq!((login.userid, login.session), (7, handle(&logged.id)));
+        let boom = c.apply(false, |s| s.update(&logged.id, "a", "k", Box::new(|_| panic!("boom"))));
+        assert_eq!(boom.0, Err(SessionError::Panicked("boom".into())));
+        assert_eq!(events.try_recv(), None);
+        // Run without its host: described, not delivered.
+        new_session(&mut c.shard);
+        assert_eq!(c.shard.outbox.events(), 1);
+        c.apply(false, |_| Ok(())).0.unwrap();
+        assert!(matches!(events.try_recv(), Some(Delivery::Event(e)) if e.kind == EventKind::Created));
+        drop(events);
+        assert_eq!(c.shard.destroy(&logged.id), Ok(true));
+        assert_eq!(c.shard.outbox.events(), 0, "nobody listens: nothing described");
     }
 
     /// Steps the run under way to its end, four sessions a step.

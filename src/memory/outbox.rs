@@ -10,7 +10,7 @@
 //! path allocates nothing.
 
 use super::Hosting;
-use super::shard::Sessions;
+use super::shard::{Sessions, Slot};
 use crate::error::Result;
 use crate::events::{EventKind, SessionEvent, at_ms};
 use crate::id::Locator;
@@ -28,10 +28,10 @@ struct Name {
 #[derive(Debug, Clone, Copy)]
 enum Change {
     /// The whole session, as it is once the operation ran (its first write, or the login of a
-    /// session never written).
-    Put(Locator),
+    /// session never written); `at`: its position then, most likely still its position.
+    Put { id: Locator, at: usize },
     /// A value written: its bytes once the operation ran (a `Set`), or its absence (a `Remove`).
-    Value { id: Locator, scope: Name, key: Name },
+    Value { id: Locator, at: usize, scope: Name, key: Name },
     /// A value removed.
     Remove { id: Locator, scope: Name, key: Name },
     /// A scope, or (`None`) every scope, cleared.
@@ -115,16 +115,17 @@ impl Outbox {
         }
     }
 
-    /// The whole session `id` is persisted from now on.
-    pub fn put(&mut self, id: &Locator) {
-        self.change(Change::Put(*id));
+    /// The whole session `id`, at position `at` of the shard's map, is persisted from now on.
+    pub fn put(&mut self, id: &Locator, at: usize) {
+        self.change(Change::Put { id: *id, at });
     }
 
-    /// `scope`/`key` of session `id` was written (or removed by a write).
-    pub fn value(&mut self, id: &Locator, scope: &str, key: &str) {
+    /// `scope`/`key` of session `id`, at position `at` of the shard's map, was written (or
+    /// removed by a write).
+    pub fn value(&mut self, id: &Locator, at: usize, scope: &str, key: &str) {
         if self.logging {
             let (scope, key) = (self.name(scope), self.name(key));
-            self.changes.push(Change::Value { id: *id, scope, key });
+            self.changes.push(Change::Value { id: *id, at, scope, key });
         }
     }
 
@@ -163,6 +164,12 @@ impl Outbox {
     /// that someone listens.
     pub fn event(&mut self, event: Event, userid: u64, session: &Locator) {
         self.events.push(Happened { event, userid, session: *session });
+    }
+
+    /// Events described and not yet delivered.
+    #[cfg(test)]
+    pub fn events(&self) -> usize {
+        self.events.len()
     }
 
     /// A session expired.
@@ -209,13 +216,13 @@ fn record(log: &mut ShardLog, now: u64, change: Change, names: &str, sessions: &
     let name = |n: Name| &names[n.start..n.end];
     let record = |log: &mut ShardLog, change: format::Change<'_>| log.record(now, &change);
     match change {
-        Change::Put(ref id) => {
-            if let Some(slot) = sessions.get(id) {
+        Change::Put { ref id, at } => {
+            if let Some(slot) = find(sessions, id, at) {
                 record(log, format::Change::Put { id, state: &slot.state });
             }
         }
-        Change::Value { ref id, scope, key } => {
-            let Some(slot) = sessions.get(id) else { return };
+        Change::Value { ref id, at, scope, key } => {
+            let Some(slot) = find(sessions, id, at) else { return };
             let (scope, key) = (name(scope), name(key));
             record(
                 log,
@@ -234,6 +241,15 @@ fn record(log: &mut ShardLog, now: u64, change: Change, names: &str, sessions: &
         }
         Change::Persist { ref id, persistent } => record(log, format::Change::Persist { id, persistent }),
         Change::Destroy(ref id) => record(log, format::Change::Destroy { id }),
+    }
+}
+
+/// The session `id`, looked for at position `at` first (where it was when its change was
+/// described: no hashing), then by its locator.
+fn find<'a>(sessions: &'a Sessions, id: &Locator, at: usize) -> Option<&'a Slot> {
+    match sessions.get_index(at) {
+        Some((locator, slot)) if locator == id => Some(slot),
+        _ => sessions.get(id),
     }
 }
 

@@ -228,9 +228,9 @@ impl Shard {
         let slot = &mut self.sessions[index];
         let answer = write(&mut slot.state, &self.env.limits)?;
         if std::mem::replace(&mut slot.written, true) {
-            self.outbox.value(id.locator(), scope, key);
+            self.outbox.value(id.locator(), index, scope, key);
         } else {
-            self.outbox.put(id.locator());
+            self.outbox.put(id.locator(), index);
         }
         self.changes += 1;
         Ok(answer)
