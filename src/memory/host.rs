@@ -104,7 +104,9 @@ impl Core {
         if local {
             self.shard.count_local();
         }
-        self.shard.outbox.set_refusing(self.log.refusing());
+        if self.log.always() {
+            self.shard.outbox.set_refusing(self.log.refusing());
+        }
         let result = self.shard.guarded(op);
         // Also after a panic: what the operation changed before it is changed.
         self.settle();
@@ -133,8 +135,11 @@ impl Core {
     }
 
     /// Delivers what the shard changed since the last delivery (see [`Outbox::deliver`](super::outbox::Outbox::deliver)).
+    #[inline]
     fn settle(&mut self) {
-        self.shard.outbox.deliver(&self.shard.sessions, &mut self.log, &self.hosting);
+        if !self.shard.outbox.is_empty() {
+            self.shard.outbox.deliver(&self.shard.sessions, &mut self.log, &self.hosting);
+        }
     }
 
     /// Begins a snapshot run over the sessions live now (nothing is encoded yet). The log's

@@ -17,10 +17,12 @@ use crate::id::Locator;
 use crate::wal::append::ShardLog;
 use crate::wal::format;
 
-/// A scope or key name: its bytes in [`Outbox::names`].
+/// A scope and a key (empty when there is none): their bytes one after the other in
+/// [`Outbox::names`].
 #[derive(Debug, Clone, Copy)]
-struct Name {
+struct Names {
     start: usize,
+    split: usize,
     end: usize,
 }
 
@@ -31,11 +33,11 @@ enum Change {
     /// session never written); `at`: its position then, most likely still its position.
     Put { id: Locator, at: usize },
     /// A value written: its bytes once the operation ran (a `Set`), or its absence (a `Remove`).
-    Value { id: Locator, at: usize, scope: Name, key: Name },
+    Value { id: Locator, at: usize, names: Names },
     /// A value removed.
-    Remove { id: Locator, scope: Name, key: Name },
+    Remove { id: Locator, names: Names },
     /// A scope, or (`None`) every scope, cleared.
-    Clear { id: Locator, scope: Option<Name> },
+    Clear { id: Locator, scope: Option<Names> },
     /// Login or logout: the session moved to `new`; its user and persistence after the move.
     Rotate { old: Locator, new: Locator, userid: u64, persistent: bool },
     /// Remember-me switched.
@@ -88,6 +90,12 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// Nothing to deliver (most operations: reads).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.events.is_empty() && self.expired == 0
+    }
+
     /// Describe changes from now on (the shard's log is on), or not.
     pub fn set_logging(&mut self, on: bool) {
         self.logging = on;
@@ -103,10 +111,13 @@ impl Outbox {
         if self.refusing { Err(ShardLog::refusal()) } else { Ok(()) }
     }
 
-    fn name(&mut self, name: &str) -> Name {
+    #[inline]
+    fn names(&mut self, scope: &str, key: &str) -> Names {
         let start = self.names.len();
-        self.names.push_str(name);
-        Name { start, end: self.names.len() }
+        self.names.push_str(scope);
+        let split = self.names.len();
+        self.names.push_str(key);
+        Names { start, split, end: self.names.len() }
     }
 
     fn change(&mut self, change: Change) {
@@ -122,25 +133,26 @@ impl Outbox {
 
     /// `scope`/`key` of session `id`, at position `at` of the shard's map, was written (or
     /// removed by a write).
+    #[inline]
     pub fn value(&mut self, id: &Locator, at: usize, scope: &str, key: &str) {
         if self.logging {
-            let (scope, key) = (self.name(scope), self.name(key));
-            self.changes.push(Change::Value { id: *id, at, scope, key });
+            let names = self.names(scope, key);
+            self.changes.push(Change::Value { id: *id, at, names });
         }
     }
 
     /// `scope`/`key` of session `id` was removed.
     pub fn remove(&mut self, id: &Locator, scope: &str, key: &str) {
         if self.logging {
-            let (scope, key) = (self.name(scope), self.name(key));
-            self.changes.push(Change::Remove { id: *id, scope, key });
+            let names = self.names(scope, key);
+            self.changes.push(Change::Remove { id: *id, names });
         }
     }
 
     /// `scope` (`None`: every scope) of session `id` was cleared.
     pub fn clear(&mut self, id: &Locator, scope: Option<&str>) {
         if self.logging {
-            let scope = scope.map(|scope| self.name(scope));
+            let scope = scope.map(|scope| self.names(scope, ""));
             self.changes.push(Change::Clear { id: *id, scope });
         }
     }
@@ -184,7 +196,7 @@ impl Outbox {
         if !self.changes.is_empty() {
             let now = hosting.env.now();
             for change in &self.changes {
-                record(log, now, *change, &self.names, sessions);
+                record(log, now, change, &self.names, sessions);
             }
             reset(&mut self.changes);
             self.names.clear();
@@ -212,18 +224,18 @@ fn reset<T>(v: &mut Vec<T>) {
 
 /// Adds the record of `change` to the operation's records in `log`. A session that is gone
 /// (never the case within one operation) gets none.
-fn record(log: &mut ShardLog, now: u64, change: Change, names: &str, sessions: &Sessions) {
-    let name = |n: Name| &names[n.start..n.end];
+fn record(log: &mut ShardLog, now: u64, change: &Change, names: &str, sessions: &Sessions) {
+    let split = |n: Names| names[n.start..n.end].split_at(n.split - n.start);
     let record = |log: &mut ShardLog, change: format::Change<'_>| log.record(now, &change);
-    match change {
+    match *change {
         Change::Put { ref id, at } => {
             if let Some(slot) = find(sessions, id, at) {
                 record(log, format::Change::Put { id, state: &slot.state });
             }
         }
-        Change::Value { ref id, at, scope, key } => {
+        Change::Value { ref id, at, names } => {
             let Some(slot) = find(sessions, id, at) else { return };
-            let (scope, key) = (name(scope), name(key));
+            let (scope, key) = split(names);
             record(
                 log,
                 match slot.state.get(scope, key) {
@@ -232,10 +244,13 @@ fn record(log: &mut ShardLog, now: u64, change: Change, names: &str, sessions: &
                 },
             );
         }
-        Change::Remove { ref id, scope, key } => {
-            record(log, format::Change::Remove { id, scope: name(scope), key: name(key) });
+        Change::Remove { ref id, names } => {
+            let (scope, key) = split(names);
+            record(log, format::Change::Remove { id, scope, key });
         }
-        Change::Clear { ref id, scope } => record(log, format::Change::Clear { id, scope: scope.map(name) }),
+        Change::Clear { ref id, scope } => {
+            record(log, format::Change::Clear { id, scope: scope.map(|names| split(names).0) });
+        }
         Change::Rotate { ref old, ref new, userid, persistent } => {
             record(log, format::Change::Rotate { old, new, userid, persistent });
         }

@@ -189,6 +189,7 @@ impl Shard {
 
     /// The position of the live session `id`, its expiry slid to now when `touch`. An expired
     /// session is dropped on the spot; a rotated or destroyed one is simply absent.
+    #[inline]
     pub(super) fn live_index(&mut self, id: &SessionId, touch: bool) -> Result<usize> {
         let now = self.now();
         let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
