@@ -24,6 +24,8 @@ use std::sync::Arc;
 use actix::{Actor, Addr, AsyncContext, Context};
 
 use super::Hosting;
+use super::ops::OnShard;
+use super::outbox::{NO_NAMES, Names};
 use super::shard::Shard;
 use super::snapshot_run::{Run, Schedule};
 use super::worker::{HandOver, Worker};
@@ -85,7 +87,7 @@ impl Core {
         if recovered.replayed > 0 {
             self.shard.force_dirty();
         }
-        self.settle();
+        self.settle(NO_NAMES);
     }
 
     /// Runs one operation on the shard (guarded), unless it is still reloading, and delivers
@@ -93,11 +95,7 @@ impl Core {
     /// `local`: the caller is on the host's thread and came without a message (counted for
     /// locality). With `storage.log = "always"`, the answer comes with what the reply must
     /// wait for (the records' fsync).
-    pub fn apply<R>(
-        &mut self,
-        local: bool,
-        op: impl FnOnce(&mut Shard) -> Result<R>,
-    ) -> (Result<R>, Option<Committed>) {
+    pub fn apply<M: OnShard>(&mut self, local: bool, op: &mut M) -> (Result<M::Reply>, Option<Committed>) {
         if self.loading {
             return (Err(Unavailable::ShardRestarting { shard: self.shard.index() }.into()), None);
         }
@@ -107,9 +105,9 @@ impl Core {
         if self.log.always() {
             self.shard.outbox.set_refusing(self.log.refusing());
         }
-        let result = self.shard.guarded(op);
+        let result = self.shard.guarded(|s| op.apply(s));
         // Also after a panic: what the operation changed before it is changed.
-        self.settle();
+        self.settle(op.names());
         match self.log.commit() {
             Ok(committed) => (result, committed),
             // Not durable, so not acknowledged (the change stays in memory).
@@ -123,22 +121,23 @@ impl Core {
         self.shard.stats.log_records = self.log.records;
         self.shard.stats.log_bytes = self.log.bytes;
         let result = op(&mut self.shard);
-        self.settle();
+        self.settle(NO_NAMES);
         result
     }
 
     /// A step of the periodic sweep ([`Shard::sweep_step`]); how many sessions expired.
     pub fn sweep_step(&mut self, budget: usize) -> usize {
         let dropped = self.shard.sweep_step(budget);
-        self.settle();
+        self.settle(NO_NAMES);
         dropped
     }
 
-    /// Delivers what the shard changed since the last delivery (see [`Outbox::deliver`](super::outbox::Outbox::deliver)).
+    /// Delivers what the shard changed since the last delivery, its values under `names`
+    /// (see [`Outbox::deliver`](super::outbox::Outbox::deliver)).
     #[inline]
-    fn settle(&mut self) {
+    fn settle(&mut self, names: Names<'_>) {
         if !self.shard.outbox.is_empty() {
-            self.shard.outbox.deliver(&self.shard.sessions, &mut self.log, &self.hosting);
+            self.shard.outbox.deliver(names, &self.shard.sessions, &mut self.log, &self.hosting);
         }
     }
 

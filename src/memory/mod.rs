@@ -203,8 +203,8 @@ impl MemoryBackend {
         let ran = host::local(self.hosting.engine, shard).and_then(|core| {
             // Busy only if an operation re-entered the engine synchronously: then it queues.
             let ran = core.try_borrow_mut().ok().and_then(|mut c| {
-                let msg = unrun.take()?;
-                Some(c.apply(true, |s| msg.apply(s)))
+                let mut msg = unrun.take()?;
+                Some(c.apply(true, &mut msg))
             });
             if let Some((_, Some(committed))) = &ran
                 && committed.schedule

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use super::MemoryBackend;
-use super::outbox::Event;
+use super::outbox::{Event, NO_NAMES, Names};
 use super::shard::{Shard, Slot, info};
 use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
@@ -20,8 +20,15 @@ use crate::state::SessionState;
 
 /// An operation on the shard of its session, or on every shard (an engine-wide one).
 pub trait OnShard: Op {
-    /// Runs it on `shard`: the shard of its session, or each shard in turn.
-    fn apply(self, shard: &mut Shard) -> Result<Self::Reply>;
+    /// Runs it on `shard`: the shard of its session, or each shard in turn. By reference: once
+    /// it ran, its host still reads its [`names`](Self::names).
+    fn apply(&mut self, shard: &mut Shard) -> Result<Self::Reply>;
+
+    /// The scope and key of the values it writes, removes or (the scope) clears, which the
+    /// log records of its changes name; none for the others.
+    fn names(&self) -> Names<'_> {
+        NO_NAMES
+    }
 
     /// Runs it where it belongs: by default on its session's shard.
     fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<Self::Reply>> + Send
@@ -47,7 +54,7 @@ pub trait EveryShard: OnShard + Op<Owned = Self> + Clone + 'static {
 
 impl OnShard for Create {
     /// Creates an empty anonymous session under `id` (which routes here).
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         let id = self.id;
         if s.sessions.contains_key(id.locator()) {
             return Err(SessionError::InvalidId);
@@ -74,48 +81,60 @@ impl OnShard for Create {
 }
 
 impl OnShard for Get<'_> {
-    fn apply(self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
+    fn apply(&mut self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
         Ok(s.live(&self.id, true)?.state.get(&self.scope, &self.key).map(<[u8]>::to_vec))
     }
 }
 
 impl OnShard for Set<'_> {
-    fn apply(self, s: &mut Shard) -> Result<()> {
+    fn apply(&mut self, s: &mut Shard) -> Result<()> {
         let (scope, key) = (&*self.scope, &*self.key);
-        s.write(&self.id, scope, key, |state, limits| state.set(scope, key, &self.value, limits))
+        s.write(&self.id, |state, limits| state.set(scope, key, &self.value, limits))
+    }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
     }
 }
 
 impl OnShard for Remove<'_> {
-    fn apply(self, s: &mut Shard) -> Result<bool> {
+    fn apply(&mut self, s: &mut Shard) -> Result<bool> {
         let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
         s.accepting()?;
         let slot = s.live(id, true)?;
         let (removed, written) = (slot.state.remove(scope, key), slot.written);
         if removed && written {
             s.changes += 1;
-            s.outbox.remove(id.locator(), scope, key);
+            s.outbox.remove(id.locator());
         }
         Ok(removed)
+    }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
     }
 }
 
 impl OnShard for Clear<'_> {
-    fn apply(self, s: &mut Shard) -> Result<()> {
+    fn apply(&mut self, s: &mut Shard) -> Result<()> {
         let (id, scope) = (&self.id, self.scope.as_deref());
         s.accepting()?;
         let slot = s.live(id, true)?;
         slot.state.clear(scope);
         if slot.written {
             s.changes += 1;
-            s.outbox.clear(id.locator(), scope);
+            s.outbox.clear(id.locator(), scope.is_none());
         }
         Ok(())
+    }
+
+    fn names(&self) -> Names<'_> {
+        (self.scope.as_deref().unwrap_or_default(), "")
     }
 }
 
 impl OnShard for Keys<'_> {
-    fn apply(self, s: &mut Shard) -> Result<Vec<String>> {
+    fn apply(&mut self, s: &mut Shard) -> Result<Vec<String>> {
         Ok(s.live(&self.id, true)?.state.keys(&self.scope))
     }
 }
@@ -124,9 +143,12 @@ impl OnShard for Update<'_> {
     /// Runs the step on the current value and stores what it answers (`None` removes the
     /// key). On an error or a panic in the step the session is untouched, and nothing is
     /// described yet.
-    fn apply(self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
-        let (scope, key, step) = (&*self.scope, &*self.key, self.f);
-        s.write(&self.id, scope, key, |state, limits| {
+    fn apply(&mut self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
+        // The step runs once: taken out, one that refuses left in its place (a box of nothing,
+        // so no allocation).
+        let step = std::mem::replace(&mut self.f, Box::new(|_| Err(SessionError::internal("an update ran twice"))));
+        let (scope, key) = (&*self.scope, &*self.key);
+        s.write(&self.id, |state, limits| {
             let new = step(state.get(scope, key))?;
             match &new {
                 Some(value) => state.set(scope, key, value, limits)?,
@@ -137,14 +159,18 @@ impl OnShard for Update<'_> {
             Ok(new)
         })
     }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
+    }
 }
 
 impl OnShard for Increment<'_> {
     /// In place: no closure to box, no JSON round trip through the caller. Decoding and
     /// limits as a generic update's.
-    fn apply(self, s: &mut Shard) -> Result<i64> {
+    fn apply(&mut self, s: &mut Shard) -> Result<i64> {
         let (scope, key, by) = (&*self.scope, &*self.key, self.by);
-        s.write(&self.id, scope, key, |state, limits| {
+        s.write(&self.id, |state, limits| {
             let current = match state.get(scope, key) {
                 Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
                 None => 0,
@@ -154,10 +180,14 @@ impl OnShard for Increment<'_> {
             Ok(new)
         })
     }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
+    }
 }
 
 impl OnShard for Login {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         if self.userid == 0 {
             return Err(SessionError::InvalidUserId);
         }
@@ -173,7 +203,7 @@ impl OnShard for Login {
 }
 
 impl OnShard for Logout {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         s.accepting()?;
         let (info, index) = s.rotate(&self.id, 0)?;
         if !s.env.logout_clears_data {
@@ -185,14 +215,14 @@ impl OnShard for Logout {
             s.changes += 1;
             // After the `Rotate`: a crash between the two records (an unanswered logout)
             // leaves the data only under the new id, which no client has learnt.
-            s.outbox.clear(info.id.locator(), None);
+            s.outbox.clear(info.id.locator(), true);
         }
         Ok(info)
     }
 }
 
 impl OnShard for SetPersistent {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         let (id, persistent) = (&self.id, self.persistent);
         s.accepting()?;
         let index = s.live_index(id, true)?;
@@ -212,14 +242,14 @@ impl OnShard for SetPersistent {
 }
 
 impl OnShard for Info {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         let index = s.live_index(&self.id, false)?;
         Ok(s.info(&self.id, &s.sessions[index]))
     }
 }
 
 impl OnShard for Touch {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         let index = s.live_index(&self.id, true)?;
         Ok(s.info(&self.id, &s.sessions[index]))
     }
@@ -227,7 +257,7 @@ impl OnShard for Touch {
 
 impl OnShard for Destroy {
     /// Whether it existed (an expired one no longer does).
-    fn apply(self, s: &mut Shard) -> Result<bool> {
+    fn apply(&mut self, s: &mut Shard) -> Result<bool> {
         s.accepting()?;
         let Some(index) = s.sessions.get_index_of(self.id.locator()) else { return Ok(false) };
         let now = s.now();
@@ -242,7 +272,7 @@ impl OnShard for Destroy {
 
 impl OnShard for LogoutUser {
     /// Ends every session of the user in this shard; how many.
-    fn apply(self, s: &mut Shard) -> Result<usize> {
+    fn apply(&mut self, s: &mut Shard) -> Result<usize> {
         s.accepting()?;
         let locators: Vec<Locator> =
             s.by_user.get(&self.userid).map(|set| set.iter().copied().collect()).unwrap_or_default();
@@ -269,7 +299,7 @@ impl EveryShard for LogoutUser {
 
 impl OnShard for Revoke {
     /// Ends the session of the user that the handle names, if it is in this shard.
-    fn apply(self, s: &mut Shard) -> Result<bool> {
+    fn apply(&mut self, s: &mut Shard) -> Result<bool> {
         s.accepting()?;
         let keyring = &s.env.keyring;
         let found = s.by_user.get(&self.userid).and_then(|set| set.iter().find(|l| keyring.handle(l) == self.handle));
@@ -290,7 +320,7 @@ impl EveryShard for Revoke {
 
 impl OnShard for SessionsOf {
     /// The live sessions of the user in this shard.
-    fn apply(self, s: &mut Shard) -> Result<Vec<UserSession>> {
+    fn apply(&mut self, s: &mut Shard) -> Result<Vec<UserSession>> {
         let (now, userid) = (s.now(), self.userid);
         let Some(locators) = s.by_user.get(&userid) else { return Ok(Vec::new()) };
         let (env, lifetimes) = (s.env(), &s.env().lifetimes);
@@ -325,7 +355,7 @@ impl EveryShard for SessionsOf {
 }
 
 impl OnShard for Sweep {
-    fn apply(self, s: &mut Shard) -> Result<usize> {
+    fn apply(&mut self, s: &mut Shard) -> Result<usize> {
         Ok(s.sweep_all())
     }
 
@@ -341,7 +371,7 @@ impl EveryShard for Sweep {
 }
 
 impl OnShard for Stats {
-    fn apply(self, s: &mut Shard) -> Result<EngineStats> {
+    fn apply(&mut self, s: &mut Shard) -> Result<EngineStats> {
         let stats = s.stats();
         Ok(EngineStats { sessions: stats.sessions, shards: vec![stats], log_fsyncs: 0 })
     }
@@ -636,20 +666,23 @@ mod tests {
         let id = new_session(&mut c.shard);
         let mut events = hosting.events.subscribe();
         // What the web layer records for `Session::devices`, as JSON.
-        c.apply(false, |s| s.set(&id, "__draco.device", "label", br#""Firefox on Linux""#)).0.unwrap();
-        let logged = c.apply(false, |s| s.login(&id, 7)).0.unwrap();
+        let label = br#""Firefox on Linux""#.to_vec();
+        let mut record = Set { id, scope: "__draco.device".into(), key: "label".into(), value: label };
+        c.apply(false, &mut record).0.unwrap();
+        let logged = c.apply(false, &mut Login { id, userid: 7 }).0.unwrap();
         let Some(Delivery::Event(login)) = events.try_recv() else { panic!("no login event") };
         let handle = |id: &SessionId| hosting.env.keyring.handle(id.locator());
         let label = Some("Firefox on Linux".to_owned());
         assert_eq!(login.kind, EventKind::LoggedIn { label, previous: handle(&id) });
         assert_eq!((login.userid, login.session), (7, handle(&logged.id)));
-        let boom = c.apply(false, |s| s.update(&logged.id, "a", "k", Box::new(|_| panic!("boom"))));
+        let mut boom = Update { id: logged.id, scope: "a".into(), key: "k".into(), f: Box::new(|_| panic!("boom")) };
+        let boom = c.apply(false, &mut boom);
         assert_eq!(boom.0, Err(SessionError::Panicked("boom".into())));
         assert_eq!(events.try_recv(), None);
         // Run without its host: described, not delivered.
         new_session(&mut c.shard);
         assert_eq!(c.shard.outbox.events(), 1);
-        c.apply(false, |_| Ok(())).0.unwrap();
+        c.apply(false, &mut Info { id: logged.id }).0.unwrap();
         assert!(matches!(events.try_recv(), Some(Delivery::Event(e)) if e.kind == EventKind::Created));
         drop(events);
         assert_eq!(c.shard.destroy(&logged.id), Ok(true));

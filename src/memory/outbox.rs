@@ -2,12 +2,13 @@
 //! each change, and how the shard's host turns that into log records and events once the
 //! operation has run ([`Outbox::deliver`], called by [`Core`](super::host::Core) only).
 //!
-//! The descriptions are compact and owned: sessions by locator, scope and key names copied into
-//! one reused buffer, no values (a value written is read back from the shard as the record is
-//! encoded, so nothing is cloned) and no event bodies (handles, the device label and the time
-//! are added as the event is published). Changes are described only while the shard's log is
-//! on, events only while someone subscribes. The vectors are kept and cleared, so the common
-//! path allocates nothing.
+//! The descriptions are compact and owned: sessions by locator (and position), no names (a
+//! value is written under the scope and key of the operation that writes it, which its host
+//! still holds: [`OnShard::names`](super::ops::OnShard::names)), no values (a value written is
+//! read back from the shard as its record is encoded, so nothing is cloned) and no event bodies
+//! (handles, the device label and the time are added as the event is published). Changes are
+//! described only while the shard's log is on, events only while someone subscribes. The
+//! vectors are kept and cleared, so the common path allocates nothing.
 
 use super::Hosting;
 use super::shard::{Sessions, Slot};
@@ -17,14 +18,11 @@ use crate::id::Locator;
 use crate::wal::append::ShardLog;
 use crate::wal::format;
 
-/// A scope and a key (empty when there is none): their bytes one after the other in
-/// [`Outbox::names`].
-#[derive(Debug, Clone, Copy)]
-struct Names {
-    start: usize,
-    split: usize,
-    end: usize,
-}
+/// The scope and the key an operation's values are under (see the module doc).
+pub(crate) type Names<'a> = (&'a str, &'a str);
+
+/// An operation's names when it writes no value (sweeps, reloads).
+pub(crate) const NO_NAMES: Names<'static> = ("", "");
 
 /// One change to persisted state, as a log record will say it.
 #[derive(Debug, Clone, Copy)]
@@ -32,12 +30,13 @@ enum Change {
     /// The whole session, as it is once the operation ran (its first write, or the login of a
     /// session never written); `at`: its position then, most likely still its position.
     Put { id: Locator, at: usize },
-    /// A value written: its bytes once the operation ran (a `Set`), or its absence (a `Remove`).
-    Value { id: Locator, at: usize, names: Names },
-    /// A value removed.
-    Remove { id: Locator, names: Names },
-    /// A scope, or (`None`) every scope, cleared.
-    Clear { id: Locator, scope: Option<Names> },
+    /// The operation's value written: its bytes once the operation ran (a `Set`), or its
+    /// absence (a `Remove`).
+    Value { id: Locator, at: usize },
+    /// The operation's value removed.
+    Remove(Locator),
+    /// The operation's scope, or (`all`) every scope, cleared.
+    Clear { id: Locator, all: bool },
     /// Login or logout: the session moved to `new`; its user and persistence after the move.
     Rotate { old: Locator, new: Locator, userid: u64, persistent: bool },
     /// Remember-me switched.
@@ -83,7 +82,6 @@ pub(crate) struct Outbox {
     /// `storage.log = "always"` and the log cannot take a change now: changes are refused.
     refusing: bool,
     changes: Vec<Change>,
-    names: String,
     events: Vec<Happened>,
     /// Sessions expired (the metric).
     expired: u64,
@@ -111,15 +109,6 @@ impl Outbox {
         if self.refusing { Err(ShardLog::refusal()) } else { Ok(()) }
     }
 
-    #[inline]
-    fn names(&mut self, scope: &str, key: &str) -> Names {
-        let start = self.names.len();
-        self.names.push_str(scope);
-        let split = self.names.len();
-        self.names.push_str(key);
-        Names { start, split, end: self.names.len() }
-    }
-
     fn change(&mut self, change: Change) {
         if self.logging {
             self.changes.push(change);
@@ -131,30 +120,21 @@ impl Outbox {
         self.change(Change::Put { id: *id, at });
     }
 
-    /// `scope`/`key` of session `id`, at position `at` of the shard's map, was written (or
-    /// removed by a write).
+    /// The operation's value of session `id`, at position `at` of the shard's map, was written
+    /// (or removed by a write).
     #[inline]
-    pub fn value(&mut self, id: &Locator, at: usize, scope: &str, key: &str) {
-        if self.logging {
-            let names = self.names(scope, key);
-            self.changes.push(Change::Value { id: *id, at, names });
-        }
+    pub fn value(&mut self, id: &Locator, at: usize) {
+        self.change(Change::Value { id: *id, at });
     }
 
-    /// `scope`/`key` of session `id` was removed.
-    pub fn remove(&mut self, id: &Locator, scope: &str, key: &str) {
-        if self.logging {
-            let names = self.names(scope, key);
-            self.changes.push(Change::Remove { id: *id, names });
-        }
+    /// The operation's value of session `id` was removed.
+    pub fn remove(&mut self, id: &Locator) {
+        self.change(Change::Remove(*id));
     }
 
-    /// `scope` (`None`: every scope) of session `id` was cleared.
-    pub fn clear(&mut self, id: &Locator, scope: Option<&str>) {
-        if self.logging {
-            let scope = scope.map(|scope| self.names(scope, ""));
-            self.changes.push(Change::Clear { id: *id, scope });
-        }
+    /// The operation's scope of session `id` was cleared, or (`all`) every scope.
+    pub fn clear(&mut self, id: &Locator, all: bool) {
+        self.change(Change::Clear { id: *id, all });
     }
 
     /// Session `old` moved to `new` (login, logout), now of `userid`, `persistent` or not.
@@ -189,20 +169,16 @@ impl Outbox {
         self.expired += 1;
     }
 
-    /// Delivers what the operation changed, reading `sessions` as they are after it: its
-    /// records to `log` (one per change, in order), its events to the hub while someone
-    /// listens, its expiries to their metric. Leaves the outbox empty.
-    pub fn deliver(&mut self, sessions: &Sessions, log: &mut ShardLog, hosting: &Hosting) {
+    /// Delivers what the operation (its values under `names`) changed, reading `sessions` as
+    /// they are after it: its records to `log` (one per change, in order), its events to the hub
+    /// while someone listens, its expiries to their metric. Leaves the outbox empty.
+    pub fn deliver(&mut self, names: Names<'_>, sessions: &Sessions, log: &mut ShardLog, hosting: &Hosting) {
         if !self.changes.is_empty() {
             let now = hosting.env.now();
             for change in &self.changes {
-                record(log, now, change, &self.names, sessions);
+                record(log, now, change, names, sessions);
             }
             reset(&mut self.changes);
-            self.names.clear();
-            if self.names.capacity() > KEPT * 16 {
-                self.names.shrink_to(KEPT);
-            }
         }
         if !self.events.is_empty() {
             publish(&self.events, sessions, hosting);
@@ -224,8 +200,7 @@ fn reset<T>(v: &mut Vec<T>) {
 
 /// Adds the record of `change` to the operation's records in `log`. A session that is gone
 /// (never the case within one operation) gets none.
-fn record(log: &mut ShardLog, now: u64, change: &Change, names: &str, sessions: &Sessions) {
-    let split = |n: Names| names[n.start..n.end].split_at(n.split - n.start);
+fn record(log: &mut ShardLog, now: u64, change: &Change, (scope, key): Names<'_>, sessions: &Sessions) {
     let record = |log: &mut ShardLog, change: format::Change<'_>| log.record(now, &change);
     match *change {
         Change::Put { ref id, at } => {
@@ -233,9 +208,8 @@ fn record(log: &mut ShardLog, now: u64, change: &Change, names: &str, sessions: 
                 record(log, format::Change::Put { id, state: &slot.state });
             }
         }
-        Change::Value { ref id, at, names } => {
+        Change::Value { ref id, at } => {
             let Some(slot) = find(sessions, id, at) else { return };
-            let (scope, key) = split(names);
             record(
                 log,
                 match slot.state.get(scope, key) {
@@ -244,13 +218,8 @@ fn record(log: &mut ShardLog, now: u64, change: &Change, names: &str, sessions: 
                 },
             );
         }
-        Change::Remove { ref id, names } => {
-            let (scope, key) = split(names);
-            record(log, format::Change::Remove { id, scope, key });
-        }
-        Change::Clear { ref id, scope } => {
-            record(log, format::Change::Clear { id, scope: scope.map(|names| split(names).0) });
-        }
+        Change::Remove(ref id) => record(log, format::Change::Remove { id, scope, key }),
+        Change::Clear { ref id, all } => record(log, format::Change::Clear { id, scope: (!all).then_some(scope) }),
         Change::Rotate { ref old, ref new, userid, persistent } => {
             record(log, format::Change::Rotate { old, new, userid, persistent });
         }

@@ -214,14 +214,13 @@ impl Shard {
         Ok(&mut self.sessions[index])
     }
 
-    /// Writes `scope`/`key` of the live session `id` with `write` (given the limits) and
-    /// describes the change: the resulting value, or, a session's first write, the whole
-    /// session (persisted from then on). When `write` fails, its session is as it was.
+    /// Writes the operation's value (its scope and key) of the live session `id` with `write`
+    /// (given the limits) and describes the change: the resulting value, or, a session's first
+    /// write, the whole session (persisted from then on). When `write` fails, its session is
+    /// as it was.
     pub(super) fn write<R>(
         &mut self,
         id: &SessionId,
-        scope: &str,
-        key: &str,
         write: impl FnOnce(&mut SessionState, &LimitsConfig) -> Result<R>,
     ) -> Result<R> {
         self.accepting()?;
@@ -229,7 +228,7 @@ impl Shard {
         let slot = &mut self.sessions[index];
         let answer = write(&mut slot.state, &self.env.limits)?;
         if std::mem::replace(&mut slot.written, true) {
-            self.outbox.value(id.locator(), index, scope, key);
+            self.outbox.value(id.locator(), index);
         } else {
             self.outbox.put(id.locator(), index);
         }

@@ -79,14 +79,14 @@ impl Worker {
 
     /// Runs one operation that came by message on the shard; after a move, forwards it to
     /// the new host.
-    fn serve<M: OnShard + 'static>(&mut self, msg: M) -> Answer<M> {
+    fn serve<M: OnShard + 'static>(&mut self, mut msg: M) -> Answer<M> {
         if self.moved {
             return Answer::Forward { to: self.hosting.router.get(self.index), msg, shard: self.index };
         }
         if self.finished {
             return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
         }
-        let (result, committed) = self.core.borrow_mut().apply(false, |s| msg.apply(s));
+        let (result, committed) = self.core.borrow_mut().apply(false, &mut msg);
         match committed {
             None => Answer::Now(result),
             Some(committed) => {
@@ -488,7 +488,7 @@ impl<M: EveryShard> Message for Every<M> {
 impl<M: EveryShard> Handler<Every<M>> for Worker {
     type Result = Answer<M>;
 
-    fn handle(&mut self, Every(msg): Every<M>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Every(mut msg): Every<M>, _: &mut Context<Self>) -> Self::Result {
         if M::COUNTED {
             return self.serve(msg);
         }
