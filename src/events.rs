@@ -5,8 +5,9 @@
 //! and a subscriber that falls behind misses the oldest events and is told how many
 //! ([`Delivery::Missed`]).
 //!
-//! - Memory backend: the shard that makes a change publishes its event in the same step, and
-//!   only while someone subscribes (no subscriber, no cost beyond one atomic load).
+//! - Memory backend: the shard that makes a change describes its event, and the shard's host
+//!   publishes it as the operation ends; only while someone subscribes (no subscriber, no
+//!   cost beyond one atomic load).
 //! - Redis backend: the instance that makes a change appends its event to the stream
 //!   `draco:events` right after the change; every instance with a subscriber reads that
 //!   stream, so each subscriber sees the events of every instance, its own included. Redis
@@ -248,10 +249,28 @@ impl EventHub {
         let _ = self.sender.send(event);
     }
 
+    /// A read-only view of whether anyone listens, for those who record events without
+    /// publishing them (a memory shard's outbox: see `memory/outbox.rs`).
+    pub fn listeners(&self) -> Listeners {
+        Listeners(self.subscribers.clone())
+    }
+
     /// A new subscription, from now on.
     pub fn subscribe(&self) -> Subscription {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscription { receiver: self.sender.subscribe(), woken: false, count: self.subscribers.clone() }
+    }
+}
+
+/// Whether an [`EventHub`] has subscribers, without the means to publish.
+#[derive(Debug, Clone)]
+pub(crate) struct Listeners(Arc<AtomicUsize>);
+
+impl Listeners {
+    /// Whether anyone listens: one atomic load.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
     }
 }
 

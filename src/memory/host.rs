@@ -23,58 +23,165 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, AsyncContext, Context};
 
-use super::Shared;
+use super::Hosting;
+use super::ops::OnShard;
+use super::outbox::{NO_NAMES, Names};
 use super::shard::Shard;
-use super::snapshot_run::Schedule;
+use super::snapshot_run::{Run, Schedule};
 use super::worker::{HandOver, Worker};
 use crate::error::{Result, Unavailable};
 use crate::snapshot::Recovered;
-use crate::wal::append::Committed;
+use crate::wal::append::{Committed, ShardLog};
 
-/// A shard and everything that moves with it when its host changes.
+/// A shard and everything that moves with it when its host changes: its log, its snapshot
+/// schedule. The only writer to the shard's log and the one publisher of its events: what an
+/// operation changed is delivered from the shard's outbox as the operation ends.
 pub(crate) struct Core {
     pub shard: Shard,
+    /// The shard's write-ahead log: every change to persisted state is recorded here before
+    /// the operation answers.
+    pub log: ShardLog,
     pub schedule: Schedule,
     /// Restarted and reading its last snapshot back: operations answer `ShardRestarting`.
     pub loading: bool,
     /// Times the supervisor restarted this shard's worker.
     pub restarts: u64,
+    /// Where the outbox goes: the event hub, the metrics (and the log's files).
+    hosting: Arc<Hosting>,
 }
 
 impl Core {
-    /// Runs one operation on the shard (guarded), unless it is still reloading, and writes its
-    /// log records before answering. `local`: the caller is on the host's thread and came
-    /// without a message (counted for locality). With `storage.log = "always"`, the answer
-    /// comes with what the reply must wait for (the records' fsync).
-    pub fn apply<R>(
-        &mut self,
-        local: bool,
-        op: impl FnOnce(&mut Shard) -> Result<R>,
-    ) -> (Result<R>, Option<Committed>) {
+    /// Shard `index` of the engine `hosting` describes, holding what start-up recovered (its
+    /// snapshot and the log records after it); its log goes on from there.
+    pub fn new(index: usize, hosting: Arc<Hosting>, recovered: Recovered) -> Self {
+        let mut core = Self { shard: Shard::new(index, hosting.env.clone()), ..Self::vacant(index, hosting) };
+        core.resume(recovered);
+        core
+    }
+
+    /// Shard `index` restarted: empty, its live count reset, and loading until a reload brings
+    /// its sessions and log ([`resume`](Self::resume)).
+    pub fn reloading(index: usize, hosting: Arc<Hosting>) -> Self {
+        Self { shard: Shard::new(index, hosting.env.clone()), loading: true, ..Self::vacant(index, hosting) }
+    }
+
+    /// An empty stand-in for shard `index` (see [`Shard::vacant`]), without a log.
+    pub fn vacant(index: usize, hosting: Arc<Hosting>) -> Self {
+        Self {
+            shard: Shard::vacant(index, hosting.env.clone()),
+            log: ShardLog::disabled(index, 0),
+            schedule: Schedule::default(),
+            loading: false,
+            restarts: 0,
+            hosting,
+        }
+    }
+
+    /// Installs recovered sessions and opens the log after them. Sessions that came from the
+    /// log are in no snapshot yet: the shard is dirty until one holds them.
+    pub fn resume(&mut self, recovered: Recovered) {
+        self.shard.install(recovered.records);
+        let index = self.shard.index();
+        self.log = ShardLog::open(self.hosting.wal.clone(), index, recovered.next_lsn);
+        self.shard.outbox.set_logging(self.log.enabled());
+        if recovered.replayed > 0 {
+            self.shard.force_dirty();
+        }
+        self.settle(NO_NAMES);
+    }
+
+    /// Runs one operation on the shard (guarded), unless it is still reloading, and delivers
+    /// what it changed: its log records are written before it answers, its events published.
+    /// `local`: the caller is on the host's thread and came without a message (counted for
+    /// locality). With `storage.log = "always"`, the answer comes with what the reply must
+    /// wait for (the records' fsync).
+    pub fn apply<M: OnShard>(&mut self, local: bool, op: &mut M) -> (Result<M::Reply>, Option<Committed>) {
         if self.loading {
             return (Err(Unavailable::ShardRestarting { shard: self.shard.index() }.into()), None);
         }
         if local {
             self.shard.count_local();
         }
-        let result = self.shard.guarded(op);
-        match self.shard.commit_log() {
+        if self.log.always() {
+            self.shard.outbox.set_refusing(self.log.refusing());
+        }
+        let result = self.shard.guarded(|s| op.apply(s));
+        // Also after a panic: what the operation changed before it is changed.
+        self.settle(op.names());
+        match self.log.commit() {
             Ok(committed) => (result, committed),
             // Not durable, so not acknowledged (the change stays in memory).
             Err(e) => (result.and(Err(e)), None),
         }
     }
 
+    /// Runs an operation that only reads counters (`Stats`): not an operation of the shard,
+    /// answered even while it reloads.
+    pub fn read<R>(&mut self, op: impl FnOnce(&mut Shard) -> Result<R>) -> Result<R> {
+        self.shard.stats.log_records = self.log.records;
+        self.shard.stats.log_bytes = self.log.bytes;
+        let result = op(&mut self.shard);
+        self.settle(NO_NAMES);
+        result
+    }
+
+    /// A step of the periodic sweep ([`Shard::sweep_step`]); how many sessions expired.
+    pub fn sweep_step(&mut self, budget: usize) -> usize {
+        let dropped = self.shard.sweep_step(budget);
+        self.settle(NO_NAMES);
+        dropped
+    }
+
+    /// Delivers what the shard changed since the last delivery, its values under `names`
+    /// (see [`Outbox::deliver`](super::outbox::Outbox::deliver)).
+    #[inline]
+    fn settle(&mut self, names: Names<'_>) {
+        if !self.shard.outbox.is_empty() {
+            self.shard.outbox.deliver(names, &self.shard.sessions, &mut self.log, &self.hosting);
+        }
+    }
+
+    /// Begins a snapshot run over the sessions live now (nothing is encoded yet). The log's
+    /// records from here on go to a new segment, so the older ones can go once it is durable.
+    pub fn begin_run(&mut self) {
+        let log_from = self.log.rotate();
+        let no = self.schedule.next_run();
+        self.shard.run = Some(Run::new(self.shard.index(), no, self.shard.changes(), log_from));
+    }
+
+    /// Whether a run is under way.
+    pub fn running(&self) -> bool {
+        self.shard.run.is_some()
+    }
+
+    /// Drops the run under way, if any.
+    pub fn abandon_run(&mut self) {
+        self.shard.run = None;
+    }
+
+    /// Encodes the next `budget` sessions of the run under way; the finished run once the
+    /// walk reached the end (`None` while it goes on, or when no run is under way).
+    pub fn run_step(&mut self, budget: usize) -> Option<Run> {
+        let shard = &mut self.shard;
+        let done = shard.run.as_mut()?.step(&mut shard.sessions, budget, &shard.env);
+        if done { shard.run.take() } else { None }
+    }
+
+    /// A whole run in one go (a final snapshot), replacing any run under way.
+    pub fn encode_all(&mut self) -> Run {
+        self.begin_run();
+        loop {
+            if let Some(run) = self.run_step(usize::MAX) {
+                return run;
+            }
+        }
+    }
+
     /// Takes this core away, leaving an empty one in its place (a host that moved). What its
     /// operations logged is written first, here (the flush scheduled here would find nothing).
     pub fn take(&mut self) -> Core {
-        self.shard.flush_log();
-        let vacant = Core {
-            shard: Shard::vacant(self.shard.index(), self.shard.shared().clone()),
-            schedule: Schedule::default(),
-            loading: false,
-            restarts: self.restarts,
-        };
+        self.log.flush();
+        let vacant = Core { restarts: self.restarts, ..Core::vacant(self.shard.index(), self.hosting.clone()) };
         std::mem::replace(self, vacant)
     }
 }
@@ -85,7 +192,7 @@ pub(crate) fn flush_soon(core: &Rc<RefCell<Core>>) {
     let core = core.clone();
     actix::spawn(async move {
         match core.try_borrow_mut() {
-            Ok(mut core) => core.shard.flush_log(),
+            Ok(mut core) => core.log.flush(),
             // Only if an operation is under way on this thread right now: try again after it.
             Err(_) => flush_soon(&core),
         }
@@ -131,20 +238,20 @@ pub(crate) fn home_shard(engine: u64) -> Option<usize> {
     HOSTED.with_borrow(|h| h.iter().find(|x| x.engine == engine).map(|x| x.shard))
 }
 
-/// Hosts one shard of the engine `shared` describes on this thread, which must be running an
+/// Hosts one shard of the engine `hosting` describes on this thread, which must be running an
 /// actix arbiter (an actix-web worker thread is one): the first shard no server thread hosts
 /// yet moves here from its home thread. Its host there finishes what was queued for it, hands
 /// the core over, and forwards what still reaches it for a while; operations sent meanwhile
 /// wait in the new host's mailbox. `None`: this thread hosts one already, every shard has a
 /// server thread, or the thread runs no actix arbiter.
-pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
+pub(crate) async fn adopt(hosting: &Arc<Hosting>) -> Option<usize> {
     if actix::Arbiter::try_current().is_none() {
         log::warn!("host_here() called on a thread without an actix arbiter: no shard is hosted here");
         return None;
     }
     let me = std::thread::current().id();
     let shard = {
-        let mut hosts = shared.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hosts = hosting.hosts.lock().unwrap_or_else(|e| e.into_inner());
         if hosts.contains(&Some(me)) {
             return None;
         }
@@ -162,17 +269,17 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
     // The new host's address exists before the host does: from the router switch on, new
     // operations queue in its mailbox until the core arrives.
     let context = Context::<Worker>::new();
-    let old = shared.router.replace(shard, context.address());
+    let old = hosting.router.replace(shard, context.address());
     let (core, how) = match old.send(HandOver).await {
         Ok(Some(core)) => (core, "moved"),
         // The old host was gone (a restart under way): reload like a restarted worker.
         Ok(None) | Err(_) => {
             log::warn!("shard {shard}: its previous host was gone; the shard reloads its last snapshot here");
-            (Worker::fresh_core(shard, shared.clone(), Recovered::default(), true), "reloaded")
+            (Worker::fresh_core(shard, hosting.clone(), Recovered::default(), true), "reloaded")
         }
     };
     log::debug!("shard {shard}: {how} to server thread {me:?}");
-    let worker = Worker::hosting(core, shared.clone(), true);
+    let worker = Worker::with_core(core, hosting.clone(), true);
     // Listed now, not when the actor first runs: the caller's next operation is local.
     worker.register_here();
     context.run(worker);
@@ -182,15 +289,15 @@ pub(crate) async fn adopt(shared: &Arc<Shared>) -> Option<usize> {
 /// A server thread's host is being dropped with its core: back to the shard's home thread, at
 /// once (no I/O here), and the router follows. `Some(core)`: the home thread is gone too (the
 /// actix system is stopping), so the caller must save the core itself.
-pub(crate) fn send_home(shared: &Arc<Shared>, shard: usize, core: Core) -> Option<Core> {
-    let Some(home) = shared.homes.get().and_then(|h| h.get(shard)).cloned() else { return Some(core) };
+pub(crate) fn send_home(hosting: &Arc<Hosting>, shard: usize, core: Core) -> Option<Core> {
+    let Some(home) = hosting.homes.get().and_then(|h| h.get(shard)).cloned() else { return Some(core) };
     if !home.spawn(async {}) {
         return Some(core);
     }
-    let moved = shared.clone();
-    let addr = Worker::start_in_arbiter(&home, move |_| Worker::hosting(core, moved, false));
-    shared.router.replace(shard, addr);
-    let mut hosts = shared.hosts.lock().unwrap_or_else(|e| e.into_inner());
+    let moved = hosting.clone();
+    let addr = Worker::start_in_arbiter(&home, move |_| Worker::with_core(core, moved, false));
+    hosting.router.replace(shard, addr);
+    let mut hosts = hosting.hosts.lock().unwrap_or_else(|e| e.into_inner());
     hosts[shard] = None;
     None
 }
@@ -198,9 +305,9 @@ pub(crate) fn send_home(shared: &Arc<Shared>, shard: usize, core: Core) -> Optio
 /// The host that replaced `gone` as `shard`'s, once the router has one: a stopping server
 /// thread sends its shard home as its host is dropped, a moment after the mailbox closes, and
 /// the supervisor restarts a crashed one. `None` after a second without one.
-pub(crate) async fn next_host(shared: &Shared, shard: usize, gone: &Addr<Worker>) -> Option<Addr<Worker>> {
+pub(crate) async fn next_host(hosting: &Hosting, shard: usize, gone: &Addr<Worker>) -> Option<Addr<Worker>> {
     for _ in 0..100 {
-        let now = shared.router.get(shard);
+        let now = hosting.router.get(shard);
         if now != *gone && now.connected() {
             return Some(now);
         }
@@ -214,7 +321,7 @@ pub(crate) async fn next_host(shared: &Shared, shard: usize, gone: &Addr<Worker>
 /// (told the address that failed) makes the message anew — `None` when it cannot be sent
 /// again — and it goes to the shard's next host.
 pub(crate) async fn send_following<M>(
-    shared: &Shared,
+    hosting: &Hosting,
     shard: usize,
     msg: M,
     mut again: impl FnMut(&Addr<Worker>) -> Option<M>,
@@ -224,12 +331,12 @@ where
     M::Result: Send,
     Worker: actix::Handler<M>,
 {
-    let (mut addr, mut msg) = (shared.router.get(shard), msg);
-    let _queued = shared.metrics.queued(shard);
+    let (mut addr, mut msg) = (hosting.router.get(shard), msg);
+    let _queued = hosting.metrics.queued(shard);
     loop {
         match addr.send(msg).await {
             Err(actix::MailboxError::Closed) => match again(&addr) {
-                Some(next_msg) => match next_host(shared, shard, &addr).await {
+                Some(next_msg) => match next_host(hosting, shard, &addr).await {
                     Some(next) => (addr, msg) = (next, next_msg),
                     None => return Err(actix::MailboxError::Closed),
                 },
@@ -241,11 +348,11 @@ where
 }
 
 /// [`send_following`] for an engine-wide message (cloneable, answered at once).
-pub(crate) async fn ask_shard<M>(shared: Arc<Shared>, shard: usize, msg: M) -> Result<M::Result, actix::MailboxError>
+pub(crate) async fn ask_shard<M>(hosting: Arc<Hosting>, shard: usize, msg: M) -> Result<M::Result, actix::MailboxError>
 where
     M: actix::Message + Clone + Send + 'static,
     M::Result: Send,
     Worker: actix::Handler<M>,
 {
-    send_following(&shared, shard, msg.clone(), |_| Some(msg.clone())).await
+    send_following(&hosting, shard, msg.clone(), |_| Some(msg.clone())).await
 }

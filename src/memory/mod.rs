@@ -1,8 +1,11 @@
 //! The memory backend (`storage.backend = "memory"`): sessions in this process, sharded over
 //! worker actors by a stable hash of the id, persisted by bincode snapshots.
 //!
-//! - [`shard`]: the sessions of one shard, a plain struct (no actors).
+//! - [`shard`]: the sessions of one shard, a plain struct (no actors), seeing only its
+//!   [`env`]: clock, lifetimes, limits, keys, live counts.
 //! - [`ops`]: each typed message as one operation on a shard.
+//! - [`outbox`]: what an operation changed, delivered to the log and the event hub by the
+//!   shard's host after it ran.
 //! - [`snapshot_run`]: how a shard becomes a snapshot while it serves, and when.
 //! - [`worker`]: the actor hosting one shard: messages in, shard calls, replies out.
 //! - [`host`]: where a shard lives — the thread-local path to a shard hosted on the caller's
@@ -11,21 +14,23 @@
 //!
 //! [`MemoryBackend`] is what the engine's seam (`engine/store.rs`) calls.
 
+pub(crate) mod env;
 pub(crate) mod host;
 pub(crate) mod ops;
+pub(crate) mod outbox;
 pub(crate) mod shard;
 pub(crate) mod snapshot_run;
 pub(crate) mod supervisor;
 pub(crate) mod worker;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 
 use actix::{Addr, ArbiterHandle, MailboxError};
 
 use crate::clock::Clock;
-use crate::config::{Config, LimitsConfig};
+use crate::config::Config;
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::SessionInfo;
@@ -33,6 +38,7 @@ use crate::snapshot::{self, Recovered, Snapshots};
 use crate::state::Lifetimes;
 use crate::wal::Wal;
 use crate::wal::io::LogIo;
+use env::Env;
 pub(crate) use ops::{EveryShard, OnShard, ShardOp};
 use supervisor::{FanOut, Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
 use worker::Carried;
@@ -69,9 +75,11 @@ pub enum Placement {
 /// Numbers engines, so a thread's table of hosted shards can tell engines apart.
 static ENGINES: AtomicU64 = AtomicU64::new(1);
 
-/// What every shard and the engine handle share.
+/// What the memory backend's hosts and its engine handle share: where each shard is hosted
+/// (router, home threads, server threads), the snapshot writer, the log, the event hub, the
+/// metrics — and the [`Env`] each shard sees, which holds none of these.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct Hosting {
     /// This engine's number (see [`host`]).
     pub engine: u64,
     pub placement: Placement,
@@ -82,25 +90,20 @@ pub(crate) struct Shared {
     pub homes: OnceLock<Vec<ArbiterHandle>>,
     /// The server thread hosting each shard (`None`: on its home thread).
     pub hosts: Mutex<Vec<Option<ThreadId>>>,
-    pub keyring: Keyring,
-    pub clock: Arc<dyn Clock>,
-    pub lifetimes: Lifetimes,
-    pub limits: LimitsConfig,
+    /// What every shard sees of the engine.
+    pub env: Arc<Env>,
     pub config: Config,
-    pub shards: usize,
-    /// Live sessions per shard; their sum is checked against `limits.max_sessions`.
-    pub live: Vec<AtomicUsize>,
     /// The snapshot writer; `None` when `storage.persist` is off.
     pub snapshots: Option<Snapshots>,
     /// The write-ahead log; `None` when `storage.log` or `storage.persist` is off.
     pub wal: Option<Arc<Wal>>,
-    /// Where shards publish session events.
+    /// Where shards' events are published (by their hosts, from the shards' outboxes).
     pub events: Arc<crate::events::EventHub>,
     /// Per-shard metric handles (`src/telemetry.rs`), resolved as the engine starts.
     pub metrics: crate::telemetry::ShardMetrics,
 }
 
-impl Shared {
+impl Hosting {
     pub fn new(
         config: Config,
         keyring: Keyring,
@@ -109,20 +112,17 @@ impl Shared {
         snapshots: Option<Snapshots>,
         wal: Option<Arc<Wal>>,
     ) -> Self {
-        let shards = config.session.effective_shards();
+        let events = crate::events::EventHub::new(config.events.capacity);
+        let env = Arc::new(Env::new(&config, keyring, clock, events.listeners()));
+        let shards = env.shards;
         Self {
             engine: ENGINES.fetch_add(1, Ordering::Relaxed),
             placement,
             router: Router::default(),
             homes: OnceLock::new(),
             hosts: Mutex::new(vec![None; shards]),
-            keyring,
-            clock,
-            lifetimes: Lifetimes::from_config(&config.session),
-            limits: config.limits.clone(),
-            live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
-            shards,
-            events: crate::events::EventHub::new(config.events.capacity),
+            env,
+            events,
             config,
             snapshots,
             wal,
@@ -132,19 +132,15 @@ impl Shared {
 
     /// Sets shard `shard`'s gauges (live sessions, mailbox depth) from its atomics.
     pub fn refresh_gauges(&self, shard: usize) {
-        if let Some(live) = self.live.get(shard) {
+        if let Some(live) = self.env.live.get(shard) {
             self.metrics.refresh(shard, live.load(Ordering::Relaxed));
         }
-    }
-
-    pub fn live_total(&self) -> usize {
-        self.live.iter().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 }
 
 /// The memory backend: the supervisor, and the engine's view of the shards.
 pub(crate) struct MemoryBackend {
-    shared: Arc<Shared>,
+    hosting: Arc<Hosting>,
     supervisor: Addr<Supervisor>,
 }
 
@@ -171,29 +167,29 @@ impl MemoryBackend {
             _ if !config.storage.persist => None,
             _ => Some(crate::wal::start(&config.storage, shards, log_io)?),
         };
-        let shared = Arc::new(Shared::new(config, keyring, clock, placement, snapshots, wal));
-        let supervisor = Supervisor::launch(shared.clone(), sessions);
-        Ok(Self { shared, supervisor })
+        let hosting = Arc::new(Hosting::new(config, keyring, clock, placement, snapshots, wal));
+        let supervisor = Supervisor::launch(hosting.clone(), sessions);
+        Ok(Self { hosting, supervisor })
     }
 
     /// Shard → worker routing, for tests that stop a worker on purpose.
     #[cfg(test)]
     pub fn router(&self) -> &Router {
-        &self.shared.router
+        &self.hosting.router
     }
 
     /// A fresh id, on this thread's shard when it hosts one (a new session is born where the
     /// request that made it is served).
     fn fresh_id(&self) -> SessionId {
-        match host::home_shard(self.shared.engine) {
-            Some(shard) => self.shared.keyring.generate_in_shard(shard, self.shared.shards),
-            None => self.shared.keyring.generate(),
+        match host::home_shard(self.hosting.engine) {
+            Some(shard) => self.hosting.env.id_in(shard),
+            None => self.hosting.env.keyring.generate(),
         }
     }
 
     /// Sets every shard's gauges from its atomics.
     pub fn refresh_gauges(&self) {
-        (0..self.shared.shards).for_each(|shard| self.shared.refresh_gauges(shard));
+        (0..self.hosting.env.shards).for_each(|shard| self.hosting.refresh_gauges(shard));
     }
 
     /// Runs an operation on its session's shard: on the shard directly when this thread hosts
@@ -201,13 +197,13 @@ impl MemoryBackend {
     /// polled, so operations keep the order they are awaited in.
     pub async fn on_session<M: ShardOp>(&self, msg: M) -> Result<M::Reply> {
         let Some(id) = msg.session() else { return Err(SessionError::internal("an engine-wide operation")) };
-        let shard = id.shard(self.shared.shards);
+        let shard = id.shard(self.hosting.env.shards);
         let mut unrun = Some(msg);
-        let ran = host::local(self.shared.engine, shard).and_then(|core| {
+        let ran = host::local(self.hosting.engine, shard).and_then(|core| {
             // Busy only if an operation re-entered the engine synchronously: then it queues.
             let ran = core.try_borrow_mut().ok().and_then(|mut c| {
-                let msg = unrun.take()?;
-                Some(c.apply(true, |s| msg.apply(s)))
+                let mut msg = unrun.take()?;
+                Some(c.apply(true, &mut msg))
             });
             if let Some((_, Some(committed))) = &ran
                 && committed.schedule
@@ -233,14 +229,14 @@ impl MemoryBackend {
     async fn send<M: OnShard + 'static>(&self, shard: usize, msg: M) -> Result<M::Reply> {
         let carried = Carried::new(msg);
         let again = |gone: &Addr<worker::Worker>| {
-            if self.shared.router.get(shard) == *gone {
+            if self.hosting.router.get(shard) == *gone {
                 // A crashed host, or a server thread's on its way home: the supervisor restarts
                 // the first and leaves the second to its host.
                 self.supervisor.do_send(WorkerDown);
             }
             carried.unrun().then(|| carried.again())
         };
-        match host::send_following(&self.shared, shard, carried.again(), again).await {
+        match host::send_following(&self.hosting, shard, carried.again(), again).await {
             Ok(result) => result,
             Err(MailboxError::Timeout) => {
                 Err(Unavailable::Busy { what: "the shard worker did not take the operation in time" }.into())
@@ -269,7 +265,7 @@ impl MemoryBackend {
 /// The memory backend as the engine calls it (`engine/store.rs`).
 impl MemoryBackend {
     pub fn shards(&self) -> usize {
-        self.shared.shards
+        self.hosting.env.shards
     }
 
     pub fn run<M: ShardOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
@@ -298,14 +294,14 @@ impl MemoryBackend {
     /// Hosts one shard on the calling thread (see [`host::adopt`]), with
     /// [`Placement::ServerThreads`].
     pub async fn host_here(&self) -> Option<usize> {
-        if self.shared.placement != Placement::ServerThreads {
+        if self.hosting.placement != Placement::ServerThreads {
             return None;
         }
-        host::adopt(&self.shared).await
+        host::adopt(&self.hosting).await
     }
 
     pub async fn subscribe(&self) -> Result<crate::events::Subscription> {
-        Ok(self.shared.events.subscribe())
+        Ok(self.hosting.events.subscribe())
     }
 
     pub fn snapshot(&self) -> impl Future<Output = Result<usize>> + Send {

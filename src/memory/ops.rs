@@ -1,26 +1,34 @@
 //! Each typed message as one operation on a [`Shard`] ([`OnShard`]): the memory backend's
 //! half of every operation's definition (the message is in `crate::message`, the Redis half
-//! in `redis/ops.rs`). The shard's own structure (map, user index, expiry, rotation, log and
-//! events) is in `shard.rs`; the worker and [`MemoryBackend`] run these generically.
+//! in `redis/ops.rs`). The shard's own structure (map, user index, expiry, rotation) is in
+//! `shard.rs`; an operation describes what it changed in the shard's outbox (`outbox.rs`),
+//! which the shard's host turns into log records and events. The worker and
+//! [`MemoryBackend`] run these generically.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use super::MemoryBackend;
+use super::outbox::{Event, NO_NAMES, Names};
 use super::shard::{Shard, Slot, info};
 use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
-use crate::events::EventKind;
 use crate::id::Locator;
 use crate::message::op::Op;
 use crate::message::*;
 use crate::state::SessionState;
-use crate::wal::format::Change;
 
 /// An operation on the shard of its session, or on every shard (an engine-wide one).
 pub trait OnShard: Op {
-    /// Runs it on `shard`: the shard of its session, or each shard in turn.
-    fn apply(self, shard: &mut Shard) -> Result<Self::Reply>;
+    /// Runs it on `shard`: the shard of its session, or each shard in turn. By reference: once
+    /// it ran, its host still reads its [`names`](Self::names).
+    fn apply(&mut self, shard: &mut Shard) -> Result<Self::Reply>;
+
+    /// The scope and key of the values it writes, removes or (the scope) clears, which the
+    /// log records of its changes name; none for the others.
+    fn names(&self) -> Names<'_> {
+        NO_NAMES
+    }
 
     /// Runs it where it belongs: by default on its session's shard.
     fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<Self::Reply>> + Send
@@ -46,242 +54,241 @@ pub trait EveryShard: OnShard + Op<Owned = Self> + Clone + 'static {
 
 impl OnShard for Create {
     /// Creates an empty anonymous session under `id` (which routes here).
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         let id = self.id;
         if s.sessions.contains_key(id.locator()) {
             return Err(SessionError::InvalidId);
         }
-        let limit = s.shared().limits.max_sessions;
-        if s.shared().live_total() >= limit {
+        let limit = s.env.limits.max_sessions;
+        if s.env.live_total() >= limit {
             // Expired sessions not swept yet still count: reclaim some of this shard's before
             // refusing. A bounded step from the sweep's cursor, not the whole shard: a flood
             // of refused creations costs each one this much, and successive attempts (and the
             // periodic sweep) still walk the whole shard.
             s.sweep_step(Shard::CREATE_SWEEP_BUDGET);
-            if s.shared().live_total() >= limit {
+            if s.env.live_total() >= limit {
                 return Err(SessionError::Full { limit });
             }
         }
-        s.shared().live[s.index()].fetch_add(1, Ordering::Relaxed);
+        s.env.live[s.index()].fetch_add(1, Ordering::Relaxed);
         let slot = Slot { state: SessionState::new(s.now()), written: false, mark: 0 };
         let info = s.info(&id, &slot);
         s.sessions.insert(*id.locator(), slot);
         s.stats.created += 1;
-        s.emit(0, id.locator(), || EventKind::Created);
+        s.emit(0, id.locator(), Event::Created);
         Ok(info)
     }
 }
 
 impl OnShard for Get<'_> {
-    fn apply(self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
+    fn apply(&mut self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
         Ok(s.live(&self.id, true)?.state.get(&self.scope, &self.key).map(<[u8]>::to_vec))
     }
 }
 
 impl OnShard for Set<'_> {
-    fn apply(self, s: &mut Shard) -> Result<()> {
-        let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
-        s.log.accepting()?;
-        let limits = s.shared().limits.clone();
-        s.live(id, true)?.state.set(scope, key, &self.value, &limits)?;
-        s.record_value(id, scope, key);
-        s.wrote(id);
-        Ok(())
+    fn apply(&mut self, s: &mut Shard) -> Result<()> {
+        let (scope, key) = (&*self.scope, &*self.key);
+        s.write(&self.id, |state, limits| state.set(scope, key, &self.value, limits))
+    }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
     }
 }
 
 impl OnShard for Remove<'_> {
-    fn apply(self, s: &mut Shard) -> Result<bool> {
+    fn apply(&mut self, s: &mut Shard) -> Result<bool> {
         let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
-        s.log.accepting()?;
+        s.accepting()?;
         let slot = s.live(id, true)?;
         let (removed, written) = (slot.state.remove(scope, key), slot.written);
         if removed && written {
             s.changes += 1;
-            s.record(&Change::Remove { id: id.locator(), scope, key });
+            s.outbox.remove(id.locator());
         }
         Ok(removed)
+    }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
     }
 }
 
 impl OnShard for Clear<'_> {
-    fn apply(self, s: &mut Shard) -> Result<()> {
+    fn apply(&mut self, s: &mut Shard) -> Result<()> {
         let (id, scope) = (&self.id, self.scope.as_deref());
-        s.log.accepting()?;
+        s.accepting()?;
         let slot = s.live(id, true)?;
         slot.state.clear(scope);
         if slot.written {
             s.changes += 1;
-            s.record(&Change::Clear { id: id.locator(), scope });
+            s.outbox.clear(id.locator(), scope.is_none());
         }
         Ok(())
+    }
+
+    fn names(&self) -> Names<'_> {
+        (self.scope.as_deref().unwrap_or_default(), "")
     }
 }
 
 impl OnShard for Keys<'_> {
-    fn apply(self, s: &mut Shard) -> Result<Vec<String>> {
+    fn apply(&mut self, s: &mut Shard) -> Result<Vec<String>> {
         Ok(s.live(&self.id, true)?.state.keys(&self.scope))
     }
 }
 
 impl OnShard for Update<'_> {
     /// Runs the step on the current value and stores what it answers (`None` removes the
-    /// key). On an error or a panic in the step the session is untouched.
-    fn apply(self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
-        let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
-        s.log.accepting()?;
-        let limits = s.shared().limits.clone();
-        let slot = s.live(id, true)?;
-        let new = (self.f)(slot.state.get(scope, key))?;
-        match &new {
-            Some(value) => slot.state.set(scope, key, value, &limits)?,
-            None => {
-                slot.state.remove(scope, key);
+    /// key). On an error or a panic in the step the session is untouched, and nothing is
+    /// described yet.
+    fn apply(&mut self, s: &mut Shard) -> Result<Option<Vec<u8>>> {
+        // The step runs once: taken out, one that refuses left in its place (a box of nothing,
+        // so no allocation).
+        let step = std::mem::replace(&mut self.f, Box::new(|_| Err(SessionError::internal("an update ran twice"))));
+        let (scope, key) = (&*self.scope, &*self.key);
+        s.write(&self.id, |state, limits| {
+            let new = step(state.get(scope, key))?;
+            match &new {
+                Some(value) => state.set(scope, key, value, limits)?,
+                None => {
+                    state.remove(scope, key);
+                }
             }
-        }
-        s.record_value(id, scope, key);
-        s.wrote(id);
-        Ok(new)
+            Ok(new)
+        })
+    }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
     }
 }
 
 impl OnShard for Increment<'_> {
     /// In place: no closure to box, no JSON round trip through the caller. Decoding and
     /// limits as a generic update's.
-    fn apply(self, s: &mut Shard) -> Result<i64> {
-        let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
-        s.log.accepting()?;
-        let limits = s.shared().limits.clone();
-        let slot = s.live(id, true)?;
-        let current = match slot.state.get(scope, key) {
-            Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
-            None => 0,
-        };
-        let new = current.saturating_add(self.by);
-        slot.state.set(scope, key, itoa::Buffer::new().format(new), &limits)?;
-        s.record_value(id, scope, key);
-        s.wrote(id);
-        Ok(new)
+    fn apply(&mut self, s: &mut Shard) -> Result<i64> {
+        let (scope, key, by) = (&*self.scope, &*self.key, self.by);
+        s.write(&self.id, |state, limits| {
+            let current = match state.get(scope, key) {
+                Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
+                None => 0,
+            };
+            let new = current.saturating_add(by);
+            state.set(scope, key, itoa::Buffer::new().format(new), limits)?;
+            Ok(new)
+        })
+    }
+
+    fn names(&self) -> Names<'_> {
+        (&self.scope, &self.key)
     }
 }
 
 impl OnShard for Login {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         if self.userid == 0 {
             return Err(SessionError::InvalidUserId);
         }
-        s.log.accepting()?;
-        let info = s.rotate(&self.id, self.userid)?;
+        s.accepting()?;
+        let (info, index) = s.rotate(&self.id, self.userid)?;
         // A session never written before is recorded whole (a written one's move was recorded).
-        if let Some(slot) = s.sessions.get(info.id.locator())
-            && !slot.written
-        {
-            let now = s.now();
-            s.log.record(now, &Change::Put { id: info.id.locator(), state: &slot.state });
+        if !std::mem::replace(&mut s.sessions[index].written, true) {
+            s.outbox.put(info.id.locator(), index);
         }
-        s.wrote(&info.id);
+        s.changes += 1;
         Ok(info)
     }
 }
 
 impl OnShard for Logout {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
-        s.log.accepting()?;
-        let info = s.rotate(&self.id, 0)?;
-        if !s.shared().config.session.logout_clears_data {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
+        s.accepting()?;
+        let (info, index) = s.rotate(&self.id, 0)?;
+        if !s.env.logout_clears_data {
             return Ok(info);
         }
-        let Some(slot) = s.sessions.get_mut(info.id.locator()) else { return Ok(info) };
+        let slot = &mut s.sessions[index];
         slot.state.clear(None);
         if slot.written {
             s.changes += 1;
             // After the `Rotate`: a crash between the two records (an unanswered logout)
             // leaves the data only under the new id, which no client has learnt.
-            s.record(&Change::Clear { id: info.id.locator(), scope: None });
+            s.outbox.clear(info.id.locator(), true);
         }
         Ok(info)
     }
 }
 
 impl OnShard for SetPersistent {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         let (id, persistent) = (&self.id, self.persistent);
-        s.log.accepting()?;
-        let lifetimes = s.shared().lifetimes;
-        let slot = s.live(id, true)?;
+        s.accepting()?;
+        let index = s.live_index(id, true)?;
+        let slot = &mut s.sessions[index];
         if persistent && slot.state.userid == 0 {
             return Err(SessionError::NotLoggedIn);
         }
         slot.state.persistent = persistent;
-        let (info, written) = (info(id, slot, &lifetimes), slot.written);
+        let (info, written) = (info(id, slot, &s.env.lifetimes), slot.written);
         if written {
             s.changes += 1;
-            s.record(&Change::Persist { id: id.locator(), persistent });
+            s.outbox.persist(id.locator(), persistent);
         }
-        s.emit(info.userid, id.locator(), || EventKind::RememberMe { on: persistent });
+        s.emit(info.userid, id.locator(), Event::RememberMe(persistent));
         Ok(info)
     }
 }
 
 impl OnShard for Info {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
-        let lifetimes = s.shared().lifetimes;
-        Ok(info(&self.id, s.live(&self.id, false)?, &lifetimes))
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
+        let index = s.live_index(&self.id, false)?;
+        Ok(s.info(&self.id, &s.sessions[index]))
     }
 }
 
 impl OnShard for Touch {
-    fn apply(self, s: &mut Shard) -> Result<SessionInfo> {
-        let lifetimes = s.shared().lifetimes;
-        Ok(info(&self.id, s.live(&self.id, true)?, &lifetimes))
+    fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
+        let index = s.live_index(&self.id, true)?;
+        Ok(s.info(&self.id, &s.sessions[index]))
     }
 }
 
 impl OnShard for Destroy {
     /// Whether it existed (an expired one no longer does).
-    fn apply(self, s: &mut Shard) -> Result<bool> {
-        let id = &self.id;
-        s.log.accepting()?;
-        let Some(index) = s.sessions.get_index_of(id.locator()) else { return Ok(false) };
+    fn apply(&mut self, s: &mut Shard) -> Result<bool> {
+        s.accepting()?;
+        let Some(index) = s.sessions.get_index_of(self.id.locator()) else { return Ok(false) };
         let now = s.now();
-        if s.sessions[index].state.is_expired(&s.shared().lifetimes, now) {
+        if s.sessions[index].state.is_expired(&s.env.lifetimes, now) {
             s.expire(index);
             return Ok(false);
         }
-        if s.sessions[index].written {
-            s.record(&Change::Destroy { id: id.locator() });
-        }
-        let slot = s.remove_index(index, true);
-        s.stats.destroyed += 1;
-        s.emit(slot.state.userid, id.locator(), || EventKind::Destroyed);
+        s.end(index, Event::Destroyed);
         Ok(true)
     }
 }
 
-/// Destroys the session under `locator` (one of a user's); whether it was there.
-fn end(s: &mut Shard, locator: &Locator) -> bool {
-    let Some(index) = s.sessions.get_index_of(locator) else { return false };
-    if s.sessions[index].written {
-        s.record(&Change::Destroy { id: locator });
-    }
-    let slot = s.remove_index(index, true);
-    s.stats.destroyed += 1;
-    s.emit(slot.state.userid, locator, || EventKind::Revoked);
-    true
-}
-
 impl OnShard for LogoutUser {
     /// Ends every session of the user in this shard; how many.
-    fn apply(self, s: &mut Shard) -> Result<usize> {
-        s.log.accepting()?;
+    fn apply(&mut self, s: &mut Shard) -> Result<usize> {
+        s.accepting()?;
         let locators: Vec<Locator> =
             s.by_user.get(&self.userid).map(|set| set.iter().copied().collect()).unwrap_or_default();
-        Ok(locators.iter().filter(|locator| end(s, locator)).count())
+        Ok(locators.iter().filter(|locator| revoke(s, locator)).count())
     }
 
     fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<usize>> + Send {
         backend.on_every_shard(self)
     }
+}
+
+/// Ends the session under `locator` (one of a user's); whether it was there.
+fn revoke(s: &mut Shard, locator: &Locator) -> bool {
+    let Some(index) = s.sessions.get_index_of(locator) else { return false };
+    s.end(index, Event::Revoked);
+    true
 }
 
 impl EveryShard for LogoutUser {
@@ -292,12 +299,12 @@ impl EveryShard for LogoutUser {
 
 impl OnShard for Revoke {
     /// Ends the session of the user that the handle names, if it is in this shard.
-    fn apply(self, s: &mut Shard) -> Result<bool> {
-        s.log.accepting()?;
-        let keyring = &s.shared().keyring;
+    fn apply(&mut self, s: &mut Shard) -> Result<bool> {
+        s.accepting()?;
+        let keyring = &s.env.keyring;
         let found = s.by_user.get(&self.userid).and_then(|set| set.iter().find(|l| keyring.handle(l) == self.handle));
         let Some(found) = found.copied() else { return Ok(false) };
-        Ok(end(s, &found))
+        Ok(revoke(s, &found))
     }
 
     fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<bool>> + Send {
@@ -313,16 +320,16 @@ impl EveryShard for Revoke {
 
 impl OnShard for SessionsOf {
     /// The live sessions of the user in this shard.
-    fn apply(self, s: &mut Shard) -> Result<Vec<UserSession>> {
+    fn apply(&mut self, s: &mut Shard) -> Result<Vec<UserSession>> {
         let (now, userid) = (s.now(), self.userid);
         let Some(locators) = s.by_user.get(&userid) else { return Ok(Vec::new()) };
-        let (shared, lifetimes) = (s.shared(), &s.shared().lifetimes);
+        let (env, lifetimes) = (s.env(), &s.env().lifetimes);
         Ok(locators
             .iter()
             .filter_map(|l| s.sessions.get(l).map(|slot| (l, &slot.state)))
             .filter(|(_, state)| !state.is_expired(lifetimes, now))
             .map(|(l, state)| UserSession {
-                handle: shared.keyring.handle(l),
+                handle: env.keyring.handle(l),
                 userid,
                 label: crate::state::device_value(state, crate::names::LABEL_KEY),
                 ip: crate::state::device_value(state, crate::names::IP_KEY),
@@ -348,7 +355,7 @@ impl EveryShard for SessionsOf {
 }
 
 impl OnShard for Sweep {
-    fn apply(self, s: &mut Shard) -> Result<usize> {
+    fn apply(&mut self, s: &mut Shard) -> Result<usize> {
         Ok(s.sweep_all())
     }
 
@@ -364,7 +371,7 @@ impl EveryShard for Sweep {
 }
 
 impl OnShard for Stats {
-    fn apply(self, s: &mut Shard) -> Result<EngineStats> {
+    fn apply(&mut self, s: &mut Shard) -> Result<EngineStats> {
         let stats = s.stats();
         Ok(EngineStats { sessions: stats.sessions, shards: vec![stats], log_fsyncs: 0 })
     }
@@ -403,7 +410,8 @@ mod tests {
     use crate::config::Config;
     use crate::id::Keyring;
     use crate::id::SessionId;
-    use crate::memory::{Placement, Shared};
+    use crate::memory::host::Core;
+    use crate::memory::{Hosting, Placement};
 
     /// The operations under the names the tests read best, each through its one definition.
     impl Shard {
@@ -453,23 +461,40 @@ mod tests {
 
     const T0: u64 = 1_700_000_000_000;
 
-    /// One shard of `shards`, on a manual clock, holding at most `max_sessions` in all.
-    fn shard_with(shards: usize, max_sessions: usize) -> (Shard, Arc<ManualClock>) {
+    /// An engine of `shards` shards without actors, on a manual clock, holding at most
+    /// `max_sessions` sessions in all.
+    fn hosting_with(shards: usize, max_sessions: usize) -> (Arc<Hosting>, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(T0));
         let mut config = Config::default();
         config.limits.max_sessions = max_sessions;
         config.session.shards = shards;
         let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]).unwrap();
-        let shared = Arc::new(Shared::new(config, keyring, clock.clone(), Placement::default(), None, None));
-        (Shard::new(0, shared, crate::snapshot::Recovered::default()), clock)
+        (Arc::new(Hosting::new(config, keyring, clock.clone(), Placement::default(), None, None)), clock)
+    }
+
+    /// Shard 0 of such an engine and what moves with it.
+    fn core_with(shards: usize, max_sessions: usize) -> (Core, Arc<ManualClock>) {
+        let (hosting, clock) = hosting_with(shards, max_sessions);
+        (Core::new(0, hosting, crate::snapshot::Recovered::default()), clock)
+    }
+
+    /// The shard alone (its outbox never delivered: no log, no subscriber).
+    fn shard_with(shards: usize, max_sessions: usize) -> (Shard, Arc<ManualClock>) {
+        let (core, clock) = core_with(shards, max_sessions);
+        (core.shard, clock)
     }
 
     fn shard() -> (Shard, Arc<ManualClock>) {
         shard_with(1, 1_000)
     }
 
+    /// The idle lifetime of a session that is not remember-me.
+    fn ttl() -> Duration {
+        Config::default().session.volatile_ttl
+    }
+
     fn new_session(s: &mut Shard) -> SessionId {
-        let id = s.shared().keyring.generate_in_shard(s.index(), s.shared().shards);
+        let id = s.env().id_in(s.index());
         s.create(id).unwrap().id
     }
 
@@ -513,7 +538,7 @@ mod tests {
         assert_eq!(s.get(&logged.id, "a", "k").unwrap().as_deref(), Some(&b"1"[..]));
         let listed = s.sessions_of(7);
         assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].handle, s.shared().keyring.handle(logged.id.locator()));
+        assert_eq!(listed[0].handle, s.env().keyring.handle(logged.id.locator()));
         assert_eq!(s.login(&logged.id, 0), Err(SessionError::InvalidUserId));
     }
 
@@ -553,7 +578,7 @@ mod tests {
     #[test]
     fn idle_sessions_expire_and_use_slides_the_expiry() {
         let (mut s, clock) = shard();
-        let ttl = s.shared().config.session.volatile_ttl;
+        let ttl = ttl();
         let kept = new_session(&mut s);
         let idle = new_session(&mut s);
         clock.advance(ttl - Duration::from_secs(1));
@@ -567,7 +592,7 @@ mod tests {
     #[test]
     fn the_sweep_drops_only_expired_sessions_in_bounded_steps() {
         let (mut s, clock) = shard();
-        let ttl = s.shared().config.session.volatile_ttl;
+        let ttl = ttl();
         for _ in 0..10 {
             new_session(&mut s);
         }
@@ -585,11 +610,11 @@ mod tests {
     fn a_full_engine_reclaims_expired_sessions_then_refuses_without_evicting() {
         let (mut s, clock) = shard_with(1, 2);
         let old = new_session(&mut s);
-        clock.advance(s.shared().config.session.volatile_ttl + Duration::from_secs(1));
+        clock.advance(ttl() + Duration::from_secs(1));
         let a = new_session(&mut s);
         let _b = new_session(&mut s);
         assert_eq!(s.info_of(&old, false), Err(SessionError::SessionGone));
-        let id = s.shared().keyring.generate();
+        let id = s.env().keyring.generate();
         assert_eq!(s.create(id), Err(SessionError::Full { limit: 2 }));
         assert!(s.info_of(&a, false).is_ok());
     }
@@ -601,7 +626,7 @@ mod tests {
         assert_eq!(s.destroy(&id), Ok(true));
         assert_eq!(s.destroy(&id), Ok(false));
         let expired = new_session(&mut s);
-        clock.advance(s.shared().config.session.volatile_ttl + Duration::from_secs(1));
+        clock.advance(ttl() + Duration::from_secs(1));
         assert_eq!(s.destroy(&expired), Ok(false));
     }
 
@@ -630,10 +655,44 @@ mod tests {
         assert!(s.changes() > after_write, "the slid expiry of a written session is persisted state");
     }
 
+    /// The shard describes events only while someone subscribes; its host publishes them once
+    /// the operation ran (a login's device label read then), and a contained panic publishes
+    /// nothing it did not do.
+    #[test]
+    fn the_host_publishes_an_operations_events_after_it_and_only_while_someone_subscribes() {
+        use crate::events::{Delivery, EventKind};
+        let (hosting, _) = hosting_with(1, 1_000);
+        let mut c = Core::new(0, hosting.clone(), crate::snapshot::Recovered::default());
+        let id = new_session(&mut c.shard);
+        let mut events = hosting.events.subscribe();
+        // What the web layer records for `Session::devices`, as JSON.
+        let label = br#""Firefox on Linux""#.to_vec();
+        let mut record = Set { id, scope: "__draco.device".into(), key: "label".into(), value: label };
+        c.apply(false, &mut record).0.unwrap();
+        let logged = c.apply(false, &mut Login { id, userid: 7 }).0.unwrap();
+        let Some(Delivery::Event(login)) = events.try_recv() else { panic!("no login event") };
+        let handle = |id: &SessionId| hosting.env.keyring.handle(id.locator());
+        let label = Some("Firefox on Linux".to_owned());
+        assert_eq!(login.kind, EventKind::LoggedIn { label, previous: handle(&id) });
+        assert_eq!((login.userid, login.session), (7, handle(&logged.id)));
+        let mut boom = Update { id: logged.id, scope: "a".into(), key: "k".into(), f: Box::new(|_| panic!("boom")) };
+        let boom = c.apply(false, &mut boom);
+        assert_eq!(boom.0, Err(SessionError::Panicked("boom".into())));
+        assert_eq!(events.try_recv(), None);
+        // Run without its host: described, not delivered.
+        new_session(&mut c.shard);
+        assert_eq!(c.shard.outbox.events(), 1);
+        c.apply(false, &mut Info { id: logged.id }).0.unwrap();
+        assert!(matches!(events.try_recv(), Some(Delivery::Event(e)) if e.kind == EventKind::Created));
+        drop(events);
+        assert_eq!(c.shard.destroy(&logged.id), Ok(true));
+        assert_eq!(c.shard.outbox.events(), 0, "nobody listens: nothing described");
+    }
+
     /// Steps the run under way to its end, four sessions a step.
-    fn finish_run(s: &mut Shard) -> crate::memory::snapshot_run::Run {
+    fn finish_run(c: &mut Core) -> crate::memory::snapshot_run::Run {
         loop {
-            if let Some(run) = s.run_step(4) {
+            if let Some(run) = c.run_step(4) {
                 return run;
             }
         }
@@ -641,12 +700,12 @@ mod tests {
 
     #[test]
     fn a_run_takes_every_written_session_once() {
-        let (mut s, _) = shard();
-        let ids: Vec<_> = (0..10).map(|_| written(&mut s)).collect();
-        new_session(&mut s); // never written: left out
-        s.begin_run();
-        assert!(s.run_step(4).is_none());
-        let run = finish_run(&mut s);
+        let (mut c, _) = core_with(1, 1_000);
+        let ids: Vec<_> = (0..10).map(|_| written(&mut c.shard)).collect();
+        new_session(&mut c.shard); // never written: left out
+        c.begin_run();
+        assert!(c.run_step(4).is_none());
+        let run = finish_run(&mut c);
         let mut taken = run.ids();
         taken.sort_unstable();
         let mut expected: Vec<_> = ids.iter().map(|id| *id.locator()).collect();
@@ -656,15 +715,15 @@ mod tests {
 
     #[test]
     fn a_rotation_during_a_run_is_taken_once_under_one_id() {
-        let (mut s, _) = shard();
-        let ids: Vec<_> = (0..8).map(|_| written(&mut s)).collect();
-        s.begin_run();
-        assert!(s.run_step(4).is_none());
+        let (mut c, _) = core_with(1, 1_000);
+        let ids: Vec<_> = (0..8).map(|_| written(&mut c.shard)).collect();
+        c.begin_run();
+        assert!(c.run_step(4).is_none());
         // Rotate one session the run already took and one it has not reached.
-        let early = *s.login(&ids[0], 1).unwrap().id.locator();
-        let late = *s.login(&ids[7], 2).unwrap().id.locator();
+        let early = *c.shard.login(&ids[0], 1).unwrap().id.locator();
+        let late = *c.shard.login(&ids[7], 2).unwrap().id.locator();
         let ids: Vec<_> = ids.iter().map(|id| *id.locator()).collect();
-        let run = finish_run(&mut s);
+        let run = finish_run(&mut c);
         let taken = run.ids();
         assert_eq!(taken.len(), 8, "{taken:?}");
         assert_eq!(taken.iter().filter(|id| **id == ids[0] || **id == early).count(), 1);
@@ -673,13 +732,13 @@ mod tests {
 
     #[test]
     fn a_removal_that_moves_the_last_session_into_the_walked_part_takes_it_at_once() {
-        let (mut s, _) = shard();
-        let ids: Vec<_> = (0..8).map(|_| written(&mut s)).collect();
-        s.begin_run();
-        assert!(s.run_step(4).is_none());
+        let (mut c, _) = core_with(1, 1_000);
+        let ids: Vec<_> = (0..8).map(|_| written(&mut c.shard)).collect();
+        c.begin_run();
+        assert!(c.run_step(4).is_none());
         // The last session moves to index 0, which the run already walked.
-        assert_eq!(s.destroy(&ids[0]), Ok(true));
-        let run = finish_run(&mut s);
+        assert_eq!(c.shard.destroy(&ids[0]), Ok(true));
+        let run = finish_run(&mut c);
         let taken = run.ids();
         assert!(taken.contains(ids[7].locator()), "the moved session is in the snapshot");
         assert_eq!(taken.len(), 8, "the destroyed one was taken before it ended: {taken:?}");
@@ -700,7 +759,7 @@ mod tests {
         }
         let mut refused = 0;
         let created = loop {
-            let id = s.shared().keyring.generate_in_shard(0, 1);
+            let id = s.env().keyring.generate_in_shard(0, 1);
             let cursor = s.sweep_cursor;
             match s.create(id) {
                 Err(SessionError::Full { limit: 1_000 }) => {

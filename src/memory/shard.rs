@@ -1,11 +1,13 @@
 //! [`Shard`]: the sessions of one shard as a plain struct — their map, the per-user index,
-//! expiry, rotation and the sweep — with no actors in it.
+//! expiry, rotation and the sweep — with no actors in it and nothing of the engine but its
+//! [`Env`] (time, lifetimes, limits, keys, live counts).
 //!
 //! Whoever owns a `Shard` owns its sessions: every operation takes `&mut self`, so one owner
-//! at a time is the compiler's to check, not a lock's. The worker actor ([`super::worker`]) is
-//! that owner today; it only turns messages into calls of this API. Snapshot runs walk the
-//! shard by index ([`super::snapshot_run`]); the one place they meet the shard's own logic is
-//! [`Shard::swap_out`], which keeps a run's marks exact while sessions move.
+//! at a time is the compiler's to check, not a lock's. The shard writes no log and publishes
+//! no event: it describes each change it makes in its [`Outbox`], which its host
+//! ([`Core`](super::host::Core)) delivers once the operation has run. Snapshot runs walk the
+//! map by position ([`super::snapshot_run`]); the one place the shard meets one is the hook in
+//! [`Shard::swap_out`], which tells the run under way where a session moved.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,17 +17,15 @@ use std::sync::atomic::Ordering;
 
 use indexmap::IndexMap;
 
-use super::Shared;
+use super::env::Env;
+use super::outbox::{Event, Outbox};
 use super::snapshot_run::Run;
 use crate::clock::to_system_time;
+use crate::config::LimitsConfig;
 use crate::error::{Result, SessionError};
-use crate::events::{EventKind, SessionEvent, at_ms};
 use crate::id::{Locator, SessionId};
 use crate::message::{SessionInfo, ShardStats};
-use crate::snapshot::Recovered;
 use crate::state::{Lifetimes, SessionState};
-use crate::wal::append::{Committed, ShardLog};
-use crate::wal::format::Change;
 use crate::wire::Record;
 
 /// Locators are BLAKE3 output (of CSPRNG output), so their first eight bytes are already a
@@ -48,6 +48,10 @@ impl Hasher for IdHasher {
 
 type IdBuild = BuildHasherDefault<IdHasher>;
 
+/// A shard's sessions by the id's locator; an index map so a snapshot run and the sweep can
+/// walk it by position while operations change it between their steps.
+pub(crate) type Sessions = IndexMap<Locator, Slot, IdBuild>;
+
 /// One session as the shard keeps it. The map's key is the id's [`Locator`], a one-way digest:
 /// the shard never holds the id itself, so neither do its snapshots and log.
 pub(crate) struct Slot {
@@ -61,59 +65,41 @@ pub(crate) struct Slot {
 /// The sessions of one shard.
 pub(crate) struct Shard {
     index: usize,
-    shared: Arc<Shared>,
-    /// By the id's locator; an index map so a snapshot run and the sweep can walk it by
-    /// position while operations change it between their steps.
-    pub(super) sessions: IndexMap<Locator, Slot, IdBuild>,
+    pub(super) env: Arc<Env>,
+    pub(super) sessions: Sessions,
     /// Logged-in users' sessions, for "log out everywhere" and listing.
     pub(super) by_user: HashMap<u64, HashSet<Locator, IdBuild>>,
     pub(super) sweep_cursor: usize,
     pub(super) stats: ShardStats,
     /// Changes to persisted state so far (a counter, so a snapshot knows what it covers).
     pub(super) changes: u64,
-    /// The snapshot run being encoded, if any; see [`Run`].
+    /// The snapshot run walking the map, if any: a removal tells it where the last session
+    /// moved ([`Run::moved`]). The run's logic is its own ([`super::snapshot_run`]).
     pub(super) run: Option<Run>,
-    /// The number of the last snapshot run begun.
-    pub(super) runs: u64,
-    /// The write-ahead log: every change to persisted state is recorded here before the
-    /// operation answers.
-    pub(super) log: ShardLog,
+    /// What the operation under way changed, for the log and the event hub.
+    pub(super) outbox: Outbox,
 }
 
 impl Shard {
-    /// Shard `index` of the engine `shared` describes, holding what start-up recovered (its
-    /// snapshot and the log records after it); its log goes on from there.
-    pub fn new(index: usize, shared: Arc<Shared>, recovered: Recovered) -> Self {
-        shared.live[index].store(0, Ordering::Relaxed);
-        let mut shard = Self::vacant(index, shared);
-        shard.resume(recovered);
-        shard
-    }
-
-    /// Installs recovered sessions and opens the log after them. Sessions that came from the
-    /// log are in no snapshot yet: the shard is dirty until one holds them.
-    pub fn resume(&mut self, recovered: Recovered) {
-        self.install(recovered.records);
-        self.log = ShardLog::open(self.shared.wal.clone(), self.index, recovered.next_lsn);
-        if recovered.replayed > 0 {
-            self.changes += 1;
-        }
+    /// An empty shard `index` of the engine `env` describes, its live count reset.
+    pub fn new(index: usize, env: Arc<Env>) -> Self {
+        env.live[index].store(0, Ordering::Relaxed);
+        Self::vacant(index, env)
     }
 
     /// An empty stand-in for shard `index`, left behind by a host whose shard moved: unlike
     /// [`new`](Self::new), it leaves the live count alone (the shard's sessions still exist).
-    pub fn vacant(index: usize, shared: Arc<Shared>) -> Self {
+    pub fn vacant(index: usize, env: Arc<Env>) -> Self {
         Self {
             index,
-            shared,
+            env,
             sessions: IndexMap::default(),
             by_user: HashMap::new(),
             sweep_cursor: 0,
             stats: ShardStats::default(),
             changes: 0,
             run: None,
-            runs: 0,
-            log: ShardLog::disabled(index, 0),
+            outbox: Outbox::default(),
         }
     }
 
@@ -127,9 +113,9 @@ impl Shard {
         self.index
     }
 
-    /// What this shard shares with the rest of the engine.
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// What this shard sees of the engine.
+    pub fn env(&self) -> &Env {
+        &self.env
     }
 
     /// Adds sessions read from a snapshot. They are already on disk, so nothing is dirty. Of
@@ -145,7 +131,7 @@ impl Shard {
             }
             self.index_user(state.userid, locator);
             self.sessions.insert(locator, Slot { state, written: true, mark: 0 });
-            self.shared.live[self.index].fetch_add(1, Ordering::Relaxed);
+            self.env.live[self.index].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -157,16 +143,12 @@ impl Shard {
 
     /// Counters, with the live session count.
     pub fn stats(&self) -> ShardStats {
-        ShardStats {
-            sessions: self.sessions.len(),
-            log_records: self.log.records,
-            log_bytes: self.log.bytes,
-            ..self.stats
-        }
+        ShardStats { sessions: self.sessions.len(), ..self.stats }
     }
 
     /// Runs one operation; a panic inside it (a user's `update` closure, say) becomes
-    /// `Err(Panicked)` and the shard lives on, every other session untouched.
+    /// `Err(Panicked)` and the shard lives on, every other session untouched. What the
+    /// operation changed before it panicked stays changed, and described in the outbox.
     pub fn guarded<R>(&mut self, op: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         self.stats.operations += 1;
         match catch_unwind(AssertUnwindSafe(|| op(self))) {
@@ -185,33 +167,37 @@ impl Shard {
     }
 
     pub(super) fn now(&self) -> u64 {
-        self.shared.clock.now_ms()
+        self.env.now()
     }
 
     pub(super) fn info(&self, id: &SessionId, slot: &Slot) -> SessionInfo {
-        info(id, slot, &self.shared.lifetimes)
+        info(id, slot, &self.env.lifetimes)
     }
 
-    /// Publishes an event of the session under `locator` (user `userid`), built by `kind`
-    /// only while someone subscribes.
-    pub(super) fn emit(&self, userid: u64, locator: &Locator, kind: impl FnOnce() -> EventKind) {
-        let hub = &self.shared.events;
-        if hub.wanted() {
-            let session = self.shared.keyring.handle(locator);
-            hub.publish(SessionEvent { kind: kind(), userid, session, at: at_ms(self.now()) });
+    /// Whether a change may be made now (see [`Outbox::accepting`]).
+    pub(super) fn accepting(&self) -> Result<()> {
+        self.outbox.accepting()
+    }
+
+    /// Describes `event` of the session under `locator` (user `userid`), only while someone
+    /// subscribes.
+    pub(super) fn emit(&mut self, userid: u64, locator: &Locator, event: Event) {
+        if self.env.listeners.any() {
+            self.outbox.event(event, userid, locator);
         }
     }
 
-    /// The live session `id`, its expiry slid to now when `touch`. An expired session is
-    /// dropped on the spot; a rotated or destroyed one is simply absent.
-    pub(super) fn live(&mut self, id: &SessionId, touch: bool) -> Result<&mut Slot> {
+    /// The position of the live session `id`, its expiry slid to now when `touch`. An expired
+    /// session is dropped on the spot; a rotated or destroyed one is simply absent.
+    #[inline]
+    pub(super) fn live_index(&mut self, id: &SessionId, touch: bool) -> Result<usize> {
         let now = self.now();
         let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
-        if self.sessions[index].state.is_expired(&self.shared.lifetimes, now) {
+        let slot = &mut self.sessions[index];
+        if slot.state.is_expired(&self.env.lifetimes, now) {
             self.expire(index);
             return Err(SessionError::SessionGone);
         }
-        let slot = &mut self.sessions[index];
         if touch {
             slot.state.last_access_ms = slot.state.last_access_ms.max(now);
             // The sliding expiry is persisted state too.
@@ -219,53 +205,40 @@ impl Shard {
                 self.changes += 1;
             }
         }
-        Ok(slot)
+        Ok(index)
     }
 
-    /// Marks the session written (so it is persisted from now on) and the shard changed.
-    pub(super) fn wrote(&mut self, id: &SessionId) {
-        if let Some(slot) = self.sessions.get_mut(id.locator()) {
-            slot.written = true;
+    /// The live session `id` (see [`live_index`](Self::live_index)).
+    pub(super) fn live(&mut self, id: &SessionId, touch: bool) -> Result<&mut Slot> {
+        let index = self.live_index(id, touch)?;
+        Ok(&mut self.sessions[index])
+    }
+
+    /// Writes the operation's value (its scope and key) of the live session `id` with `write`
+    /// (given the limits) and describes the change: the resulting value, or, a session's first
+    /// write, the whole session (persisted from then on). When `write` fails, its session is
+    /// as it was.
+    pub(super) fn write<R>(
+        &mut self,
+        id: &SessionId,
+        write: impl FnOnce(&mut SessionState, &LimitsConfig) -> Result<R>,
+    ) -> Result<R> {
+        self.accepting()?;
+        let index = self.live_index(id, true)?;
+        let slot = &mut self.sessions[index];
+        let answer = write(&mut slot.state, &self.env.limits)?;
+        if std::mem::replace(&mut slot.written, true) {
+            self.outbox.value(id.locator(), index);
+        } else {
+            self.outbox.put(id.locator(), index);
         }
         self.changes += 1;
+        Ok(answer)
     }
 
-    /// Records a change in the log (see [`ShardLog`]).
-    pub(super) fn record(&mut self, change: &Change<'_>) {
-        let now = self.now();
-        self.log.record(now, change);
-    }
-
-    /// Records the value now under `scope`/`key` of session `id` (after a write to it); a
-    /// session's first write records it whole, as it is persisted from then on.
-    pub(super) fn record_value(&mut self, id: &SessionId, scope: &str, key: &str) {
-        let now = self.now();
-        let Some(slot) = self.sessions.get(id.locator()) else { return };
-        let change = if !slot.written {
-            Change::Put { id: id.locator(), state: &slot.state }
-        } else {
-            match slot.state.get(scope, key) {
-                Some(value) => Change::Set { id: id.locator(), scope, key, value },
-                None => Change::Remove { id: id.locator(), scope, key },
-            }
-        };
-        self.log.record(now, &change);
-    }
-
-    /// Adds the records of the operation that just ran to the log's batch (see
-    /// [`ShardLog::commit`]).
-    pub fn commit_log(&mut self) -> Result<Option<Committed>> {
-        self.log.commit()
-    }
-
-    /// Writes the log's batch (see [`ShardLog::flush`]).
-    pub fn flush_log(&mut self) {
-        self.log.flush();
-    }
-
-    /// The log is broken or large: a snapshot now would resume or shorten it.
-    pub fn log_wants_snapshot(&mut self) -> bool {
-        self.log.wants_snapshot(std::time::Instant::now())
+    /// The shard's change count (see [`Schedule`](super::snapshot_run::Schedule)).
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Makes the next snapshot run happen even without a change (the log asks for one).
@@ -273,43 +246,43 @@ impl Shard {
         self.changes += 1;
     }
 
-    /// A snapshot covering the records before `log_from` is durable.
-    pub fn snapshot_durable(&mut self, log_from: u64) {
-        self.log.snapshot_durable(log_from);
-    }
-
     /// Removes a session; `ended` when it was destroyed (a change snapshots must record), not
     /// merely expired (a snapshot holding it drops it on load anyway).
-    pub(super) fn remove_index(&mut self, index: usize, ended: bool) -> Slot {
+    pub(super) fn remove_index(&mut self, index: usize, ended: bool) -> (Locator, Slot) {
         let (locator, slot) = self.swap_out(index);
         self.unindex_user(slot.state.userid, &locator);
-        self.shared.live[self.index].fetch_sub(1, Ordering::Relaxed);
+        self.env.live[self.index].fetch_sub(1, Ordering::Relaxed);
         if ended && slot.written {
             self.changes += 1;
         }
-        slot
+        (locator, slot)
     }
 
     /// Drops the expired session at `index`.
     pub(super) fn expire(&mut self, index: usize) {
-        let (locator, userid) =
-            (*self.sessions.get_index(index).expect("index in range").0, self.sessions[index].state.userid);
-        self.remove_index(index, false);
+        let (locator, slot) = self.remove_index(index, false);
         self.stats.expired += 1;
-        self.shared.metrics.expired.increment(1);
-        self.emit(userid, &locator, || EventKind::Expired);
+        self.outbox.expired();
+        self.emit(slot.state.userid, &locator, Event::Expired);
     }
 
-    /// Takes the session at `index` out of the map; the last one takes its place. A snapshot
-    /// run that already walked past `index` takes the moved session now (see [`Run`]).
+    /// Ends the live session at `index` (destroyed, revoked: `event`).
+    pub(super) fn end(&mut self, index: usize, event: Event) {
+        let (locator, slot) = self.remove_index(index, true);
+        if slot.written {
+            self.outbox.destroy(&locator);
+        }
+        self.stats.destroyed += 1;
+        self.emit(slot.state.userid, &locator, event);
+    }
+
+    /// Takes the session at `index` out of the map; the last one takes its place, which the
+    /// snapshot run under way is told of (it takes the moved session now if it walked past
+    /// `index`: see [`Run`]).
     fn swap_out(&mut self, index: usize) -> (Locator, Slot) {
         let out = self.sessions.swap_remove_index(index).expect("index in range");
-        if let Some(run) = self.run.as_mut()
-            && index < run.pos
-            && let Some((key, moved)) = self.sessions.get_index_mut(index)
-        {
-            let now = self.shared.clock.now_ms();
-            run.take(key, moved, self.index, now, &self.shared.lifetimes);
+        if let Some(run) = &mut self.run {
+            run.moved(&mut self.sessions, index, &self.env);
         }
         out
     }
@@ -332,35 +305,33 @@ impl Shard {
         }
     }
 
-    /// Moves the session under a fresh id of this shard; the old id is dead at once.
-    pub(super) fn rotate(&mut self, id: &SessionId, new_userid: u64) -> Result<SessionInfo> {
-        self.live(id, true)?;
-        let index = self.sessions.get_index_of(id.locator()).ok_or(SessionError::SessionGone)?;
+    /// Moves the live session `id` under a fresh id of this shard, now of `new_userid`; the
+    /// old id is dead at once. Answers its info and its new position.
+    pub(super) fn rotate(&mut self, id: &SessionId, new_userid: u64) -> Result<(SessionInfo, usize)> {
+        let index = self.live_index(id, true)?;
         // The slot keeps its snapshot mark under the new id (see `Run`).
-        let (old_locator, mut slot) = self.swap_out(index);
+        let (old, mut slot) = self.swap_out(index);
         let old_userid = slot.state.userid;
-        self.unindex_user(old_userid, &old_locator);
-        let new_id = self.shared.keyring.generate_in_shard(self.index, self.shared.shards);
+        self.unindex_user(old_userid, &old);
+        let new_id = self.env.id_in(self.index);
+        let new = *new_id.locator();
         // Remember-me survives a re-login of the same user only: a different user (or a
         // logout) must not inherit it.
         slot.state.persistent &= new_userid != 0 && new_userid == slot.state.userid;
         slot.state.userid = new_userid;
         if slot.written {
             self.changes += 1;
-            let (userid, persistent) = (slot.state.userid, slot.state.persistent);
-            self.record(&Change::Rotate { old: id.locator(), new: new_id.locator(), userid, persistent });
+            self.outbox.rotate(&old, &new, new_userid, slot.state.persistent);
         }
-        self.index_user(new_userid, *new_id.locator());
+        self.index_user(new_userid, new);
         let info = self.info(&new_id, &slot);
-        let previous = || self.shared.keyring.handle(&old_locator);
         if new_userid != 0 {
-            let label = || crate::state::device_value(&slot.state, crate::names::LABEL_KEY);
-            self.emit(new_userid, new_id.locator(), || EventKind::LoggedIn { label: label(), previous: previous() });
+            self.emit(new_userid, &new, Event::LoggedIn { previous: old });
         } else {
-            self.emit(old_userid, new_id.locator(), || EventKind::LoggedOut { previous: previous() });
+            self.emit(old_userid, &new, Event::LoggedOut { previous: old });
         }
-        self.sessions.insert(*new_id.locator(), slot);
-        Ok(info)
+        let (index, _) = self.sessions.insert_full(new, slot);
+        Ok((info, index))
     }
 
     /// Drops up to `budget` expired sessions from the cursor on; how many were dropped.
@@ -373,7 +344,7 @@ impl Shard {
         }
         while examined < budget && self.sweep_cursor < self.sessions.len() {
             examined += 1;
-            if self.sessions[self.sweep_cursor].state.is_expired(&self.shared.lifetimes, now) {
+            if self.sessions[self.sweep_cursor].state.is_expired(&self.env.lifetimes, now) {
                 // swap_remove brings the last entry here: examine this index again.
                 self.expire(self.sweep_cursor);
                 dropped += 1;

@@ -8,17 +8,20 @@
 //! so it is taken exactly once whatever moves meanwhile:
 //! - a session rotated during the walk (login/logout) keeps its mark under its new id, so it
 //!   is taken under the old id or the new one, never both, never neither;
-//! - when a removal moves the last session into the part already walked
-//!   ([`Shard::swap_out`](super::shard::Shard)), that session is taken on the spot;
+//! - when a removal moves the last session into the part already walked, the shard tells the
+//!   run ([`Run::moved`], its one hook) and that session is taken on the spot;
 //! - sessions created during the walk are taken if the walk reaches them.
 //!
-//! Starting a run costs nothing, whatever the shard's size (no listing of ids up front).
+//! The run owns its walk and its marks: the shard only holds the run under way, for that
+//! hook. Its host begins, steps and hands it over ([`Core`](super::host::Core)). Starting a
+//! run costs nothing, whatever the shard's size (no listing of ids up front).
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::shard::{Shard, Slot};
+use super::env::Env;
+use super::shard::{Sessions, Shard, Slot};
 use crate::id::Locator;
 use crate::snapshot::{Snapshots, WriteDone, format};
 use crate::state::Lifetimes;
@@ -34,10 +37,12 @@ pub(crate) type SnapshotResult = std::result::Result<Option<u64>, String>;
 
 /// A snapshot in progress (see the module doc for its marks).
 pub(crate) struct Run {
+    /// The shard walked.
+    shard: usize,
     /// This run's number (the marks it sets).
     no: u64,
     /// The next index to walk.
-    pub(super) pos: usize,
+    pos: usize,
     chunks: Vec<Vec<u8>>,
     chunk: Vec<u8>,
     entries: u64,
@@ -51,9 +56,53 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// Run number `no` of shard `shard`, beginning when its change count is `at` and its next
+    /// log record `log_from`; nothing is encoded yet.
+    pub fn new(shard: usize, no: u64, at: u64, log_from: u64) -> Self {
+        Self {
+            shard,
+            no,
+            pos: 0,
+            chunks: Vec::new(),
+            chunk: Vec::new(),
+            entries: 0,
+            at,
+            log_from,
+            started: Instant::now(),
+            turns: 0,
+            longest_turn: Duration::ZERO,
+        }
+    }
+
+    /// Encodes the next `budget` sessions of `sessions`; whether the walk reached the end.
+    pub fn step(&mut self, sessions: &mut Sessions, budget: usize, env: &Env) -> bool {
+        let turn = Instant::now();
+        let now = env.now();
+        let end = sessions.len().min(self.pos.saturating_add(budget));
+        for i in self.pos..end {
+            if let Some((locator, slot)) = sessions.get_index_mut(i) {
+                self.take(locator, slot, now, &env.lifetimes);
+            }
+        }
+        self.pos = end;
+        self.turns += 1;
+        self.longest_turn = self.longest_turn.max(turn.elapsed());
+        end == sessions.len()
+    }
+
+    /// A removal moved the last session of `sessions` to `index`: taken now if the walk is
+    /// past `index` already (else the walk reaches it).
+    pub fn moved(&mut self, sessions: &mut Sessions, index: usize, env: &Env) {
+        if index < self.pos
+            && let Some((locator, slot)) = sessions.get_index_mut(index)
+        {
+            self.take(locator, slot, env.now(), &env.lifetimes);
+        }
+    }
+
     /// Adds `slot` unless this run took it already (its mark); an expired session, or one
     /// never written, is marked but left out.
-    pub(super) fn take(&mut self, locator: &Locator, slot: &mut Slot, shard: usize, now: u64, lifetimes: &Lifetimes) {
+    fn take(&mut self, locator: &Locator, slot: &mut Slot, now: u64, lifetimes: &Lifetimes) {
         if slot.mark == self.no {
             return;
         }
@@ -63,7 +112,7 @@ impl Run {
         }
         match format::encode_record(&mut self.chunk, locator, &slot.state) {
             Ok(()) => self.entries += 1,
-            Err(e) => log::error!("shard {shard}: session left out of the snapshot, cannot encode: {e}"),
+            Err(e) => log::error!("shard {}: session left out of the snapshot, cannot encode: {e}", self.shard),
         }
         if self.chunk.len() >= CHUNK_BYTES {
             self.chunks.push(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
@@ -93,7 +142,8 @@ impl Run {
 
     /// Hands the encoded snapshot to the writer thread; `done` hears when it is durable.
     /// False when the writer thread is gone (then `done` is dropped unanswered).
-    pub fn hand_over(mut self, shard: usize, snapshots: &Snapshots, done: WriteDone) -> bool {
+    pub fn hand_over(mut self, snapshots: &Snapshots, done: WriteDone) -> bool {
+        let shard = self.shard;
         if !self.chunk.is_empty() {
             self.chunks.push(self.chunk);
         }
@@ -108,76 +158,6 @@ impl Run {
     }
 }
 
-impl Shard {
-    /// Begins a run over the sessions live now; nothing is encoded yet.
-    pub fn begin_run(&mut self) {
-        self.runs += 1;
-        // Records from here on go to a new segment; the older ones can go once this is durable.
-        let log_from = self.log.rotate();
-        self.run = Some(Run {
-            no: self.runs,
-            pos: 0,
-            chunks: Vec::new(),
-            chunk: Vec::new(),
-            entries: 0,
-            at: self.changes,
-            log_from,
-            started: Instant::now(),
-            turns: 0,
-            longest_turn: Duration::ZERO,
-        });
-    }
-
-    /// Whether a run is under way.
-    pub fn running(&self) -> bool {
-        self.run.is_some()
-    }
-
-    /// Drops the run under way, if any.
-    pub fn abandon_run(&mut self) {
-        self.run = None;
-    }
-
-    /// Encodes the next `budget` sessions of the run under way; the finished run once the
-    /// walk reached the end (`None` while it goes on, or when no run is under way).
-    pub fn run_step(&mut self, budget: usize) -> Option<Run> {
-        let mut run = self.run.take()?;
-        let turn = Instant::now();
-        let now = self.shared().clock.now_ms();
-        let lifetimes = self.shared().lifetimes;
-        let index = self.index();
-        let end = self.sessions.len().min(run.pos.saturating_add(budget));
-        for i in run.pos..end {
-            if let Some((locator, slot)) = self.sessions.get_index_mut(i) {
-                run.take(locator, slot, index, now, &lifetimes);
-            }
-        }
-        run.pos = end;
-        run.turns += 1;
-        run.longest_turn = run.longest_turn.max(turn.elapsed());
-        if end == self.sessions.len() {
-            return Some(run);
-        }
-        self.run = Some(run);
-        None
-    }
-
-    /// A whole run in one go (a final snapshot), replacing any run under way.
-    pub fn encode_all(&mut self) -> Run {
-        self.begin_run();
-        loop {
-            if let Some(run) = self.run_step(usize::MAX) {
-                return run;
-            }
-        }
-    }
-
-    /// The shard's change count (see [`Schedule`]).
-    pub fn changes(&self) -> u64 {
-        self.changes
-    }
-}
-
 /// When a shard needs a snapshot, and who waits for one.
 #[derive(Default)]
 pub(crate) struct Schedule {
@@ -185,6 +165,8 @@ pub(crate) struct Schedule {
     persisted: u64,
     /// A finished run is at the writer thread.
     writing: bool,
+    /// The number of the last run begun (the marks it sets).
+    runs: u64,
     /// `snapshot()` callers: the change count they need durable, and their answer.
     waiters: Vec<(u64, oneshot::Sender<SnapshotResult>)>,
 }
@@ -197,7 +179,13 @@ impl Schedule {
 
     /// A new run may begin: the shard is dirty and no run is being encoded or written.
     pub fn may_begin(&self, shard: &Shard) -> bool {
-        !shard.running() && !self.writing && self.dirty(shard)
+        shard.run.is_none() && !self.writing && self.dirty(shard)
+    }
+
+    /// The number of a new run.
+    pub fn next_run(&mut self) -> u64 {
+        self.runs += 1;
+        self.runs
     }
 
     /// Waits for the change count `at` to be durable.

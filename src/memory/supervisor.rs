@@ -16,7 +16,7 @@ use super::host::ask_shard;
 use super::ops::EveryShard;
 use super::snapshot_run::SnapshotResult;
 use super::worker::{Every, FinalSnapshot, SnapshotNow, Worker};
-use super::{Placement, Shared};
+use super::{Hosting, Placement};
 use crate::error::{Result, SessionError, Unavailable};
 use crate::snapshot::Recovered;
 
@@ -52,7 +52,7 @@ impl Router {
 /// Owns the workers' lifecycle. Per-session messages bypass it: the engine handle routes them
 /// straight to the owning worker, so the supervisor is never a bottleneck.
 pub(crate) struct Supervisor {
-    shared: Arc<Shared>,
+    hosting: Arc<Hosting>,
     /// Each shard's home thread; empty with [`Placement::CurrentThread`], where workers share
     /// the supervisor's arbiter.
     arbiters: Vec<Arbiter>,
@@ -64,25 +64,25 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     /// Starts the workers, each owning its share of `sessions` (loaded from snapshots, one
     /// vector per shard); the caller must be inside a running actix `System`.
-    pub(crate) fn launch(shared: Arc<Shared>, sessions: Vec<Recovered>) -> Addr<Self> {
-        let shards = shared.shards;
-        let arbiters: Vec<Arbiter> = match shared.placement {
+    pub(crate) fn launch(hosting: Arc<Hosting>, sessions: Vec<Recovered>) -> Addr<Self> {
+        let shards = hosting.env.shards;
+        let arbiters: Vec<Arbiter> = match hosting.placement {
             Placement::CurrentThread => Vec::new(),
             _ => (0..shards).map(|_| Arbiter::new()).collect(),
         };
         if !arbiters.is_empty() {
-            let _ = shared.homes.set(arbiters.iter().map(Arbiter::handle).collect());
+            let _ = hosting.homes.set(arbiters.iter().map(Arbiter::handle).collect());
         }
         let workers = sessions
             .into_iter()
             .enumerate()
             .map(|(shard, sessions)| {
                 let home = arbiters.get(shard).map_or_else(Arbiter::current, Arbiter::handle);
-                spawn_worker(&home, shard, &shared, 0, sessions, false)
+                spawn_worker(&home, shard, &hosting, 0, sessions, false)
             })
             .collect();
-        shared.router.install(workers);
-        Supervisor { shared, arbiters, restarts: vec![0; shards], stopping: false }.start()
+        hosting.router.install(workers);
+        Supervisor { hosting, arbiters, restarts: vec![0; shards], stopping: false }.start()
     }
 
     fn check_workers(&mut self) {
@@ -90,16 +90,16 @@ impl Supervisor {
             return;
         }
         let on_server: Vec<bool> =
-            self.shared.hosts.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Option::is_some).collect();
-        for (shard, addr) in self.shared.router.all().into_iter().enumerate() {
+            self.hosting.hosts.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Option::is_some).collect();
+        for (shard, addr) in self.hosting.router.all().into_iter().enumerate() {
             // A server thread's host hands its shard home as it is dropped (see `host`).
             if addr.connected() || on_server[shard] {
                 continue;
             }
             self.restarts[shard] += 1;
-            let lost = if self.shared.wal.is_some() {
+            let lost = if self.hosting.wal.is_some() {
                 "it reloads its last snapshot and replays its write-ahead log"
-            } else if self.shared.snapshots.is_some() {
+            } else if self.hosting.snapshots.is_some() {
                 "it reloads its last snapshot; changes made since are lost"
             } else {
                 "its in-memory sessions are lost (storage.persist is off)"
@@ -114,8 +114,8 @@ impl Supervisor {
                 }
                 None => Arbiter::current(),
             };
-            let addr = spawn_worker(&home, shard, &self.shared, self.restarts[shard], Recovered::default(), true);
-            self.shared.router.replace(shard, addr);
+            let addr = spawn_worker(&home, shard, &self.hosting, self.restarts[shard], Recovered::default(), true);
+            self.hosting.router.replace(shard, addr);
         }
     }
 }
@@ -123,21 +123,21 @@ impl Supervisor {
 fn spawn_worker(
     arbiter: &ArbiterHandle,
     shard: usize,
-    shared: &Arc<Shared>,
+    hosting: &Arc<Hosting>,
     restarts: u64,
     sessions: Recovered,
     reload: bool,
 ) -> Addr<Worker> {
-    let shared = shared.clone();
+    let hosting = hosting.clone();
     // The worker (and its index over the loaded sessions) is built on its own thread.
-    Worker::start_in_arbiter(arbiter, move |_| Worker::new(shard, shared, restarts, sessions, reload))
+    Worker::start_in_arbiter(arbiter, move |_| Worker::new(shard, hosting, restarts, sessions, reload))
 }
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        log::info!("session engine started: {} shards", self.shared.shards);
+        log::info!("session engine started: {} shards", self.hosting.env.shards);
         ctx.run_interval(HEALTH_INTERVAL, |s, _| s.check_workers());
     }
 
@@ -248,15 +248,15 @@ impl Handler<Shutdown> for Supervisor {
         self.stopping = true;
         let started = Instant::now();
         let requests: Vec<_> =
-            (0..self.shared.shards).map(|shard| ask_shard(self.shared.clone(), shard, FinalSnapshot)).collect();
+            (0..self.hosting.env.shards).map(|shard| ask_shard(self.hosting.clone(), shard, FinalSnapshot)).collect();
         let finals = final_snapshots(requests, std::mem::take(&mut self.arbiters));
         Box::pin(finals.into_actor(self).map(move |finals, supervisor, ctx| {
-            if let Some(snapshots) = &supervisor.shared.snapshots {
+            if let Some(snapshots) = &supervisor.hosting.snapshots {
                 // Every final write is done: the writer thread can end.
                 snapshots.stop();
                 finals.log(started);
             }
-            if let Some(wal) = &supervisor.shared.wal {
+            if let Some(wal) = &supervisor.hosting.wal {
                 wal.stop();
             }
             actix::ActorContext::stop(ctx);
@@ -274,7 +274,7 @@ impl Handler<SnapshotAll> for Supervisor {
 
     fn handle(&mut self, _: SnapshotAll, _: &mut Context<Self>) -> Self::Result {
         let requests: Vec<_> =
-            (0..self.shared.shards).map(|shard| ask_shard(self.shared.clone(), shard, SnapshotNow)).collect();
+            (0..self.hosting.env.shards).map(|shard| ask_shard(self.hosting.clone(), shard, SnapshotNow)).collect();
         Box::pin(async move {
             let mut sessions = 0;
             for answer in join_all(requests).await {
@@ -302,8 +302,9 @@ impl<M: EveryShard> Handler<FanOut<M>> for Supervisor {
     type Result = ResponseActFuture<Self, Result<M::Reply>>;
 
     fn handle(&mut self, FanOut(msg): FanOut<M>, _: &mut Context<Self>) -> Self::Result {
-        let requests: Vec<_> =
-            (0..self.shared.shards).map(|shard| ask_shard(self.shared.clone(), shard, Every(msg.clone()))).collect();
+        let requests: Vec<_> = (0..self.hosting.env.shards)
+            .map(|shard| ask_shard(self.hosting.clone(), shard, Every(msg.clone())))
+            .collect();
         let answers = async move {
             let mut parts = Vec::with_capacity(requests.len());
             for answer in join_all(requests).await {
@@ -312,7 +313,7 @@ impl<M: EveryShard> Handler<FanOut<M>> for Supervisor {
             Ok(parts)
         };
         Box::pin(answers.into_actor(self).map(|parts: Result<Vec<M::Reply>>, supervisor, _| {
-            let log_fsyncs = supervisor.shared.wal.as_ref().map_or(0, |w| w.fsyncs());
+            let log_fsyncs = supervisor.hosting.wal.as_ref().map_or(0, |w| w.fsyncs());
             Ok(M::merge(parts?, &supervisor.restarts, log_fsyncs))
         }))
     }

@@ -1,6 +1,7 @@
-//! The shard worker actor: the host of one [`Shard`]. Typed messages in, one shard call each,
-//! replies out; plus the timers (sweep, snapshot schedule) and the lifecycle (reload after a
-//! restart, final snapshot on stop). The session logic itself is in [`Shard`].
+//! The shard worker actor: the host of one [`Shard`](super::shard::Shard). Typed messages in,
+//! one shard call each, replies out; plus the timers (sweep, snapshot schedule) and the
+//! lifecycle (reload after a restart, final snapshot on stop). The session logic itself is in
+//! the shard; what moves with it, its log included, in [`Core`].
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,11 +13,10 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, MessageResult};
 use tokio::sync::oneshot;
 
-use super::Shared;
+use super::Hosting;
 use super::host::{self, Core};
 use super::ops::{EveryShard, OnShard};
-use super::shard::Shard;
-use super::snapshot_run::{Run, SNAPSHOT_BATCH, Schedule, SnapshotResult};
+use super::snapshot_run::{Run, SNAPSHOT_BATCH, SnapshotResult};
 use crate::error::{Result, Unavailable};
 use crate::message::op::Op;
 use crate::snapshot::{Recovered, Written};
@@ -31,12 +31,12 @@ const MAILBOX_CAPACITY: usize = 1024;
 /// takes to arrive.
 const FORWARD_GRACE: Duration = Duration::from_secs(2);
 
-/// Hosts one shard (see [`Core`], [`Shard`]): its mail, one message at a time, and its timers.
+/// Hosts one shard (see [`Core`], [`Shard`](super::shard::Shard)): its mail, one message at a time, and its timers.
 /// The core is shared with this thread's table of hosted shards (see [`host`]), so calls made
 /// on this thread reach it without a message.
 pub(crate) struct Worker {
     core: Rc<RefCell<Core>>,
-    shared: Arc<Shared>,
+    hosting: Arc<Hosting>,
     index: usize,
     /// Adopted by a server thread: dropped with that thread, it sends its core home.
     on_server: bool,
@@ -50,47 +50,43 @@ pub(crate) struct Worker {
 impl Worker {
     /// A worker owning `sessions` (loaded at start-up). A restarted worker (`reload`) reads
     /// its shard's last snapshot back before it serves.
-    pub fn new(index: usize, shared: Arc<Shared>, restarts: u64, sessions: Recovered, reload: bool) -> Self {
-        let mut core = Self::fresh_core(index, shared.clone(), sessions, reload);
+    pub fn new(index: usize, hosting: Arc<Hosting>, restarts: u64, sessions: Recovered, reload: bool) -> Self {
+        let mut core = Self::fresh_core(index, hosting.clone(), sessions, reload);
         core.restarts = restarts;
-        Self::hosting(core, shared, false)
+        Self::with_core(core, hosting, false)
     }
 
     /// A new core for shard `index` holding `sessions`.
-    pub fn fresh_core(index: usize, shared: Arc<Shared>, sessions: Recovered, reload: bool) -> Core {
-        let loading = reload && shared.snapshots.is_some();
-        let shard = if loading {
+    pub fn fresh_core(index: usize, hosting: Arc<Hosting>, sessions: Recovered, reload: bool) -> Core {
+        if reload && hosting.snapshots.is_some() {
             // Its log opens once the reload says where it goes on.
-            let shard = Shard::vacant(index, shared);
-            shard.shared().live[index].store(0, std::sync::atomic::Ordering::Relaxed);
-            shard
+            Core::reloading(index, hosting)
         } else {
-            Shard::new(index, shared, sessions)
-        };
-        Core { shard, schedule: Schedule::default(), loading, restarts: 0 }
+            Core::new(index, hosting, sessions)
+        }
     }
 
     /// The host of `core`, which may come from another host (a move).
-    pub fn hosting(core: Core, shared: Arc<Shared>, on_server: bool) -> Self {
+    pub fn with_core(core: Core, hosting: Arc<Hosting>, on_server: bool) -> Self {
         let index = core.shard.index();
-        Self { core: Rc::new(RefCell::new(core)), shared, index, on_server, finished: false, moved: false }
+        Self { core: Rc::new(RefCell::new(core)), hosting, index, on_server, finished: false, moved: false }
     }
 
     /// Lists this host's core in the calling thread's table (see [`host::local`]).
     pub fn register_here(&self) {
-        host::register(self.shared.engine, self.index, &self.core);
+        host::register(self.hosting.engine, self.index, &self.core);
     }
 
     /// Runs one operation that came by message on the shard; after a move, forwards it to
     /// the new host.
-    fn serve<M: OnShard + 'static>(&mut self, msg: M) -> Answer<M> {
+    fn serve<M: OnShard + 'static>(&mut self, mut msg: M) -> Answer<M> {
         if self.moved {
-            return Answer::Forward { to: self.shared.router.get(self.index), msg, shard: self.index };
+            return Answer::Forward { to: self.hosting.router.get(self.index), msg, shard: self.index };
         }
         if self.finished {
             return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
         }
-        let (result, committed) = self.core.borrow_mut().apply(false, |s| msg.apply(s));
+        let (result, committed) = self.core.borrow_mut().apply(false, &mut msg);
         match committed {
             None => Answer::Now(result),
             Some(committed) => {
@@ -103,7 +99,7 @@ impl Worker {
     }
 
     fn persisting(&self) -> bool {
-        self.shared.snapshots.is_some() && !self.core.borrow().loading
+        self.hosting.snapshots.is_some() && !self.core.borrow().loading
     }
 
     /// Begins a snapshot when the shard changed since the last durable one and none is under
@@ -116,14 +112,14 @@ impl Worker {
         if !core.schedule.dirty(&core.shard) {
             core.schedule.answer(Ok(None));
         } else if core.schedule.may_begin(&core.shard) {
-            core.shard.begin_run();
+            core.begin_run();
             ctx.notify(SnapshotStep);
         }
     }
 
     /// Hands a finished run to the writer; `done` hears when it is durable.
     fn hand_over(&self, run: Run, done: crate::snapshot::WriteDone) -> bool {
-        self.shared.snapshots.as_ref().is_some_and(|s| run.hand_over(self.index, s, done))
+        self.hosting.snapshots.as_ref().is_some_and(|s| run.hand_over(s, done))
     }
 
     /// Delivers a message to this shard's host when it arrives (a writer callback): to this
@@ -134,12 +130,12 @@ impl Worker {
         M: Message<Result = ()> + Send + 'static,
         Self: Handler<M>,
     {
-        let (own, shared, index) = (ctx.address(), self.shared.clone(), self.index);
+        let (own, hosting, index) = (ctx.address(), self.hosting.clone(), self.index);
         move |msg| {
             if own.connected() {
                 own.do_send(msg);
             } else {
-                shared.router.get(index).do_send(msg);
+                hosting.router.get(index).do_send(msg);
             }
         }
     }
@@ -150,7 +146,7 @@ impl Worker {
         M: Message<Result = ()> + Send + 'static,
         Self: Handler<M>,
     {
-        self.shared.router.get(self.index).do_send(msg);
+        self.hosting.router.get(self.index).do_send(msg);
     }
 
     /// Writes the whole shard as its final snapshot in this one turn; the answer comes once it
@@ -158,11 +154,11 @@ impl Worker {
     fn final_snapshot(&mut self) -> Option<oneshot::Receiver<SnapshotResult>> {
         self.finished = true;
         let mut core = self.core.borrow_mut();
-        core.shard.abandon_run();
-        if self.shared.snapshots.is_none() || core.loading || !core.schedule.dirty(&core.shard) {
+        core.abandon_run();
+        if self.hosting.snapshots.is_none() || core.loading || !core.schedule.dirty(&core.shard) {
             return None;
         }
-        let run = core.shard.encode_all();
+        let run = core.encode_all();
         drop(core);
         let entries = run.entries();
         let (tx, rx) = oneshot::channel();
@@ -182,18 +178,18 @@ impl Actor for Worker {
         // Senders wait (backpressure) once this many messages are queued.
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.register_here();
-        let shared = self.shared.clone();
-        ctx.run_interval(shared.config.session.sweep_interval, |worker, _| {
+        let hosting = self.hosting.clone();
+        ctx.run_interval(hosting.config.session.sweep_interval, |worker, _| {
             if worker.moved {
                 return;
             }
-            worker.shared.refresh_gauges(worker.index);
-            let dropped = worker.core.borrow_mut().shard.sweep_step(SWEEP_BATCH);
+            worker.hosting.refresh_gauges(worker.index);
+            let dropped = worker.core.borrow_mut().sweep_step(SWEEP_BATCH);
             if dropped > 0 {
                 log::debug!("shard {}: {dropped} expired sessions dropped", worker.index);
             }
         });
-        if shared.wal.is_some() {
+        if hosting.wal.is_some() {
             // A log that failed resumes with a snapshot, and one that grew past its share of
             // storage.log_max is cut short by one: checked every second, not every interval.
             ctx.run_interval(Duration::from_secs(1), |worker, ctx| {
@@ -202,7 +198,7 @@ impl Actor for Worker {
                 }
                 let wants = {
                     let mut core = worker.core.borrow_mut();
-                    let wants = !core.shard.running() && core.shard.log_wants_snapshot();
+                    let wants = !core.running() && core.log.wants_snapshot(std::time::Instant::now());
                     if wants {
                         core.shard.force_dirty();
                     }
@@ -213,10 +209,10 @@ impl Actor for Worker {
                 }
             });
         }
-        let Some(snapshots) = &shared.snapshots else { return };
-        ctx.run_interval(shared.config.storage.snapshot_interval, |worker, ctx| worker.start_snapshot(ctx));
+        let Some(snapshots) = &hosting.snapshots else { return };
+        ctx.run_interval(hosting.config.storage.snapshot_interval, |worker, ctx| worker.start_snapshot(ctx));
         // A run under way when the shard moved here goes on here.
-        if self.core.borrow().shard.running() {
+        if self.core.borrow().running() {
             ctx.notify(SnapshotStep);
         }
         let loading = self.core.borrow().loading;
@@ -244,7 +240,7 @@ impl Handler<HandOver> for Worker {
             return MessageResult(None);
         }
         self.moved = true;
-        host::unregister(self.shared.engine, self.index);
+        host::unregister(self.hosting.engine, self.index);
         ctx.run_later(FORWARD_GRACE, |_, ctx| ctx.stop());
         MessageResult(Some(self.core.borrow_mut().take()))
     }
@@ -264,10 +260,10 @@ impl Handler<SnapshotStep> for Worker {
             return;
         }
         let mut core = self.core.borrow_mut();
-        if !core.shard.running() {
+        if !core.running() {
             return;
         }
-        let Some(run) = core.shard.run_step(SNAPSHOT_BATCH) else {
+        let Some(run) = core.run_step(SNAPSHOT_BATCH) else {
             ctx.notify(SnapshotStep);
             return;
         };
@@ -309,7 +305,7 @@ impl Handler<SnapshotWritten> for Worker {
         let waiters = {
             let mut core = self.core.borrow_mut();
             if ok {
-                core.shard.snapshot_durable(msg.log_from);
+                core.log.snapshot_durable(msg.log_from);
             }
             core.schedule.written(msg.at, result);
             core.schedule.has_waiters()
@@ -332,7 +328,7 @@ impl Handler<SnapshotNow> for Worker {
     fn handle(&mut self, _: SnapshotNow, ctx: &mut Context<Self>) -> Self::Result {
         let rx = {
             let core = &mut *self.core.borrow_mut();
-            if self.shared.snapshots.is_none() || self.moved || !core.schedule.dirty(&core.shard) {
+            if self.hosting.snapshots.is_none() || self.moved || !core.schedule.dirty(&core.shard) {
                 let (tx, rx) = oneshot::channel();
                 let _ = tx.send(Ok(None));
                 return MessageResult(rx);
@@ -358,7 +354,7 @@ impl Handler<FinalSnapshot> for Worker {
         if self.moved || self.finished {
             return None;
         }
-        host::unregister(self.shared.engine, self.index);
+        host::unregister(self.hosting.engine, self.index);
         self.final_snapshot()
     }
 }
@@ -378,7 +374,7 @@ impl Handler<Reloaded> for Worker {
         }
         let (n, replayed) = (msg.0.records.len(), msg.0.replayed);
         let mut core = self.core.borrow_mut();
-        core.shard.resume(msg.0);
+        core.resume(msg.0);
         core.loading = false;
         log::info!(
             "shard {}: restarted worker reloaded {n} sessions from its last snapshot and {replayed} log records",
@@ -492,7 +488,7 @@ impl<M: EveryShard> Message for Every<M> {
 impl<M: EveryShard> Handler<Every<M>> for Worker {
     type Result = Answer<M>;
 
-    fn handle(&mut self, Every(msg): Every<M>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Every(mut msg): Every<M>, _: &mut Context<Self>) -> Self::Result {
         if M::COUNTED {
             return self.serve(msg);
         }
@@ -500,7 +496,7 @@ impl<M: EveryShard> Handler<Every<M>> for Worker {
         if self.moved {
             return Answer::Now(Err(Unavailable::ShardRestarting { shard: self.index }.into()));
         }
-        Answer::Now(msg.apply(&mut self.core.borrow_mut().shard))
+        Answer::Now(self.core.borrow_mut().read(|s| msg.apply(s)))
     }
 }
 
@@ -513,18 +509,18 @@ impl<M: EveryShard> Handler<Every<M>> for Worker {
 /// so it still returns only after these writes.
 impl Drop for Worker {
     fn drop(&mut self) {
-        host::unregister(self.shared.engine, self.index);
+        host::unregister(self.hosting.engine, self.index);
         if self.moved {
             return;
         }
         if self.on_server {
             if self.finished {
                 // Stopped for good (its final snapshot): the supervisor may restart it at home.
-                self.shared.hosts.lock().unwrap_or_else(|e| e.into_inner())[self.index] = None;
+                self.hosting.hosts.lock().unwrap_or_else(|e| e.into_inner())[self.index] = None;
                 return;
             }
             let core = self.core.borrow_mut().take();
-            match host::send_home(&self.shared, self.index, core) {
+            match host::send_home(&self.hosting, self.index, core) {
                 None => {
                     log::info!("shard {}: its server thread stopped; the shard is back on its own thread", self.index);
                     return;
@@ -541,7 +537,7 @@ impl Drop for Worker {
             if !core.schedule.dirty(&core.shard) {
                 return;
             }
-            core.shard.encode_all()
+            core.encode_all()
         };
         let entries = run.entries();
         let (tx, rx) = crossbeam_channel::bounded(1);

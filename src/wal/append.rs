@@ -1,5 +1,6 @@
-//! A shard's side of the log: records encoded during an operation, written with one `write`
-//! when it ends (before its reply), on the thread hosting the shard. Moves with the shard.
+//! A shard's side of the log: the records of an operation, encoded as it ends (from what the
+//! shard describes: `memory/outbox.rs`) and written with one `write` before its reply, on the
+//! thread hosting the shard. Moves with the shard.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -54,6 +55,8 @@ const LAST_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 pub(crate) struct ShardLog {
     /// `None`: no log (it is off, or this is an empty stand-in for a shard that moved).
     wal: Option<Arc<Wal>>,
+    /// `storage.log = "always"`.
+    always: bool,
     shard: usize,
     /// The sequence number of the next record.
     lsn: u64,
@@ -87,6 +90,7 @@ impl ShardLog {
     pub fn disabled(shard: usize, lsn: u64) -> Self {
         Self {
             wal: None,
+            always: false,
             shard,
             lsn,
             segment: None,
@@ -107,28 +111,42 @@ impl ShardLog {
     /// The log of shard `shard`, whose next record is `lsn`: opens a new segment there.
     pub fn open(wal: Option<Arc<Wal>>, shard: usize, lsn: u64) -> Self {
         let mut log = Self::disabled(shard, lsn);
+        log.always = wal.as_ref().is_some_and(|w| w.mode == LogMode::Always);
         log.wal = wal;
         log.new_segment();
         log
     }
 
-    fn always(&self) -> bool {
-        self.wal.as_ref().is_some_and(|w| w.mode == LogMode::Always)
+    /// `storage.log = "always"` (and this is a log).
+    #[inline]
+    pub fn always(&self) -> bool {
+        self.always
+    }
+
+    /// Whether this is a log (not one that is off, or an empty stand-in's).
+    pub fn enabled(&self) -> bool {
+        self.wal.is_some()
     }
 
     /// Whether a change may be made now: with `"always"`, not while the log cannot take it.
     pub fn accepting(&self) -> Result<()> {
-        if !self.always() {
-            return Ok(());
-        }
-        if self.segment.as_ref().is_none_or(|s| s.failed.load(Ordering::Acquire)) || self.resuming_from.is_some() {
-            return Err(storage(
-                "the log cannot be written (see the error log); changes are refused until the shard's next \
-                 snapshot succeeds"
-                    .into(),
-            ));
-        }
-        Ok(())
+        if self.refusing() { Err(Self::refusal()) } else { Ok(()) }
+    }
+
+    /// With `"always"`, the log cannot take a change now (see [`accepting`](Self::accepting)).
+    #[inline]
+    pub fn refusing(&self) -> bool {
+        self.always()
+            && (self.segment.as_ref().is_none_or(|s| s.failed.load(Ordering::Acquire)) || self.resuming_from.is_some())
+    }
+
+    /// What a change refused by [`accepting`](Self::accepting) answers.
+    pub fn refusal() -> SessionError {
+        storage(
+            "the log cannot be written (see the error log); changes are refused until the shard's next snapshot \
+             succeeds"
+                .into(),
+        )
     }
 
     /// Adds the record of one change to the operation under way.
@@ -152,10 +170,14 @@ impl ShardLog {
     /// `write` once the operations it is running now are done ([`flush`](Self::flush)). Answers
     /// what the reply waits for — the write, and with `"always"` the fsync after it — and
     /// whether the caller must schedule that flush (the batch's first operation does).
+    #[inline]
     pub fn commit(&mut self) -> Result<Option<Committed>> {
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
+        // Most operations record nothing: this much is inlined into every caller.
+        if self.buf.is_empty() { Ok(None) } else { self.commit_records() }
+    }
+
+    /// [`commit`](Self::commit) of an operation that recorded something.
+    fn commit_records(&mut self) -> Result<Option<Committed>> {
         if self.segment.is_none() {
             self.buf.clear();
             return if self.always() { self.accepting().map(|()| None) } else { Ok(None) };

@@ -192,6 +192,30 @@ async fn always_never_acknowledges_a_change_whose_fsync_failed_and_resumes_with_
     b.shutdown().await;
 }
 
+/// An operation that panics leaves nothing half-recorded: a panicking update's step runs
+/// before anything is described, so the log gets no record of it, and the log goes on.
+#[actix_rt::test]
+async fn a_panicking_update_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let e = engine(dir.path(), LogMode::Every(Duration::from_secs(1)), &faults);
+    let id = e.create().await.unwrap().id;
+    e.insert(&id, "c", "v", &1).await.unwrap();
+    let shard = id.shard(2);
+    let before = e.stats().await.unwrap().shards[shard].log_records;
+    let panicked = e.update(&id, "c", "v", |_: Option<i32>| -> i32 { panic!("boom") }).await;
+    assert!(matches!(panicked, Err(SessionError::Panicked(_))), "{panicked:?}");
+    assert_eq!(e.stats().await.unwrap().shards[shard].log_records, before, "nothing recorded");
+    e.insert(&id, "c", "w", &2).await.unwrap();
+    assert_eq!(e.stats().await.unwrap().shards[shard].log_records, before + 1);
+    let image = crash_image(dir.path());
+    e.shutdown().await;
+    let b = engine(image.path(), LogMode::Every(Duration::from_secs(1)), &Arc::new(Faults::default()));
+    assert_eq!(b.get::<i32>(&id, "c", "v").await, Ok(Some(1)));
+    assert_eq!(b.get::<i32>(&id, "c", "w").await, Ok(Some(2)));
+    b.shutdown().await;
+}
+
 /// `"1s"`: a failed write does not stop the service (changes are kept in memory, as when a
 /// snapshot fails); the next snapshot resumes the log, and a crash after that loses nothing.
 #[actix_rt::test]
