@@ -73,9 +73,21 @@ fn the_file_table_check_sees_a_missing_file() {
     assert!(!listed("engine/door.rs", &table));
 }
 
-/// Lines before the file's tests (its first `#[cfg(test)]` at the start of a line).
+/// Lines before the file's tests: its first `#[cfg(test)]` at the start of a line that opens
+/// a module (attributes between them allowed), so a test-only import does not count.
 fn lines_before_tests(text: &str) -> usize {
-    text.lines().take_while(|l| !l.starts_with("#[cfg(test)]")).count()
+    let lines: Vec<&str> = text.lines().collect();
+    let opens_module = |i: usize| {
+        lines[i + 1..].iter().find(|l| !l.trim_start().starts_with("#[")).is_some_and(|l| l.starts_with("mod "))
+    };
+    (0..lines.len()).find(|&i| lines[i].starts_with("#[cfg(test)]") && opens_module(i)).unwrap_or(lines.len())
+}
+
+#[test]
+fn a_test_only_import_is_not_where_the_tests_begin() {
+    let text = "use a;\n#[cfg(test)]\nuse b;\nfn f() {}\n#[cfg(test)]\n#[path = \"t.rs\"]\nmod tests;\n";
+    assert_eq!(lines_before_tests(text), 4);
+    assert_eq!(lines_before_tests("fn f() {}\n"), 1);
 }
 
 #[test]
