@@ -38,6 +38,13 @@ fn storage(message: String) -> SessionError {
 /// A batch this large is written at once rather than at the end of the turn.
 const BATCH_BYTES: usize = 256 << 10;
 
+/// While writing through, every this many operations one batches instead: a probe of whether
+/// other operations would now share its `write` (see [`ShardLog::commit`]).
+pub(super) const PROBE_EVERY: u32 = 256;
+
+/// Batches of one operation in a row after which the log writes through again.
+pub(super) const LONE_BATCHES: u32 = 4;
+
 /// An operation's records joined the batch (see [`ShardLog::commit`]).
 pub(crate) struct Committed {
     /// What the reply waits for.
@@ -72,6 +79,13 @@ pub(crate) struct ShardLog {
     waiters: Vec<oneshot::Sender<SyncAnswer>>,
     /// A flush of the batch is scheduled on the shard's thread.
     flush_scheduled: bool,
+    /// Under `"1s"`: operations wait for the turn's batch (`true`, while several operations
+    /// share a `write`) or each writes its own records before it answers (`false`).
+    batching: bool,
+    /// Operations written through since the last probe.
+    through: u32,
+    /// Batches of one operation in a row.
+    lone: u32,
     /// Bytes appended to the current segment.
     since_rotation: u64,
     /// A failure was logged and not yet followed by a success.
@@ -99,6 +113,9 @@ impl ShardLog {
             batch: Vec::new(),
             waiters: Vec::new(),
             flush_scheduled: false,
+            batching: false,
+            through: 0,
+            lone: 0,
             since_rotation: 0,
             failing: false,
             retry_at: None,
@@ -170,6 +187,14 @@ impl ShardLog {
     /// `write` once the operations it is running now are done ([`flush`](Self::flush)). Answers
     /// what the reply waits for — the write, and with `"always"` the fsync after it — and
     /// whether the caller must schedule that flush (the batch's first operation does).
+    ///
+    /// Under `"1s"` a batch pays off only when several operations share it: an operation that
+    /// waits for the end of the turn costs its request a second poll of the whole service
+    /// chain. So while batches hold one operation (a quiet shard, one client at a time), each
+    /// operation writes its records itself before it answers (written through: nothing to
+    /// wait for, `None`); every [`PROBE_EVERY`] operations one batches again to see whether
+    /// others now join it, and [`LONE_BATCHES`] batches of one in a row return to writing
+    /// through. Either way the records reach the kernel before the reply.
     #[inline]
     pub fn commit(&mut self) -> Result<Option<Committed>> {
         // Most operations record nothing: this much is inlined into every caller.
@@ -184,6 +209,15 @@ impl ShardLog {
         }
         self.batch.extend_from_slice(&self.buf);
         self.buf.clear();
+        if !self.batching && !self.always() {
+            self.flush();
+            self.through += 1;
+            if self.through >= PROBE_EVERY {
+                // The next operation is the probe: one batch of one sends it back here.
+                (self.through, self.batching, self.lone) = (0, true, LONE_BATCHES - 1);
+            }
+            return Ok(None);
+        }
         let (tx, rx) = oneshot::channel();
         self.waiters.push(tx);
         let schedule = !std::mem::replace(&mut self.flush_scheduled, true);
@@ -202,6 +236,12 @@ impl ShardLog {
             return;
         }
         let waiters = std::mem::take(&mut self.waiters);
+        if self.batching && !self.always() {
+            self.lone = if waiters.len() > 1 { 0 } else { self.lone + 1 };
+            if self.lone >= LONE_BATCHES {
+                (self.batching, self.lone) = (false, 0);
+            }
+        }
         let answer = |waiters: Vec<oneshot::Sender<SyncAnswer>>, a: SyncAnswer| {
             for w in waiters {
                 let _ = w.send(a.clone());

@@ -86,6 +86,22 @@ fn engine(dir: &Path, log: LogMode, faults: &Arc<Faults>) -> SessionEngine {
     SessionEngine::builder(c).log_io(Arc::new(Faulty(faults.clone()))).start().unwrap()
 }
 
+/// As [`engine`], one shard, hosted on the calling thread: its operations run as they are
+/// first polled.
+fn engine_here(dir: &Path, log: LogMode, faults: &Arc<Faults>) -> SessionEngine {
+    let mut c = Config::default();
+    c.session.secret = Some("log fault test secret, at least 32 bytes".into());
+    c.session.shards = 1;
+    c.storage.dir = dir.into();
+    c.storage.log = log;
+    c.storage.snapshot_interval = Duration::from_secs(3600);
+    SessionEngine::builder(c)
+        .placement(crate::Placement::CurrentThread)
+        .log_io(Arc::new(Faulty(faults.clone())))
+        .start()
+        .unwrap()
+}
+
 fn is_storage_error<T: std::fmt::Debug>(r: &crate::Result<T>) -> bool {
     matches!(r, Err(SessionError::Unavailable(Unavailable::Storage { .. })))
 }
@@ -303,4 +319,46 @@ pub(super) fn crash_image(dir: &Path) -> tempfile::TempDir {
     let image = tempfile::tempdir().unwrap();
     copy(dir, image.path());
     image
+}
+
+/// Under `"1s"`, an operation on a quiet shard writes its own record before it answers, so it
+/// answers on its first poll (nothing waits for a batch that no other operation would share);
+/// once operations come together the log's probe finds them and they share one `write` per
+/// turn; quiet again, it writes through again.
+#[actix_rt::test]
+async fn a_quiet_shard_writes_through_and_a_busy_one_shares_its_writes() {
+    use futures_util::FutureExt as _;
+    use futures_util::future::join_all;
+
+    use super::append::{LONE_BATCHES, PROBE_EVERY};
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let e = engine_here(dir.path(), LogMode::Every(Duration::from_secs(1)), &faults);
+    let appends = || faults.calls.lock().unwrap().iter().filter(|(_, c)| matches!(c, Call::Append { .. })).count();
+    let id = e.create().await.unwrap().id;
+    let before = appends();
+    for n in 1..=10 {
+        assert_eq!(e.increment(&id, "c", "n", 1).now_or_never(), Some(Ok(n)), "answered on its first poll");
+        assert_eq!(appends(), before + n as usize, "its record written before the answer");
+    }
+    let busy = PROBE_EVERY as usize + 300;
+    let mut expected = 10;
+    for round in 0..2 {
+        let before = appends();
+        for result in join_all((0..busy).map(|_| e.increment(&id, "c", "n", 1))).await {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        expected += busy as i64;
+        let writes = appends() - before;
+        // The first round writes through until the probe, then batches; the second batches.
+        let most = if round == 0 { PROBE_EVERY as usize } else { 1 };
+        assert!(writes <= most, "round {round}: {writes} writes for {busy} operations");
+    }
+    for _ in 0..LONE_BATCHES {
+        expected += 1;
+        assert_eq!(e.increment(&id, "c", "n", 1).await, Ok(expected));
+    }
+    expected += 1;
+    assert_eq!(e.increment(&id, "c", "n", 1).now_or_never(), Some(Ok(expected)), "written through again");
+    e.shutdown().await;
 }
