@@ -52,16 +52,22 @@ impl<'a> Door<'a> {
         &self.0.inner.metrics
     }
 
-    /// Runs `msg` on the backend: the one path every operation takes.
-    pub async fn run<M: BackendOp + 'a>(self, msg: M) -> Result<M::Reply> {
-        let reply = self.exec(msg).await?;
-        if let Some(info) = M::logged_in(&reply) {
+    /// Runs `msg` on the backend: the one path every operation takes. A combinator, not an
+    /// `async fn` (see `engine/store.rs` on futures passed through).
+    pub fn run<M: BackendOp + 'a>(self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send + 'a {
+        self.exec(msg).then(move |reply| match reply.as_ref().ok().and_then(M::logged_in).cloned() {
+            None => Either::Left(std::future::ready(reply)),
             // Boxed: only a login pays for the policy's state, every other operation's future
             // stays as small as its own.
-            let policy: std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> = Box::pin(self.keep_newest(info));
-            policy.await;
-        }
-        Ok(reply)
+            Some(info) => {
+                let policy: std::pin::Pin<Box<dyn Future<Output = Result<M::Reply>> + Send + 'a>> =
+                    Box::pin(async move {
+                        self.keep_newest(&info).await;
+                        reply
+                    });
+                Either::Right(policy)
+            }
+        })
     }
 
     /// [`run`](Self::run) without the login policy (which itself runs operations). A

@@ -106,8 +106,10 @@ impl AnyBackend {
             Self::Memory(b) => Either::Left(b.run(msg)),
             #[cfg(not(feature = "redis"))]
             Self::Memory(b) => b.run(msg),
+            // Boxed: a round trip to Redis dwarfs an allocation, and unboxed its state would
+            // grow the memory backend's futures too (an `Either` is as large as its larger side).
             #[cfg(feature = "redis")]
-            Self::Redis(b) => Either::Right(b.run_op(msg)),
+            Self::Redis(b) => Either::Right(Box::pin(b.run_op(msg))),
         }
     }
 

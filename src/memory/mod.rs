@@ -34,9 +34,11 @@ use crate::config::Config;
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::SessionInfo;
+use crate::message::op::Op;
 use crate::snapshot::{self, Recovered, Snapshots};
 use crate::state::Lifetimes;
 use crate::wal::Wal;
+use crate::wal::append::Durable;
 use crate::wal::io::LogIo;
 use env::Env;
 pub(crate) use ops::{EveryShard, OnShard, ShardOp};
@@ -195,32 +197,30 @@ impl MemoryBackend {
     /// Runs an operation on its session's shard: on the shard directly when this thread hosts
     /// it, else as a message to the shard's host. Either way it runs when the future is first
     /// polled, so operations keep the order they are awaited in.
-    pub async fn on_session<M: ShardOp>(&self, msg: M) -> Result<M::Reply> {
-        let Some(id) = msg.session() else { return Err(SessionError::internal("an engine-wide operation")) };
+    pub fn on_session<M: ShardOp>(&self, msg: M) -> OnSession<'_, M> {
+        OnSession { backend: self, step: Step::Unrun(msg) }
+    }
+
+    /// Runs `msg` on the shard of its session if this thread hosts it (and no operation of
+    /// this thread is under way on it): its answer, and what the answer waits for. Else the
+    /// message back, with its shard.
+    fn run_here<M: ShardOp>(&self, mut msg: M) -> std::result::Result<Ran<M>, (M, usize)> {
+        let Some(id) = msg.session() else {
+            return Ok((Err(SessionError::internal("an engine-wide operation")), None));
+        };
         let shard = id.shard(self.hosting.env.shards);
-        let mut unrun = Some(msg);
-        let ran = host::local(self.hosting.engine, shard).and_then(|core| {
-            // Busy only if an operation re-entered the engine synchronously: then it queues.
-            let ran = core.try_borrow_mut().ok().and_then(|mut c| {
-                let mut msg = unrun.take()?;
-                Some(c.apply(true, &mut msg))
-            });
-            if let Some((_, Some(committed))) = &ran
-                && committed.schedule
-            {
+        let Some(core) = host::local(self.hosting.engine, shard) else { return Err((msg, shard)) };
+        // Busy only if an operation re-entered the engine synchronously: then it queues.
+        let Ok(mut c) = core.try_borrow_mut() else { return Err((msg, shard)) };
+        let (result, committed) = c.apply(true, &mut msg);
+        drop(c);
+        let durable = committed.map(|committed| {
+            if committed.schedule {
                 host::flush_soon(&core);
             }
-            ran
+            committed.durable
         });
-        if let Some((result, committed)) = ran {
-            let value = result?;
-            if let Some(committed) = committed {
-                committed.durable.wait().await?;
-            }
-            return Ok(value);
-        }
-        let Some(msg) = unrun else { return Err(SessionError::internal("an operation ran but did not answer")) };
-        self.send(shard, msg.into_owned()).await
+        Ok((result, durable))
     }
 
     /// Sends a per-session operation to the host of `shard`. A host that moved away (a server
@@ -310,5 +310,63 @@ impl MemoryBackend {
 
     pub async fn shutdown(&self) {
         let _ = self.supervisor.send(Shutdown).await;
+    }
+}
+
+/// The future of [`MemoryBackend::on_session`]: the message, then what its answer waits for,
+/// or the trip to the shard's host on another thread (boxed: the rare way). Hand-written so it
+/// stays a few bytes larger than the message: an operation's future is part of the request's,
+/// which is copied as it moves.
+pub(crate) struct OnSession<'a, M: ShardOp> {
+    backend: &'a MemoryBackend,
+    step: Step<'a, M>,
+}
+
+/// An operation that ran here: its answer, and what the answer waits for.
+type Ran<M> = (Result<<M as Op>::Reply>, Option<Durable>);
+
+enum Step<'a, M: ShardOp> {
+    Unrun(M),
+    /// Ran here; its answer waits for its records' write (or fsync).
+    Waiting(M::Reply, Durable),
+    Remote(std::pin::Pin<Box<dyn Future<Output = Result<M::Reply>> + Send + 'a>>),
+    Answered,
+}
+
+impl<M: ShardOp> Future for OnSession<'_, M> {
+    type Output = Result<M::Reply>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            match std::mem::replace(&mut this.step, Step::Answered) {
+                Step::Unrun(msg) => match this.backend.run_here(msg) {
+                    Ok((Ok(value), Some(durable))) => this.step = Step::Waiting(value, durable),
+                    Ok((result, _)) => return Poll::Ready(result),
+                    Err((msg, shard)) => {
+                        let backend = this.backend;
+                        this.step = Step::Remote(Box::pin(backend.send(shard, msg.into_owned())));
+                    }
+                },
+                Step::Waiting(value, mut durable) => match std::pin::Pin::new(&mut durable).poll(cx) {
+                    Poll::Ready(written) => return Poll::Ready(written.map(|()| value)),
+                    Poll::Pending => {
+                        this.step = Step::Waiting(value, durable);
+                        return Poll::Pending;
+                    }
+                },
+                Step::Remote(mut remote) => match remote.as_mut().poll(cx) {
+                    Poll::Ready(answer) => return Poll::Ready(answer),
+                    Poll::Pending => {
+                        this.step = Step::Remote(remote);
+                        return Poll::Pending;
+                    }
+                },
+                Step::Answered => {
+                    return Poll::Ready(Err(SessionError::internal("an operation polled after it answered")));
+                }
+            }
+        }
     }
 }

@@ -40,8 +40,8 @@ pub trait OnShard: Op {
 }
 
 /// An operation on a shard whose owned form (to cross threads) is one too.
-pub trait ShardOp: OnShard + Op<Owned: OnShard> {}
-impl<T: OnShard + Op<Owned: OnShard>> ShardOp for T {}
+pub trait ShardOp: OnShard + Op<Owned: OnShard, Reply: Unpin> + Unpin {}
+impl<T: OnShard + Op<Owned: OnShard, Reply: Unpin> + Unpin> ShardOp for T {}
 
 /// An engine-wide operation: run on every shard, the answers merged.
 pub trait EveryShard: OnShard + Op<Owned = Self> + Clone + 'static {

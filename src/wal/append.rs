@@ -23,11 +23,20 @@ pub(crate) struct Durable(oneshot::Receiver<SyncAnswer>);
 impl Durable {
     /// Resolves once the record is durable; an error (503 over HTTP) when it cannot be.
     pub async fn wait(self) -> Result<()> {
-        match self.0.await {
+        self.await
+    }
+}
+
+/// [`Durable::wait`], polled in place (a few bytes in the future that waits).
+impl std::future::Future for Durable {
+    type Output = Result<()>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|answer| match answer {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(storage(format!("{message}; the change is not durable"))),
             Err(_) => Err(storage("the log syncer thread is gone; the change is not durable".into())),
-        }
+        })
     }
 }
 

@@ -337,18 +337,19 @@ async fn a_quiet_shard_writes_through_and_a_busy_one_shares_its_writes() {
     let appends = || faults.calls.lock().unwrap().iter().filter(|(_, c)| matches!(c, Call::Append { .. })).count();
     let id = e.create().await.unwrap().id;
     let before = appends();
-    for n in 1..=10 {
-        assert_eq!(e.increment(&id, "c", "n", 1).now_or_never(), Some(Ok(n)), "answered on its first poll");
-        assert_eq!(appends(), before + n as usize, "its record written before the answer");
+    for n in 1..=10_usize {
+        let answered = e.increment(&id, "c", "n", 1).now_or_never();
+        assert_eq!(answered, Some(Ok(i64::try_from(n).unwrap())), "answered on its first poll");
+        assert_eq!(appends(), before + n, "its record written before the answer");
     }
     let busy = PROBE_EVERY as usize + 300;
-    let mut expected = 10;
+    let mut expected = 10_i64;
     for round in 0..2 {
         let before = appends();
         for result in join_all((0..busy).map(|_| e.increment(&id, "c", "n", 1))).await {
             assert!(result.is_ok(), "{result:?}");
         }
-        expected += busy as i64;
+        expected += i64::try_from(busy).unwrap();
         let writes = appends() - before;
         // The first round writes through until the probe, then batches; the second batches.
         let most = if round == 0 { PROBE_EVERY as usize } else { 1 };

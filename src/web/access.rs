@@ -79,7 +79,9 @@ impl Session {
                     }
                 }
             }
-            self.resolve_locked().await?;
+            // Boxed, as every rare way below: a future is as large as its largest state, and
+            // each is copied as it moves, so the common way (a live cookie) carries none of them.
+            Box::pin(self.resolve_locked()).await?;
         }
         let Some(id) = self.state().current().map(|i| i.id) else { return Ok(None) };
         Ok(Some((id, op(id).await)))
@@ -94,7 +96,7 @@ impl Session {
         if let Some(done) = self.on_live(&op).await? {
             return Ok(done);
         }
-        self.created_with(op).await
+        Box::pin(self.created_with(op)).await
     }
 
     /// Creates the session (the lazy creation) and runs `op` on it, in one trip: the new id is

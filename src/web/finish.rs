@@ -73,7 +73,8 @@ impl Session {
             return None;
         }
         // Every request that looked at its session counts as a use of it.
-        let now = engine.door().run(Touch { id: info.id }).await.ok()?;
+        // Boxed: the rare way, kept out of every request's future (see `Session::on_live`).
+        let now = Box::pin(engine.door().run(Touch { id: info.id })).await.ok()?;
         let due = now.persistent && before.is_some_and(|b| utc_day(b) != utc_day(now.last_access));
         due.then(|| cookie_for(config, &now))
     }

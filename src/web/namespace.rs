@@ -111,10 +111,11 @@ impl Namespace {
         if let Some(done) = s.on_live(op).await? {
             return s.wrote(done);
         }
-        if let Some(n) = s.create_counter(scope, key, by).await? {
+        // A new session's ways, boxed (see `Session::on_live`).
+        if let Some(n) = Box::pin(s.create_counter(scope, key, by)).await? {
             return Ok(n);
         }
-        s.wrote(s.on_session(op).await?)
+        s.wrote(Box::pin(s.on_session(op)).await?)
     }
 
     /// The keys of this scope, sorted; empty without a session.
