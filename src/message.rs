@@ -186,6 +186,26 @@ pub struct Info {
     pub id: SessionId,
 }
 
+/// `M`, and its session's metadata as it was before `M` ran, in one trip: the cookie's lookup
+/// riding along a request's first operation. Not public: the web layer's.
+#[derive(Debug, Clone)]
+pub(crate) struct Looked<M>(pub M);
+
+impl<M: Op> Op for Looked<M> {
+    type Reply = (Result<SessionInfo>, Result<M::Reply>);
+    type Owned = Looked<M::Owned>;
+    const KIND: OpKind = OpKind::Lookup;
+    fn session(&self) -> Option<&SessionId> {
+        self.0.session()
+    }
+    fn check(&self) -> Result<()> {
+        self.0.check()
+    }
+    fn into_owned(self) -> Looked<M::Owned> {
+        Looked(self.0.into_owned())
+    }
+}
+
 /// Counts as a use: slides the expiry; answers the metadata.
 #[derive(Debug, Clone, Copy)]
 pub struct Touch {
@@ -405,7 +425,7 @@ pub(crate) mod op {
     /// An operation the backends run.
     pub trait Op: Send + Sized {
         /// What it answers.
-        type Reply: Send + 'static;
+        type Reply: Send + Sync + 'static;
         /// The same operation with owned names, to cross to another thread.
         type Owned: Op<Reply = Self::Reply, Owned = Self::Owned> + 'static;
         /// Its metric label.

@@ -135,23 +135,37 @@ impl<'a> Door<'a> {
         r
     }
 
-    /// Runs `op`, an operation on `id`, and looks `id` up as it was before `op` used it, in
-    /// one trip where the backend allows: the memory backend queues both messages before
-    /// waiting (one wake-up of the shard), Redis reads the metadata from `op`'s own reply.
-    /// `op` must change nothing but data and the last access (no rotation, `destroy` or
-    /// persistence change): on Redis the metadata comes from `op`'s reply, after `op`. The
-    /// lookup is counted as `lookup`; `op` counts itself.
-    pub fn looked_up<R>(
+    /// Runs `msg`, an operation on `id`, and looks `id` up as it was before `msg` used it, in
+    /// one trip: on the memory backend one shard call (here, or one message to the shard's
+    /// host), on Redis the metadata from the operation's own reply. `msg` must change nothing
+    /// but data and the last access (no rotation, `destroy` or persistence change): on Redis
+    /// the metadata comes from its reply, after it. Counted twice: as `lookup`, and as the
+    /// operation it is. A message whose names do not check is not sent: the lookup goes alone.
+    pub fn looked_up<M: BackendOp + 'a>(
         self,
         id: &SessionId,
-        op: impl Future<Output = Result<R>>,
-    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)> {
+        msg: M,
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<M::Reply>)> + Send + 'a {
         // Not an `async fn`: see `engine/store.rs` on futures passed through.
         let (m, start) = (self.metrics(), self.metrics().start());
-        // The lookup on its own is the backend's, uncounted: `lookup` counts it.
         let backend = &self.0.inner.backend;
-        backend.looked_up(*id, op, move || backend.run(Info { id: *id })).map(move |(info, r)| {
+        let checked = msg.check();
+        let sent = checked.is_ok();
+        let both = match checked {
+            Ok(()) => Either::Left(backend.looked_up(*id, msg)),
+            // The lookup on its own is the backend's, uncounted: `lookup` counts it.
+            Err(e) => Either::Right(backend.run(Info { id: *id }).map(move |info| (info, Err(e)))),
+        };
+        both.map(move |(info, r)| {
             m.finish((OpKind::Lookup as usize, OpKind::Lookup.name()), start, info.as_ref().err());
+            if sent {
+                m.finish((M::KIND as usize, M::KIND.name()), start, r.as_ref().err());
+                if let Ok(reply) = &r
+                    && let Some((counter, n)) = M::counts(reply)
+                {
+                    m.lifecycle(counter).increment(n);
+                }
+            }
             (info, r)
         })
     }
@@ -196,7 +210,7 @@ impl<'a> Door<'a> {
 }
 
 /// The step an `update` runs inside the backend: decode, apply `f`, encode.
-pub(super) fn update_step<T, F>(f: F) -> UpdateFn
+pub(crate) fn update_step<T, F>(f: F) -> UpdateFn
 where
     T: Serialize + DeserializeOwned + Send + 'static,
     F: FnOnce(Option<T>) -> T + Send + 'static,
@@ -208,17 +222,17 @@ where
 }
 
 /// The value an `update` stored, decoded.
-pub(super) fn decode_updated<T: DeserializeOwned>(stored: Option<Vec<u8>>) -> Result<T> {
+pub(crate) fn decode_updated<T: DeserializeOwned>(stored: Option<Vec<u8>>) -> Result<T> {
     match stored {
         Some(new) => decode(&new),
         None => Err(SessionError::internal("an update step that stores a value answered none")),
     }
 }
 
-pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| SessionError::Codec(e.to_string()))
 }
 
-pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| SessionError::Codec(e.to_string()))
 }

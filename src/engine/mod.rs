@@ -33,8 +33,9 @@ use crate::message::*;
 use crate::rate::CreateLimiter;
 use crate::robot::RobotDetector;
 pub(crate) use door::Door;
-use door::{decode_updated, update_step};
+pub(crate) use door::{decode, decode_updated, encode, update_step};
 use store::AnyBackend;
+pub(crate) use store::BackendOp;
 
 /// A handle to a running session engine. Cheap to clone; `Send + Sync`.
 ///

@@ -18,8 +18,10 @@ use crate::events::Subscription;
 use crate::id::{Keyring, SessionId};
 use crate::memory::MemoryBackend;
 use crate::memory::ShardOp;
-use crate::message::SessionInfo;
+#[cfg(feature = "redis")]
+use crate::message::Info;
 use crate::message::op::Op;
+use crate::message::{Looked, SessionInfo};
 #[cfg(feature = "redis")]
 use crate::redis::OnRedis;
 
@@ -113,21 +115,30 @@ impl AnyBackend {
         }
     }
 
-    /// Runs `op`, an operation on `id`, and answers `id`'s metadata as it was before `op`, in
-    /// one trip where the backend can (see `Door::looked_up`); `lookup` reads the metadata on
-    /// its own where the backend needs that. Not bound `Send` here: whether it is depends on
-    /// `op`, and callers see the concrete type.
-    pub fn looked_up<R, F, L>(
+    /// Runs `msg`, an operation on `id`, and answers `id`'s metadata as it was before `msg`,
+    /// in one trip (see `Door::looked_up`): one shard call, here or as one message to the
+    /// shard's host; on Redis the metadata comes from the operation's own reply (read on its
+    /// own only when the reply lacks it).
+    #[cfg_attr(not(feature = "redis"), expect(unused_variables, reason = "the memory backend's message names it"))]
+    pub fn looked_up<M: BackendOp>(
         &self,
         id: SessionId,
-        op: F,
-        lookup: impl FnOnce() -> L,
-    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
-    where
-        F: Future<Output = Result<R>>,
-        L: Future<Output = Result<SessionInfo>>,
-    {
-        each!(self, b => b.looked_up(id, op, lookup))
+        msg: M,
+    ) -> impl Future<Output = (Result<SessionInfo>, Result<M::Reply>)> + Send {
+        use futures_util::FutureExt as _;
+        match self {
+            Self::Memory(b) => {
+                let both = b.run(Looked(msg)).map(|answer| {
+                    // The shard did not run it (restarting, or its host unreachable): both fail.
+                    answer.unwrap_or_else(|e| (Err(e.clone()), Err(e)))
+                });
+                #[cfg(feature = "redis")]
+                let both = Either::Left(both);
+                both
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => Either::Right(Box::pin(b.looked_up(id, b.run_op(msg), move || b.run_op(Info { id })))),
+        }
     }
 
     /// A fresh id for a session about to be created on this thread.

@@ -33,7 +33,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
-use crate::message::SessionInfo;
 use crate::message::op::Op;
 use crate::snapshot::{self, Recovered, Snapshots};
 use crate::state::Lifetimes;
@@ -270,21 +269,6 @@ impl MemoryBackend {
 
     pub fn run<M: ShardOp>(&self, msg: M) -> impl Future<Output = Result<M::Reply>> + Send {
         msg.route(self)
-    }
-
-    pub fn looked_up<R, F, L>(
-        &self,
-        _: SessionId,
-        op: F,
-        lookup: impl FnOnce() -> L,
-    ) -> impl Future<Output = (Result<SessionInfo>, Result<R>)>
-    where
-        F: Future<Output = Result<R>>,
-        L: Future<Output = Result<SessionInfo>>,
-    {
-        // Both messages are queued before either is awaited: one wake-up of the worker. Not an
-        // `async fn`: that would keep `op` in its state beside the join holding it too.
-        futures_util::future::join(lookup(), op)
     }
 
     pub fn new_id(&self, _: &Keyring) -> SessionId {

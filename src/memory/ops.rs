@@ -248,6 +248,18 @@ impl OnShard for Info {
     }
 }
 
+impl<M: OnShard> OnShard for Looked<M> {
+    fn apply(&mut self, s: &mut Shard) -> Result<Self::Reply> {
+        let Some(id) = self.0.session() else { return Err(SessionError::internal("a lookup without a session")) };
+        let info = Info { id: *id }.apply(s);
+        Ok((info, self.0.apply(s)))
+    }
+
+    fn names(&self) -> Names<'_> {
+        self.0.names()
+    }
+}
+
 impl OnShard for Touch {
     fn apply(&mut self, s: &mut Shard) -> Result<SessionInfo> {
         let index = s.live_index(&self.id, true)?;

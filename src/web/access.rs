@@ -5,9 +5,8 @@
 //! Lookup and creation happen under the request's gate (see [`Session::gate`]); the state lock
 //! is taken only for the synchronous transitions between engine trips.
 
-use std::future::Future;
-
 use super::session::Session;
+use crate::engine::BackendOp;
 use crate::error::SessionError;
 use crate::error::WebError;
 use crate::id::SessionId;
@@ -57,16 +56,17 @@ impl Session {
     /// operation checks that its session is live).
     ///
     /// [`SessionEngine::looked_up`]: crate::engine::SessionEngine::looked_up
-    pub(super) async fn on_live<R, F, Fut>(&self, op: F) -> Result<Option<(SessionId, crate::Result<R>)>, WebError>
+    pub(super) async fn on_live<M, F>(&self, op: F) -> Result<Option<(SessionId, crate::Result<M::Reply>)>, WebError>
     where
-        F: Fn(SessionId) -> Fut,
-        Fut: Future<Output = crate::Result<R>>,
+        F: Fn(SessionId) -> M,
+        M: BackendOp,
     {
+        let door = self.engine().door();
         if !self.state().is_looked_up() {
             let _gate = self.gate().await;
             let first = self.state().next_candidate();
             if let Some(first) = first {
-                let (info, result) = self.engine().door().looked_up(&first, op(first)).await;
+                let (info, result) = door.looked_up(&first, op(first)).await;
                 match info {
                     Ok(info) => {
                         self.state().found(Some(info));
@@ -84,14 +84,14 @@ impl Session {
             Box::pin(self.resolve_locked()).await?;
         }
         let Some(id) = self.state().current().map(|i| i.id) else { return Ok(None) };
-        Ok(Some((id, op(id).await)))
+        Ok(Some((id, door.run(op(id)).await)))
     }
 
     /// Runs `op` on the live session, or on a new one when there is none (a write).
-    pub(super) async fn on_session<R, F, Fut>(&self, op: F) -> Result<(SessionId, crate::Result<R>), WebError>
+    pub(super) async fn on_session<M, F>(&self, op: F) -> Result<(SessionId, crate::Result<M::Reply>), WebError>
     where
-        F: Fn(SessionId) -> Fut,
-        Fut: Future<Output = crate::Result<R>>,
+        F: Fn(SessionId) -> M,
+        M: BackendOp,
     {
         if let Some(done) = self.on_live(&op).await? {
             return Ok(done);
@@ -103,26 +103,26 @@ impl Session {
     /// made here, so the creation and `op` leave together (one wake-up of the shard's worker;
     /// on Redis, two scripts in one round trip). If a session appeared meanwhile (another
     /// operation of this request), `op` runs on that one.
-    pub(super) async fn created_with<R, F, Fut>(&self, op: F) -> Result<(SessionId, crate::Result<R>), WebError>
+    pub(super) async fn created_with<M, F>(&self, op: F) -> Result<(SessionId, crate::Result<M::Reply>), WebError>
     where
-        F: Fn(SessionId) -> Fut,
-        Fut: Future<Output = crate::Result<R>>,
+        F: Fn(SessionId) -> M,
+        M: BackendOp,
     {
+        let door = self.engine().door();
         let gate = self.gate().await;
         if let Some(id) = self.may_create()? {
             drop(gate);
-            return Ok((id, op(id).await));
+            return Ok((id, door.run(op(id)).await));
         }
-        let door = self.engine().door();
         let id = door.new_id();
-        let (created, result) = futures_util::future::join(door.run(Create { id }), op(id)).await;
+        let (created, result) = futures_util::future::join(door.run(Create { id }), door.run(op(id))).await;
         // Without the session (full, unavailable) `op` found nothing and did nothing.
         let info = created?;
         self.state().created(info);
         // Where the two can be reordered on the way (Redis Cluster asks the database size
         // before creating), `op` may have arrived first: then it is sent again.
         let result = match result {
-            Err(SessionError::SessionGone) => op(id).await,
+            Err(SessionError::SessionGone) => door.run(op(id)).await,
             other => other,
         };
         Ok((id, result))

@@ -124,17 +124,14 @@ impl Session {
     pub async fn flash(&self, level: FlashLevel, text: impl Into<String>) -> Result<(), WebError> {
         let flash = Flash { level, text: cut(text.into(), MAX_FLASH_TEXT) };
         let max_bytes = self.config().limits.max_value_bytes;
-        let engine = self.engine().door();
         let op = |id| {
             let flash = flash.clone();
-            async move {
-                let push = move |queue| pushed(queue, flash, max_bytes);
-                engine.update(&id, FLASH_SCOPE, FLASH_KEY, push).await.map(drop)
-            }
+            let push = move |queue| pushed(queue, flash, max_bytes);
+            Update { id, scope: FLASH_SCOPE.into(), key: FLASH_KEY.into(), f: crate::engine::update_step(push) }
         };
         match self.on_session(op).await {
             Err(WebError::NoSession) => Ok(()),
-            done => self.wrote(done?),
+            done => self.wrote(done?).map(drop),
         }
     }
 
@@ -148,9 +145,7 @@ impl Session {
         let engine = self.engine().door();
         // A read first, riding along the cookie's lookup: most pages have nothing queued, and
         // then they cost no write (no log record, no Redis lock).
-        let done = self
-            .on_live(|id| async move { engine.run(Get { id, scope: FLASH_SCOPE.into(), key: FLASH_KEY.into() }).await })
-            .await?;
+        let done = self.on_live(|id| Get { id, scope: FLASH_SCOPE.into(), key: FLASH_KEY.into() }).await?;
         let Some(id) = done.as_ref().map(|(id, _)| *id) else { return Ok(Vec::new()) };
         if self.read::<Option<Vec<u8>>>(done)?.is_none() {
             return Ok(Vec::new());

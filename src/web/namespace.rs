@@ -7,9 +7,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::session::Session;
-use crate::engine::Door;
+use crate::engine::{Door, decode, encode};
 use crate::error::WebError;
-use crate::message::{Clear, Increment, Keys, Remove};
+use crate::message::{Clear, Get, Increment, Keys, Remove, Set};
 
 /// Scope names starting with this are kept for the crate's own data (the CSRF secret of
 /// [`Session::csrf_token`], the device label, the queue of [`Session::flash`]): a
@@ -38,10 +38,16 @@ impl Namespace {
 
     /// The engine, for a scope applications may use.
     fn engine(&self) -> Result<Door<'_>, WebError> {
+        self.checked_scope()?;
+        Ok(self.session.engine().door())
+    }
+
+    /// The scope, if applications may use it.
+    fn checked_scope(&self) -> Result<&str, WebError> {
         if self.scope.starts_with(RESERVED_SCOPE_PREFIX) {
             return Err(WebError::ReservedScope);
         }
-        Ok(self.session.engine().door())
+        Ok(&self.scope)
     }
 
     /// Reads `key` as a `T`; `None` when absent or without a session. Never creates a session.
@@ -50,9 +56,10 @@ impl Namespace {
     /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
     /// is not a `T`; `Unavailable` (503).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
-        let (engine, scope) = (self.engine()?, &*self.scope);
-        let done = self.session.on_live(|id| async move { engine.get::<T>(&id, scope, key).await }).await?;
-        self.session.read(done)
+        let scope = self.checked_scope()?;
+        let done = self.session.on_live(|id| Get { id, scope: scope.into(), key: key.into() }).await?;
+        let stored: Option<Vec<u8>> = self.session.read(done)?;
+        Ok(stored.map(|bytes| decode(&bytes)).transpose()?)
     }
 
     /// Stores `value` under `key`, creating the session if needed.
@@ -62,8 +69,11 @@ impl Namespace {
     /// `InvalidName` (400); `SessionGone` (409) when another request ended the session
     /// meanwhile; `Full`/`Unavailable` (503).
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), WebError> {
-        let (engine, scope) = (self.engine()?, &*self.scope);
-        let done = self.session.on_session(|id| async move { engine.insert(&id, scope, key, value).await }).await?;
+        let scope = self.checked_scope()?;
+        // Encoded first: a value that cannot be stored creates nothing.
+        let value = encode(value)?;
+        let set = |id| Set { id, scope: scope.into(), key: key.into(), value: value.clone() };
+        let done = self.session.on_session(set).await?;
         self.session.wrote(done)
     }
 
@@ -72,11 +82,8 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn remove(&self, key: &str) -> Result<bool, WebError> {
-        let (engine, scope) = (self.engine()?, &*self.scope);
-        let done = self
-            .session
-            .on_live(|id| async move { engine.run(Remove { id, scope: scope.into(), key: key.into() }).await })
-            .await?;
+        let scope = self.checked_scope()?;
+        let done = self.session.on_live(|id| Remove { id, scope: scope.into(), key: key.into() }).await?;
         self.session.read(done)
     }
 
@@ -106,8 +113,8 @@ impl Namespace {
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, WebError> {
         // The engine's own increment: the same update on the memory backend, one script on
         // Redis, which also creates a missing session in the same script.
-        let (s, engine, scope) = (&self.session, self.engine()?, &*self.scope);
-        let op = |id| async move { engine.run(Increment { id, scope: scope.into(), key: key.into(), by }).await };
+        let (s, scope) = (&self.session, self.checked_scope()?);
+        let op = |id| Increment { id, scope: scope.into(), key: key.into(), by };
         if let Some(done) = s.on_live(op).await? {
             return s.wrote(done);
         }
@@ -123,8 +130,8 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn keys(&self) -> Result<Vec<String>, WebError> {
-        let (engine, scope) = (self.engine()?, &*self.scope);
-        let done = self.session.on_live(|id| async move { engine.run(Keys { id, scope: scope.into() }).await }).await?;
+        let scope = self.checked_scope()?;
+        let done = self.session.on_live(|id| Keys { id, scope: scope.into() }).await?;
         self.session.read(done)
     }
 
@@ -133,9 +140,8 @@ impl Namespace {
     /// # Errors
     /// `InvalidName` (400); `Unavailable` (503).
     pub async fn clear(&self) -> Result<(), WebError> {
-        let (engine, scope) = (self.engine()?, &*self.scope);
-        let done =
-            self.session.on_live(|id| async move { engine.run(Clear { id, scope: Some(scope.into()) }).await }).await?;
+        let scope = self.checked_scope()?;
+        let done = self.session.on_live(|id| Clear { id, scope: Some(scope.into()) }).await?;
         self.session.read(done)
     }
 }

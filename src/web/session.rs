@@ -308,8 +308,7 @@ impl Session {
     /// # Errors
     /// [`WebError::Engine`] when the engine fails.
     pub async fn clear_all(&self) -> Result<(), WebError> {
-        let engine = self.engine().door();
-        let done = self.on_live(|id| async move { engine.run(Clear { id, scope: None }).await }).await?;
+        let done = self.on_live(|id| Clear { id, scope: None }).await?;
         self.read(done)
     }
 
@@ -329,7 +328,7 @@ impl Session {
         let engine = self.engine().door();
         let done = match self.live_id().await? {
             Some(id) => (id, engine.run(Login { id, userid }).await),
-            None => self.created_with(|id| async move { engine.run(Login { id, userid }).await }).await?,
+            None => self.created_with(|id| Login { id, userid }).await?,
         };
         self.changed(done)
     }

@@ -15,8 +15,8 @@ async fn a_returning_visit_is_one_engine_trip_remembered_or_not(b: Backend) {
     let f = fixture_with(b, |_| {}, Some(clock.clone())).await;
     let app = app!(f.engine);
     let operations = async || f.engine.stats().await.unwrap().shards.iter().map(|s| s.operations).sum::<u64>();
-    // Memory: the lookup and the increment are two messages sent together; Redis: one script.
-    let per_visit = if b == Backend::Memory { 2 } else { 1 };
+    // Memory: the lookup and the increment are one shard call; Redis: one script.
+    let per_visit = 1;
     let plain = new_session(&app).await;
     let remembered = login(&app, None, true).await.sid();
     for sid in [&plain, &remembered] {
