@@ -336,11 +336,10 @@ impl Chunks {
     /// or as a new entry.
     pub(super) fn write(&mut self, found: Option<(usize, usize, usize)>, scope: &str, key: &str, value: &[u8]) {
         // The session's only entry, or its first: inline when it fits.
-        if found.is_some() && matches!(self, Self::Inline(_)) || found.is_none() && self.is_empty() {
-            if let Some(inline) = Inline::new(scope.as_bytes(), key.as_bytes(), value) {
-                *self = Self::Inline(inline);
-                return;
-            }
+        let lone = if found.is_some() { matches!(self, Self::Inline(_)) } else { self.is_empty() };
+        if lone && let Some(inline) = Inline::new(scope.as_bytes(), key.as_bytes(), value) {
+            *self = Self::Inline(inline);
+            return;
         }
         // Else the chunk paths: an inline entry is then the one chunk, found whole.
         let found = match (found, &*self) {
