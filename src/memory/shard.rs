@@ -58,8 +58,10 @@ pub(crate) struct Slot {
     pub state: SessionState,
     /// Written at least once (value, login); a session never written is never persisted.
     pub written: bool,
-    /// The snapshot run that last took this session (see [`Run`]); 0: none yet.
-    pub mark: u64,
+    /// The snapshot run that last took this session (see [`Run`]); 0: none yet. Four bytes,
+    /// so a slot is 64 (see the test below): a run's mark wraps after 2³² - 1 runs, and
+    /// each run marks every session it walks, so no session keeps a mark that long.
+    pub mark: u32,
 }
 
 /// The sessions of one shard.
@@ -375,5 +377,19 @@ pub(super) fn info(id: &SessionId, slot: &Slot, lifetimes: &Lifetimes) -> Sessio
         created: to_system_time(s.created_ms),
         last_access: to_system_time(s.last_access_ms),
         expires: to_system_time(s.expires_ms(lifetimes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a live session costs the shard's map besides its data: a slot of 64 bytes (its
+    /// metadata, one small entry inline, the written flag and the run mark), after the
+    /// locator and the map's stored hash. BENCHMARKS.md, "Memory per live session", counts on it.
+    #[test]
+    fn a_slot_is_64_bytes() {
+        assert_eq!(size_of::<SessionState>(), 56);
+        assert_eq!(size_of::<Slot>(), 64);
     }
 }

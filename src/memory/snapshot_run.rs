@@ -39,8 +39,8 @@ pub(crate) type SnapshotResult = std::result::Result<Option<u64>, String>;
 pub(crate) struct Run {
     /// The shard walked.
     shard: usize,
-    /// This run's number (the marks it sets).
-    no: u64,
+    /// This run's mark: its number, wrapped to 1..=u32::MAX (see [`Slot::mark`]).
+    no: u32,
     /// The next index to walk.
     pos: usize,
     chunks: Vec<Vec<u8>>,
@@ -55,13 +55,19 @@ pub(crate) struct Run {
     longest_turn: Duration,
 }
 
+/// The mark of run number `no` (counted from 1): never 0, which is a slot's "no run yet".
+#[allow(clippy::cast_possible_truncation, reason = "reduced below u32::MAX first")]
+fn mark_of(no: u64) -> u32 {
+    (no.saturating_sub(1) % u64::from(u32::MAX)) as u32 + 1
+}
+
 impl Run {
     /// Run number `no` of shard `shard`, beginning when its change count is `at` and its next
     /// log record `log_from`; nothing is encoded yet.
     pub fn new(shard: usize, no: u64, at: u64, log_from: u64) -> Self {
         Self {
             shard,
-            no,
+            no: mark_of(no),
             pos: 0,
             chunks: Vec::new(),
             chunk: Vec::new(),
@@ -225,5 +231,20 @@ impl Schedule {
                 i += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mark_of;
+
+    /// Run marks are never 0 (a slot's "no run yet") and differ between consecutive runs,
+    /// across their wrap too.
+    #[test]
+    fn run_marks_skip_zero_and_wrap() {
+        assert_eq!((mark_of(1), mark_of(2)), (1, 2));
+        let last = u64::from(u32::MAX);
+        assert_eq!((mark_of(last), mark_of(last + 1), mark_of(last + 2)), (u32::MAX, 1, 2));
+        assert_ne!(mark_of(0), 0);
     }
 }

@@ -8,10 +8,17 @@
 //! most the new entry plus [`CHUNK_BYTES`], however large the rest of the session is; a write of
 //! the same size is done in place.
 //!
+//! A session of one small entry (a counter, a flag: most of them) holds it inline, in the
+//! record itself ([`Inline`]): no allocation at all. Its bytes are
+//! `[scope len][key len][scope][key][value]`, one byte each for the lengths, and the default
+//! scope ([`DEFAULT_SCOPE`]) takes no bytes: its length byte says it is that scope.
+//!
 //! Nothing here checks a limit: [`SessionState`](super::SessionState) does, before any write.
 
+use crate::names::DEFAULT_SCOPE;
+
 /// Bytes of an entry's header: the three lengths.
-pub(super) const ENTRY_HEADER: usize = 8;
+const ENTRY_HEADER: usize = 8;
 /// Most bytes of packed entries sharing one chunk.
 pub(super) const CHUNK_BYTES: usize = 1024;
 
@@ -29,13 +36,70 @@ fn copied(n: usize) {
     COPIED.with(|c| c.set(c.get() + n));
 }
 
-/// The chunks of a session. Most sessions fit one chunk, held without a list around it: a
-/// list would cost each of them an allocation.
+/// Bytes of an entry held inline (see [`Inline`]): what fits beside the variant's tag and
+/// length in the 24 bytes a boxed chunk takes anyway.
+pub(super) const INLINE_BYTES: usize = 22;
+/// An inline entry's scope length byte meaning [`DEFAULT_SCOPE`] (no name is this long inline).
+const INLINE_DEFAULT_SCOPE: u8 = u8::MAX;
+
+/// One small entry held in the session record itself:
+/// `[scope len u8][key len u8][scope][key][value]`, the value running to `len`; a scope length
+/// of [`INLINE_DEFAULT_SCOPE`] is the default scope, its name not stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Inline {
+    len: u8,
+    bytes: [u8; INLINE_BYTES],
+}
+
+impl Inline {
+    /// The entry inline, if it fits.
+    #[allow(clippy::cast_possible_truncation, reason = "every length is checked against INLINE_BYTES first")]
+    fn new(scope: &[u8], key: &[u8], value: &[u8]) -> Option<Self> {
+        let stored_scope: &[u8] = if scope == DEFAULT_SCOPE.as_bytes() { &[] } else { scope };
+        let len = 2 + stored_scope.len() + key.len() + value.len();
+        if len > INLINE_BYTES {
+            return None;
+        }
+        let mut bytes = [0u8; INLINE_BYTES];
+        bytes[0] = if stored_scope.len() < scope.len() { INLINE_DEFAULT_SCOPE } else { scope.len() as u8 };
+        bytes[1] = key.len() as u8;
+        let mut at = 2;
+        for part in [stored_scope, key, value] {
+            bytes[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        Some(Self { len: len as u8, bytes })
+    }
+
+    /// Its entry; its range is `0..len` of chunk 0 (the value ends at `len`).
+    fn entry(&self) -> Packed<'_> {
+        let end = usize::from(self.len);
+        let (scope, scope_at) = match self.bytes[0] {
+            INLINE_DEFAULT_SCOPE => (DEFAULT_SCOPE.as_bytes(), 2),
+            n => (&self.bytes[2..2 + usize::from(n)], 2 + usize::from(n)),
+        };
+        let key_at = scope_at;
+        let value_at = key_at + usize::from(self.bytes[1]);
+        Packed { scope, key: &self.bytes[key_at..value_at], value: &self.bytes[value_at..end], chunk: 0, start: 0, end }
+    }
+
+    /// The entry packed as a chunk of its own.
+    fn to_chunk(self) -> Box<[u8]> {
+        let e = self.entry();
+        let mut out = Vec::with_capacity(entry_size(e.scope, e.key, e.value));
+        push_entry(&mut out, e.scope, e.key, e.value);
+        out.into_boxed_slice()
+    }
+}
+
+/// The entries of a session: one small entry inline, or chunks. Most sessions with more fit
+/// one chunk, held without a list around it: a list would cost each of them an allocation.
 ///
 /// Invariant: no chunk is empty, and a chunk of two entries or more is at most
-/// [`CHUNK_BYTES`] long.
+/// [`CHUNK_BYTES`] long. A lone entry that fits [`Inline`] is mostly held so, but need not be.
 #[derive(Debug, Clone)]
 pub(super) enum Chunks {
+    Inline(Inline),
     One(Box<[u8]>),
     /// None (an empty session), or two and more.
     Many(Box<[Box<[u8]>]>),
@@ -66,8 +130,9 @@ impl Packed<'_> {
     }
 }
 
-/// The entries of some chunks, in order.
+/// The entries of some chunks (or of an inline entry), in order.
 pub(super) struct Iter<'a> {
+    inline: Option<&'a Inline>,
     chunks: &'a [Box<[u8]>],
     chunk: usize,
     at: usize,
@@ -75,14 +140,18 @@ pub(super) struct Iter<'a> {
 
 impl<'a> Iter<'a> {
     pub(super) fn new(chunks: &'a [Box<[u8]>]) -> Self {
-        Self { chunks, chunk: 0, at: 0 }
+        Self { inline: None, chunks, chunk: 0, at: 0 }
     }
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = Packed<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Packed<'a>> {
+        if let Some(inline) = self.inline.take() {
+            return Some(inline.entry());
+        }
         let mut d: &'a [u8] = self.chunks.get(self.chunk)?;
         while self.at >= d.len() {
             self.chunk += 1;
@@ -137,7 +206,7 @@ fn spliced(chunk: &[u8], start: usize, end: usize, replacement: &[u8]) -> Box<[u
 impl Chunks {
     fn from_vec(mut chunks: Vec<Box<[u8]>>) -> Self {
         match chunks.pop() {
-            Some(one) if chunks.is_empty() => Self::One(one),
+            Some(one) if chunks.is_empty() => Self::one(one),
             Some(last) => {
                 chunks.push(last);
                 Self::Many(chunks.into_boxed_slice())
@@ -146,15 +215,40 @@ impl Chunks {
         }
     }
 
+    /// A single chunk: inline when it holds one entry that fits.
+    fn one(chunk: Box<[u8]>) -> Self {
+        if chunk.len() <= ENTRY_HEADER + INLINE_BYTES {
+            let mut entries = Iter::new(std::slice::from_ref(&chunk));
+            if let (Some(e), None) = (entries.next(), entries.next())
+                && let Some(inline) = Inline::new(e.scope, e.key, e.value)
+            {
+                return Self::Inline(inline);
+            }
+        }
+        Self::One(chunk)
+    }
+
+    /// Back inline if what is left is one chunk holding one entry that fits.
+    fn settle(&mut self) {
+        if let Self::One(chunk) = self
+            && chunk.len() <= ENTRY_HEADER + INLINE_BYTES
+        {
+            *self = Self::one(std::mem::take(chunk));
+        }
+    }
+
     fn into_vec(self) -> Vec<Box<[u8]>> {
         match self {
+            Self::Inline(inline) => vec![inline.to_chunk()],
             Self::One(one) => vec![one],
             Self::Many(many) => many.into_vec(),
         }
     }
 
+    /// The chunks on the heap: none for an inline entry.
     pub(super) fn as_slice(&self) -> &[Box<[u8]>] {
         match self {
+            Self::Inline(_) => &[],
             Self::One(one) => std::slice::from_ref(one),
             Self::Many(many) => many,
         }
@@ -162,8 +256,21 @@ impl Chunks {
 
     fn as_mut_slice(&mut self) -> &mut [Box<[u8]>] {
         match self {
+            Self::Inline(_) => &mut [],
             Self::One(one) => std::slice::from_mut(one),
             Self::Many(many) => many,
+        }
+    }
+
+    /// Whether it holds no entry.
+    pub(super) fn is_empty(&self) -> bool {
+        matches!(self, Self::Many(many) if many.is_empty())
+    }
+
+    /// Moves an inline entry into a chunk of its own, so the chunk paths apply.
+    fn spill(&mut self) {
+        if let Self::Inline(inline) = self {
+            *self = Self::One(inline.to_chunk());
         }
     }
 
@@ -185,8 +292,12 @@ impl Chunks {
     }
 
     /// Every entry, in order.
+    #[inline]
     pub(super) fn iter(&self) -> Iter<'_> {
-        Iter::new(self.as_slice())
+        match self {
+            Self::Inline(inline) => Iter { inline: Some(inline), chunks: &[], chunk: 0, at: 0 },
+            _ => Iter::new(self.as_slice()),
+        }
     }
 
     /// The entry of `scope`/`key`.
@@ -196,7 +307,10 @@ impl Chunks {
 
     /// Overwrites the value ending at `end` of chunk `chunk` with one of the same length.
     pub(super) fn overwrite_value(&mut self, chunk: usize, end: usize, value: &[u8]) {
-        self.as_mut_slice()[chunk][end - value.len()..end].copy_from_slice(value);
+        match self {
+            Self::Inline(inline) => inline.bytes[end - value.len()..end].copy_from_slice(value),
+            _ => self.as_mut_slice()[chunk][end - value.len()..end].copy_from_slice(value),
+        }
     }
 
     /// The chunks, with chunk `at` replaced by `with` (`None`: removed) and `push` added last.
@@ -221,6 +335,26 @@ impl Chunks {
     /// Writes `scope`/`key` = `value`: over the entry at `found` (its chunk and byte range),
     /// or as a new entry.
     pub(super) fn write(&mut self, found: Option<(usize, usize, usize)>, scope: &str, key: &str, value: &[u8]) {
+        // The session's only entry, or its first: inline when it fits.
+        let lone = if found.is_some() { matches!(self, Self::Inline(_)) } else { self.is_empty() };
+        if lone && let Some(inline) = Inline::new(scope.as_bytes(), key.as_bytes(), value) {
+            *self = Self::Inline(inline);
+            return;
+        }
+        // Else the chunk paths: an inline entry is then the one chunk, found whole.
+        let found = match (found, &*self) {
+            (Some(_), Self::Inline(inline)) => {
+                let e = inline.entry();
+                Some((0, 0, entry_size(e.scope, e.key, e.value)))
+            }
+            (found, _) => found,
+        };
+        self.spill();
+        self.write_chunks(found, scope, key, value);
+        self.settle();
+    }
+
+    fn write_chunks(&mut self, found: Option<(usize, usize, usize)>, scope: &str, key: &str, value: &[u8]) {
         let size = entry_size(scope.as_bytes(), key.as_bytes(), value);
         let mut entry = Vec::with_capacity(size);
         push_entry(&mut entry, scope.as_bytes(), key.as_bytes(), value);
@@ -252,6 +386,10 @@ impl Chunks {
     /// Removes `scope`/`key`; whether it was there.
     pub(super) fn remove(&mut self, scope: &str, key: &str) -> bool {
         let Some((i, start, end)) = self.find(scope, key).map(|e| (e.chunk, e.start, e.end)) else { return false };
+        if let Self::Inline(_) = self {
+            *self = Self::default();
+            return true;
+        }
         let chunk = &self.as_slice()[i];
         if start == 0 && end == chunk.len() {
             self.rechunk(Some((i, None)), None);
@@ -259,11 +397,18 @@ impl Chunks {
             let rest = spliced(chunk, start, end, &[]);
             self.as_mut_slice()[i] = rest;
         }
+        self.settle();
         true
     }
 
     /// Removes every entry of `scope`.
     pub(super) fn clear_scope(&mut self, scope: &str) {
+        if let Self::Inline(inline) = self {
+            if inline.entry().scope == scope.as_bytes() {
+                *self = Self::default();
+            }
+            return;
+        }
         let all = self.as_slice();
         let mut chunks: Vec<Box<[u8]>> = Vec::with_capacity(all.len());
         for chunk in all {
@@ -329,6 +474,59 @@ mod tests {
         assert_eq!(big.get("files", "f3").map(<[u8]>::len), Some(60 << 10));
         assert_eq!(big.get("files", "f14").map(<[u8]>::len), Some(64 << 10));
         assert_eq!(big.len(), 17);
+    }
+
+    /// One small entry lives in the record itself, with no allocation: a counter in the
+    /// default scope up to 13 digits, any scope's when names and value fit 20 bytes. Growing
+    /// past that, or a second entry, moves it to a chunk; shrinking back brings it inline.
+    #[test]
+    fn a_lone_small_entry_is_inline_and_moves_out_and_back() {
+        use crate::names::DEFAULT_SCOPE;
+        let limits = LimitsConfig::default();
+        let inline = |s: &SessionState| matches!(s.chunks, Chunks::Inline(_));
+        let mut s = SessionState::new(0);
+        s.set(DEFAULT_SCOPE, "counter", b"1", &limits).unwrap();
+        assert!(inline(&s) && s.chunks.as_slice().is_empty() && !s.is_empty());
+        assert_eq!(s.get(DEFAULT_SCOPE, "counter"), Some(&b"1"[..]));
+        assert_eq!(s.keys(DEFAULT_SCOPE), ["counter"]);
+        assert_eq!(s.bytes(), DEFAULT_SCOPE.len() + 8);
+        s.set(DEFAULT_SCOPE, "counter", b"1234567890123", &limits).unwrap();
+        assert!(inline(&s));
+        s.set(DEFAULT_SCOPE, "counter", b"12345678901234", &limits).unwrap();
+        assert!(!inline(&s));
+        assert_eq!(s.get(DEFAULT_SCOPE, "counter"), Some(&b"12345678901234"[..]));
+        s.set(DEFAULT_SCOPE, "counter", b"2", &limits).unwrap();
+        assert!(inline(&s));
+        // A named scope is stored: "cart" + "n" + 15 bytes is the most that fits.
+        s.set("cart", "n", b"123456789012345", &limits).unwrap();
+        assert!(!inline(&s));
+        assert_eq!(s.len(), 2);
+        assert!(s.remove(DEFAULT_SCOPE, "counter"));
+        assert!(inline(&s));
+        assert_eq!(s.get("cart", "n"), Some(&b"123456789012345"[..]));
+        assert_eq!(s.get(DEFAULT_SCOPE, "counter"), None);
+        s.set("cart", "n", b"1234567890123456", &limits).unwrap();
+        assert!(!inline(&s));
+        s.set("cart", "n", b"", &limits).unwrap();
+        assert!(inline(&s));
+        assert_eq!(s.get("cart", "n"), Some(&b""[..]));
+        // Clearing another scope keeps it; its own scope, or removing it, empties the session.
+        s.clear(Some(DEFAULT_SCOPE));
+        assert_eq!(s.len(), 1);
+        s.clear(Some("cart"));
+        assert!(s.is_empty() && !inline(&s));
+        s.set("a", "b", b"1", &limits).unwrap();
+        assert!(s.remove("a", "b") && s.is_empty());
+        assert!(!s.remove("a", "b"));
+        // Read back from its entries (a snapshot, the log), a lone small entry is inline again,
+        // and equal; so is the default scope's name spelled out as a stored scope would be.
+        s.set(DEFAULT_SCOPE, "counter", b"77", &limits).unwrap();
+        let back = SessionState::from_entries(0, false, 0, 0, [(DEFAULT_SCOPE, "counter", &b"77"[..])]).unwrap();
+        assert!(inline(&back));
+        assert_eq!(back, s);
+        let two = SessionState::from_entries(0, false, 0, 0, [("a", "x", &b"1"[..]), ("a", "y", b"2")]).unwrap();
+        assert!(!inline(&two));
+        assert_eq!(two.get("a", "y"), Some(&b"2"[..]));
     }
 
     /// Entries that outgrow a shared chunk move to their own and back; what is stored, the

@@ -13,7 +13,7 @@ mod lifetimes;
 use crate::config::LimitsConfig;
 use crate::error::SessionError;
 use crate::names::{DEVICE_SCOPE, MAX_NAME_LEN};
-use chunks::{Chunks, ENTRY_HEADER};
+use chunks::Chunks;
 pub(crate) use lifetimes::Lifetimes;
 
 /// A text value of [`DEVICE_SCOPE`] stored in a session's data, if any.
@@ -105,12 +105,12 @@ impl SessionState {
             return Err(SessionError::ValueTooLarge { size: value.len(), limit: limits.max_value_bytes });
         }
         debug_assert!(scope.len() <= MAX_NAME_LEN && key.len() <= MAX_NAME_LEN, "names are checked first");
-        let size = ENTRY_HEADER + scope.len() + key.len() + value.len();
-        // One pass: the entry, if any, and what the session counts without it.
+        // One pass: the entry, if any (where, and its value's length), and what the session
+        // counts without it.
         let (mut found, mut keys, mut others) = (None, 0, 0);
         for e in self.chunks.iter() {
             if e.key == key.as_bytes() && e.scope == scope.as_bytes() {
-                found = Some((e.chunk, e.start, e.end));
+                found = Some(((e.chunk, e.start, e.end), e.value.len()));
             } else {
                 others += e.counted();
             }
@@ -118,8 +118,8 @@ impl SessionState {
         }
         // A value of the same size (a counter, a flag): in place, the entry's header and names
         // are already right.
-        if let Some((chunk, start, end)) = found
-            && end - start == size
+        if let Some(((chunk, _, end), old)) = found
+            && old == value.len()
         {
             self.chunks.overwrite_value(chunk, end, value);
             return Ok(());
@@ -128,12 +128,12 @@ impl SessionState {
             return Err(SessionError::TooManyKeys { limit: limits.max_keys });
         }
         let total = others + scope.len() + key.len() + value.len();
-        let grows = found.is_none_or(|(_, start, end)| size > end - start);
+        let grows = found.is_none_or(|(_, old)| value.len() > old);
         // A write that does not grow the session always works, even over a lowered limit.
         if grows && total > limits.max_session_bytes {
             return Err(SessionError::SessionTooLarge { size: total, limit: limits.max_session_bytes });
         }
-        self.chunks.write(found, scope, key, value);
+        self.chunks.write(found.map(|(at, _)| at), scope, key, value);
         Ok(())
     }
 
@@ -171,7 +171,7 @@ impl SessionState {
     /// Whether the session holds no keys.
     #[cfg_attr(not(feature = "fuzzing"), allow(dead_code, reason = "public through `fuzzing::SessionState`"))]
     pub fn is_empty(&self) -> bool {
-        self.chunks.as_slice().is_empty()
+        self.chunks.is_empty()
     }
 
     /// Bytes of its scope names, key names and values, as `limits.max_session_bytes` counts them.
