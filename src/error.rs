@@ -61,9 +61,15 @@ pub enum SessionError {
         /// The configured limit.
         limit: usize,
     },
-    /// A value could not be encoded or decoded as the requested type.
+    /// A value could not be encoded as JSON (a value the application cannot serialize).
     #[error("value encoding error: {0}")]
     Codec(String),
+    /// The stored value is not of the type asked for: a typed read, `update` or `increment`
+    /// of a value stored as another type (by another handler, or by a client through an API
+    /// that stores what it is given). The data's doing, not the server's: HTTP 409. Nothing
+    /// was changed.
+    #[error("the stored value is not of the requested type: {0}")]
+    WrongType(String),
     /// Code run inside the engine (e.g. an `update` closure) panicked; the session is unchanged.
     #[error("operation panicked inside the engine; the session is unchanged: {0}")]
     Panicked(String),
@@ -209,7 +215,7 @@ pub type Result<T, E = SessionError> = std::result::Result<T, E>;
 /// |---|---|
 /// | [`NoSession`](Self::NoSession) (a robot), [`CrossSite`](Self::CrossSite) | 403 |
 /// | [`ReservedScope`](Self::ReservedScope) | 400 |
-/// | `NotLoggedIn`, `SessionGone` | 409 |
+/// | `NotLoggedIn`, `SessionGone`, `WrongType` | 409 |
 /// | `InvalidName`, `InvalidUserId` | 400 |
 /// | `ValueTooLarge`, `TooManyKeys`, `SessionTooLarge` | 413 |
 /// | `Full`, `Unavailable` | 503 with `Retry-After` |

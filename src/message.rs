@@ -442,6 +442,12 @@ pub(crate) mod op {
         /// Owned names, for a message to another thread.
         fn into_owned(self) -> Self::Owned;
 
+        /// The bytes of the value it stores, if it stores one given by the caller: checked
+        /// against `limits.max_value_bytes` before a session is created for it.
+        fn value_len(&self) -> usize {
+            0
+        }
+
         /// The lifecycle counter a successful answer adds to, and by how much.
         fn counts(_reply: &Self::Reply) -> Option<(Lifecycle, u64)> {
             None
@@ -504,7 +510,7 @@ macro_rules! engine_op {
 
 /// `Op` for a message naming a value (`scope`, `key`): names checked, owned on demand.
 macro_rules! value_op {
-    ($msg:ident -> $reply:ty, $kind:ident, $($field:ident),*) => {
+    ($msg:ident -> $reply:ty, $kind:ident, $($field:ident),* $(; $extra:item)*) => {
         impl<'a> Op for $msg<'a> {
             type Reply = $reply;
             type Owned = $msg<'static>;
@@ -518,6 +524,7 @@ macro_rules! value_op {
             fn into_owned(self) -> $msg<'static> {
                 $msg { id: self.id, scope: owned(self.scope), key: owned(self.key), $($field: self.$field),* }
             }
+            $($extra)*
         }
     };
 }
@@ -525,7 +532,7 @@ macro_rules! value_op {
 session_op!(Create -> SessionInfo, Create,
     fn counts(_: &SessionInfo) -> Option<(Lifecycle, u64)> { Some((Lifecycle::Created, 1)) });
 value_op!(Get -> Option<Vec<u8>>, Get,);
-value_op!(Set -> (), Set, value);
+value_op!(Set -> (), Set, value; fn value_len(&self) -> usize { self.value.len() });
 value_op!(Remove -> bool, Remove,);
 value_op!(Update -> Option<Vec<u8>>, Update, f);
 value_op!(Increment -> i64, Increment, by);

@@ -86,6 +86,7 @@ pub(crate) fn error_kind(e: &SessionError) -> &'static str {
         SessionError::SessionTooLarge { .. } => "session_too_large",
         SessionError::Full { .. } => "full",
         SessionError::Codec(_) => "codec",
+        SessionError::WrongType(_) => "wrong_type",
         SessionError::Panicked(_) => "panicked",
         SessionError::Unavailable(Unavailable::Busy { .. }) => "busy",
         SessionError::Unavailable(_) => "unavailable",

@@ -67,7 +67,11 @@ impl Default for CookieConfig {
 /// by login or logout, a persistence change, the daily refresh of a remember-me cookie) it
 /// sends the id in the same response header, together with `Cache-Control: no-store`
 /// (unless the handler set one); when the session is destroyed it sends the header with an
-/// empty value. The client keeps the last id it got and sends it back.
+/// empty value. The client keeps the last id it got and sends it back. While cookies are on,
+/// only a request that carried the header is answered in it: a client using the header sends
+/// it empty until it has an id, and a browser living on its `HttpOnly` cookie never finds its
+/// id in a header a page's script could read. With `[cookie] enabled = false` every response
+/// that names an id uses the header.
 ///
 /// Precedence: a request carrying the header (with a non-empty value) is served by the
 /// header's id alone and its cookie is ignored, even when the header's id is forged or dead
@@ -77,7 +81,7 @@ impl Default for CookieConfig {
 /// whereas cookies ride along by themselves, including one planted by a sibling subdomain. So
 /// one request never mixes two ids, and a cookie cannot move a header client onto another
 /// session. An absent or empty header leaves the cookie in charge, as without this section.
-/// Responses speak on every enabled transport: the header and the cookie name the same id.
+/// A response to a header client also sets the cookie (when on): both name the same id.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]

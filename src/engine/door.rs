@@ -21,7 +21,7 @@ use super::store::BackendOp;
 use crate::error::{Result, SessionError};
 use crate::id::{SessionHandle, SessionId};
 use crate::message::op::Op;
-use crate::message::{Create, Get, Info, OpKind, Revoke, SessionInfo, SessionsOf, Set, Update, UpdateFn};
+use crate::message::{Create, Info, OpKind, Revoke, SessionInfo, SessionsOf, Set, Update, UpdateFn};
 use crate::telemetry::Metrics;
 
 /// The engine's operations for ids known to be ours (see the module guide).
@@ -76,13 +76,6 @@ impl<'a> Door<'a> {
         match msg.check() {
             Ok(()) => Either::Left(measured::<M>(&self.0.inner.metrics, self.0.inner.backend.run(msg))),
             Err(e) => Either::Right(std::future::ready(Err(e))),
-        }
-    }
-
-    pub async fn get<T: DeserializeOwned>(self, id: &SessionId, scope: &str, key: &str) -> Result<Option<T>> {
-        match self.run(Get { id: *id, scope: scope.into(), key: key.into() }).await? {
-            Some(bytes) => decode(&bytes).map(Some),
-            None => Ok(None),
         }
     }
 
@@ -152,7 +145,10 @@ impl<'a> Door<'a> {
         let checked = msg.check();
         let sent = checked.is_ok();
         let both = match checked {
-            Ok(()) => Either::Left(backend.looked_up(*id, msg)),
+            Ok(()) => {
+                let id = *id;
+                Either::Left(backend.looked_up(id, msg, move || backend.run(Info { id })))
+            }
             // The lookup on its own is the backend's, uncounted: `lookup` counts it.
             Err(e) => Either::Right(backend.run(Info { id: *id }).map(move |info| (info, Err(e)))),
         };
@@ -234,5 +230,5 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| SessionError::Codec(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| SessionError::WrongType(e.to_string()))
 }

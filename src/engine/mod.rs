@@ -198,10 +198,10 @@ impl SessionEngine {
     /// Reads `scope`/`key` as a `T`.
     ///
     /// # Errors
-    /// [`SessionError::SessionGone`], [`SessionError::Codec`] if the value is not a `T`.
+    /// [`SessionError::SessionGone`], [`SessionError::WrongType`] if the value is not a `T`.
     pub async fn get<T: DeserializeOwned>(&self, id: &SessionId, scope: &str, key: &str) -> Result<Option<T>> {
-        self.verify(id)?;
-        self.door().get(id, scope, key).await
+        let stored = self.get_raw(id, scope, key).await?;
+        stored.map(|bytes| decode(&bytes)).transpose()
     }
 
     /// Reads the JSON encoding stored under `scope`/`key` (the [`Get`] message).
@@ -258,7 +258,7 @@ impl SessionEngine {
     /// concurrent update is lost. Answers the new value.
     ///
     /// # Errors
-    /// [`SessionError::SessionGone`]; [`SessionError::Codec`] if the stored value is not a `T`;
+    /// [`SessionError::SessionGone`]; [`SessionError::WrongType`] if the stored value is not a `T`;
     /// [`SessionError::Panicked`] if `f` panics (the session is unchanged); limits.
     pub async fn update<T, F>(&self, id: &SessionId, scope: &str, key: &str, f: F) -> Result<T>
     where

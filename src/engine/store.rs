@@ -18,8 +18,6 @@ use crate::events::Subscription;
 use crate::id::{Keyring, SessionId};
 use crate::memory::MemoryBackend;
 use crate::memory::ShardOp;
-#[cfg(feature = "redis")]
-use crate::message::Info;
 use crate::message::op::Op;
 use crate::message::{Looked, SessionInfo};
 #[cfg(feature = "redis")]
@@ -118,12 +116,13 @@ impl AnyBackend {
     /// Runs `msg`, an operation on `id`, and answers `id`'s metadata as it was before `msg`,
     /// in one trip (see `Door::looked_up`): one shard call, here or as one message to the
     /// shard's host; on Redis the metadata comes from the operation's own reply (read on its
-    /// own only when the reply lacks it).
-    #[cfg_attr(not(feature = "redis"), expect(unused_variables, reason = "the memory backend's message names it"))]
-    pub fn looked_up<M: BackendOp>(
+    /// own by `lookup` only when the reply lacks it).
+    #[cfg_attr(not(feature = "redis"), expect(unused_variables, reason = "the memory backend's message does both"))]
+    pub fn looked_up<M: BackendOp, L: Future<Output = Result<SessionInfo>> + Send>(
         &self,
         id: SessionId,
         msg: M,
+        lookup: impl FnOnce() -> L + Send,
     ) -> impl Future<Output = (Result<SessionInfo>, Result<M::Reply>)> + Send {
         use futures_util::FutureExt as _;
         match self {
@@ -137,7 +136,7 @@ impl AnyBackend {
                 both
             }
             #[cfg(feature = "redis")]
-            Self::Redis(b) => Either::Right(Box::pin(b.looked_up(id, b.run_op(msg), move || b.run_op(Info { id })))),
+            Self::Redis(b) => Either::Right(Box::pin(b.looked_up(id, b.run_op(msg), lookup))),
         }
     }
 

@@ -172,7 +172,9 @@ impl OnShard for Increment<'_> {
         let (scope, key, by) = (&*self.scope, &*self.key, self.by);
         s.write(&self.id, |state, limits| {
             let current = match state.get(scope, key) {
-                Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
+                Some(bytes) => {
+                    serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::WrongType(e.to_string()))?
+                }
                 None => 0,
             };
             let new = current.saturating_add(by);

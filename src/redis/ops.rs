@@ -132,7 +132,7 @@ impl OnRedis for Increment<'_> {
                 return Ok(n);
             }
         }
-        let codec = |e: serde_json::Error| SessionError::Codec(e.to_string());
+        let codec = |e: serde_json::Error| SessionError::WrongType(e.to_string());
         let step: UpdateFn = Box::new(move |current| {
             let n: i64 = current.map(serde_json::from_slice).transpose().map_err(codec)?.unwrap_or(0);
             Ok(Some(itoa::Buffer::new().format(n.saturating_add(by)).as_bytes().to_vec()))

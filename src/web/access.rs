@@ -10,7 +10,7 @@ use crate::engine::BackendOp;
 use crate::error::SessionError;
 use crate::error::WebError;
 use crate::id::SessionId;
-use crate::message::{Create, Info, SessionInfo};
+use crate::message::{Create, Destroy, Info, SessionInfo};
 
 impl Session {
     /// Looks the cookie's session up, once per request. With several cookies of our name the
@@ -115,17 +115,40 @@ impl Session {
             return Ok((id, door.run(op(id)).await));
         }
         let id = door.new_id();
+        // A write that would be refused creates nothing: its names and size are checked first.
+        self.may_write(&op(id))?;
         let (created, result) = futures_util::future::join(door.run(Create { id }), door.run(op(id))).await;
         // Without the session (full, unavailable) `op` found nothing and did nothing.
         let info = created?;
-        self.state().created(info);
         // Where the two can be reordered on the way (Redis Cluster asks the database size
         // before creating), `op` may have arrived first: then it is sent again.
         let result = match result {
             Err(SessionError::SessionGone) => door.run(op(id)).await,
             other => other,
         };
+        if let Err(e) = &result
+            && refuses_the_write(e)
+        {
+            // Refused by a check only the shard can make (the session's size): the session
+            // made for it goes too, and the response sets no cookie.
+            if let Err(e) = door.run(Destroy { id }).await {
+                log::warn!("a session created for a refused write was not ended: {e}");
+            }
+            return Err(e.clone().into());
+        }
+        self.state().created(info);
         Ok((id, result))
+    }
+
+    /// Refuses, before anything is created for it, a write whose names or value the engine
+    /// would refuse anyway.
+    fn may_write<M: BackendOp>(&self, msg: &M) -> Result<(), WebError> {
+        msg.check()?;
+        let limit = self.config().limits.max_value_bytes;
+        if msg.value_len() > limit {
+            return Err(SessionError::ValueTooLarge { size: msg.value_len(), limit }.into());
+        }
+        Ok(())
     }
 
     /// The live session's id, without creating one.
@@ -224,4 +247,17 @@ impl Session {
             other => Err(other),
         }
     }
+}
+
+/// A write refused for what it carries (its names, its size, the session's room): a client's
+/// error, after which a session created for the write must not stay.
+fn refuses_the_write(e: &SessionError) -> bool {
+    matches!(
+        e,
+        SessionError::InvalidName { .. }
+            | SessionError::ValueTooLarge { .. }
+            | SessionError::TooManyKeys { .. }
+            | SessionError::SessionTooLarge { .. }
+            | SessionError::WrongType(_)
+    )
 }

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use super::session::Session;
 use crate::config::CsrfConfig;
 use crate::error::WebError;
-use crate::message::Get;
 use crate::names::{CSRF_KEY, CSRF_SCOPE};
 
 pub(crate) const SECRET_LEN: usize = 32;
@@ -150,7 +149,7 @@ impl Session {
     /// The stored secret, if any, and the session's user id now (0 without a session). One
     /// trip: the read carries the cookie's lookup along.
     async fn csrf_stored(&self) -> Result<(Option<Stored>, u64), WebError> {
-        let done = self.on_live(|id| Get { id, scope: CSRF_SCOPE.into(), key: CSRF_KEY.into() }).await?;
+        let done = self.stored(CSRF_SCOPE, CSRF_KEY).await?;
         let stored: Option<Vec<u8>> = self.read(done)?;
         let stored: Option<Stored> = stored.map(|bytes| crate::engine::decode(&bytes)).transpose()?;
         let user = self.state().current().map_or(0, |i| i.userid);

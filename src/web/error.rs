@@ -15,7 +15,9 @@ impl ResponseError for WebError {
             Self::MissingMiddleware => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TooManyNewSessions { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Engine(e) => match e {
-                SessionError::NotLoggedIn | SessionError::SessionGone => StatusCode::CONFLICT,
+                SessionError::NotLoggedIn | SessionError::SessionGone | SessionError::WrongType(_) => {
+                    StatusCode::CONFLICT
+                }
                 SessionError::InvalidName { .. } | SessionError::InvalidUserId => StatusCode::BAD_REQUEST,
                 SessionError::ValueTooLarge { .. }
                 | SessionError::TooManyKeys { .. }
@@ -37,6 +39,9 @@ impl ResponseError for WebError {
             StatusCode::FORBIDDEN => "no session: sessions are not given to robots or clients without a User-Agent",
             StatusCode::CONFLICT => match self {
                 Self::Engine(SessionError::NotLoggedIn) => "not logged in: only a logged-in session can be persistent",
+                Self::Engine(SessionError::WrongType(_)) => {
+                    "the stored value is not of the type this request expects: nothing was changed"
+                }
                 _ => "the session ended during this request: reload and try again",
             },
             StatusCode::BAD_REQUEST if *self == Self::ReservedScope => {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::session::Session;
 use crate::error::SessionError;
 use crate::error::WebError;
-use crate::message::{Get, Update, UpdateFn};
+use crate::message::{Update, UpdateFn};
 use crate::names::{FLASH_KEY, FLASH_SCOPE, MAX_FLASH_TEXT, MAX_FLASHES};
 
 /// How a flash message should look: a page maps it to a style (see [`FlashLevel::as_str`]).
@@ -145,7 +145,7 @@ impl Session {
         let engine = self.engine().door();
         // A read first, riding along the cookie's lookup: most pages have nothing queued, and
         // then they cost no write (no log record, no Redis lock).
-        let done = self.on_live(|id| Get { id, scope: FLASH_SCOPE.into(), key: FLASH_KEY.into() }).await?;
+        let done = self.stored(FLASH_SCOPE, FLASH_KEY).await?;
         let Some(id) = done.as_ref().map(|(id, _)| *id) else { return Ok(Vec::new()) };
         if self.read::<Option<Vec<u8>>>(done)?.is_none() {
             return Ok(Vec::new());

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue, SET_COOKIE};
+use actix_web::http::header::{CACHE_CONTROL, HeaderName, HeaderValue, SET_COOKIE, VARY};
 use actix_web::{Error, HttpMessage};
 use futures_util::future::LocalBoxFuture;
 
@@ -26,10 +26,17 @@ use crate::error::WebError;
 /// the handler's job).
 ///
 /// With `[header] name` set (the header transport, see [`HeaderConfig`](crate::config::HeaderConfig)),
-/// the id is also read from that request header, which wins over the cookie when present, and
-/// every response that would set the cookie also carries the id in that header (an empty value
-/// after `destroy()`), with the same `Cache-Control: no-store`. With `[cookie] enabled = false`
-/// no `Set-Cookie` is ever sent and the request's cookie is ignored.
+/// the id is also read from that request header, which wins over the cookie when present. A
+/// response that would set the cookie also carries the id in that header (an empty value after
+/// `destroy()`), with the same `Cache-Control: no-store`, when the request carried the header
+/// (a client using the header sends it empty until it has an id) or cookies are off: a page's
+/// script can read a response header, so a browser living on its `HttpOnly` cookie never gets
+/// its id there. With `[cookie] enabled = false` no `Set-Cookie` is ever sent and the
+/// request's cookie is ignored.
+///
+/// A response whose handler used the session (any operation, which looks the cookie up first)
+/// gets `Vary: Cookie` (and the header transport's name when it is on), so no shared cache
+/// hands one client's page to another.
 ///
 /// That refresh happens on a persistent session's first use in a UTC calendar day: the
 /// middleware compares the day of the session's `last_access` before the request (the engine's
@@ -104,7 +111,8 @@ where
             if let Some(shard) = engine.host_here().await {
                 log::debug!("shard {shard} hosted on this actix-web worker thread");
             }
-            Ok(SessionService { service: Rc::new(service), engine, id_header })
+            let vary = vary(id_header.as_ref());
+            Ok(SessionService { service: Rc::new(service), engine, id_header, vary })
         })
     }
 }
@@ -128,6 +136,16 @@ pub struct SessionService<S> {
     service: Rc<S>,
     engine: SessionEngine,
     id_header: Option<HeaderName>,
+    /// `Vary` for a response that used the session: `Cookie`, and the header transport's name.
+    vary: HeaderValue,
+}
+
+/// The `Vary` value of a response whose handler used the session.
+fn vary(id_header: Option<&HeaderName>) -> HeaderValue {
+    match id_header {
+        None => HeaderValue::from_static("Cookie"),
+        Some(name) => HeaderValue::from_str(&format!("Cookie, {name}")).unwrap_or(HeaderValue::from_static("Cookie")),
+    }
 }
 
 impl<S, B> Service<ServiceRequest> for SessionService<S>
@@ -156,16 +174,26 @@ where
         let session = Session::for_request(self.engine.clone(), req.headers(), client, self.id_header.as_ref());
         req.extensions_mut().insert(session.clone());
         let service = self.service.clone();
-        let id_header = self.id_header.clone();
+        // The header transport answers in its header only a client that uses it: one that sent
+        // the header (empty until it has an id), or any client when cookies are off. A page's
+        // script could read the header, so a cookie-only browser never gets its id there.
+        let cookies = self.engine.config().cookie.enabled;
+        let id_header_out = self.id_header.clone().filter(|name| !cookies || req.headers().contains_key(name));
+        let vary = self.vary.clone();
         Box::pin(async move {
             let mut response = service.call(req).await?;
+            if session.consulted() {
+                // The answer depends on the session the request named: no cache may give it
+                // to a request naming another (or none).
+                response.response_mut().headers_mut().append(VARY, vary);
+            }
             if let Some(sent) = session.finish().await {
                 let cookie = &session.config().cookie;
                 let headers = response.response_mut().headers_mut();
                 if cookie.enabled {
                     headers.append(SET_COOKIE, sent.set_cookie(cookie));
                 }
-                if let Some(name) = id_header {
+                if let Some(name) = id_header_out {
                     headers.insert(name, sent.header_value());
                 }
                 // A cache that stored this response would hand the cookie (or the header), a

@@ -53,7 +53,7 @@ impl Namespace {
     /// Reads `key` as a `T`; `None` when absent or without a session. Never creates a session.
     ///
     /// # Errors
-    /// `InvalidName` (400) for an empty or over-long name; `Codec` (500) when the stored value
+    /// `InvalidName` (400) for an empty or over-long name; `WrongType` (409) when the stored value
     /// is not a `T`; `Unavailable` (503).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, WebError> {
         let scope = self.checked_scope()?;
@@ -91,15 +91,18 @@ impl Namespace {
     /// needed: concurrent requests never lose each other's updates. Answers the new value.
     ///
     /// # Errors
-    /// As [`insert`](Self::insert); also `Codec` (500) when the stored value is not a `T` and
+    /// As [`insert`](Self::insert); also `WrongType` (409) when the stored value is not a `T` and
     /// `Panicked` (500) when `f` panics (the session is unchanged).
     pub async fn update<T, F>(&self, key: &str, f: F) -> Result<T, WebError>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         F: FnOnce(Option<T>) -> T + Send + 'static,
     {
-        // `f` runs once, so the lookup cannot be sent along with it: it comes first.
+        // `f` runs once, so the lookup cannot be sent along with it: it comes first. Names
+        // that would be refused create nothing.
         let (s, engine) = (&self.session, self.engine()?);
+        crate::names::check_name("scope", &self.scope)?;
+        crate::names::check_name("key", key)?;
         let id = s.ensure().await?;
         let result = engine.update(&id, &self.scope, key, f).await;
         s.wrote((id, result))
@@ -143,5 +146,17 @@ impl Namespace {
         let scope = self.checked_scope()?;
         let done = self.session.on_live(|id| Clear { id, scope: Some(scope.into()) }).await?;
         self.session.read(done)
+    }
+}
+
+impl Session {
+    /// The JSON stored under `scope`/`key` of the live session, with its id, as
+    /// [`on_live`](Session::on_live) answers it: for the crate's own reserved scopes.
+    pub(super) async fn stored(
+        &self,
+        scope: &'static str,
+        key: &'static str,
+    ) -> Result<Option<(crate::SessionId, crate::Result<Option<Vec<u8>>>)>, WebError> {
+        self.on_live(|id| Get { id, scope: scope.into(), key: key.into() }).await
     }
 }

@@ -189,6 +189,12 @@ impl Session {
         self.engine().config()
     }
 
+    /// Whether the request used its session: its cookie was looked up (every operation does
+    /// that first), so the response may depend on which session the request named.
+    pub(super) fn consulted(&self) -> bool {
+        self.state().is_looked_up()
+    }
+
     /// Whether this request has a session or may get one: `false` only for a robot (or a
     /// missing User-Agent) without a valid session. Draco's `if session:`.
     pub fn is_available(&self) -> bool {

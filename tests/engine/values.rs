@@ -32,7 +32,7 @@ async fn values_round_trip_as_typed_and_reject_the_wrong_type(b: Backend) {
     let s = e.create().await.unwrap().id;
     e.insert(&s, "a", "v", &vec![1u8, 2, 3]).await.unwrap();
     assert_eq!(e.get::<Vec<u8>>(&s, "a", "v").await.unwrap(), Some(vec![1, 2, 3]));
-    assert!(matches!(e.get::<String>(&s, "a", "v").await, Err(SessionError::Codec(_))));
+    assert!(matches!(e.get::<String>(&s, "a", "v").await, Err(SessionError::WrongType(_))));
     assert_eq!(e.get::<i32>(&s, "a", "absent").await.unwrap(), None);
     assert!(matches!(e.insert(&s, "", "k", &1).await, Err(SessionError::InvalidName { what: "scope", .. })));
     assert!(matches!(e.insert(&s, "a", &"k".repeat(300), &1).await, Err(SessionError::InvalidName { .. })));
@@ -88,7 +88,7 @@ mod redis_only {
             let e = backend.engine(1).await;
             let s = e.create().await.unwrap().id;
             e.insert(&s, "c", "text", &"x").await.unwrap();
-            assert!(matches!(e.increment(&s, "c", "text", 1).await, Err(SessionError::Codec(_))), "{backend:?}");
+            assert!(matches!(e.increment(&s, "c", "text", 1).await, Err(SessionError::WrongType(_))), "{backend:?}");
             e.insert(&s, "c", "big", &(i64::MAX - 1)).await.unwrap();
             assert_eq!(e.increment(&s, "c", "big", 5).await.unwrap(), i64::MAX, "{backend:?}");
             assert_eq!(e.increment(&s, "c", "neg", -7).await.unwrap(), -7, "{backend:?}");

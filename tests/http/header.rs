@@ -74,7 +74,8 @@ async fn create_login_logout_destroy_through_the_header(b: Backend) {
     let f = fixture_with(b, |c| c.header.name = HEADER.into(), None).await;
     let app = app!(f.engine);
 
-    let r = send(&app, get("/api/session")).await;
+    // A client on the header sends it empty until it has an id.
+    let r = send(&app, with_id(get("/api/session"), "")).await;
     assert_eq!(r.status, 200);
     let first = r.id();
     assert_eq!(r.json()["session_id"], first);
@@ -166,9 +167,9 @@ async fn with_cookies_off_no_set_cookie_is_ever_sent(b: Backend) {
 async fn a_forged_header_hijacks_nothing(b: Backend) {
     let f = fixture_with(b, |c| c.header.name = HEADER.into(), None).await;
     let app = app!(f.engine);
-    let alice = send(&app, post("/api/login").set_json(credentials())).await.id();
+    let alice = send(&app, with_id(post("/api/login"), "").set_json(credentials())).await.id();
     let dead = {
-        let old = send(&app, get("/api/session")).await.id();
+        let old = send(&app, with_id(get("/api/session"), "")).await.id();
         send(&app, with_id(post("/test/destroy"), &old)).await;
         old
     };
@@ -203,8 +204,8 @@ async fn a_forged_header_hijacks_nothing(b: Backend) {
 async fn the_header_wins_over_the_cookie(b: Backend) {
     let f = fixture_with(b, |c| c.header.name = HEADER.into(), None).await;
     let app = app!(f.engine);
-    let alice = send(&app, post("/api/login").set_json(credentials())).await.id();
-    let anon = send(&app, get("/api/session")).await.id();
+    let alice = send(&app, with_id(post("/api/login"), "").set_json(credentials())).await.id();
+    let anon = send(&app, with_id(get("/api/session"), "")).await.id();
 
     let r = send(&app, with_sid(with_id(get("/api/session"), &anon), &alice)).await;
     assert_eq!((r.json()["userid"].as_u64(), r.json()["session_id"].as_str()), (Some(0), Some(anon.as_str())));
@@ -258,7 +259,10 @@ async fn robots_and_the_create_rate_apply_to_the_header(b: Backend) {
     assert!(r.header().is_none());
     assert_eq!(live_sessions(&f.engine).await, 0);
 
-    let ids = [send(&app, get("/api/session")).await.id(), send(&app, get("/api/session")).await.id()];
+    let ids = [
+        send(&app, with_id(get("/api/session"), "")).await.id(),
+        send(&app, with_id(get("/api/session"), "")).await.id(),
+    ];
     let r = send(&app, get("/api/session")).await;
     assert_eq!(r.status, 429);
     assert!(r.header().is_none() && r.set_cookies().is_empty());

@@ -18,6 +18,7 @@ mod devices;
 mod engine_trips;
 mod errors;
 mod flash;
+mod hardening;
 mod header;
 mod login;
 mod metrics;

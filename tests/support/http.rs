@@ -113,8 +113,40 @@ pub async fn boom_codec(session: Session) -> Result<HttpResponse, WebError> {
 }
 
 pub async fn boom_panic(session: Session) -> Result<HttpResponse, WebError> {
-    session.update("n", |_: Option<i64>| -> i64 { panic!("SECRET-INTERNAL-DETAIL") }).await?;
+    // Its own key: "n" may hold boom_codec's string, which no i64 update gets past.
+    session.update("p", |_: Option<i64>| -> i64 { panic!("SECRET-INTERNAL-DETAIL") }).await?;
     Ok(HttpResponse::Ok().finish())
+}
+
+/// Stores `body` (any text, even a huge one) as a string under `key` of the default scope.
+pub async fn put_text(
+    session: Session,
+    key: ::actix_web::web::Path<String>,
+    body: String,
+) -> Result<HttpResponse, WebError> {
+    session.insert(&key, &body).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Increments the counter `key` of the default scope.
+pub async fn incr(session: Session, key: ::actix_web::web::Path<String>) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().body(session.increment(&key, 1).await?.to_string()))
+}
+
+/// Reads `key` of the default scope as an integer.
+pub async fn get_int(session: Session, key: ::actix_web::web::Path<String>) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().body(format!("{:?}", session.get::<i64>(&key).await?)))
+}
+
+/// Updates `key` of the default scope as an integer.
+pub async fn update_int(session: Session, key: ::actix_web::web::Path<String>) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::Ok().body(session.update(&key, |n: Option<i64>| n.unwrap_or(0) + 1).await?.to_string()))
+}
+
+/// Logs user 7 in, then increments `key`: a step that can fail after the rotation.
+pub async fn login_then_incr(session: Session, key: ::actix_web::web::Path<String>) -> Result<HttpResponse, WebError> {
+    session.login(7).await?;
+    Ok(HttpResponse::Ok().body(session.increment(&key, 1).await?.to_string()))
 }
 
 pub async fn destroy(session: Session) -> Result<HttpResponse, WebError> {
@@ -182,6 +214,11 @@ macro_rules! app {
                 .route("/test/boom/codec", ::actix_web::web::post().to($crate::support::boom_codec))
                 .route("/test/boom/panic", ::actix_web::web::post().to($crate::support::boom_panic))
                 .route("/test/destroy", ::actix_web::web::post().to($crate::support::destroy))
+                .route("/test/text/{key}", ::actix_web::web::put().to($crate::support::put_text))
+                .route("/test/incr/{key}", ::actix_web::web::post().to($crate::support::incr))
+                .route("/test/int/{key}", ::actix_web::web::get().to($crate::support::get_int))
+                .route("/test/update/{key}", ::actix_web::web::post().to($crate::support::update_int))
+                .route("/test/login-then-incr/{key}", ::actix_web::web::post().to($crate::support::login_then_incr))
                 .route("/test/maybe", ::actix_web::web::get().to($crate::support::maybe))
                 .route("/test/untouched", ::actix_web::web::get().to($crate::support::untouched))
                 .route("/test/csrf/token", ::actix_web::web::get().to($crate::support::csrf_token))
@@ -226,6 +263,8 @@ pub struct Reply {
     pub set_cookies: Vec<String>,
     pub location: Option<String>,
     pub cache_control: Option<String>,
+    pub vary: Vec<String>,
+    pub headers: actix_web::http::header::HeaderMap,
     pub body: String,
 }
 
@@ -278,6 +317,8 @@ where
         set_cookies: headers.get_all(SET_COOKIE).map(|v| v.to_str().unwrap().to_owned()).collect(),
         location: headers.get("location").map(|v| v.to_str().unwrap().to_owned()),
         cache_control: headers.get("cache-control").map(|v| v.to_str().unwrap().to_owned()),
+        vary: headers.get_all("vary").map(|v| v.to_str().unwrap().to_owned()).collect(),
+        headers,
         body,
     }
 }
