@@ -6,10 +6,26 @@
 # shutdown cancel out.
 #
 #   bash scripts/instructions_per_request.sh <http-bench-binary> <variant> <returning|new> [redis-url]
+#   bash scripts/instructions_per_request.sh <http-bench-binary> table
 #
 # The binary is what `cargo bench --bench http --features redis --no-run` prints; variants as
-# in benches/http.rs (e, e2, f, ...; f needs a redis-server URL). Needs valgrind and python3.
+# in benches/http.rs (e, e2, f, ...; f needs a redis-server URL). `table` measures the
+# same-handler servers at one keep-alive connection, returning and new: (a) no session, (b) the
+# hand-rolled DashMap, (g1) draco-session with the default config (persisted, log "1s") and
+# (e) memory-only, each with its ratio to (b). Needs valgrind and python3.
 set -euo pipefail
+if [ "${2:-}" = table ]; then
+  for mode in returning new; do
+    declare -A n=()
+    for v in a b g1 e; do
+      n[$v]=$(bash "$0" "$1" "$v" "$mode" | sed -E 's/.*: ([0-9]+) instructions.*/\1/')
+    done
+    for v in a b g1 e; do
+      echo "$mode $v: ${n[$v]} instructions per request, $(python3 -c "print(f'{${n[$v]} / ${n[b]}:.2f}')")x (b)"
+    done
+  done
+  exit 0
+fi
 bin=$1 variant=$2 mode=$3 redis=${4:-}
 N1=${N1:-500} N2=${N2:-2500}
 
