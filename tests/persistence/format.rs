@@ -129,7 +129,7 @@ async fn generate_v1_fixture() {
     std::fs::copy(snapshot_dir(dir.path()).join(name), fixture_dir().join("snapshot-v1.snap")).unwrap();
     let content = FixtureContent {
         note: format!(
-            "Snapshot format v1, one shard, written by tests/persistence.rs generate_v1_fixture with secret {SECRET:?}"
+            "Snapshot format v1, one shard, written by tests/persistence/format.rs generate_v1_fixture with secret {SECRET:?}"
         ),
         now_ms: clock.now_ms(),
         sessions,
