@@ -6,7 +6,6 @@
 //! [`MemoryBackend`] run these generically.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 
 use super::MemoryBackend;
 use super::outbox::{Event, NO_NAMES, Names};
@@ -16,7 +15,7 @@ use crate::error::{Result, SessionError};
 use crate::id::Locator;
 use crate::message::op::Op;
 use crate::message::*;
-use crate::state::SessionState;
+use crate::state::{SESSION_OVERHEAD, SessionState};
 
 /// An operation on the shard of its session, or on every shard (an engine-wide one).
 pub trait OnShard: Op {
@@ -70,10 +69,14 @@ impl OnShard for Create {
                 return Err(SessionError::Full { limit });
             }
         }
-        s.env.live[s.index()].fetch_add(1, Ordering::Relaxed);
+        // Within the memory budget, evicting the least recently used anonymous sessions if
+        // need be; refused when only logged-in ones are left.
+        if !s.make_room(SESSION_OVERHEAD, None) {
+            return Err(s.memory_full());
+        }
         let slot = Slot { state: SessionState::new(s.now()), written: false, mark: 0 };
         let info = s.info(&id, &slot);
-        s.sessions.insert(*id.locator(), slot);
+        s.admit(*id.locator(), slot);
         s.stats.created += 1;
         s.emit(0, id.locator(), Event::Created);
         Ok(info)
@@ -89,7 +92,7 @@ impl OnShard for Get<'_> {
 impl OnShard for Set<'_> {
     fn apply(&mut self, s: &mut Shard) -> Result<()> {
         let (scope, key) = (&*self.scope, &*self.key);
-        s.write(&self.id, |state, limits| state.set(scope, key, &self.value, limits))
+        s.write(&self.id, |state, room| state.set_within(scope, key, &self.value, room))
     }
 
     fn names(&self) -> Names<'_> {
@@ -102,7 +105,10 @@ impl OnShard for Remove<'_> {
         let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
         s.accepting()?;
         let slot = s.live(id, true)?;
+        let before = slot.state.footprint();
         let (removed, written) = (slot.state.remove(scope, key), slot.written);
+        let after = slot.state.footprint();
+        s.resized(before, after);
         if removed && written {
             s.changes += 1;
             s.outbox.remove(id.locator());
@@ -120,8 +126,11 @@ impl OnShard for Clear<'_> {
         let (id, scope) = (&self.id, self.scope.as_deref());
         s.accepting()?;
         let slot = s.live(id, true)?;
+        let before = slot.state.footprint();
         slot.state.clear(scope);
-        if slot.written {
+        let (after, written) = (slot.state.footprint(), slot.written);
+        s.resized(before, after);
+        if written {
             s.changes += 1;
             s.outbox.clear(id.locator(), scope.is_none());
         }
@@ -148,10 +157,10 @@ impl OnShard for Update<'_> {
         // so no allocation).
         let step = std::mem::replace(&mut self.f, Box::new(|_| Err(SessionError::internal("an update ran twice"))));
         let (scope, key) = (&*self.scope, &*self.key);
-        s.write(&self.id, |state, limits| {
+        s.write(&self.id, |state, room| {
             let new = step(state.get(scope, key))?;
             match &new {
-                Some(value) => state.set(scope, key, value, limits)?,
+                Some(value) => state.set_within(scope, key, value, room)?,
                 None => {
                     state.remove(scope, key);
                 }
@@ -170,13 +179,13 @@ impl OnShard for Increment<'_> {
     /// limits as a generic update's.
     fn apply(&mut self, s: &mut Shard) -> Result<i64> {
         let (scope, key, by) = (&*self.scope, &*self.key, self.by);
-        s.write(&self.id, |state, limits| {
+        s.write(&self.id, |state, room| {
             let current = match state.get(scope, key) {
                 Some(bytes) => serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::Codec(e.to_string()))?,
                 None => 0,
             };
             let new = current.saturating_add(by);
-            state.set(scope, key, itoa::Buffer::new().format(new), limits)?;
+            state.set_within(scope, key, itoa::Buffer::new().format(new).as_bytes(), room)?;
             Ok(new)
         })
     }
@@ -210,8 +219,11 @@ impl OnShard for Logout {
             return Ok(info);
         }
         let slot = &mut s.sessions[index];
+        let before = slot.state.footprint();
         slot.state.clear(None);
-        if slot.written {
+        let (after, written) = (slot.state.footprint(), slot.written);
+        s.resized(before, after);
+        if written {
             s.changes += 1;
             // After the `Rotate`: a crash between the two records (an unanswered logout)
             // leaves the data only under the new id, which no client has learnt.
