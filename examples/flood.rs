@@ -155,8 +155,17 @@ async fn main() -> std::io::Result<()> {
 
     println!("max_memory:        {} ({budget} bytes)", mib(budget as u64));
     println!("flood:             {clients} clients x {bytes} bytes in {took:.1?}: {ok} answered 200, {refused} 503");
-    println!("RSS:               {} before, {} after (+{})", mib(before), mib(after), mib(after.saturating_sub(before)));
-    println!("engine holds:      {} sessions, ~{} by its estimate, {evicted} evicted", stats.sessions, mib(used as u64));
+    println!(
+        "RSS:               {} before, {} after (+{})",
+        mib(before),
+        mib(after),
+        mib(after.saturating_sub(before))
+    );
+    println!(
+        "engine holds:      {} sessions, ~{} by its estimate, {evicted} evicted",
+        stats.sessions,
+        mib(used as u64)
+    );
     println!("data directory:    {} (log and snapshots)", mib(data));
     println!("logged-in session: blob of {kept} bytes (expected {bytes})");
     running.stop(true).await;

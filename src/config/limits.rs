@@ -246,7 +246,8 @@ mod tests {
     fn memory_budget_and_anonymous_size_parse_and_bad_ones_name_the_key() {
         let c = Config::from_toml("", "t").unwrap();
         assert_eq!((c.limits.max_memory, c.limits.max_anonymous_session_bytes), (1 << 30, 64 << 10));
-        let c = Config::from_toml("[limits]\nmax_memory = \"32MiB\"\nmax_anonymous_session_bytes = \"4KiB\"", "t").unwrap();
+        let c =
+            Config::from_toml("[limits]\nmax_memory = \"32MiB\"\nmax_anonymous_session_bytes = \"4KiB\"", "t").unwrap();
         assert_eq!((c.limits.max_memory, c.limits.max_anonymous_session_bytes), (32 << 20, 4096));
         let c = Config::from_toml("[limits]\nmax_memory = 2097152\nmax_anonymous_session_bytes = 100", "t").unwrap();
         assert_eq!((c.limits.max_memory, c.limits.max_anonymous_session_bytes), (2 << 20, 100));
@@ -264,7 +265,10 @@ mod tests {
         // The anonymous cap never exceeds the session cap; a logged-in session has the latter.
         let c = Config::from_toml("[limits]\nmax_value_bytes = 1000\nmax_session_bytes = 2000", "t").unwrap();
         assert_eq!((c.limits.session_bytes_of(0), c.limits.session_bytes_of(7)), (2000, 2000));
-        assert_eq!((Config::default().limits.session_bytes_of(0), Config::default().limits.session_bytes_of(7)), (64 << 10, 1 << 20));
+        assert_eq!(
+            (Config::default().limits.session_bytes_of(0), Config::default().limits.session_bytes_of(7)),
+            (64 << 10, 1 << 20)
+        );
     }
 
     #[test]

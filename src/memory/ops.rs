@@ -814,10 +814,10 @@ mod budget_tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::error::Unavailable;
-    use crate::memory::env::Env;
     use crate::config::Config;
+    use crate::error::Unavailable;
     use crate::id::{Keyring, SessionId};
+    use crate::memory::env::Env;
 
     /// Shard 0 of a one-shard engine on a manual clock, with `edit` made to its config.
     fn shard(edit: impl FnOnce(&mut Config)) -> (Shard, Arc<ManualClock>) {

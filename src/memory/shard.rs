@@ -245,7 +245,8 @@ impl Shard {
         } else {
             let fits = self.make_room(1, Some(id.locator()));
             // Evictions move sessions: find this one again.
-            index = self.sessions.get_index_of(id.locator()).ok_or_else(|| SessionError::internal("evicted the writer"))?;
+            index =
+                self.sessions.get_index_of(id.locator()).ok_or_else(|| SessionError::internal("evicted the writer"))?;
             (!fits).then_some(self.env.limits.max_memory)
         };
         let slot = &mut self.sessions[index];

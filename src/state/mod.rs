@@ -138,7 +138,13 @@ impl SessionState {
     /// As [`set`](Self::set), [`SessionError::SessionTooLarge`] past `room.max_bytes`, and
     /// `Unavailable(MemoryFull)` for a write that grows the session while the budget is spent;
     /// the state is unchanged.
-    pub(crate) fn set_within(&mut self, scope: &str, key: &str, value: &[u8], room: Room<'_>) -> Result<(), SessionError> {
+    pub(crate) fn set_within(
+        &mut self,
+        scope: &str,
+        key: &str,
+        value: &[u8],
+        room: Room<'_>,
+    ) -> Result<(), SessionError> {
         let limits = room.limits;
         if value.len() > limits.max_value_bytes || value.len() > u32::MAX as usize {
             return Err(SessionError::ValueTooLarge { size: value.len(), limit: limits.max_value_bytes });

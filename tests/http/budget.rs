@@ -96,10 +96,8 @@ async fn an_anonymous_session_past_max_anonymous_session_bytes_is_a_413(b: Backe
 mod memory {
     #[actix_web::test]
     async fn a_flood_of_new_visitors_is_served_within_the_budget_and_a_logged_in_session_stays() {
-        super::a_flood_of_new_visitors_is_served_within_the_budget_and_a_logged_in_session_stays(
-            super::Backend::Memory,
-        )
-        .await
+        super::a_flood_of_new_visitors_is_served_within_the_budget_and_a_logged_in_session_stays(super::Backend::Memory)
+            .await
     }
 
     #[actix_web::test]
