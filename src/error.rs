@@ -47,8 +47,12 @@ pub enum SessionError {
         limit: usize,
     },
     /// A write that would grow the session past `limits.max_session_bytes` (scope names, key
-    /// names and values of all its scopes together). Nothing was written.
-    #[error("session would hold {size} bytes, over the limit of {limit} bytes (limits.max_session_bytes)")]
+    /// names and values of all its scopes together), or, a session nobody is logged into, past
+    /// `limits.max_anonymous_session_bytes`. Nothing was written.
+    #[error(
+        "session would hold {size} bytes, over the limit of {limit} bytes (limits.max_session_bytes; \
+         limits.max_anonymous_session_bytes for a session nobody is logged into)"
+    )]
     SessionTooLarge {
         /// What the session would have held, in bytes.
         size: usize,
@@ -123,6 +127,14 @@ pub enum Unavailable {
     BackendTimeout {
         /// How long the engine waited.
         after: std::time::Duration,
+    },
+    /// The memory backend's sessions reached `limits.max_memory` and none is left to evict to
+    /// make room (logged-in sessions are never evicted): a new session, or a write that would
+    /// grow one, is refused until some end or expire; nothing was changed. Retry later.
+    #[error("the sessions reached their memory budget of {limit} bytes (limits.max_memory) and none can be evicted")]
+    MemoryFull {
+        /// The configured budget (all shards together).
+        limit: usize,
     },
     /// A snapshot could not be written; the previous generation stays in place.
     #[error("the snapshot could not be written: {message}")]

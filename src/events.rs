@@ -73,7 +73,8 @@ pub enum EventKind {
     Revoked,
     /// Ended by [`destroy`](crate::SessionEngine::destroy).
     Destroyed,
-    /// Dropped after its lifetime ran out (on Redis: when observed; see the module docs).
+    /// Dropped after its lifetime ran out (on Redis: when observed; see the module docs), or,
+    /// an anonymous session of the memory backend, evicted to keep `limits.max_memory`.
     Expired,
 }
 

@@ -296,6 +296,11 @@ pub struct ShardStats {
     pub expired: u64,
     /// Sessions destroyed (including `LogoutUser`).
     pub destroyed: u64,
+    /// Anonymous sessions evicted to keep the shard within its share of `limits.max_memory`
+    /// (memory backend).
+    pub evicted: u64,
+    /// What the shard's sessions take, as `limits.max_memory` estimates it (memory backend).
+    pub memory_bytes: usize,
     /// Operations handled.
     pub operations: u64,
     /// Of those, operations issued on the thread hosting the shard and run there without a

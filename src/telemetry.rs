@@ -28,6 +28,8 @@ pub(crate) const SESSIONS_LIVE: &str = "draco_session_sessions_live";
 pub(crate) const SESSIONS_CREATED: &str = "draco_session_sessions_created_total";
 /// Sessions dropped by expiry (memory backend; Redis expires keys on its own, unseen).
 pub(crate) const SESSIONS_EXPIRED: &str = "draco_session_sessions_expired_total";
+/// Anonymous sessions evicted to keep the memory backend within `limits.max_memory`.
+pub(crate) const SESSIONS_EVICTED: &str = "draco_session_sessions_evicted_total";
 /// Sessions ended by another one: `revoke`, `logout_user`, `limits.max_sessions_per_user`.
 pub(crate) const SESSIONS_REVOKED: &str = "draco_session_sessions_revoked_total";
 /// Sessions ended by `destroy`.
@@ -89,6 +91,7 @@ pub(crate) fn error_kind(e: &SessionError) -> &'static str {
         SessionError::WrongType(_) => "wrong_type",
         SessionError::Panicked(_) => "panicked",
         SessionError::Unavailable(Unavailable::Busy { .. }) => "busy",
+        SessionError::Unavailable(Unavailable::MemoryFull { .. }) => "memory_full",
         SessionError::Unavailable(_) => "unavailable",
         SessionError::Internal => "internal",
     }
@@ -174,6 +177,7 @@ pub(crate) struct ShardMetrics {
     /// Messages sent to each shard's host and not answered yet.
     queued: Vec<Padded>,
     pub expired: Counter,
+    pub evicted: Counter,
 }
 
 impl std::fmt::Debug for ShardMetrics {
@@ -191,6 +195,7 @@ impl ShardMetrics {
             mailbox: (0..shards).map(|i| metrics::gauge!(MAILBOX_DEPTH, "shard" => label(i))).collect(),
             queued: (0..shards).map(|_| Padded(AtomicUsize::new(0))).collect(),
             expired: metrics::counter!(SESSIONS_EXPIRED),
+            evicted: metrics::counter!(SESSIONS_EVICTED),
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::storage::parse_bytes;
 use super::{Invalid, bad};
 
 /// `[limits]`.
@@ -26,6 +27,26 @@ pub struct LimitsConfig {
     /// `SessionTooLarge` (HTTP 413) and changes nothing; a write that does not grow the
     /// session always works. At least `max_value_bytes`. Defaults to `1048576` (1 MiB).
     pub max_session_bytes: usize,
+    /// Most bytes a session nobody is logged into holds, counted as `max_session_bytes` counts
+    /// them (and never more than it): a write growing an anonymous session past it fails with
+    /// `SessionTooLarge` (HTTP 413) and changes nothing, so a client without an account cannot
+    /// make the engine keep a megabyte for it. A login lifts it to `max_session_bytes`. Bytes,
+    /// or a size such as `"64KiB"`. Both backends. Defaults to `65536` (64 KiB).
+    #[serde(deserialize_with = "anonymous_bytes")]
+    pub max_anonymous_session_bytes: usize,
+    /// The memory the sessions of the memory backend may take, all shards together (each shard
+    /// keeps its share, `max_memory / shards`); a size such as `"512MiB"`, or bytes. A session
+    /// counts an estimate of what it costs: 128 bytes of map entry, index and metadata, plus its
+    /// entries' allocations (each with 16 bytes of allocator overhead); a shard may pass its
+    /// share by one write. When the sessions reach it, the least recently used **anonymous**
+    /// sessions are evicted to make room (as if they had expired: their log record ends them,
+    /// a restart does not bring them back); a logged-in session is never evicted. When nothing
+    /// is left to evict, new sessions and writes that grow one are refused with
+    /// `Unavailable(MemoryFull)` (HTTP 503 with `Retry-After`); nothing else is lost. At least
+    /// `1MiB`. The Redis backend ignores it (see SECURITY.md: `maxmemory` with `volatile-lru`).
+    /// Defaults to `"1GiB"`.
+    #[serde(deserialize_with = "max_memory")]
+    pub max_memory: usize,
     /// New sessions one client may create: `"off"`, or a rate such as `"20/s"`, `"600/m"`,
     /// `"10000/h"`. A request that would create one more is answered 429 with `Retry-After`;
     /// requests with a live session, or creating none, are never limited. A client is its
@@ -93,6 +114,8 @@ impl Default for LimitsConfig {
             max_keys: 1024,
             max_sessions: 10_000_000,
             max_session_bytes: 1 << 20,
+            max_anonymous_session_bytes: 64 * 1024,
+            max_memory: 1 << 30,
             create_rate: None,
             create_burst: 0,
             trust_forwarded_for: false,
@@ -121,8 +144,69 @@ impl LimitsConfig {
                 ),
             );
         }
+        if self.max_anonymous_session_bytes == 0 || self.max_anonymous_session_bytes > 1 << 30 {
+            return bad(
+                "limits.max_anonymous_session_bytes",
+                format!(
+                    "is {}: must be between 1 and 1073741824 (a session is held to the smaller of \
+                     it and limits.max_session_bytes until someone logs into it)",
+                    self.max_anonymous_session_bytes
+                ),
+            );
+        }
+        if self.max_memory < Self::MIN_MEMORY {
+            return bad(
+                "limits.max_memory",
+                format!("is {} bytes: must be at least 1MiB (1048576), e.g. \"512MiB\"", self.max_memory),
+            );
+        }
         Ok(())
     }
+
+    /// The smallest `max_memory`.
+    const MIN_MEMORY: usize = 1 << 20;
+
+    /// The most bytes a session of `userid` (0: anonymous) may hold.
+    #[inline]
+    pub(crate) fn session_bytes_of(&self, userid: u64) -> usize {
+        if userid == 0 { self.max_anonymous_session_bytes.min(self.max_session_bytes) } else { self.max_session_bytes }
+    }
+}
+
+/// A size in bytes: an integer, or a string with a unit (`"512MiB"`, `"64KiB"`, `"1GiB"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Reads a [`Size`] for `key`; a bad one names the key and how to write it.
+fn size<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<usize, D::Error> {
+    let size = Size::deserialize(d).map_err(|_| {
+        serde::de::Error::custom(format!("{key}: expected a size in bytes or a string such as \"512MiB\""))
+    })?;
+    let bytes = match &size {
+        Size::Bytes(n) => Some(*n),
+        Size::Text(text) => parse_bytes(text),
+    };
+    bytes.and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+        let text = match size {
+            Size::Bytes(n) => n.to_string(),
+            Size::Text(text) => text,
+        };
+        serde::de::Error::custom(format!(
+            "{key}: invalid size {text:?}; write bytes or a size with a unit, e.g. \"512MiB\", \"64KiB\", \"1GiB\""
+        ))
+    })
+}
+
+fn max_memory<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    size(d, "limits.max_memory")
+}
+
+fn anonymous_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    size(d, "limits.max_anonymous_session_bytes")
 }
 
 fn create_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CreateRate>, D::Error> {
@@ -146,10 +230,45 @@ mod tests {
             ("[limits]\nmax_keys = 0", "limits.max_keys"),
             ("[limits]\nmax_session_bytes = 0", "limits.max_session_bytes"),
             ("[limits]\nmax_value_bytes = 4096\nmax_session_bytes = 1024", "limits.max_session_bytes"),
+            ("[limits]\nmax_anonymous_session_bytes = 0", "limits.max_anonymous_session_bytes"),
+            ("[limits]\nmax_anonymous_session_bytes = \"2GiB\"", "limits.max_anonymous_session_bytes"),
+            ("[limits]\nmax_memory = \"512KiB\"", "limits.max_memory"),
+            ("[limits]\nmax_memory = 1000", "limits.max_memory"),
         ] {
             let e = Config::from_toml(toml, "f.toml").unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("f.toml"), "{toml}: {e}");
         }
+    }
+
+    /// `max_memory` and `max_anonymous_session_bytes` take bytes or a size with a unit; their
+    /// defaults are 1 GiB and 64 KiB; a value that is not a size names its key.
+    #[test]
+    fn memory_budget_and_anonymous_size_parse_and_bad_ones_name_the_key() {
+        let c = Config::from_toml("", "t").unwrap();
+        assert_eq!((c.limits.max_memory, c.limits.max_anonymous_session_bytes), (1 << 30, 64 << 10));
+        let c =
+            Config::from_toml("[limits]\nmax_memory = \"32MiB\"\nmax_anonymous_session_bytes = \"4KiB\"", "t").unwrap();
+        assert_eq!((c.limits.max_memory, c.limits.max_anonymous_session_bytes), (32 << 20, 4096));
+        let c = Config::from_toml("[limits]\nmax_memory = 2097152\nmax_anonymous_session_bytes = 100", "t").unwrap();
+        assert_eq!((c.limits.max_memory, c.limits.max_anonymous_session_bytes), (2 << 20, 100));
+        for (key, bad) in [
+            ("max_memory", "\"lots\""),
+            ("max_memory", "\"32 parsecs\""),
+            ("max_memory", "-1"),
+            ("max_memory", "true"),
+            ("max_anonymous_session_bytes", "\"64KB of it\""),
+            ("max_anonymous_session_bytes", "[1]"),
+        ] {
+            let e = Config::from_toml(&format!("[limits]\n{key} = {bad}"), "f.toml").unwrap_err().to_string();
+            assert!(e.contains(&format!("limits.{key}")) && e.contains("f.toml"), "{key} = {bad}: {e}");
+        }
+        // The anonymous cap never exceeds the session cap; a logged-in session has the latter.
+        let c = Config::from_toml("[limits]\nmax_value_bytes = 1000\nmax_session_bytes = 2000", "t").unwrap();
+        assert_eq!((c.limits.session_bytes_of(0), c.limits.session_bytes_of(7)), (2000, 2000));
+        assert_eq!(
+            (Config::default().limits.session_bytes_of(0), Config::default().limits.session_bytes_of(7)),
+            (64 << 10, 1 << 20)
+        );
     }
 
     #[test]

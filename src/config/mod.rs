@@ -186,6 +186,8 @@ mod tests {
         assert_eq!(c.storage.dir, d.storage.dir);
         assert_eq!(c.limits.max_sessions, d.limits.max_sessions);
         assert_eq!(c.limits.max_session_bytes, d.limits.max_session_bytes);
+        assert_eq!(c.limits.max_anonymous_session_bytes, d.limits.max_anonymous_session_bytes);
+        assert_eq!(c.limits.max_memory, d.limits.max_memory);
         assert_eq!(c.limits.create_rate, d.limits.create_rate);
         assert_eq!(c.limits.trust_forwarded_for, d.limits.trust_forwarded_for);
         assert_eq!(c.storage.backend, d.storage.backend);

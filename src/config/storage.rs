@@ -177,7 +177,7 @@ fn log_mode<'de, D: Deserializer<'de>>(d: D) -> Result<LogMode, D::Error> {
 }
 
 /// Parses `"256MiB"`, `"1 GiB"`, `"4096"` (bytes), `"10MB"` (decimal units).
-fn parse_bytes(text: &str) -> Option<u64> {
+pub(super) fn parse_bytes(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);

@@ -14,6 +14,7 @@
 //!
 //! [`MemoryBackend`] is what the engine's seam (`engine/store.rs`) calls.
 
+pub(crate) mod budget;
 pub(crate) mod env;
 pub(crate) mod host;
 pub(crate) mod ops;

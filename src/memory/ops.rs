@@ -6,7 +6,6 @@
 //! [`MemoryBackend`] run these generically.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 
 use super::MemoryBackend;
 use super::outbox::{Event, NO_NAMES, Names};
@@ -16,7 +15,7 @@ use crate::error::{Result, SessionError};
 use crate::id::Locator;
 use crate::message::op::Op;
 use crate::message::*;
-use crate::state::SessionState;
+use crate::state::{SESSION_OVERHEAD, SessionState};
 
 /// An operation on the shard of its session, or on every shard (an engine-wide one).
 pub trait OnShard: Op {
@@ -70,10 +69,14 @@ impl OnShard for Create {
                 return Err(SessionError::Full { limit });
             }
         }
-        s.env.live[s.index()].fetch_add(1, Ordering::Relaxed);
+        // Within the memory budget, evicting the least recently used anonymous sessions if
+        // need be; refused when only logged-in ones are left.
+        if !s.make_room(SESSION_OVERHEAD, None) {
+            return Err(s.memory_full());
+        }
         let slot = Slot { state: SessionState::new(s.now()), written: false, mark: 0 };
         let info = s.info(&id, &slot);
-        s.sessions.insert(*id.locator(), slot);
+        s.admit(*id.locator(), slot);
         s.stats.created += 1;
         s.emit(0, id.locator(), Event::Created);
         Ok(info)
@@ -89,7 +92,7 @@ impl OnShard for Get<'_> {
 impl OnShard for Set<'_> {
     fn apply(&mut self, s: &mut Shard) -> Result<()> {
         let (scope, key) = (&*self.scope, &*self.key);
-        s.write(&self.id, |state, limits| state.set(scope, key, &self.value, limits))
+        s.write(&self.id, |state, room| state.set_within(scope, key, &self.value, room))
     }
 
     fn names(&self) -> Names<'_> {
@@ -102,7 +105,10 @@ impl OnShard for Remove<'_> {
         let (id, scope, key) = (&self.id, &*self.scope, &*self.key);
         s.accepting()?;
         let slot = s.live(id, true)?;
+        let before = slot.state.footprint();
         let (removed, written) = (slot.state.remove(scope, key), slot.written);
+        let after = slot.state.footprint();
+        s.resized(before, after);
         if removed && written {
             s.changes += 1;
             s.outbox.remove(id.locator());
@@ -120,8 +126,11 @@ impl OnShard for Clear<'_> {
         let (id, scope) = (&self.id, self.scope.as_deref());
         s.accepting()?;
         let slot = s.live(id, true)?;
+        let before = slot.state.footprint();
         slot.state.clear(scope);
-        if slot.written {
+        let (after, written) = (slot.state.footprint(), slot.written);
+        s.resized(before, after);
+        if written {
             s.changes += 1;
             s.outbox.clear(id.locator(), scope.is_none());
         }
@@ -148,10 +157,10 @@ impl OnShard for Update<'_> {
         // so no allocation).
         let step = std::mem::replace(&mut self.f, Box::new(|_| Err(SessionError::internal("an update ran twice"))));
         let (scope, key) = (&*self.scope, &*self.key);
-        s.write(&self.id, |state, limits| {
+        s.write(&self.id, |state, room| {
             let new = step(state.get(scope, key))?;
             match &new {
-                Some(value) => state.set(scope, key, value, limits)?,
+                Some(value) => state.set_within(scope, key, value, room)?,
                 None => {
                     state.remove(scope, key);
                 }
@@ -170,7 +179,7 @@ impl OnShard for Increment<'_> {
     /// limits as a generic update's.
     fn apply(&mut self, s: &mut Shard) -> Result<i64> {
         let (scope, key, by) = (&*self.scope, &*self.key, self.by);
-        s.write(&self.id, |state, limits| {
+        s.write(&self.id, |state, room| {
             let current = match state.get(scope, key) {
                 Some(bytes) => {
                     serde_json::from_slice::<i64>(bytes).map_err(|e| SessionError::WrongType(e.to_string()))?
@@ -178,7 +187,7 @@ impl OnShard for Increment<'_> {
                 None => 0,
             };
             let new = current.saturating_add(by);
-            state.set(scope, key, itoa::Buffer::new().format(new), limits)?;
+            state.set_within(scope, key, itoa::Buffer::new().format(new).as_bytes(), room)?;
             Ok(new)
         })
     }
@@ -212,8 +221,11 @@ impl OnShard for Logout {
             return Ok(info);
         }
         let slot = &mut s.sessions[index];
+        let before = slot.state.footprint();
         slot.state.clear(None);
-        if slot.written {
+        let (after, written) = (slot.state.footprint(), slot.written);
+        s.resized(before, after);
+        if written {
             s.changes += 1;
             // After the `Rotate`: a crash between the two records (an unanswered logout)
             // leaves the data only under the new id, which no client has learnt.
@@ -793,5 +805,193 @@ mod tests {
             new_session(&mut s);
         }
         assert_eq!(s.len(), 1_000);
+    }
+}
+
+/// The memory budget (`budget.rs`) on one shard: evictions, refusals, the anonymous size cap,
+/// and the kept estimate against one counted afresh.
+#[cfg(test)]
+mod budget_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+    use crate::error::Unavailable;
+    use crate::id::{Keyring, SessionId};
+    use crate::memory::env::Env;
+
+    /// Shard 0 of a one-shard engine on a manual clock, with `edit` made to its config.
+    fn shard(edit: impl FnOnce(&mut Config)) -> (Shard, Arc<ManualClock>) {
+        let mut config = Config::default();
+        config.session.shards = 1;
+        edit(&mut config);
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let keyring = Keyring::from_secrets(b"budget unit test secret, 32 bytes or more", &[]).unwrap();
+        let listeners = crate::events::EventHub::new(config.events.capacity).listeners();
+        (Shard::new(0, Arc::new(Env::new(&config, keyring, clock.clone(), listeners))), clock)
+    }
+
+    fn create(s: &mut Shard) -> Result<SessionId> {
+        let id = s.env().id_in(0);
+        Create { id }.apply(s).map(|info| info.id)
+    }
+
+    fn set(s: &mut Shard, id: &SessionId, key: &str, value: &[u8]) -> Result<()> {
+        Set { id: *id, scope: "a".into(), key: key.into(), value: value.to_vec() }.apply(s)
+    }
+
+    fn get(s: &mut Shard, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>> {
+        Get { id: *id, scope: "a".into(), key: key.into() }.apply(s)
+    }
+
+    /// A logged-in session (user `userid`) holding `value` under "a"/"k".
+    fn logged_in(s: &mut Shard, userid: u64, value: &[u8]) -> SessionId {
+        let id = create(s).unwrap();
+        let id = Login { id, userid }.apply(s).unwrap().id;
+        set(s, &id, "k", value).unwrap();
+        id
+    }
+
+    /// The estimate kept up to date equals the one counted afresh.
+    fn assert_accounted(s: &Shard) {
+        let counted: usize = s.sessions.values().map(|slot| slot.state.footprint()).sum();
+        assert_eq!(s.budget.used, counted, "the kept estimate drifted");
+        let anonymous = s.sessions.values().filter(|slot| slot.state.userid == 0).count();
+        assert_eq!(s.budget.anonymous, anonymous);
+    }
+
+    const MIB: usize = 1 << 20;
+
+    /// A flood of anonymous sessions writing big values stays within the budget (past it by one
+    /// write at most): the least recently used anonymous ones are evicted, each counted, and a
+    /// session logged in before the flood, or one used all along, keeps its data.
+    #[test]
+    fn a_flood_of_anonymous_sessions_evicts_the_least_recently_used_ones_and_keeps_a_logged_in_one() {
+        let (mut s, clock) = shard(|c| c.limits.max_memory = MIB);
+        let value = vec![b'7'; 20_000];
+        let user = logged_in(&mut s, 7, &value);
+        let old = create(&mut s).unwrap();
+        set(&mut s, &old, "k", b"1").unwrap();
+        let used = create(&mut s).unwrap();
+        set(&mut s, &used, "k", b"2").unwrap();
+        let mut flood = Vec::new();
+        for _ in 0..300 {
+            clock.advance(std::time::Duration::from_millis(10));
+            let id = create(&mut s).unwrap();
+            set(&mut s, &id, "k", &value).unwrap();
+            assert!(s.budget.used <= MIB + 21_000, "past the budget by more than a write: {}", s.budget.used);
+            get(&mut s, &used, "k").unwrap();
+            flood.push(id);
+        }
+        let evicted = s.stats().evicted;
+        assert!(evicted >= 240, "{evicted}");
+        assert_eq!(s.stats().sessions as u64, 303 - evicted);
+        assert_eq!(s.stats().destroyed + s.stats().expired, 0, "evictions are counted as such");
+        assert_eq!(get(&mut s, &user, "k").unwrap().as_deref(), Some(&value[..]), "the logged-in session is intact");
+        assert_eq!(get(&mut s, &used, "k").unwrap().as_deref(), Some(&b"2"[..]), "a session in use stays");
+        assert_eq!(get(&mut s, &old, "k"), Err(SessionError::SessionGone), "the least recently used one went");
+        assert!(get(&mut s, flood.last().unwrap(), "k").unwrap().is_some());
+        let (early, late) = flood.split_at(150);
+        let alive = |s: &mut Shard, ids: &[SessionId]| ids.iter().filter(|id| get(s, id, "k").is_ok()).count();
+        assert!(alive(&mut s, early) < alive(&mut s, late));
+        assert_accounted(&s);
+    }
+
+    /// Logged-in sessions are never evicted: once they fill the budget, a creation and a write
+    /// growing a session are refused with `MemoryFull` and change nothing; writes that do not
+    /// grow one still work; a session ended makes room again.
+    #[test]
+    fn with_only_logged_in_sessions_the_budget_refuses_creations_and_growing_writes_and_loses_nothing() {
+        let (mut s, _) = shard(|c| c.limits.max_memory = MIB);
+        let full = SessionError::Unavailable(Unavailable::MemoryFull { limit: MIB });
+        let value = vec![b'x'; 60_000];
+        let mut users = Vec::new();
+        loop {
+            let id = match create(&mut s) {
+                Ok(id) => id,
+                Err(e) => {
+                    assert_eq!(e, full);
+                    break;
+                }
+            };
+            let id = Login { id, userid: users.len() as u64 + 1 }.apply(&mut s).unwrap().id;
+            if let Err(e) = set(&mut s, &id, "k", &value) {
+                assert_eq!(e, full);
+                assert_eq!(get(&mut s, &id, "k"), Ok(None), "the refused write changed nothing");
+                break;
+            }
+            users.push(id);
+            assert!(users.len() < 100, "never refused");
+        }
+        // Short of the budget by less than a creation, one more write may pass it (by one
+        // write at most); then growth is refused.
+        let _ = set(&mut s, &users[0], "fill", &value);
+        assert_eq!(create(&mut s), Err(full.clone()));
+        assert_eq!(set(&mut s, &users[0], "more", b"1"), Err(full.clone()));
+        // Not growing: an overwrite of the same size, a smaller value, a removal.
+        set(&mut s, &users[0], "k", &vec![b'y'; 60_000]).unwrap();
+        set(&mut s, &users[1], "k", b"small").unwrap();
+        assert!(Remove { id: users[2], scope: "a".into(), key: "k".into() }.apply(&mut s).unwrap());
+        assert_eq!(s.stats().evicted, 0);
+        for (i, id) in users.iter().enumerate().skip(3) {
+            assert_eq!(get(&mut s, id, "k").unwrap().as_deref(), Some(&value[..]), "session {i}");
+        }
+        assert_accounted(&s);
+        // Room made by the removal and the smaller value: a creation works again.
+        create(&mut s).unwrap();
+        assert!(Destroy { id: users[3] }.apply(&mut s).unwrap());
+        set(&mut s, &users[4], "more", &value).unwrap();
+        assert_accounted(&s);
+    }
+
+    /// A growing write of the only anonymous session left is refused rather than evict the
+    /// writer itself; a creation evicts it (anonymous traffic makes room among anonymous
+    /// sessions only).
+    #[test]
+    fn the_writer_is_never_its_own_victim() {
+        let (mut s, _) = shard(|c| c.limits.max_memory = MIB);
+        let value = vec![b'x'; 60_000];
+        let mut users = Vec::new();
+        while let Ok(id) = create(&mut s) {
+            let id = Login { id, userid: users.len() as u64 + 1 }.apply(&mut s).unwrap().id;
+            if set(&mut s, &id, "k", &value).is_err() {
+                break;
+            }
+            users.push(id);
+        }
+        // A logout leaves the data (by default): the only anonymous session, over the budget.
+        let anonymous = Logout { id: users[0] }.apply(&mut s).unwrap().id;
+        let full = SessionError::Unavailable(Unavailable::MemoryFull { limit: MIB });
+        assert_eq!(set(&mut s, &anonymous, "more", b"1"), Err(full));
+        assert_eq!(get(&mut s, &anonymous, "k").unwrap().as_deref(), Some(&value[..]));
+        assert_eq!(s.stats().evicted, 0);
+        let new = create(&mut s).expect("the anonymous session evicted for it");
+        assert_eq!(s.stats().evicted, 1);
+        assert_eq!(get(&mut s, &anonymous, "k"), Err(SessionError::SessionGone));
+        assert_eq!(get(&mut s, &new, "k"), Ok(None));
+        for id in &users[1..] {
+            assert_eq!(get(&mut s, id, "k").unwrap().as_deref(), Some(&value[..]));
+        }
+        assert_accounted(&s);
+    }
+
+    /// `limits.max_anonymous_session_bytes` holds a session nobody is logged into to less than
+    /// a logged-in one may hold; a logout leaves what it holds but lets it grow no further.
+    #[test]
+    fn an_anonymous_session_is_held_to_max_anonymous_session_bytes_a_logged_in_one_is_not() {
+        let (mut s, _) = shard(|c| c.limits.max_anonymous_session_bytes = 1000);
+        let id = create(&mut s).unwrap();
+        let big = vec![b'x'; 2000];
+        assert_eq!(set(&mut s, &id, "k", &big), Err(SessionError::SessionTooLarge { size: 2002, limit: 1000 }));
+        assert_eq!(get(&mut s, &id, "k"), Ok(None));
+        set(&mut s, &id, "k", &big[..998]).unwrap();
+        let id = Login { id, userid: 1 }.apply(&mut s).unwrap().id;
+        set(&mut s, &id, "k", &big).unwrap();
+        let id = Logout { id }.apply(&mut s).unwrap().id;
+        assert_eq!(get(&mut s, &id, "k").unwrap().map(|v| v.len()), Some(2000), "a logout keeps the data");
+        assert_eq!(set(&mut s, &id, "j", b"1"), Err(SessionError::SessionTooLarge { size: 2005, limit: 1000 }));
+        set(&mut s, &id, "k", b"shrinks").unwrap();
+        assert_accounted(&s);
     }
 }

@@ -85,13 +85,15 @@ pub(crate) struct Outbox {
     events: Vec<Happened>,
     /// Sessions expired (the metric).
     expired: u64,
+    /// Sessions evicted for the memory budget (the metric).
+    evicted: u64,
 }
 
 impl Outbox {
     /// Nothing to deliver (most operations: reads).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.events.is_empty() && self.expired == 0
+        self.changes.is_empty() && self.events.is_empty() && self.expired == 0 && self.evicted == 0
     }
 
     /// Describe changes from now on (the shard's log is on), or not.
@@ -169,6 +171,11 @@ impl Outbox {
         self.expired += 1;
     }
 
+    /// A session was evicted for the memory budget.
+    pub fn evicted(&mut self) {
+        self.evicted += 1;
+    }
+
     /// Delivers what the operation (its values under `names`) changed, reading `sessions` as
     /// they are after it: its records to `log` (one per change, in order), its events to the hub
     /// while someone listens, its expiries to their metric. Leaves the outbox empty.
@@ -186,6 +193,9 @@ impl Outbox {
         }
         if self.expired > 0 {
             hosting.metrics.expired.increment(std::mem::take(&mut self.expired));
+        }
+        if self.evicted > 0 {
+            hosting.metrics.evicted.increment(std::mem::take(&mut self.evicted));
         }
     }
 }

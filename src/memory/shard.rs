@@ -17,15 +17,15 @@ use std::sync::atomic::Ordering;
 
 use indexmap::IndexMap;
 
+use super::budget::Budget;
 use super::env::Env;
 use super::outbox::{Event, Outbox};
 use super::snapshot_run::Run;
 use crate::clock::to_system_time;
-use crate::config::LimitsConfig;
 use crate::error::{Result, SessionError};
 use crate::id::{Locator, SessionId};
 use crate::message::{SessionInfo, ShardStats};
-use crate::state::{Lifetimes, SessionState};
+use crate::state::{Lifetimes, Room, SessionState};
 use crate::wire::Record;
 
 /// Locators are BLAKE3 output (of CSPRNG output), so their first eight bytes are already a
@@ -80,6 +80,8 @@ pub(crate) struct Shard {
     pub(super) run: Option<Run>,
     /// What the operation under way changed, for the log and the event hub.
     pub(super) outbox: Outbox,
+    /// The memory budget of its sessions (see [`Budget`]).
+    pub(super) budget: Budget,
 }
 
 impl Shard {
@@ -92,6 +94,7 @@ impl Shard {
     /// An empty stand-in for shard `index`, left behind by a host whose shard moved: unlike
     /// [`new`](Self::new), it leaves the live count alone (the shard's sessions still exist).
     pub fn vacant(index: usize, env: Arc<Env>) -> Self {
+        let budget = Budget::new(index, &env);
         Self {
             index,
             env,
@@ -102,6 +105,7 @@ impl Shard {
             changes: 0,
             run: None,
             outbox: Outbox::default(),
+            budget,
         }
     }
 
@@ -131,10 +135,17 @@ impl Shard {
                 }
                 self.remove_index(index, false);
             }
-            self.index_user(state.userid, locator);
-            self.sessions.insert(locator, Slot { state, written: true, mark: 0 });
-            self.env.live[self.index].fetch_add(1, Ordering::Relaxed);
+            self.admit(locator, Slot { state, written: true, mark: 0 });
         }
+    }
+
+    /// Adds a session that is not in the map yet: its user's index, the live count, the budget.
+    /// Answers its position.
+    pub(super) fn admit(&mut self, locator: Locator, slot: Slot) -> usize {
+        self.index_user(slot.state.userid, locator);
+        self.budget.count(slot.state.userid, slot.state.footprint(), true);
+        self.env.live[self.index].fetch_add(1, Ordering::Relaxed);
+        self.sessions.insert_full(locator, slot).0
     }
 
     /// Live sessions (expired ones not yet swept included).
@@ -143,9 +154,9 @@ impl Shard {
         self.sessions.len()
     }
 
-    /// Counters, with the live session count.
+    /// Counters, with the live session count and the memory estimate.
     pub fn stats(&self) -> ShardStats {
-        ShardStats { sessions: self.sessions.len(), ..self.stats }
+        ShardStats { sessions: self.sessions.len(), memory_bytes: self.budget.used, ..self.stats }
     }
 
     /// Runs one operation; a panic inside it (a user's `update` closure, say) becomes
@@ -223,12 +234,29 @@ impl Shard {
     pub(super) fn write<R>(
         &mut self,
         id: &SessionId,
-        write: impl FnOnce(&mut SessionState, &LimitsConfig) -> Result<R>,
+        write: impl FnOnce(&mut SessionState, Room<'_>) -> Result<R>,
     ) -> Result<R> {
         self.accepting()?;
-        let index = self.live_index(id, true)?;
+        let mut index = self.live_index(id, true)?;
+        // Over its budget, the shard makes room first; a write that grows the session is
+        // refused when it cannot (one that does not grow it still works).
+        let memory_full = if self.budget.used < self.budget.limit {
+            None
+        } else {
+            let fits = self.make_room(1, Some(id.locator()));
+            // Evictions move sessions: find this one again.
+            index =
+                self.sessions.get_index_of(id.locator()).ok_or_else(|| SessionError::internal("evicted the writer"))?;
+            (!fits).then_some(self.env.limits.max_memory)
+        };
         let slot = &mut self.sessions[index];
-        let answer = write(&mut slot.state, &self.env.limits)?;
+        let limits = &self.env.limits;
+        let room = Room { limits, max_bytes: limits.session_bytes_of(slot.state.userid), memory_full };
+        let before = slot.state.footprint();
+        let answer = write(&mut slot.state, room);
+        let after = slot.state.footprint();
+        self.budget.used = (self.budget.used + after).saturating_sub(before);
+        let answer = answer?;
         if std::mem::replace(&mut slot.written, true) {
             self.outbox.value(id.locator(), index);
         } else {
@@ -253,6 +281,7 @@ impl Shard {
     pub(super) fn remove_index(&mut self, index: usize, ended: bool) -> (Locator, Slot) {
         let (locator, slot) = self.swap_out(index);
         self.unindex_user(slot.state.userid, &locator);
+        self.budget.count(slot.state.userid, slot.state.footprint(), false);
         self.env.live[self.index].fetch_sub(1, Ordering::Relaxed);
         if ended && slot.written {
             self.changes += 1;
@@ -320,6 +349,9 @@ impl Shard {
         // Remember-me survives a re-login of the same user only: a different user (or a
         // logout) must not inherit it.
         slot.state.persistent &= new_userid != 0 && new_userid == slot.state.userid;
+        let bytes = slot.state.footprint();
+        self.budget.count(old_userid, bytes, false);
+        self.budget.count(new_userid, bytes, true);
         slot.state.userid = new_userid;
         if slot.written {
             self.changes += 1;

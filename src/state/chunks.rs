@@ -19,6 +19,8 @@ use crate::names::DEFAULT_SCOPE;
 
 /// Bytes of an entry's header: the three lengths.
 const ENTRY_HEADER: usize = 8;
+/// What the allocator adds to each allocation, as the memory budget estimates it.
+pub(super) const ALLOC_OVERHEAD: usize = 16;
 /// Most bytes of packed entries sharing one chunk.
 pub(super) const CHUNK_BYTES: usize = 1024;
 
@@ -259,6 +261,20 @@ impl Chunks {
             Self::Inline(_) => &mut [],
             Self::One(one) => std::slice::from_mut(one),
             Self::Many(many) => many,
+        }
+    }
+
+    /// Bytes of its allocations as `limits.max_memory` estimates them: each one's size plus
+    /// [`ALLOC_OVERHEAD`]; none for an inline entry or an empty session. O(chunks), no entry
+    /// read.
+    pub(super) fn heap_bytes(&self) -> usize {
+        let alloc = |n: usize| if n == 0 { 0 } else { n + ALLOC_OVERHEAD };
+        match self {
+            Self::Inline(_) => 0,
+            Self::One(one) => alloc(one.len()),
+            Self::Many(many) => {
+                alloc(size_of_val::<[Box<[u8]>]>(many)) + many.iter().map(|c| alloc(c.len())).sum::<usize>()
+            }
         }
     }
 

@@ -11,10 +11,38 @@ mod chunks;
 mod lifetimes;
 
 use crate::config::LimitsConfig;
-use crate::error::SessionError;
+use crate::error::{SessionError, Unavailable};
 use crate::names::{DEVICE_SCOPE, MAX_NAME_LEN};
 use chunks::Chunks;
 pub(crate) use lifetimes::Lifetimes;
+
+/// What `limits.max_memory` counts for a session besides its entries' allocations: its entry
+/// in the shard's map (stored hash 8, locator 16, record 64: see
+/// `memory::shard::tests::a_slot_is_64_bytes`), its share of the map's index table (9 bytes a
+/// bucket, at most 7/8 full, as little as 7/16 after the table doubles) and of the entries
+/// vector's spare capacity: BENCHMARKS.md measured 111 bytes of RSS for a session of one
+/// counter, rounded up here.
+pub(crate) const SESSION_OVERHEAD: usize = 128;
+
+/// What a write may grow a session to: the bytes it may hold (`limits.max_session_bytes`, or
+/// `limits.max_anonymous_session_bytes` for a session nobody is logged into, which the caller
+/// chose), and whether the shard's memory budget lets any session grow now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Room<'a> {
+    pub limits: &'a LimitsConfig,
+    /// The most bytes the session may hold, counted as [`SessionState::bytes`] counts them.
+    pub max_bytes: usize,
+    /// `Some(limit)`: the memory budget (`limits.max_memory`, `limit` bytes) is spent and nothing
+    /// could be evicted; a write that grows the session is refused with `MemoryFull`.
+    pub memory_full: Option<usize>,
+}
+
+impl<'a> Room<'a> {
+    /// Room as `limits` gives it to any session, the memory budget aside.
+    pub(crate) fn of(limits: &'a LimitsConfig) -> Self {
+        Self { limits, max_bytes: limits.max_session_bytes, memory_full: None }
+    }
+}
 
 /// A text value of [`DEVICE_SCOPE`] stored in a session's data, if any.
 pub(crate) fn device_value(state: &SessionState, key: &str) -> Option<String> {
@@ -100,7 +128,24 @@ impl SessionState {
         value: impl AsRef<[u8]>,
         limits: &LimitsConfig,
     ) -> Result<(), SessionError> {
-        let value = value.as_ref();
+        self.set_within(scope, key, value.as_ref(), Room::of(limits))
+    }
+
+    /// Stores `value` under `scope`/`key`, within `room`: as [`set`](Self::set), the session's
+    /// byte limit and the memory budget as `room` says.
+    ///
+    /// # Errors
+    /// As [`set`](Self::set), [`SessionError::SessionTooLarge`] past `room.max_bytes`, and
+    /// `Unavailable(MemoryFull)` for a write that grows the session while the budget is spent;
+    /// the state is unchanged.
+    pub(crate) fn set_within(
+        &mut self,
+        scope: &str,
+        key: &str,
+        value: &[u8],
+        room: Room<'_>,
+    ) -> Result<(), SessionError> {
+        let limits = room.limits;
         if value.len() > limits.max_value_bytes || value.len() > u32::MAX as usize {
             return Err(SessionError::ValueTooLarge { size: value.len(), limit: limits.max_value_bytes });
         }
@@ -130,8 +175,11 @@ impl SessionState {
         let total = others + scope.len() + key.len() + value.len();
         let grows = found.is_none_or(|(_, old)| value.len() > old);
         // A write that does not grow the session always works, even over a lowered limit.
-        if grows && total > limits.max_session_bytes {
-            return Err(SessionError::SessionTooLarge { size: total, limit: limits.max_session_bytes });
+        if grows && total > room.max_bytes {
+            return Err(SessionError::SessionTooLarge { size: total, limit: room.max_bytes });
+        }
+        if grows && let Some(limit) = room.memory_full {
+            return Err(Unavailable::MemoryFull { limit }.into());
         }
         self.chunks.write(found.map(|(at, _)| at), scope, key, value);
         Ok(())
@@ -172,6 +220,14 @@ impl SessionState {
     #[cfg_attr(not(feature = "fuzzing"), allow(dead_code, reason = "public through `fuzzing::SessionState`"))]
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
+    }
+
+    /// What the session costs the memory backend, as `limits.max_memory` estimates it:
+    /// [`SESSION_OVERHEAD`] and its entries' allocations. O(chunks): no entry is read, and a
+    /// session of one small entry answers at once.
+    #[inline]
+    pub(crate) fn footprint(&self) -> usize {
+        SESSION_OVERHEAD + self.chunks.heap_bytes()
     }
 
     /// Bytes of its scope names, key names and values, as `limits.max_session_bytes` counts them.

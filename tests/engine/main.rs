@@ -7,6 +7,7 @@
 #[path = "../support/engine.rs"]
 mod support;
 
+mod budget;
 mod concurrency;
 mod events;
 mod expiry;

@@ -10,6 +10,7 @@ mod support;
 
 mod adversarial;
 mod api;
+mod budget;
 mod cache;
 mod cookie_header;
 mod cookies;

@@ -5,6 +5,7 @@
 #[path = "../support/persistence.rs"]
 mod support;
 
+mod budget;
 mod damage;
 mod format;
 mod log;
