@@ -62,8 +62,10 @@ mod app;
 
 use std::net::SocketAddr;
 
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use draco_session::{CONFIG_ENV, Config, SessionEngine, SessionMiddleware, events::Delivery};
+use draco_session::events::{Delivery, EventKind, SessionEvent};
+use draco_session::{CONFIG_ENV, Config, SessionEngine, SessionMiddleware};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 struct Args {
@@ -130,15 +132,27 @@ fn load_config(args: &Args) -> Config {
     }
 }
 
-/// The audit log: one line at info level (target `audit`) for each session event, of this
-/// instance and, with Redis, of every instance sharing it.
+/// The level of an event's audit line: info for what users do (login, logout, remember-me,
+/// revoked, destroyed, the expiry of a user's session), debug for the sessions anonymous
+/// visitors come and go with (`created`, an anonymous `expired`): a flood of new visitors
+/// must not flood the log (`RUST_LOG=audit=debug` shows them).
+fn audit_level(event: &SessionEvent) -> log::Level {
+    match event.kind {
+        EventKind::Created => log::Level::Debug,
+        EventKind::Expired if event.userid == 0 => log::Level::Debug,
+        _ => log::Level::Info,
+    }
+}
+
+/// The audit log: one line (target `audit`) for each session event, of this instance and,
+/// with Redis, of every instance sharing it, at the level [`audit_level`] gives it.
 async fn audit_log(engine: &SessionEngine) {
     let mut events =
         engine.subscribe().await.unwrap_or_else(|e| fail(&format!("cannot subscribe to session events: {e}")));
     actix_web::rt::spawn(async move {
         while let Some(delivery) = events.recv().await {
             match delivery {
-                Delivery::Event(event) => log::info!(target: "audit", "{event}"),
+                Delivery::Event(event) => log::log!(target: "audit", audit_level(&event), "{event}"),
                 Delivery::Missed(n) => log::warn!(target: "audit", "{n} session events missed (the log fell behind)"),
             }
         }
@@ -180,14 +194,18 @@ async fn main() -> std::io::Result<()> {
     let middleware = SessionMiddleware::new(engine.clone());
     audit_log(&engine).await;
     let engine_data = web::Data::new(engine.clone());
+    // One login throttle for the process, shared by every worker.
+    let throttle = web::Data::new(app::throttle::LoginThrottle::default());
 
     let server = HttpServer::new(move || {
         App::new()
             .wrap(middleware.clone())
+            // Outermost: sees the session middleware's refusals too.
+            .wrap(from_fn(app::hardening))
             .app_data(prometheus.clone())
             .app_data(engine_data.clone())
             .route("/metrics", web::get().to(metrics))
-            .configure(|cfg| app::configure(cfg, max_value_bytes))
+            .configure(|cfg| app::configure_with(cfg, max_value_bytes, throttle.clone()))
     })
     .bind(args.bind)
     .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", args.bind)));
