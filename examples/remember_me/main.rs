@@ -20,12 +20,36 @@
 //! | `POST /api/logout` | logout |
 //! | `POST /api/persistent` `{"persistent": bool}` | `set_persistent`; 409 when not logged in |
 //! | `POST /api/incr/{name}` | atomic increment in scope `counters`; `{"value": n}` |
-//! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent |
+//! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent; the demo's own scopes `stats` and `counters` are read-only here (403) |
+//! | `GET /api/devices`, `DELETE /api/devices/{handle}`, `POST /api/logout-others` | the user's sessions; end one, or all others |
 //! | `GET /metrics` | the engine's metrics in Prometheus text format (no session is created) |
+//!
+//! Every error of the API is JSON, `{"error": "..."}` (the library's own errors are plain
+//! text: `app::hardening` rewrites them under `/api/`, keeping status and headers). Every
+//! response says `X-Content-Type-Options: nosniff`; the page says
+//! `Content-Security-Policy: frame-ancestors 'none'` (no other site may frame its forms).
 //!
 //! Against cross-site request forgery the forms carry the session's CSRF token (a form without
 //! it gets a 403), every POST/PUT/DELETE of the API must say `Content-Type: application/json`
 //! (else 415), and the session middleware refuses other sites' unsafe requests (403).
+//!
+//! ## Login throttle (the pattern to copy)
+//!
+//! Failed logins are counted per account (5 per 15 minutes) and per client address (20 per 15
+//! minutes) with `governor` (`throttle.rs`). The failure that spends either budget locks that
+//! account or address: every login attempt from then on, **the right password too**, is
+//! answered 429 with `Retry-After` (the form too) until one failure has refilled (3 minutes for
+//! an account, 45 s for an address), then one more try, not a new burst. Right passwords cost
+//! nothing. One throttle serves every worker (`app::configure_with`); several instances each
+//! count their own.
+//!
+//! ## Defaults worth copying
+//!
+//! `limits.max_sessions_per_user` is 10 by default: the 11th login of a user ends their least
+//! recently used session. The "Your devices" card lists this session and the most recently used
+//! others, 20 at most (`app::DEVICES_PER_PAGE`), and counts the rest. The audit log writes
+//! users' events at info level and anonymous sessions' creation and expiry at debug
+//! (`RUST_LOG=audit=debug`), so a flood of new visitors does not flood the log.
 //!
 //! A robot (a crawler, a script such as curl, or no User-Agent) gets every answer with
 //! `"available": false` and never a cookie.

@@ -53,8 +53,9 @@ async fn failed_logins_lock_the_account_even_for_the_right_password(b: Backend) 
     let clock = FakeRelativeClock::default();
     let app = throttled_app!(f.engine, clock.clone());
     let mut statuses = Vec::new();
-    for i in 0..300u32 {
-        let ip = [10, 1, (i / 256) as u8, (i % 256) as u8];
+    for i in 0..300u16 {
+        let [hi, lo] = i.to_be_bytes();
+        let ip = [10, 1, hi, lo];
         let r = call(&app, from(post("/api/login"), ip).set_json(credentials("alice", "guess"))).await;
         statuses.push(r.status.as_u16());
     }
