@@ -51,37 +51,37 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
 /// (415 otherwise), which no other site's form or no-cors `fetch` can send. Wrap the whole
 /// app (outside the session middleware) in `from_fn(hardening)`.
 pub fn configure_with(cfg: &mut web::ServiceConfig, max_value_bytes: usize, throttle: web::Data<LoginThrottle>) {
-    cfg.app_data(throttle)
-        .app_data(
-            web::JsonConfig::default()
-                .limit(max_value_bytes.saturating_add(4096))
-                .content_type_required(false)
-                .error_handler(|e, _| json_error(&e)),
-        )
-        .app_data(web::FormConfig::default().limit(4096).error_handler(|e, _| {
-            log::debug!("bad form: {e}");
-            error::InternalError::from_response(e, problem(StatusCode::BAD_REQUEST, "malformed form")).into()
-        }))
-        .route("/", web::get().to(page))
-        .route("/login", web::post().to(form_login))
-        .route("/logout", web::post().to(form_logout))
-        .route("/devices/logout-others", web::post().to(form_logout_others))
-        .route("/devices/{handle}/logout", web::post().to(form_revoke))
-        .service(
-            web::scope("/api")
-                .wrap(from_fn(json_only))
-                .route("/session", web::get().to(api_session))
-                .route("/login", web::post().to(api_login))
-                .route("/logout", web::post().to(api_logout))
-                .route("/persistent", web::post().to(api_persistent))
-                .route("/devices", web::get().to(api_devices))
-                .route("/devices/{handle}", web::delete().to(api_revoke))
-                .route("/logout-others", web::post().to(api_logout_others))
-                .route("/incr/{name}", web::post().to(api_incr))
-                .route("/ns/{scope}/{key}", web::put().to(ns_put))
-                .route("/ns/{scope}/{key}", web::get().to(ns_get))
-                .route("/ns/{scope}/{key}", web::delete().to(ns_delete)),
-        );
+    cfg.app_data(throttle);
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_value_bytes.saturating_add(4096))
+            .content_type_required(false)
+            .error_handler(|e, _| json_error(&e)),
+    )
+    .app_data(web::FormConfig::default().limit(4096).error_handler(|e, _| {
+        log::debug!("bad form: {e}");
+        error::InternalError::from_response(e, problem(StatusCode::BAD_REQUEST, "malformed form")).into()
+    }))
+    .route("/", web::get().to(page))
+    .route("/login", web::post().to(form_login))
+    .route("/logout", web::post().to(form_logout))
+    .route("/devices/logout-others", web::post().to(form_logout_others))
+    .route("/devices/{handle}/logout", web::post().to(form_revoke))
+    .service(
+        web::scope("/api")
+            .wrap(from_fn(json_only))
+            .route("/session", web::get().to(api_session))
+            .route("/login", web::post().to(api_login))
+            .route("/logout", web::post().to(api_logout))
+            .route("/persistent", web::post().to(api_persistent))
+            .route("/devices", web::get().to(api_devices))
+            .route("/devices/{handle}", web::delete().to(api_revoke))
+            .route("/logout-others", web::post().to(api_logout_others))
+            .route("/incr/{name}", web::post().to(api_incr))
+            .route("/ns/{scope}/{key}", web::put().to(ns_put))
+            .route("/ns/{scope}/{key}", web::get().to(ns_get))
+            .route("/ns/{scope}/{key}", web::delete().to(ns_delete)),
+    );
 }
 
 /// Wraps the whole app, outside the session middleware (so it sees the middleware's own
