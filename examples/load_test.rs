@@ -2,7 +2,9 @@
 //! (some with remember-me), incrementing a counter, reading the session and logging out.
 //!
 //! ```sh
-//! cargo run --release --example remember_me -- --bind 127.0.0.1:8080 &
+//! # Every visitor logs in as alice: lift the per-user cap (default 10), or logins end each other.
+//! printf '[cookie]\nsecure = false\n[limits]\nmax_sessions_per_user = 0\n' > /tmp/load.toml
+//! cargo run --release --example remember_me -- --bind 127.0.0.1:8080 --config /tmp/load.toml &
 //! cargo run --release --example load_test -- --sessions 10000 --concurrency 64
 //! ```
 //!

@@ -50,6 +50,9 @@ secure = false
 [storage]
 dir = "$work/data"
 snapshot_interval = "5s"
+[limits]
+# Every visitor logs in as alice: no cap on her sessions, or logins end each other's.
+max_sessions_per_user = 0
 TOML
 
 RUST_LOG=warn "$target/remember_me" --bind "127.0.0.1:$port" --config "$work/config.toml" 2>"$work/demo.log" &

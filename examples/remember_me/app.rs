@@ -3,28 +3,55 @@
 //! Shared by `main.rs` and the HTTP tests (`tests/support/http.rs` includes this file), so the tests
 //! exercise exactly what the demo serves.
 
-use actix_web::body::MessageBody;
+#[path = "throttle.rs"]
+pub mod throttle;
+
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, LOCATION};
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::{HttpResponse, error, web};
+use actix_web::{HttpRequest, HttpResponse, error, web};
 use draco_session::{Device, Flash, FlashLevel, Session, SessionError, SessionHandle, WebError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use throttle::{LoginThrottle, client_of};
+
 /// Demo users: name, password, user id.
 const USERS: [(&str, &str, u64); 2] = [("alice", "wonderland", 1), ("bob", "builder", 2)];
 
+/// The scopes the demo keeps its own data in (the visit counter, `POST /api/incr`'s
+/// counters). The generic `/api/ns` routes read them but never write them: a value of
+/// another type there would break every page that counts a visit.
+const OWN_SCOPES: [&str; 2] = ["stats", "counters"];
+
+/// Devices the "Your devices" card lists (the most recently used); the rest are counted.
+pub const DEVICES_PER_PAGE: usize = 20;
+
+/// Registers every route, with a login throttle of its own (see [`configure_with`]).
+#[allow(dead_code, reason = "for the HTTP tests' apps; the demo shares one throttle between its workers")]
+pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
+    configure_with(cfg, max_value_bytes, web::Data::new(LoginThrottle::default()));
+}
+
 /// Registers every route. `max_value_bytes` is the engine's `limits.max_value_bytes`: JSON
 /// bodies somewhat larger still reach the engine (and get its 413), much larger ones are cut
-/// off by the JSON reader (also a 413).
+/// off by the JSON reader (also a 413). `throttle` counts failed logins: create it once and
+/// give every worker the same (actix-web calls the app factory once per worker).
 ///
 /// Against cross-site request forgery (besides the session middleware's origin guard): the
 /// HTML forms carry the session's CSRF token, checked before they act (403 otherwise), and
 /// every POST, PUT and DELETE of the JSON API must say `Content-Type: application/json`
-/// (415 otherwise), which no other site's form or no-cors `fetch` can send.
-pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
+/// (415 otherwise), which no other site's form or no-cors `fetch` can send. Wrap the whole
+/// app (outside the session middleware) in `from_fn(hardening)`.
+pub fn configure_with(cfg: &mut web::ServiceConfig, max_value_bytes: usize, throttle: web::Data<LoginThrottle>) {
+    cfg.app_data(throttle);
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_value_bytes.saturating_add(4096))
@@ -55,6 +82,47 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_value_bytes: usize) {
             .route("/ns/{scope}/{key}", web::get().to(ns_get))
             .route("/ns/{scope}/{key}", web::delete().to(ns_delete)),
     );
+}
+
+/// Wraps the whole app, outside the session middleware (so it sees the middleware's own
+/// refusals too): `X-Content-Type-Options: nosniff` on every response, and under `/api/`
+/// every error as JSON, `{"error": "..."}` (the library's errors are plain text), its status
+/// and headers (`Retry-After`) kept.
+pub async fn hardening(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, error::Error> {
+    let api = req.path().starts_with("/api/");
+    match next.call(req).await {
+        Ok(res) => {
+            let (req, res) = res.map_into_boxed_body().into_parts();
+            Ok(ServiceResponse::new(req, harden(res, api).await))
+        }
+        // A refusal of the session middleware (another site's POST): still an error, so that
+        // actix-web logs it as one, but with the response hardened.
+        Err(e) => {
+            let res = harden(e.error_response(), api).await;
+            Err(error::InternalError::from_response(e.to_string(), res).into())
+        }
+    }
+}
+
+/// `res` with `nosniff`, and, for an error of the API, its text (or, when it has none, its
+/// status's reason) as `{"error": text}`.
+async fn harden(mut res: HttpResponse, api: bool) -> HttpResponse {
+    let status = res.status();
+    if api && (status.is_client_error() || status.is_server_error()) && !says_json(res.headers()) {
+        let (mut head, body) = res.into_parts();
+        let bytes = actix_web::body::to_bytes_limited(body, 4096).await.ok().and_then(Result::ok).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        let message = if text.is_empty() { status.canonical_reason().unwrap_or("error") } else { text };
+        let json = serde_json::to_string(&json!({ "error": message })).unwrap_or_default();
+        head.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res = head.set_body(BoxBody::new(json));
+    }
+    res.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    res
 }
 
 /// Whether the request says its body is JSON (`application/json`, or `application/*+json`).
@@ -165,9 +233,48 @@ struct Credentials {
     remember: bool,
 }
 
-async fn api_login(session: Session, body: web::Json<Credentials>) -> Result<HttpResponse, WebError> {
-    let Some(userid) = authenticate(&body.username, &body.password) else {
-        return Ok(problem(StatusCode::UNAUTHORIZED, "wrong user name or password"));
+/// The 429 of a throttled login: `Retry-After` in whole seconds, rounded up.
+fn too_many_failures(wait: Duration, body: HttpResponse) -> HttpResponse {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut res = body;
+    *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    res
+}
+
+const THROTTLED: &str = "too many failed logins for this account or from this address: try again later";
+
+/// The user id for these credentials, through the throttle: `Err(wait)` while the account or
+/// the client is locked (the password is not even looked at), `Ok(None)` for a wrong password
+/// (counted), `Ok(Some(userid))` for a right one.
+fn attempt_login(
+    throttle: &LoginThrottle,
+    req: &HttpRequest,
+    session: &Session,
+    username: &str,
+    password: &str,
+) -> Result<Option<u64>, Duration> {
+    let client = client_of(req, session.config().limits.trust_forwarded_for);
+    throttle.check(username, client)?;
+    match authenticate(username, password) {
+        Some(userid) => Ok(Some(userid)),
+        None => {
+            log::debug!("failed login for {username:?} from {client}");
+            throttle.failed(username, client).map(|()| None)
+        }
+    }
+}
+
+async fn api_login(
+    session: Session,
+    req: HttpRequest,
+    throttle: web::Data<LoginThrottle>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, WebError> {
+    let userid = match attempt_login(&throttle, &req, &session, &body.username, &body.password) {
+        Err(wait) => return Ok(too_many_failures(wait, problem(StatusCode::TOO_MANY_REQUESTS, THROTTLED))),
+        Ok(None) => return Ok(problem(StatusCode::UNAUTHORIZED, "wrong user name or password")),
+        Ok(Some(userid)) => userid,
     };
     if session.is_available() {
         session.login(userid).await?;
@@ -271,6 +378,11 @@ async fn api_incr(session: Session, name: web::Path<String>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(json!({ "available": true, "value": value })))
 }
 
+/// A write to one of [`OWN_SCOPES`] through the generic API.
+fn own_scope() -> HttpResponse {
+    problem(StatusCode::FORBIDDEN, "this scope holds the demo's own counters: read-only through /api/ns")
+}
+
 fn robot_answer() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "available": false }))
 }
@@ -284,6 +396,9 @@ async fn ns_put(
         return Ok(robot_answer());
     }
     let (scope, key) = path.into_inner();
+    if OWN_SCOPES.contains(&scope.as_str()) {
+        return Ok(own_scope());
+    }
     session.namespace(&scope).insert(&key, &*value).await?;
     Ok(HttpResponse::Ok().json(json!({ "available": true, "value": value.into_inner() })))
 }
@@ -304,6 +419,9 @@ async fn ns_delete(session: Session, path: web::Path<(String, String)>) -> Resul
         return Ok(robot_answer());
     }
     let (scope, key) = path.into_inner();
+    if OWN_SCOPES.contains(&scope.as_str()) {
+        return Ok(own_scope());
+    }
     Ok(if session.namespace(&scope).remove(&key).await? {
         HttpResponse::Ok().json(json!({ "available": true, "removed": true }))
     } else {
@@ -338,13 +456,23 @@ fn forged_form() -> HttpResponse {
         .body("this form is out of date or was not sent from this site: reload the page and try again")
 }
 
-async fn form_login(session: Session, form: web::Form<LoginForm>) -> Result<HttpResponse, WebError> {
+async fn form_login(
+    session: Session,
+    req: HttpRequest,
+    throttle: web::Data<LoginThrottle>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, WebError> {
     // A robot gets no session, so nothing happens and there is nothing to protect.
     if session.is_available() && !session.verify_csrf(&form.csrf).await? {
         return Ok(forged_form());
     }
-    let Some(userid) = authenticate(&form.username, &form.password) else {
-        return Ok(see_other("/?login=failed"));
+    let userid = match attempt_login(&throttle, &req, &session, &form.username, &form.password) {
+        Err(wait) => {
+            let text = HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(THROTTLED);
+            return Ok(too_many_failures(wait, text));
+        }
+        Ok(None) => return Ok(see_other("/?login=failed")),
+        Ok(Some(userid)) => userid,
     };
     if session.is_available() {
         session.login(userid).await?;
@@ -391,8 +519,12 @@ async fn form_logout_others(session: Session, form: web::Form<LogoutForm>) -> Re
     Ok(see_other("/"))
 }
 
-/// The "Your devices" card: each session of the user, forms to end the others.
-fn devices_card(devices: &[Device], now: std::time::SystemTime) -> String {
+/// The "Your devices" card: this session and the user's [`DEVICES_PER_PAGE`] - 1 most recently
+/// used others, forms to end them, and a count of the rest ("log out everywhere else" ends
+/// those too).
+fn devices_card(devices: &mut [Device], now: std::time::SystemTime) -> String {
+    devices.sort_by(|a, b| b.current.cmp(&a.current).then(b.last_used.cmp(&a.last_used)));
+    let (shown, rest) = devices.split_at(devices.len().min(DEVICES_PER_PAGE));
     let ago = |t: std::time::SystemTime| {
         let secs = now.duration_since(t).map_or(0, |d| d.as_secs());
         match secs {
@@ -403,7 +535,7 @@ fn devices_card(devices: &[Device], now: std::time::SystemTime) -> String {
         }
     };
     let mut rows = String::new();
-    for d in devices {
+    for d in shown {
         let label = escape(d.label.as_deref().unwrap_or("Unknown device"));
         let remembered = if d.persistent { "remembered" } else { "until the browser closes" };
         let from = d.ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
@@ -422,6 +554,13 @@ fn devices_card(devices: &[Device], now: std::time::SystemTime) -> String {
             used = ago(d.last_used),
         ));
     }
+    let more = match rest.len() {
+        0 => String::new(),
+        n => format!(
+            r#"<p class="hint" id="more-devices">and {n} more, used less recently ({total} in all)</p>"#,
+            total = devices.len()
+        ),
+    };
     let others = if devices.len() > 1 {
         r#"<form method="post" action="/devices/logout-others"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" id="logout-others">Log out everywhere else</button></form>"#
     } else {
@@ -431,6 +570,7 @@ fn devices_card(devices: &[Device], now: std::time::SystemTime) -> String {
         r#"<section class="card" id="devices">
   <h2>Your devices</h2>
   <table>{rows}</table>
+  {more}
   {others}
 </section>"#
     )
@@ -447,6 +587,8 @@ async fn page(session: Session, query: web::Query<PageQuery>) -> Result<HttpResp
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((CACHE_CONTROL, "no-store"))
+        // No other site may frame the page (clickjacking of its forms).
+        .insert_header((CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"))
         .body(render(&session, visits, failed).await?))
 }
 
@@ -530,7 +672,7 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
         ""
     };
     let devices = match devices_of(session).await? {
-        Some(devices) => devices_card(&devices, std::time::SystemTime::now()),
+        Some(mut devices) => devices_card(&mut devices, std::time::SystemTime::now()),
         None => String::new(),
     };
     let action = action_card(userid, session.config().session.logout_clears_data);

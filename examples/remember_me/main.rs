@@ -20,12 +20,36 @@
 //! | `POST /api/logout` | logout |
 //! | `POST /api/persistent` `{"persistent": bool}` | `set_persistent`; 409 when not logged in |
 //! | `POST /api/incr/{name}` | atomic increment in scope `counters`; `{"value": n}` |
-//! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent |
+//! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent; the demo's own scopes `stats` and `counters` are read-only here (403) |
+//! | `GET /api/devices`, `DELETE /api/devices/{handle}`, `POST /api/logout-others` | the user's sessions; end one, or all others |
 //! | `GET /metrics` | the engine's metrics in Prometheus text format (no session is created) |
+//!
+//! Every error of the API is JSON, `{"error": "..."}` (the library's own errors are plain
+//! text: `app::hardening` rewrites them under `/api/`, keeping status and headers). Every
+//! response says `X-Content-Type-Options: nosniff`; the page says
+//! `Content-Security-Policy: frame-ancestors 'none'` (no other site may frame its forms).
 //!
 //! Against cross-site request forgery the forms carry the session's CSRF token (a form without
 //! it gets a 403), every POST/PUT/DELETE of the API must say `Content-Type: application/json`
 //! (else 415), and the session middleware refuses other sites' unsafe requests (403).
+//!
+//! ## Login throttle (the pattern to copy)
+//!
+//! Failed logins are counted per account (5 per 15 minutes) and per client address (20 per 15
+//! minutes) with `governor` (`throttle.rs`). The failure that spends either budget locks that
+//! account or address: every login attempt from then on, **the right password too**, is
+//! answered 429 with `Retry-After` (the form too) until one failure has refilled (3 minutes for
+//! an account, 45 s for an address), then one more try, not a new burst. Right passwords cost
+//! nothing. One throttle serves every worker (`app::configure_with`); several instances each
+//! count their own.
+//!
+//! ## Defaults worth copying
+//!
+//! `limits.max_sessions_per_user` is 10 by default: the 11th login of a user ends their least
+//! recently used session. The "Your devices" card lists this session and the most recently used
+//! others, 20 at most (`app::DEVICES_PER_PAGE`), and counts the rest. The audit log writes
+//! users' events at info level and anonymous sessions' creation and expiry at debug
+//! (`RUST_LOG=audit=debug`), so a flood of new visitors does not flood the log.
 //!
 //! A robot (a crawler, a script such as curl, or no User-Agent) gets every answer with
 //! `"available": false` and never a cookie.
@@ -62,8 +86,10 @@ mod app;
 
 use std::net::SocketAddr;
 
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use draco_session::{CONFIG_ENV, Config, SessionEngine, SessionMiddleware, events::Delivery};
+use draco_session::events::{Delivery, EventKind, SessionEvent};
+use draco_session::{CONFIG_ENV, Config, SessionEngine, SessionMiddleware};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 struct Args {
@@ -130,15 +156,27 @@ fn load_config(args: &Args) -> Config {
     }
 }
 
-/// The audit log: one line at info level (target `audit`) for each session event, of this
-/// instance and, with Redis, of every instance sharing it.
+/// The level of an event's audit line: info for what users do (login, logout, remember-me,
+/// revoked, destroyed, the expiry of a user's session), debug for the sessions anonymous
+/// visitors come and go with (`created`, an anonymous `expired`): a flood of new visitors
+/// must not flood the log (`RUST_LOG=audit=debug` shows them).
+fn audit_level(event: &SessionEvent) -> log::Level {
+    match event.kind {
+        EventKind::Created => log::Level::Debug,
+        EventKind::Expired if event.userid == 0 => log::Level::Debug,
+        _ => log::Level::Info,
+    }
+}
+
+/// The audit log: one line (target `audit`) for each session event, of this instance and,
+/// with Redis, of every instance sharing it, at the level [`audit_level`] gives it.
 async fn audit_log(engine: &SessionEngine) {
     let mut events =
         engine.subscribe().await.unwrap_or_else(|e| fail(&format!("cannot subscribe to session events: {e}")));
     actix_web::rt::spawn(async move {
         while let Some(delivery) = events.recv().await {
             match delivery {
-                Delivery::Event(event) => log::info!(target: "audit", "{event}"),
+                Delivery::Event(event) => log::log!(target: "audit", audit_level(&event), "{event}"),
                 Delivery::Missed(n) => log::warn!(target: "audit", "{n} session events missed (the log fell behind)"),
             }
         }
@@ -180,14 +218,18 @@ async fn main() -> std::io::Result<()> {
     let middleware = SessionMiddleware::new(engine.clone());
     audit_log(&engine).await;
     let engine_data = web::Data::new(engine.clone());
+    // One login throttle for the process, shared by every worker.
+    let throttle = web::Data::new(app::throttle::LoginThrottle::default());
 
     let server = HttpServer::new(move || {
         App::new()
             .wrap(middleware.clone())
+            // Outermost: sees the session middleware's refusals too.
+            .wrap(from_fn(app::hardening))
             .app_data(prometheus.clone())
             .app_data(engine_data.clone())
             .route("/metrics", web::get().to(metrics))
-            .configure(|cfg| app::configure(cfg, max_value_bytes))
+            .configure(|cfg| app::configure_with(cfg, max_value_bytes, throttle.clone()))
     })
     .bind(args.bind)
     .unwrap_or_else(|e| fail(&format!("cannot listen on {}: {e}", args.bind)));

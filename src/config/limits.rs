@@ -20,7 +20,10 @@ pub struct LimitsConfig {
     /// Most live sessions in the engine; creating one more fails with `Full`. Defaults to `10000000`.
     pub max_sessions: usize,
     /// Most logged-in sessions one user may have; past it, a login ends that user's least
-    /// recently used other session. `0` (the default): no limit.
+    /// recently used other session; `0`: no limit. Defaults to `10`: more browsers and devices
+    /// than a person keeps logged in at once, while stolen credentials replayed thousands of
+    /// times (or a script logging in without keeping its cookie) cannot pile up sessions, nor
+    /// a devices page listing them all.
     pub max_sessions_per_user: usize,
     /// Most bytes one session holds: its scope names, key names and encoded values, all
     /// scopes together. A write that would grow a session past it fails with
@@ -119,7 +122,7 @@ impl Default for LimitsConfig {
             create_rate: None,
             create_burst: 0,
             trust_forwarded_for: false,
-            max_sessions_per_user: 0,
+            max_sessions_per_user: 10,
         }
     }
 }

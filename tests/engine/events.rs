@@ -114,6 +114,7 @@ async fn every_kind_of_event_is_reported(b: Backend) {
 async fn a_subscriber_that_never_reads_holds_nothing_up_and_learns_what_it_missed(b: Backend) {
     let mut c = config(2);
     c.events.capacity = 8;
+    c.limits.max_sessions_per_user = 0;
     let (e, _clock) = b.engine_with_clock(c).await;
     let user = b.user(5);
     let mut stalled = e.subscribe().await.unwrap();

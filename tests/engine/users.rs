@@ -12,7 +12,9 @@ use crate::support::*;
 
 async fn logout_user_ends_the_users_sessions_on_every_shard(b: Backend) {
     let shards = 4;
-    let e = b.engine(shards).await;
+    let mut c = config(shards);
+    c.limits.max_sessions_per_user = 0;
+    let e = b.engine_with_clock(c).await.0;
     let (user, other_user) = (b.user(77), b.user(78));
     let mut mine = Vec::new();
     let mut covered = HashSet::new();
@@ -112,7 +114,9 @@ async fn past_max_sessions_per_user_a_login_ends_the_least_recently_used(b: Back
 }
 
 async fn without_max_sessions_per_user_logins_end_nothing(b: Backend) {
-    let e = b.engine(2).await;
+    let mut c = config(2);
+    c.limits.max_sessions_per_user = 0;
+    let e = b.engine_with_clock(c).await.0;
     let user = b.user(41);
     let mut ids = Vec::new();
     for _ in 0..6 {

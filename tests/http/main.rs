@@ -1,8 +1,9 @@
 //! The web layer over HTTP, in process (actix-web's test service) against the remember-me
 //! demo's own routes: cookies and the header transport, login and logout, values, flash
 //! messages, devices, CSRF, robots, cache headers, error statuses, engine trips per request,
-//! recorded metrics, secrets, and hostile clients. Most tests run on memory and Redis
-//! (`both!`, see `support/http.rs`); test names are `<area>::<backend>::<test>`.
+//! recorded metrics, secrets, hostile clients, and the demo's hardening (login throttle, JSON
+//! errors, security headers, its own counters, the devices card's page). Most tests run on
+//! memory and Redis (`both!`, see `support/http.rs`); test names are `<area>::<backend>::<test>`.
 
 #[macro_use]
 #[path = "../support/http.rs"]
@@ -15,6 +16,7 @@ mod cache;
 mod cookie_header;
 mod cookies;
 mod csrf;
+mod demo;
 mod devices;
 mod engine_trips;
 mod errors;

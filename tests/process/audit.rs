@@ -1,6 +1,7 @@
-//! The demo's audit log: one line at info level (target `audit`) per session event. On the
-//! memory backend its own events; two demo processes sharing one redis-server each log the
-//! other's events too.
+//! The demo's audit log: one line (target `audit`) per session event, at info level for what
+//! users do and at debug for an anonymous session's creation (a flood of new visitors must not
+//! flood the log). On the memory backend its own events; two demo processes sharing one
+//! redis-server each log the other's events too.
 //!
 //! Needs the demo binary (`cargo test --all-features` builds it; with a test filter, run
 //! `cargo build --all-features --example remember_me` first).
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use demo::Demo;
 
 const LOG: &str = "warn,audit=info";
+const DEBUG_LOG: &str = "warn,audit=debug";
 
 fn write_config(dir: &Path, storage: &str) -> PathBuf {
     let config = dir.join("config.toml");
@@ -63,11 +65,18 @@ fn assert_no_id(lines: &[String], ids: &[String]) {
     }
 }
 
-fn assert_one_login_story(lines: &[String]) {
+/// The login story's lines; `created`: whether the anonymous session's creation is among them
+/// (at debug level) or not (at info).
+fn assert_one_login_story(lines: &[String], created: bool) {
     let find = |prefix: &str| {
         lines.iter().find(|l| l.contains(prefix)).unwrap_or_else(|| panic!("no {prefix:?} line in {lines:#?}"))
     };
-    assert!(find("] created user=0 session=").contains("session="));
+    if created {
+        let line = find("] created user=0 session=");
+        assert!(line.starts_with('[') && line.contains(" DEBUG audit] "), "{line}");
+    } else {
+        assert!(lines.iter().all(|l| !l.contains("] created ")), "a created line at info: {lines:#?}");
+    }
     let login = find("] login user=1 session=");
     // The device label the login recorded, from the test client's User-Agent.
     assert!(login.contains(" device=\""), "{login}");
@@ -82,7 +91,7 @@ fn the_demo_logs_every_session_event_as_one_audit_line() {
     let demo = Demo::start_logging(&write_config(dir.path(), "persist = false\n"), LOG);
     let ids = login_and_out(&demo);
     let lines = audit_lines(&demo, "] logout user=1", 1);
-    assert_one_login_story(&lines);
+    assert_one_login_story(&lines, false);
     assert_no_id(&lines, &ids);
     // The login's session is the remember-me one, and the logout moved it on.
     let session_of = |prefix: &str| {
@@ -92,6 +101,20 @@ fn the_demo_logs_every_session_event_as_one_audit_line() {
     assert_eq!(session_of("] login user=1"), session_of("] remember_me user=1"));
     let logout = lines.iter().find(|l| l.contains("] logout user=1")).unwrap();
     assert!(logout.contains(&format!(" previous={}", session_of("] login user=1"))));
+}
+
+/// A new session is logged at debug level only: at info, a flood of new visitors wrote one line
+/// each (22,000 in a review); the users' events stay at info.
+#[test]
+fn the_demo_logs_new_sessions_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start_logging(&write_config(dir.path(), "persist = false\n"), DEBUG_LOG);
+    let ids = login_and_out(&demo);
+    let lines = audit_lines(&demo, "] logout user=1", 1);
+    assert_one_login_story(&lines, true);
+    assert_no_id(&lines, &ids);
+    let login = lines.iter().find(|l| l.contains("] login user=1")).unwrap();
+    assert!(login.contains(" INFO  audit] "), "{login}");
 }
 
 #[cfg(feature = "redis")]
@@ -105,10 +128,10 @@ fn two_demos_on_one_redis_each_log_the_others_events() {
     let ids = login_and_out(&a);
     // b did nothing, yet logs a's story; a logs it once, not twice.
     let on_b = audit_lines(&b, "] logout user=1", 1);
-    assert_one_login_story(&on_b);
+    assert_one_login_story(&on_b, false);
     assert_no_id(&on_b, &ids);
     let on_a = audit_lines(&a, "] logout user=1", 1);
-    assert_one_login_story(&on_a);
+    assert_one_login_story(&on_a, false);
     std::thread::sleep(Duration::from_millis(700));
     let on_a = audit_lines(&a, "] logout user=1", 1);
     assert_eq!(on_a.iter().filter(|l| l.contains("] login user=1")).count(), 1, "{on_a:#?}");

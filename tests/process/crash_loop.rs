@@ -58,13 +58,16 @@ const SHARDS: usize = 2;
 /// Load threads in each crash loop.
 const CLIENTS: usize = 4;
 
+/// Every client logs in as alice: no cap on her sessions (`max_sessions_per_user`), or logins
+/// would end sessions the loop checks.
 fn write_config(dir: &Path, log: &str) -> PathBuf {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[session]\nsecret = \"crash loop secret, at least 32 bytes long\"\nshards = {SHARDS}\n\
-             [cookie]\nsecure = false\n[storage]\ndir = {:?}\nsnapshot_interval = \"200ms\"\nlog = {log:?}\n",
+             [cookie]\nsecure = false\n[storage]\ndir = {:?}\nsnapshot_interval = \"200ms\"\nlog = {log:?}\n\
+             [limits]\nmax_sessions_per_user = 0\n",
             dir.join("data").display().to_string()
         ),
     )

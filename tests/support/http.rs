@@ -203,13 +203,14 @@ pub async fn write_default_scope(session: Session) -> Result<HttpResponse, WebEr
     Ok(HttpResponse::Ok().json(json!({ "a": a, "b": b, "keys": keys, "after": after, "cart": ns.keys().await? })))
 }
 
-/// The app under test on `$engine`: the demo's routes behind the session middleware, plus the
-/// test-only handlers above.
+/// The app under test on `$engine`: the demo's routes behind the session middleware (and the
+/// demo's `hardening` around it, as `main.rs` has it), plus the test-only handlers above.
 macro_rules! app {
     ($engine:expr) => {
         ::actix_web::test::init_service(
             ::actix_web::App::new()
                 .wrap(::draco_session::SessionMiddleware::new($engine.clone()))
+                .wrap(::actix_web::middleware::from_fn($crate::support::app::hardening))
                 .configure(|cfg| $crate::support::app::configure(cfg, $engine.config().limits.max_value_bytes))
                 .route("/test/boom/codec", ::actix_web::web::post().to($crate::support::boom_codec))
                 .route("/test/boom/panic", ::actix_web::web::post().to($crate::support::boom_panic))
