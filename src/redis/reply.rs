@@ -7,6 +7,7 @@ use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
 use crate::id::SessionId;
 use crate::message::SessionInfo;
+use crate::state::Lifetimes;
 
 /// The first item of every script's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,29 @@ impl Reply {
         self.status
     }
 
+    /// Fills in an "ok" answer's expiry when the script left it to the caller (nil): computed
+    /// from the persistent flag, the creation and the last access the answer carries, under
+    /// `lifetimes`, as the scripts' own Redis expiry is.
+    pub(super) fn with_expiry(mut self, lifetimes: &Lifetimes) -> Self {
+        if self.status == Status::Ok && matches!(self.items.get(EXPIRES), Some(Value::Nil)) {
+            let persistent = text(&self.items, PERSISTENT).is_some_and(|p| p == "1");
+            let expires = match (ms(&self.items, CREATED), ms(&self.items, LAST_ACCESS)) {
+                (Some(created), Some(last_access)) => {
+                    let ttl = if persistent { lifetimes.persistent_ms } else { lifetimes.volatile_ms };
+                    let idle = last_access.saturating_add(ttl);
+                    let at = match lifetimes.absolute_ms {
+                        0 => idle,
+                        absolute => idle.min(created.saturating_add(absolute)),
+                    };
+                    Value::Int(i64::try_from(at).unwrap_or(i64::MAX))
+                }
+                _ => Value::Nil,
+            };
+            self.items[EXPIRES] = expires;
+        }
+        self
+    }
+
     /// Of an "ok" answer.
     pub(super) fn metadata(&self) -> Metadata {
         Metadata(self.items[..EXTRA.min(self.items.len())].to_vec())
@@ -147,6 +171,9 @@ impl Reply {
 
     /// The counter's new value ([`COUNTER`]).
     pub(super) fn counter(&self) -> Result<i64> {
+        if let Some(Value::Int(n)) = self.items.get(COUNTER) {
+            return Ok(*n);
+        }
         let text = bytes(&self.items, COUNTER).unwrap_or_default();
         std::str::from_utf8(&text)
             .ok()
@@ -194,14 +221,20 @@ fn text(items: &[Value], i: usize) -> Option<String> {
     bytes(items, i).and_then(|b| String::from_utf8(b).ok())
 }
 
+/// A time (ms) at `i`: an integer, or an integer as text (the scripts keep times as text).
+fn ms(items: &[Value], i: usize) -> Option<u64> {
+    match items.get(i) {
+        Some(Value::Int(n)) => Some(u64::try_from(*n).unwrap_or(0)),
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
 fn info_at(items: &[Value], id: SessionId, access: usize) -> Result<SessionInfo> {
     let bad = || SessionError::internal("malformed session metadata in Redis");
     let userid = text(items, USERID).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
     let persistent = text(items, PERSISTENT).ok_or_else(bad)? == "1";
-    let ms = |i| match items.get(i) {
-        Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
-        _ => Err(bad()),
-    };
+    let ms = |i| ms(items, i).ok_or_else(bad);
     Ok(SessionInfo {
         id,
         userid,

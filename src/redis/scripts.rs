@@ -2,7 +2,8 @@
 //! running one ([`Core::exec`]).
 //!
 //! Each script is `lua/<name>.lua`, whose opening comment says what it does and what it
-//! answers, run after `lua/prelude.lua` (the helpers they share), concatenated at build time.
+//! answers, run after `lua/prelude.lua` (the helpers they share) and the helper files it names
+//! (`sizes.lua`, `values.lua`, `creating.lua`), concatenated at build time.
 //!
 //! Every script touches only keys of one session (its hash, its update lock, and for a
 //! rotation the new hash), which share one hash tag and so one Redis Cluster slot. The
@@ -10,8 +11,9 @@
 //!
 //! Common arguments: `KEYS[1]` the session hash, `KEYS[2]` its update lock; `ARGV[1]` now
 //! (ms, the engine's clock), `ARGV[2..4]` the volatile, persistent and absolute lifetimes (ms,
-//! absolute 0 = none), `ARGV[5]` the caller's lock token (`""` = holds none). Op arguments
-//! follow from `ARGV[6]`. Answers are read by `reply.rs`.
+//! absolute 0 = none), `ARGV[5]` the caller's lock token (`""` = holds none), `ARGV[6..8]` the
+//! times at or before which a session is gone (see [`Core::common_args`]). Op arguments follow
+//! from `ARGV[9]`. Answers are read by `reply.rs`.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
@@ -24,22 +26,23 @@ use super::reply::{Metadata, Reply, Status};
 use super::store::Core;
 use crate::error::{Result, SessionError};
 
+/// A script: `lua/prelude.lua`, then the helper files it names, then its own file.
 macro_rules! script {
-    ($(#[$doc:meta])* $name:ident = $file:literal) => {
+    ($(#[$doc:meta])* $name:ident = $($file:literal),+) => {
         $(#[$doc])*
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(include_str!("lua/prelude.lua"), include_str!(concat!("lua/", $file))))
+            Script::new(concat!(include_str!("lua/prelude.lua"), $(include_str!(concat!("lua/", $file))),+))
         });
     };
 }
 
 script!(
     /// A new anonymous session.
-    CREATE = "create.lua"
+    CREATE = "creating.lua", "create.lua"
 );
 script!(
     /// A new anonymous session holding a counter's first value.
-    CREATE_COUNTER = "create_counter.lua"
+    CREATE_COUNTER = "creating.lua", "create_counter.lua"
 );
 script!(
     /// A value.
@@ -47,15 +50,15 @@ script!(
 );
 script!(
     /// Writes a value.
-    SET = "set.lua"
+    SET = "sizes.lua", "values.lua", "set.lua"
 );
 script!(
     /// Removes a value.
-    REMOVE = "remove.lua"
+    REMOVE = "sizes.lua", "values.lua", "remove.lua"
 );
 script!(
     /// Removes a scope's values, or all.
-    CLEAR = "clear.lua"
+    CLEAR = "sizes.lua", "values.lua", "clear.lua"
 );
 script!(
     /// The keys of a scope.
@@ -83,7 +86,7 @@ script!(
 );
 script!(
     /// Integer increment of a value.
-    INCREMENT = "increment.lua"
+    INCREMENT = "sizes.lua", "increment.lua"
 );
 script!(
     /// Update, step 1: takes the update lock and reads the value (see `lock.rs`).
@@ -91,7 +94,7 @@ script!(
 );
 script!(
     /// Update, step 2: writes the value and releases the lock (see `lock.rs`).
-    COMMIT = "commit.lua"
+    COMMIT = "sizes.lua", "values.lua", "commit.lua"
 );
 script!(
     /// Update abandoned: releases the lock (see `lock.rs`).
@@ -114,14 +117,24 @@ pub(super) fn watching<R>(op: impl Future<Output = R>) -> impl Future<Output = (
 }
 
 impl Core {
-    fn common_args(&self, token: &str) -> [Vec<u8>; 5] {
+    /// `ARGV[1..8]`: now, the three lifetimes, the lock token, and the times at or before
+    /// which a session is gone: its last access, volatile (now - volatile lifetime) or
+    /// persistent, and its creation (now - absolute lifetime); `""` when there is no such time
+    /// (before the clock's start, or no absolute lifetime).
+    fn common_args(&self, token: &str) -> [Vec<u8>; 8] {
         let l = &self.lifetimes;
+        let now = self.clock.now_ms();
+        let text = |n: u64| itoa::Buffer::new().format(n).as_bytes().to_vec();
+        let gone_at = |lifetime: u64| now.checked_sub(lifetime).map(text).unwrap_or_default();
         [
-            self.clock.now_ms().to_string().into_bytes(),
-            l.volatile_ms.to_string().into_bytes(),
-            l.persistent_ms.to_string().into_bytes(),
-            l.absolute_ms.to_string().into_bytes(),
+            text(now),
+            text(l.volatile_ms),
+            text(l.persistent_ms),
+            text(l.absolute_ms),
             token.as_bytes().to_vec(),
+            gone_at(l.volatile_ms),
+            gone_at(l.persistent_ms),
+            if l.absolute_ms == 0 { Vec::new() } else { gone_at(l.absolute_ms) },
         ]
     }
 
@@ -146,7 +159,7 @@ impl Core {
             for arg in args {
                 invocation.arg(*arg);
             }
-            let reply = Reply::parse(self.link.invoke(&invocation).await?)?;
+            let reply = Reply::parse(self.link.invoke(&invocation).await?)?.with_expiry(&self.lifetimes);
             let limits = &self.limits;
             match reply.status() {
                 Status::Ok => {
