@@ -91,8 +91,10 @@ pub(super) struct Reply {
     items: Vec<Value>,
 }
 
-/// The metadata items of an "ok" answer, kept after the rest of it is dropped.
-pub(super) struct Metadata(Vec<Value>);
+/// The metadata of an "ok" answer, kept after the rest of it is dropped: its user id,
+/// remember-me flag, creation, expiry and last access before the script's use (ms); `None`
+/// when malformed.
+pub(super) struct Metadata(Option<(u64, bool, u64, u64, u64)>);
 
 impl Reply {
     /// Errors on anything but an array starting with a known status.
@@ -117,7 +119,7 @@ impl Reply {
     /// `lifetimes`, as the scripts' own Redis expiry is.
     pub(super) fn with_expiry(mut self, lifetimes: &Lifetimes) -> Self {
         if self.status == Status::Ok && matches!(self.items.get(EXPIRES), Some(Value::Nil)) {
-            let persistent = text(&self.items, PERSISTENT).is_some_and(|p| p == "1");
+            let persistent = str_at(&self.items, PERSISTENT) == Some("1");
             let expires = match (ms(&self.items, CREATED), ms(&self.items, LAST_ACCESS)) {
                 (Some(created), Some(last_access)) => {
                     let ttl = if persistent { lifetimes.persistent_ms } else { lifetimes.volatile_ms };
@@ -137,7 +139,14 @@ impl Reply {
 
     /// Of an "ok" answer.
     pub(super) fn metadata(&self) -> Metadata {
-        Metadata(self.items[..EXTRA.min(self.items.len())].to_vec())
+        let items = &self.items;
+        let userid = str_at(items, USERID).and_then(|t| t.parse().ok());
+        let persistent = str_at(items, PERSISTENT).map(|p| p == "1");
+        let times = (ms(items, CREATED), ms(items, EXPIRES), ms(items, PREVIOUS_ACCESS));
+        Metadata(match (userid, persistent, times) {
+            (Some(u), Some(p), (Some(c), Some(e), Some(a))) => Some((u, p, c, e, a)),
+            _ => None,
+        })
     }
 
     /// The metadata of an "ok" answer as the info of session `id`.
@@ -205,7 +214,16 @@ impl Metadata {
     /// The info of session `id` as it was before the script's use of it: the previous last
     /// access in place of the new one.
     pub(super) fn info_before(&self, id: SessionId) -> Result<SessionInfo> {
-        info_at(&self.0, id, PREVIOUS_ACCESS)
+        let (userid, persistent, created, expires, last_access) =
+            self.0.ok_or_else(|| SessionError::internal("malformed session metadata in Redis"))?;
+        Ok(SessionInfo {
+            id,
+            userid,
+            persistent,
+            created: to_system_time(created),
+            last_access: to_system_time(last_access),
+            expires: to_system_time(expires),
+        })
     }
 }
 
@@ -213,6 +231,15 @@ fn bytes(items: &[Value], i: usize) -> Option<Vec<u8>> {
     match items.get(i) {
         Some(Value::BulkString(b)) => Some(b.clone()),
         Some(Value::SimpleString(s)) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+/// The text at `i`, borrowed.
+fn str_at(items: &[Value], i: usize) -> Option<&str> {
+    match items.get(i) {
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok(),
+        Some(Value::SimpleString(s)) => Some(s),
         _ => None,
     }
 }
@@ -232,8 +259,8 @@ fn ms(items: &[Value], i: usize) -> Option<u64> {
 
 fn info_at(items: &[Value], id: SessionId, access: usize) -> Result<SessionInfo> {
     let bad = || SessionError::internal("malformed session metadata in Redis");
-    let userid = text(items, USERID).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
-    let persistent = text(items, PERSISTENT).ok_or_else(bad)? == "1";
+    let userid = str_at(items, USERID).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let persistent = str_at(items, PERSISTENT).ok_or_else(bad)? == "1";
     let ms = |i| ms(items, i).ok_or_else(bad);
     Ok(SessionInfo {
         id,

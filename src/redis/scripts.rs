@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, Script};
 
 use super::keys::SessionKeys;
 use super::lock::{self, Backoff};
@@ -117,25 +117,26 @@ pub(super) fn watching<R>(op: impl Future<Output = R>) -> impl Future<Output = (
 }
 
 impl Core {
-    /// `ARGV[1..8]`: now, the three lifetimes, the lock token, and the times at or before
-    /// which a session is gone: its last access, volatile (now - volatile lifetime) or
+    /// Adds `ARGV[1..8]` to `cmd`: now, the three lifetimes, the lock token, and the times at or
+    /// before which a session is gone: its last access, volatile (now - volatile lifetime) or
     /// persistent, and its creation (now - absolute lifetime); `""` when there is no such time
     /// (before the clock's start, or no absolute lifetime).
-    fn common_args(&self, token: &str) -> [Vec<u8>; 8] {
+    fn common_args(&self, cmd: &mut Cmd, token: &str) {
+        fn time(cmd: &mut Cmd, ms: Option<u64>) {
+            match ms {
+                Some(ms) => cmd.arg(itoa::Buffer::new().format(ms)),
+                None => cmd.arg(""),
+            };
+        }
         let l = &self.lifetimes;
         let now = self.clock.now_ms();
-        let text = |n: u64| itoa::Buffer::new().format(n).as_bytes().to_vec();
-        let gone_at = |lifetime: u64| now.checked_sub(lifetime).map(text).unwrap_or_default();
-        [
-            text(now),
-            text(l.volatile_ms),
-            text(l.persistent_ms),
-            text(l.absolute_ms),
-            token.as_bytes().to_vec(),
-            gone_at(l.volatile_ms),
-            gone_at(l.persistent_ms),
-            if l.absolute_ms == 0 { Vec::new() } else { gone_at(l.absolute_ms) },
-        ]
+        for ms in [now, l.volatile_ms, l.persistent_ms, l.absolute_ms] {
+            time(cmd, Some(ms));
+        }
+        cmd.arg(token);
+        time(cmd, now.checked_sub(l.volatile_ms));
+        time(cmd, now.checked_sub(l.persistent_ms));
+        time(cmd, if l.absolute_ms == 0 { None } else { now.checked_sub(l.absolute_ms) });
     }
 
     /// Runs `script` on one session; waits out another caller's update lock; maps the
@@ -149,17 +150,19 @@ impl Core {
     pub(super) async fn exec_keys(&self, script: &Script, keys: &[&str], token: &str, args: &[&[u8]]) -> Result<Reply> {
         let mut backoff = Backoff::new();
         loop {
-            let mut invocation = script.prepare_invoke();
+            // EVALSHA built here, in one buffer (a `ScriptInvocation` copies every argument
+            // twice); `Link::invoke` loads the script when Redis does not have it.
+            let size = keys.iter().map(|k| k.len()).sum::<usize>() + args.iter().map(|a| a.len()).sum::<usize>();
+            let mut cmd = Cmd::with_capacity(3 + keys.len() + 8 + args.len(), size + 160);
+            cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
             for key in keys {
-                invocation.key(*key);
+                cmd.arg(*key);
             }
-            for arg in self.common_args(token) {
-                invocation.arg(arg);
-            }
+            self.common_args(&mut cmd, token);
             for arg in args {
-                invocation.arg(*arg);
+                cmd.arg(*arg);
             }
-            let reply = Reply::parse(self.link.invoke(&invocation).await?)?.with_expiry(&self.lifetimes);
+            let reply = Reply::parse(self.link.invoke(script, &cmd).await?)?.with_expiry(&self.lifetimes);
             let limits = &self.limits;
             match reply.status() {
                 Status::Ok => {

@@ -4,14 +4,15 @@
 -- {"toomany"}, {"toolarge", size}, {"toobig", size}; {"fallback"} when the stored value or the
 -- sum is not an integer Lua adds exactly: the caller then uses the general update path, which
 -- decodes with serde like the memory backend.
--- A counter that keeps its number of digits takes five commands: HMGET (metadata, `b`, the
--- value), GET (the lock), HINCRBY, HSET (the last access), PEXPIRE.
-if not load(true, 'b', ARGV[9]) then return {'gone'} end
+-- A counter that keeps its number of digits takes five commands: HMGET (metadata, the value),
+-- GET (the lock), HINCRBY, HSET (the last access), PEXPIRE; `b` is read only when the size
+-- changes.
+if not load(true, ARGV[9]) then return {'gone'} end
 if busy() then
   save()
   return {'locked'}
 end
-local b, v = m[5], m[6]
+local v = m[5]
 local n = 0
 if v then
   if not (v == '0' or string.match(v, '^-?[1-9]%d*$')) or #v > 15 then
@@ -19,7 +20,7 @@ if v then
     return {'fallback'}
   end
   n = tonumber(v)
-elseif data_len(b) >= tonumber(ARGV[11]) then
+elseif data_len() >= tonumber(ARGV[11]) then
   slide()
   return {'toomany'}
 end
@@ -39,11 +40,11 @@ if len > tonumber(ARGV[12]) then
   save()
   return {'toolarge', len}
 end
--- The size, and so `b`, changes only when the number of digits does (or `b` is not kept yet).
+-- The size, and so `b`, changes only when the number of digits does.
 local old, after = v and #v, nil
-if len ~= old or not b then
+if len ~= old then
   old = old or -names(ARGV[9])
-  after = size(b) - old + len
+  after = size(redis.call('HGET', key, 'b')) - old + len
   if len > old and after > tonumber(ARGV[13]) then
     slide()
     return {'toobig', after}

@@ -4,8 +4,10 @@
 -- size as limits.max_session_bytes counts it (names and values), kept by every script that
 -- writes or deletes a value. The helpers take `b` as the script loaded it (false: absent).
 --
--- The number of values: every field but the four of the metadata and `b`.
+-- The number of values: every field but the four of the metadata and `b` (`b` as loaded, or
+-- nil: looked up).
 local function data_len(b)
+  if b == nil then b = redis.call('HEXISTS', key, 'b') == 1 end
   return redis.call('HLEN', key) - 4 - (b and 1 or 0)
 end
 -- The scope and key bytes of value field f.
