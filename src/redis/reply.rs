@@ -16,6 +16,9 @@ pub(super) enum Status {
     Ok,
     /// `destroy.lua`, `unlock.lua`: ran, with no metadata.
     Done,
+    /// `create*.lua`: the session is made, at the time that follows; the rest of its metadata
+    /// is what every new session has.
+    New,
     /// The new key is taken (`create*.lua`, `rotate.lua`).
     Exists,
     /// Not done: the caller takes its general path (`create_counter.lua`, `increment.lua`).
@@ -43,6 +46,7 @@ impl Status {
         Ok(match status {
             "ok" => Self::Ok,
             "done" => Self::Done,
+            "new" => Self::New,
             "exists" => Self::Exists,
             "fallback" => Self::Fallback,
             "gone" => Self::Gone,
@@ -82,6 +86,8 @@ const COUNTER: usize = EXTRA;
 const PREVIOUS_USER: usize = EXTRA;
 /// `destroy.lua`: {"done", userid}, nil when it deleted nothing.
 const DELETED_USER: usize = 1;
+/// `create*.lua`: {"new", now}.
+const NEW_AT: usize = 1;
 /// `increment.lua`: {"toolarge", size}; writing scripts: {"toobig", size}.
 const SIZE: usize = 1;
 
@@ -135,6 +141,24 @@ impl Reply {
             self.items[EXPIRES] = expires;
         }
         self
+    }
+
+    /// The info of session `id`, just made ("new" answer): anonymous, not remembered, created
+    /// and last used at the time the answer carries.
+    pub(super) fn new_session(&self, id: SessionId, lifetimes: &Lifetimes) -> Result<SessionInfo> {
+        let now = ms(&self.items, NEW_AT).ok_or_else(|| SessionError::internal("malformed new-session reply"))?;
+        let expires = match lifetimes.absolute_ms {
+            0 => lifetimes.volatile_ms,
+            absolute => lifetimes.volatile_ms.min(absolute),
+        };
+        Ok(SessionInfo {
+            id,
+            userid: 0,
+            persistent: false,
+            created: to_system_time(now),
+            last_access: to_system_time(now),
+            expires: to_system_time(now.saturating_add(expires)),
+        })
     }
 
     /// Of an "ok" answer.

@@ -3,7 +3,7 @@
 //!
 //! Each script is `lua/<name>.lua`, whose opening comment says what it does and what it
 //! answers, run after `lua/prelude.lua` (the helpers they share) and the helper files it names
-//! (`sizes.lua`, `values.lua`, `creating.lua`), concatenated at build time.
+//! (`load.lua`, `sizes.lua`, `values.lua`, `creating.lua`), concatenated at build time.
 //!
 //! Every script touches only keys of one session (its hash, its update lock, and for a
 //! rotation the new hash), which share one hash tag and so one Redis Cluster slot. The
@@ -46,39 +46,39 @@ script!(
 );
 script!(
     /// A value.
-    GET = "get.lua"
+    GET = "load.lua", "get.lua"
 );
 script!(
     /// Writes a value.
-    SET = "sizes.lua", "values.lua", "set.lua"
+    SET = "load.lua", "sizes.lua", "values.lua", "set.lua"
 );
 script!(
     /// Removes a value.
-    REMOVE = "sizes.lua", "values.lua", "remove.lua"
+    REMOVE = "load.lua", "sizes.lua", "values.lua", "remove.lua"
 );
 script!(
     /// Removes a scope's values, or all.
-    CLEAR = "sizes.lua", "values.lua", "clear.lua"
+    CLEAR = "load.lua", "sizes.lua", "values.lua", "clear.lua"
 );
 script!(
     /// The keys of a scope.
-    KEYS = "keys.lua"
+    KEYS = "load.lua", "keys.lua"
 );
 script!(
     /// The metadata; not a use.
-    INFO = "info.lua"
+    INFO = "load.lua", "info.lua"
 );
 script!(
     /// A use: slides the expiry.
-    TOUCH = "touch.lua"
+    TOUCH = "load.lua", "touch.lua"
 );
 script!(
     /// Remember-me on or off.
-    SET_PERSISTENT = "set_persistent.lua"
+    SET_PERSISTENT = "load.lua", "set_persistent.lua"
 );
 script!(
     /// Login/logout: the session moves to a new id of the same slot group.
-    ROTATE = "rotate.lua"
+    ROTATE = "load.lua", "rotate.lua"
 );
 script!(
     /// Deletes the session.
@@ -86,15 +86,15 @@ script!(
 );
 script!(
     /// Integer increment of a value.
-    INCREMENT = "sizes.lua", "increment.lua"
+    INCREMENT = "load.lua", "sizes.lua", "increment.lua"
 );
 script!(
     /// Update, step 1: takes the update lock and reads the value (see `lock.rs`).
-    LOCK_READ = "lock_read.lua"
+    LOCK_READ = "load.lua", "lock_read.lua"
 );
 script!(
     /// Update, step 2: writes the value and releases the lock (see `lock.rs`).
-    COMMIT = "sizes.lua", "values.lua", "commit.lua"
+    COMMIT = "load.lua", "sizes.lua", "values.lua", "commit.lua"
 );
 script!(
     /// Update abandoned: releases the lock (see `lock.rs`).
@@ -140,7 +140,7 @@ impl Core {
     }
 
     /// Runs `script` on one session; waits out another caller's update lock; maps the
-    /// statuses every script shares to errors, so only "ok", "done", "exists" and "fallback"
+    /// statuses every script shares to errors, so only "ok", "done", "new", "exists" and "fallback"
     /// come back.
     pub(super) async fn exec(&self, script: &Script, k: &SessionKeys, token: &str, args: &[&[u8]]) -> Result<Reply> {
         self.exec_keys(script, &[&k.session, &k.lock], token, args).await
@@ -171,7 +171,7 @@ impl Core {
                     });
                     return Ok(reply);
                 }
-                Status::Done | Status::Exists | Status::Fallback => return Ok(reply),
+                Status::Done | Status::New | Status::Exists | Status::Fallback => return Ok(reply),
                 Status::Gone => return Err(SessionError::SessionGone),
                 Status::NotLoggedIn => return Err(SessionError::NotLoggedIn),
                 Status::Full => return Err(SessionError::Full { limit: limits.max_sessions }),

@@ -230,7 +230,7 @@ impl Core {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     // Counted as the two operations it stands for.
                     self.operations.fetch_add(1, Ordering::Relaxed);
-                    let info = r.info(new)?;
+                    let info = r.new_session(new, &self.lifetimes)?;
                     if event.is_none() {
                         self.publish(EventKind::Created, 0, new.random()).await;
                     }
@@ -260,7 +260,7 @@ impl Core {
                 Status::Exists => continue,
                 _ => {
                     self.created.fetch_add(1, Ordering::Relaxed);
-                    let info = r.info(new)?;
+                    let info = r.new_session(new, &self.lifetimes)?;
                     if event.is_none() {
                         self.publish(EventKind::Created, 0, new.random()).await;
                     }

@@ -3,10 +3,11 @@
 -- ARGV[9] as in create.lua; ARGV[13], ARGV[14] with KEYS[3]: the creation event (see `created`
 -- in creating.lua). The caller checked the value against the limits (else it creates and
 -- increments in two steps, which report any error the same way as always).
--- Answers "ok", the metadata and the value; {"full"} and {"exists"} as create.lua.
+-- Answers {"new", now} (the caller knows the rest of the metadata, and the value); {"full"}
+-- and {"exists"} as create.lua.
 if full(ARGV[9]) then return {'full'} end
 if redis.call('EXISTS', key) == 1 then return {'exists'} end
 m = {'0', '0', now, now}
 slide('u', '0', 'p', '0', 'c', now, 'a', now, ARGV[10], ARGV[11], 'b', ARGV[12])
 created(13)
-return reply(ARGV[11])
+return {'new', now}
