@@ -19,7 +19,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, Value};
 use tokio::time::error::Elapsed;
 
 use crate::error::{Result, SessionError, Unavailable};
@@ -446,10 +446,21 @@ impl Link {
         self.answered(&conn, answer)
     }
 
-    /// One script, bounded by [`COMMAND_TIMEOUT`].
-    pub(super) async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value> {
+    /// One script: `evalsha`, an `EVALSHA` of `script`, which is loaded first when Redis does
+    /// not have it (a restart, a new node); bounded by [`COMMAND_TIMEOUT`].
+    pub(super) async fn invoke(&self, script: &Script, evalsha: &Cmd) -> Result<Value> {
         let mut conn = self.conn();
-        let answer = tokio::time::timeout(COMMAND_TIMEOUT, invocation.invoke_async(&mut conn)).await;
+        let answer = tokio::time::timeout(COMMAND_TIMEOUT, evaluate(script, evalsha, &mut conn)).await;
         self.answered(&conn, answer)
+    }
+}
+
+async fn evaluate(script: &Script, evalsha: &Cmd, conn: &mut Conn) -> RedisResult<Value> {
+    match evalsha.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+            script.load_async(conn).await?;
+            evalsha.query_async(conn).await
+        }
+        answer => answer,
     }
 }

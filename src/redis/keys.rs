@@ -88,6 +88,13 @@ pub(crate) fn scope_prefix(scope: &str) -> Vec<u8> {
 /// Field prefix shared by every value of every scope.
 pub(crate) const ALL_SCOPES: &[u8] = b"d";
 
+/// The bytes of the scope and key a value field names (what `limits.max_session_bytes` counts
+/// of it): the field but its `d<scope len>:` prefix.
+pub(crate) fn names_len(field: &[u8]) -> usize {
+    let prefix = field.iter().position(|&b| b == b':').map_or(0, |colon| colon + 1);
+    field.len() - prefix
+}
+
 /// The hash field holding `scope`/`key`.
 pub(crate) fn field(scope: &str, key: &str) -> Vec<u8> {
     let mut out = scope_prefix(scope);

@@ -4,6 +4,14 @@
 //! - **One session = one hash** (`u`, `p`, `c`, `a` metadata fields; values under
 //!   `d<scope len>:<scope><key>`), expiring through Redis's own `PEXPIRE`, slid on every use.
 //!   Every operation is one Lua script on that session's keys, so it is atomic.
+//! - **Script cost.** A script's time is Redis's one thread's, shared by every instance: each
+//!   reads what it needs in one `HMGET` and writes the session's fields in one `HSET`; times
+//!   stay text (the caller passes the times at or before which a session is gone, and works
+//!   out the reply's expiry itself); a counter adds with `HINCRBY` and touches `b` only when its
+//!   digit count changes. A returning visitor's increment is one script of five commands
+//!   (`HMGET`, `GET` of the lock, `HINCRBY`, `HSET`, `PEXPIRE`); a new visitor's first increment
+//!   one script of `DBSIZE`, `EXISTS`, `HSET`, `PEXPIRE` and the created event's `XADD`, which
+//!   answers only the time (`{"new", now}`: the rest of a new session's metadata is known).
 //! - **Cluster.** A session's keys carry the hash tag `{gggg}`, the id's 14-bit slot group,
 //!   and login/logout draw the new id from the same group, so the rotation script (rename to
 //!   the new key, old key gone in the same step) touches one slot only. The per-user index

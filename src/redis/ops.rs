@@ -110,17 +110,17 @@ impl OnRedis for Increment<'_> {
     async fn run(self, store: &RedisStore) -> Result<i64> {
         let (id, field, by) = (self.id, keys::field(&self.scope, &self.key), self.by);
         if by.unsigned_abs() < EXACT {
-            let in_script = field.clone();
+            let in_script = &field;
             let n = store
                 .run_here(move |c| async move {
-                    let args = [
+                    let (mut b, mut k, mut v, mut s) = Default::default();
+                    let args: [&[u8]; 5] = [
                         in_script,
-                        by.to_string().into_bytes(),
-                        c.limits.max_keys.to_string().into_bytes(),
-                        c.limits.max_value_bytes.to_string().into_bytes(),
-                        c.limits.max_session_bytes.to_string().into_bytes(),
+                        itoa::Buffer::format(&mut b, by).as_bytes(),
+                        itoa::Buffer::format(&mut k, c.limits.max_keys).as_bytes(),
+                        itoa::Buffer::format(&mut v, c.limits.max_value_bytes).as_bytes(),
+                        itoa::Buffer::format(&mut s, c.limits.max_session_bytes).as_bytes(),
                     ];
-                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                     let r = c.exec(&scripts::INCREMENT, &keys::session(&id), "", &args).await?;
                     if r.status() == Status::Fallback {
                         return Ok(None);

@@ -7,6 +7,7 @@ use crate::clock::to_system_time;
 use crate::error::{Result, SessionError};
 use crate::id::SessionId;
 use crate::message::SessionInfo;
+use crate::state::Lifetimes;
 
 /// The first item of every script's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,9 @@ pub(super) enum Status {
     Ok,
     /// `destroy.lua`, `unlock.lua`: ran, with no metadata.
     Done,
+    /// `create*.lua`: the session is made, at the time that follows; the rest of its metadata
+    /// is what every new session has.
+    New,
     /// The new key is taken (`create*.lua`, `rotate.lua`).
     Exists,
     /// Not done: the caller takes its general path (`create_counter.lua`, `increment.lua`).
@@ -42,6 +46,7 @@ impl Status {
         Ok(match status {
             "ok" => Self::Ok,
             "done" => Self::Done,
+            "new" => Self::New,
             "exists" => Self::Exists,
             "fallback" => Self::Fallback,
             "gone" => Self::Gone,
@@ -81,6 +86,8 @@ const COUNTER: usize = EXTRA;
 const PREVIOUS_USER: usize = EXTRA;
 /// `destroy.lua`: {"done", userid}, nil when it deleted nothing.
 const DELETED_USER: usize = 1;
+/// `create*.lua`: {"new", now}.
+const NEW_AT: usize = 1;
 /// `increment.lua`: {"toolarge", size}; writing scripts: {"toobig", size}.
 const SIZE: usize = 1;
 
@@ -90,8 +97,10 @@ pub(super) struct Reply {
     items: Vec<Value>,
 }
 
-/// The metadata items of an "ok" answer, kept after the rest of it is dropped.
-pub(super) struct Metadata(Vec<Value>);
+/// The metadata of an "ok" answer, kept after the rest of it is dropped: its user id,
+/// remember-me flag, creation, expiry and last access before the script's use (ms); `None`
+/// when malformed.
+pub(super) struct Metadata(Option<(u64, bool, u64, u64, u64)>);
 
 impl Reply {
     /// Errors on anything but an array starting with a known status.
@@ -111,9 +120,57 @@ impl Reply {
         self.status
     }
 
+    /// Fills in an "ok" answer's expiry when the script left it to the caller (nil): computed
+    /// from the persistent flag, the creation and the last access the answer carries, under
+    /// `lifetimes`, as the scripts' own Redis expiry is.
+    pub(super) fn with_expiry(mut self, lifetimes: &Lifetimes) -> Self {
+        if self.status == Status::Ok && matches!(self.items.get(EXPIRES), Some(Value::Nil)) {
+            let persistent = str_at(&self.items, PERSISTENT) == Some("1");
+            let expires = match (ms(&self.items, CREATED), ms(&self.items, LAST_ACCESS)) {
+                (Some(created), Some(last_access)) => {
+                    let ttl = if persistent { lifetimes.persistent_ms } else { lifetimes.volatile_ms };
+                    let idle = last_access.saturating_add(ttl);
+                    let at = match lifetimes.absolute_ms {
+                        0 => idle,
+                        absolute => idle.min(created.saturating_add(absolute)),
+                    };
+                    Value::Int(i64::try_from(at).unwrap_or(i64::MAX))
+                }
+                _ => Value::Nil,
+            };
+            self.items[EXPIRES] = expires;
+        }
+        self
+    }
+
+    /// The info of session `id`, just made ("new" answer): anonymous, not remembered, created
+    /// and last used at the time the answer carries.
+    pub(super) fn new_session(&self, id: SessionId, lifetimes: &Lifetimes) -> Result<SessionInfo> {
+        let now = ms(&self.items, NEW_AT).ok_or_else(|| SessionError::internal("malformed new-session reply"))?;
+        let expires = match lifetimes.absolute_ms {
+            0 => lifetimes.volatile_ms,
+            absolute => lifetimes.volatile_ms.min(absolute),
+        };
+        Ok(SessionInfo {
+            id,
+            userid: 0,
+            persistent: false,
+            created: to_system_time(now),
+            last_access: to_system_time(now),
+            expires: to_system_time(now.saturating_add(expires)),
+        })
+    }
+
     /// Of an "ok" answer.
     pub(super) fn metadata(&self) -> Metadata {
-        Metadata(self.items[..EXTRA.min(self.items.len())].to_vec())
+        let items = &self.items;
+        let userid = str_at(items, USERID).and_then(|t| t.parse().ok());
+        let persistent = str_at(items, PERSISTENT).map(|p| p == "1");
+        let times = (ms(items, CREATED), ms(items, EXPIRES), ms(items, PREVIOUS_ACCESS));
+        Metadata(match (userid, persistent, times) {
+            (Some(u), Some(p), (Some(c), Some(e), Some(a))) => Some((u, p, c, e, a)),
+            _ => None,
+        })
     }
 
     /// The metadata of an "ok" answer as the info of session `id`.
@@ -147,6 +204,9 @@ impl Reply {
 
     /// The counter's new value ([`COUNTER`]).
     pub(super) fn counter(&self) -> Result<i64> {
+        if let Some(Value::Int(n)) = self.items.get(COUNTER) {
+            return Ok(*n);
+        }
         let text = bytes(&self.items, COUNTER).unwrap_or_default();
         std::str::from_utf8(&text)
             .ok()
@@ -178,7 +238,16 @@ impl Metadata {
     /// The info of session `id` as it was before the script's use of it: the previous last
     /// access in place of the new one.
     pub(super) fn info_before(&self, id: SessionId) -> Result<SessionInfo> {
-        info_at(&self.0, id, PREVIOUS_ACCESS)
+        let (userid, persistent, created, expires, last_access) =
+            self.0.ok_or_else(|| SessionError::internal("malformed session metadata in Redis"))?;
+        Ok(SessionInfo {
+            id,
+            userid,
+            persistent,
+            created: to_system_time(created),
+            last_access: to_system_time(last_access),
+            expires: to_system_time(expires),
+        })
     }
 }
 
@@ -190,18 +259,33 @@ fn bytes(items: &[Value], i: usize) -> Option<Vec<u8>> {
     }
 }
 
+/// The text at `i`, borrowed.
+fn str_at(items: &[Value], i: usize) -> Option<&str> {
+    match items.get(i) {
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok(),
+        Some(Value::SimpleString(s)) => Some(s),
+        _ => None,
+    }
+}
+
 fn text(items: &[Value], i: usize) -> Option<String> {
     bytes(items, i).and_then(|b| String::from_utf8(b).ok())
 }
 
+/// A time (ms) at `i`: an integer, or an integer as text (the scripts keep times as text).
+fn ms(items: &[Value], i: usize) -> Option<u64> {
+    match items.get(i) {
+        Some(Value::Int(n)) => Some(u64::try_from(*n).unwrap_or(0)),
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
 fn info_at(items: &[Value], id: SessionId, access: usize) -> Result<SessionInfo> {
     let bad = || SessionError::internal("malformed session metadata in Redis");
-    let userid = text(items, USERID).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
-    let persistent = text(items, PERSISTENT).ok_or_else(bad)? == "1";
-    let ms = |i| match items.get(i) {
-        Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
-        _ => Err(bad()),
-    };
+    let userid = str_at(items, USERID).and_then(|t| t.parse().ok()).ok_or_else(bad)?;
+    let persistent = str_at(items, PERSISTENT).ok_or_else(bad)? == "1";
+    let ms = |i| ms(items, i).ok_or_else(bad);
     Ok(SessionInfo {
         id,
         userid,

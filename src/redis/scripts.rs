@@ -2,7 +2,8 @@
 //! running one ([`Core::exec`]).
 //!
 //! Each script is `lua/<name>.lua`, whose opening comment says what it does and what it
-//! answers, run after `lua/prelude.lua` (the helpers they share), concatenated at build time.
+//! answers, run after `lua/prelude.lua` (the helpers they share) and the helper files it names
+//! (`load.lua`, `sizes.lua`, `values.lua`, `creating.lua`), concatenated at build time.
 //!
 //! Every script touches only keys of one session (its hash, its update lock, and for a
 //! rotation the new hash), which share one hash tag and so one Redis Cluster slot. The
@@ -10,13 +11,14 @@
 //!
 //! Common arguments: `KEYS[1]` the session hash, `KEYS[2]` its update lock; `ARGV[1]` now
 //! (ms, the engine's clock), `ARGV[2..4]` the volatile, persistent and absolute lifetimes (ms,
-//! absolute 0 = none), `ARGV[5]` the caller's lock token (`""` = holds none). Op arguments
-//! follow from `ARGV[6]`. Answers are read by `reply.rs`.
+//! absolute 0 = none), `ARGV[5]` the caller's lock token (`""` = holds none), `ARGV[6..8]` the
+//! times at or before which a session is gone (see [`Core::common_args`]). Op arguments follow
+//! from `ARGV[9]`. Answers are read by `reply.rs`.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, Script};
 
 use super::keys::SessionKeys;
 use super::lock::{self, Backoff};
@@ -24,58 +26,59 @@ use super::reply::{Metadata, Reply, Status};
 use super::store::Core;
 use crate::error::{Result, SessionError};
 
+/// A script: `lua/prelude.lua`, then the helper files it names, then its own file.
 macro_rules! script {
-    ($(#[$doc:meta])* $name:ident = $file:literal) => {
+    ($(#[$doc:meta])* $name:ident = $($file:literal),+) => {
         $(#[$doc])*
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(include_str!("lua/prelude.lua"), include_str!(concat!("lua/", $file))))
+            Script::new(concat!(include_str!("lua/prelude.lua"), $(include_str!(concat!("lua/", $file))),+))
         });
     };
 }
 
 script!(
     /// A new anonymous session.
-    CREATE = "create.lua"
+    CREATE = "creating.lua", "create.lua"
 );
 script!(
     /// A new anonymous session holding a counter's first value.
-    CREATE_COUNTER = "create_counter.lua"
+    CREATE_COUNTER = "creating.lua", "create_counter.lua"
 );
 script!(
     /// A value.
-    GET = "get.lua"
+    GET = "load.lua", "get.lua"
 );
 script!(
     /// Writes a value.
-    SET = "set.lua"
+    SET = "load.lua", "sizes.lua", "values.lua", "set.lua"
 );
 script!(
     /// Removes a value.
-    REMOVE = "remove.lua"
+    REMOVE = "load.lua", "sizes.lua", "values.lua", "remove.lua"
 );
 script!(
     /// Removes a scope's values, or all.
-    CLEAR = "clear.lua"
+    CLEAR = "load.lua", "sizes.lua", "values.lua", "clear.lua"
 );
 script!(
     /// The keys of a scope.
-    KEYS = "keys.lua"
+    KEYS = "load.lua", "keys.lua"
 );
 script!(
     /// The metadata; not a use.
-    INFO = "info.lua"
+    INFO = "load.lua", "info.lua"
 );
 script!(
     /// A use: slides the expiry.
-    TOUCH = "touch.lua"
+    TOUCH = "load.lua", "touch.lua"
 );
 script!(
     /// Remember-me on or off.
-    SET_PERSISTENT = "set_persistent.lua"
+    SET_PERSISTENT = "load.lua", "set_persistent.lua"
 );
 script!(
     /// Login/logout: the session moves to a new id of the same slot group.
-    ROTATE = "rotate.lua"
+    ROTATE = "load.lua", "rotate.lua"
 );
 script!(
     /// Deletes the session.
@@ -83,15 +86,15 @@ script!(
 );
 script!(
     /// Integer increment of a value.
-    INCREMENT = "increment.lua"
+    INCREMENT = "load.lua", "sizes.lua", "increment.lua"
 );
 script!(
     /// Update, step 1: takes the update lock and reads the value (see `lock.rs`).
-    LOCK_READ = "lock_read.lua"
+    LOCK_READ = "load.lua", "lock_read.lua"
 );
 script!(
     /// Update, step 2: writes the value and releases the lock (see `lock.rs`).
-    COMMIT = "commit.lua"
+    COMMIT = "load.lua", "sizes.lua", "values.lua", "commit.lua"
 );
 script!(
     /// Update abandoned: releases the lock (see `lock.rs`).
@@ -114,19 +117,30 @@ pub(super) fn watching<R>(op: impl Future<Output = R>) -> impl Future<Output = (
 }
 
 impl Core {
-    fn common_args(&self, token: &str) -> [Vec<u8>; 5] {
+    /// Adds `ARGV[1..8]` to `cmd`: now, the three lifetimes, the lock token, and the times at or
+    /// before which a session is gone: its last access, volatile (now - volatile lifetime) or
+    /// persistent, and its creation (now - absolute lifetime); `""` when there is no such time
+    /// (before the clock's start, or no absolute lifetime).
+    fn common_args(&self, cmd: &mut Cmd, token: &str) {
+        fn time(cmd: &mut Cmd, ms: Option<u64>) {
+            match ms {
+                Some(ms) => cmd.arg(itoa::Buffer::new().format(ms)),
+                None => cmd.arg(""),
+            };
+        }
         let l = &self.lifetimes;
-        [
-            self.clock.now_ms().to_string().into_bytes(),
-            l.volatile_ms.to_string().into_bytes(),
-            l.persistent_ms.to_string().into_bytes(),
-            l.absolute_ms.to_string().into_bytes(),
-            token.as_bytes().to_vec(),
-        ]
+        let now = self.clock.now_ms();
+        for ms in [now, l.volatile_ms, l.persistent_ms, l.absolute_ms] {
+            time(cmd, Some(ms));
+        }
+        cmd.arg(token);
+        time(cmd, now.checked_sub(l.volatile_ms));
+        time(cmd, now.checked_sub(l.persistent_ms));
+        time(cmd, if l.absolute_ms == 0 { None } else { now.checked_sub(l.absolute_ms) });
     }
 
     /// Runs `script` on one session; waits out another caller's update lock; maps the
-    /// statuses every script shares to errors, so only "ok", "done", "exists" and "fallback"
+    /// statuses every script shares to errors, so only "ok", "done", "new", "exists" and "fallback"
     /// come back.
     pub(super) async fn exec(&self, script: &Script, k: &SessionKeys, token: &str, args: &[&[u8]]) -> Result<Reply> {
         self.exec_keys(script, &[&k.session, &k.lock], token, args).await
@@ -136,17 +150,19 @@ impl Core {
     pub(super) async fn exec_keys(&self, script: &Script, keys: &[&str], token: &str, args: &[&[u8]]) -> Result<Reply> {
         let mut backoff = Backoff::new();
         loop {
-            let mut invocation = script.prepare_invoke();
+            // EVALSHA built here, in one buffer (a `ScriptInvocation` copies every argument
+            // twice); `Link::invoke` loads the script when Redis does not have it.
+            let size = keys.iter().map(|k| k.len()).sum::<usize>() + args.iter().map(|a| a.len()).sum::<usize>();
+            let mut cmd = Cmd::with_capacity(3 + keys.len() + 8 + args.len(), size + 160);
+            cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
             for key in keys {
-                invocation.key(*key);
+                cmd.arg(*key);
             }
-            for arg in self.common_args(token) {
-                invocation.arg(arg);
-            }
+            self.common_args(&mut cmd, token);
             for arg in args {
-                invocation.arg(*arg);
+                cmd.arg(*arg);
             }
-            let reply = Reply::parse(self.link.invoke(&invocation).await?)?;
+            let reply = Reply::parse(self.link.invoke(script, &cmd).await?)?.with_expiry(&self.lifetimes);
             let limits = &self.limits;
             match reply.status() {
                 Status::Ok => {
@@ -155,7 +171,7 @@ impl Core {
                     });
                     return Ok(reply);
                 }
-                Status::Done | Status::Exists | Status::Fallback => return Ok(reply),
+                Status::Done | Status::New | Status::Exists | Status::Fallback => return Ok(reply),
                 Status::Gone => return Err(SessionError::SessionGone),
                 Status::NotLoggedIn => return Err(SessionError::NotLoggedIn),
                 Status::Full => return Err(SessionError::Full { limit: limits.max_sessions }),

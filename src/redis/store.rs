@@ -201,23 +201,24 @@ impl Core {
         Ok(String::new())
     }
 
-    /// `create` then `increment` by `by` of `field`, as one script; `None` when the script
-    /// leaves it to those two steps (a limit refuses the value).
+    /// `create` then `increment` by `by` of `field`, as one script; `None` when the limits
+    /// refuse the value (checked here, as the memory backend would): then it is left to those
+    /// two steps, which report the error the same way as always.
     pub(super) async fn create_counter(&self, field: Vec<u8>, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+        let value = itoa::Buffer::new().format(by).as_bytes().to_vec();
+        // What `b` counts: the scope and key (the field but its "d<len>:" prefix), the value.
+        let bytes = keys::names_len(&field) + value.len();
+        let l = &self.limits;
+        if l.max_keys < 1 || value.len() > l.max_value_bytes || bytes > l.max_session_bytes {
+            return Ok(None);
+        }
+        let bytes = itoa::Buffer::new().format(bytes).as_bytes().to_vec();
         loop {
             let cap = self.cap_arg().await?;
             let new = self.keyring.generate();
-            let args = [
-                cap.into_bytes(),
-                field.clone(),
-                by.to_string().into_bytes(),
-                self.limits.max_keys.to_string().into_bytes(),
-                self.limits.max_value_bytes.to_string().into_bytes(),
-                self.limits.max_session_bytes.to_string().into_bytes(),
-            ];
             let k = keys::session(&new);
             let event = self.creation_event(&new);
-            let mut args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let mut args: Vec<&[u8]> = vec![cap.as_bytes(), &field, &value, &bytes];
             if let Some(handle) = &event {
                 args.extend([self.stream_len_arg.as_slice(), handle]);
             }
@@ -225,12 +226,11 @@ impl Core {
             let r = self.exec_keys(&scripts::CREATE_COUNTER, &keys[..n], "", &args).await?;
             match r.status() {
                 Status::Exists => continue,
-                Status::Fallback => return Ok(None),
                 _ => {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     // Counted as the two operations it stands for.
                     self.operations.fetch_add(1, Ordering::Relaxed);
-                    let info = r.info(new)?;
+                    let info = r.new_session(new, &self.lifetimes)?;
                     if event.is_none() {
                         self.publish(EventKind::Created, 0, new.random()).await;
                     }
@@ -260,7 +260,7 @@ impl Core {
                 Status::Exists => continue,
                 _ => {
                     self.created.fetch_add(1, Ordering::Relaxed);
-                    let info = r.info(new)?;
+                    let info = r.new_session(new, &self.lifetimes)?;
                     if event.is_none() {
                         self.publish(EventKind::Created, 0, new.random()).await;
                     }

@@ -1,10 +1,21 @@
--- CLEAR: deletes every field starting with ARGV[6] (a scope's prefix, or "d" for all).
+-- CLEAR: deletes every field starting with ARGV[9] (a scope's prefix, or "d" for all).
 -- Answers "ok" and the metadata; {"gone"}, {"locked"}.
-if not load(true) then return {'gone'} end
-if busy() then return {'locked'} end
-local p = ARGV[6]
-for _, f in ipairs(redis.call('HKEYS', key)) do
-  if string.sub(f, 1, #p) == p then drop(f) end
+if not load(true, 'b') then return {'gone'} end
+if busy() then
+  save()
+  return {'locked'}
 end
-slide()
+local p, b, dropped = ARGV[9], m[5], 0
+for _, f in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(f, 1, #p) == p then
+    local n
+    n, b = drop(f, b)
+    dropped = dropped + n
+  end
+end
+if dropped > 0 then
+  slide('b', b)
+else
+  slide()
+end
 return reply()

@@ -1,5 +1,5 @@
--- GET: reads field ARGV[6]; a use.
+-- GET: reads field ARGV[9]; a use.
 -- Answers "ok", the metadata and the value (nil when absent); {"gone"}.
-if not load(true) then return {'gone'} end
+if not load(true, ARGV[9]) then return {'gone'} end
 slide()
-return reply(redis.call('HGET', key, ARGV[6]))
+return reply(m[5])

@@ -1,7 +1,14 @@
--- REMOVE: deletes field ARGV[6].
+-- REMOVE: deletes field ARGV[9].
 -- Answers "ok", the metadata and 1 when the field was there (else 0); {"gone"}, {"locked"}.
-if not load(true) then return {'gone'} end
-if busy() then return {'locked'} end
-local n = drop(ARGV[6])
-slide()
+if not load(true, 'b') then return {'gone'} end
+if busy() then
+  save()
+  return {'locked'}
+end
+local n, b = drop(ARGV[9], m[5])
+if n == 1 then
+  slide('b', b)
+else
+  slide()
+end
 return reply(n)

@@ -1,25 +1,31 @@
--- ROTATE (login/logout): moves the session to KEYS[3] (same slot) with user ARGV[6]; the old
--- key is gone in the same step. ARGV[7] "1": every value is deleted too (a logout with
+-- ROTATE (login/logout): moves the session to KEYS[3] (same slot) with user ARGV[9]; the old
+-- key is gone in the same step. ARGV[10] "1": every value is deleted too (a logout with
 -- session.logout_clears_data), in the same step.
 -- Answers "ok", the metadata and the previous user id; {"gone"}, {"locked"}, {"exists"} when
 -- KEYS[3] is taken.
 if not load(true) then return {'gone'} end
-if busy() then return {'locked'} end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {'exists'} end
-local old, new = m[1], ARGV[6]
+if busy() then
+  save()
+  return {'locked'}
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  save()
+  return {'exists'}
+end
+local old, new = m[1], ARGV[9]
 -- Remember-me survives a re-login of the same user only.
 if not (m[2] == '1' and new ~= '0' and new == old) then m[2] = '0' end
 m[1] = new
 redis.call('RENAME', key, KEYS[3])
 key = KEYS[3]
-redis.call('HSET', key, 'u', m[1], 'p', m[2])
-if ARGV[7] == '1' then
+if ARGV[10] == '1' then
   -- Values are the fields "d<scope len>:..." (keys.rs); metadata fields never start with "d".
   for _, f in ipairs(redis.call('HKEYS', key)) do
     if string.sub(f, 1, 1) == 'd' then redis.call('HDEL', key, f) end
   end
   -- No value left: the size max_session_bytes counts is 0.
-  redis.call('HSET', key, 'b', 0)
+  slide('u', m[1], 'p', m[2], 'b', '0')
+else
+  slide('u', m[1], 'p', m[2])
 end
-slide()
 return reply(old)

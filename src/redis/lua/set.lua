@@ -1,9 +1,15 @@
--- SET: writes field ARGV[6] = ARGV[7], unless that adds a key past ARGV[8] (max keys) or
--- grows the session past ARGV[9] bytes (max session bytes).
+-- SET: writes field ARGV[9] = ARGV[10], unless that adds a key past ARGV[11] (max keys) or
+-- grows the session past ARGV[12] bytes (max session bytes).
 -- Answers "ok" and the metadata; {"gone"}, {"locked"}, {"toomany"}, {"toobig", size}.
-if not load(true) then return {'gone'} end
-if busy() then return {'locked'} end
-local refused = put(ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]))
-slide()
-if refused then return refused end
+if not load(true, 'b') then return {'gone'} end
+if busy() then
+  save()
+  return {'locked'}
+end
+local refused, after = fits(ARGV[9], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), m[5], length(ARGV[9]))
+if refused then
+  slide()
+  return refused
+end
+slide(ARGV[9], ARGV[10], 'b', after)
 return reply()

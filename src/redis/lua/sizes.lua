@@ -1,0 +1,25 @@
+-- Size helpers (after prelude.lua, for the scripts that write or delete values).
+--
+-- Values live in fields "d<scope length>:<scope><key>"; `b`, when present, holds the session's
+-- size as limits.max_session_bytes counts it (names and values), kept by every script that
+-- writes or deletes a value. The helpers take `b` as the script loaded it (false: absent).
+--
+-- The number of values: every field but the four of the metadata and `b` (`b` as loaded, or
+-- nil: looked up).
+local function data_len(b)
+  if b == nil then b = redis.call('HEXISTS', key, 'b') == 1 end
+  return redis.call('HLEN', key) - 4 - (b and 1 or 0)
+end
+-- The scope and key bytes of value field f.
+local function names(f)
+  return #f - 2 - #string.match(f, '^d(%d+):')
+end
+-- The session's size: `b`, or for a session written before `b` was kept, counted once here.
+local function size(b)
+  if b then return tonumber(b) end
+  local n = 0
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 1) == 'd' then n = n + names(f) + redis.call('HSTRLEN', key, f) end
+  end
+  return n
+end

@@ -1,0 +1,26 @@
+-- Value helpers (after prelude.lua and sizes.lua).
+--
+-- The length of value field f, nil when there is none.
+local function length(f)
+  local n = redis.call('HSTRLEN', key, f)
+  if n == 0 and redis.call('HEXISTS', key, f) == 0 then return nil end
+  return n
+end
+-- Whether value field f = v fits: not when that adds a key past max_keys or grows the session
+-- past max_bytes (a write that does not grow it always fits); `old` is the stored value's
+-- length (nil: no such field). Answers nil and the session's size after the write (for `b`),
+-- else the refusal: {"toomany"} or {"toobig", size it would have}.
+local function fits(f, v, max_keys, max_bytes, b, old)
+  if not old and data_len(b) >= max_keys then return {'toomany'} end
+  old = old or -names(f)
+  local after = size(b) - old + #v
+  if #v > old and after > max_bytes then return {'toobig', after} end
+  return nil, after
+end
+-- Deletes value field f; answers 1 when it was there, else 0, and `b` after it (to write).
+local function drop(f, b)
+  local n = length(f)
+  if not n then return 0, b end
+  redis.call('HDEL', key, f)
+  return 1, size(b) - names(f) - n
+end
