@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
 
-use super::keys;
 use super::scripts;
 use super::store::Core;
 use crate::error::{Result, SessionError, Unavailable};
@@ -49,7 +48,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 impl Core {
     /// Read-modify-write of `field` of session `id` by `step`, under the protocol above.
     pub(super) async fn update(&self, id: SessionId, field: Vec<u8>, step: UpdateFn) -> Result<Option<Vec<u8>>> {
-        let k = keys::session(&id);
+        let k = self.keys.session(&id);
         let token = format!("{:016x}", rand::rng().random::<u64>());
         let lock_ms = LOCK_MS.to_string();
         let r = self.exec(&scripts::LOCK_READ, &k, &token, &[&field, lock_ms.as_bytes()]).await?;
