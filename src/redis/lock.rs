@@ -79,12 +79,15 @@ impl Core {
                 return Err(e);
             }
         };
-        let (max_keys, max_bytes) = (self.limits.max_keys.to_string(), self.limits.max_session_bytes.to_string());
+        let l = &self.limits;
+        let (max_keys, max_bytes, max_anonymous) =
+            (l.max_keys.to_string(), l.max_session_bytes.to_string(), l.session_bytes_of(0).to_string());
         let (present, value): (&[u8], &[u8]) = match &new {
             Some(v) => (b"1", v),
             None => (b"0", b""),
         };
-        let args: [&[u8]; 5] = [&field, present, value, max_keys.as_bytes(), max_bytes.as_bytes()];
+        let args: [&[u8]; 6] =
+            [&field, present, value, max_keys.as_bytes(), max_bytes.as_bytes(), max_anonymous.as_bytes()];
         self.exec(&scripts::COMMIT, &k, &token, &args).await?;
         Ok(new)
     }

@@ -48,8 +48,11 @@ impl OnRedis for Set<'_> {
         store
             .run_here(move |c| async move {
                 c.check_size(&value)?;
-                let (max_keys, max_bytes) = (c.limits.max_keys.to_string(), c.limits.max_session_bytes.to_string());
-                let args: [&[u8]; 4] = [&field, &value, max_keys.as_bytes(), max_bytes.as_bytes()];
+                let l = &c.limits;
+                let (max_keys, max_bytes, max_anonymous) =
+                    (l.max_keys.to_string(), l.max_session_bytes.to_string(), l.session_bytes_of(0).to_string());
+                let args: [&[u8]; 5] =
+                    [&field, &value, max_keys.as_bytes(), max_bytes.as_bytes(), max_anonymous.as_bytes()];
                 c.exec(&scripts::SET, &c.keys.session(&id), "", &args).await?;
                 Ok(())
             })
@@ -113,13 +116,14 @@ impl OnRedis for Increment<'_> {
             let in_script = &field;
             let n = store
                 .run_here(move |c| async move {
-                    let (mut b, mut k, mut v, mut s) = Default::default();
-                    let args: [&[u8]; 5] = [
+                    let (mut b, mut k, mut v, mut s, mut a) = Default::default();
+                    let args: [&[u8]; 6] = [
                         in_script,
                         itoa::Buffer::format(&mut b, by).as_bytes(),
                         itoa::Buffer::format(&mut k, c.limits.max_keys).as_bytes(),
                         itoa::Buffer::format(&mut v, c.limits.max_value_bytes).as_bytes(),
                         itoa::Buffer::format(&mut s, c.limits.max_session_bytes).as_bytes(),
+                        itoa::Buffer::format(&mut a, c.limits.session_bytes_of(0)).as_bytes(),
                     ];
                     let r = c.exec(&scripts::INCREMENT, &c.keys.session(&id), "", &args).await?;
                     if r.status() == Status::Fallback {

@@ -212,7 +212,8 @@ impl Core {
         // What `b` counts: the scope and key (the field but its "d<len>:" prefix), the value.
         let bytes = keys::names_len(&field) + value.len();
         let l = &self.limits;
-        if l.max_keys < 1 || value.len() > l.max_value_bytes || bytes > l.max_session_bytes {
+        // A new session is anonymous: held to `max_anonymous_session_bytes`.
+        if l.max_keys < 1 || value.len() > l.max_value_bytes || bytes > l.session_bytes_of(0) {
             return Ok(None);
         }
         let bytes = itoa::Buffer::new().format(bytes).as_bytes().to_vec();
