@@ -33,6 +33,13 @@ pub struct StorageConfig {
     /// `redis_url` names Redis Cluster nodes (one or more, comma-separated) rather than one
     /// server. Defaults to `false`.
     pub redis_cluster: bool,
+    /// What every Redis key of this engine starts with (`<prefix>:`): its sessions, their
+    /// update locks, the per-user indexes and the event stream. Apps sharing one Redis (a
+    /// Redis Cluster has only database 0) each take their own, so that one's "log out
+    /// everywhere", devices list and events never reach the other's sessions. 1 to 64
+    /// characters, none of `{`, `}`, whitespace or control characters (they would break the
+    /// keys' Cluster hash tags). Defaults to `"draco"` (the key names of earlier versions).
+    pub redis_prefix: String,
     /// The write-ahead log (memory backend, with `persist`): `"1s"` (the default) appends every
     /// change to the log before it is acknowledged and fsyncs the log at least once a second
     /// (any duration from `"10ms"` to `"10s"` sets that interval); `"always"` acknowledges a
@@ -72,7 +79,8 @@ impl std::fmt::Display for LogMode {
 impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Destructured, so a field added later must be listed here (and judged secret or not).
-        let Self { dir, snapshot_interval, persist, backend, redis_url, redis_cluster, log, log_max } = self;
+        let Self { dir, snapshot_interval, persist, backend, redis_url, redis_cluster, redis_prefix, log, log_max } =
+            self;
         f.debug_struct("StorageConfig")
             .field("dir", dir)
             .field("snapshot_interval", snapshot_interval)
@@ -80,6 +88,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("backend", backend)
             .field("redis_url", &redact_redis_url(redis_url))
             .field("redis_cluster", redis_cluster)
+            .field("redis_prefix", redis_prefix)
             .field("log", log)
             .field("log_max", log_max)
             .finish()
@@ -95,6 +104,7 @@ impl Default for StorageConfig {
             backend: StorageBackend::Memory,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_cluster: false,
+            redis_prefix: "draco".into(),
             log: LogMode::Every(Duration::from_secs(1)),
             log_max: 256 << 20,
         }
@@ -127,6 +137,18 @@ impl StorageConfig {
         }
         if self.log_max < 1 << 20 {
             return bad("storage.log_max", "must be at least 1MiB");
+        }
+        let prefix = &self.redis_prefix;
+        if prefix.is_empty() || prefix.len() > 64 {
+            return bad("storage.redis_prefix", format!("{prefix:?} must be 1 to 64 bytes long"));
+        }
+        if let Some(c) = prefix.chars().find(|&c| matches!(c, '{' | '}') || c.is_whitespace() || c.is_control()) {
+            return bad(
+                "storage.redis_prefix",
+                format!(
+                    "{prefix:?} must not contain {c:?}: no braces (they make Redis Cluster hash tags), whitespace or control characters"
+                ),
+            );
         }
         if self.backend != StorageBackend::Redis {
             return Ok(());
@@ -214,6 +236,17 @@ mod tests {
         let (toml, key) = ("[storage]\nsnapshot_interval = \"1ms\"", "storage.snapshot_interval");
         let e = Config::from_toml(toml, "f.toml").unwrap_err().to_string();
         assert!(e.contains(key) && e.contains("f.toml"), "{toml}: {e}");
+    }
+
+    #[test]
+    fn redis_prefix_defaults_to_draco_and_is_checked() {
+        assert_eq!(Config::from_toml("", "f.toml").unwrap().storage.redis_prefix, "draco");
+        let toml = |p: &str| format!("[storage]\nredis_prefix = {p:?}");
+        assert_eq!(Config::from_toml(&toml("app-a:v2"), "f.toml").unwrap().storage.redis_prefix, "app-a:v2");
+        for bad in ["", "a{b", "a}", "a b", "a\tb", "a\nb", &"x".repeat(65)] {
+            let e = Config::from_toml(&toml(bad), "f.toml").unwrap_err().to_string();
+            assert!(e.contains("storage.redis_prefix") && e.contains("f.toml"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Session events on Redis: the capped stream `draco:events`.
+//! Session events on Redis: the capped stream `<storage.redis_prefix>:events` (`draco:events`
+//! by default), one per app sharing the server.
 //!
 //! A new session's "created" event (the one every new visitor causes) is appended by the
 //! creating script itself on one Redis server: same step, no extra round trip. Every other
@@ -32,8 +33,6 @@ use crate::error::Result;
 use crate::events::{EventKind, SessionEvent, Subscription, at_ms};
 use crate::id::{SessionHandle, locator_of};
 
-/// The stream every instance writes its events to and reads them from.
-pub(crate) const STREAM: &str = "draco:events";
 /// How long one `XREAD` waits for entries before the reader looks at its subscribers again.
 const BLOCK_MS: u64 = 500;
 /// Most entries one `XREAD` takes.
@@ -46,7 +45,7 @@ impl Core {
             return;
         }
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(STREAM).arg("MAXLEN").arg("~").arg(self.stream_len).arg("*");
+        cmd.arg(self.keys.stream()).arg("MAXLEN").arg("~").arg(self.stream_len).arg("*");
         cmd.arg("k").arg(kind.name()).arg("u").arg(userid);
         cmd.arg("s").arg(self.keyring.handle(&locator_of(random)).to_string());
         cmd.arg("t").arg(self.clock.now_ms());
@@ -82,14 +81,16 @@ impl Core {
     }
 
     /// A creating script's keys: the session's, and the stream when it appends the event.
-    pub(super) fn creation_keys(k: &SessionKeys, appended: bool) -> ([&str; 3], usize) {
-        ([k.session.as_str(), k.lock.as_str(), STREAM], if appended { 3 } else { 2 })
+    pub(super) fn creation_keys<'a>(&'a self, k: &'a SessionKeys, appended: bool) -> ([&'a str; 3], usize) {
+        ([k.session.as_str(), k.lock.as_str(), self.keys.stream()], if appended { 3 } else { 2 })
     }
 
     /// The id of the stream's last entry now (`0-0` when empty): where a new reader starts.
     async fn last_event_id(&self) -> Result<String> {
-        let last: StreamRangeReply =
-            self.link.query(redis::cmd("XREVRANGE").arg(STREAM).arg("+").arg("-").arg("COUNT").arg(1)).await?;
+        let last: StreamRangeReply = self
+            .link
+            .query(redis::cmd("XREVRANGE").arg(self.keys.stream()).arg("+").arg("-").arg("COUNT").arg(1))
+            .await?;
         Ok(last.ids.first().map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
     }
 }
@@ -142,7 +143,7 @@ async fn read(core: Arc<Core>, mut from: String) {
             }
         };
         let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT").arg(BATCH).arg("BLOCK").arg(BLOCK_MS).arg("STREAMS").arg(STREAM).arg(&from);
+        cmd.arg("COUNT").arg(BATCH).arg("BLOCK").arg(BLOCK_MS).arg("STREAMS").arg(core.keys.stream()).arg(&from);
         match reader.query::<Option<StreamReadReply>>(&cmd).await {
             Ok(reply) => {
                 if std::mem::take(&mut failing) {
@@ -151,14 +152,20 @@ async fn read(core: Arc<Core>, mut from: String) {
                 for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                     match event_of(&entry.map) {
                         Some(event) => core.events.publish(event),
-                        None => log::debug!("session events: entry {} of {STREAM} not understood, skipped", entry.id),
+                        None => {
+                            log::debug!(
+                                "session events: entry {} of {} not understood, skipped",
+                                entry.id,
+                                core.keys.stream()
+                            )
+                        }
                     }
                     from = entry.id;
                 }
             }
             Err(e) => {
                 if !std::mem::replace(&mut failing, true) {
-                    log::warn!("session events: reading {STREAM} failed: {e}; retrying");
+                    log::warn!("session events: reading {} failed: {e}; retrying", core.keys.stream());
                 }
                 conn = None;
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,4 +1,4 @@
-//! The per-user index: `draco:u:{<userid>}`, the set of a user's session ids (each as
+//! The per-user index: `<storage.redis_prefix>:u:{<userid>}`, the set of a user's session ids (each as
 //! `keys::session(..).member`), so that `logout_user` and `sessions_of` find them without
 //! scanning the database.
 //!
@@ -22,7 +22,7 @@ impl Core {
 
     /// Adds `member` to `userid`'s index, before the rotation that logs it in.
     pub(super) async fn index(&self, userid: u64, member: &str) -> Result<()> {
-        let user = keys::user(userid);
+        let user = self.keys.user(userid);
         let mut pipe = redis::pipe();
         pipe.sadd(&user, member)
             .ignore()
@@ -35,21 +35,21 @@ impl Core {
     /// readers tolerate stale entries.
     pub(super) async fn unindex(&self, userid: u64, members: impl ToRedisArgs) {
         let mut cmd = redis::cmd("SREM");
-        cmd.arg(keys::user(userid)).arg(members);
+        cmd.arg(self.keys.user(userid)).arg(members);
         if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
             log::debug!("session index update skipped: {e}");
         }
     }
 
     pub(super) async fn members(&self, userid: u64) -> Result<Vec<String>> {
-        self.link.query(redis::cmd("SMEMBERS").arg(keys::user(userid))).await
+        self.link.query(redis::cmd("SMEMBERS").arg(self.keys.user(userid))).await
     }
 
     /// The session's device label and address (see `names::DEVICE_SCOPE`), in one command.
     pub(super) async fn device(&self, random: &[u8; 16]) -> Result<(Option<String>, Option<String>)> {
         use crate::names::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys::of_random(random).session)
+        cmd.arg(self.keys.of_random(random).session)
             .arg(keys::field(DEVICE_SCOPE, LABEL_KEY))
             .arg(keys::field(DEVICE_SCOPE, IP_KEY));
         let values: Vec<Option<Vec<u8>>> = self.link.query(&cmd).await?;
@@ -62,7 +62,7 @@ impl Core {
     /// (A session that a failed login left in the index unused is reported so too.)
     pub(super) async fn expired(&self, userid: u64, member: &str, random: &[u8; 16]) {
         let mut cmd = redis::cmd("SREM");
-        cmd.arg(keys::user(userid)).arg(member);
+        cmd.arg(self.keys.user(userid)).arg(member);
         match self.link.query::<u64>(&cmd).await {
             Ok(1) => self.publish(crate::events::EventKind::Expired, userid, random).await,
             Ok(_) => {}

@@ -1,20 +1,31 @@
 //! Redis key and field names.
 //!
-//! - session hash: `draco:{gggg}:s:<random hex>`; its update lock: `draco:{gggg}:l:<random hex>`.
+//! Every key starts with `<p>:`, `p` being `storage.redis_prefix` (`draco` by default, the key
+//! names of versions before it existed): apps sharing one Redis each have their own keys,
+//! indexes and event stream ([`KeySpace`]). The prefix holds no `{` or `}` (checked with the
+//! config), so the hash tags below are each key's first.
+//!
+//! - session hash: `<p>:{gggg}:s:<random hex>`; its update lock: `<p>:{gggg}:l:<random hex>`.
 //!   `gggg` is the id's 14-bit slot group (hex): the hash tag, so a session's keys share a
 //!   Redis Cluster slot, and so does every id the session is rotated to (login/logout draw the
 //!   new id from the same group).
 //! - per-user index (a set of sessions, each as its random part in hex, the same name its
-//!   keys carry): `draco:u:{<userid>}`, its own slot.
+//!   keys carry): `<p>:u:{<userid>}`, its own slot.
+//! - event stream: `<p>:events` (`events.rs`), its own slot.
 //!
 //! Keys and index entries hold the random part only, never the tag: a copy of the Redis data
 //! yields no id that verifies without the engine's secret, which is never sent to Redis.
 
 use crate::id::SessionId;
 
-const PREFIX: &str = "draco:";
-/// Glob matching every session hash, for `stats`.
-pub(crate) const SESSION_PATTERN: &str = "draco:{*}:s:*";
+/// The names of one engine's keys: `storage.redis_prefix` and what follows it.
+#[derive(Debug, Clone)]
+pub(crate) struct KeySpace {
+    /// `<prefix>:`.
+    prefix: String,
+    /// `<prefix>:events`.
+    stream: String,
+}
 
 /// The keys of one session.
 #[derive(Debug, Clone)]
@@ -46,19 +57,50 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// The keys of session `id`.
-pub(crate) fn session(id: &SessionId) -> SessionKeys {
-    of_random(id.random())
-}
+impl KeySpace {
+    /// The keys under `prefix` (`storage.redis_prefix`, checked by the config).
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self { prefix: format!("{prefix}:"), stream: format!("{prefix}:events") }
+    }
 
-/// The keys of the session whose id has the random part `random`.
-pub(crate) fn of_random(random: &[u8; 16]) -> SessionKeys {
-    let group = crate::id::slot_group_of(random);
-    let random = hex(random);
-    SessionKeys {
-        session: format!("{PREFIX}{{{group:04x}}}:s:{random}"),
-        lock: format!("{PREFIX}{{{group:04x}}}:l:{random}"),
-        member: random,
+    /// The keys of session `id`.
+    pub(crate) fn session(&self, id: &SessionId) -> SessionKeys {
+        self.of_random(id.random())
+    }
+
+    /// The keys of the session whose id has the random part `random`.
+    pub(crate) fn of_random(&self, random: &[u8; 16]) -> SessionKeys {
+        let group = crate::id::slot_group_of(random);
+        let (random, p) = (hex(random), &self.prefix);
+        SessionKeys {
+            session: format!("{p}{{{group:04x}}}:s:{random}"),
+            lock: format!("{p}{{{group:04x}}}:l:{random}"),
+            member: random,
+        }
+    }
+
+    /// The index of `userid`'s sessions.
+    pub(crate) fn user(&self, userid: u64) -> String {
+        format!("{}u:{{{userid}}}", self.prefix)
+    }
+
+    /// The event stream.
+    pub(crate) fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Glob matching every session hash (and no other key), for `stats`: the prefix with the
+    /// glob's special characters escaped.
+    pub(crate) fn session_pattern(&self) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 8);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push_str("{*}:s:*");
+        out
     }
 }
 
@@ -71,11 +113,6 @@ pub(crate) fn of_member(member: &str) -> Option<[u8; 16]> {
         48 => unhex::<8>(member.get(32..)?).and(unhex::<16>(member.get(..32)?)),
         _ => None,
     }
-}
-
-/// The index of `userid`'s sessions.
-pub(crate) fn user(userid: u64) -> String {
-    format!("{PREFIX}u:{{{userid}}}")
 }
 
 /// Field prefix of every value of `scope`: its length keeps `("ab","c")` and `("a","bc")` apart.
@@ -112,7 +149,8 @@ mod tests {
         let ring = Keyring::from_secrets(b"keys test secret, 32 bytes or more!!", &[]).unwrap();
         let id = ring.generate();
         let next = ring.generate_sibling(&id);
-        let (a, b) = (session(&id), session(&next));
+        let space = KeySpace::new("draco");
+        let (a, b) = (space.session(&id), space.session(&next));
         let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_owned();
         assert_eq!(tag(&a.session), tag(&a.lock));
         assert_eq!(tag(&a.session), tag(&b.session));
@@ -128,7 +166,23 @@ mod tests {
         // The index holds no tag: without the engine's secret its entries open nothing.
         assert!(!a.member.contains(&hex(id.tag())));
         assert_eq!(a.member.len(), 32);
-        assert_eq!(user(42), "draco:u:{42}");
+        assert_eq!(space.user(42), "draco:u:{42}");
+    }
+
+    #[test]
+    fn the_default_prefix_keeps_the_earlier_key_names_and_others_are_apart() {
+        let ring = Keyring::from_secrets(b"keys test secret, 32 bytes or more!!", &[]).unwrap();
+        let id = ring.generate();
+        let group = crate::id::slot_group_of(id.random());
+        let (draco, app) = (KeySpace::new("draco"), KeySpace::new("app*[a]"));
+        let k = draco.session(&id);
+        assert_eq!(k.session, format!("draco:{{{group:04x}}}:s:{}", k.member));
+        assert_eq!(k.lock, format!("draco:{{{group:04x}}}:l:{}", k.member));
+        assert_eq!((draco.stream(), draco.session_pattern().as_str()), ("draco:events", "draco:{*}:s:*"));
+        let other = app.session(&id);
+        assert_eq!(other.session, format!("app*[a]:{{{group:04x}}}:s:{}", k.member));
+        assert_eq!((app.user(7).as_str(), app.stream()), ("app*[a]:u:{7}", "app*[a]:events"));
+        assert_eq!(app.session_pattern(), "app\\*\\[a\\]:{*}:s:*");
     }
 
     #[test]

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt as _;
 
-use super::keys;
 use super::scripts;
 use super::store::Core;
 use crate::error::{Result, SessionError, Unavailable};
@@ -49,7 +48,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 impl Core {
     /// Read-modify-write of `field` of session `id` by `step`, under the protocol above.
     pub(super) async fn update(&self, id: SessionId, field: Vec<u8>, step: UpdateFn) -> Result<Option<Vec<u8>>> {
-        let k = keys::session(&id);
+        let k = self.keys.session(&id);
         let token = format!("{:016x}", rand::rng().random::<u64>());
         let lock_ms = LOCK_MS.to_string();
         let r = self.exec(&scripts::LOCK_READ, &k, &token, &[&field, lock_ms.as_bytes()]).await?;
@@ -80,12 +79,15 @@ impl Core {
                 return Err(e);
             }
         };
-        let (max_keys, max_bytes) = (self.limits.max_keys.to_string(), self.limits.max_session_bytes.to_string());
+        let l = &self.limits;
+        let (max_keys, max_bytes, max_anonymous) =
+            (l.max_keys.to_string(), l.max_session_bytes.to_string(), l.session_bytes_of(0).to_string());
         let (present, value): (&[u8], &[u8]) = match &new {
             Some(v) => (b"1", v),
             None => (b"0", b""),
         };
-        let args: [&[u8]; 5] = [&field, present, value, max_keys.as_bytes(), max_bytes.as_bytes()];
+        let args: [&[u8]; 6] =
+            [&field, present, value, max_keys.as_bytes(), max_bytes.as_bytes(), max_anonymous.as_bytes()];
         self.exec(&scripts::COMMIT, &k, &token, &args).await?;
         Ok(new)
     }

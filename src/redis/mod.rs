@@ -1,6 +1,10 @@
 //! The Redis backend (`storage.backend = "redis"`, cargo feature `redis`): sessions live in a
 //! Redis server shared by every app instance pointing at it, behind the same API.
 //!
+//! - **Key prefix** `storage.redis_prefix` (`<p>`, `draco` by default: the key names of
+//!   earlier versions): every key, per-user index and the event stream starts with `<p>:`, so
+//!   apps sharing one Redis (a Cluster has only database 0) keep apart their sessions, users
+//!   ("log out everywhere", devices, revoke) and events (`keys.rs`).
 //! - **One session = one hash** (`u`, `p`, `c`, `a` metadata fields; values under
 //!   `d<scope len>:<scope><key>`), expiring through Redis's own `PEXPIRE`, slid on every use.
 //!   Every operation is one Lua script on that session's keys, so it is atomic.
@@ -15,7 +19,7 @@
 //! - **Cluster.** A session's keys carry the hash tag `{gggg}`, the id's 14-bit slot group,
 //!   and login/logout draw the new id from the same group, so the rotation script (rename to
 //!   the new key, old key gone in the same step) touches one slot only. The per-user index
-//!   `draco:u:{uid}` lives in its own slot and is only ever changed by separate commands
+//!   `<p>:u:{uid}` lives in its own slot and is only ever changed by separate commands
 //!   (`index.rs`: added to before a login's rotation, stale entries skipped and removed).
 //! - **Update** runs the caller's closure exactly once: a script reads the value and takes a
 //!   short per-session lock (a key in the same slot, expiring by itself), the closure runs,
@@ -27,9 +31,9 @@
 //!   sessions, update locks, one index per logged-in user) with `limits.max_sessions`, an
 //!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`). On one
 //!   server the creating script checks it itself (exact, no round trip of its own, the event
-//!   stream `draco:events` not counted); on a cluster a `DBSIZE` summed over the primaries
-//!   comes first (the stream counted as one key).
-//! - **Events**: the capped stream `draco:events`, appended to by every instance and read by
+//!   stream not counted); on a cluster a `DBSIZE` summed over the primaries comes first (the
+//!   stream counted as one key). Apps sharing a database (their own `redis_prefix`) share it.
+//! - **Events**: the capped stream `<p>:events`, appended to by every instance and read by
 //!   each one with a subscriber (`events.rs`).
 //! - **Connection**: one server through a `ConnectionManager` (reconnects by itself), or a
 //!   Redis Cluster (`storage.redis_cluster`, seed nodes in `redis_url`) through the cluster
@@ -39,7 +43,7 @@
 //!   a caller's current-thread runtime (each actix-web worker) gets its own connection,
 //!   driven on that runtime, so a request's commands never leave its thread (`conn.rs`,
 //!   `Local`).
-//! - **Stats**: live sessions by `SCAN` of the database (one server) or `DBSIZE` summed over
+//! - **Stats**: live sessions by `SCAN` of the database for this prefix's session keys (one server) or `DBSIZE` summed over
 //!   the primaries (cluster, every key counted); `sweep` and `snapshot` answer 0.
 //! - **Typed messages**: each is one operation here (`ops.rs`, `OnRedis`), which the engine's
 //!   seam (`engine/store.rs`) runs through `RedisStore::run`.

@@ -36,7 +36,7 @@ impl OnRedis for Get<'_> {
         let (id, field) = (self.id, keys::field(&self.scope, &self.key));
         store
             .run_here(
-                move |c| async move { Ok(c.exec(&scripts::GET, &keys::session(&id), "", &[&field]).await?.value()) },
+                move |c| async move { Ok(c.exec(&scripts::GET, &c.keys.session(&id), "", &[&field]).await?.value()) },
             )
             .await
     }
@@ -48,9 +48,12 @@ impl OnRedis for Set<'_> {
         store
             .run_here(move |c| async move {
                 c.check_size(&value)?;
-                let (max_keys, max_bytes) = (c.limits.max_keys.to_string(), c.limits.max_session_bytes.to_string());
-                let args: [&[u8]; 4] = [&field, &value, max_keys.as_bytes(), max_bytes.as_bytes()];
-                c.exec(&scripts::SET, &keys::session(&id), "", &args).await?;
+                let l = &c.limits;
+                let (max_keys, max_bytes, max_anonymous) =
+                    (l.max_keys.to_string(), l.max_session_bytes.to_string(), l.session_bytes_of(0).to_string());
+                let args: [&[u8]; 5] =
+                    [&field, &value, max_keys.as_bytes(), max_bytes.as_bytes(), max_anonymous.as_bytes()];
+                c.exec(&scripts::SET, &c.keys.session(&id), "", &args).await?;
                 Ok(())
             })
             .await
@@ -62,7 +65,7 @@ impl OnRedis for Remove<'_> {
         let (id, field) = (self.id, keys::field(&self.scope, &self.key));
         store
             .run_here(move |c| async move {
-                Ok(c.exec(&scripts::REMOVE, &keys::session(&id), "", &[&field]).await?.removed())
+                Ok(c.exec(&scripts::REMOVE, &c.keys.session(&id), "", &[&field]).await?.removed())
             })
             .await
     }
@@ -74,7 +77,7 @@ impl OnRedis for Clear<'_> {
         let prefix = self.scope.as_deref().map_or_else(|| keys::ALL_SCOPES.to_vec(), keys::scope_prefix);
         store
             .run_here(move |c| async move {
-                c.exec(&scripts::CLEAR, &keys::session(&id), "", &[&prefix]).await?;
+                c.exec(&scripts::CLEAR, &c.keys.session(&id), "", &[&prefix]).await?;
                 Ok(())
             })
             .await
@@ -86,7 +89,7 @@ impl OnRedis for Keys<'_> {
         let (id, prefix) = (self.id, keys::scope_prefix(&self.scope));
         store
             .run_here(move |c| async move {
-                let mut names = c.exec(&scripts::KEYS, &keys::session(&id), "", &[&prefix]).await?.names();
+                let mut names = c.exec(&scripts::KEYS, &c.keys.session(&id), "", &[&prefix]).await?.names();
                 names.sort_unstable();
                 Ok(names)
             })
@@ -113,15 +116,16 @@ impl OnRedis for Increment<'_> {
             let in_script = &field;
             let n = store
                 .run_here(move |c| async move {
-                    let (mut b, mut k, mut v, mut s) = Default::default();
-                    let args: [&[u8]; 5] = [
+                    let (mut b, mut k, mut v, mut s, mut a) = Default::default();
+                    let args: [&[u8]; 6] = [
                         in_script,
                         itoa::Buffer::format(&mut b, by).as_bytes(),
                         itoa::Buffer::format(&mut k, c.limits.max_keys).as_bytes(),
                         itoa::Buffer::format(&mut v, c.limits.max_value_bytes).as_bytes(),
                         itoa::Buffer::format(&mut s, c.limits.max_session_bytes).as_bytes(),
+                        itoa::Buffer::format(&mut a, c.limits.session_bytes_of(0)).as_bytes(),
                     ];
-                    let r = c.exec(&scripts::INCREMENT, &keys::session(&id), "", &args).await?;
+                    let r = c.exec(&scripts::INCREMENT, &c.keys.session(&id), "", &args).await?;
                     if r.status() == Status::Fallback {
                         return Ok(None);
                     }
@@ -164,7 +168,7 @@ impl OnRedis for SetPersistent {
         store
             .run_here(move |c| async move {
                 let flag: &[u8] = if persistent { b"1" } else { b"0" };
-                let info = c.exec(&scripts::SET_PERSISTENT, &keys::session(&id), "", &[flag]).await?.info(id)?;
+                let info = c.exec(&scripts::SET_PERSISTENT, &c.keys.session(&id), "", &[flag]).await?.info(id)?;
                 c.publish(EventKind::RememberMe { on: persistent }, info.userid, id.random()).await;
                 Ok(info)
             })
@@ -176,7 +180,7 @@ impl OnRedis for Info {
     async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
         let id = self.id;
         store
-            .run_here(move |c| async move { c.exec(&scripts::INFO, &keys::session(&id), "", &[]).await?.info(id) })
+            .run_here(move |c| async move { c.exec(&scripts::INFO, &c.keys.session(&id), "", &[]).await?.info(id) })
             .await
     }
 }
@@ -185,14 +189,14 @@ impl OnRedis for Touch {
     async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
         let id = self.id;
         store
-            .run_here(move |c| async move { c.exec(&scripts::TOUCH, &keys::session(&id), "", &[]).await?.info(id) })
+            .run_here(move |c| async move { c.exec(&scripts::TOUCH, &c.keys.session(&id), "", &[]).await?.info(id) })
             .await
     }
 }
 
 impl OnRedis for Destroy {
     async fn run(self, store: &RedisStore) -> Result<bool> {
-        store.run(true, move |c| async move { c.delete_session(&keys::session(&self.id), None).await }).await
+        store.run(true, move |c| async move { c.delete_session(&c.keys.session(&self.id), None).await }).await
     }
 }
 
@@ -207,7 +211,7 @@ impl OnRedis for LogoutUser {
                 let mut ended = 0;
                 for member in &members {
                     if let Some(random) = keys::of_member(member)
-                        && c.delete_session(&keys::of_random(&random), Some(userid)).await?
+                        && c.delete_session(&c.keys.of_random(&random), Some(userid)).await?
                     {
                         ended += 1;
                     }
@@ -230,7 +234,7 @@ impl OnRedis for Revoke {
                     if let Some(random) = keys::of_member(&member)
                         && c.keyring.handle(&locator_of(&random)) == handle
                     {
-                        let ended = c.delete_session(&keys::of_random(&random), Some(userid)).await?;
+                        let ended = c.delete_session(&c.keys.of_random(&random), Some(userid)).await?;
                         c.unindex(userid, &member).await;
                         return Ok(ended);
                     }
@@ -257,7 +261,7 @@ impl OnRedis for SessionsOf {
                     };
                     // The reply reads as a session's metadata under an id; the id never leaves here.
                     let id = c.keyring.tagged(random);
-                    match c.exec(&scripts::INFO, &keys::of_random(&random), "", &[]).await {
+                    match c.exec(&scripts::INFO, &c.keys.of_random(&random), "", &[]).await {
                         Ok(r) => match r.info(id) {
                             Ok(info) if info.userid == userid => {
                                 let (label, ip) = c.device(&random).await?;

@@ -88,8 +88,10 @@ const PREVIOUS_USER: usize = EXTRA;
 const DELETED_USER: usize = 1;
 /// `create*.lua`: {"new", now}.
 const NEW_AT: usize = 1;
-/// `increment.lua`: {"toolarge", size}; writing scripts: {"toobig", size}.
+/// `increment.lua`: {"toolarge", size}; writing scripts: {"toobig", size, cap}.
 const SIZE: usize = 1;
+/// Writing scripts: {"toobig", size, cap}, the byte cap that applied (the session's user's).
+const CAP: usize = 2;
 
 /// A script's answer.
 pub(super) struct Reply {
@@ -230,6 +232,14 @@ impl Reply {
         match self.items.get(SIZE) {
             Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
             _ => 0,
+        }
+    }
+
+    /// The byte cap a "toobig" answer names; `None` when it names none.
+    pub(super) fn cap(&self) -> Option<usize> {
+        match self.items.get(CAP) {
+            Some(Value::Int(n)) => usize::try_from(*n).ok(),
+            _ => None,
         }
     }
 }

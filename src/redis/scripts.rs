@@ -180,7 +180,9 @@ impl Core {
                     return Err(SessionError::ValueTooLarge { size: reply.size(), limit: limits.max_value_bytes });
                 }
                 Status::TooBig => {
-                    return Err(SessionError::SessionTooLarge { size: reply.size(), limit: limits.max_session_bytes });
+                    // The cap the script applied: the anonymous one for a session nobody is in.
+                    let limit = reply.cap().unwrap_or(limits.max_session_bytes);
+                    return Err(SessionError::SessionTooLarge { size: reply.size(), limit });
                 }
                 Status::Lost => return Err(lock::lost()),
                 Status::Locked => backoff.wait().await?,

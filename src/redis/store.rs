@@ -32,6 +32,8 @@ pub(super) struct Core {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) lifetimes: Lifetimes,
     pub(super) limits: LimitsConfig,
+    /// The names of its keys (`storage.redis_prefix`).
+    pub(super) keys: keys::KeySpace,
     /// `session.logout_clears_data`.
     logout_clears_data: bool,
     /// The server's URL as configured (with any password: never shown), for the event
@@ -75,6 +77,7 @@ impl RedisStore {
             clock,
             lifetimes: Lifetimes::from_config(&config.session),
             limits: config.limits.clone(),
+            keys: keys::KeySpace::new(&config.storage.redis_prefix),
             logout_clears_data: config.session.logout_clears_data,
             url: url.to_owned(),
             stream_len: events.redis_stream_len,
@@ -209,20 +212,21 @@ impl Core {
         // What `b` counts: the scope and key (the field but its "d<len>:" prefix), the value.
         let bytes = keys::names_len(&field) + value.len();
         let l = &self.limits;
-        if l.max_keys < 1 || value.len() > l.max_value_bytes || bytes > l.max_session_bytes {
+        // A new session is anonymous: held to `max_anonymous_session_bytes`.
+        if l.max_keys < 1 || value.len() > l.max_value_bytes || bytes > l.session_bytes_of(0) {
             return Ok(None);
         }
         let bytes = itoa::Buffer::new().format(bytes).as_bytes().to_vec();
         loop {
             let cap = self.cap_arg().await?;
             let new = self.keyring.generate();
-            let k = keys::session(&new);
+            let k = self.keys.session(&new);
             let event = self.creation_event(&new);
             let mut args: Vec<&[u8]> = vec![cap.as_bytes(), &field, &value, &bytes];
             if let Some(handle) = &event {
                 args.extend([self.stream_len_arg.as_slice(), handle]);
             }
-            let (keys, n) = Core::creation_keys(&k, event.is_some());
+            let (keys, n) = self.creation_keys(&k, event.is_some());
             let r = self.exec_keys(&scripts::CREATE_COUNTER, &keys[..n], "", &args).await?;
             match r.status() {
                 Status::Exists => continue,
@@ -245,9 +249,9 @@ impl Core {
             // The live-sessions cap counts every key of the database: see the module guide.
             let in_script = self.cap_arg().await?;
             let new = id.unwrap_or_else(|| self.keyring.generate());
-            let k = keys::session(&new);
+            let k = self.keys.session(&new);
             let event = self.creation_event(&new);
-            let (keys, n) = Core::creation_keys(&k, event.is_some());
+            let (keys, n) = self.creation_keys(&k, event.is_some());
             let r = match &event {
                 Some(handle) => {
                     let args: [&[u8]; 3] = [in_script.as_bytes(), &self.stream_len_arg, handle];
@@ -273,10 +277,10 @@ impl Core {
     /// The new id enters the user's index before the rotation and the old one leaves it
     /// after, each in its own command (see `index.rs`).
     pub(super) async fn rotate(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
-        let old = keys::session(&id);
+        let old = self.keys.session(&id);
         loop {
             let new_id = self.keyring.generate_sibling(&id);
-            let new = keys::session(&new_id);
+            let new = self.keys.session(&new_id);
             if userid != 0 {
                 self.index(userid, &new.member).await?;
             }
@@ -341,7 +345,9 @@ impl Core {
         loop {
             let (next, batch): (u64, Vec<String>) = self
                 .link
-                .query(redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(keys::SESSION_PATTERN).arg("COUNT").arg(1000))
+                .query(
+                    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(self.keys.session_pattern()).arg("COUNT").arg(1000),
+                )
                 .await?;
             count += batch.len();
             if next == 0 {

@@ -4,8 +4,8 @@
 //! filling the budget make new sessions and growing writes `Unavailable(MemoryFull)`, nothing
 //! lost; an anonymous session cannot hold what a logged-in one may.
 //!
-//! Memory only for now: the Redis backend leaves memory to Redis (`maxmemory`, see
-//! SECURITY.md), and its scripts do not check `max_anonymous_session_bytes` yet (issue 24).
+//! The budget is the memory backend's: the Redis backend leaves memory to Redis (`maxmemory`,
+//! see SECURITY.md). The anonymous size runs on every backend (`redis::`, `redis_cluster::`).
 
 use std::time::Duration;
 
@@ -134,9 +134,19 @@ mod memory {
         super::logged_in_sessions_filling_max_memory_refuse_new_ones_and_lose_nothing(super::Backend::Memory).await
     }
 
-    // To `both!` once the Redis scripts check the anonymous size (issue 24).
     #[actix_rt::test]
     async fn an_anonymous_session_is_held_to_max_anonymous_session_bytes() {
         super::an_anonymous_session_is_held_to_max_anonymous_session_bytes(super::Backend::Memory).await
     }
 }
+
+// As `both!` and `cluster!` would declare it (`memory` above holds the memory-only tests too).
+#[cfg(feature = "redis")]
+mod redis {
+    #[actix_rt::test]
+    async fn an_anonymous_session_is_held_to_max_anonymous_session_bytes() {
+        super::an_anonymous_session_is_held_to_max_anonymous_session_bytes(super::Backend::Redis).await
+    }
+}
+
+cluster!(an_anonymous_session_is_held_to_max_anonymous_session_bytes);

@@ -16,5 +16,6 @@ mod lifecycle;
 mod limits;
 mod placement;
 mod server_threads;
+mod shared_redis;
 mod users;
 mod values;

@@ -93,8 +93,8 @@ async fn an_anonymous_session_past_max_anonymous_session_bytes_is_a_413(b: Backe
     assert_eq!(call(&app, with_sid(get("/api/ns/a/one"), &sid)).await.json()["value"], half);
 }
 
-/// Memory only: on Redis the server's `maxmemory` is the budget (SECURITY.md), and its scripts
-/// do not check the anonymous size yet (issue 24): `an_anonymous_…` goes to `both!` then.
+/// The budget is memory only: on Redis the server's `maxmemory` is the budget (SECURITY.md).
+/// The anonymous size runs on both backends (`redis` below).
 mod memory {
     #[actix_web::test]
     async fn a_flood_of_new_visitors_is_served_within_the_budget_and_a_logged_in_session_stays() {
@@ -110,5 +110,13 @@ mod memory {
     #[actix_web::test]
     async fn an_anonymous_session_past_max_anonymous_session_bytes_is_a_413() {
         super::an_anonymous_session_past_max_anonymous_session_bytes_is_a_413(super::Backend::Memory).await
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    #[actix_web::test]
+    async fn an_anonymous_session_past_max_anonymous_session_bytes_is_a_413() {
+        super::an_anonymous_session_past_max_anonymous_session_bytes_is_a_413(super::Backend::Redis).await
     }
 }

@@ -1,7 +1,7 @@
 -- INCREMENT: adds ARGV[10] to the integer in field ARGV[9] (absent = 0); ARGV[11] max keys,
--- ARGV[12] max value bytes, ARGV[13] max session bytes.
+-- ARGV[12] max value bytes, ARGV[13] max session bytes, ARGV[14] that of an anonymous session.
 -- Answers "ok", the metadata and the new value (an integer); {"gone"}, {"locked"},
--- {"toomany"}, {"toolarge", size}, {"toobig", size}; {"fallback"} when the stored value or the
+-- {"toomany"}, {"toolarge", size}, {"toobig", size, cap}; {"fallback"} when the stored value or the
 -- sum is not an integer Lua adds exactly: the caller then uses the general update path, which
 -- decodes with serde like the memory backend.
 -- A counter that keeps its number of digits takes five commands: HMGET (metadata, the value),
@@ -45,9 +45,12 @@ local old, after = v and #v, nil
 if len ~= old then
   old = old or -names(ARGV[9])
   after = size(redis.call('HGET', key, 'b')) - old + len
-  if len > old and after > tonumber(ARGV[13]) then
-    slide()
-    return {'toobig', after}
+  if len > old then
+    local limit = cap(ARGV[13], ARGV[14])
+    if after > limit then
+      slide()
+      return {'toobig', after, limit}
+    end
   end
 end
 r = redis.call('HINCRBY', key, ARGV[9], ARGV[10])

@@ -14,6 +14,13 @@ end
 local function names(f)
   return #f - 2 - #string.match(f, '^d(%d+):')
 end
+-- The byte cap of the loaded session: limits.max_session_bytes `max_bytes`, or for a session
+-- nobody is logged into limits.max_anonymous_session_bytes `max_anonymous` (as
+-- `session_bytes_of(0)` passes it: never more than max_bytes). Arguments as text.
+local function cap(max_bytes, max_anonymous)
+  if m[1] == '0' then return tonumber(max_anonymous) end
+  return tonumber(max_bytes)
+end
 -- The session's size: `b`, or for a session written before `b` was kept, counted once here.
 local function size(b)
   if b then return tonumber(b) end

@@ -7,14 +7,17 @@ local function length(f)
   return n
 end
 -- Whether value field f = v fits: not when that adds a key past max_keys or grows the session
--- past max_bytes (a write that does not grow it always fits); `old` is the stored value's
--- length (nil: no such field). Answers nil and the session's size after the write (for `b`),
--- else the refusal: {"toomany"} or {"toobig", size it would have}.
-local function fits(f, v, max_keys, max_bytes, b, old)
+-- past its byte cap (`cap`, see sizes.lua; a write that does not grow it always fits); `old`
+-- is the stored value's length (nil: no such field). Answers nil and the session's size after
+-- the write (for `b`), else the refusal: {"toomany"} or {"toobig", size it would have, cap}.
+local function fits(f, v, max_keys, max_bytes, max_anonymous, b, old)
   if not old and data_len(b) >= max_keys then return {'toomany'} end
   old = old or -names(f)
   local after = size(b) - old + #v
-  if #v > old and after > max_bytes then return {'toobig', after} end
+  if #v > old then
+    local limit = cap(max_bytes, max_anonymous)
+    if after > limit then return {'toobig', after, limit} end
+  end
   return nil, after
 end
 -- Deletes value field f; answers 1 when it was there, else 0, and `b` after it (to write).
