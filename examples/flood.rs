@@ -25,15 +25,9 @@ const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 
 /// Requests in flight at once.
 const CONCURRENCY: usize = 32;
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
+#[path = "support/rss.rs"]
+mod rss;
+use rss::rss_bytes;
 
 fn mib(bytes: u64) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a figure to read")]

@@ -20,15 +20,9 @@ use draco_session::limits::DEFAULT_SCOPE;
 use draco_session::{Config, SessionEngine};
 use futures_util::future::join_all;
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
+#[path = "support/rss.rs"]
+mod rss;
+use rss::rss_bytes;
 
 /// What each session holds.
 #[derive(Clone, Copy, PartialEq)]
