@@ -5,8 +5,14 @@
 //! It lives in its own Redis Cluster slot, so no session script touches it: it is changed by
 //! separate commands, ordered so that a failure in between leaves a stale entry (a session
 //! gone, rotated away or now another user's), never a logged-in session missing from it.
-//! Readers skip stale entries and remove them; removals are best effort. Each login refreshes
-//! its expiry to [`index_ttl_ms`](Core::index_ttl_ms).
+//! Readers skip stale entries and remove them; removals are best effort.
+//!
+//! It lasts as long as any session in it: its expiry is only ever extended ([`EXTEND`]). A
+//! login makes it last [`index_ttl_ms`](Core::index_ttl_ms) and records that deadline in the
+//! session (field `i`); a use that slides a logged-in session's expiry past its `i` moves `i`
+//! to that expiry and a day and asks for the index to last as long ([`Core::keep_index`], from
+//! `scripts.rs`): a command of its own (the index is in another Cluster slot), about once a day
+//! per session.
 
 use redis::ToRedisArgs;
 
@@ -14,21 +20,43 @@ use super::keys;
 use super::store::Core;
 use crate::error::Result;
 
+/// Extends `KEYS[1]`'s expiry to `ARGV[1]` ms from now, never shortening it; a key without
+/// one (a new index) gets it, a missing key stays missing. Works before Redis 7 (no `GT`).
+/// Sent with `EVAL`: a login and about one use a day per session run it.
+const EXTEND: &str = "local t = redis.call('PTTL', KEYS[1]) \
+if t == -2 or (t >= 0 and t >= tonumber(ARGV[1])) then return 0 end \
+redis.call('PEXPIRE', KEYS[1], ARGV[1]) return 1";
+
 impl Core {
-    /// The longest session lifetime and a minute, counted from the user's latest login.
-    fn index_ttl_ms(&self) -> u64 {
+    /// The longest session lifetime and a minute: how long a login makes its user's index last.
+    pub(super) fn index_ttl_ms(&self) -> u64 {
         self.lifetimes.persistent_ms.max(self.lifetimes.volatile_ms).saturating_add(60_000)
     }
 
-    /// Adds `member` to `userid`'s index, before the rotation that logs it in.
-    pub(super) async fn index(&self, userid: u64, member: &str) -> Result<()> {
+    /// [`EXTEND`] on index `user`, to `ttl_ms` from now.
+    fn extend(user: &str, ttl_ms: u64) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(EXTEND).arg(1).arg(user).arg(ttl_ms.max(1));
+        cmd
+    }
+
+    /// Adds `member` to `userid`'s index, before the rotation that logs it in, and makes the
+    /// index last at least `ttl_ms` more.
+    pub(super) async fn index(&self, userid: u64, member: &str, ttl_ms: u64) -> Result<()> {
         let user = self.keys.user(userid);
         let mut pipe = redis::pipe();
-        pipe.sadd(&user, member)
-            .ignore()
-            .pexpire(&user, i64::try_from(self.index_ttl_ms()).unwrap_or(i64::MAX))
-            .ignore();
+        pipe.sadd(&user, member).ignore().add_command(Self::extend(&user, ttl_ms)).ignore();
         self.link.query_pipeline(&pipe).await
+    }
+
+    /// Makes `userid`'s index last until `until` (ms, the engine's clock), as a script asked
+    /// (see the module guide). A failure is logged: the session's `i` has moved on, so the
+    /// index may expire before it (log-out-everywhere and the devices page then miss it).
+    pub(super) async fn keep_index(&self, userid: u64, until: u64) {
+        let cmd = Self::extend(&self.keys.user(userid), until.saturating_sub(self.clock.now_ms()));
+        if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
+            log::warn!("session index of user {userid} not extended: {e}");
+        }
     }
 
     /// Removes `members` (one or a list) from `userid`'s index. Failing does no harm, as

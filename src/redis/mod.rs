@@ -5,8 +5,10 @@
 //!   earlier versions): every key, per-user index and the event stream starts with `<p>:`, so
 //!   apps sharing one Redis (a Cluster has only database 0) keep apart their sessions, users
 //!   ("log out everywhere", devices, revoke) and events (`keys.rs`).
-//! - **One session = one hash** (`u`, `p`, `c`, `a` metadata fields; values under
-//!   `d<scope len>:<scope><key>`), expiring through Redis's own `PEXPIRE`, slid on every use.
+//! - **One session = one hash** (`u`, `p`, `c`, `a` metadata fields; `b` its size; `i` for a
+//!   logged-in session, the time (ms, the engine's clock) its user's index is known to last
+//!   to; values under `d<scope len>:<scope><key>`), expiring through Redis's own `PEXPIRE`,
+//!   slid on every use.
 //!   Every operation is one Lua script on that session's keys, so it is atomic.
 //! - **Script cost.** A script's time is Redis's one thread's, shared by every instance: each
 //!   reads what it needs in one `HMGET` and writes the session's fields in one `HSET`; times
@@ -21,6 +23,14 @@
 //!   the new key, old key gone in the same step) touches one slot only. The per-user index
 //!   `<p>:u:{uid}` lives in its own slot and is only ever changed by separate commands
 //!   (`index.rs`: added to before a login's rotation, stale entries skipped and removed).
+//! - **Index lifetime.** The index lasts as long as any session in it: its expiry is only ever
+//!   extended (a small script comparing `PTTL`, so before Redis 7 too). A login extends it to
+//!   the longest lifetime and a minute and records that deadline in the session's `i`; a
+//!   script whose use slides a logged-in session's expiry past `i` moves `i` to that expiry
+//!   and a day, in the same `HSET`, and ends its answer with the user and that deadline, which
+//!   the caller (`scripts.rs`, `Core::exec_keys`) then ensures with one more command: about
+//!   once a day per session, no extra round trip on other requests (a failure is logged as a
+//!   warning, not returned).
 //! - **Update** runs the caller's closure exactly once: a script reads the value and takes a
 //!   short per-session lock (a key in the same slot, expiring by itself), the closure runs,
 //!   and a second script writes and releases it (`lock.rs` states the protocol and its

@@ -1,5 +1,7 @@
 //! A script's answer, typed: its [`Status`], parsed once, and named accessors for the items
-//! each script answers (layouts in the `lua/*.lua` opening comments).
+//! each script answers (layouts in the `lua/*.lua` opening comments). Every answer ends with
+//! one more item, taken off by [`Reply::parse`]: the user-index deadline the script asks its
+//! caller to ensure (see `slide` in `lua/prelude.lua`), false when none.
 
 use redis::Value;
 
@@ -97,6 +99,8 @@ const CAP: usize = 2;
 pub(super) struct Reply {
     status: Status,
     items: Vec<Value>,
+    /// The user id and time (ms) its index must last to, when the script asks for it.
+    index: Option<(u64, u64)>,
 }
 
 /// The metadata of an "ok" answer, kept after the rest of it is dropped: its user id,
@@ -105,9 +109,10 @@ pub(super) struct Reply {
 pub(super) struct Metadata(Option<(u64, bool, u64, u64, u64)>);
 
 impl Reply {
-    /// Errors on anything but an array starting with a known status.
+    /// Errors on anything but an array starting with a known status (and ending with the
+    /// index deadline, or false).
     pub(super) fn parse(value: Value) -> Result<Self> {
-        let Value::Array(items) = value else {
+        let Value::Array(mut items) = value else {
             return Err(SessionError::internal("unexpected reply from Redis (not an array)"));
         };
         let status = match items.first() {
@@ -115,7 +120,21 @@ impl Reply {
             Some(Value::SimpleString(s)) => s,
             _ => "?",
         };
-        Ok(Self { status: Status::parse(status)?, items })
+        let status = Status::parse(status)?;
+        let index = match items.pop() {
+            Some(Value::Array(pair)) => match (str_at(&pair, 0).and_then(|u| u.parse().ok()), ms(&pair, 1)) {
+                (Some(userid), Some(until)) => Some((userid, until)),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Self { status, items, index })
+    }
+
+    /// The user whose index must last to a time (ms, the engine's clock), and that time: asked
+    /// by a script whose use took a logged-in session's expiry past the last one ensured.
+    pub(super) fn index_deadline(&self) -> Option<(u64, u64)> {
+        self.index
     }
 
     pub(super) fn status(&self) -> Status {
@@ -318,16 +337,18 @@ mod tests {
         let mut items = vec![bulk("ok"), bulk("42"), bulk("1"), Value::Int(1_000), Value::Int(3_000)];
         items.extend([Value::Int(9_000), Value::Int(2_000)]);
         items.extend(extra);
+        items.push(Value::Nil);
         Value::Array(items)
     }
 
     #[test]
     fn an_unknown_status_or_shape_is_an_internal_error() {
         assert!(matches!(Reply::parse(Value::Array(vec![bulk("maybe")])), Err(SessionError::Internal)));
-        assert!(matches!(Reply::parse(Value::Array(vec![Value::Int(1)])), Err(SessionError::Internal)));
+        assert!(matches!(Reply::parse(Value::Array(vec![Value::Int(1), Value::Nil])), Err(SessionError::Internal)));
         assert!(matches!(Reply::parse(bulk("ok")), Err(SessionError::Internal)));
-        let locked = Reply::parse(Value::Array(vec![Value::SimpleString("locked".into())])).unwrap();
+        let locked = Reply::parse(Value::Array(vec![Value::SimpleString("locked".into()), Value::Nil])).unwrap();
         assert_eq!(locked.status(), Status::Locked);
+        assert_eq!(locked.index_deadline(), None);
     }
 
     #[test]
@@ -351,9 +372,24 @@ mod tests {
 
     #[test]
     fn other_answers_read_their_own_items() {
-        let done = |user: Value| Reply::parse(Value::Array(vec![bulk("done"), user])).unwrap();
+        let done = |user: Value| Reply::parse(Value::Array(vec![bulk("done"), user, Value::Nil])).unwrap();
         assert_eq!(done(bulk("42")).deleted_user(), Some(42));
         assert_eq!(done(Value::Nil).deleted_user(), None);
-        assert_eq!(Reply::parse(Value::Array(vec![bulk("toolarge"), Value::Int(99)])).unwrap().size(), 99);
+        let too_large = Value::Array(vec![bulk("toolarge"), Value::Int(99), Value::Nil]);
+        assert_eq!(Reply::parse(too_large).unwrap().size(), 99);
+    }
+
+    #[test]
+    fn the_last_item_is_the_index_deadline() {
+        let pair = Value::Array(vec![bulk("42"), Value::Int(90_000)]);
+        let refused = Reply::parse(Value::Array(vec![bulk("toomany"), pair.clone()])).unwrap();
+        assert_eq!((refused.status(), refused.index_deadline()), (Status::TooMany, Some((42, 90_000))));
+        let reply = Reply::parse(ok(vec![bulk("17")])).unwrap();
+        assert_eq!(reply.index_deadline(), None);
+        assert_eq!(reply.value().as_deref(), Some(&b"17"[..]));
+        let mut items = vec![bulk("ok"), bulk("42"), bulk("1"), Value::Int(1_000), Value::Int(3_000)];
+        items.extend([Value::Int(9_000), Value::Int(2_000), bulk("17"), pair]);
+        let reply = Reply::parse(Value::Array(items)).unwrap();
+        assert_eq!((reply.index_deadline(), reply.counter().unwrap()), (Some((42, 90_000)), 17));
     }
 }

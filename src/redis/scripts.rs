@@ -13,7 +13,8 @@
 //! (ms, the engine's clock), `ARGV[2..4]` the volatile, persistent and absolute lifetimes (ms,
 //! absolute 0 = none), `ARGV[5]` the caller's lock token (`""` = holds none), `ARGV[6..8]` the
 //! times at or before which a session is gone (see [`Core::common_args`]). Op arguments follow
-//! from `ARGV[9]`. Answers are read by `reply.rs`.
+//! from `ARGV[9]`. Answers are read by `reply.rs`; each ends with the user-index deadline the
+//! script asks for (see `slide` in `lua/prelude.lua`), which [`Core::exec_keys`] ensures.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
@@ -26,12 +27,19 @@ use super::reply::{Metadata, Reply, Status};
 use super::store::Core;
 use crate::error::{Result, SessionError};
 
-/// A script: `lua/prelude.lua`, then the helper files it names, then its own file.
+/// A script: `lua/prelude.lua`, then the helper files it names and its own file, run as a
+/// function whose answer gets one more item: the prelude's `index` (false when nil), read by
+/// [`Reply::parse`].
 macro_rules! script {
     ($(#[$doc:meta])* $name:ident = $($file:literal),+) => {
         $(#[$doc])*
         pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(include_str!("lua/prelude.lua"), $(include_str!(concat!("lua/", $file))),+))
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "local answer = (function()\n",
+                $(include_str!(concat!("lua/", $file)),)+
+                "\nend)()\nanswer[#answer + 1] = index or false\nreturn answer\n"
+            ))
         });
     };
 }
@@ -163,6 +171,9 @@ impl Core {
                 cmd.arg(*arg);
             }
             let reply = Reply::parse(self.link.invoke(script, &cmd).await?)?.with_expiry(&self.lifetimes);
+            if let Some((userid, until)) = reply.index_deadline() {
+                self.keep_index(userid, until).await;
+            }
             let limits = &self.limits;
             match reply.status() {
                 Status::Ok => {

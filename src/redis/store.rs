@@ -275,19 +275,24 @@ impl Core {
     }
 
     /// The new id enters the user's index before the rotation and the old one leaves it
-    /// after, each in its own command (see `index.rs`).
+    /// after, each in its own command (see `index.rs`); the index then lasts at least until
+    /// the deadline the rotation records in the session (`i`).
     pub(super) async fn rotate(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
         let old = self.keys.session(&id);
         loop {
             let new_id = self.keyring.generate_sibling(&id);
             let new = self.keys.session(&new_id);
+            let ttl = self.index_ttl_ms();
+            // Taken before the index's expiry is set, so the index lasts at least until then.
+            let until = self.clock.now_ms().saturating_add(ttl).to_string();
             if userid != 0 {
-                self.index(userid, &new.member).await?;
+                self.index(userid, &new.member, ttl).await?;
             }
             let uid = userid.to_string();
             let clear: &[u8] = if userid == 0 && self.logout_clears_data { b"1" } else { b"0" };
             let keys: [&str; 3] = [&old.session, &old.lock, &new.session];
-            let result = self.exec_keys(&scripts::ROTATE, &keys, "", &[uid.as_bytes(), clear]).await;
+            let args: [&[u8]; 3] = [uid.as_bytes(), clear, until.as_bytes()];
+            let result = self.exec_keys(&scripts::ROTATE, &keys, "", &args).await;
             let reply = match result {
                 Ok(r) if r.status() == Status::Ok => r,
                 other => {

@@ -163,3 +163,112 @@ cluster!(
     sessions_of_lists_live_sessions_with_their_info,
     revoke_ends_one_session_of_that_user_only
 );
+
+/// Redis only: the per-user index, a key with its own expiry, lasts as long as its sessions.
+#[cfg(feature = "redis")]
+mod redis_index {
+    use ::redis::aio::MultiplexedConnection;
+    use ::redis::cluster_async::ClusterConnection;
+
+    use super::{Backend, DAY, SessionError, config, start_configured};
+
+    /// A connection of the test's own to the engine's Redis or Redis Cluster.
+    enum Raw {
+        One(MultiplexedConnection),
+        Cluster(ClusterConnection),
+    }
+
+    impl Raw {
+        async fn open(c: &draco_session::Config) -> Self {
+            let url = &c.storage.redis_url;
+            if c.storage.redis_cluster {
+                let client = ::redis::cluster::ClusterClient::new(url.split(',').collect::<Vec<_>>()).unwrap();
+                Raw::Cluster(client.get_async_connection().await.unwrap())
+            } else {
+                Raw::One(::redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap())
+            }
+        }
+
+        async fn query<T: ::redis::FromRedisValue>(&mut self, cmd: &::redis::Cmd) -> T {
+            match self {
+                Raw::One(conn) => cmd.query_async(conn).await.unwrap(),
+                Raw::Cluster(conn) => cmd.query_async(conn).await.unwrap(),
+            }
+        }
+
+        async fn pttl(&mut self, key: &str) -> i64 {
+            self.query(::redis::cmd("PTTL").arg(key)).await
+        }
+
+        /// What a day of Redis's own time does to `key`'s expiry (Redis's clock runs in real
+        /// time, not the engine's `ManualClock`).
+        async fn age_by_a_day(&mut self, key: &str) {
+            let left = self.pttl(key).await;
+            assert!(left > 0, "the index is gone or has no expiry (PTTL {left}): its sessions are lost to it");
+            let day = i64::try_from(DAY.as_millis()).unwrap();
+            if left <= day {
+                let _: i64 = self.query(::redis::cmd("DEL").arg(key)).await;
+            } else {
+                let _: i64 = self.query(::redis::cmd("PEXPIRE").arg(key).arg(left - day)).await;
+            }
+        }
+    }
+
+    /// A remembered session used every day for longer than the index's lifetime at login is
+    /// still found through the index: the devices page lists it and "log out everywhere" ends
+    /// it. The index is extended about once a day per session, never to less than the
+    /// session's remaining lifetime, and a later login never shortens it.
+    async fn a_session_used_daily_keeps_its_user_index_alive(b: Backend) {
+        let mut c = config(2);
+        c.session.persistent_ttl = 10 * DAY;
+        let c = b.configure(c);
+        let clock = draco_session::ManualClock::new(1_700_000_000_000);
+        let e = start_configured(c.clone(), Some(clock.clone())).await;
+        let mut raw = Raw::open(&c).await;
+        let user = b.user(7);
+        let index = format!("{}:u:{{{user}}}", c.storage.redis_prefix);
+        let s = e.login(&e.create().await.unwrap().id, user).await.unwrap().id;
+        e.set_persistent(&s, true).await.unwrap();
+        let at_login = raw.pttl(&index).await;
+        assert!(at_login > 0 && at_login <= i64::try_from((10 * DAY).as_millis()).unwrap() + 60_000);
+        let mut extended = 0;
+        let days = 25;
+        for _ in 0..days {
+            clock.advance(DAY);
+            raw.age_by_a_day(&index).await;
+            let before = raw.pttl(&index).await;
+            let info = e.touch(&s).await.unwrap();
+            let after = raw.pttl(&index).await;
+            let remaining = info.expires.duration_since(info.last_access).unwrap();
+            let remaining = i64::try_from(remaining.as_millis()).unwrap();
+            if after > before {
+                extended += 1;
+                assert!(after >= remaining, "an extension covers the session: {after} ms < {remaining} ms");
+            }
+            // Between extensions, Redis's real time (a few ms here) is all that separates them.
+            assert!(after + 5_000 >= remaining, "the index outlives the session: {after} ms < {remaining} ms");
+        }
+        assert!((1..=days).contains(&extended), "extended {extended} times in {days} days");
+        // A login only ever extends the index: it never cuts short what another session needs.
+        let long = i64::try_from((20 * DAY).as_millis()).unwrap();
+        let _: i64 = raw.query(::redis::cmd("PEXPIRE").arg(&index).arg(long)).await;
+        let other = e.login(&e.create().await.unwrap().id, user).await.unwrap().id;
+        assert!(raw.pttl(&index).await > long - 5_000, "a login shortened the index");
+        let listed = e.sessions_of(user).await.unwrap();
+        assert_eq!(listed.len(), 2, "the devices page lists both sessions");
+        assert_eq!(listed.iter().filter(|l| l.persistent).count(), 1);
+        assert_eq!(e.logout_user(user).await.unwrap(), 2, "log out everywhere ends them");
+        assert_eq!(e.info(&s).await, Err(SessionError::SessionGone));
+        assert_eq!(e.info(&other).await, Err(SessionError::SessionGone));
+    }
+
+    #[actix_rt::test]
+    async fn on_redis_a_session_used_daily_keeps_its_user_index_alive() {
+        a_session_used_daily_keeps_its_user_index_alive(Backend::Redis).await
+    }
+
+    #[actix_rt::test]
+    async fn on_redis_cluster_a_session_used_daily_keeps_its_user_index_alive() {
+        a_session_used_daily_keeps_its_user_index_alive(Backend::cluster()).await
+    }
+}

@@ -90,8 +90,8 @@ impl Backend {
         }
     }
 
-    /// Starts an engine on this backend (Redis: a database of its own on the shared server).
-    pub async fn start(self, c: Config, clock: Option<ManualClock>) -> SessionEngine {
+    /// `c` pointed at this backend's store (Redis: a database of its own on the shared server).
+    pub fn configure(self, c: Config) -> Config {
         #[cfg(feature = "redis")]
         let c = match self {
             Backend::Memory => c,
@@ -109,11 +109,12 @@ impl Backend {
                 c
             }
         };
-        let mut builder = SessionEngine::builder(c);
-        if let Some(clock) = clock {
-            builder = builder.clock(clock);
-        }
-        builder.start_async().await.expect("engine starts")
+        c
+    }
+
+    /// Starts an engine on this backend (Redis: a database of its own on the shared server).
+    pub async fn start(self, c: Config, clock: Option<ManualClock>) -> SessionEngine {
+        start_configured(self.configure(c), clock).await
     }
 
     pub async fn engine_with_clock(self, c: Config) -> (SessionEngine, ManualClock) {
@@ -124,6 +125,15 @@ impl Backend {
     pub async fn engine(self, shards: usize) -> SessionEngine {
         self.engine_with_clock(config(shards)).await.0
     }
+}
+
+/// Starts an engine on `c` as [`Backend::configure`] made it.
+pub async fn start_configured(c: Config, clock: Option<ManualClock>) -> SessionEngine {
+    let mut builder = SessionEngine::builder(c);
+    if let Some(clock) = clock {
+        builder = builder.clock(clock);
+    }
+    builder.start_async().await.expect("engine starts")
 }
 
 /// Declares each behaviour test once per backend: `memory::name` and `redis::name`.

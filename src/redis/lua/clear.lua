@@ -5,7 +5,7 @@ if busy() then
   save()
   return {'locked'}
 end
-local p, b, dropped = ARGV[9], m[5], 0
+local p, b, dropped = ARGV[9], m[6], 0
 for _, f in ipairs(redis.call('HKEYS', key)) do
   if string.sub(f, 1, #p) == p then
     local n

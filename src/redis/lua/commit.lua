@@ -8,14 +8,14 @@ if redis.call('GET', lock) ~= token then return {'lost'} end
 redis.call('DEL', lock)
 if not load(true, 'b') then return {'gone'} end
 if ARGV[10] == '1' then
-  local refused, after = fits(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[5], length(ARGV[9]))
+  local refused, after = fits(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[6], length(ARGV[9]))
   if refused then
     slide()
     return refused
   end
   slide(ARGV[9], ARGV[11], 'b', after)
 else
-  local n, b = drop(ARGV[9], m[5])
+  local n, b = drop(ARGV[9], m[6])
   if n == 1 then
     slide('b', b)
   else

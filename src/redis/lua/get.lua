@@ -2,4 +2,4 @@
 -- Answers "ok", the metadata and the value (nil when absent); {"gone"}.
 if not load(true, ARGV[9]) then return {'gone'} end
 slide()
-return reply(m[5])
+return reply(m[6])

@@ -12,7 +12,7 @@ if busy() then
   save()
   return {'locked'}
 end
-local v = m[5]
+local v = m[6]
 local n = 0
 if v then
   if not (v == '0' or string.match(v, '^-?[1-9]%d*$')) or #v > 15 then

@@ -7,14 +7,14 @@ local function older(x, y, at)
   if at then return x <= y end
   return x < y
 end
--- Loads the live session's metadata into m, and the fields `...` after it (m[5], ...; false
--- when absent), in one HMGET; a use (touch) moves last_access to now, written by the next
+-- Loads the live session's metadata into m (m[5]: `i`, see prelude.lua's `slide`), and the
+-- fields `...` after it (m[6], ...; false when absent), in one HMGET; a use (touch) moves last_access to now, written by the next
 -- `save` (every answer after a touching load saves, `slide` included). Logical expiry by the
 -- engine's clock backs up Redis's own (the two agree with the system clock): the session is
 -- gone once its last access is at or before ARGV[6] (volatile) or ARGV[7] (persistent), or its
 -- creation at or before ARGV[8] (absolute); "" = nothing that old.
 local function load(touch, ...)
-  m = redis.call('HMGET', key, 'u', 'p', 'c', 'a', ...)
+  m = redis.call('HMGET', key, 'u', 'p', 'c', 'a', 'i', ...)
   if not m[1] then return false end
   local idle = m[2] == '1' and ARGV[7] or ARGV[6]
   if (idle ~= '' and older(m[4], idle, true)) or (ARGV[8] ~= '' and older(m[3], ARGV[8], true)) then

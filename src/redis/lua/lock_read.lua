@@ -8,4 +8,4 @@ if busy() then
 end
 redis.call('SET', lock, token, 'PX', ARGV[10])
 slide()
-return reply(m[5])
+return reply(m[6])

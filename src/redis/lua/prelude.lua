@@ -9,8 +9,8 @@
 -- numbers by `older` and turned into expiry times by the caller (reply.rs); every helper is a
 -- closure made again on each run, so there are few.
 --
--- `m` holds {userid, persistent, created, last_access} as text, then the fields `load` was
--- asked for. Common arguments: see scripts.rs.
+-- `m` holds {userid, persistent, created, last_access, i} as text (see `slide`), then the
+-- fields `load` was asked for. Common arguments: see scripts.rs.
 local key, lock = KEYS[1], KEYS[2]
 local now, token = ARGV[1], ARGV[5]
 local m
@@ -26,16 +26,41 @@ local function save(...)
     redis.call('HSET', key, ...)
   end
 end
+-- What this script's use asks the caller to ensure of the user's index (`index.rs`):
+-- {userid, the time (ms) it must last to}, or nil. Every answer ends with it (nil: false; see
+-- scripts.rs).
+local index
 -- `save(...)`, then sets Redis's expiry from the metadata: sliding, both lifetimes, the
--- absolute cap (ARGV[2..4]).
+-- absolute cap (ARGV[2..4]). A logged-in session keeps its user's index alive: `i` (m[5]) is
+-- the latest time the index is known to last to (set at login; absent in a session from before
+-- it was kept); when the new expiry passes it, `i` moves to that expiry and a day, written in
+-- the same HSET, and `index` asks the caller to make the index last as long. So that costs a
+-- command of the caller's about once a day per session; other uses of a logged-in session pay
+-- only for comparing the expiry with `i` as numbers.
 local function slide(...)
-  save(...)
   local ttl = m[2] == '1' and ARGV[3] or ARGV[2]
+  local e
   if m[4] ~= now or ARGV[4] ~= '0' then
     -- A last access after now (another instance's clock), or an absolute lifetime: as numbers.
-    local e = tonumber(m[4]) + tonumber(ttl)
+    e = tonumber(m[4]) + tonumber(ttl)
     if ARGV[4] ~= '0' then e = math.min(e, tonumber(m[3]) + tonumber(ARGV[4])) end
     ttl = math.max(1, e - tonumber(now))
   end
+  if m[1] ~= '0' then
+    e = e or tonumber(now) + tonumber(ttl)
+    if not m[5] or e > tonumber(m[5]) then
+      local d = e + 86400000
+      m[5] = string.format('%d', d)
+      index = {m[1], d}
+      -- After the caller's fields, so that this `i` wins over one among them.
+      local fields = {...}
+      fields[#fields + 1] = 'i'
+      fields[#fields + 1] = m[5]
+      save(unpack(fields))
+      redis.call('PEXPIRE', key, ttl)
+      return
+    end
+  end
+  save(...)
   redis.call('PEXPIRE', key, ttl)
 end

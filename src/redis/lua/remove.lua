@@ -5,7 +5,7 @@ if busy() then
   save()
   return {'locked'}
 end
-local n, b = drop(ARGV[9], m[5])
+local n, b = drop(ARGV[9], m[6])
 if n == 1 then
   slide('b', b)
 else

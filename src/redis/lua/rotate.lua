@@ -1,6 +1,7 @@
 -- ROTATE (login/logout): moves the session to KEYS[3] (same slot) with user ARGV[9]; the old
 -- key is gone in the same step. ARGV[10] "1": every value is deleted too (a logout with
--- session.logout_clears_data), in the same step.
+-- session.logout_clears_data), in the same step. ARGV[11], on a login: the time the caller
+-- has made the new user's index last to, the session's `i` (see prelude.lua's `slide`).
 -- Answers "ok", the metadata and the previous user id; {"gone"}, {"locked"}, {"exists"} when
 -- KEYS[3] is taken.
 if not load(true) then return {'gone'} end
@@ -16,6 +17,11 @@ local old, new = m[1], ARGV[9]
 -- Remember-me survives a re-login of the same user only.
 if not (m[2] == '1' and new ~= '0' and new == old) then m[2] = '0' end
 m[1] = new
+local fields = {'u', m[1], 'p', m[2]}
+if new ~= '0' then
+  m[5] = ARGV[11]
+  fields[5], fields[6] = 'i', m[5]
+end
 redis.call('RENAME', key, KEYS[3])
 key = KEYS[3]
 if ARGV[10] == '1' then
@@ -24,8 +30,8 @@ if ARGV[10] == '1' then
     if string.sub(f, 1, 1) == 'd' then redis.call('HDEL', key, f) end
   end
   -- No value left: the size max_session_bytes counts is 0.
-  slide('u', m[1], 'p', m[2], 'b', '0')
-else
-  slide('u', m[1], 'p', m[2])
+  fields[#fields + 1] = 'b'
+  fields[#fields + 1] = '0'
 end
+slide(unpack(fields))
 return reply(old)

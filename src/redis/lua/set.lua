@@ -6,7 +6,7 @@ if busy() then
   save()
   return {'locked'}
 end
-local refused, after = fits(ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13], m[5], length(ARGV[9]))
+local refused, after = fits(ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13], m[6], length(ARGV[9]))
 if refused then
   slide()
   return refused

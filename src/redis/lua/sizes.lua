@@ -4,11 +4,11 @@
 -- size as limits.max_session_bytes counts it (names and values), kept by every script that
 -- writes or deletes a value. The helpers take `b` as the script loaded it (false: absent).
 --
--- The number of values: every field but the four of the metadata and `b` (`b` as loaded, or
--- nil: looked up).
+-- The number of values: every field but the four of the metadata, `i` (as loaded, m[5]) and
+-- `b` (`b` as loaded, or nil: looked up).
 local function data_len(b)
   if b == nil then b = redis.call('HEXISTS', key, 'b') == 1 end
-  return redis.call('HLEN', key) - 4 - (b and 1 or 0)
+  return redis.call('HLEN', key) - 4 - (m[5] and 1 or 0) - (b and 1 or 0)
 end
 -- The scope and key bytes of value field f.
 local function names(f)
