@@ -9,7 +9,7 @@
 //!   publishes it as the operation ends; only while someone subscribes (no subscriber, no
 //!   cost beyond one atomic load).
 //! - Redis backend: the instance that makes a change appends its event to the stream
-//!   `draco:events` right after the change; every instance with a subscriber reads that
+//!   `<redis_prefix>:events` (`draco:events` by default) right after the change; every instance with a subscriber reads that
 //!   stream, so each subscriber sees the events of every instance, its own included. Redis
 //!   expires sessions on its own and tells nobody: an expiry is reported when an instance
 //!   observes it (listing a user's sessions finds one Redis has dropped), so only logged-in

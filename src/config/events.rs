@@ -12,7 +12,7 @@ pub struct EventsConfig {
     /// Events each subscriber may fall behind by before it misses the oldest (and is told how
     /// many it missed). The engine never waits for a subscriber. Defaults to `1024`.
     pub capacity: usize,
-    /// Redis backend: events are appended to the stream `draco:events`, capped at about this
+    /// Redis backend: events are appended to the stream `<redis_prefix>:events` (`draco:events` by default), capped at about this
     /// many entries (`XADD … MAXLEN ~`), which every instance reads, so each subscriber sees
     /// the events of every instance. `0` writes no events to Redis (nothing to subscribe to).
     /// Defaults to `10000`. The memory backend has no stream.

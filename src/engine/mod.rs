@@ -368,7 +368,7 @@ impl SessionEngine {
     /// remember-me on/off, revoked, destroyed, expired ([`SessionEvent`](crate::SessionEvent)),
     /// from now on. Bounded by `events.capacity` per subscriber: the engine never waits for
     /// a subscriber, and one that falls behind is told how many events it missed. On Redis,
-    /// every instance's events arrive (read from the stream `draco:events`), and expiries are
+    /// every instance's events arrive (read from the stream `<redis_prefix>:events`), and expiries are
     /// reported only when an instance observes them (see [`Subscription`](crate::Subscription)).
     ///
     /// # Errors

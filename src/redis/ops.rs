@@ -4,6 +4,7 @@
 //! the per-user operations take a few steps (`lock.rs`, `index.rs`).
 
 use std::future::Future;
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 
 use super::keys;
@@ -12,7 +13,7 @@ use super::scripts;
 use super::store::RedisStore;
 use crate::error::{Result, SessionError};
 use crate::events::EventKind;
-use crate::id::locator_of;
+use crate::id::{SessionId, locator_of};
 use crate::message::op::Op;
 use crate::message::*;
 
@@ -178,20 +179,19 @@ impl OnRedis for SetPersistent {
 
 impl OnRedis for Info {
     async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
-        let id = self.id;
-        store
-            .run_here(move |c| async move { c.exec(&scripts::INFO, &c.keys.session(&id), "", &[]).await?.info(id) })
-            .await
+        metadata(store, self.id, &scripts::INFO).await
     }
 }
 
 impl OnRedis for Touch {
     async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
-        let id = self.id;
-        store
-            .run_here(move |c| async move { c.exec(&scripts::TOUCH, &c.keys.session(&id), "", &[]).await?.info(id) })
-            .await
+        metadata(store, self.id, &scripts::TOUCH).await
     }
+}
+
+/// The metadata of session `id` as `script` (a read, or a use that slides its expiry) answers it.
+async fn metadata(store: &RedisStore, id: SessionId, script: &'static LazyLock<redis::Script>) -> Result<SessionInfo> {
+    store.run_here(move |c| async move { c.exec(script, &c.keys.session(&id), "", &[]).await?.info(id) }).await
 }
 
 impl OnRedis for Destroy {

@@ -7,7 +7,7 @@
 //! a legitimate session made before the attack still works, and the engine holds no more
 //! sessions than the limits allow.
 
-use crate::support::app;
+use crate::support::{app, config};
 
 use std::time::{Duration, Instant};
 
@@ -17,21 +17,14 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::SET_COOKIE;
 use actix_web::test::{self, TestRequest};
-use draco_session::{Config, SessionEngine, SessionMiddleware};
+use draco_session::{SessionEngine, SessionMiddleware};
 use serde_json::Value;
 
 const BROWSER: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
-const SECRET: &str = "adversarial test secret, at least 32 bytes";
 
 fn engine(max_sessions: usize) -> (SessionEngine, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.session.secret = Some(SECRET.into());
-    config.session.shards = 2;
-    config.storage.persist = false;
-    config.storage.dir = dir.path().to_owned();
-    config.limits.max_sessions = max_sessions;
+    let (config, dir) = config(|c| c.limits.max_sessions = max_sessions);
     (SessionEngine::start(config).unwrap(), dir)
 }
 
