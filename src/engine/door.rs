@@ -37,14 +37,19 @@ fn measured<'a, M: Op>(
 ) -> impl Future<Output = Result<M::Reply>> + Send + 'a {
     let start = m.start();
     fut.map(move |r| {
-        m.finish((M::KIND as usize, M::KIND.name()), start, r.as_ref().err());
-        if let Ok(reply) = &r
-            && let Some((counter, n)) = M::counts(reply)
-        {
-            m.lifecycle(counter).increment(n);
-        }
+        count::<M>(m, start, &r);
         r
     })
+}
+
+/// Counts operation `M`, begun at `start`, as it answered `r` (see [`measured`]).
+fn count<M: Op>(m: &Metrics, start: Option<std::time::Instant>, r: &Result<M::Reply>) {
+    m.finish((M::KIND as usize, M::KIND.name()), start, r.as_ref().err());
+    if let Ok(reply) = r
+        && let Some((counter, n)) = M::counts(reply)
+    {
+        m.lifecycle(counter).increment(n);
+    }
 }
 
 impl<'a> Door<'a> {
@@ -155,12 +160,7 @@ impl<'a> Door<'a> {
         both.map(move |(info, r)| {
             m.finish((OpKind::Lookup as usize, OpKind::Lookup.name()), start, info.as_ref().err());
             if sent {
-                m.finish((M::KIND as usize, M::KIND.name()), start, r.as_ref().err());
-                if let Ok(reply) = &r
-                    && let Some((counter, n)) = M::counts(reply)
-                {
-                    m.lifecycle(counter).increment(n);
-                }
+                count::<M>(m, start, &r);
             }
             (info, r)
         })

@@ -413,7 +413,7 @@ where
                 // The shard goes on with other work; the reply waits for the fsync.
                 actix::spawn(async move {
                     let result = match result {
-                        Ok(value) => durable.wait().await.map(|()| value),
+                        Ok(value) => durable.await.map(|()| value),
                         Err(e) => Err(e),
                     };
                     if let Some(tx) = tx {

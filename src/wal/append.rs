@@ -20,14 +20,8 @@ use crate::fsutil::as_u32;
 #[must_use]
 pub(crate) struct Durable(oneshot::Receiver<SyncAnswer>);
 
-impl Durable {
-    /// Resolves once the record is durable; an error (503 over HTTP) when it cannot be.
-    pub async fn wait(self) -> Result<()> {
-        self.await
-    }
-}
-
-/// [`Durable::wait`], polled in place (a few bytes in the future that waits).
+/// Resolves once the record is durable; an error (503 over HTTP) when it cannot be. Polled in
+/// place: a few bytes in the future that waits.
 impl std::future::Future for Durable {
     type Output = Result<()>;
 

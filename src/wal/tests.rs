@@ -77,29 +77,24 @@ impl SegmentFile for FaultySegment {
 }
 
 fn engine(dir: &Path, log: LogMode, faults: &Arc<Faults>) -> SessionEngine {
-    let mut c = Config::default();
-    c.session.secret = Some("log fault test secret, at least 32 bytes".into());
-    c.session.shards = 2;
-    c.storage.dir = dir.into();
-    c.storage.log = log;
-    c.storage.snapshot_interval = Duration::from_secs(3600);
-    SessionEngine::builder(c).log_io(Arc::new(Faulty(faults.clone()))).start().unwrap()
+    builder(dir, log, faults, 2).start().unwrap()
 }
 
 /// As [`engine`], one shard, hosted on the calling thread: its operations run as they are
 /// first polled.
 fn engine_here(dir: &Path, log: LogMode, faults: &Arc<Faults>) -> SessionEngine {
+    builder(dir, log, faults, 1).placement(crate::Placement::CurrentThread).start().unwrap()
+}
+
+/// An engine of `shards` shards logging to `dir` through `faults`, no snapshot timer.
+fn builder(dir: &Path, log: LogMode, faults: &Arc<Faults>, shards: usize) -> crate::engine::EngineBuilder {
     let mut c = Config::default();
     c.session.secret = Some("log fault test secret, at least 32 bytes".into());
-    c.session.shards = 1;
+    c.session.shards = shards;
     c.storage.dir = dir.into();
     c.storage.log = log;
     c.storage.snapshot_interval = Duration::from_secs(3600);
-    SessionEngine::builder(c)
-        .placement(crate::Placement::CurrentThread)
-        .log_io(Arc::new(Faulty(faults.clone())))
-        .start()
-        .unwrap()
+    SessionEngine::builder(c).log_io(Arc::new(Faulty(faults.clone())))
 }
 
 fn is_storage_error<T: std::fmt::Debug>(r: &crate::Result<T>) -> bool {
