@@ -141,11 +141,12 @@ pub fn snapshot(data: &[u8]) {
         rest
     } else {
         let chunks = [rest.to_vec()];
-        let header = format::header_for(0, 1, 1, 0, u64::from(mode / 2), 0, &chunks);
+        let header = format::header_for(0, 1, 1, 0, u64::from(mode / 2), 0, 0, &chunks);
         file = [&header.to_bytes()[..], rest].concat();
         &file[..]
     };
-    if let Ok((header, records)) = format::decode(bytes) {
+    let sealer = crate::seal::Sealer::for_tests();
+    if let Ok((header, records)) = format::decode(bytes, &sealer) {
         assert_eq!(header.entries, records.len() as u64);
         let mut body = Vec::new();
         for (id, state) in &records {
@@ -159,10 +160,11 @@ pub fn snapshot(data: &[u8]) {
             header.written_ms,
             header.entries,
             header.log_from,
+            0,
             &chunks,
         );
         let file = [&again.to_bytes()[..], &chunks[0][..]].concat();
-        let (_, decoded) = format::decode(&file).expect("a re-encoded snapshot decodes");
+        let (_, decoded) = format::decode(&file, &sealer).expect("a re-encoded snapshot decodes");
         assert_eq!(decoded, records, "records survive a re-encode");
     }
 }
@@ -177,7 +179,8 @@ pub fn snapshot(data: &[u8]) {
 pub fn log_segment(data: &[u8]) {
     use crate::wal::format as log;
     let Some((&mode, rest)) = data.split_first() else { return };
-    let mut file = log::SegmentHeader { shard: 0, shards: 1, base: 0 }.to_bytes().to_vec();
+    let mut file = log::SegmentHeader { shard: 0, shards: 1, base: 0, key_id: 0 }.to_bytes().to_vec();
+    let sealer = crate::seal::Sealer::for_tests();
     let bytes = if mode % 2 == 0 {
         rest
     } else {
@@ -190,13 +193,17 @@ pub fn log_segment(data: &[u8]) {
         file.extend_from_slice(rest);
         &file[..]
     };
-    let (_, entries, _) = log::read_segment(bytes);
+    let (_, entries, _) = log::read_segment(bytes, &sealer);
     for (_, entry) in entries {
-        let mut again = log::SegmentHeader { shard: 0, shards: 1, base: 0 }.to_bytes().to_vec();
-        log::encode_owned(&mut again, &entry).expect("a decoded record encodes");
-        let (_, read, stop) = log::read_segment(&again);
-        assert_eq!((read.len(), stop), (1, None), "a re-encoded record reads whole");
-        assert_eq!(read[0].1, entry, "a record survives a re-encode");
+        // Plain and sealed, each reads back the same.
+        for key_id in [0, sealer.key_id()] {
+            let mut again = log::SegmentHeader { shard: 0, shards: 1, base: 0, key_id }.to_bytes().to_vec();
+            let sealing = (key_id != 0).then_some(&sealer);
+            log::encode_owned(&mut again, &entry, sealing).expect("a decoded record encodes");
+            let (_, read, stop) = log::read_segment(&again, &sealer);
+            assert_eq!((read.len(), stop), (1, None), "a re-encoded record reads whole");
+            assert_eq!(read[0].1, entry, "a record survives a re-encode");
+        }
     }
 }
 

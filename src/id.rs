@@ -245,6 +245,12 @@ impl Keyring {
         })
     }
 
+    /// The derived keys, the current one first: what [`crate::seal`] derives its data keys
+    /// from.
+    pub(crate) fn root_keys(&self) -> impl Iterator<Item = &[u8; 32]> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
     /// A fresh id tagged with the current key.
     pub fn generate(&self) -> SessionId {
         let mut random = [0u8; RANDOM_LEN];

@@ -85,6 +85,7 @@ mod rate;
 mod redis;
 mod redis_url;
 mod robot;
+mod seal;
 mod secret;
 mod snapshot;
 mod state;

@@ -50,6 +50,13 @@ pub struct StorageConfig {
     /// the snapshot can be deleted: `"256MiB"` by default (units B, KiB, MiB, GiB).
     #[serde(deserialize_with = "byte_size")]
     pub log_max: u64,
+    /// Seal every session's data at rest: in snapshots, log records and Redis, a session's
+    /// names, values, user id and device label are encrypted (XChaCha20-Poly1305) under a key
+    /// derived from the engine secret, so a copied data directory, backup or Redis dump reads
+    /// as noise without it (`session.previous_secrets` still open data sealed under them).
+    /// Data written unsealed (before this setting, or with it off) still loads, and is
+    /// rewritten sealed. Defaults to `true`.
+    pub encrypt: bool,
 }
 
 /// `storage.log`: when a change is durable (see [`StorageConfig::log`]).
@@ -79,8 +86,18 @@ impl std::fmt::Display for LogMode {
 impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Destructured, so a field added later must be listed here (and judged secret or not).
-        let Self { dir, snapshot_interval, persist, backend, redis_url, redis_cluster, redis_prefix, log, log_max } =
-            self;
+        let Self {
+            dir,
+            snapshot_interval,
+            persist,
+            backend,
+            redis_url,
+            redis_cluster,
+            redis_prefix,
+            log,
+            log_max,
+            encrypt,
+        } = self;
         f.debug_struct("StorageConfig")
             .field("dir", dir)
             .field("snapshot_interval", snapshot_interval)
@@ -91,6 +108,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("redis_prefix", redis_prefix)
             .field("log", log)
             .field("log_max", log_max)
+            .field("encrypt", encrypt)
             .finish()
     }
 }
@@ -107,6 +125,7 @@ impl Default for StorageConfig {
             redis_prefix: "draco".into(),
             log: LogMode::Every(Duration::from_secs(1)),
             log_max: 256 << 20,
+            encrypt: true,
         }
     }
 }

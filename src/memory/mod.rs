@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::error::{Result, SessionError, StartError, Unavailable};
 use crate::id::{Keyring, SessionId};
 use crate::message::op::Op;
+use crate::seal::Sealer;
 use crate::snapshot::{self, Recovered, Snapshots};
 use crate::state::Lifetimes;
 use crate::wal::Wal;
@@ -158,8 +159,10 @@ impl MemoryBackend {
     ) -> Result<Self, StartError> {
         let shards = config.session.effective_shards();
         let lifetimes = Lifetimes::from_config(&config.session);
+        let sealer = Arc::new(Sealer::new(&keyring, config.storage.encrypt));
         let (snapshots, sessions) = if config.storage.persist {
-            let (snapshots, sessions) = snapshot::open(&config.storage.dir, shards, clock.clone(), lifetimes)?;
+            let (snapshots, sessions) =
+                snapshot::open(&config.storage.dir, shards, clock.clone(), lifetimes, sealer.clone())?;
             (Some(snapshots), sessions)
         } else {
             (None, (0..shards).map(|_| Recovered::default()).collect())
@@ -167,7 +170,7 @@ impl MemoryBackend {
         let wal = match config.storage.log {
             crate::config::LogMode::Off => None,
             _ if !config.storage.persist => None,
-            _ => Some(crate::wal::start(&config.storage, shards, log_io)?),
+            _ => Some(crate::wal::start(&config.storage, shards, log_io, sealer)?),
         };
         let hosting = Arc::new(Hosting::new(config, keyring, clock, placement, snapshots, wal));
         let supervisor = Supervisor::launch(hosting.clone(), sessions);

@@ -6,10 +6,10 @@
 //! | bytes  | field                                              |
 //! |--------|----------------------------------------------------|
 //! | 0..8   | magic `DRACOSNP`                                   |
-//! | 8..12  | format version (3)                                 |
+//! | 8..12  | format version (4)                                 |
 //! | 12..16 | shard index                                        |
 //! | 16..20 | shard count of the writer                          |
-//! | 20..24 | reserved, 0                                        |
+//! | 20..24 | key id of a sealed body (see [`crate::seal`]); 0: plain |
 //! | 24..32 | generation (unique, increasing)                    |
 //! | 32..40 | written at, ms since the epoch                     |
 //! | 40..48 | entry count                                        |
@@ -22,7 +22,15 @@
 //! encoding of `(Locator, SessionState)` (see [`crate::wire`]): a session is named by its locator, a one-way digest
 //! of its id (see [`crate::id`]), so a copied snapshot yields no id that opens a session.
 //!
-//! Older versions are still read. Version 2 has the same header; its records are
+//! A sealed body (`storage.encrypt`, the default) is a sequence of blocks, each a u32 length
+//! and a box of [`crate::seal`] (XChaCha20-Poly1305) bound to the file's shard, shard count,
+//! generation and the block's index; the blocks' plaintexts, end to end, are the records
+//! above. Only the header stays plain: counts, sizes, times and checksums. A block that does
+//! not open is damage like a checksum mismatch (the previous generation is loaded); a body
+//! sealed under a key the engine does not hold stops start-up with an error saying so.
+//!
+//! Older versions are still read. Version 3 is version 4 with bytes 20..24 always 0 (plain).
+//! Version 2 has the same header; its records are
 //! `(SessionId, SessionState)`, whole ids (random part, then tag), turned into locators as they
 //! are read. Version 1 is version 2 without the log position: its header checksum is at 64..72,
 //! over bytes 0..64, and its body starts at 72; it reads as log position 0. Bodies are tied to
@@ -32,13 +40,14 @@
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::id::{LOCATOR_LEN, Locator, SessionId};
+use crate::seal::Sealer;
 use crate::state::SessionState;
 use crate::wire::{self, Record};
 
 /// First bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOSNP";
 /// The format version this build writes (and the newest it reads).
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 /// The newest version whose records name sessions by their whole id (and whose writers chose
 /// a session's shard by its id, not its locator).
 pub(crate) const LAST_WITH_IDS: u32 = 2;
@@ -61,6 +70,8 @@ pub(crate) struct Header {
     /// The first write-ahead log record (of this shard) the snapshot may lack: replay starts
     /// there. 0 for a version 1 file.
     pub log_from: u64,
+    /// The key id of a sealed body; 0: the body is plain (always, before version 4).
+    pub key_id: u32,
 }
 
 /// Why a file cannot be read as a snapshot.
@@ -84,12 +95,22 @@ pub(crate) enum FormatError {
     /// Written by a newer draco-session: not corrupt, but unreadable by this build.
     #[error("format version {found}, but this build reads only up to version {VERSION}: upgrade draco-session")]
     UnsupportedVersion { found: u32 },
+    /// A sealed block does not open (damaged or tampered with).
+    #[error("sealed block {index} {why}")]
+    Sealed { index: u64, why: crate::seal::OpenError },
+    /// Sealed under a key this engine does not hold: not damage, so never set aside.
+    #[error(
+        "sealed under a key this engine does not hold: was session.secret changed without listing the old one \
+         in session.previous_secrets?"
+    )]
+    UnknownKey,
 }
 
 impl FormatError {
-    /// Whether the file is damaged (as opposed to written by a newer version).
+    /// Whether the file is damaged (as opposed to written by a newer version, or sealed under
+    /// a key not held).
     pub fn is_corrupt(&self) -> bool {
-        !matches!(self, Self::UnsupportedVersion { .. })
+        !matches!(self, Self::UnsupportedVersion { .. } | Self::UnknownKey)
     }
 }
 
@@ -102,6 +123,64 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, locator: &Locator, state: &Sessio
 }
 
 /// The header of a file whose body is `chunks` concatenated.
+/// What a sealed block of a file is bound to: the file's place and the block's index.
+fn block_aad(shard: u32, shards: u32, generation: u64, index: u64) -> [u8; 32] {
+    let mut aad = [0u8; 32];
+    aad[..8].copy_from_slice(b"DRACOSNP");
+    aad[8..12].copy_from_slice(&shard.to_le_bytes());
+    aad[12..16].copy_from_slice(&shards.to_le_bytes());
+    aad[16..24].copy_from_slice(&generation.to_le_bytes());
+    aad[24..32].copy_from_slice(&index.to_le_bytes());
+    aad
+}
+
+/// Seals the chunks of encoded records of one file (shard `shard` of `shards`, generation
+/// `generation`) into its body's blocks, one per chunk: each a u32 length and a box.
+pub(crate) fn seal_chunks(
+    sealer: &Sealer,
+    shard: u32,
+    shards: u32,
+    generation: u64,
+    chunks: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    let mut index = 0u64;
+    chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|chunk| {
+            let mut block = Vec::with_capacity(4 + chunk.len() + crate::seal::OVERHEAD);
+            block.extend_from_slice(&[0; 4]);
+            sealer.seal_into(&block_aad(shard, shards, generation, index), chunk, &mut block);
+            index += 1;
+            let len = u32::try_from(block.len() - 4).expect("a chunk is about 1 MiB");
+            block[..4].copy_from_slice(&len.to_le_bytes());
+            block
+        })
+        .collect()
+}
+
+/// The plaintext of a sealed body: its blocks opened, end to end.
+fn open_body(sealer: &Sealer, header: &Header, body: &[u8]) -> Result<Vec<u8>, FormatError> {
+    if !sealer.holds(header.key_id) {
+        return Err(FormatError::UnknownKey);
+    }
+    let mut plain = Vec::with_capacity(body.len());
+    let (mut at, mut index) = (0usize, 0u64);
+    while at < body.len() {
+        let damaged = |why| FormatError::Sealed { index, why };
+        let len = body
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            .ok_or(damaged(crate::seal::OpenError::Malformed))?;
+        let block = body.get(at + 4..at + 4 + len).ok_or(damaged(crate::seal::OpenError::Malformed))?;
+        let aad = block_aad(header.shard, header.shards, header.generation, index);
+        plain.extend_from_slice(&sealer.open(&aad, block).map_err(damaged)?);
+        at += 4 + len;
+        index += 1;
+    }
+    Ok(plain)
+}
+
 #[allow(clippy::too_many_arguments, reason = "one per header field")]
 pub(crate) fn header_for(
     shard: u32,
@@ -110,6 +189,7 @@ pub(crate) fn header_for(
     written_ms: u64,
     entries: u64,
     log_from: u64,
+    key_id: u32,
     chunks: &[Vec<u8>],
 ) -> Header {
     let mut hasher = Xxh3::new();
@@ -128,6 +208,7 @@ pub(crate) fn header_for(
         body_len,
         body_hash: hasher.digest(),
         log_from,
+        key_id,
     }
 }
 
@@ -144,6 +225,7 @@ impl Header {
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&self.shard.to_le_bytes());
         b[16..20].copy_from_slice(&self.shards.to_le_bytes());
+        b[20..24].copy_from_slice(&self.key_id.to_le_bytes());
         b[24..32].copy_from_slice(&self.generation.to_le_bytes());
         b[32..40].copy_from_slice(&self.written_ms.to_le_bytes());
         b[40..48].copy_from_slice(&self.entries.to_le_bytes());
@@ -202,6 +284,7 @@ impl Header {
             body_len: u64_at(48),
             body_hash: u64_at(56),
             log_from: if version == 1 { 0 } else { u64_at(64) },
+            key_id: if version >= 4 { u32_at(20) } else { 0 },
         })
     }
 }
@@ -210,7 +293,7 @@ impl Header {
 ///
 /// # Errors
 /// A [`FormatError`]; never a panic, whatever the bytes.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError> {
+pub(crate) fn decode(bytes: &[u8], sealer: &Sealer) -> Result<(Header, Vec<Record>), FormatError> {
     let header = Header::parse(bytes)?;
     let len = bytes.len() as u64;
     let expected = (header.len() as u64).saturating_add(header.body_len);
@@ -225,6 +308,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Record>), FormatError>
     if xxh3_64(body) != header.body_hash {
         return Err(FormatError::BodyChecksum);
     }
+    let opened;
+    let body = if header.key_id == 0 {
+        body
+    } else {
+        opened = open_body(sealer, &header, body)?;
+        &opened[..]
+    };
     // Every record takes at least 16 bytes (the locator), which bounds a forged count.
     let mut records =
         Vec::with_capacity(usize::try_from(header.entries).unwrap_or(usize::MAX).min(body.len() / LOCATOR_LEN));
@@ -277,7 +367,7 @@ pub(crate) fn encode_file(
         encode_record(&mut body, locator, state).unwrap();
     }
     let chunks = [body];
-    let header = header_for(shard, shards, generation, written_ms, records.len() as u64, 0, &chunks);
+    let header = header_for(shard, shards, generation, written_ms, records.len() as u64, 0, 0, &chunks);
     let mut file = header.to_bytes().to_vec();
     file.extend_from_slice(&chunks[0]);
     file
@@ -318,7 +408,7 @@ mod tests {
             wire::encode(&mut body, &(id, state)).unwrap();
         }
         let chunks = [body];
-        let mut header = header_for(0, 1, 7, 1, records.len() as u64, 5, &chunks);
+        let mut header = header_for(0, 1, 7, 1, records.len() as u64, 5, 0, &chunks);
         header.version = 2;
         let mut file = header.to_bytes().to_vec();
         file.extend_from_slice(&chunks[0]);
@@ -330,7 +420,7 @@ mod tests {
         let ring = Keyring::from_secrets(b"format test secret format test secret", &[]).unwrap();
         let records: Vec<(SessionId, SessionState)> =
             sample().into_iter().map(|(_, state)| (ring.generate(), state)).collect();
-        let (header, decoded) = decode(&v2_file(&records)).unwrap();
+        let (header, decoded) = decode(&v2_file(&records), &Sealer::for_tests()).unwrap();
         assert_eq!((header.version, header.log_from), (2, 5));
         let expected: Vec<Record> = records.iter().map(|(id, s)| (*id.locator(), s.clone())).collect();
         assert_eq!(decoded, expected);
@@ -353,7 +443,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let (records, bytes) = file();
-        let (header, decoded) = decode(&bytes).unwrap();
+        let (header, decoded) = decode(&bytes, &Sealer::for_tests()).unwrap();
         assert_eq!(decoded, records);
         assert_eq!((header.shard, header.shards, header.generation, header.written_ms), (3, 8, 42, 123_456));
         assert_eq!(header.entries, 20);
@@ -364,14 +454,14 @@ mod tests {
     fn empty_snapshot_round_trips() {
         let bytes = encode_file(0, 1, 1, 0, &[]);
         assert_eq!(bytes.len(), HEADER_LEN);
-        assert_eq!(decode(&bytes).unwrap().1, vec![]);
+        assert_eq!(decode(&bytes, &Sealer::for_tests()).unwrap().1, vec![]);
     }
 
     #[test]
     fn every_truncation_is_detected() {
         let (_, bytes) = file();
         for len in 0..bytes.len() {
-            let err = decode(&bytes[..len]).unwrap_err();
+            let err = decode(&bytes[..len], &Sealer::for_tests()).unwrap_err();
             assert!(err.is_corrupt(), "cut at {len}: {err}");
             if len >= 8 {
                 assert!(matches!(err, FormatError::Truncated { .. }), "cut at {len}: {err}");
@@ -386,7 +476,7 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = bytes.clone();
                 bad[i] ^= 1 << bit;
-                let err = decode(&bad).unwrap_err();
+                let err = decode(&bad, &Sealer::for_tests()).unwrap_err();
                 assert!(err.is_corrupt(), "byte {i} bit {bit}: {err}");
             }
         }
@@ -397,21 +487,24 @@ mod tests {
         let (_, bytes) = file();
         let mut bad = bytes.clone();
         bad[30] ^= 0xff; // generation
-        assert_eq!(decode(&bad).unwrap_err(), FormatError::HeaderChecksum);
+        assert_eq!(decode(&bad, &Sealer::for_tests()).unwrap_err(), FormatError::HeaderChecksum);
         let mut bad = bytes.clone();
         bad[HEADER_LEN + 5] ^= 0x01;
-        assert_eq!(decode(&bad).unwrap_err(), FormatError::BodyChecksum);
+        assert_eq!(decode(&bad, &Sealer::for_tests()).unwrap_err(), FormatError::BodyChecksum);
         let mut long = bytes.clone();
         long.push(0);
-        assert!(decode(&long).unwrap_err().is_corrupt());
+        assert!(decode(&long, &Sealer::for_tests()).unwrap_err().is_corrupt());
     }
 
     #[test]
     fn wrong_magic_is_rejected() {
         let (_, mut bytes) = file();
         bytes[0..8].copy_from_slice(b"NOTASNAP");
-        assert_eq!(decode(&bytes).unwrap_err(), FormatError::BadMagic);
-        assert_eq!(decode(b"{\"json\": true, \"not\": \"a snapshot\"}").unwrap_err(), FormatError::BadMagic);
+        assert_eq!(decode(&bytes, &Sealer::for_tests()).unwrap_err(), FormatError::BadMagic);
+        assert_eq!(
+            decode(b"{\"json\": true, \"not\": \"a snapshot\"}", &Sealer::for_tests()).unwrap_err(),
+            FormatError::BadMagic
+        );
     }
 
     #[test]
@@ -422,12 +515,15 @@ mod tests {
         // A real future file would have its own valid header checksum.
         let check = xxh3_64(&future[..72]);
         future[72..80].copy_from_slice(&check.to_le_bytes());
-        let err = decode(&future).unwrap_err();
+        let err = decode(&future, &Sealer::for_tests()).unwrap_err();
         assert_eq!(err, FormatError::UnsupportedVersion { found: VERSION + 1 });
         assert!(!err.is_corrupt());
         assert!(err.to_string().contains("upgrade"), "{err}");
         // Even a future file shorter than a v1 header is "future", not corrupt.
-        assert_eq!(decode(&future[..20]).unwrap_err(), FormatError::UnsupportedVersion { found: VERSION + 1 });
+        assert_eq!(
+            decode(&future[..20], &Sealer::for_tests()).unwrap_err(),
+            FormatError::UnsupportedVersion { found: VERSION + 1 }
+        );
     }
 
     #[test]
@@ -436,12 +532,12 @@ mod tests {
         let header = header_for(0, 1, 1, 0, 3, 0, &chunks);
         let mut bytes = header.to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
-        assert!(matches!(decode(&bytes).unwrap_err(), FormatError::Record { .. }));
+        assert!(matches!(decode(&bytes, &Sealer::for_tests()).unwrap_err(), FormatError::Record { .. }));
         // A huge forged count does not allocate a huge vector.
         let header = header_for(0, 1, 1, 0, u64::MAX, 0, &chunks);
         let mut bytes = header.to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
-        assert!(decode(&bytes).is_err());
+        assert!(decode(&bytes, &Sealer::for_tests()).is_err());
     }
 
     #[test]
@@ -456,7 +552,7 @@ mod tests {
         let chunks = [body];
         let mut bytes = header_for(0, 1, 1, 0, 1, 0, &chunks).to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
-        assert!(matches!(decode(&bytes).unwrap_err(), FormatError::Record { index: 0, .. }));
+        assert!(matches!(decode(&bytes, &Sealer::for_tests()).unwrap_err(), FormatError::Record { index: 0, .. }));
     }
 
     #[test]
@@ -468,6 +564,6 @@ mod tests {
         s.set("s", "small", b"1", &limits).unwrap();
         let id = *ring.generate().locator();
         let bytes = encode_file(0, 1, 1, 0, &[(id, &s)]);
-        assert_eq!(decode(&bytes).unwrap().1, vec![(id, s)]);
+        assert_eq!(decode(&bytes, &Sealer::for_tests()).unwrap().1, vec![(id, s)]);
     }
 }

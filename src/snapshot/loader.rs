@@ -8,6 +8,7 @@ use super::files::{self, FileName, Kind};
 use super::format::{self, FormatError};
 use crate::error::StartError;
 use crate::fsutil;
+use crate::seal::Sealer;
 use crate::state::Lifetimes;
 use crate::wal::io::SegmentName;
 use crate::wal::replay;
@@ -46,6 +47,10 @@ pub(crate) struct Loaded {
     /// Some of the current layout's sessions came from files written when shards were chosen
     /// by the id (snapshot format 1 or 2, log format 1): the layout is rewritten in full.
     pub legacy: bool,
+    /// Sessions of the current layout were read from plain files (written before
+    /// `storage.encrypt`, or with it off) while it is on: the layout is rewritten sealed and
+    /// the plain files removed.
+    pub unsealed: bool,
     /// Files read successfully.
     pub files: usize,
     /// Damaged files renamed aside.
@@ -66,11 +71,11 @@ fn storage(path: &Path, message: String) -> StartError {
     StartError::Storage { path: path.to_owned(), message }
 }
 
-fn read_file(dir: &Path, name: FileName) -> Result<(Vec<Record>, u64, u32), Problem> {
+fn read_file(dir: &Path, name: FileName, sealer: &Sealer) -> Result<(Vec<Record>, format::Header), Problem> {
     let path = name.path(dir);
     let bytes =
         std::fs::read(&path).map_err(|e| Problem::Fatal(storage(&path, format!("cannot read snapshot: {e}"))))?;
-    let (header, records) = format::decode(&bytes).map_err(|e: FormatError| {
+    let (header, records) = format::decode(&bytes, sealer).map_err(|e: FormatError| {
         if e.is_corrupt() {
             Problem::Corrupt(e.to_string())
         } else {
@@ -86,7 +91,7 @@ fn read_file(dir: &Path, name: FileName) -> Result<(Vec<Record>, u64, u32), Prob
             header.shard, header.shards, header.generation
         )));
     }
-    Ok((records, header.log_from, header.version))
+    Ok((records, header))
 }
 
 /// One shard of one layout: the newest generation that reads, setting damaged ones aside.
@@ -100,17 +105,21 @@ struct Group {
     corrupt: usize,
     /// The loaded snapshot is of a format whose writer chose shards by the id.
     legacy: bool,
+    /// The loaded snapshot holds sessions in a plain body.
+    plain: bool,
 }
 
-fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Result<Group, StartError> {
+fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64], sealer: &Sealer) -> Result<Group, StartError> {
     let mut remaining = generations.to_vec();
     let mut corrupt = 0;
     for &generation in generations.iter().rev() {
         let name = FileName { shards, shard, generation, kind: Kind::Snap };
-        match read_file(dir, name) {
-            Ok((records, log_from, version)) => {
-                let legacy = version <= format::LAST_WITH_IDS;
-                return Ok(Group { records, log_from, remaining, files: 1, corrupt, legacy });
+        match read_file(dir, name, sealer) {
+            Ok((records, header)) => {
+                let legacy = header.version <= format::LAST_WITH_IDS;
+                let plain = header.key_id == 0 && !records.is_empty();
+                let log_from = header.log_from;
+                return Ok(Group { records, log_from, remaining, files: 1, corrupt, legacy, plain });
             }
             Err(Problem::Fatal(e)) => return Err(e),
             Err(Problem::Corrupt(why)) => {
@@ -137,7 +146,7 @@ fn load_group(dir: &Path, shards: u32, shard: u32, generations: &[u64]) -> Resul
             }
         }
     }
-    Ok(Group { records: Vec::new(), log_from: 0, remaining, files: 0, corrupt, legacy: false })
+    Ok(Group { records: Vec::new(), log_from: 0, remaining, files: 0, corrupt, legacy: false, plain: false })
 }
 
 /// A group's snapshot, then its log replayed over it.
@@ -147,10 +156,11 @@ fn recover_group(
     layout: u32,
     shard: u32,
     generations: &[u64],
+    sealer: &Sealer,
 ) -> Result<(Group, replay::Replayed), StartError> {
-    let mut group = load_group(dir, layout, shard, generations)?;
+    let mut group = load_group(dir, layout, shard, generations, sealer)?;
     let records = std::mem::take(&mut group.records);
-    let replayed = replay::replay(log_dir, layout, shard, group.log_from, records)?;
+    let replayed = replay::replay(log_dir, layout, shard, group.log_from, records, sealer)?;
     Ok((group, replayed))
 }
 
@@ -182,6 +192,7 @@ pub(crate) fn load_all(
     shards: usize,
     now_ms: u64,
     lifetimes: &Lifetimes,
+    sealer: &Sealer,
 ) -> Result<Loaded, StartError> {
     let names = files::list(dir).map_err(|e| storage(dir, format!("cannot list snapshot directory: {e}")))?;
     let logs = crate::wal::io::list(log_dir)
@@ -208,7 +219,7 @@ pub(crate) fn load_all(
                         .iter()
                         .skip(t)
                         .step_by(threads)
-                        .map(|((layout, shard), gens)| recover_group(dir, log_dir, *layout, *shard, gens))
+                        .map(|((layout, shard), gens)| recover_group(dir, log_dir, *layout, *shard, gens, sealer))
                         .collect::<Vec<_>>()
                 })
             })
@@ -235,6 +246,7 @@ pub(crate) fn load_all(
         loaded.files += group.files;
         loaded.corrupt += group.corrupt;
         loaded.log_records += replayed.applied;
+        loaded.unsealed |= sealer.sealing().is_some() && (group.plain || replayed.plain);
         if *layout as usize == shards && (*shard as usize) < shards && (group.legacy || replayed.legacy) {
             // Written when shards were chosen by the id: its sessions now belong to several
             // shards. Rewritten in full like another layout, then removed.
@@ -289,6 +301,7 @@ pub(crate) fn load_shard(
     shard: usize,
     now_ms: u64,
     lifetimes: &Lifetimes,
+    sealer: &Sealer,
 ) -> Recovered {
     let (shards, shard) = (fsutil::as_u32(shards), fsutil::as_u32(shard));
     let names = match files::list(dir) {
@@ -299,7 +312,7 @@ pub(crate) fn load_shard(
         }
     };
     let gens = groups(&names, &[]).remove(&(shards, shard)).unwrap_or_default();
-    match recover_group(dir, log_dir, shards, shard, &gens) {
+    match recover_group(dir, log_dir, shards, shard, &gens, sealer) {
         Ok((_, replayed)) => Recovered {
             records: replayed.records.into_iter().filter(|(_, s)| !s.is_expired(lifetimes, now_ms)).collect(),
             next_lsn: replayed.next_lsn,

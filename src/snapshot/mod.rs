@@ -21,6 +21,7 @@ use crossbeam_channel::Sender;
 use crate::clock::Clock;
 use crate::error::StartError;
 use crate::fsutil;
+use crate::seal::Sealer;
 use crate::state::Lifetimes;
 use files::{Fs, SnapshotIo};
 pub(crate) use loader::Recovered;
@@ -65,6 +66,7 @@ pub(crate) fn open(
     shards: usize,
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
+    sealer: Arc<Sealer>,
 ) -> Result<(Snapshots, Vec<Recovered>), StartError> {
     let started = Instant::now();
     let dir = data_dir.join(files::SUBDIR);
@@ -85,7 +87,7 @@ pub(crate) fn open(
             )
         })?;
 
-    let loaded = loader::load_all(&dir, &log_dir, shards, clock.now_ms(), &lifetimes)?;
+    let loaded = loader::load_all(&dir, &log_dir, shards, clock.now_ms(), &lifetimes, &sealer)?;
     let mut writer = writer::Writer::new(
         dir.clone(),
         log_dir,
@@ -95,9 +97,10 @@ pub(crate) fn open(
         Fs,
         clock.clone(),
         lifetimes,
+        sealer,
     );
     let sessions: usize = loaded.shards.iter().map(Vec::len).sum();
-    let rewritten = !loaded.stale.is_empty() || !loaded.stale_logs.is_empty() || loaded.legacy;
+    let rewritten = !loaded.stale.is_empty() || !loaded.stale_logs.is_empty() || loaded.legacy || loaded.unsealed;
     if rewritten {
         rewrite_layout(&mut writer, &loaded)?;
     }
@@ -133,8 +136,11 @@ pub(crate) fn open(
     Ok((Snapshots { jobs }, recovered))
 }
 
-/// The shard count changed: writes the current layout in full, then deletes the files of the
-/// old one, so they can never bring back sessions that later end.
+/// The shard count changed, or plain files must become sealed: writes the current layout in
+/// full, then deletes the files of the old one, so they can never bring back sessions that
+/// later end. Plain files of the current layout go too: each shard is written twice (both
+/// generations kept are sealed) and its log segments, all before the snapshot's position, are
+/// removed (no shard appends to them yet).
 fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> Result<(), StartError> {
     let (shards, stale) = (&loaded.shards, &loaded.stale);
     let dir = writer.dir().to_owned();
@@ -143,9 +149,17 @@ fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> R
         for (id, state) in records {
             format::encode_record(&mut chunk, id, state).map_err(|e| storage(&dir, format!("cannot encode: {e}")))?;
         }
-        writer
-            .write(shard, records.len() as u64, loaded.next_lsn[shard], &[chunk])
-            .map_err(|e| storage(&dir, format!("cannot write snapshot of shard {shard}: {e}")))?;
+        for _ in 0..if loaded.unsealed { 2 } else { 1 } {
+            writer
+                .write(shard, records.len() as u64, loaded.next_lsn[shard], std::slice::from_ref(&chunk))
+                .map_err(|e| storage(&dir, format!("cannot write snapshot of shard {shard}: {e}")))?;
+        }
+    }
+    if loaded.unsealed {
+        remove_current_log(&dir, shards.len())?;
+        log::info!(
+            "snapshots: sessions stored unsealed were rewritten sealed (storage.encrypt); the plain files removed"
+        );
     }
     for name in stale {
         let path = name.path(&dir);
@@ -176,6 +190,21 @@ fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> R
         );
     }
     Ok(())
+}
+
+/// Removes every log segment of the current layout (`shards` shards): at start-up, once the
+/// snapshots just written hold every record in them.
+fn remove_current_log(snap_dir: &Path, shards: usize) -> Result<(), StartError> {
+    let log_dir = crate::wal::dir_of(snap_dir.parent().unwrap_or(snap_dir));
+    let names = crate::wal::io::list(&log_dir)
+        .map_err(|e| storage(&log_dir, format!("cannot list the write-ahead log directory: {e}")))?;
+    for name in names.iter().filter(|n| n.shards as usize == shards) {
+        let path = name.path(&log_dir);
+        std::fs::remove_file(&path)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .map_err(|e| storage(&path, format!("cannot remove a log segment the new snapshot holds: {e}")))?;
+    }
+    fsutil::sync_dir(&log_dir).map_err(|e| storage(&log_dir, format!("cannot sync: {e}")))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::format;
 use super::loader::{self, Recovered};
 use crate::clock::Clock;
 use crate::fsutil;
+use crate::seal::Sealer;
 use crate::state::Lifetimes;
 
 /// Called on the writer thread when a write is durable (or failed).
@@ -50,6 +51,8 @@ pub(crate) struct Writer<I: SnapshotIo> {
     io: I,
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
+    /// Seals the bodies written (`storage.encrypt`), opens those read back.
+    sealer: Arc<Sealer>,
 }
 
 /// Generations kept per shard: the newest, and the previous one in case the newest is damaged.
@@ -66,8 +69,9 @@ impl<I: SnapshotIo> Writer<I> {
         io: I,
         clock: Arc<dyn Clock>,
         lifetimes: Lifetimes,
+        sealer: Arc<Sealer>,
     ) -> Self {
-        Self { dir, log_dir, shards, next_generation, kept, io, clock, lifetimes }
+        Self { dir, log_dir, shards, next_generation, kept, io, clock, lifetimes, sealer }
     }
 
     pub fn dir(&self) -> &Path {
@@ -81,15 +85,17 @@ impl<I: SnapshotIo> Writer<I> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let name = FileName::snap(self.shards, shard, generation);
-        let header = format::header_for(
-            fsutil::as_u32(shard),
-            fsutil::as_u32(self.shards),
-            generation,
-            self.clock.now_ms(),
-            entries,
-            log_from,
-            chunks,
-        );
+        let (index, shards) = (fsutil::as_u32(shard), fsutil::as_u32(self.shards));
+        let sealed;
+        let (key_id, chunks) = match self.sealer.sealing() {
+            Some(sealer) => {
+                sealed = format::seal_chunks(sealer, index, shards, generation, chunks);
+                (sealer.key_id(), &sealed[..])
+            }
+            None => (0, chunks),
+        };
+        let header =
+            format::header_for(index, shards, generation, self.clock.now_ms(), entries, log_from, key_id, chunks);
         let head = header.to_bytes();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
         parts.push(&head);
@@ -196,6 +202,7 @@ impl<I: SnapshotIo> Writer<I> {
                         shard,
                         self.clock.now_ms(),
                         &self.lifetimes,
+                        &self.sealer,
                     );
                     done(recovered);
                 }

@@ -180,7 +180,8 @@ impl ShardLog {
             // Not written: the hole in the sequence tells replay that records are missing here.
             return;
         }
-        match format::encode(&mut self.buf, lsn, time_ms, change) {
+        let sealer = self.wal.as_ref().and_then(|w| w.sealer.sealing());
+        match format::encode(&mut self.buf, lsn, time_ms, change, sealer) {
             Ok(()) => self.records += 1,
             Err(e) => log::error!("shard {}: a change cannot be logged ({e}); it is kept in memory", self.shard),
         }
@@ -343,7 +344,9 @@ impl ShardLog {
         let Some(wal) = &self.wal else { return };
         let name = SegmentName { shards: as_u32(wal.shards), shard: as_u32(self.shard), base: self.lsn };
         let path = name.path(&wal.dir);
-        let header = format::SegmentHeader { shard: name.shard, shards: name.shards, base: self.lsn }.to_bytes();
+        let key_id = wal.sealer.sealing().map_or(0, crate::seal::Sealer::key_id);
+        let header =
+            format::SegmentHeader { shard: name.shard, shards: name.shards, base: self.lsn, key_id }.to_bytes();
         match wal.io.create(&path, &header, wal.ahead) {
             Ok(file) => {
                 let segment = Arc::new(Segment {

@@ -5,10 +5,10 @@
 //! | bytes  | header field                                   |
 //! |--------|------------------------------------------------|
 //! | 0..8   | magic `DRACOLOG`                               |
-//! | 8..12  | format version (2)                             |
+//! | 8..12  | format version (3)                             |
 //! | 12..16 | shard index                                    |
 //! | 16..20 | shard count of the writer                      |
-//! | 20..24 | reserved, 0                                    |
+//! | 20..24 | key id of its sealed records (see [`crate::seal`]); 0: plain |
 //! | 24..32 | base: the sequence number of its first record |
 //! | 32..40 | xxh3-64 of bytes 0..32                         |
 //!
@@ -31,19 +31,27 @@
 //! replaying a record twice, or over a snapshot that already holds it, gives the same session
 //! (see [`super::replay`]).
 //!
-//! Version 1 (still read) is the same with each session named by its whole id, 24 bytes
+//! In a sealed segment (`storage.encrypt`, the default) each record's fields after its
+//! locators (names, values, a whole session, a user id, a persistence flag) are one box of
+//! [`crate::seal`] (XChaCha20-Poly1305) bound to the record's plain part (sequence number,
+//! time, kind, locators): what stays plain is what replay needs to order, route and check
+//! records. A box that does not open is a record that does not decode: damage or a torn tail,
+//! by the rules above.
+//!
+//! Version 2 (still read) is version 3 with bytes 20..24 always 0. Version 1 (still read) is the same with each session named by its whole id, 24 bytes
 //! (random part, then tag): the reader turns it into the locator.
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::id::{LOCATOR_LEN, Locator, locator_of};
+use crate::seal::Sealer;
 use crate::state::SessionState;
 use crate::wire;
 
 /// First bytes of every segment file.
 pub(crate) const MAGIC: [u8; 8] = *b"DRACOLOG";
 /// The log format version this build writes (and the newest it reads).
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 /// Version 1 named sessions by their whole id.
 const V1: u32 = 1;
 /// Size of a segment header.
@@ -107,6 +115,8 @@ pub(crate) struct SegmentHeader {
     pub shard: u32,
     pub shards: u32,
     pub base: u64,
+    /// The key id its records are sealed under; 0: plain (always, before version 3).
+    pub key_id: u32,
 }
 
 impl SegmentHeader {
@@ -116,6 +126,7 @@ impl SegmentHeader {
         b[8..12].copy_from_slice(&VERSION.to_le_bytes());
         b[12..16].copy_from_slice(&self.shard.to_le_bytes());
         b[16..20].copy_from_slice(&self.shards.to_le_bytes());
+        b[20..24].copy_from_slice(&self.key_id.to_le_bytes());
         b[24..32].copy_from_slice(&self.base.to_le_bytes());
         let check = xxh3_64(&b[..32]);
         b[32..40].copy_from_slice(&check.to_le_bytes());
@@ -137,7 +148,8 @@ impl SegmentHeader {
                 why: format!("log format version {version}; this build reads versions {V1} to {VERSION}"),
             });
         }
-        Ok(Self { shard: u32_at(bytes, 12), shards: u32_at(bytes, 16), base: u64_at(bytes, 24) })
+        let key_id = if version >= 3 { u32_at(bytes, 20) } else { 0 };
+        Ok(Self { shard: u32_at(bytes, 12), shards: u32_at(bytes, 16), base: u64_at(bytes, 24), key_id })
     }
 }
 
@@ -154,6 +166,8 @@ pub(crate) enum Stop {
     Torn { offset: u64 },
     /// A record in the middle is damaged: nothing from here on can be trusted.
     Damaged { offset: u64, why: String },
+    /// Its records are sealed under a key the engine does not hold: not damage, nothing read.
+    ForeignKey,
 }
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
@@ -190,58 +204,68 @@ fn put_id(out: &mut Vec<u8>, id: &Locator) {
 ///
 /// # Errors
 /// Only if serde refuses a session (kind `Put`), which `SessionState` never does.
-pub(crate) fn encode(out: &mut Vec<u8>, lsn: u64, time_ms: u64, change: &Change<'_>) -> Result<(), String> {
+pub(crate) fn encode(
+    out: &mut Vec<u8>,
+    lsn: u64,
+    time_ms: u64,
+    change: &Change<'_>,
+    sealer: Option<&Sealer>,
+) -> Result<(), String> {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_LEN]);
     out.extend_from_slice(&lsn.to_le_bytes());
     out.extend_from_slice(&time_ms.to_le_bytes());
+    let (kind, id) = match *change {
+        Change::Put { id, .. } => (PUT, id),
+        Change::Set { id, .. } => (SET, id),
+        Change::Remove { id, .. } => (REMOVE, id),
+        Change::Clear { id, scope: Some(_) } => (CLEAR, id),
+        Change::Clear { id, scope: None } => (CLEAR_ALL, id),
+        Change::Rotate { old, new, .. } => {
+            out.push(ROTATE);
+            put_id(out, old);
+            (ROTATE, new)
+        }
+        Change::Persist { id, .. } => (PERSIST, id),
+        Change::Destroy { id } => (DESTROY, id),
+    };
+    if kind != ROTATE {
+        out.push(kind);
+    }
+    put_id(out, id);
+    // The fields, sealed in one box when the segment is.
+    let fields_at = out.len();
+    let sealing = sealer.filter(|_| has_fields(kind)).map(|sealer| (sealer, Sealer::reserve_head(out)));
     match *change {
-        Change::Put { id, state } => {
-            out.push(PUT);
-            put_id(out, id);
+        Change::Put { state, .. } => {
             if let Err(e) = wire::encode(out, state) {
                 out.truncate(start);
                 return Err(e);
             }
         }
-        Change::Set { id, scope, key, value } => {
-            out.push(SET);
-            put_id(out, id);
+        Change::Set { scope, key, value, .. } => {
             put_name(out, scope);
             put_name(out, key);
             put_bytes(out, value);
         }
-        Change::Remove { id, scope, key } => {
-            out.push(REMOVE);
-            put_id(out, id);
+        Change::Remove { scope, key, .. } => {
             put_name(out, scope);
             put_name(out, key);
         }
-        Change::Clear { id, scope: Some(scope) } => {
-            out.push(CLEAR);
-            put_id(out, id);
-            put_name(out, scope);
-        }
-        Change::Clear { id, scope: None } => {
-            out.push(CLEAR_ALL);
-            put_id(out, id);
-        }
-        Change::Rotate { old, new, userid, persistent } => {
-            out.push(ROTATE);
-            put_id(out, old);
-            put_id(out, new);
+        Change::Clear { scope: Some(scope), .. } => put_name(out, scope),
+        Change::Rotate { userid, persistent, .. } => {
             out.extend_from_slice(&userid.to_le_bytes());
             out.push(u8::from(persistent));
         }
-        Change::Persist { id, persistent } => {
-            out.push(PERSIST);
-            put_id(out, id);
-            out.push(u8::from(persistent));
-        }
-        Change::Destroy { id } => {
-            out.push(DESTROY);
-            put_id(out, id);
-        }
+        Change::Persist { persistent, .. } => out.push(u8::from(persistent)),
+        Change::Clear { scope: None, .. } | Change::Destroy { .. } => {}
+    }
+    if let Some((sealer, head)) = sealing {
+        // The plain part (sequence, time, kind, locators: at most 49 bytes) binds the box.
+        let mut aad = [0u8; 64];
+        let plain = &out[start + FRAME_LEN..fields_at];
+        aad[..plain.len()].copy_from_slice(plain);
+        sealer.seal_tail(&aad[..plain.len()], out, head);
     }
     let payload_len = out.len() - start - FRAME_LEN;
     let Ok(len) = u32::try_from(payload_len) else {
@@ -256,15 +280,16 @@ pub(crate) fn encode(out: &mut Vec<u8>, lsn: u64, time_ms: u64, change: &Change<
     Ok(())
 }
 
-/// Appends a decoded record again (fuzzing checks records round-trip).
-///
-/// # Errors
-/// As [`encode`].
+/// Whether records of this kind have fields after their locators (what a sealed segment seals).
+fn has_fields(kind: u8) -> bool {
+    !matches!(kind, CLEAR_ALL | DESTROY)
+}
+
 #[cfg_attr(
     not(feature = "fuzzing"),
     allow(dead_code, reason = "only the `log_segment` fuzz target encodes owned entries")
 )]
-pub(crate) fn encode_owned(out: &mut Vec<u8>, entry: &Entry) -> Result<(), String> {
+pub(crate) fn encode_owned(out: &mut Vec<u8>, entry: &Entry, sealer: Option<&Sealer>) -> Result<(), String> {
     let change = match &entry.change {
         Owned::Put { id, state } => Change::Put { id, state },
         Owned::Set { id, scope, key, value } => Change::Set { id, scope, key, value },
@@ -276,7 +301,7 @@ pub(crate) fn encode_owned(out: &mut Vec<u8>, entry: &Entry) -> Result<(), Strin
         Owned::Persist { id, persistent } => Change::Persist { id, persistent: *persistent },
         Owned::Destroy { id } => Change::Destroy { id },
     };
-    encode(out, entry.lsn, entry.time_ms, &change)
+    encode(out, entry.lsn, entry.time_ms, &change, sealer)
 }
 
 /// Reads a payload field by field; every read is bounds-checked.
@@ -325,29 +350,43 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_payload(payload: &[u8], version: u32) -> Result<Entry, String> {
+fn decode_payload(payload: &[u8], version: u32, sealer: Option<&Sealer>) -> Result<Entry, String> {
     let mut c = Cursor { bytes: payload, at: 0, version };
     let lsn = c.u64()?;
     let time_ms = c.u64()?;
-    let change = match c.u8()? {
-        PUT => {
-            let id = c.id()?;
-            let rest = &payload[c.at..];
-            let (state, used): (SessionState, usize) =
-                wire::decode(rest).map_err(|e| format!("session does not decode: {e}"))?;
-            c.at += used;
-            Owned::Put { id, state }
+    let kind = c.u8()?;
+    let (id, old) = match kind {
+        ROTATE => {
+            let old = c.id()?;
+            (c.id()?, Some(old))
         }
-        SET => Owned::Set { id: c.id()?, scope: c.name()?, key: c.name()?, value: c.bytes()? },
-        REMOVE => Owned::Remove { id: c.id()?, scope: c.name()?, key: c.name()? },
-        CLEAR => Owned::Clear { id: c.id()?, scope: Some(c.name()?) },
-        CLEAR_ALL => Owned::Clear { id: c.id()?, scope: None },
-        ROTATE => Owned::Rotate { old: c.id()?, new: c.id()?, userid: c.u64()?, persistent: c.bool()? },
-        PERSIST => Owned::Persist { id: c.id()?, persistent: c.bool()? },
-        DESTROY => Owned::Destroy { id: c.id()? },
+        PUT | SET | REMOVE | CLEAR | CLEAR_ALL | PERSIST | DESTROY => (c.id()?, None),
         kind => return Err(format!("unknown record kind {kind}")),
     };
-    if c.at != payload.len() {
+    let opened;
+    let mut f = match sealer {
+        Some(sealer) if has_fields(kind) => {
+            opened = sealer.open(&payload[..c.at], &payload[c.at..]).map_err(|e| format!("its sealed fields {e}"))?;
+            Cursor { bytes: &opened, at: 0, version }
+        }
+        _ => c,
+    };
+    let change = match kind {
+        PUT => {
+            let (state, used): (SessionState, usize) =
+                wire::decode(&f.bytes[f.at..]).map_err(|e| format!("session does not decode: {e}"))?;
+            f.at += used;
+            Owned::Put { id, state }
+        }
+        SET => Owned::Set { id, scope: f.name()?, key: f.name()?, value: f.bytes()? },
+        REMOVE => Owned::Remove { id, scope: f.name()?, key: f.name()? },
+        CLEAR => Owned::Clear { id, scope: Some(f.name()?) },
+        CLEAR_ALL => Owned::Clear { id, scope: None },
+        ROTATE => Owned::Rotate { old: old.unwrap_or(id), new: id, userid: f.u64()?, persistent: f.bool()? },
+        PERSIST => Owned::Persist { id, persistent: f.bool()? },
+        _ => Owned::Destroy { id },
+    };
+    if f.at != f.bytes.len() {
         return Err("bytes left after the record".into());
     }
     Ok(Entry { lsn, time_ms, change })
@@ -355,16 +394,20 @@ fn decode_payload(payload: &[u8], version: u32) -> Result<Entry, String> {
 
 /// The records of one segment file (header included), in order, each with its offset, and
 /// where and why reading stopped early, if it did. Never panics, whatever the bytes.
-pub(crate) fn read_segment(bytes: &[u8]) -> (Option<SegmentHeader>, Vec<(u64, Entry)>, Option<Stop>) {
+pub(crate) fn read_segment(bytes: &[u8], sealer: &Sealer) -> (Option<SegmentHeader>, Vec<(u64, Entry)>, Option<Stop>) {
     let header = match SegmentHeader::parse(bytes) {
         Ok(h) => h,
         Err(stop) => return (None, Vec::new(), Some(stop)),
     };
+    if header.key_id != 0 && !sealer.holds(header.key_id) {
+        return (Some(header), Vec::new(), Some(Stop::ForeignKey));
+    }
+    let sealer = (header.key_id != 0).then_some(sealer);
     let version = u32_at(bytes, 8);
     let mut entries = Vec::new();
     let mut at = HEADER_LEN;
     while at < bytes.len() {
-        match read_record(bytes, at, version) {
+        match read_record(bytes, at, version, sealer) {
             Ok(Some((entry, next))) => {
                 entries.push((at as u64, entry));
                 at = next;
@@ -378,7 +421,7 @@ pub(crate) fn read_segment(bytes: &[u8]) -> (Option<SegmentHeader>, Vec<(u64, En
 
 /// The record at `at`, and where the next one begins; `Ok(None)`: only zeros from here on
 /// (space the writer zeroed ahead of its records), the end.
-fn read_record(bytes: &[u8], at: usize, version: u32) -> Result<Option<(Entry, usize)>, Stop> {
+fn read_record(bytes: &[u8], at: usize, version: u32, sealer: Option<&Sealer>) -> Result<Option<(Entry, usize)>, Stop> {
     let rest = &bytes[at..];
     // A real record is never 0 bytes long: zeros here are the end, if nothing else follows.
     if rest.len() >= 4 && rest[..4] == [0; 4] && rest.iter().all(|&b| b == 0) {
@@ -387,7 +430,7 @@ fn read_record(bytes: &[u8], at: usize, version: u32) -> Result<Option<(Entry, u
     match check_record(rest) {
         Ok(end) => {
             let payload = &rest[FRAME_LEN..end];
-            decode_payload(payload, version)
+            decode_payload(payload, version, sealer)
                 .map(|entry| Some((entry, at + end)))
                 .map_err(|why| bad_record(bytes, at, format!("record does not decode: {why}")))
         }

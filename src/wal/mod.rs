@@ -27,6 +27,7 @@ use crossbeam_channel::Sender;
 
 use crate::config::{LogMode, StorageConfig};
 use crate::error::StartError;
+use crate::seal::Sealer;
 use io::LogIo;
 use sync::{SyncJob, SyncStats, Syncer};
 
@@ -43,6 +44,8 @@ pub(crate) struct Wal {
     /// at most 4 MiB.
     pub ahead: u64,
     pub stats: Arc<SyncStats>,
+    /// Seals records (`storage.encrypt`).
+    pub sealer: Arc<Sealer>,
     /// The syncer thread, joined by [`stop`](Self::stop).
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -82,7 +85,12 @@ pub(crate) fn dir_of(data_dir: &Path) -> PathBuf {
 ///
 /// # Errors
 /// [`StartError::Storage`] when the directory cannot be created or the thread started.
-pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) -> Result<Arc<Wal>, StartError> {
+pub(crate) fn start(
+    storage: &StorageConfig,
+    shards: usize,
+    io: Arc<dyn LogIo>,
+    sealer: Arc<Sealer>,
+) -> Result<Arc<Wal>, StartError> {
     let dir = dir_of(&storage.dir);
     let fail = |message: String| StartError::Storage { path: dir.clone(), message };
     crate::fsutil::private_dir(&dir).map_err(|e| {
@@ -112,6 +120,7 @@ pub(crate) fn start(storage: &StorageConfig, shards: usize, io: Arc<dyn LogIo>) 
         budget,
         ahead: (budget / 4).min(4 << 20),
         stats,
+        sealer,
         thread: std::sync::Mutex::new(Some(thread)),
     }))
 }

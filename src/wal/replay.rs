@@ -20,6 +20,7 @@ use super::io::{self, SegmentName};
 use crate::config::LimitsConfig;
 use crate::error::StartError;
 use crate::id::Locator;
+use crate::seal::Sealer;
 use crate::state::SessionState;
 use crate::wire::Record;
 
@@ -36,6 +37,9 @@ pub(crate) struct Replayed {
     /// Records were applied from a segment of format version 1, which an older version wrote
     /// routing sessions by their id: what this shard holds now belongs to other shards too.
     pub legacy: bool,
+    /// Records were applied from a plain segment (written with `storage.encrypt` off, or
+    /// before it).
+    pub plain: bool,
 }
 
 /// Replays the log of shard `shard` of a `shards`-shard layout from sequence number `from`
@@ -49,6 +53,7 @@ pub(crate) fn replay(
     shard: u32,
     from: u64,
     records: Vec<Record>,
+    sealer: &Sealer,
 ) -> Result<Replayed, StartError> {
     let names: Vec<SegmentName> = io::list(dir)
         .map_err(|e| storage(dir, format!("cannot list the write-ahead log directory: {e}")))?
@@ -68,7 +73,8 @@ pub(crate) fn replay(
         let bytes = std::fs::read(&path).map_err(|e| storage(&path, format!("cannot read log segment: {e}")))?;
         out.segments += 1;
         let last = i + 1 == names.len();
-        let (header, entries, stop) = format::read_segment(&bytes);
+        let (header, entries, stop) = format::read_segment(&bytes, sealer);
+        let plain = header.is_some_and(|h| h.key_id == 0);
         let stop = match header {
             Some(h) if (h.shard, h.shards, h.base) != (name.shard, name.shards, name.base) => Some(Stop::Damaged {
                 offset: 0,
@@ -102,6 +108,7 @@ pub(crate) fn replay(
                     out.next_lsn += 1;
                     out.applied += 1;
                     out.legacy |= format::routed_by_id(&bytes);
+                    out.plain |= plain;
                     apply(&mut sessions, entry);
                 }
                 gap.or(stop)
@@ -109,6 +116,15 @@ pub(crate) fn replay(
         };
         match stop {
             None => {}
+            Some(Stop::ForeignKey) => {
+                return Err(storage(
+                    &path,
+                    "its records are sealed under a key this engine does not hold: was session.secret changed \
+                     without listing the old one in session.previous_secrets? (or move the log directory away to \
+                     start without these changes)"
+                        .into(),
+                ));
+            }
             Some(Stop::Torn { offset }) if last => truncate(&path, offset, bytes.len()),
             Some(Stop::Torn { offset }) => log::warn!(
                 "log segment {} ends in a record cut at offset {offset} (a crash); the next segment goes on",
