@@ -375,6 +375,61 @@ pub(crate) fn encode_file(
 
 #[cfg(test)]
 mod tests {
+    /// A sealed file of `records`, in `blocks` chunks.
+    fn sealed_file(sealer: &Sealer, records: &[(Locator, SessionState)], blocks: usize) -> Vec<u8> {
+        let mut chunks = vec![Vec::new(); blocks];
+        for (i, (locator, state)) in records.iter().enumerate() {
+            encode_record(&mut chunks[i % blocks], locator, state).unwrap();
+        }
+        let sealed = seal_chunks(sealer, 3, 8, 42, &chunks);
+        let header = header_for(3, 8, 42, 1, records.len() as u64, 0, sealer.key_id(), &sealed);
+        let mut file = header.to_bytes().to_vec();
+        sealed.iter().for_each(|b| file.extend_from_slice(b));
+        file
+    }
+
+    #[test]
+    fn a_sealed_file_reads_back_and_holds_no_name_or_value() {
+        let sealer = Sealer::for_tests();
+        let records = sample();
+        // One block: records end to end as written.
+        let file = sealed_file(&sealer, &records, 1);
+        let (header, decoded) = decode(&file, &sealer).unwrap();
+        assert_eq!((header.version, header.key_id), (VERSION, sealer.key_id()));
+        assert_eq!(decoded, records);
+        for canary in [&b"cart"[..], b"items", b"[19]"] {
+            assert!(!file.windows(canary.len()).any(|w| w == canary), "{canary:?} is plain");
+        }
+        // A block may not move: blocks of another file, or swapped, do not open.
+        let two = sealed_file(&sealer, &records[..2], 2);
+        let (h, _) = decode(&two, &sealer).unwrap();
+        let body = &two[HEADER_LEN..];
+        let first = 4 + u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
+        let swapped = [&body[first..], &body[..first]].concat();
+        let header = Header { body_hash: xxh3_64(&swapped), ..h };
+        let file = [&header.to_bytes()[..], &swapped].concat();
+        assert!(matches!(decode(&file, &sealer), Err(FormatError::Sealed { index: 0, .. })));
+    }
+
+    #[test]
+    fn a_tampered_block_is_damage_and_a_key_not_held_is_not() {
+        let sealer = Sealer::for_tests();
+        let file = sealed_file(&sealer, &sample(), 1);
+        let mut bad = file.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        // Checksums forged to match, as an attacker would.
+        let (h, _) = decode(&file, &sealer).unwrap();
+        let header = Header { body_hash: xxh3_64(&bad[HEADER_LEN..]), ..h };
+        bad[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+        let err = decode(&bad, &sealer).unwrap_err();
+        assert!(matches!(err, FormatError::Sealed { .. }) && err.is_corrupt(), "{err}");
+        let other = Keyring::from_secrets(b"another secret, long enough to be one", &[]).unwrap();
+        let err = decode(&file, &Sealer::new(&other, true)).unwrap_err();
+        assert_eq!(err, FormatError::UnknownKey);
+        assert!(!err.is_corrupt(), "never set aside as damage");
+    }
+
     use super::*;
     use crate::config::LimitsConfig;
     use crate::id::Keyring;
@@ -529,12 +584,12 @@ mod tests {
     #[test]
     fn consistent_checksums_over_garbage_records_are_an_error_not_a_panic() {
         let chunks = [vec![0xff; 40]];
-        let header = header_for(0, 1, 1, 0, 3, 0, &chunks);
+        let header = header_for(0, 1, 1, 0, 3, 0, 0, &chunks);
         let mut bytes = header.to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
         assert!(matches!(decode(&bytes, &Sealer::for_tests()).unwrap_err(), FormatError::Record { .. }));
         // A huge forged count does not allocate a huge vector.
-        let header = header_for(0, 1, 1, 0, u64::MAX, 0, &chunks);
+        let header = header_for(0, 1, 1, 0, u64::MAX, 0, 0, &chunks);
         let mut bytes = header.to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
         assert!(decode(&bytes, &Sealer::for_tests()).is_err());
@@ -550,7 +605,7 @@ mod tests {
         body.extend_from_slice(&(1u64 << 60).to_le_bytes());
         body.extend_from_slice(b"scope");
         let chunks = [body];
-        let mut bytes = header_for(0, 1, 1, 0, 1, 0, &chunks).to_bytes().to_vec();
+        let mut bytes = header_for(0, 1, 1, 0, 1, 0, 0, &chunks).to_bytes().to_vec();
         bytes.extend_from_slice(&chunks[0]);
         assert!(matches!(decode(&bytes, &Sealer::for_tests()).unwrap_err(), FormatError::Record { index: 0, .. }));
     }

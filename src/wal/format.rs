@@ -475,8 +475,7 @@ mod tests {
     use crate::id::Keyring;
 
     fn ids() -> (Locator, Locator) {
-        let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]).unwrap();
-        (*ring.generate().locator(), *ring.generate().locator())
+        ([0xA1; LOCATOR_LEN], [0xB2; LOCATOR_LEN])
     }
 
     /// A version 1 record naming its session by the whole id, framed as version 1 wrote it.
@@ -499,7 +498,7 @@ mod tests {
     fn version_1_segments_still_read_with_ids_turned_into_locators() {
         let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]).unwrap();
         let (a, b) = (ring.generate(), ring.generate());
-        let mut bytes = SegmentHeader { shard: 0, shards: 1, base: 3 }.to_bytes().to_vec();
+        let mut bytes = SegmentHeader { shard: 0, shards: 1, base: 3, key_id: 0 }.to_bytes().to_vec();
         bytes[8..12].copy_from_slice(&V1.to_le_bytes());
         let check = xxh3_64(&bytes[..32]);
         bytes[32..40].copy_from_slice(&check.to_le_bytes());
@@ -514,7 +513,7 @@ mod tests {
         rotate.extend_from_slice(&9u64.to_le_bytes());
         rotate.push(0);
         v1_record(&mut bytes, 4, ROTATE, &a, &rotate);
-        let (header, entries, stop) = read_segment(&bytes);
+        let (header, entries, stop) = read_segment(&bytes, &sealer());
         assert_eq!((header.map(|h| h.base), stop), (Some(3), None));
         // Its writer placed sessions by id: start-up rewrites the layout (see snapshot::open).
         assert!(routed_by_id(&bytes));
@@ -534,13 +533,22 @@ mod tests {
         let ring = Keyring::from_secrets(b"log format test secret, long enough", &[]).unwrap();
         let id = ring.generate();
         let mut bytes = Vec::new();
-        encode(&mut bytes, 1, 2, &Change::Set { id: id.locator(), scope: "s", key: "k", value: b"1" }).unwrap();
+        encode(&mut bytes, 1, 2, &Change::Set { id: id.locator(), scope: "s", key: "k", value: b"1" }, None).unwrap();
         for part in [&id.random()[..], &id.tag()[..], id.to_string().as_bytes()] {
             assert!(!bytes.windows(part.len()).any(|w| w == part), "the record holds part of the id");
         }
     }
 
+    fn sealer() -> Sealer {
+        Sealer::for_tests()
+    }
+
+    /// A sealed segment (the default) of every kind of record.
     fn segment() -> (Vec<u8>, Vec<Entry>) {
+        segment_sealed(Some(&sealer()))
+    }
+
+    fn segment_sealed(sealing: Option<&Sealer>) -> (Vec<u8>, Vec<Entry>) {
         let (a, b) = ids();
         let mut state = SessionState::new(5);
         state.set("cart", "items", b"[1,2]", &LimitsConfig::default()).unwrap();
@@ -554,11 +562,12 @@ mod tests {
             Change::Persist { id: &b, persistent: false },
             Change::Destroy { id: &b },
         ];
-        let mut bytes = SegmentHeader { shard: 1, shards: 4, base: 10 }.to_bytes().to_vec();
+        let key_id = sealing.map_or(0, Sealer::key_id);
+        let mut bytes = SegmentHeader { shard: 1, shards: 4, base: 10, key_id }.to_bytes().to_vec();
         for (i, c) in changes.iter().enumerate() {
-            encode(&mut bytes, 10 + i as u64, 1_000 + i as u64, c).unwrap();
+            encode(&mut bytes, 10 + i as u64, 1_000 + i as u64, c, sealing).unwrap();
         }
-        let (_, entries, stop) = read_segment(&bytes);
+        let (_, entries, stop) = read_segment(&bytes, &sealer());
         assert_eq!(stop, None);
         (bytes, entries.into_iter().map(|(_, e)| e).collect())
     }
@@ -574,7 +583,48 @@ mod tests {
         assert_eq!(entries[3].change, Owned::Clear { id: a, scope: Some("cart".into()) });
         assert_eq!(entries[4].change, Owned::Clear { id: a, scope: None });
         assert_eq!((entries[7].lsn, entries[7].time_ms), (17, 1_007));
-        assert_eq!(SegmentHeader::parse(&bytes).unwrap(), SegmentHeader { shard: 1, shards: 4, base: 10 });
+        let key_id = sealer().key_id();
+        assert_eq!(SegmentHeader::parse(&bytes).unwrap(), SegmentHeader { shard: 1, shards: 4, base: 10, key_id });
+    }
+
+    #[test]
+    fn plain_segments_still_read_and_sealed_ones_hold_no_name_value_or_user() {
+        let (plain, entries) = segment_sealed(None);
+        let (sealed, same) = segment();
+        assert_eq!(entries, same);
+        for canary in [&b"cart"[..], b"items", b"[1,2]", b"\"v\""] {
+            assert!(plain.windows(canary.len()).any(|w| w == canary));
+            assert!(!sealed.windows(canary.len()).any(|w| w == canary), "{canary:?} is plain in a sealed segment");
+        }
+        // Every kind with fields grew by one box; the two without did not.
+        assert_eq!(sealed.len() - plain.len(), 6 * crate::seal::OVERHEAD);
+    }
+
+    /// A sealed record whose checksums were forged to match (tampering, not a flipped bit) does
+    /// not open: damage, never other data.
+    #[test]
+    fn a_tampered_box_with_forged_checksums_is_damage() {
+        let (bytes, entries) = segment();
+        let (_, all, _) = read_segment(&bytes, &sealer());
+        let at = all[1].0 as usize;
+        let len = u32_at(&bytes, at) as usize;
+        let mut bad = bytes.clone();
+        // The last byte of the record's value box (its tag).
+        bad[at + FRAME_LEN + len - 1] ^= 1;
+        let hash = xxh3_64(&bad[at + FRAME_LEN..at + FRAME_LEN + len]);
+        bad[at + 8..at + 16].copy_from_slice(&hash.to_le_bytes());
+        let (_, got, stop) = read_segment(&bad, &sealer());
+        assert_eq!(got.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), entries[..1]);
+        assert!(matches!(stop, Some(Stop::Damaged { offset, ref why }) if offset == at as u64 && why.contains("authenticate")), "{stop:?}");
+    }
+
+    #[test]
+    fn a_segment_sealed_under_a_key_not_held_is_not_read_as_damage() {
+        let (bytes, _) = segment();
+        let other = Sealer::new(&Keyring::from_secrets(b"another secret, long enough to be one", &[]).unwrap(), true);
+        assert_eq!(read_segment(&bytes, &other).2, Some(Stop::ForeignKey));
+        let rotated = Keyring::from_secrets(b"another secret, long enough to be one", &[b"draco-session unit tests: a fixed secret"]);
+        assert_eq!(read_segment(&bytes, &Sealer::new(&rotated.unwrap(), true)).1.len(), 8);
     }
 
     /// A crash can stop a write at any byte: every cut reads as the records before it and a
@@ -582,10 +632,10 @@ mod tests {
     #[test]
     fn every_cut_is_a_torn_tail_keeping_what_came_before() {
         let (bytes, entries) = segment();
-        let (_, all, _) = read_segment(&bytes);
+        let (_, all, _) = read_segment(&bytes, &sealer());
         let ends: Vec<usize> = all.iter().skip(1).map(|(o, _)| *o as usize).chain([bytes.len()]).collect();
         for cut in HEADER_LEN..bytes.len() {
-            let (_, got, stop) = read_segment(&bytes[..cut]);
+            let (_, got, stop) = read_segment(&bytes[..cut], &sealer());
             let whole = ends.iter().filter(|&&e| e <= cut).count();
             assert_eq!(got.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), entries[..whole], "cut at {cut}");
             if cut == HEADER_LEN || ends.contains(&cut) {
@@ -595,7 +645,7 @@ mod tests {
             }
         }
         for cut in 0..HEADER_LEN {
-            assert_eq!(read_segment(&bytes[..cut]).2, Some(Stop::Torn { offset: 0 }));
+            assert_eq!(read_segment(&bytes[..cut], &sealer()).2, Some(Stop::Torn { offset: 0 }));
         }
     }
 
@@ -604,13 +654,13 @@ mod tests {
     #[test]
     fn every_bit_flip_is_caught() {
         let (bytes, entries) = segment();
-        let (_, all, _) = read_segment(&bytes);
+        let (_, all, _) = read_segment(&bytes, &sealer());
         let last = all.last().unwrap().0 as usize;
         for i in 0..bytes.len() {
             for bit in 0..8 {
                 let mut bad = bytes.clone();
                 bad[i] ^= 1 << bit;
-                let (header, got, stop) = read_segment(&bad);
+                let (header, got, stop) = read_segment(&bad, &sealer());
                 if i < HEADER_LEN {
                     assert!(header.is_none() && matches!(stop, Some(Stop::Damaged { .. })), "byte {i} bit {bit}");
                     continue;
@@ -624,7 +674,7 @@ mod tests {
                         assert!(i >= last, "byte {i} bit {bit}: only the last record may read as torn");
                         assert_eq!(offset, all[hit].0);
                     }
-                    None => panic!("byte {i} bit {bit} not caught"),
+                    None | Some(Stop::ForeignKey) => panic!("byte {i} bit {bit} not caught: {stop:?}"),
                 }
             }
         }
@@ -638,20 +688,20 @@ mod tests {
         let (mut bytes, entries) = segment();
         let end = bytes.len();
         bytes.extend_from_slice(&[0u8; 100]);
-        assert_eq!(read_segment(&bytes).1.len(), entries.len());
-        assert_eq!(read_segment(&bytes).2, None);
+        assert_eq!(read_segment(&bytes, &sealer()).1.len(), entries.len());
+        assert_eq!(read_segment(&bytes, &sealer()).2, None);
         let mut garbage = bytes.clone();
         garbage[end + 50] = 1;
-        assert_eq!(read_segment(&garbage).2, Some(Stop::Torn { offset: end as u64 }));
+        assert_eq!(read_segment(&garbage, &sealer()).2, Some(Stop::Torn { offset: end as u64 }));
         // The last record cut short, then zeros (a power cut in zeroed space).
-        let (_, all, _) = read_segment(&bytes);
+        let (_, all, _) = read_segment(&bytes, &sealer());
         let last = all.last().unwrap().0 as usize;
         let mut cut = bytes.clone();
         cut[last + 20..end].fill(0);
-        assert_eq!(read_segment(&cut).2, Some(Stop::Torn { offset: last as u64 }));
+        assert_eq!(read_segment(&cut, &sealer()).2, Some(Stop::Torn { offset: last as u64 }));
         // A good record after the bad one: damage.
         let mut middle = bytes.clone();
         middle[all[2].0 as usize + 20] ^= 1;
-        assert!(matches!(read_segment(&middle).2, Some(Stop::Damaged { offset, .. }) if offset == all[2].0));
+        assert!(matches!(read_segment(&middle, &sealer()).2, Some(Stop::Damaged { offset, .. }) if offset == all[2].0));
     }
 }
