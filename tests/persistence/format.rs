@@ -22,15 +22,15 @@ async fn a_snapshot_from_a_newer_version_stops_the_start_with_a_clear_error() {
     let name = snap_files(dir.path()).pop().unwrap();
     let path = snapshot_dir(dir.path()).join(&name);
     let mut bytes = std::fs::read(&path).unwrap();
-    // A version 4 header (from the future), with a checksum valid where versions 2 and 3 keep it.
-    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
+    // A version 5 header (from the future), with a checksum valid where versions 2 to 4 keep it.
+    bytes[8..12].copy_from_slice(&5u32.to_le_bytes());
     let check = xxhash_rust::xxh3::xxh3_64(&bytes[..72]);
     bytes[72..80].copy_from_slice(&check.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
     let err = SessionEngine::builder(config(dir.path(), 1)).clock(clock.clone()).start().unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, StartError::Storage { .. }), "{text}");
-    assert!(text.contains("version 4") && text.contains("upgrade") && text.contains(&name), "{text}");
+    assert!(text.contains("version 5") && text.contains("upgrade") && text.contains(&name), "{text}");
     // Nothing was set aside or deleted: the newer build can still read it.
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }

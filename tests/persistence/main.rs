@@ -11,4 +11,5 @@ mod format;
 mod log;
 mod model;
 mod restart;
+mod sealed;
 mod snapshots;

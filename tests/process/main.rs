@@ -11,6 +11,8 @@ mod demo;
 mod redis_server;
 #[path = "../support/routing.rs"]
 mod routing;
+#[path = "../support/canary.rs"]
+mod canary;
 
 mod audit;
 mod browser;

@@ -8,6 +8,9 @@
 #[path = "routing.rs"]
 pub mod routing;
 
+#[path = "canary.rs"]
+pub mod canary;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
