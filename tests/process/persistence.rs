@@ -97,3 +97,42 @@ fn after_kill_9_the_last_periodic_snapshot_is_loaded() {
     assert_eq!(after["persistent"], true);
     assert_eq!(after["visits"], 3);
 }
+
+/// `storage.encrypt` (the default) on the real demo: a canary put through the JSON API is in
+/// no file of the data directory — after `kill -9` (the log alone holds it) and after SIGTERM
+/// (the final snapshot) — and reads back after each restart.
+#[test]
+fn session_data_is_sealed_on_disk_across_kill_9_and_sigterm() {
+    use crate::canary::{file_count, files_holding, forms};
+    const CANARY: &str = "process-canary-0e6b93d1f7";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), "1h");
+    let mut demo = Demo::start(&config);
+    let cookie = log_in_and_visit(&demo, 1);
+    let (status, _, _) =
+        demo.request("PUT", "/api/ns/notes/canarykey", Some(&cookie), Some(&format!("{CANARY:?}")));
+    assert_eq!(status, 200);
+    let read = |demo: &Demo| {
+        let (status, _, body) = demo.request("GET", "/api/ns/notes/canarykey", Some(&cookie), None);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["value"], CANARY);
+    };
+    read(&demo);
+    let needles = forms(CANARY.as_bytes());
+    demo.child.kill().unwrap();
+    demo.wait_for_exit(Duration::from_secs(10));
+    drop(demo);
+    assert!(file_count(&data.join("log")) > 0, "the log holds the change");
+    assert_eq!(files_holding(&data, &needles), vec![], "after kill -9");
+
+    let mut demo = Demo::start(&config);
+    read(&demo);
+    demo.terminate();
+    assert!(demo.wait_for_exit(Duration::from_secs(20)).success());
+    drop(demo);
+    assert!(file_count(&data.join("snapshots")) > 0, "the final snapshot was written");
+    assert_eq!(files_holding(&data, &needles), vec![], "after SIGTERM");
+    let demo = Demo::start(&config);
+    read(&demo);
+}
