@@ -28,7 +28,8 @@
 //! event subscriber (`SessionEngine::subscribe`) that takes every event as it comes (a task on
 //! the server's main thread counting them) and one that never reads: what publishing events
 //! costs (`--variants b,e,ev,es --modes returning,new`; every new visitor is one event)
-//! (`--variants b,g0,g1,g2 --modes returning,returning-2w`). For those, fsyncs/s and
+//! (`--variants b,g0,g1,g2 --modes returning,returning-2w`); (gu) is (g1) and (fu) is (f) with
+//! `storage.encrypt = false`: what sealing session data at rest costs (`--variants g1,gu`). For those, fsyncs/s and
 //! records/fsync (the group commit's batch size) are columns of the table. (em) is (e) with a
 //! Prometheus recorder (`metrics-exporter-prometheus`) installed before the engine starts and
 //! scraped every 5 s by a thread of the server: the cost of recording metrics, same run
@@ -342,24 +343,28 @@ mod servers {
                     draco_server(engine, addr, workers).await
                 }
                 #[cfg(feature = "redis")]
-                "f" | "f0" => {
+                "f" | "f0" | "fu" => {
                     let mut config = draco_config();
                     if variant == "f0" {
                         config.events.redis_stream_len = 0; // no events written to Redis
                     }
+                    // (fu): session data stored unsealed, the cost of `storage.encrypt`.
+                    config.storage.encrypt = variant != "fu";
                     config.storage.backend = draco_session::config::StorageBackend::Redis;
                     config.storage.redis_url = redis_url.to_owned();
                     let engine = SessionEngine::start_async(config).await.map_err(std::io::Error::other)?;
                     draco_server(engine, addr, workers).await
                 }
                 "e2" => draco_current_thread(addr, workers).await,
-                "g0" | "g1" | "g2" => {
+                "g0" | "g1" | "g2" | "gu" => {
                     // Persisted as in production: snapshots in a data directory, and the log
                     // off (g0), "1s" (g1, the default) or "always" (g2).
                     let dir = tempfile::tempdir()?;
                     let mut config = draco_config();
                     config.storage.persist = true;
                     config.storage.dir = dir.path().to_owned();
+                    // (gu): (g1) with session data stored unsealed, the cost of `storage.encrypt`.
+                    config.storage.encrypt = variant != "gu";
                     config.storage.log = match variant {
                         "g0" => draco_session::config::LogMode::Off,
                         "g1" => draco_session::Config::default().storage.log,
@@ -374,7 +379,7 @@ mod servers {
     }
 }
 
-const VARIANTS: [(&str, &str); 15] = [
+const VARIANTS: [(&str, &str); 17] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
@@ -387,9 +392,11 @@ const VARIANTS: [(&str, &str); 15] = [
     ("e2", "draco-session memory, one shard on the worker (CurrentThread)"),
     ("f", "draco-session redis"),
     ("f0", "draco-session redis, events off (events.redis_stream_len = 0)"),
+    ("fu", "draco-session redis, data unsealed (storage.encrypt = false)"),
     ("g0", "draco-session memory, snapshots, log off"),
     ("g1", "draco-session memory, snapshots, log \"1s\" (default)"),
     ("g2", "draco-session memory, snapshots, log \"always\""),
+    ("gu", "draco-session memory, default config but data unsealed (storage.encrypt = false)"),
 ];
 
 /// Where wrk's cookies come from.

@@ -6,6 +6,9 @@
 //! type, not part of the API; `SNAPSHOT_BENCH_SESSIONS=100000` for a quicker run;
 //! `RUST_LOG=draco_session=debug` also prints each shard's encoding turns).
 //!
+//! `SNAPSHOT_BENCH_SEALING=3` measures only what sealing (`storage.encrypt`) costs: write and
+//! load unsealed against sealed, in interleaved rounds of the same process.
+//!
 //! Then the write-ahead log: 1 million logged changes (`SNAPSHOT_BENCH_CHANGES`) with no
 //! snapshot, the data directory copied while the engine runs (what a `kill -9` leaves), and a
 //! start on the copy: replay time, log bytes per record.
@@ -226,9 +229,67 @@ fn replay(changes: usize) {
     });
 }
 
+/// What sealing (`storage.encrypt`) costs a snapshot: `rounds` interleaved rounds of an
+/// engine with `n` sessions, unsealed then sealed, each written by `snapshot()` and loaded by a
+/// new engine (log off, so the snapshot alone is measured). Prints medians and ratios.
+fn sealing_cost(n: usize, rounds: usize) {
+    let mut times: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, encrypt) in [false, true].into_iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = config(dir.path());
+            c.storage.encrypt = encrypt;
+            c.storage.log = draco_session::config::LogMode::Off;
+            let write = actix_rt::System::new().block_on(async {
+                let engine = SessionEngine::start(c.clone()).unwrap();
+                fill(&engine, n).await;
+                let t = Instant::now();
+                assert_eq!(engine.snapshot().await.unwrap(), n);
+                let took = t.elapsed().as_secs_f64();
+                engine.shutdown().await;
+                took
+            });
+            let load = actix_rt::System::new().block_on(async {
+                let t = Instant::now();
+                let engine = SessionEngine::start(c).unwrap();
+                assert_eq!(engine.stats().await.unwrap().sessions, n);
+                let took = t.elapsed().as_secs_f64();
+                engine.shutdown().await;
+                took
+            });
+            #[allow(clippy::cast_precision_loss, reason = "a byte count")]
+            let per_session = dir_bytes(dir.path()).0 as f64 / n as f64;
+            times[i].push((write, load, per_session));
+        }
+    }
+    let median = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    println!("sealing ({n} sessions, {rounds} interleaved rounds, medians):");
+    for (what, f) in [
+        ("write, snapshot()", (|t: &(f64, f64, f64)| t.0) as fn(&(f64, f64, f64)) -> f64),
+        ("load, start() until stats()", |t| t.1),
+    ] {
+        let (plain, sealed) = (median(&times[0], f), median(&times[1], f));
+        println!("  {what:<30} unsealed {plain:.3} s, sealed {sealed:.3} s: {:.2}x", sealed / plain);
+    }
+    println!(
+        "  bytes per session on disk      unsealed {:.1}, sealed {:.1}",
+        median(&times[0], |t| t.2),
+        median(&times[1], |t| t.2)
+    );
+}
+
 fn main() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).try_init();
     let n: usize = std::env::var("SNAPSHOT_BENCH_SESSIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    // `SNAPSHOT_BENCH_SEALING=3`: only the cost of sealing, over that many rounds.
+    if let Some(rounds) = std::env::var("SNAPSHOT_BENCH_SEALING").ok().and_then(|v| v.parse().ok()) {
+        sealing_cost(n, rounds);
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let system = actix_rt::System::new();
     system.block_on(async {

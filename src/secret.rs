@@ -55,7 +55,16 @@ impl Keyring {
             rand::rng().fill_bytes(&mut key);
             return Ok(Self::from_secrets(&key, &previous)?);
         }
-        let secret = load_or_create_key_file(&storage.dir.join("secret.key"))?;
+        let path = storage.dir.join("secret.key");
+        let secret = load_or_create_key_file(&path)?;
+        if storage.encrypt && storage.backend == StorageBackend::Memory {
+            log::info!(
+                "storage.encrypt: session data is sealed under the key file {}, which lives in the data directory \
+                 it protects; a copy of the whole directory opens it. Set ${SECRET_ENV} (or session.secret) to keep \
+                 the key apart",
+                path.display()
+            );
+        }
         Ok(Self::from_secrets(&secret, &previous)?)
     }
 }

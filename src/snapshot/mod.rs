@@ -265,7 +265,8 @@ mod tests {
                 bincode::serde::encode_into_std_write((id, &state), &mut body, bincode::config::standard()).unwrap();
             }
             let chunks = [body];
-            let mut header = format::header_for(shard as u32, SHARDS as u32, 1, 1_000, mine.len() as u64, 0, 0, &chunks);
+            let mut header =
+                format::header_for(shard as u32, SHARDS as u32, 1, 1_000, mine.len() as u64, 0, 0, &chunks);
             header.version = 2;
             let mut file = header.to_bytes().to_vec();
             file.extend_from_slice(&chunks[0]);
@@ -275,7 +276,8 @@ mod tests {
         assert!(moved > 16, "most sessions change shard: {moved}");
 
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(2_000));
-        let (_, recovered) = open(data.path(), SHARDS, clock.clone(), lifetimes(), Arc::new(Sealer::for_tests())).unwrap();
+        let (_, recovered) =
+            open(data.path(), SHARDS, clock.clone(), lifetimes(), Arc::new(Sealer::for_tests())).unwrap();
         let mut seen = 0;
         for (shard, r) in recovered.iter().enumerate() {
             assert!(r.records.iter().all(|(l, _)| shard_of(l, SHARDS) == shard));

@@ -293,14 +293,29 @@ mod tests {
     fn keeps_two_generations() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(1_000));
-        let mut w = Writer::new(dir.path().into(), dir.path().join("log"), 1, 1, vec![vec![]], Fs, clock, lifetimes(), sealer());
+        let mut w = Writer::new(
+            dir.path().into(),
+            dir.path().join("log"),
+            1,
+            1,
+            vec![vec![]],
+            Fs,
+            clock,
+            lifetimes(),
+            sealer(),
+        );
         for n in 1..=4 {
             let g = generation(n);
             assert_eq!(w.write(0, n, 0, &encoded(&g)).unwrap().generation, n);
         }
         let names: Vec<u64> = files::list(dir.path()).unwrap().iter().map(|n| n.generation).collect();
         assert_eq!(names, [3, 4]);
-        assert_eq!(loader::load_shard(dir.path(), &dir.path().join("log"), 1, 0, 1_000, &lifetimes(), &Sealer::for_tests()).records.len(), 4);
+        assert_eq!(
+            loader::load_shard(dir.path(), &dir.path().join("log"), 1, 0, 1_000, &lifetimes(), &Sealer::for_tests())
+                .records
+                .len(),
+            4
+        );
     }
 
     /// A write that fails at any step leaves the previous generation loadable; a failure
@@ -339,7 +354,16 @@ mod tests {
                 sealer(),
             );
             let result = w.write(0, 3, 0, &encoded(&generation(3)));
-            let loaded = loader::load_shard(dir.path(), &dir.path().join("log"), 1, 0, 1_000, &lifetimes(), &Sealer::for_tests()).records;
+            let loaded = loader::load_shard(
+                dir.path(),
+                &dir.path().join("log"),
+                1,
+                0,
+                1_000,
+                &lifetimes(),
+                &Sealer::for_tests(),
+            )
+            .records;
             let names = files::list(dir.path()).unwrap();
             assert!(names.iter().all(|n| n.kind == Kind::Snap), "{step}: leftovers {names:?}");
             match *step {
@@ -362,7 +386,17 @@ mod tests {
             w.io.fail_at = usize::MAX;
             w.write(0, 4, 0, &encoded(&generation(4))).unwrap();
             assert_eq!(
-                loader::load_shard(dir.path(), &dir.path().join("log"), 1, 0, 1_000, &lifetimes(), &Sealer::for_tests()).records.len(),
+                loader::load_shard(
+                    dir.path(),
+                    &dir.path().join("log"),
+                    1,
+                    0,
+                    1_000,
+                    &lifetimes(),
+                    &Sealer::for_tests()
+                )
+                .records
+                .len(),
                 4,
                 "{step}"
             );

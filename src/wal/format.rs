@@ -615,7 +615,10 @@ mod tests {
         bad[at + 8..at + 16].copy_from_slice(&hash.to_le_bytes());
         let (_, got, stop) = read_segment(&bad, &sealer());
         assert_eq!(got.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), entries[..1]);
-        assert!(matches!(stop, Some(Stop::Damaged { offset, ref why }) if offset == at as u64 && why.contains("authenticate")), "{stop:?}");
+        assert!(
+            matches!(stop, Some(Stop::Damaged { offset, ref why }) if offset == at as u64 && why.contains("authenticate")),
+            "{stop:?}"
+        );
     }
 
     #[test]
@@ -623,7 +626,10 @@ mod tests {
         let (bytes, _) = segment();
         let other = Sealer::new(&Keyring::from_secrets(b"another secret, long enough to be one", &[]).unwrap(), true);
         assert_eq!(read_segment(&bytes, &other).2, Some(Stop::ForeignKey));
-        let rotated = Keyring::from_secrets(b"another secret, long enough to be one", &[b"draco-session unit tests: a fixed secret"]);
+        let rotated = Keyring::from_secrets(
+            b"another secret, long enough to be one",
+            &[b"draco-session unit tests: a fixed secret"],
+        );
         assert_eq!(read_segment(&bytes, &Sealer::new(&rotated.unwrap(), true)).1.len(), 8);
     }
 

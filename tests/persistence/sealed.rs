@@ -190,5 +190,9 @@ async fn a_tampered_snapshot_is_damage_and_the_previous_generation_loads() {
     assert_eq!(e.get::<i64>(&id, "gen", "n").await.unwrap(), Some(1), "the previous generation, not forged data");
     reads_back(&e, &id).await;
     e.shutdown().await;
-    assert!(files(dir.path()).iter().any(|n| n.ends_with(".corrupt")), "the tampered file is set aside: {:?}", files(dir.path()));
+    assert!(
+        files(dir.path()).iter().any(|n| n.ends_with(".corrupt")),
+        "the tampered file is set aside: {:?}",
+        files(dir.path())
+    );
 }

@@ -4,6 +4,8 @@
 //! header transport, two instances on one Redis, Redis over TLS, and a real browser
 //! (Chromium through chromedriver).
 
+#[path = "../support/canary.rs"]
+mod canary;
 #[path = "../support/demo.rs"]
 mod demo;
 #[cfg(feature = "redis")]
@@ -11,8 +13,6 @@ mod demo;
 mod redis_server;
 #[path = "../support/routing.rs"]
 mod routing;
-#[path = "../support/canary.rs"]
-mod canary;
 
 mod audit;
 mod browser;

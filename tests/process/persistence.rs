@@ -110,8 +110,7 @@ fn session_data_is_sealed_on_disk_across_kill_9_and_sigterm() {
     let config = write_config(dir.path(), "1h");
     let mut demo = Demo::start(&config);
     let cookie = log_in_and_visit(&demo, 1);
-    let (status, _, _) =
-        demo.request("PUT", "/api/ns/notes/canarykey", Some(&cookie), Some(&format!("{CANARY:?}")));
+    let (status, _, _) = demo.request("PUT", "/api/ns/notes/canarykey", Some(&cookie), Some(&format!("{CANARY:?}")));
     assert_eq!(status, 200);
     let read = |demo: &Demo| {
         let (status, _, body) = demo.request("GET", "/api/ns/notes/canarykey", Some(&cookie), None);

@@ -12,7 +12,8 @@ use base64::Engine as _;
 pub fn forms(canary: &[u8]) -> Vec<Vec<u8>> {
     let hex: String = canary.iter().map(|b| format!("{b:02x}")).collect();
     let mut out = vec![canary.to_vec(), hex.clone().into_bytes(), hex.to_uppercase().into_bytes()];
-    for engine in [&base64::engine::general_purpose::STANDARD_NO_PAD, &base64::engine::general_purpose::URL_SAFE_NO_PAD] {
+    for engine in [&base64::engine::general_purpose::STANDARD_NO_PAD, &base64::engine::general_purpose::URL_SAFE_NO_PAD]
+    {
         for skip in 0..3 {
             // Drop the first `skip` bytes so the rest starts at a 3-byte boundary, then drop
             // the last characters, which also depend on what follows the canary.
