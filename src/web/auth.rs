@@ -217,9 +217,8 @@ impl Session {
     pub async fn require_fresh_auth_level(&self, level: u8) -> Result<(), WebError> {
         let Some((id, proof)) = self.proof().await? else { return Err(WebError::Reauthenticate) };
         let age = Duration::from_millis(self.now_ms().saturating_sub(proof.at));
-        let fresh = proof.level >= level
-            && age < self.config().session.reauth_after
-            && self.carries_marker(&id, &proof);
+        let fresh =
+            proof.level >= level && age < self.config().session.reauth_after && self.carries_marker(&id, &proof);
         if fresh { Ok(()) } else { Err(WebError::Reauthenticate) }
     }
 

@@ -25,11 +25,7 @@ pub(crate) fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator
 }
 
 /// The values of every cookie named `name` followed by `suffix` (no allocation per request).
-pub(crate) fn named<'a>(
-    headers: &'a HeaderMap,
-    name: &'a str,
-    suffix: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
+pub(crate) fn named<'a>(headers: &'a HeaderMap, name: &'a str, suffix: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
         .get_all(COOKIE)
         .flat_map(|header| header.as_bytes().split(|&b| b == b';'))

@@ -51,7 +51,10 @@ async fn the_devices_api_lists_ends_one_and_ends_the_others(b: Backend) {
     assert!(other["label"].as_str().is_some_and(|l| !l.is_empty()));
     for d in &list {
         let handle = d["handle"].as_str().unwrap();
-        assert!(!handle.contains(&first[..8]) && !handle.contains(&second["sid=".len().."sid=".len() + 8]), "a handle is not an id");
+        assert!(
+            !handle.contains(&first[..8]) && !handle.contains(&second["sid=".len().."sid=".len() + 8]),
+            "a handle is not an id"
+        );
         assert!(d["created"].as_u64().unwrap() > 1_600_000_000 && d["last_used"].as_u64().is_some());
     }
 
@@ -115,7 +118,8 @@ async fn the_page_shows_the_devices_card_and_its_forms_work(b: Backend) {
     // Log out everywhere else, as a form.
     let (third, _) = two_devices(&app).await;
     let page = call(&app, with_cookies(get("/"), &second)).await.body;
-    let r = call(&app, with_cookies(post("/devices/logout-others"), &second).set_form([("csrf", csrf_of(&page))])).await;
+    let r =
+        call(&app, with_cookies(post("/devices/logout-others"), &second).set_form([("csrf", csrf_of(&page))])).await;
     assert_eq!(r.status, 303);
     assert_eq!(call(&app, with_sid(get("/api/session"), &third)).await.json()["userid"], 0);
     let page = call(&app, with_cookies(get("/"), &second)).await.body;

@@ -38,7 +38,7 @@ pub enum Backend {
 
 impl Backend {
     #[cfg_attr(not(feature = "redis"), allow(unused_variables, reason = "only the redis backend changes the config"))]
-    fn apply(self, config: &mut Config) {
+    pub fn apply(self, config: &mut Config) {
         match self {
             Backend::Memory => {}
             #[cfg(feature = "redis")]
