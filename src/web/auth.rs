@@ -310,6 +310,24 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_names_one_proof_of_one_session_under_one_secret() {
+        let ring = crate::id::Keyring::from_secrets(b"a secret of at least 32 bytes, say", &[]).unwrap();
+        let (a, b) = (ring.generate(), ring.generate());
+        let mark = ring.auth_marker(a.locator(), 1, 1_000, 1);
+        assert!(ring.verify_marker(&mark, a.locator(), 1, 1_000, 1));
+        for (locator, user, at, level) in [
+            (b.locator(), 1, 1_000, 1),
+            (a.locator(), 2, 1_000, 1),
+            (a.locator(), 1, 1_001, 1),
+            (a.locator(), 1, 1_000, 2),
+        ] {
+            assert!(!ring.verify_marker(&mark, locator, user, at, level), "{user} {at} {level}");
+        }
+        let other = crate::id::Keyring::from_secrets(b"another secret of at least 32 bytes", &[]).unwrap();
+        assert!(!other.verify_marker(&mark, a.locator(), 1, 1_000, 1), "a new secret voids markers");
+    }
+
+    #[test]
     fn a_proof_is_small_and_reads_back() {
         let proof = Proof { user: u64::MAX, at: 1_800_000_000_000, level: 2 };
         let text = serde_json::to_string(&proof).unwrap();
