@@ -226,6 +226,7 @@ pub type Result<T, E = SessionError> = std::result::Result<T, E>;
 /// | error | status |
 /// |---|---|
 /// | [`NoSession`](Self::NoSession) (a robot), [`CrossSite`](Self::CrossSite) | 403 |
+/// | [`Reauthenticate`](Self::Reauthenticate) | 403, body starting `reauthenticate` |
 /// | [`ReservedScope`](Self::ReservedScope) | 400 |
 /// | `NotLoggedIn`, `SessionGone`, `WrongType` | 409 |
 /// | `InvalidName`, `InvalidUserId` | 400 |
@@ -258,6 +259,13 @@ pub enum WebError {
         /// When the client may create one again.
         retry_after: std::time::Duration,
     },
+    /// The action needs a fresh proof of identity and the session has none
+    /// ([`Session::require_fresh_auth`](crate::Session::require_fresh_auth)): 403, with a body
+    /// whose first word is `reauthenticate` (stable, for programs). Ask for the password (or
+    /// second factor) again, call [`Session::reauthenticated`](crate::Session::reauthenticated),
+    /// and retry.
+    #[error("reauthenticate: this action needs a fresh login (session.reauth_after)")]
+    Reauthenticate,
     /// The engine refused or failed the operation.
     #[error(transparent)]
     Engine(#[from] SessionError),

@@ -29,6 +29,9 @@ pub(crate) const TAG_LEN: usize = 8;
 const SHARD_SEED: u64 = 0x6472_6163_6f5f_7364; // "draco_sd": fixed, so routing is stable across runs
 const KEY_CONTEXT: &str = "draco-session 2026-11 session id tag v1";
 const HANDLE_CONTEXT: &str = "draco-session 2026-11 session handle v1";
+const MARKER_CONTEXT: &str = "draco-session 2026-11 fresh login marker v1";
+/// Length of a fresh-login marker (see [`Keyring::auth_marker`]).
+pub(crate) const MARKER_LEN: usize = 16;
 /// Fixed key of the locator digest: domain separation from every other use of BLAKE3 here,
 /// not a secret (the locator is one-way because the random part is 128 unknown bits).
 const LOCATOR_KEY: [u8; 32] = *b"draco-session locator digest v1.";
@@ -198,6 +201,9 @@ pub struct Keyring {
     previous: Vec<[u8; 32]>,
     /// Keys [`SessionHandle`]s; derived from `current`.
     handle_key: [u8; 32],
+    /// Keys the fresh-login markers (the browser-session cookie of `Session::auth_age`);
+    /// derived from `current`.
+    marker_key: [u8; 32],
     /// Random: which keyring verified an id in [`VERIFIED`], and where that id sits there.
     seed: u64,
 }
@@ -239,6 +245,7 @@ impl Keyring {
         let current = blake3::derive_key(KEY_CONTEXT, current);
         Ok(Self {
             handle_key: blake3::derive_key(HANDLE_CONTEXT, &current),
+            marker_key: blake3::derive_key(MARKER_CONTEXT, &current),
             current,
             previous: previous.iter().map(|p| blake3::derive_key(KEY_CONTEXT, p)).collect(),
             seed: rand::rng().next_u64(),
@@ -297,6 +304,30 @@ impl Keyring {
         let mut out = [0u8; HANDLE_LEN];
         out.copy_from_slice(&hash.as_bytes()[..HANDLE_LEN]);
         SessionHandle(out)
+    }
+
+    /// The fresh-login marker of a proof of identity: a MAC, keyed by a key derived from the
+    /// current secret, over the session's locator and the proof (user, time in ms, level). The
+    /// browser keeps it in a cookie without `Max-Age`, so it dies with the browser session;
+    /// only this engine can make one, and one names a single proof of a single session.
+    pub(crate) fn auth_marker(&self, locator: &Locator, userid: u64, at_ms: u64, level: u8) -> [u8; MARKER_LEN] {
+        let mut hasher = blake3::Hasher::new_keyed(&self.marker_key);
+        hasher.update(locator).update(&userid.to_be_bytes()).update(&at_ms.to_be_bytes()).update(&[level]);
+        let mut out = [0u8; MARKER_LEN];
+        out.copy_from_slice(&hasher.finalize().as_bytes()[..MARKER_LEN]);
+        out
+    }
+
+    /// Whether `marker` is [`auth_marker`](Self::auth_marker) of these; constant time.
+    pub(crate) fn verify_marker(
+        &self,
+        marker: &[u8; MARKER_LEN],
+        locator: &Locator,
+        userid: u64,
+        at_ms: u64,
+        level: u8,
+    ) -> bool {
+        ct_eq(&self.auth_marker(locator, userid, at_ms, level), marker)
     }
 
     /// The id whose random part is `random`, tagged with the current key (the Redis backend

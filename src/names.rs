@@ -4,8 +4,8 @@
 //! Applications name their own scopes and keys, checked by [`check_name`]; scopes starting with
 //! [`RESERVED_SCOPE_PREFIX`] are the crate's own (a `Namespace` of such a name refuses every
 //! operation), one per feature that keeps data in the session: the device a session logged in
-//! from ([`DEVICE_SCOPE`]), the flash queue ([`FLASH_SCOPE`]) and the CSRF secret
-//! ([`CSRF_SCOPE`]).
+//! from ([`DEVICE_SCOPE`]), the flash queue ([`FLASH_SCOPE`]), the CSRF secret
+//! ([`CSRF_SCOPE`]) and when the user last proved who they are ([`AUTH_SCOPE`]).
 
 use crate::error::SessionError;
 
@@ -45,6 +45,12 @@ pub(crate) const CSRF_SCOPE: &str = "__draco.csrf";
 /// The secret's key in [`CSRF_SCOPE`].
 pub(crate) const CSRF_KEY: &str = "secret";
 
+/// The reserved scope holding the session's last proof of identity (see `Session::auth_age`).
+pub(crate) const AUTH_SCOPE: &str = "__draco.auth";
+/// The proof's key in [`AUTH_SCOPE`]: one value (user, time, level), so the three change
+/// together and take one key of `limits.max_keys`.
+pub(crate) const PROOF_KEY: &str = "proof";
+
 /// Checks a scope or key name.
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), SessionError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
@@ -72,11 +78,11 @@ mod tests {
     /// reserved nor invalid.
     #[test]
     fn the_crate_s_scopes_are_reserved_and_valid() {
-        for scope in [DEVICE_SCOPE, FLASH_SCOPE, CSRF_SCOPE] {
+        for scope in [DEVICE_SCOPE, FLASH_SCOPE, CSRF_SCOPE, AUTH_SCOPE] {
             assert!(scope.starts_with(RESERVED_SCOPE_PREFIX), "{scope}");
             assert!(check_name("scope", scope).is_ok(), "{scope}");
         }
-        for key in [LABEL_KEY, IP_KEY, FLASH_KEY, CSRF_KEY] {
+        for key in [LABEL_KEY, IP_KEY, FLASH_KEY, CSRF_KEY, PROOF_KEY] {
             assert!(check_name("key", key).is_ok(), "{key}");
         }
         assert!(!DEFAULT_SCOPE.starts_with(RESERVED_SCOPE_PREFIX));

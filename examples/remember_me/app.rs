@@ -67,6 +67,7 @@ pub fn configure_with(cfg: &mut web::ServiceConfig, max_value_bytes: usize, thro
     .route("/logout", web::post().to(form_logout))
     .route("/devices/logout-others", web::post().to(form_logout_others))
     .route("/devices/{handle}/logout", web::post().to(form_revoke))
+    .route("/reauth", web::post().to(form_reauth))
     .service(
         web::scope("/api")
             .wrap(from_fn(json_only))
@@ -77,6 +78,7 @@ pub fn configure_with(cfg: &mut web::ServiceConfig, max_value_bytes: usize, thro
             .route("/devices", web::get().to(api_devices))
             .route("/devices/{handle}", web::delete().to(api_revoke))
             .route("/logout-others", web::post().to(api_logout_others))
+            .route("/reauth", web::post().to(api_reauth))
             .route("/incr/{name}", web::post().to(api_incr))
             .route("/ns/{scope}/{key}", web::put().to(ns_put))
             .route("/ns/{scope}/{key}", web::get().to(ns_get))
@@ -329,9 +331,28 @@ async fn api_devices(session: Session) -> Result<HttpResponse, WebError> {
     Ok(HttpResponse::Ok().json(json!({ "devices": list })))
 }
 
+/// Whether the session proved who its user is lately, in this browser session (see
+/// `Session::require_fresh_auth`): ending other sessions asks for that.
+async fn fresh(session: &Session) -> Result<bool, WebError> {
+    match session.require_fresh_auth().await {
+        Ok(()) => Ok(true),
+        Err(WebError::Reauthenticate) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The API's answer to a sensitive action without a fresh login: the client asks for the
+/// password, posts it to `/api/reauth`, and retries.
+fn reauthenticate() -> HttpResponse {
+    problem(StatusCode::FORBIDDEN, "reauthenticate")
+}
+
 async fn api_revoke(session: Session, handle: web::Path<String>) -> Result<HttpResponse, WebError> {
     if devices_of(&session).await?.is_none() {
         return Ok(not_logged_in());
+    }
+    if !fresh(&session).await? {
+        return Ok(reauthenticate());
     }
     let revoked = match handle.parse::<SessionHandle>() {
         Ok(handle) => session.revoke(&handle).await?,
@@ -348,8 +369,62 @@ async fn api_logout_others(session: Session) -> Result<HttpResponse, WebError> {
     if devices_of(&session).await?.is_none() {
         return Ok(not_logged_in());
     }
+    if !fresh(&session).await? {
+        return Ok(reauthenticate());
+    }
     let revoked = session.logout_others().await?;
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
+}
+
+#[derive(Deserialize)]
+struct Password {
+    password: String,
+}
+
+/// What a password confirmation came to.
+enum Confirmed {
+    /// Nobody is logged in (or a robot asks).
+    NotLoggedIn,
+    /// The throttle refuses for this long (see [`attempt_login`]).
+    Throttled(Duration),
+    /// A wrong password (counted by the throttle).
+    Wrong,
+    /// The right one: the session is fresh again.
+    Yes,
+}
+
+/// Checks the logged-in user's password as a login does, through the same throttle, and on
+/// success records the proof (`Session::reauthenticated`).
+async fn confirm_password(
+    session: &Session,
+    req: &HttpRequest,
+    throttle: &LoginThrottle,
+    password: &str,
+) -> Result<Confirmed, WebError> {
+    let userid = if session.is_available() { session.userid().await? } else { 0 };
+    let Some(name) = user_name(userid) else { return Ok(Confirmed::NotLoggedIn) };
+    Ok(match attempt_login(throttle, req, session, name, password) {
+        Err(wait) => Confirmed::Throttled(wait),
+        Ok(Some(proved)) if proved == userid => {
+            session.reauthenticated().await?;
+            Confirmed::Yes
+        }
+        Ok(_) => Confirmed::Wrong,
+    })
+}
+
+async fn api_reauth(
+    session: Session,
+    req: HttpRequest,
+    throttle: web::Data<LoginThrottle>,
+    body: web::Json<Password>,
+) -> Result<HttpResponse, WebError> {
+    Ok(match confirm_password(&session, &req, &throttle, &body.password).await? {
+        Confirmed::NotLoggedIn => not_logged_in(),
+        Confirmed::Throttled(wait) => too_many_failures(wait, problem(StatusCode::TOO_MANY_REQUESTS, THROTTLED)),
+        Confirmed::Wrong => problem(StatusCode::UNAUTHORIZED, "wrong password"),
+        Confirmed::Yes => HttpResponse::Ok().json(json!({ "reauthenticated": true })),
+    })
 }
 
 #[derive(Deserialize)]
@@ -501,11 +576,51 @@ async fn form_revoke(
     if !session.verify_csrf(&form.csrf).await? {
         return Ok(forged_form());
     }
-    if devices_of(&session).await?.is_some()
-        && let Ok(handle) = handle.parse::<SessionHandle>()
-    {
-        session.revoke(&handle).await?;
+    if devices_of(&session).await?.is_some() {
+        if !fresh(&session).await? {
+            return confirm_first(&session).await;
+        }
+        if let Ok(handle) = handle.parse::<SessionHandle>() {
+            session.revoke(&handle).await?;
+        }
     }
+    Ok(see_other("/"))
+}
+
+/// A devices form without a fresh login: back to the page, whose devices card then asks for
+/// the password.
+async fn confirm_first(session: &Session) -> Result<HttpResponse, WebError> {
+    session.flash(FlashLevel::Warning, "Confirm your password first: nothing was logged out").await?;
+    Ok(see_other("/"))
+}
+
+#[derive(Deserialize)]
+struct ReauthForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn form_reauth(
+    session: Session,
+    req: HttpRequest,
+    throttle: web::Data<LoginThrottle>,
+    form: web::Form<ReauthForm>,
+) -> Result<HttpResponse, WebError> {
+    if !session.verify_csrf(&form.csrf).await? {
+        return Ok(forged_form());
+    }
+    let (level, text) = match confirm_password(&session, &req, &throttle, &form.password).await? {
+        Confirmed::NotLoggedIn => return Ok(see_other("/")),
+        Confirmed::Throttled(wait) => {
+            let text = HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(THROTTLED);
+            return Ok(too_many_failures(wait, text));
+        }
+        Confirmed::Wrong => (FlashLevel::Error, "Wrong password"),
+        Confirmed::Yes => (FlashLevel::Success, "Password confirmed: you can log other devices out"),
+    };
+    session.flash(level, text).await?;
     Ok(see_other("/"))
 }
 
@@ -514,6 +629,9 @@ async fn form_logout_others(session: Session, form: web::Form<LogoutForm>) -> Re
         return Ok(forged_form());
     }
     if devices_of(&session).await?.is_some() {
+        if !fresh(&session).await? {
+            return confirm_first(&session).await;
+        }
         session.logout_others().await?;
     }
     Ok(see_other("/"))
@@ -521,8 +639,9 @@ async fn form_logout_others(session: Session, form: web::Form<LogoutForm>) -> Re
 
 /// The "Your devices" card: this session and the user's [`DEVICES_PER_PAGE`] - 1 most recently
 /// used others, forms to end them, and a count of the rest ("log out everywhere else" ends
-/// those too).
-fn devices_card(devices: &mut [Device], now: std::time::SystemTime) -> String {
+/// those too). Ending a session needs a fresh login: without one (`fresh` false) the card asks
+/// for the password instead of showing those forms.
+fn devices_card(devices: &mut [Device], now: std::time::SystemTime, fresh: bool) -> String {
     devices.sort_by(|a, b| b.current.cmp(&a.current).then(b.last_used.cmp(&a.last_used)));
     let (shown, rest) = devices.split_at(devices.len().min(DEVICES_PER_PAGE));
     let ago = |t: std::time::SystemTime| {
@@ -541,6 +660,8 @@ fn devices_card(devices: &mut [Device], now: std::time::SystemTime) -> String {
         let from = d.ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
         let end = if d.current {
             r#"<b class="this">this device</b>"#.to_owned()
+        } else if !fresh {
+            String::new()
         } else {
             format!(
                 r#"<form method="post" action="/devices/{h}/logout"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit" class="revoke" data-handle="{h}">Log out</button></form>"#,
@@ -561,7 +682,9 @@ fn devices_card(devices: &mut [Device], now: std::time::SystemTime) -> String {
             total = devices.len()
         ),
     };
-    let others = if devices.len() > 1 {
+    let others = if devices.len() > 1 && !fresh {
+        r#"<form method="post" action="/reauth" id="reauth-form"><input type="hidden" name="csrf" value="{csrf}"><p class="hint">To log other devices out, confirm it is you.</p><label>Password <input name="password" type="password" autocomplete="current-password" required></label><button type="submit" id="reauth">Confirm</button></form>"#
+    } else if devices.len() > 1 {
         r#"<form method="post" action="/devices/logout-others"><input type="hidden" name="csrf" value="{csrf}"><button type="submit" id="logout-others">Log out everywhere else</button></form>"#
     } else {
         ""
@@ -672,7 +795,10 @@ async fn render(session: &Session, visits: i64, failed: bool) -> Result<String, 
         ""
     };
     let devices = match devices_of(session).await? {
-        Some(mut devices) => devices_card(&mut devices, std::time::SystemTime::now()),
+        Some(mut devices) => {
+            let fresh = devices.len() > 1 && fresh(session).await?;
+            devices_card(&mut devices, std::time::SystemTime::now(), fresh)
+        }
         None => String::new(),
     };
     let action = action_card(userid, session.config().session.logout_clears_data);

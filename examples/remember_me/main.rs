@@ -21,7 +21,8 @@
 //! | `POST /api/persistent` `{"persistent": bool}` | `set_persistent`; 409 when not logged in |
 //! | `POST /api/incr/{name}` | atomic increment in scope `counters`; `{"value": n}` |
 //! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent; the demo's own scopes `stats` and `counters` are read-only here (403) |
-//! | `GET /api/devices`, `DELETE /api/devices/{handle}`, `POST /api/logout-others` | the user's sessions; end one, or all others |
+//! | `GET /api/devices`, `DELETE /api/devices/{handle}`, `POST /api/logout-others` | the user's sessions; end one, or all others (these two need a fresh login: 403 `{"error":"reauthenticate"}` otherwise) |
+//! | `POST /api/reauth` `{"password"}` | confirms the logged-in user's password (through the login throttle) and makes the session fresh; 401 when wrong |
 //! | `GET /metrics` | the engine's metrics in Prometheus text format (no session is created) |
 //!
 //! Every error of the API is JSON, `{"error": "..."}` (the library's own errors are plain
@@ -32,6 +33,15 @@
 //! Against cross-site request forgery the forms carry the session's CSRF token (a form without
 //! it gets a 403), every POST/PUT/DELETE of the API must say `Content-Type: application/json`
 //! (else 415), and the session middleware refuses other sites' unsafe requests (403).
+//!
+//! ## Fresh login for sensitive actions
+//!
+//! Ending other sessions (one, or all) needs a login less than `session.reauth_after` (10
+//! minutes) old, made in this browser session: a remember-me session brought back after the
+//! browser restarted is never fresh. The page's devices card then asks for the password (a
+//! plain form posting to `/reauth`) instead of showing its buttons; the API answers 403
+//! `{"error":"reauthenticate"}`, and `POST /api/reauth` makes the session fresh again.
+//! Wrong passwords count in the login throttle below.
 //!
 //! ## Login throttle (the pattern to copy)
 //!

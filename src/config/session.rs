@@ -42,6 +42,12 @@ pub struct SessionConfig {
     /// `Session::devices`. Defaults to `false`, for privacy. The address is the one
     /// `limits.create_rate` counts (the peer, or the trusted `X-Forwarded-For` hop).
     pub record_ip: bool,
+    /// How long a proof of identity stays fresh for `Session::require_fresh_auth`: the login,
+    /// or the app's last `Session::reauthenticated` (after it checked a password or a second
+    /// factor). Sensitive actions (ending other sessions, changing the password) ask for a
+    /// fresh one. Defaults to `"10m"`; at least 1s, at most 10 years.
+    #[serde(deserialize_with = "duration")]
+    pub reauth_after: Duration,
 }
 
 impl Default for SessionConfig {
@@ -56,6 +62,7 @@ impl Default for SessionConfig {
             previous_secrets: Vec::new(),
             logout_clears_data: false,
             record_ip: false,
+            reauth_after: Duration::from_secs(600),
         }
     }
 }
@@ -82,6 +89,7 @@ impl std::fmt::Debug for SessionConfig {
             previous_secrets,
             logout_clears_data,
             record_ip,
+            reauth_after,
         } = self;
         f.debug_struct("SessionConfig")
             .field("volatile_ttl", volatile_ttl)
@@ -93,6 +101,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("previous_secrets", &previous_secrets.iter().map(|_| Redacted).collect::<Vec<_>>())
             .field("logout_clears_data", logout_clears_data)
             .field("record_ip", record_ip)
+            .field("reauth_after", reauth_after)
             .finish()
     }
 }
@@ -123,6 +132,9 @@ impl SessionConfig {
         if s.absolute_ttl > MAX_TTL {
             return bad("session.absolute_ttl", "must be at most 10 years (0s = none)");
         }
+        if s.reauth_after.is_zero() || s.reauth_after > MAX_TTL {
+            return bad("session.reauth_after", "must be between 1s and 10 years");
+        }
         if s.shards > 1024 {
             return bad("session.shards", format!("is {}, at most 1024", s.shards));
         }
@@ -152,9 +164,18 @@ mod tests {
             ("[session]\nvolatile_ttl = \"0s\"", "session.volatile_ttl"),
             ("[session]\nshards = 5000", "session.shards"),
             ("[session]\nsecret = \"short\"", "session.secret"),
+            ("[session]\nreauth_after = \"0s\"", "session.reauth_after"),
+            ("[session]\nreauth_after = \"20years\"", "session.reauth_after"),
         ] {
             let e = Config::from_toml(toml, "f.toml").unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("f.toml"), "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn reauth_after_defaults_to_ten_minutes_and_reads_human_units() {
+        assert_eq!(Config::default().session.reauth_after, std::time::Duration::from_secs(600));
+        let c = Config::from_toml("[session]\nreauth_after = \"90s\"", "f.toml").unwrap();
+        assert_eq!(c.session.reauth_after, std::time::Duration::from_secs(90));
     }
 }

@@ -349,6 +349,11 @@ impl SessionEngine {
         self.send(SessionsOf { userid }).await
     }
 
+    /// The keyring (the web layer's fresh-login markers).
+    pub(crate) fn keyring(&self) -> &crate::id::Keyring {
+        &self.inner.keyring
+    }
+
     /// The handle [`sessions_of`](Self::sessions_of) lists session `id` under: how a devices
     /// page tells which entry is the session asking.
     pub fn handle_of(&self, id: &SessionId) -> crate::SessionHandle {

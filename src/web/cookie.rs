@@ -15,15 +15,27 @@ use crate::id::SessionId;
 /// Most values of our cookie looked at in one request; a client sending more is misbehaving.
 const MAX_CANDIDATES: usize = 8;
 
+/// What the fresh-login marker's cookie name adds to the session cookie's (`sid` → `sid_auth`;
+/// a `__Host-` or `__Secure-` prefix stays, and so do its rules, as the attributes are the same).
+pub(crate) const MARKER_SUFFIX: &str = "_auth";
+
 /// The values of every cookie named `name`, in header order, over every `Cookie` header.
 pub(crate) fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    named(headers, name, "")
+}
+
+/// The values of every cookie named `name` followed by `suffix` (no allocation per request).
+pub(crate) fn named<'a>(headers: &'a HeaderMap, name: &'a str, suffix: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
         .get_all(COOKIE)
         .flat_map(|header| header.as_bytes().split(|&b| b == b';'))
         .filter_map(move |pair| {
             let eq = pair.iter().position(|&b| b == b'=')?;
             let (key, value) = (trim(&pair[..eq]), trim(&pair[eq + 1..]));
-            (key == name.as_bytes()).then(|| unquote(value))
+            let matches = key.len() == name.len() + suffix.len()
+                && key.starts_with(name.as_bytes())
+                && key.ends_with(suffix.as_bytes());
+            matches.then(|| unquote(value))
         })
         .take(MAX_CANDIDATES)
 }
@@ -87,6 +99,17 @@ pub(crate) fn removal_cookie(config: &CookieConfig) -> HeaderValue {
     header_value(&cookie)
 }
 
+/// `Set-Cookie` of the fresh-login marker: the session cookie's attributes, never a `Max-Age`
+/// (it ends with the browser session), or its removal when `value` is `None`.
+pub(crate) fn marker_cookie(config: &CookieConfig, value: Option<&str>) -> HeaderValue {
+    let mut cookie = base(config, value.unwrap_or_default().to_owned());
+    cookie.set_name(format!("{}{MARKER_SUFFIX}", config.name));
+    if value.is_none() {
+        cookie.make_removal();
+    }
+    header_value(&cookie)
+}
+
 fn base(config: &CookieConfig, value: String) -> Cookie<'static> {
     let mut cookie = Cookie::new(config.name.clone(), value);
     cookie.set_http_only(true);
@@ -125,6 +148,9 @@ mod tests {
         let map = headers(&[b"a=1; junk=\xff\xfe; sid=abc ; sidx=no", b"sid=\"def\"; =x; novalue; sid="]);
         let found: Vec<&[u8]> = values(&map, "sid").collect();
         assert_eq!(found, [&b"abc"[..], b"def", b""]);
+        let map = headers(&[b"sid=abc; sid_auth=m1; sid_authx=no; xsid_auth=no", b"sid_auth=\"m2\""]);
+        let found: Vec<&[u8]> = named(&map, "sid", MARKER_SUFFIX).collect();
+        assert_eq!(found, [&b"m1"[..], b"m2"]);
     }
 
     #[test]
@@ -162,5 +188,13 @@ mod tests {
         assert!(v.to_str().unwrap().contains("Max-Age=8640000"));
         let v = removal_cookie(&config);
         assert!(v.to_str().unwrap().contains("Max-Age=0"));
+        let v = marker_cookie(&config, Some("mark"));
+        let s = v.to_str().unwrap();
+        assert!(s.starts_with("sid_auth=mark;") && !s.contains("Max-Age") && !s.contains("Expires"), "{s}");
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Domain=example.com"] {
+            assert!(s.contains(attr), "{s} lacks {attr}");
+        }
+        let v = marker_cookie(&config, None);
+        assert!(v.to_str().unwrap().starts_with("sid_auth=;") && v.to_str().unwrap().contains("Max-Age=0"));
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{SessionError, WebError};
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::NoSession | Self::CrossSite(_) => StatusCode::FORBIDDEN,
+            Self::NoSession | Self::CrossSite(_) | Self::Reauthenticate => StatusCode::FORBIDDEN,
             Self::ReservedScope => StatusCode::BAD_REQUEST,
             Self::MissingMiddleware => StatusCode::INTERNAL_SERVER_ERROR,
             Self::TooManyNewSessions { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -35,6 +35,9 @@ impl ResponseError for WebError {
             StatusCode::FORBIDDEN if matches!(self, Self::CrossSite(_)) => {
                 "cross-site request refused: this site accepts POST, PUT, PATCH and DELETE requests only from \
                  its own pages"
+            }
+            StatusCode::FORBIDDEN if *self == Self::Reauthenticate => {
+                "reauthenticate: this action needs a recent login; confirm your password and try again"
             }
             StatusCode::FORBIDDEN => "no session: sessions are not given to robots or clients without a User-Agent",
             StatusCode::CONFLICT => match self {
@@ -111,6 +114,9 @@ mod tests {
         let (s, b) = body(WebError::CrossSite("Sec-Fetch-Site says another site sent it"));
         assert_eq!(s, 403);
         assert!(b.starts_with("cross-site request refused"), "{b}");
+        let (s, b) = body(WebError::Reauthenticate);
+        assert_eq!(s, 403);
+        assert!(b.starts_with("reauthenticate:"), "{b}");
         let (s, b) = body(WebError::ReservedScope);
         assert_eq!(s, 400);
         assert!(b.contains("reserved"), "{b}");

@@ -187,14 +187,22 @@ where
                 // to a request naming another (or none).
                 response.response_mut().headers_mut().append(VARY, vary);
             }
-            if let Some(sent) = session.finish().await {
+            let sent = session.finish().await;
+            // The fresh-login marker (`auth.rs`), after the session cookie it goes with.
+            let marker = session.marker_cookie();
+            if sent.is_some() || marker.is_some() {
                 let cookie = &session.config().cookie;
                 let headers = response.response_mut().headers_mut();
-                if cookie.enabled {
-                    headers.append(SET_COOKIE, sent.set_cookie(cookie));
+                if let Some(sent) = sent {
+                    if cookie.enabled {
+                        headers.append(SET_COOKIE, sent.set_cookie(cookie));
+                    }
+                    if let Some(name) = id_header_out {
+                        headers.insert(name, sent.header_value());
+                    }
                 }
-                if let Some(name) = id_header_out {
-                    headers.insert(name, sent.header_value());
+                if let Some(marker) = marker {
+                    headers.append(SET_COOKIE, marker);
                 }
                 // A cache that stored this response would hand the cookie (or the header), a
                 // session id, to the next client. The handler's own Cache-Control, if any, is

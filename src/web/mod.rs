@@ -28,6 +28,7 @@
 //! ```
 
 mod access;
+mod auth;
 pub(crate) mod cookie;
 pub(crate) mod csrf;
 mod devices;

@@ -13,6 +13,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::auth::RequestAuth;
 use super::cookie;
 use super::namespace::Namespace;
 use super::request_state::RequestState;
@@ -91,6 +92,8 @@ struct Shared {
     refused: AtomicBool,
     /// Never held across an `.await`.
     state: Mutex<RequestState>,
+    /// The request's fresh-login markers, and the one its response sets (`auth.rs`).
+    auth: RequestAuth,
 }
 
 impl Session {
@@ -123,6 +126,8 @@ impl Session {
             }
         }
         let user_agent = headers.get(USER_AGENT).cloned();
+        // Without a session to name, a marker has nothing to count for.
+        let auth = RequestAuth::from_headers(headers, &engine.config().cookie, !candidates.is_empty());
         Self {
             shared: Arc::new(Shared {
                 engine,
@@ -133,6 +138,7 @@ impl Session {
                 admitted: AtomicBool::new(false),
                 refused: AtomicBool::new(false),
                 state: Mutex::new(RequestState::new(candidates, had_cookie)),
+                auth,
             }),
         }
     }
@@ -151,6 +157,11 @@ impl Session {
     pub(super) fn state(&self) -> MutexGuard<'_, RequestState> {
         // A panic while holding the guard cannot leave the state half-updated in a harmful way.
         self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The request's fresh-login markers.
+    pub(super) fn shared_auth(&self) -> &RequestAuth {
+        &self.shared.auth
     }
 
     /// Waits for this request's lookup or creation in progress, if any, and holds off others.
@@ -319,17 +330,19 @@ impl Session {
     }
 
     /// Logs `userid` in (Draco's `login(userid)`), creating the session if needed. The id
-    /// rotates and the data stays, so a fixated id is worthless; the new cookie is sent.
+    /// rotates and the data stays, so a fixated id is worthless; the new cookie is sent. Also
+    /// records that the user proved who they are now, at level 1 (see
+    /// [`login_with`](Self::login_with) and [`require_fresh_auth`](Self::require_fresh_auth)).
     ///
     /// # Errors
     /// [`WebError::NoSession`] for a robot; `InvalidUserId` for 0; `SessionGone` (409) when
     /// another request ended the session meanwhile; `Full`/`Unavailable` (503).
     pub async fn login(&self, userid: u64) -> Result<(), WebError> {
-        if userid == 0 {
-            return Err(crate::SessionError::InvalidUserId.into());
-        }
-        // The device label goes in first, so the login (and its event) carries it.
-        self.record_device().await?;
+        self.login_with(userid, 1).await
+    }
+
+    /// The login's rotation, once the device label and the proof are in.
+    pub(super) async fn rotate_in(&self, userid: u64) -> Result<(), WebError> {
         // Rotations, persistence changes and `destroy` look the cookie up first (`on_live`).
         let engine = self.engine().door();
         let done = match self.live_id().await? {
@@ -340,13 +353,16 @@ impl Session {
     }
 
     /// Logs out (Draco's `logout()`): user id 0, volatile again, id rotated, other data kept
-    /// (every scope cleared too with `session.logout_clears_data`).
+    /// (every scope cleared too with `session.logout_clears_data`), the proof of identity
+    /// removed in any case (see [`auth_age`](Self::auth_age)).
     /// Without a session it does nothing.
     ///
     /// # Errors
     /// `SessionGone` (409) when another request ended the session meanwhile; `Unavailable`.
     pub async fn logout(&self) -> Result<(), WebError> {
         let Some(id) = self.live_id().await? else { return Ok(()) };
+        // First: a logout that fails after it leaves the user logged in, never fresh and out.
+        self.forget_proof(id).await?;
         let result = self.engine().door().run(Logout { id }).await;
         self.changed((id, result))
     }
@@ -376,6 +392,7 @@ impl Session {
             None => false,
         };
         self.state().destroyed();
+        self.marker_ended();
         Ok(existed)
     }
 }

@@ -25,5 +25,6 @@ mod hardening;
 mod header;
 mod login;
 mod metrics;
+mod reauth;
 mod robots;
 mod secrets;

@@ -38,7 +38,7 @@ pub enum Backend {
 
 impl Backend {
     #[cfg_attr(not(feature = "redis"), allow(unused_variables, reason = "only the redis backend changes the config"))]
-    fn apply(self, config: &mut Config) {
+    pub fn apply(self, config: &mut Config) {
         match self {
             Backend::Memory => {}
             #[cfg(feature = "redis")]
@@ -183,6 +183,42 @@ pub async fn csrf_reserved(session: Session) -> Result<HttpResponse, WebError> {
     })))
 }
 
+/// What the session says of its user's last proof of identity: `age_ms` (null when it does not
+/// count), `level`, and whether `require_fresh_auth` (at `?level=n`, 1 by default) passes.
+pub async fn auth_state(
+    session: Session,
+    query: ::actix_web::web::Query<std::collections::HashMap<String, u8>>,
+) -> Result<HttpResponse, WebError> {
+    let age = session.auth_age().await?;
+    let level = session.auth_level().await?;
+    let wanted = query.get("level").copied().unwrap_or(1);
+    let fresh = match session.require_fresh_auth_level(wanted).await {
+        Ok(()) => true,
+        Err(WebError::Reauthenticate) => false,
+        Err(e) => return Err(e),
+    };
+    let age_ms = age.map(|a| u64::try_from(a.as_millis()).unwrap());
+    Ok(HttpResponse::Ok().json(json!({ "age_ms": age_ms, "level": level, "fresh": fresh })))
+}
+
+/// Logs user 7 in at the path's level.
+pub async fn login_with(session: Session, level: ::actix_web::web::Path<u8>) -> Result<HttpResponse, WebError> {
+    session.login_with(7, *level).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `reauthenticated_with` at the path's level.
+pub async fn reauth_with(session: Session, level: ::actix_web::web::Path<u8>) -> Result<HttpResponse, WebError> {
+    session.reauthenticated_with(*level).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `require_fresh_auth` with the library's own error response.
+pub async fn sudo(session: Session) -> Result<HttpResponse, WebError> {
+    session.require_fresh_auth().await?;
+    Ok(HttpResponse::Ok().body("fresh"))
+}
+
 pub async fn untouched(_session: Session) -> HttpResponse {
     HttpResponse::Ok().body("not looked at")
 }
@@ -221,6 +257,10 @@ macro_rules! app {
                 .route("/test/update/{key}", ::actix_web::web::post().to($crate::support::update_int))
                 .route("/test/login-then-incr/{key}", ::actix_web::web::post().to($crate::support::login_then_incr))
                 .route("/test/maybe", ::actix_web::web::get().to($crate::support::maybe))
+                .route("/test/auth", ::actix_web::web::get().to($crate::support::auth_state))
+                .route("/test/login-with/{level}", ::actix_web::web::post().to($crate::support::login_with))
+                .route("/test/reauth/{level}", ::actix_web::web::post().to($crate::support::reauth_with))
+                .route("/test/sudo", ::actix_web::web::post().to($crate::support::sudo))
                 .route("/test/untouched", ::actix_web::web::get().to($crate::support::untouched))
                 .route("/test/csrf/token", ::actix_web::web::get().to($crate::support::csrf_token))
                 .route("/test/csrf/verify", ::actix_web::web::post().to($crate::support::csrf_verify))
@@ -259,6 +299,16 @@ pub fn with_sid(req: TestRequest, sid: &str) -> TestRequest {
     req.insert_header(("cookie", format!("sid={sid}")))
 }
 
+/// A request carrying `cookies`, a `Cookie` header's value (see [`Reply::jar`]).
+pub fn with_cookies(req: TestRequest, cookies: &str) -> TestRequest {
+    req.insert_header(("cookie", cookies.to_owned()))
+}
+
+/// Whether a `Set-Cookie` is the fresh-login marker's (`<name>_auth`).
+pub fn is_marker(set_cookie: &str) -> bool {
+    set_cookie.split('=').next().is_some_and(|name| name.ends_with("_auth"))
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub set_cookies: Vec<String>,
@@ -274,10 +324,34 @@ impl Reply {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
-    /// The one `Set-Cookie` of this response, or none.
+    /// The one `Set-Cookie` of the session id in this response, or none (the fresh-login
+    /// marker a login also sets is [`marker`](Self::marker)).
     pub fn cookie(&self) -> Option<&str> {
-        assert!(self.set_cookies.len() <= 1, "several Set-Cookie: {:?}", self.set_cookies);
-        self.set_cookies.first().map(String::as_str)
+        let ids: Vec<&String> = self.set_cookies.iter().filter(|c| !is_marker(c)).collect();
+        assert!(ids.len() <= 1, "several Set-Cookie: {:?}", self.set_cookies);
+        ids.first().map(|c| c.as_str())
+    }
+
+    /// The fresh-login marker's `Set-Cookie` in this response, if any.
+    pub fn marker_cookie(&self) -> Option<&str> {
+        let markers: Vec<&String> = self.set_cookies.iter().filter(|c| is_marker(c)).collect();
+        assert!(markers.len() <= 1, "several markers: {:?}", self.set_cookies);
+        markers.first().map(|c| c.as_str())
+    }
+
+    /// The value of the marker this response sets (`None` without one, empty for a removal).
+    pub fn marker(&self) -> Option<String> {
+        let cookie = self.marker_cookie()?;
+        Some(cookie.split_once('=').unwrap().1.split(';').next().unwrap().to_owned())
+    }
+
+    /// A browser's cookies after this response: the session id and, when it set one, the
+    /// marker, as a `Cookie` header's value.
+    pub fn jar(&self) -> String {
+        match self.marker().filter(|m| !m.is_empty()) {
+            Some(marker) => format!("sid={}; sid_auth={marker}", self.sid()),
+            None => format!("sid={}", self.sid()),
+        }
     }
 
     /// The session id the response's cookie sets.
