@@ -235,6 +235,16 @@ pub struct LogoutUser {
     pub userid: u64,
 }
 
+/// Ends every session of one user and leaves no copy of their data in the backend's files or
+/// keys ("erase a user"); answers how many sessions ended. See
+/// [`SessionEngine::erase_user`](crate::SessionEngine::erase_user) for what is rewritten and
+/// deleted, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct EraseUser {
+    /// The user.
+    pub userid: u64,
+}
+
 /// Lists the live sessions of one user, on every shard, most recently used first.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionsOf {
@@ -366,11 +376,12 @@ pub(crate) mod op {
         Stats,
         Sweep,
         Snapshot,
+        EraseUser,
     }
 
     impl OpKind {
         /// Every kind, in the enum's order (its discriminant indexes this).
-        pub const ALL: [OpKind; 21] = [
+        pub const ALL: [OpKind; 22] = [
             OpKind::Create,
             OpKind::Get,
             OpKind::Set,
@@ -392,6 +403,7 @@ pub(crate) mod op {
             OpKind::Stats,
             OpKind::Sweep,
             OpKind::Snapshot,
+            OpKind::EraseUser,
         ];
 
         /// The `op` label.
@@ -418,11 +430,12 @@ pub(crate) mod op {
                 OpKind::Stats => "stats",
                 OpKind::Sweep => "sweep",
                 OpKind::Snapshot => "snapshot",
+                OpKind::EraseUser => "erase_user",
             }
         }
 
         /// Every `op` label, indexed by the kind's discriminant.
-        pub fn names() -> [&'static str; 21] {
+        pub fn names() -> [&'static str; 22] {
             OpKind::ALL.map(OpKind::name)
         }
     }
@@ -552,6 +565,8 @@ session_op!(Touch -> SessionInfo, Touch);
 session_op!(Destroy -> bool, Destroy,
     fn counts(ended: &bool) -> Option<(Lifecycle, u64)> { Some((Lifecycle::Destroyed, u64::from(*ended))) });
 engine_op!(LogoutUser -> usize, LogoutUser,
+    fn counts(n: &usize) -> Option<(Lifecycle, u64)> { Some((Lifecycle::Revoked, *n as u64)) });
+engine_op!(EraseUser -> usize, EraseUser,
     fn counts(n: &usize) -> Option<(Lifecycle, u64)> { Some((Lifecycle::Revoked, *n as u64)) });
 engine_op!(SessionsOf -> Vec<UserSession>, SessionsOf);
 engine_op!(Revoke -> bool, Revoke,

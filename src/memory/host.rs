@@ -146,7 +146,8 @@ impl Core {
     pub fn begin_run(&mut self) {
         let log_from = self.log.rotate();
         let no = self.schedule.next_run();
-        self.shard.run = Some(Run::new(self.shard.index(), no, self.shard.changes(), log_from));
+        let erase = self.schedule.begin_erasure();
+        self.shard.run = Some(Run::new(self.shard.index(), no, self.shard.changes(), log_from).for_erasure(erase));
     }
 
     /// Whether a run is under way.
@@ -154,9 +155,11 @@ impl Core {
         self.shard.run.is_some()
     }
 
-    /// Drops the run under way, if any.
+    /// Drops the run under way, if any (the erasures it would have answered wait for the next).
     pub fn abandon_run(&mut self) {
-        self.shard.run = None;
+        if self.shard.run.take().is_some() {
+            self.schedule.run_dropped();
+        }
     }
 
     /// Encodes the next `budget` sessions of the run under way; the finished run once the

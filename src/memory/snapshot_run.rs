@@ -53,6 +53,8 @@ pub(crate) struct Run {
     started: Instant,
     turns: u32,
     longest_turn: Duration,
+    /// An erasure's run: written as one (`Snapshots::erase`), older files deleted.
+    erase: bool,
 }
 
 /// The mark of run number `no` (counted from 1): never 0, which is a slot's "no run yet".
@@ -77,7 +79,15 @@ impl Run {
             started: Instant::now(),
             turns: 0,
             longest_turn: Duration::ZERO,
+            erase: false,
         }
+    }
+
+    /// This run is an erasure's: once encoded, the writer writes it twice and deletes every
+    /// older file of the shard (see `snapshot/erase.rs`).
+    pub fn for_erasure(mut self, erase: bool) -> Self {
+        self.erase = erase;
+        self
     }
 
     /// Encodes the next `budget` sessions of `sessions`; whether the walk reached the end.
@@ -160,7 +170,11 @@ impl Run {
             self.started.elapsed(),
             self.longest_turn
         );
-        snapshots.write(shard, self.entries, self.log_from, self.chunks, done)
+        if self.erase {
+            snapshots.erase(shard, self.entries, self.log_from, self.chunks, done)
+        } else {
+            snapshots.write(shard, self.entries, self.log_from, self.chunks, done)
+        }
     }
 }
 
@@ -175,6 +189,11 @@ pub(crate) struct Schedule {
     runs: u64,
     /// `snapshot()` callers: the change count they need durable, and their answer.
     waiters: Vec<(u64, oneshot::Sender<SnapshotResult>)>,
+    /// Erasures waiting for a run that begins after them (an erasure's run must not have
+    /// taken anything before the erased sessions ended).
+    erasures: Vec<oneshot::Sender<SnapshotResult>>,
+    /// Erasures the run under way (encoding, or at the writer) answers.
+    erasing: Vec<oneshot::Sender<SnapshotResult>>,
 }
 
 impl Schedule {
@@ -205,6 +224,31 @@ impl Schedule {
         !self.waiters.is_empty()
     }
 
+    /// An erasure waits for the next run to begin, and for it to be durable.
+    pub fn wait_erasure(&mut self) -> oneshot::Receiver<SnapshotResult> {
+        let (tx, rx) = oneshot::channel();
+        self.erasures.push(tx);
+        rx
+    }
+
+    /// An erasure waits for a run to begin.
+    pub fn erasure_wanted(&self) -> bool {
+        !self.erasures.is_empty()
+    }
+
+    /// A run begins: whether it is an erasure's (it then answers every erasure waiting).
+    pub fn begin_erasure(&mut self) -> bool {
+        let waiting = std::mem::take(&mut self.erasures);
+        self.erasing.extend(waiting);
+        !self.erasing.is_empty()
+    }
+
+    /// The run being encoded was dropped: the erasures it would have answered wait for the next.
+    pub fn run_dropped(&mut self) {
+        let bound = std::mem::take(&mut self.erasing);
+        self.erasures.extend(bound);
+    }
+
     /// A finished run went to the writer.
     pub fn handed_over(&mut self) {
         self.writing = true;
@@ -215,6 +259,9 @@ impl Schedule {
         self.writing = false;
         if result.is_ok() {
             self.persisted = self.persisted.max(at);
+        }
+        for erasure in std::mem::take(&mut self.erasing) {
+            let _ = erasure.send(result.clone());
         }
         self.answer(result);
     }

@@ -275,7 +275,7 @@ impl Handler<SnapshotStep> for Worker {
         if self.hand_over(run, done) {
             core.schedule.handed_over();
         } else {
-            core.schedule.answer(Err("the snapshot writer thread is gone".into()));
+            core.schedule.written(at, Err("the snapshot writer thread is gone".into()));
         }
     }
 }
@@ -310,8 +310,9 @@ impl Handler<SnapshotWritten> for Worker {
             core.schedule.written(msg.at, result);
             core.schedule.has_waiters()
         };
-        // Waiters that need changes made during this snapshot get another one.
-        if ok && waiters {
+        // Waiters that need changes made during this snapshot get another one, and an erasure
+        // that came while it was written gets its own.
+        if (ok && waiters) || self.core.borrow().schedule.erasure_wanted() {
             self.start_snapshot(ctx);
         }
     }
@@ -335,6 +336,53 @@ impl Handler<SnapshotNow> for Worker {
             }
             core.schedule.wait(core.shard.changes())
         };
+        self.start_snapshot(ctx);
+        MessageResult(rx)
+    }
+}
+
+/// An erasure's rewrite of this shard (see `snapshot/erase.rs`): a snapshot run that begins
+/// now — one under way is dropped, as it may hold sessions the erasure ended — written twice,
+/// every older file of the shard deleted; the answer comes once that is durable. `Ok(None)`
+/// at once when nothing is persisted.
+#[derive(Clone, Copy, Message)]
+#[rtype(result = "oneshot::Receiver<SnapshotResult>")]
+pub(crate) struct EraseNow;
+
+impl Handler<EraseNow> for Worker {
+    type Result = MessageResult<EraseNow>;
+
+    fn handle(&mut self, _: EraseNow, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.hosting.snapshots.is_none() {
+            let _ = tx.send(Ok(None));
+            return MessageResult(rx);
+        }
+        if self.moved {
+            // Reached this host after the shard moved: the new host rewrites it.
+            let to = self.hosting.router.get(self.index);
+            actix::spawn(async move {
+                let answer = match to.send(EraseNow).await {
+                    Ok(durable) => durable.await.unwrap_or_else(|_| Err("the shard's host stopped".into())),
+                    Err(_) => Err("the shard's host stopped".into()),
+                };
+                let _ = tx.send(answer);
+            });
+            return MessageResult(rx);
+        }
+        if self.finished {
+            let _ = tx.send(Err(format!("shard {}: the engine is stopping", self.index)));
+            return MessageResult(rx);
+        }
+        let rx = {
+            let mut core = self.core.borrow_mut();
+            let rx = core.schedule.wait_erasure();
+            core.abandon_run();
+            core.shard.force_dirty();
+            rx
+        };
+        // A run at the writer finishes first; its answer starts the erasure's (`SnapshotWritten`),
+        // as does the end of a reload.
         self.start_snapshot(ctx);
         MessageResult(rx)
     }
@@ -367,19 +415,29 @@ struct Reloaded(Recovered);
 impl Handler<Reloaded> for Worker {
     type Result = ();
 
-    fn handle(&mut self, msg: Reloaded, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Reloaded, ctx: &mut Context<Self>) {
         if self.moved {
             self.forward(msg);
             return;
         }
         let (n, replayed) = (msg.0.records.len(), msg.0.replayed);
-        let mut core = self.core.borrow_mut();
-        core.resume(msg.0);
-        core.loading = false;
+        let erasure = {
+            let mut core = self.core.borrow_mut();
+            core.resume(msg.0);
+            core.loading = false;
+            let erasure = core.schedule.erasure_wanted();
+            if erasure {
+                core.shard.force_dirty();
+            }
+            erasure
+        };
         log::info!(
             "shard {}: restarted worker reloaded {n} sessions from its last snapshot and {replayed} log records",
             self.index
         );
+        if erasure {
+            self.start_snapshot(ctx);
+        }
     }
 }
 
