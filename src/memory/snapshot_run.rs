@@ -15,6 +15,10 @@
 //! The run owns its walk and its marks: the shard only holds the run under way, for that
 //! hook. Its host begins, steps and hands it over ([`Core`](super::host::Core)). Starting a
 //! run costs nothing, whatever the shard's size (no listing of ids up front).
+//!
+//! An erasure (`SessionEngine::erase_user`) asks each shard for a run that begins after the
+//! user's sessions ended ([`Schedule::wait_erasure`]); the writer writes that run twice and
+//! deletes every older file of the shard (see `snapshot/erase.rs`).
 
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,7 @@
 //! - [`files`]: file names, and the file-system steps behind a trait for fault injection.
 //! - [`writer`]: the writer thread (temp file, fsync, rename, directory fsync, two generations).
 //! - [`loader`]: start-up recovery (fallback to the previous generation, re-hash, expiry).
+//! - [`erase`]: erasing a user — the intent file, and finishing an interrupted erasure at start.
 
 pub(crate) mod erase;
 pub(crate) mod files;
