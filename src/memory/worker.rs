@@ -341,10 +341,7 @@ impl Handler<SnapshotNow> for Worker {
     }
 }
 
-/// An erasure's rewrite of this shard (see `snapshot/erase.rs`): a snapshot run that begins
-/// now — one under way is dropped, as it may hold sessions the erasure ended — written twice,
-/// every older file of the shard deleted; the answer comes once that is durable. `Ok(None)`
-/// at once when nothing is persisted.
+/// An erasure's rewrite of this shard ([`Core::want_erasure`]); answered once it is durable.
 #[derive(Clone, Copy, Message)]
 #[rtype(result = "oneshot::Receiver<SnapshotResult>")]
 pub(crate) struct EraseNow;
@@ -353,36 +350,11 @@ impl Handler<EraseNow> for Worker {
     type Result = MessageResult<EraseNow>;
 
     fn handle(&mut self, _: EraseNow, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        if self.hosting.snapshots.is_none() {
-            let _ = tx.send(Ok(None));
-            return MessageResult(rx);
+        if self.hosting.snapshots.is_none() || self.moved || self.finished {
+            return MessageResult(host::erasure_elsewhere(&self.hosting, self.index, self.moved));
         }
-        if self.moved {
-            // Reached this host after the shard moved: the new host rewrites it.
-            let to = self.hosting.router.get(self.index);
-            actix::spawn(async move {
-                let answer = match to.send(EraseNow).await {
-                    Ok(durable) => durable.await.unwrap_or_else(|_| Err("the shard's host stopped".into())),
-                    Err(_) => Err("the shard's host stopped".into()),
-                };
-                let _ = tx.send(answer);
-            });
-            return MessageResult(rx);
-        }
-        if self.finished {
-            let _ = tx.send(Err(format!("shard {}: the engine is stopping", self.index)));
-            return MessageResult(rx);
-        }
-        let rx = {
-            let mut core = self.core.borrow_mut();
-            let rx = core.schedule.wait_erasure();
-            core.abandon_run();
-            core.shard.force_dirty();
-            rx
-        };
-        // A run at the writer finishes first; its answer starts the erasure's (`SnapshotWritten`),
-        // as does the end of a reload.
+        let rx = self.core.borrow_mut().want_erasure();
+        // A run at the writer finishes first: its answer starts the erasure's, as a reload's end does.
         self.start_snapshot(ctx);
         MessageResult(rx)
     }
@@ -425,11 +397,7 @@ impl Handler<Reloaded> for Worker {
             let mut core = self.core.borrow_mut();
             core.resume(msg.0);
             core.loading = false;
-            let erasure = core.schedule.erasure_wanted();
-            if erasure {
-                core.shard.force_dirty();
-            }
-            erasure
+            core.schedule.erasure_wanted()
         };
         log::info!(
             "shard {}: restarted worker reloaded {n} sessions from its last snapshot and {replayed} log records",

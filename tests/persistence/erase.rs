@@ -138,7 +138,10 @@ async fn once_erase_user_answers_no_file_holds_the_users_data() {
         let b = start_logging(dir.path(), 4, &clock, log);
         assert_erased(&b, &erased).await;
         assert_kept(&b, &kept, &others).await;
-        assert_eq!(b.get::<String>(&kept[0], "cart", "after").await.unwrap().as_deref(), Some("written after the erasure"));
+        assert_eq!(
+            b.get::<String>(&kept[0], "cart", "after").await.unwrap().as_deref(),
+            Some("written after the erasure")
+        );
         b.shutdown().await;
         assert_eq!(holding(dir.path(), CANARY), Vec::<PathBuf>::new(), "{log:?}");
         assert!(!dir.path().join("erasing").read_dir().unwrap().any(|_| true), "no intent file left");
