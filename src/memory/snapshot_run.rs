@@ -287,7 +287,31 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
-    use super::mark_of;
+    use super::{Schedule, mark_of};
+
+    /// An erasure is answered by a run that began after it, never by one under way: a run
+    /// being encoded when it came is dropped and its erasures wait for the next; a run at the
+    /// writer answers only the erasures it began with.
+    #[test]
+    fn an_erasure_is_answered_only_by_a_run_begun_after_it() {
+        let mut s = Schedule::default();
+        assert!(!s.begin_erasure(), "a run without an erasure waiting is a plain one");
+        let mut first = s.wait_erasure();
+        assert!(s.erasure_wanted() && s.begin_erasure() && !s.erasure_wanted());
+        // Dropped while encoding (another erasure came): back to waiting, with the new one.
+        let mut second = s.wait_erasure();
+        s.run_dropped();
+        assert!(s.begin_erasure());
+        s.handed_over();
+        // A third comes while that run is at the writer: it waits for the next run.
+        let mut third = s.wait_erasure();
+        s.written(7, Ok(Some(3)));
+        assert_eq!((first.try_recv(), second.try_recv()), (Ok(Ok(Some(3))), Ok(Ok(Some(3)))));
+        assert!(third.try_recv().is_err() && s.erasure_wanted());
+        assert!(s.begin_erasure());
+        s.written(8, Err("disk full".into()));
+        assert_eq!(third.try_recv(), Ok(Err("disk full".into())));
+    }
 
     /// Run marks are never 0 (a slot's "no run yet") and differ between consecutive runs,
     /// across their wrap too.
