@@ -256,7 +256,8 @@ impl MemoryBackend {
     /// durably first, then the sessions end, then every shard is rewritten without them and
     /// its older files deleted; the intent goes once all of that is durable. Answers the
     /// sessions ended. On an error the intent stays: calling again, or the next start,
-    /// finishes the erasure.
+    /// finishes the erasure. The intent's fsync runs on the calling thread (milliseconds, and
+    /// erasures are rare); the rewrites run on the writer thread, as snapshots do.
     pub async fn erasure<M: EveryShard<Reply = usize>>(&self, userid: u64, msg: M) -> Result<usize> {
         let storage = |what: &str, e: std::io::Error| {
             SessionError::from(Unavailable::Storage { message: format!("erasure of user {userid}: {what}: {e}") })
