@@ -1,13 +1,12 @@
 //! The typed messages: each operation of the engine as a value, and what the engine answers.
 //!
-//! A message is the one definition of its operation (as in mini-redis's `cmd/`): its fields,
-//! its reply, its metric name (`OpKind`) and the checks its names must pass are here; each
-//! backend implements it once (`memory/ops.rs` on a shard, `redis/ops.rs` on Redis); every
-//! layer in between is generic over it. Send any of them with
-//! [`SessionEngine::send`](crate::SessionEngine::send), on either backend: it verifies a
-//! per-session message's id and runs it where the session lives. The set is closed
-//! ([`EngineMessage`](crate::EngineMessage) is sealed), so every message is known to be
-//! handled.
+//! A message is the one definition of its operation (as in mini-redis's `cmd/`): its fields, its
+//! reply, its metric name (`OpKind`) and the checks its names must pass are here; each backend
+//! implements it once (`memory/ops.rs` on a shard, `redis/ops.rs` on Redis); every layer in
+//! between is generic over it. Send any of them with [`SessionEngine::send`](crate::SessionEngine::send),
+//! on either backend: it verifies a per-session message's id and runs it where the session
+//! lives. The set is closed ([`EngineMessage`](crate::EngineMessage) is sealed), so every
+//! message is known to be handled.
 //!
 //! Names (`scope`, `key`) are [`Cow`]s: build them from `&str` or `String` with `.into()`.
 //! The engine's own methods borrow them, and a message is copied into owned names only when
@@ -235,6 +234,13 @@ pub struct LogoutUser {
     pub userid: u64,
 }
 
+/// Ends every session of one user, leaving no copy of their data in the backend; answers how many.
+#[derive(Debug, Clone, Copy)]
+pub struct EraseUser {
+    /// The user.
+    pub userid: u64,
+}
+
 /// Lists the live sessions of one user, on every shard, most recently used first.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionsOf {
@@ -366,11 +372,12 @@ pub(crate) mod op {
         Stats,
         Sweep,
         Snapshot,
+        EraseUser,
     }
 
     impl OpKind {
         /// Every kind, in the enum's order (its discriminant indexes this).
-        pub const ALL: [OpKind; 21] = [
+        pub const ALL: [OpKind; 22] = [
             OpKind::Create,
             OpKind::Get,
             OpKind::Set,
@@ -392,6 +399,7 @@ pub(crate) mod op {
             OpKind::Stats,
             OpKind::Sweep,
             OpKind::Snapshot,
+            OpKind::EraseUser,
         ];
 
         /// The `op` label.
@@ -418,11 +426,12 @@ pub(crate) mod op {
                 OpKind::Stats => "stats",
                 OpKind::Sweep => "sweep",
                 OpKind::Snapshot => "snapshot",
+                OpKind::EraseUser => "erase_user",
             }
         }
 
         /// Every `op` label, indexed by the kind's discriminant.
-        pub fn names() -> [&'static str; 21] {
+        pub fn names() -> [&'static str; 22] {
             OpKind::ALL.map(OpKind::name)
         }
     }
@@ -553,6 +562,7 @@ session_op!(Destroy -> bool, Destroy,
     fn counts(ended: &bool) -> Option<(Lifecycle, u64)> { Some((Lifecycle::Destroyed, u64::from(*ended))) });
 engine_op!(LogoutUser -> usize, LogoutUser,
     fn counts(n: &usize) -> Option<(Lifecycle, u64)> { Some((Lifecycle::Revoked, *n as u64)) });
+engine_op!(EraseUser -> usize, EraseUser, fn counts(n: &usize) -> Option<(Lifecycle, u64)> { LogoutUser::counts(n) });
 engine_op!(SessionsOf -> Vec<UserSession>, SessionsOf);
 engine_op!(Revoke -> bool, Revoke,
     fn counts(ended: &bool) -> Option<(Lifecycle, u64)> { Some((Lifecycle::Revoked, u64::from(*ended))) });

@@ -79,6 +79,7 @@ pub fn configure_with(cfg: &mut web::ServiceConfig, max_value_bytes: usize, thro
             .route("/devices/{handle}", web::delete().to(api_revoke))
             .route("/logout-others", web::post().to(api_logout_others))
             .route("/reauth", web::post().to(api_reauth))
+            .route("/erase-me", web::post().to(api_erase_me))
             .route("/incr/{name}", web::post().to(api_incr))
             .route("/ns/{scope}/{key}", web::put().to(ns_put))
             .route("/ns/{scope}/{key}", web::get().to(ns_get))
@@ -374,6 +375,18 @@ async fn api_logout_others(session: Session) -> Result<HttpResponse, WebError> {
     }
     let revoked = session.logout_others().await?;
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
+}
+
+/// Erases the logged-in user: every session of theirs ends, this one too (its cookie removed),
+/// and the engine keeps no copy of their sessions' data (`SessionEngine::erase_user`).
+async fn api_erase_me(session: Session) -> Result<HttpResponse, WebError> {
+    if devices_of(&session).await?.is_none() {
+        return Ok(not_logged_in());
+    }
+    let userid = session.userid().await?;
+    let erased = session.erase_user().await?;
+    log::info!("user {userid} erased: {erased} sessions ended");
+    Ok(HttpResponse::Ok().json(json!({ "erased": erased })))
 }
 
 #[derive(Deserialize)]

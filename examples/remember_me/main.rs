@@ -23,6 +23,8 @@
 //! | `PUT/GET/DELETE /api/ns/{scope}/{key}` | a JSON value in that scope; 200, or 404 when absent; the demo's own scopes `stats` and `counters` are read-only here (403) |
 //! | `GET /api/devices`, `DELETE /api/devices/{handle}`, `POST /api/logout-others` | the user's sessions; end one, or all others (these two need a fresh login: 403 `{"error":"reauthenticate"}` otherwise) |
 //! | `POST /api/reauth` `{"password"}` | confirms the logged-in user's password (through the login throttle) and makes the session fresh; 401 when wrong |
+//! | `GET /api/devices`, `DELETE /api/devices/{handle}`, `POST /api/logout-others` | the user's sessions; end one, or all others |
+//! | `POST /api/erase-me` | ends every session of the user, this one too (cookie removed), and the engine keeps no copy of their data; `{"erased": n}`; 401 when not logged in |
 //! | `GET /metrics` | the engine's metrics in Prometheus text format (no session is created) |
 //!
 //! Every error of the API is JSON, `{"error": "..."}` (the library's own errors are plain

@@ -340,6 +340,34 @@ impl SessionEngine {
         self.send(LogoutUser { userid }).await
     }
 
+    /// Erases `userid`: ends every session of the user ("log out everywhere") and leaves no
+    /// copy of their sessions' data in the backend; answers how many sessions ended (0 for a
+    /// user without any).
+    ///
+    /// - Memory backend with `storage.persist`: the intent is recorded in
+    ///   `<storage.dir>/erasing/` (fsynced) before anything ends; then the sessions end, and
+    ///   every shard writes a snapshot without them (twice: two clean generations) and deletes
+    ///   every older snapshot generation, every file set aside as damaged and every log segment
+    ///   before the new snapshot. The answer comes once all of that is durable. A crash in
+    ///   between is finished at the next start, before the engine serves.
+    /// - Without `storage.persist` nothing is on disk: the sessions end.
+    /// - Redis: every session of the user is deleted (hash and lock key), then the user's index
+    ///   key, and the user's entries in the event stream `<redis_prefix>:events` written before
+    ///   the erasure (the erasure's own "revoked" events, which say no more than that, stay
+    ///   until the capped stream drops them).
+    ///
+    /// Sessions the user logs into while the erasure runs are not erased. Copies outside the
+    /// backend (backups of the data directory, Redis' own RDB/AOF files and replicas, blocks
+    /// the file system freed) are beyond its reach: see README.md, "Erasing a user".
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`]: the engine is stopped, a shard is restarting, or a file
+    /// could not be written or removed. The sessions may have ended already; calling again (or,
+    /// on the memory backend, the next start) finishes the erasure.
+    pub async fn erase_user(&self, userid: u64) -> Result<usize> {
+        self.send(EraseUser { userid }).await
+    }
+
     /// The live sessions of `userid`, most recently used first. Each is named by a
     /// [`SessionHandle`](crate::SessionHandle), never by its id (the engine does not keep ids).
     ///

@@ -22,13 +22,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::{Actor, Addr, AsyncContext, Context};
+use tokio::sync::oneshot;
 
 use super::Hosting;
 use super::ops::OnShard;
 use super::outbox::{NO_NAMES, Names};
 use super::shard::Shard;
-use super::snapshot_run::{Run, Schedule};
-use super::worker::{HandOver, Worker};
+use super::snapshot_run::{Run, Schedule, SnapshotResult};
+use super::worker::{EraseNow, HandOver, Worker};
 use crate::error::{Result, Unavailable};
 use crate::snapshot::Recovered;
 use crate::wal::append::{Committed, ShardLog};
@@ -146,7 +147,18 @@ impl Core {
     pub fn begin_run(&mut self) {
         let log_from = self.log.rotate();
         let no = self.schedule.next_run();
-        self.shard.run = Some(Run::new(self.shard.index(), no, self.shard.changes(), log_from));
+        let erase = self.schedule.begin_erasure();
+        self.shard.run = Some(Run::new(self.shard.index(), no, self.shard.changes(), log_from).for_erasure(erase));
+    }
+
+    /// An erasure wants this shard rewritten (see `snapshot/erase.rs`): a run being encoded is
+    /// dropped (it may hold sessions the erasure ended) and the shard counts as changed; the
+    /// answer comes once a run begun after now, written as an erasure's, is durable.
+    pub fn want_erasure(&mut self) -> oneshot::Receiver<SnapshotResult> {
+        let rx = self.schedule.wait_erasure();
+        self.abandon_run();
+        self.shard.force_dirty();
+        rx
     }
 
     /// Whether a run is under way.
@@ -154,9 +166,11 @@ impl Core {
         self.shard.run.is_some()
     }
 
-    /// Drops the run under way, if any.
+    /// Drops the run under way, if any (the erasures it would have answered wait for the next).
     pub fn abandon_run(&mut self) {
-        self.shard.run = None;
+        if self.shard.run.take().is_some() {
+            self.schedule.run_dropped();
+        }
     }
 
     /// Encodes the next `budget` sessions of the run under way; the finished run once the
@@ -184,6 +198,29 @@ impl Core {
         let vacant = Core { restarts: self.restarts, ..Core::vacant(self.shard.index(), self.hosting.clone()) };
         std::mem::replace(self, vacant)
     }
+}
+
+/// The answer to an erasure's rewrite ([`EraseNow`]) reaching a host that cannot make it:
+/// nothing to rewrite without persistence; after a move (the message was on its way), the new
+/// host's answer; else the engine is stopping.
+pub(crate) fn erasure_elsewhere(hosting: &Hosting, shard: usize, moved: bool) -> oneshot::Receiver<SnapshotResult> {
+    let (tx, rx) = oneshot::channel();
+    let gone = move || Err(format!("shard {shard}: its host stopped before the erasure's rewrite"));
+    if hosting.snapshots.is_none() {
+        let _ = tx.send(Ok(None));
+    } else if moved {
+        let to = hosting.router.get(shard);
+        actix::spawn(async move {
+            let answer = match to.send(EraseNow).await {
+                Ok(durable) => durable.await.unwrap_or_else(|_| gone()),
+                Err(_) => gone(),
+            };
+            let _ = tx.send(answer);
+        });
+    } else {
+        let _ = tx.send(gone());
+    }
+    rx
 }
 
 /// Schedules the write of `core`'s log batch on this thread, after the tasks ready now (the

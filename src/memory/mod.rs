@@ -43,7 +43,7 @@ use crate::wal::append::Durable;
 use crate::wal::io::LogIo;
 use env::Env;
 pub(crate) use ops::{EveryShard, OnShard, ShardOp};
-use supervisor::{FanOut, Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
+use supervisor::{EraseAll, FanOut, Router, Shutdown, SnapshotAll, Supervisor, WorkerDown};
 use worker::Carried;
 
 /// Where the shard workers run.
@@ -252,6 +252,32 @@ impl MemoryBackend {
     /// their restarts) and merges the answers.
     pub async fn on_every_shard<M: EveryShard>(&self, msg: M) -> Result<M::Reply> {
         self.ask(FanOut(msg)).await
+    }
+
+    /// Erases user `userid` (`msg` ends their sessions on every shard; see
+    /// `snapshot/erase.rs` for the design): with `storage.persist` on, the intent is recorded
+    /// durably first, then the sessions end, then every shard is rewritten without them and
+    /// its older files deleted; the intent goes once all of that is durable. Answers the
+    /// sessions ended. On an error the intent stays: calling again, or the next start,
+    /// finishes the erasure. The intent's fsync runs on the calling thread (milliseconds, and
+    /// erasures are rare); the rewrites run on the writer thread, as snapshots do.
+    pub async fn erasure<M: EveryShard<Reply = usize>>(&self, userid: u64, msg: M) -> Result<usize> {
+        let storage = |what: &str, e: std::io::Error| {
+            SessionError::from(Unavailable::Storage { message: format!("erasure of user {userid}: {what}: {e}") })
+        };
+        let intent = match self.hosting.snapshots {
+            Some(_) => Some(
+                snapshot::erase::Intent::record(&self.hosting.config.storage.dir, userid)
+                    .map_err(|e| storage("cannot record the intent", e))?,
+            ),
+            None => None,
+        };
+        let ended = self.on_every_shard(msg).await?;
+        self.ask(EraseAll).await?;
+        if let Some(intent) = intent {
+            intent.done().map_err(|e| storage("rewritten, but the intent file cannot be removed", e))?;
+        }
+        Ok(ended)
     }
 
     /// Sends an engine-wide message to the supervisor.

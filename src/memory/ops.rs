@@ -310,6 +310,24 @@ impl OnShard for LogoutUser {
     }
 }
 
+impl OnShard for EraseUser {
+    /// Ends every session of the user in this shard, as `LogoutUser` does; how many. Their
+    /// files are rewritten afterwards, engine-wide ([`MemoryBackend::erasure`]).
+    fn apply(&mut self, s: &mut Shard) -> Result<usize> {
+        LogoutUser { userid: self.userid }.apply(s)
+    }
+
+    fn route(self, backend: &MemoryBackend) -> impl Future<Output = Result<usize>> + Send {
+        backend.erasure(self.userid, self)
+    }
+}
+
+impl EveryShard for EraseUser {
+    fn merge(parts: Vec<usize>, _: &[u64], _: u64) -> usize {
+        parts.into_iter().sum()
+    }
+}
+
 /// Ends the session under `locator` (one of a user's); whether it was there.
 fn revoke(s: &mut Shard, locator: &Locator) -> bool {
     let Some(index) = s.sessions.get_index_of(locator) else { return false };

@@ -15,6 +15,10 @@
 //! The run owns its walk and its marks: the shard only holds the run under way, for that
 //! hook. Its host begins, steps and hands it over ([`Core`](super::host::Core)). Starting a
 //! run costs nothing, whatever the shard's size (no listing of ids up front).
+//!
+//! An erasure (`SessionEngine::erase_user`) asks each shard for a run that begins after the
+//! user's sessions ended ([`Schedule::wait_erasure`]); the writer writes that run twice and
+//! deletes every older file of the shard (see `snapshot/erase.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +57,8 @@ pub(crate) struct Run {
     started: Instant,
     turns: u32,
     longest_turn: Duration,
+    /// An erasure's run: written as one (`Snapshots::erase`), older files deleted.
+    erase: bool,
 }
 
 /// The mark of run number `no` (counted from 1): never 0, which is a slot's "no run yet".
@@ -77,7 +83,15 @@ impl Run {
             started: Instant::now(),
             turns: 0,
             longest_turn: Duration::ZERO,
+            erase: false,
         }
+    }
+
+    /// This run is an erasure's: once encoded, the writer writes it twice and deletes every
+    /// older file of the shard (see `snapshot/erase.rs`).
+    pub fn for_erasure(mut self, erase: bool) -> Self {
+        self.erase = erase;
+        self
     }
 
     /// Encodes the next `budget` sessions of `sessions`; whether the walk reached the end.
@@ -160,7 +174,11 @@ impl Run {
             self.started.elapsed(),
             self.longest_turn
         );
-        snapshots.write(shard, self.entries, self.log_from, self.chunks, done)
+        if self.erase {
+            snapshots.erase(shard, self.entries, self.log_from, self.chunks, done)
+        } else {
+            snapshots.write(shard, self.entries, self.log_from, self.chunks, done)
+        }
     }
 }
 
@@ -175,6 +193,11 @@ pub(crate) struct Schedule {
     runs: u64,
     /// `snapshot()` callers: the change count they need durable, and their answer.
     waiters: Vec<(u64, oneshot::Sender<SnapshotResult>)>,
+    /// Erasures waiting for a run that begins after them (an erasure's run must not have
+    /// taken anything before the erased sessions ended).
+    erasures: Vec<oneshot::Sender<SnapshotResult>>,
+    /// Erasures the run under way (encoding, or at the writer) answers.
+    erasing: Vec<oneshot::Sender<SnapshotResult>>,
 }
 
 impl Schedule {
@@ -205,6 +228,31 @@ impl Schedule {
         !self.waiters.is_empty()
     }
 
+    /// An erasure waits for the next run to begin, and for it to be durable.
+    pub fn wait_erasure(&mut self) -> oneshot::Receiver<SnapshotResult> {
+        let (tx, rx) = oneshot::channel();
+        self.erasures.push(tx);
+        rx
+    }
+
+    /// An erasure waits for a run to begin.
+    pub fn erasure_wanted(&self) -> bool {
+        !self.erasures.is_empty()
+    }
+
+    /// A run begins: whether it is an erasure's (it then answers every erasure waiting).
+    pub fn begin_erasure(&mut self) -> bool {
+        let waiting = std::mem::take(&mut self.erasures);
+        self.erasing.extend(waiting);
+        !self.erasing.is_empty()
+    }
+
+    /// The run being encoded was dropped: the erasures it would have answered wait for the next.
+    pub fn run_dropped(&mut self) {
+        let bound = std::mem::take(&mut self.erasing);
+        self.erasures.extend(bound);
+    }
+
     /// A finished run went to the writer.
     pub fn handed_over(&mut self) {
         self.writing = true;
@@ -215,6 +263,9 @@ impl Schedule {
         self.writing = false;
         if result.is_ok() {
             self.persisted = self.persisted.max(at);
+        }
+        for erasure in std::mem::take(&mut self.erasing) {
+            let _ = erasure.send(result.clone());
         }
         self.answer(result);
     }
@@ -236,7 +287,31 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
-    use super::mark_of;
+    use super::{Schedule, mark_of};
+
+    /// An erasure is answered by a run that began after it, never by one under way: a run
+    /// being encoded when it came is dropped and its erasures wait for the next; a run at the
+    /// writer answers only the erasures it began with.
+    #[test]
+    fn an_erasure_is_answered_only_by_a_run_begun_after_it() {
+        let mut s = Schedule::default();
+        assert!(!s.begin_erasure(), "a run without an erasure waiting is a plain one");
+        let mut first = s.wait_erasure();
+        assert!(s.erasure_wanted() && s.begin_erasure() && !s.erasure_wanted());
+        // Dropped while encoding (another erasure came): back to waiting, with the new one.
+        let mut second = s.wait_erasure();
+        s.run_dropped();
+        assert!(s.begin_erasure());
+        s.handed_over();
+        // A third comes while that run is at the writer: it waits for the next run.
+        let mut third = s.wait_erasure();
+        s.written(7, Ok(Some(3)));
+        assert_eq!((first.try_recv(), second.try_recv()), (Ok(Ok(Some(3))), Ok(Ok(Some(3)))));
+        assert!(third.try_recv().is_err() && s.erasure_wanted());
+        assert!(s.begin_erasure());
+        s.written(8, Err("disk full".into()));
+        assert_eq!(third.try_recv(), Ok(Err("disk full".into())));
+    }
 
     /// Run marks are never 0 (a slot's "no run yet") and differ between consecutive runs,
     /// across their wrap too.

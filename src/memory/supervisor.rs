@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::host::ask_shard;
 use super::ops::EveryShard;
 use super::snapshot_run::SnapshotResult;
-use super::worker::{Every, FinalSnapshot, SnapshotNow, Worker};
+use super::worker::{EraseNow, Every, FinalSnapshot, SnapshotNow, Worker};
 use super::{Hosting, Placement};
 use crate::error::{Result, SessionError, Unavailable};
 use crate::snapshot::Recovered;
@@ -286,6 +286,32 @@ impl Handler<SnapshotAll> for Supervisor {
                 sessions += usize::try_from(written.unwrap_or(0)).unwrap_or(usize::MAX);
             }
             Ok(sessions)
+        })
+    }
+}
+
+/// Rewrites every shard for an erasure ([`EraseNow`]); answers once every shard's rewrite is
+/// durable, or the first error.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<()>")]
+pub(crate) struct EraseAll;
+
+impl Handler<EraseAll> for Supervisor {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, _: EraseAll, _: &mut Context<Self>) -> Self::Result {
+        let requests: Vec<_> =
+            (0..self.hosting.env.shards).map(|shard| ask_shard(self.hosting.clone(), shard, EraseNow)).collect();
+        Box::pin(async move {
+            let stopped = || SessionError::from(Unavailable::EngineStopped);
+            for answer in join_all(requests).await {
+                answer
+                    .map_err(|_| stopped())?
+                    .await
+                    .map_err(|_| stopped())?
+                    .map_err(|message| SessionError::from(Unavailable::Storage { message }))?;
+            }
+            Ok(())
         })
     }
 }

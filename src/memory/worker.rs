@@ -275,7 +275,7 @@ impl Handler<SnapshotStep> for Worker {
         if self.hand_over(run, done) {
             core.schedule.handed_over();
         } else {
-            core.schedule.answer(Err("the snapshot writer thread is gone".into()));
+            core.schedule.written(at, Err("the snapshot writer thread is gone".into()));
         }
     }
 }
@@ -310,8 +310,9 @@ impl Handler<SnapshotWritten> for Worker {
             core.schedule.written(msg.at, result);
             core.schedule.has_waiters()
         };
-        // Waiters that need changes made during this snapshot get another one.
-        if ok && waiters {
+        // Waiters that need changes made during this snapshot get another one, and an erasure
+        // that came while it was written gets its own.
+        if (ok && waiters) || self.core.borrow().schedule.erasure_wanted() {
             self.start_snapshot(ctx);
         }
     }
@@ -335,6 +336,25 @@ impl Handler<SnapshotNow> for Worker {
             }
             core.schedule.wait(core.shard.changes())
         };
+        self.start_snapshot(ctx);
+        MessageResult(rx)
+    }
+}
+
+/// An erasure's rewrite of this shard ([`Core::want_erasure`]); answered once it is durable.
+#[derive(Clone, Copy, Message)]
+#[rtype(result = "oneshot::Receiver<SnapshotResult>")]
+pub(crate) struct EraseNow;
+
+impl Handler<EraseNow> for Worker {
+    type Result = MessageResult<EraseNow>;
+
+    fn handle(&mut self, _: EraseNow, ctx: &mut Context<Self>) -> Self::Result {
+        if self.hosting.snapshots.is_none() || self.moved || self.finished {
+            return MessageResult(host::erasure_elsewhere(&self.hosting, self.index, self.moved));
+        }
+        let rx = self.core.borrow_mut().want_erasure();
+        // A run at the writer finishes first: its answer starts the erasure's, as a reload's end does.
         self.start_snapshot(ctx);
         MessageResult(rx)
     }
@@ -367,19 +387,25 @@ struct Reloaded(Recovered);
 impl Handler<Reloaded> for Worker {
     type Result = ();
 
-    fn handle(&mut self, msg: Reloaded, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Reloaded, ctx: &mut Context<Self>) {
         if self.moved {
             self.forward(msg);
             return;
         }
         let (n, replayed) = (msg.0.records.len(), msg.0.replayed);
-        let mut core = self.core.borrow_mut();
-        core.resume(msg.0);
-        core.loading = false;
+        let erasure = {
+            let mut core = self.core.borrow_mut();
+            core.resume(msg.0);
+            core.loading = false;
+            core.schedule.erasure_wanted()
+        };
         log::info!(
             "shard {}: restarted worker reloaded {n} sessions from its last snapshot and {replayed} log records",
             self.index
         );
+        if erasure {
+            self.start_snapshot(ctx);
+        }
     }
 }
 

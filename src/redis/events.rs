@@ -85,6 +85,31 @@ impl Core {
         ([k.session.as_str(), k.lock.as_str(), self.keys.stream()], if appended { 3 } else { 2 })
     }
 
+    /// Deletes every entry of `userid` from the stream (`SessionEngine::erase_user`): read
+    /// through in batches (`XRANGE`), the user's entries deleted (`XDEL`); how many. Read even
+    /// with `events.redis_stream_len = 0`: entries written before it was set may be there.
+    pub(super) async fn forget_events(&self, userid: u64) -> Result<usize> {
+        let (stream, user) = (self.keys.stream(), userid.to_string());
+        let (mut from, mut deleted) = ("-".to_owned(), 0);
+        loop {
+            let batch: StreamRangeReply =
+                self.link.query(redis::cmd("XRANGE").arg(stream).arg(&from).arg("+").arg("COUNT").arg(BATCH)).await?;
+            let mine: Vec<&str> = batch
+                .ids
+                .iter()
+                .filter(|e| e.map.get("u").and_then(|v| String::from_redis_value(v).ok()).as_deref() == Some(&user))
+                .map(|e| e.id.as_str())
+                .collect();
+            if !mine.is_empty() {
+                deleted += self.link.query::<usize>(redis::cmd("XDEL").arg(stream).arg(&mine)).await?;
+            }
+            match batch.ids.last().and_then(|last| next_id(&last.id)) {
+                Some(next) if batch.ids.len() == BATCH => from = next,
+                _ => return Ok(deleted),
+            }
+        }
+    }
+
     /// The id of the stream's last entry now (`0-0` when empty): where a new reader starts.
     async fn last_event_id(&self) -> Result<String> {
         let last: StreamRangeReply = self
@@ -174,6 +199,16 @@ async fn read(core: Arc<Core>, mut from: String) {
     }
 }
 
+/// The smallest stream id after `id` (`XRANGE`'s exclusive `(` needs Redis 6.2).
+fn next_id(id: &str) -> Option<String> {
+    let (ms, seq) = id.split_once('-')?;
+    let (ms, seq) = (ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?);
+    Some(match seq.checked_add(1) {
+        Some(seq) => format!("{ms}-{seq}"),
+        None => format!("{}-0", ms.checked_add(1)?),
+    })
+}
+
 /// Whether the reader should go on: someone subscribes. When nobody does, it gives up its
 /// place, unless a subscriber came meanwhile and found it still running.
 fn still_wanted(core: &Core) -> bool {
@@ -226,5 +261,12 @@ mod tests {
         assert!(event_of(&map(&[("k", "created"), ("u", "x"), ("s", h), ("t", "1")])).is_none());
         assert!(event_of(&map(&[("k", "created"), ("u", "1"), ("s", "short"), ("t", "1")])).is_none());
         assert!(event_of(&map(&[("k", "login"), ("u", "1"), ("s", h), ("t", "1")])).is_none());
+    }
+
+    #[test]
+    fn the_id_after_a_stream_id() {
+        assert_eq!(next_id("5-0").as_deref(), Some("5-1"));
+        assert_eq!(next_id(&format!("5-{}", u64::MAX)).as_deref(), Some("6-0"));
+        assert_eq!(next_id("garbage"), None);
     }
 }

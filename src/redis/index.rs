@@ -69,6 +69,11 @@ impl Core {
         }
     }
 
+    /// Deletes `userid`'s index (an erasure, once the sessions in it are gone).
+    pub(super) async fn drop_index(&self, userid: u64) -> Result<()> {
+        self.link.query::<redis::Value>(redis::cmd("DEL").arg(self.keys.user(userid))).await.map(drop)
+    }
+
     pub(super) async fn members(&self, userid: u64) -> Result<Vec<String>> {
         self.link.query(redis::cmd("SMEMBERS").arg(self.keys.user(userid))).await
     }

@@ -225,6 +225,31 @@ impl OnRedis for LogoutUser {
     }
 }
 
+impl OnRedis for EraseUser {
+    /// The user's event-stream entries deleted first (their device labels and times; the
+    /// "revoked" events of this erasure come after), then every session in the index, its
+    /// lock key too, then the index itself.
+    async fn run(self, store: &RedisStore) -> Result<usize> {
+        let userid = self.userid;
+        store
+            .run(false, move |c| async move {
+                c.forget_events(userid).await?;
+                let mut ended = 0;
+                for member in c.members(userid).await? {
+                    let Some(random) = keys::of_member(&member) else { continue };
+                    let k = c.keys.of_random(&random);
+                    if c.delete_session(&k, Some(userid)).await? {
+                        ended += 1;
+                        c.link.query::<redis::Value>(redis::cmd("DEL").arg(&k.lock)).await?;
+                    }
+                }
+                c.drop_index(userid).await?;
+                Ok(ended)
+            })
+            .await
+    }
+}
+
 impl OnRedis for Revoke {
     async fn run(self, store: &RedisStore) -> Result<bool> {
         let (userid, handle) = (self.userid, self.handle);

@@ -6,7 +6,9 @@
 //! - [`files`]: file names, and the file-system steps behind a trait for fault injection.
 //! - [`writer`]: the writer thread (temp file, fsync, rename, directory fsync, two generations).
 //! - [`loader`]: start-up recovery (fallback to the previous generation, re-hash, expiry).
+//! - [`erase`]: erasing a user — the intent file, and finishing an interrupted erasure at start.
 
+pub(crate) mod erase;
 pub(crate) mod files;
 pub(crate) mod format;
 pub(crate) mod loader;
@@ -37,6 +39,12 @@ impl Snapshots {
     /// Queues a write; false when the writer thread is gone (then `done` is never called).
     pub fn write(&self, shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone) -> bool {
         self.jobs.send(Job::Write { shard, entries, log_from, chunks, done }).is_ok()
+    }
+
+    /// Queues the write of an erasure's snapshot ([`writer::Writer::erase`]); false when the
+    /// writer thread is gone.
+    pub fn erase(&self, shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone) -> bool {
+        self.jobs.send(Job::Erase { shard, entries, log_from, chunks, done }).is_ok()
     }
 
     /// Queues a reload of one shard; false when the writer thread is gone.
@@ -87,7 +95,13 @@ pub(crate) fn open(
             )
         })?;
 
-    let loaded = loader::load_all(&dir, &log_dir, shards, clock.now_ms(), &lifetimes, &sealer)?;
+    let erasing = data_dir.join(erase::SUBDIR);
+    let intents = erase::pending(data_dir)
+        .map_err(|e| storage(&erasing, format!("cannot read the erasure intent directory: {e}")))?;
+    let mut loaded = loader::load_all(&dir, &log_dir, shards, clock.now_ms(), &lifetimes, &sealer)?;
+    if !intents.is_empty() {
+        erase::drop_users(&mut loaded, &intents);
+    }
     let mut writer = writer::Writer::new(
         dir.clone(),
         log_dir,
@@ -100,9 +114,13 @@ pub(crate) fn open(
         sealer,
     );
     let sessions: usize = loaded.shards.iter().map(Vec::len).sum();
-    let rewritten = !loaded.stale.is_empty() || !loaded.stale_logs.is_empty() || loaded.legacy || loaded.unsealed;
-    if rewritten {
+    let relayout = !loaded.stale.is_empty() || !loaded.stale_logs.is_empty() || loaded.legacy || loaded.unsealed;
+    if relayout {
         rewrite_layout(&mut writer, &loaded)?;
+    }
+    let rewritten = relayout || !intents.is_empty();
+    if !intents.is_empty() {
+        erase::finish(&mut writer, &loaded, intents)?;
     }
     log::info!(
         "snapshots: loaded {sessions} sessions from {} files and {} log records in {} ms ({} expired and dropped, \

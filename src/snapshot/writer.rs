@@ -25,6 +25,8 @@ pub(crate) enum Job {
     /// Write one shard's snapshot from encoded records; it holds every log record before
     /// `log_from`.
     Write { shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone },
+    /// Write one shard's snapshot for an erasure ([`Writer::erase`]).
+    Erase { shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone },
     /// Read one shard's newest good snapshot back (its worker was restarted).
     Load { shard: usize, done: LoadDone },
     /// Finish the queued jobs, then end the thread.
@@ -155,6 +157,50 @@ impl<I: SnapshotIo> Writer<I> {
         }
     }
 
+    /// Writes `shard`'s snapshot for an erasure: twice (two generations holding the same
+    /// sessions, so the shard keeps a fallback), then deletes every other file of the shard —
+    /// older generations, unfinished writes, files set aside as damaged — and every log
+    /// segment of the shard whose records all come before `keep_log` (damaged ones whatever
+    /// they hold). Unlike a plain write, a file that cannot be deleted is an error: the
+    /// erasure is not done.
+    pub fn erase(
+        &mut self,
+        shard: usize,
+        entries: u64,
+        log_from: u64,
+        keep_log: u64,
+        chunks: &[Vec<u8>],
+    ) -> io::Result<Written> {
+        self.write(shard, entries, log_from, chunks)?;
+        let written = self.write(shard, entries, log_from, chunks)?;
+        let (shards, index) = (fsutil::as_u32(self.shards), fsutil::as_u32(shard));
+        let kept = [written.generation - 1, written.generation];
+        for name in super::files::list(&self.dir)? {
+            let clean = name.kind == Kind::Snap && kept.contains(&name.generation);
+            if (name.shards, name.shard) == (shards, index) && !clean {
+                gone(self.io.remove(&name.path(&self.dir)))?;
+            }
+        }
+        self.kept[shard].retain(|g| kept.contains(g));
+        self.io.sync_dir(&self.dir)?;
+        if !self.log_dir.is_dir() {
+            return Ok(written);
+        }
+        for entry in std::fs::read_dir(&self.log_dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let (segment, damaged) = match name.strip_suffix(".corrupt") {
+                Some(name) => (crate::wal::io::SegmentName::parse(name), true),
+                None => (crate::wal::io::SegmentName::parse(name), false),
+            };
+            if segment.is_some_and(|n| (n.shards, n.shard) == (shards, index) && (damaged || n.base < keep_log)) {
+                gone(std::fs::remove_file(&path))?;
+            }
+        }
+        fsutil::sync_dir(&self.log_dir)?;
+        Ok(written)
+    }
+
     /// Serves jobs until [`Job::Stop`] or until every sender is gone.
     pub fn run(mut self, jobs: Receiver<Job>, metrics: crate::telemetry::Io) {
         // The error of the last failed write: a directory that stays unwritable fails every
@@ -194,6 +240,13 @@ impl<I: SnapshotIo> Writer<I> {
                     }
                     done(result);
                 }
+                Job::Erase { shard, entries, log_from, chunks, done } => {
+                    let result = self.erase(shard, entries, log_from, log_from, &chunks);
+                    if let Err(e) = &result {
+                        log::error!("shard {shard}: the snapshot of an erasure failed: {e}");
+                    }
+                    done(result);
+                }
                 Job::Load { shard, done } => {
                     let recovered = loader::load_shard(
                         &self.dir,
@@ -210,6 +263,14 @@ impl<I: SnapshotIo> Writer<I> {
             }
         }
         log::debug!("snapshot writer for {} stopped", self.dir.display());
+    }
+}
+
+/// A removal's outcome, a file already gone counting as removed.
+fn gone(removed: io::Result<()>) -> io::Result<()> {
+    match removed {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

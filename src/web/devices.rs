@@ -1,5 +1,6 @@
 //! Where a user is logged in: [`Session::devices`], [`Session::revoke`] and
-//! [`Session::logout_others`], and the device label a login records.
+//! [`Session::logout_others`], and the device label a login records; and
+//! [`Session::erase_user`], the end of all of them.
 //!
 //! The label is a short name of the browser and system ("Firefox 133 on Windows 10", "Safari on
 //! iPhone") made from the User-Agent by the `woothee` parser when a session logs in, and kept in
@@ -14,7 +15,7 @@ use super::session::Session;
 use crate::error::SessionError;
 use crate::error::WebError;
 use crate::id::SessionHandle;
-use crate::message::{Revoke, SessionsOf};
+use crate::message::{EraseUser, Revoke, SessionsOf};
 use crate::names::{DEVICE_SCOPE, IP_KEY, LABEL_KEY, MAX_DEVICE_LABEL};
 
 /// One of the current user's sessions, as [`Session::devices`] lists it.
@@ -118,6 +119,21 @@ impl Session {
     pub async fn logout_others(&self) -> Result<usize, WebError> {
         let (userid, current) = self.who().await?;
         Ok(self.engine().door().end_others(userid, &current, 0).await?)
+    }
+
+    /// Erases the logged-in user ([`SessionEngine::erase_user`](crate::SessionEngine::erase_user)):
+    /// every session of the user ends, this one included (the browser is told to drop the
+    /// cookie), and no copy of their sessions' data is left in the backend; how many sessions
+    /// ended. A later write in the same request starts a new, anonymous session.
+    ///
+    /// # Errors
+    /// As [`devices`](Self::devices); `Unavailable` (503) when a file could not be rewritten
+    /// (the sessions may have ended already: asking again finishes the erasure).
+    pub async fn erase_user(&self) -> Result<usize, WebError> {
+        let (userid, _) = self.who().await?;
+        let ended = self.engine().door().run(EraseUser { userid }).await?;
+        self.state().destroyed();
+        Ok(ended)
     }
 
     /// The logged-in user and this session's handle.

@@ -9,6 +9,7 @@ mod support;
 
 mod budget;
 mod concurrency;
+mod erase;
 mod events;
 mod expiry;
 mod identity;

@@ -19,6 +19,7 @@ mod csrf;
 mod demo;
 mod devices;
 mod engine_trips;
+mod erase;
 mod errors;
 mod flash;
 mod hardening;

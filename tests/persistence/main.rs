@@ -7,6 +7,7 @@ mod support;
 
 mod budget;
 mod damage;
+mod erase;
 mod format;
 mod log;
 mod model;
