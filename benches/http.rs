@@ -367,7 +367,7 @@ mod servers {
                     config.storage.encrypt = variant != "gu";
                     config.storage.log = match variant {
                         "g0" => draco_session::config::LogMode::Off,
-                        "g1" => draco_session::Config::default().storage.log,
+                        "g1" | "gu" => draco_session::Config::default().storage.log,
                         _ => draco_session::config::LogMode::Always,
                     };
                     let engine = SessionEngine::start(config).map_err(std::io::Error::other)?;
