@@ -51,7 +51,7 @@ pub struct StorageConfig {
     #[serde(deserialize_with = "byte_size")]
     pub log_max: u64,
     /// Seal every session's data at rest: in snapshots, log records and Redis, a session's
-    /// names, values, user id and device label are encrypted (XChaCha20-Poly1305) under a key
+    /// names, values, user id and device label are encrypted (AES-256-GCM) under a key
     /// derived from the engine secret, so a copied data directory, backup or Redis dump reads
     /// as noise without it (`session.previous_secrets` still open data sealed under them).
     /// Data written unsealed (before this setting, or with it off) still loads, and is

@@ -23,7 +23,7 @@
 //! of its id (see [`crate::id`]), so a copied snapshot yields no id that opens a session.
 //!
 //! A sealed body (`storage.encrypt`, the default) is a sequence of blocks, each a u32 length
-//! and a box of [`crate::seal`] (XChaCha20-Poly1305) bound to the file's shard, shard count,
+//! and a box of [`crate::seal`] (AES-256-GCM) bound to the file's shard, shard count,
 //! generation and the block's index; the blocks' plaintexts, end to end, are the records
 //! above. Only the header stays plain: counts, sizes, times and checksums. A block that does
 //! not open is damage like a checksum mismatch (the previous generation is loaded); a body

@@ -33,7 +33,7 @@
 //!
 //! In a sealed segment (`storage.encrypt`, the default) each record's fields after its
 //! locators (names, values, a whole session, a user id, a persistence flag) are one box of
-//! [`crate::seal`] (XChaCha20-Poly1305) bound to the record's plain part (sequence number,
+//! [`crate::seal`] (AES-256-GCM) bound to the record's plain part (sequence number,
 //! time, kind, locators): what stays plain is what replay needs to order, route and check
 //! records. A box that does not open is a record that does not decode: damage or a torn tail,
 //! by the rules above.
