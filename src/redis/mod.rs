@@ -74,6 +74,7 @@ mod lock;
 mod ops;
 mod reply;
 mod scripts;
+mod sealed;
 mod store;
 
 pub(crate) use ops::OnRedis;
