@@ -174,6 +174,11 @@ impl Reply {
         }
     }
 
+    /// An "ok" answer's user id; 0 when it has none.
+    pub(super) fn userid(&self) -> u64 {
+        str_at(&self.items, USERID).and_then(|t| t.parse().ok()).unwrap_or(0)
+    }
+
     /// An "ok" answer's user id as stored.
     pub(super) fn stored_user(&self) -> Option<&[u8]> {
         self.stored_user.as_deref()

@@ -416,7 +416,14 @@ impl Core {
         let token = lock::token();
         let lock_ms = lock::LOCK_MS.to_string();
         let r = self.exec_any_keys(&scripts::LOCK_ALL, &keys, &token, &[lock_ms.as_bytes()], false).await?;
-        let (deleted, written) = match self.relayout(r.pairs()) {
+        let fields = r.pairs();
+        let user = r.userid();
+        let moved = fields
+            .iter()
+            .any(|(f, v)| f == b"u" && user != 0 && self.seal.unsettled(self.seal.form().as_bytes(), Some(v)));
+        let deadline =
+            fields.iter().find(|(f, _)| f == b"i").and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok());
+        let (deleted, written) = match self.relayout(fields) {
             Ok(plan) => plan,
             Err(e) => {
                 if let Err(unlock) = self.exec_any_keys(&scripts::UNLOCK, &keys, &token, &[], false).await {
@@ -425,6 +432,16 @@ impl Core {
                 return Err(e);
             }
         };
+        // A logged-in session whose user was stored in another form moves to the index of this
+        // engine's form: added to it before, taken out of the others after (see `index.rs`);
+        // an index whose last entry goes is gone, and with it the name it had.
+        let member = session.rsplit(":s:").next().unwrap_or_default();
+        if moved {
+            self.index(user, member, self.index_ttl_ms()).await?;
+            if let Some(until) = deadline {
+                self.keep_index(user, until).await;
+            }
+        }
         let n = deleted.len().to_string();
         let mut args: Vec<&[u8]> = vec![self.seal.form().as_bytes(), n.as_bytes()];
         args.extend(deleted.iter().map(Vec::as_slice));
@@ -432,6 +449,15 @@ impl Core {
             args.extend([field.as_slice(), value.as_slice()]);
         }
         self.exec_any_keys(&scripts::MIGRATE, &keys, &token, &args, false).await?;
+        if moved {
+            for name in self.seal.index_names(user).iter().skip(1) {
+                let mut cmd = redis::cmd("SREM");
+                cmd.arg(self.keys.user(name)).arg(member);
+                if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
+                    log::debug!("session index update skipped: {e}");
+                }
+            }
+        }
         log::debug!(
             "session {session} rewritten in the {} layout",
             if self.seal.form().is_empty() { "plain" } else { "sealed" }
