@@ -68,7 +68,7 @@ impl Core {
 
     /// Removes `members` (one or a list) from `userid`'s indexes. Failing does no harm, as
     /// readers tolerate stale entries.
-    pub(super) async fn unindex(&self, userid: u64, members: &(impl ToRedisArgs + ?Sized)) {
+    pub(super) async fn unindex(&self, userid: u64, members: &impl ToRedisArgs) {
         for name in self.seal.index_names(userid) {
             let mut cmd = redis::cmd("SREM");
             cmd.arg(self.keys.user(&name)).arg(members);

@@ -288,7 +288,13 @@ impl Seal {
 /// Increments of one sealed counter that wait for a batch (see [`RedisStore::queued_increment`]),
 /// by session key and field: each one's amount and where its answer goes.
 #[derive(Default)]
-pub(super) struct Counters(Mutex<HashMap<Vec<u8>, Vec<(i64, oneshot::Sender<Result<i64>>)>>>);
+pub(super) struct Counters(Mutex<HashMap<Vec<u8>, Waiting>>);
+
+/// The increments waiting on one counter.
+type Waiting = Vec<(i64, oneshot::Sender<Result<i64>>)>;
+
+/// What a migration deletes, and the (name, value) pairs it writes.
+type Relayout = (Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>);
 
 impl RedisStore {
     /// A sealed counter's increment after its own try met another's (see `ops.rs`): joins the
@@ -466,7 +472,7 @@ impl Core {
     }
 
     /// What a migration deletes and writes, from every field of the session.
-    fn relayout(&self, fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>)> {
+    fn relayout(&self, fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Relayout> {
         let (mut deleted, mut written) = (Vec::new(), Vec::new());
         for (field, stored) in fields {
             if field == b"u" {
