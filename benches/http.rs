@@ -342,10 +342,13 @@ mod servers {
                     draco_server(engine, addr, workers).await
                 }
                 #[cfg(feature = "redis")]
-                "f" | "f0" => {
+                "f" | "f0" | "fp" => {
                     let mut config = draco_config();
                     if variant == "f0" {
                         config.events.redis_stream_len = 0; // no events written to Redis
+                    }
+                    if variant == "fp" {
+                        config.storage.encrypt = false; // the plain layout, as before sealing
                     }
                     config.storage.backend = draco_session::config::StorageBackend::Redis;
                     config.storage.redis_url = redis_url.to_owned();
@@ -374,7 +377,7 @@ mod servers {
     }
 }
 
-const VARIANTS: [(&str, &str); 15] = [
+const VARIANTS: [(&str, &str); 16] = [
     ("a", "no session (ceiling)"),
     ("b", "hand-rolled DashMap"),
     ("c", "actix-session cookie"),
@@ -387,6 +390,7 @@ const VARIANTS: [(&str, &str); 15] = [
     ("e2", "draco-session memory, one shard on the worker (CurrentThread)"),
     ("f", "draco-session redis"),
     ("f0", "draco-session redis, events off (events.redis_stream_len = 0)"),
+    ("fp", "draco-session redis, unsealed (storage.encrypt = false)"),
     ("g0", "draco-session memory, snapshots, log off"),
     ("g1", "draco-session memory, snapshots, log \"1s\" (default)"),
     ("g2", "draco-session memory, snapshots, log \"always\""),

@@ -421,7 +421,16 @@ impl Core {
         let keys = [session, lock];
         let token = lock::token();
         let lock_ms = lock::LOCK_MS.to_string();
-        let r = self.exec_any_keys(&scripts::LOCK_ALL, &keys, &token, &[lock_ms.as_bytes()], false).await?;
+        let r = match self.exec_any_keys(&scripts::LOCK_ALL, &keys, &token, &[lock_ms.as_bytes()], false).await {
+            Ok(r) => r,
+            Err(e) => {
+                // Taken, but its answer's user did not open: released at once.
+                if matches!(e, SessionError::Damaged(_)) {
+                    self.unlock(&keys, &token).await;
+                }
+                return Err(e);
+            }
+        };
         let fields = r.pairs();
         let user = r.userid();
         let moved = fields
@@ -432,9 +441,7 @@ impl Core {
         let (deleted, written) = match self.relayout(fields) {
             Ok(plan) => plan,
             Err(e) => {
-                if let Err(unlock) = self.exec_any_keys(&scripts::UNLOCK, &keys, &token, &[], false).await {
-                    log::debug!("update lock left to expire: {unlock}");
-                }
+                self.unlock(&keys, &token).await;
                 return Err(e);
             }
         };
@@ -469,6 +476,13 @@ impl Core {
             if self.seal.form().is_empty() { "plain" } else { "sealed" }
         );
         Ok(())
+    }
+
+    /// Releases the lock of `keys` if `token` holds it; a failure leaves it to expire.
+    async fn unlock(&self, keys: &[&str; 2], token: &str) {
+        if let Err(e) = self.exec_any_keys(&scripts::UNLOCK, keys, token, &[], false).await {
+            log::debug!("update lock left to expire: {e}");
+        }
     }
 
     /// What a migration deletes and writes, from every field of the session.

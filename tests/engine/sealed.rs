@@ -301,6 +301,10 @@ async fn tampered_fields_are_errors_never_data(b: Backend) {
     let _: i64 = raw.query(::redis::cmd("COPY").arg(&hash).arg(&theirs).arg("REPLACE")).await;
     assert!(matches!(o.get::<String>(&t, SCOPE, KEY).await, Err(SessionError::Damaged(_))));
     assert!(matches!(o.info(&t).await, Err(SessionError::Damaged(_))));
+    // The failed migration left no lock behind: a write is refused at once, not after waiting.
+    let started = std::time::Instant::now();
+    assert!(matches!(o.insert(&t, SCOPE, KEY, &1).await, Err(SessionError::Damaged(_))));
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500), "{:?}", started.elapsed());
 }
 
 mod redis {
