@@ -81,6 +81,11 @@ pub enum SessionError {
     /// the reason says which. A temporary condition (HTTP 503): retry later.
     #[error("session engine unavailable: {0}")]
     Unavailable(Unavailable),
+    /// The session's stored data does not open (`storage.encrypt`): damaged, tampered with, or
+    /// sealed under a secret this engine does not hold (not the current one nor one of
+    /// `session.previous_secrets`). Nothing was read or changed; the details are in the log.
+    #[error("the session's stored data cannot be read: {0}")]
+    Damaged(String),
     /// A bug inside the engine: something that cannot happen did. The details are in the log
     /// (error level); the caller only learns that the operation failed.
     #[error("internal error in the session engine (details in the log)")]

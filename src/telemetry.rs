@@ -90,6 +90,7 @@ pub(crate) fn error_kind(e: &SessionError) -> &'static str {
         SessionError::Codec(_) => "codec",
         SessionError::WrongType(_) => "wrong_type",
         SessionError::Panicked(_) => "panicked",
+        SessionError::Damaged(_) => "damaged",
         SessionError::Unavailable(Unavailable::Busy { .. }) => "busy",
         SessionError::Unavailable(Unavailable::MemoryFull { .. }) => "memory_full",
         SessionError::Unavailable(_) => "unavailable",

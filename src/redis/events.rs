@@ -16,7 +16,10 @@
 //! survives Redis outages (it reconnects and goes on from the last entry it read).
 //!
 //! Entry fields: `k` kind name, `u` user id, `s` session handle, `t` time (ms), and `p`
-//! previous handle (login, logout), `l` device label (login), `r` remember-me `1`/`0`.
+//! previous handle (login, logout), `l` device label (login), `r` remember-me `1`/`0`. With
+//! `storage.encrypt` (see `sealed.rs`) the user id and label are instead one box, `x`, bound to
+//! the entry's kind, handle and time (a "created" event, always anonymous, keeps `u` = `0`);
+//! every instance with the same secret opens it, and one that cannot skips the entry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use redis::{FromRedisValue, Value};
 
 use super::conn::Dedicated;
 use super::keys::SessionKeys;
+use super::sealed::Seal;
 use super::store::{Core, RedisStore};
 use crate::error::Result;
 use crate::events::{EventKind, SessionEvent, Subscription, at_ms};
@@ -46,13 +50,24 @@ impl Core {
         }
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.keys.stream()).arg("MAXLEN").arg("~").arg(self.stream_len).arg("*");
-        cmd.arg("k").arg(kind.name()).arg("u").arg(userid);
-        cmd.arg("s").arg(self.keyring.handle(&locator_of(random)).to_string());
-        cmd.arg("t").arg(self.clock.now_ms());
+        let (handle, at) = (self.keyring.handle(&locator_of(random)).to_string(), self.clock.now_ms().to_string());
+        let label = match &kind {
+            EventKind::LoggedIn { label, .. } => label.as_deref(),
+            _ => None,
+        };
+        cmd.arg("k").arg(kind.name());
+        let sealed = self.seal.event(&event_aad(kind.name(), &handle, &at), userid, label);
+        match &sealed {
+            Some(sealed) => cmd.arg("x").arg(sealed),
+            None => cmd.arg("u").arg(userid),
+        };
+        cmd.arg("s").arg(&handle).arg("t").arg(&at);
         match &kind {
             EventKind::LoggedIn { label, previous } => {
                 cmd.arg("p").arg(previous.to_string());
-                if let Some(label) = label {
+                if let Some(label) = label
+                    && sealed.is_none()
+                {
                     cmd.arg("l").arg(label);
                 }
             }
@@ -89,7 +104,7 @@ impl Core {
     /// through in batches (`XRANGE`), the user's entries deleted (`XDEL`); how many. Read even
     /// with `events.redis_stream_len = 0`: entries written before it was set may be there.
     pub(super) async fn forget_events(&self, userid: u64) -> Result<usize> {
-        let (stream, user) = (self.keys.stream(), userid.to_string());
+        let stream = self.keys.stream();
         let (mut from, mut deleted) = ("-".to_owned(), 0);
         loop {
             let batch: StreamRangeReply =
@@ -97,7 +112,8 @@ impl Core {
             let mine: Vec<&str> = batch
                 .ids
                 .iter()
-                .filter(|e| e.map.get("u").and_then(|v| String::from_redis_value(v).ok()).as_deref() == Some(&user))
+                // Sealed entries name the user inside their box: read like the event reader does.
+                .filter(|e| event_of(&e.map, &self.seal).is_some_and(|event| event.userid == userid))
                 .map(|e| e.id.as_str())
                 .collect();
             if !mine.is_empty() {
@@ -175,7 +191,7 @@ async fn read(core: Arc<Core>, mut from: String) {
                     log::info!("session events: reading from Redis at {} again", core.link.url());
                 }
                 for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                    match event_of(&entry.map) {
+                    match event_of(&entry.map, &core.seal) {
                         Some(event) => core.events.publish(event),
                         None => {
                             log::debug!(
@@ -220,14 +236,27 @@ fn still_wanted(core: &Core) -> bool {
     core.events.wanted() && !core.reading.swap(true, Ordering::SeqCst)
 }
 
-/// The event an entry stands for; `None` for one this version does not know.
-fn event_of(map: &HashMap<String, Value>) -> Option<SessionEvent> {
+/// What an event's box is bound to: its kind, session handle and time, as the entry has them.
+fn event_aad(kind: &str, handle: &str, at: &str) -> Vec<u8> {
+    format!("draco-session event {kind} {handle} {at}").into_bytes()
+}
+
+/// The event an entry stands for; `None` for one this version does not know, or whose box
+/// `seal` cannot open.
+fn event_of(map: &HashMap<String, Value>, seal: &Seal) -> Option<SessionEvent> {
     let text = |f: &str| map.get(f).and_then(|v| String::from_redis_value(v).ok());
     let number = |f: &str| text(f)?.parse::<u64>().ok();
     let handle = |f: &str| text(f)?.parse::<SessionHandle>().ok();
+    let (userid, label) = match map.get("x") {
+        Some(sealed) => {
+            let sealed = Vec::<u8>::from_redis_value(sealed).ok()?;
+            seal.open_event(&event_aad(&text("k")?, &text("s")?, &text("t")?), &sealed)?
+        }
+        None => (number("u")?, text("l")),
+    };
     let kind = match text("k")?.as_str() {
         "created" => EventKind::Created,
-        "login" => EventKind::LoggedIn { label: text("l"), previous: handle("p")? },
+        "login" => EventKind::LoggedIn { label, previous: handle("p")? },
         "logout" => EventKind::LoggedOut { previous: handle("p")? },
         "remember_me" => EventKind::RememberMe { on: text("r")? == "1" },
         "revoked" => EventKind::Revoked,
@@ -235,7 +264,7 @@ fn event_of(map: &HashMap<String, Value>) -> Option<SessionEvent> {
         "expired" => EventKind::Expired,
         _ => return None,
     };
-    Some(SessionEvent { kind, userid: number("u")?, session: handle("s")?, at: at_ms(number("t")?) })
+    Some(SessionEvent { kind, userid, session: handle("s")?, at: at_ms(number("t")?) })
 }
 
 #[cfg(test)]
@@ -246,9 +275,34 @@ mod tests {
         fields.iter().map(|(k, v)| ((*k).to_owned(), Value::BulkString(v.as_bytes().to_vec()))).collect()
     }
 
+    fn plain() -> Seal {
+        let ring = crate::id::Keyring::from_secrets(b"events test secret, 32 bytes or more", &[]).unwrap();
+        Seal::new(&ring, false)
+    }
+
+    #[test]
+    fn sealed_entries_read_back_with_the_secret_only() {
+        let ring = crate::id::Keyring::from_secrets(b"events test secret, 32 bytes or more", &[]).unwrap();
+        let seal = Seal::new(&ring, true);
+        let h = "AAAAAAAAAAAAAAAAAAAAAA";
+        let sealed = seal.event(&event_aad("login", h, "1000"), 4242, Some("Firefox")).unwrap();
+        let mut entry = map(&[("k", "login"), ("s", h), ("t", "1000"), ("p", h)]);
+        entry.insert("x".into(), Value::BulkString(sealed));
+        let login = event_of(&entry, &seal).expect("a login");
+        assert_eq!(login.userid, 4242);
+        assert!(matches!(login.kind, EventKind::LoggedIn { label: Some(ref l), .. } if l == "Firefox"));
+        // Another secret, or the box moved to another time: skipped.
+        let other = crate::id::Keyring::from_secrets(b"another events secret, 32 bytes or more", &[]).unwrap();
+        assert!(event_of(&entry, &Seal::new(&other, true)).is_none());
+        entry.insert("t".into(), Value::BulkString(b"1001".to_vec()));
+        assert!(event_of(&entry, &seal).is_none());
+    }
+
     #[test]
     fn entries_read_back_as_the_events_written() {
         let h = "AAAAAAAAAAAAAAAAAAAAAA";
+        let seal = plain();
+        let event_of = |m: &HashMap<String, Value>| event_of(m, &seal);
         let login = event_of(&map(&[("k", "login"), ("u", "7"), ("s", h), ("t", "1000"), ("p", h), ("l", "Firefox")]));
         let login = login.expect("a login");
         assert_eq!(login.userid, 7);

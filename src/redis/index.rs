@@ -1,6 +1,10 @@
-//! The per-user index: `<storage.redis_prefix>:u:{<userid>}`, the set of a user's session ids (each as
+//! The per-user index: `<storage.redis_prefix>:u:{<W>}`, the set of a user's session ids (each as
 //! `keys::session(..).member`), so that `logout_user` and `sessions_of` find them without
-//! scanning the database.
+//! scanning the database. `W` is the user's pseudonym (`sealed.rs`), or its id in the plain
+//! layout. A login adds to the index this engine writes; the others a user may have (its id,
+//! written before sealing or with `storage.encrypt` off; its pseudonym under a previous
+//! secret) are read, cleaned and extended too, so a session logged in before an upgrade or a
+//! secret rotation is still found.
 //!
 //! It lives in its own Redis Cluster slot, so no session script touches it: it is changed by
 //! separate commands, ordered so that a failure in between leaves a stale entry (a session
@@ -43,7 +47,7 @@ impl Core {
     /// Adds `member` to `userid`'s index, before the rotation that logs it in, and makes the
     /// index last at least `ttl_ms` more.
     pub(super) async fn index(&self, userid: u64, member: &str, ttl_ms: u64) -> Result<()> {
-        let user = self.keys.user(userid);
+        let user = self.keys.user(&self.seal.index_names(userid)[0]);
         let mut pipe = redis::pipe();
         pipe.sadd(&user, member).ignore().add_command(Self::extend(&user, ttl_ms)).ignore();
         self.link.query_pipeline(&pipe).await
@@ -53,53 +57,85 @@ impl Core {
     /// (see the module guide). A failure is logged: the session's `i` has moved on, so the
     /// index may expire before it (log-out-everywhere and the devices page then miss it).
     pub(super) async fn keep_index(&self, userid: u64, until: u64) {
-        let cmd = Self::extend(&self.keys.user(userid), until.saturating_sub(self.clock.now_ms()));
-        if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
-            log::warn!("session index of user {userid} not extended: {e}");
+        // Each of the user's indexes: a missing one stays missing.
+        for name in self.seal.index_names(userid) {
+            let cmd = Self::extend(&self.keys.user(&name), until.saturating_sub(self.clock.now_ms()));
+            if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
+                log::warn!("session index of a user not extended: {e}");
+            }
         }
     }
 
-    /// Removes `members` (one or a list) from `userid`'s index. Failing does no harm, as
+    /// Removes `members` (one or a list) from `userid`'s indexes. Failing does no harm, as
     /// readers tolerate stale entries.
-    pub(super) async fn unindex(&self, userid: u64, members: impl ToRedisArgs) {
-        let mut cmd = redis::cmd("SREM");
-        cmd.arg(self.keys.user(userid)).arg(members);
-        if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
-            log::debug!("session index update skipped: {e}");
+    pub(super) async fn unindex(&self, userid: u64, members: &impl ToRedisArgs) {
+        for name in self.seal.index_names(userid) {
+            let mut cmd = redis::cmd("SREM");
+            cmd.arg(self.keys.user(&name)).arg(members);
+            if let Err(e) = self.link.query::<redis::Value>(&cmd).await {
+                log::debug!("session index update skipped: {e}");
+            }
         }
     }
 
-    /// Deletes `userid`'s index (an erasure, once the sessions in it are gone).
+    /// Deletes every index of `userid` (an erasure, once the sessions in them are gone).
     pub(super) async fn drop_index(&self, userid: u64) -> Result<()> {
-        self.link.query::<redis::Value>(redis::cmd("DEL").arg(self.keys.user(userid))).await.map(drop)
+        for name in self.seal.index_names(userid) {
+            self.link.query::<redis::Value>(redis::cmd("DEL").arg(self.keys.user(&name))).await?;
+        }
+        Ok(())
     }
 
+    /// The entries of every index of `userid`, each once.
     pub(super) async fn members(&self, userid: u64) -> Result<Vec<String>> {
-        self.link.query(redis::cmd("SMEMBERS").arg(self.keys.user(userid))).await
+        let mut all: Vec<String> = Vec::new();
+        for name in self.seal.index_names(userid) {
+            let members: Vec<String> = self.link.query(redis::cmd("SMEMBERS").arg(self.keys.user(&name))).await?;
+            all.extend(members);
+        }
+        all.sort_unstable();
+        all.dedup();
+        Ok(all)
     }
 
-    /// The session's device label and address (see `names::DEVICE_SCOPE`), in one command.
+    /// The session's device label and address (see `names::DEVICE_SCOPE`), in one command: in
+    /// this engine's layout, else the plain one (a session not migrated yet; one sealed under
+    /// a previous secret shows none until its next use migrates it).
     pub(super) async fn device(&self, random: &[u8; 16]) -> Result<(Option<String>, Option<String>)> {
         use crate::names::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
+        let fields = [self.seal.field(DEVICE_SCOPE, LABEL_KEY), self.seal.field(DEVICE_SCOPE, IP_KEY)];
+        let plain = [keys::field(DEVICE_SCOPE, LABEL_KEY), keys::field(DEVICE_SCOPE, IP_KEY)];
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.keys.of_random(random).session)
-            .arg(keys::field(DEVICE_SCOPE, LABEL_KEY))
-            .arg(keys::field(DEVICE_SCOPE, IP_KEY));
+        cmd.arg(self.keys.of_random(random).session).arg(&fields[0]).arg(&fields[1]).arg(&plain[0]).arg(&plain[1]);
         let values: Vec<Option<Vec<u8>>> = self.link.query(&cmd).await?;
-        let text = |i: usize| values.get(i).cloned().flatten().and_then(|j| serde_json::from_slice(&j).ok());
-        Ok((text(0), text(1)))
+        let text = |i: usize, key: &str| -> Result<Option<String>> {
+            let (field, stored) = match (values.get(i).cloned().flatten(), values.get(i + 2).cloned().flatten()) {
+                (Some(stored), _) => (&fields[i], stored),
+                (None, Some(stored)) => (&plain[i], stored),
+                (None, None) => return Ok(None),
+            };
+            let json = self.seal.open_value(field, DEVICE_SCOPE, key, stored)?;
+            Ok(serde_json::from_slice(&json).ok())
+        };
+        Ok((text(0, LABEL_KEY)?, text(1, IP_KEY)?))
     }
 
     /// Drops the index entry of a session of `userid` Redis has expired, and reports the
     /// expiry: the instance whose `SREM` removed the entry does, so it is reported once.
     /// (A session that a failed login left in the index unused is reported so too.)
     pub(super) async fn expired(&self, userid: u64, member: &str, random: &[u8; 16]) {
-        let mut cmd = redis::cmd("SREM");
-        cmd.arg(self.keys.user(userid)).arg(member);
-        match self.link.query::<u64>(&cmd).await {
-            Ok(1) => self.publish(crate::events::EventKind::Expired, userid, random).await,
-            Ok(_) => {}
-            Err(e) => log::debug!("session index update skipped: {e}"),
+        let mut removed = false;
+        for name in self.seal.index_names(userid) {
+            let mut cmd = redis::cmd("SREM");
+            cmd.arg(self.keys.user(&name)).arg(member);
+            match self.link.query::<u64>(&cmd).await {
+                Ok(1) => removed = true,
+                Ok(_) => {}
+                Err(e) => log::debug!("session index update skipped: {e}"),
+            }
+        }
+        if removed {
+            self.publish(crate::events::EventKind::Expired, userid, random).await;
         }
     }
 }

@@ -10,7 +10,9 @@
 //!   Redis Cluster slot, and so does every id the session is rotated to (login/logout draw the
 //!   new id from the same group).
 //! - per-user index (a set of sessions, each as its random part in hex, the same name its
-//!   keys carry): `<p>:u:{<userid>}`, its own slot.
+//!   keys carry): `<p>:u:{<W>}`, `W` the user's pseudonym (a keyed digest of its id, see
+//!   `sealed.rs`), or `<p>:u:{<userid>}` in the plain layout (`storage.encrypt` off, and
+//!   before it); its own slot.
 //! - event stream: `<p>:events` (`events.rs`), its own slot.
 //!
 //! Keys and index entries hold the random part only, never the tag: a copy of the Redis data
@@ -36,7 +38,7 @@ pub(crate) struct SessionKeys {
     pub member: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(2 * bytes.len());
     for b in bytes {
@@ -79,9 +81,10 @@ impl KeySpace {
         }
     }
 
-    /// The index of `userid`'s sessions.
-    pub(crate) fn user(&self, userid: u64) -> String {
-        format!("{}u:{{{userid}}}", self.prefix)
+    /// A user's index, under `name` (one of `Seal::index_names`: the user's pseudonym, or
+    /// its id in the plain layout).
+    pub(crate) fn user(&self, name: &str) -> String {
+        format!("{}u:{{{name}}}", self.prefix)
     }
 
     /// The event stream.
@@ -115,7 +118,8 @@ pub(crate) fn of_member(member: &str) -> Option<[u8; 16]> {
     }
 }
 
-/// Field prefix of every value of `scope`: its length keeps `("ab","c")` and `("a","bc")` apart.
+/// Field prefix of every value of `scope` in the plain layout (`sealed.rs` has the sealed one):
+/// its length keeps `("ab","c")` and `("a","bc")` apart.
 pub(crate) fn scope_prefix(scope: &str) -> Vec<u8> {
     let mut out = format!("d{}:", scope.len()).into_bytes();
     out.extend_from_slice(scope.as_bytes());
@@ -124,13 +128,6 @@ pub(crate) fn scope_prefix(scope: &str) -> Vec<u8> {
 
 /// Field prefix shared by every value of every scope.
 pub(crate) const ALL_SCOPES: &[u8] = b"d";
-
-/// The bytes of the scope and key a value field names (what `limits.max_session_bytes` counts
-/// of it): the field but its `d<scope len>:` prefix.
-pub(crate) fn names_len(field: &[u8]) -> usize {
-    let prefix = field.iter().position(|&b| b == b':').map_or(0, |colon| colon + 1);
-    field.len() - prefix
-}
 
 /// The hash field holding `scope`/`key`.
 pub(crate) fn field(scope: &str, key: &str) -> Vec<u8> {
@@ -166,7 +163,7 @@ mod tests {
         // The index holds no tag: without the engine's secret its entries open nothing.
         assert!(!a.member.contains(&hex(id.tag())));
         assert_eq!(a.member.len(), 32);
-        assert_eq!(space.user(42), "draco:u:{42}");
+        assert_eq!(space.user("42"), "draco:u:{42}");
     }
 
     #[test]
@@ -181,7 +178,7 @@ mod tests {
         assert_eq!((draco.stream(), draco.session_pattern().as_str()), ("draco:events", "draco:{*}:s:*"));
         let other = app.session(&id);
         assert_eq!(other.session, format!("app*[a]:{{{group:04x}}}:s:{}", k.member));
-        assert_eq!((app.user(7).as_str(), app.stream()), ("app*[a]:u:{7}", "app*[a]:events"));
+        assert_eq!((app.user("7").as_str(), app.stream()), ("app*[a]:u:{7}", "app*[a]:events"));
         assert_eq!(app.session_pattern(), "app\\*\\[a\\]:{*}:s:*");
     }
 

@@ -40,19 +40,40 @@ use crate::error::{Result, SessionError, Unavailable};
 use crate::id::SessionId;
 use crate::message::UpdateFn;
 
-/// How long an `update` may hold its session's lock (the closure runs between read and write).
-const LOCK_MS: u64 = 2000;
+/// How long an `update` (or a migration, `sealed.rs`) may hold its session's lock (the closure
+/// runs between read and write).
+pub(super) const LOCK_MS: u64 = 2000;
 /// How long a write waits for another caller's `update` to finish with the session.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
+/// A fresh lock token.
+pub(super) fn token() -> String {
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
 impl Core {
-    /// Read-modify-write of `field` of session `id` by `step`, under the protocol above.
-    pub(super) async fn update(&self, id: SessionId, field: Vec<u8>, step: UpdateFn) -> Result<Option<Vec<u8>>> {
+    /// Read-modify-write of `scope`/`key` of session `id` by `step`, under the protocol above.
+    pub(super) async fn update(
+        &self,
+        id: SessionId,
+        scope: &str,
+        key: &str,
+        step: UpdateFn,
+    ) -> Result<Option<Vec<u8>>> {
         let k = self.keys.session(&id);
-        let token = format!("{:016x}", rand::rng().random::<u64>());
+        let field = self.seal.field(scope, key);
+        let token = token();
         let lock_ms = LOCK_MS.to_string();
         let r = self.exec(&scripts::LOCK_READ, &k, &token, &[&field, lock_ms.as_bytes()]).await?;
-        let current = r.value();
+        let current = match r.value().map(|stored| self.seal.open_value(&field, scope, key, stored)).transpose() {
+            Ok(current) => current,
+            Err(e) => {
+                if let Err(unlock) = self.exec_any(&scripts::UNLOCK, &k, &token, &[], false).await {
+                    log::debug!("update lock left to expire: {unlock}");
+                }
+                return Err(e);
+            }
+        };
         let outcome = match catch_unwind(AssertUnwindSafe(|| step(current.as_deref()))) {
             Ok(Ok(new)) => match &new {
                 Some(value) => self.check_size(value).map(|()| new),
@@ -73,16 +94,17 @@ impl Core {
         let new = match outcome {
             Ok(new) => new,
             Err(e) => {
-                if let Err(unlock) = self.exec(&scripts::UNLOCK, &k, &token, &[]).await {
+                if let Err(unlock) = self.exec_any(&scripts::UNLOCK, &k, &token, &[], false).await {
                     log::debug!("update lock left to expire: {unlock}");
                 }
                 return Err(e);
             }
         };
+        let stored = new.as_deref().map(|value| self.seal.value(&field, scope, key, value)).transpose()?;
         let l = &self.limits;
         let (max_keys, max_bytes, max_anonymous) =
             (l.max_keys.to_string(), l.max_session_bytes.to_string(), l.session_bytes_of(0).to_string());
-        let (present, value): (&[u8], &[u8]) = match &new {
+        let (present, value): (&[u8], &[u8]) = match &stored {
             Some(v) => (b"1", v),
             None => (b"0", b""),
         };

@@ -7,17 +7,43 @@
 //!   ("log out everywhere", devices, revoke) and events (`keys.rs`).
 //! - **One session = one hash** (`u`, `p`, `c`, `a` metadata fields; `b` its size; `i` for a
 //!   logged-in session, the time (ms, the engine's clock) its user's index is known to last
-//!   to; values under `d<scope len>:<scope><key>`), expiring through Redis's own `PEXPIRE`,
-//!   slid on every use.
+//!   to; `k` the layout mark of a sealed session; values under `e<digests>`, sealed, or
+//!   `d<scope len>:<scope><key>` in the plain layout), expiring through Redis's own
+//!   `PEXPIRE`, slid on every use.
+//! - **Sealed at rest** (`storage.encrypt`, on by default; `sealed.rs` has the layout): a
+//!   value's field is named by keyed digests of its scope and key, and holds the box
+//!   (AES-256-GCM, `crate::seal`) of the scope, key and value, bound to the field name;
+//!   `u` is `0` or `#`, the user's pseudonym (a keyed digest) and the box of its id; the
+//!   per-user index is named by the pseudonym; an event's user id and device label are a box.
+//!   Keys are derived from the engine secret, which never reaches Redis; nonces are 24 random
+//!   bytes per box. A box that does not open is `SessionError::Damaged`, never data. Sessions
+//!   written plain (before sealing, or with `encrypt` off) or under a previous secret are
+//!   rewritten in the engine's layout on their next use; with `encrypt` off the engine writes
+//!   the plain layout and still reads sealed sessions.
+//! - **What stays plain, and why**: the times `c`, `a`, `i` and the expiry (the scripts
+//!   expire sessions by them, and Redis by `PEXPIRE`); the remember-me flag `p` and whether
+//!   anyone is logged in (`u` = `0`; the anonymous byte cap and remember-me are checked in
+//!   the script); `b` and every stored length (the size limits are checked in the script:
+//!   a sealed field's length is its plaintext's and 49 bytes), and so the number of values;
+//!   which values share a scope (the scope digest prefixes its fields, for `clear` and `keys`);
+//!   key names, which hold the session's random part (never its tag: no id verifies without
+//!   the secret) and the user's pseudonym, which links a user's sessions as the index must;
+//!   in the event stream the kind, the session handles (keyed digests), the time and the
+//!   remember-me flag. None of these is a name, a value, a user id or a device label.
 //!   Every operation is one Lua script on that session's keys, so it is atomic.
 //! - **Script cost.** A script's time is Redis's one thread's, shared by every instance: each
 //!   reads what it needs in one `HMGET` and writes the session's fields in one `HSET`; times
 //!   stay text (the caller passes the times at or before which a session is gone, and works
-//!   out the reply's expiry itself); a counter adds with `HINCRBY` and touches `b` only when its
-//!   digit count changes. A returning visitor's increment is one script of five commands
-//!   (`HMGET`, `GET` of the lock, `HINCRBY`, `HSET`, `PEXPIRE`); a new visitor's first increment
-//!   one script of `DBSIZE`, `EXISTS`, `HSET`, `PEXPIRE` and the created event's `XADD`, which
-//!   answers only the time (`{"new", now}`: the rest of a new session's metadata is known).
+//!   out the reply's expiry itself). In the plain layout a counter adds with `HINCRBY` and
+//!   touches `b` only when its digit count changes: a returning visitor's increment is one
+//!   script of five commands (`HMGET`, `GET` of the lock, `HINCRBY`, `HSET`, `PEXPIRE`).
+//!   Sealed, Lua cannot add inside a box: the value is read (`get.lua`), added to by the
+//!   caller and written by `swap.lua` only if the field still holds the box read (boxes are
+//!   never alike), two scripts; increments meeting each other on one instance are added up in
+//!   batches (`sealed.rs`). A new visitor's first increment is one script of `DBSIZE`,
+//!   `EXISTS`, `HSET`, `PEXPIRE` and the created event's `XADD` (the first value sealed by the
+//!   caller), which answers only the time (`{"new", now}`: the rest of a new session's
+//!   metadata is known).
 //! - **Cluster.** A session's keys carry the hash tag `{gggg}`, the id's 14-bit slot group,
 //!   and login/logout draw the new id from the same group, so the rotation script (rename to
 //!   the new key, old key gone in the same step) touches one slot only. The per-user index
@@ -35,8 +61,9 @@
 //!   short per-session lock (a key in the same slot, expiring by itself), the closure runs,
 //!   and a second script writes and releases it (`lock.rs` states the protocol and its
 //!   invariants). Writes by others wait for the lock; reads do not. `increment` is one script
-//!   when the value is a plain integer, and the web layer's increment on a request without a
-//!   session creates it in that same script.
+//!   when the value is a plain integer (two, sealed: see above), and the web layer's increment
+//!   on a request without a session creates it in one script. A migration to another layout
+//!   takes the same lock.
 //! - **Live-sessions cap**: `create` compares `DBSIZE` (every key of the selected database:
 //!   sessions, update locks, one index per logged-in user) with `limits.max_sessions`, an
 //!   upper bound on live sessions; give the engine its own database (`redis_url` `/N`). On one
@@ -64,7 +91,8 @@
 //! several operations share), `ops.rs` (each operation), `conn.rs` (connections, the I/O
 //! runtime, time bounds, outage logging), `scripts.rs` and `lua/*.lua` (the scripts, and running
 //! one), `reply.rs` (a script's answer, typed), `lock.rs` (the update lock), `index.rs` (the
-//! per-user index), `keys.rs` (key and field names).
+//! per-user index), `keys.rs` (key and field names), `sealed.rs` (what is sealed and how,
+//! migration between layouts, sealed counters).
 
 mod conn;
 mod events;
@@ -74,6 +102,7 @@ mod lock;
 mod ops;
 mod reply;
 mod scripts;
+mod sealed;
 mod store;
 
 pub(crate) use ops::OnRedis;

@@ -34,21 +34,25 @@ impl OnRedis for Create {
 
 impl OnRedis for Get<'_> {
     async fn run(self, store: &RedisStore) -> Result<Option<Vec<u8>>> {
-        let (id, field) = (self.id, keys::field(&self.scope, &self.key));
+        let (id, scope, key) = (self.id, self.scope, self.key);
         store
-            .run_here(
-                move |c| async move { Ok(c.exec(&scripts::GET, &c.keys.session(&id), "", &[&field]).await?.value()) },
-            )
+            .run_here(move |c| async move {
+                let field = c.seal.field(&scope, &key);
+                let stored = c.exec(&scripts::GET, &c.keys.session(&id), "", &[&field]).await?.value();
+                stored.map(|stored| c.seal.open_value(&field, &scope, &key, stored)).transpose()
+            })
             .await
     }
 }
 
 impl OnRedis for Set<'_> {
     async fn run(self, store: &RedisStore) -> Result<()> {
-        let (id, field, value) = (self.id, keys::field(&self.scope, &self.key), self.value);
+        let (id, scope, key, value) = (self.id, self.scope, self.key, self.value);
         store
             .run_here(move |c| async move {
                 c.check_size(&value)?;
+                let field = c.seal.field(&scope, &key);
+                let value = c.seal.value(&field, &scope, &key, &value)?;
                 let l = &c.limits;
                 let (max_keys, max_bytes, max_anonymous) =
                     (l.max_keys.to_string(), l.max_session_bytes.to_string(), l.session_bytes_of(0).to_string());
@@ -63,9 +67,10 @@ impl OnRedis for Set<'_> {
 
 impl OnRedis for Remove<'_> {
     async fn run(self, store: &RedisStore) -> Result<bool> {
-        let (id, field) = (self.id, keys::field(&self.scope, &self.key));
+        let (id, scope, key) = (self.id, self.scope, self.key);
         store
             .run_here(move |c| async move {
+                let field = c.seal.field(&scope, &key);
                 Ok(c.exec(&scripts::REMOVE, &c.keys.session(&id), "", &[&field]).await?.removed())
             })
             .await
@@ -74,10 +79,10 @@ impl OnRedis for Remove<'_> {
 
 impl OnRedis for Clear<'_> {
     async fn run(self, store: &RedisStore) -> Result<()> {
-        let id = self.id;
-        let prefix = self.scope.as_deref().map_or_else(|| keys::ALL_SCOPES.to_vec(), keys::scope_prefix);
+        let (id, scope) = (self.id, self.scope);
         store
             .run_here(move |c| async move {
+                let prefix = scope.as_deref().map_or_else(|| c.seal.all_scopes().to_vec(), |s| c.seal.scope_prefix(s));
                 c.exec(&scripts::CLEAR, &c.keys.session(&id), "", &[&prefix]).await?;
                 Ok(())
             })
@@ -87,10 +92,24 @@ impl OnRedis for Clear<'_> {
 
 impl OnRedis for Keys<'_> {
     async fn run(self, store: &RedisStore) -> Result<Vec<String>> {
-        let (id, prefix) = (self.id, keys::scope_prefix(&self.scope));
+        let (id, scope) = (self.id, self.scope);
         store
             .run_here(move |c| async move {
-                let mut names = c.exec(&scripts::KEYS, &c.keys.session(&id), "", &[&prefix]).await?.names();
+                let prefix = c.seal.scope_prefix(&scope);
+                let r = c.exec(&scripts::KEYS, &c.keys.session(&id), "", &[&prefix]).await?;
+                let mut names = if c.seal.form().is_empty() {
+                    r.names()
+                } else {
+                    let mut names = Vec::new();
+                    for (field, stored) in r.pairs() {
+                        let entry = c.seal.open(&field, &stored)?;
+                        // Another scope whose digest shares the prefix (2^-64): not this one's.
+                        if entry.scope == *scope {
+                            names.push(entry.key);
+                        }
+                    }
+                    names
+                };
                 names.sort_unstable();
                 Ok(names)
             })
@@ -103,17 +122,31 @@ impl OnRedis for Update<'_> {
     /// once, between a read that takes the lock and a write that releases it. Writes by
     /// others wait for it.
     async fn run(self, store: &RedisStore) -> Result<Option<Vec<u8>>> {
-        let (id, field, step) = (self.id, keys::field(&self.scope, &self.key), self.f);
-        store.run(true, move |c| async move { c.update(id, field, step).await }).await
+        let (id, scope, key, step) = (self.id, self.scope.into_owned(), self.key.into_owned(), self.f);
+        store.run(true, move |c| async move { c.update(id, &scope, &key, step).await }).await
     }
 }
 
 impl OnRedis for Increment<'_> {
-    /// One script; a stored value or a sum beyond what the script adds exactly takes the
-    /// update lock's read-modify-write instead.
+    /// Plain layout: one script; a stored value or a sum beyond what the script adds exactly
+    /// takes the update lock's read-modify-write instead. Sealed (Lua cannot add inside a
+    /// box): the value read, added to here, and written by a script only if the field still
+    /// holds the box read (boxes are never alike); when another increment came between, the
+    /// counter's queue, which adds up concurrent increments in batches (`sealed.rs`).
     async fn run(self, store: &RedisStore) -> Result<i64> {
-        let (id, field, by) = (self.id, keys::field(&self.scope, &self.key), self.by);
-        if by.unsigned_abs() < EXACT {
+        let (id, scope, key, by) = (self.id, self.scope, self.key, self.by);
+        let codec = |e: serde_json::Error| SessionError::WrongType(e.to_string());
+        let sealed = !store.core.seal.form().is_empty();
+        if sealed {
+            // One try here; meeting another increment, the counter's queue (`sealed.rs`).
+            let (s, k) = (&scope, &key);
+            let n = store.run_here(move |c| async move { c.swap_counter(id, s, k, &[by], 1).await }).await?;
+            if let Some(n) = n.and_then(|values| values.first().copied()) {
+                return Ok(n);
+            }
+            return store.queued_increment(id, &scope, &key, by).await;
+        } else if by.unsigned_abs() < EXACT {
+            let field = keys::field(&scope, &key);
             let in_script = &field;
             let n = store
                 .run_here(move |c| async move {
@@ -137,12 +170,12 @@ impl OnRedis for Increment<'_> {
                 return Ok(n);
             }
         }
-        let codec = |e: serde_json::Error| SessionError::WrongType(e.to_string());
         let step: UpdateFn = Box::new(move |current| {
             let n: i64 = current.map(serde_json::from_slice).transpose().map_err(codec)?.unwrap_or(0);
             Ok(Some(itoa::Buffer::new().format(n.saturating_add(by)).as_bytes().to_vec()))
         });
-        let stored = store.run(true, move |c| async move { c.update(id, field, step).await }).await?;
+        let (scope, key) = (scope.into_owned(), key.into_owned());
+        let stored = store.run(true, move |c| async move { c.update(id, &scope, &key, step).await }).await?;
         let stored = stored.ok_or_else(|| SessionError::internal("an increment stored no value"))?;
         serde_json::from_slice(&stored).map_err(codec)
     }
@@ -169,7 +202,8 @@ impl OnRedis for SetPersistent {
         store
             .run_here(move |c| async move {
                 let flag: &[u8] = if persistent { b"1" } else { b"0" };
-                let info = c.exec(&scripts::SET_PERSISTENT, &c.keys.session(&id), "", &[flag]).await?.info(id)?;
+                let k = c.keys.session(&id);
+                let info = c.exec_any(&scripts::SET_PERSISTENT, &k, "", &[flag], true).await?.info(id)?;
                 c.publish(EventKind::RememberMe { on: persistent }, info.userid, id.random()).await;
                 Ok(info)
             })
@@ -179,19 +213,27 @@ impl OnRedis for SetPersistent {
 
 impl OnRedis for Info {
     async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
-        metadata(store, self.id, &scripts::INFO).await
+        metadata(store, self.id, &scripts::INFO, false).await
     }
 }
 
 impl OnRedis for Touch {
     async fn run(self, store: &RedisStore) -> Result<SessionInfo> {
-        metadata(store, self.id, &scripts::TOUCH).await
+        metadata(store, self.id, &scripts::TOUCH, true).await
     }
 }
 
-/// The metadata of session `id` as `script` (a read, or a use that slides its expiry) answers it.
-async fn metadata(store: &RedisStore, id: SessionId, script: &'static LazyLock<redis::Script>) -> Result<SessionInfo> {
-    store.run_here(move |c| async move { c.exec(script, &c.keys.session(&id), "", &[]).await?.info(id) }).await
+/// The metadata of session `id` as `script` (a read, or a use that slides its expiry and
+/// migrates a session in another layout: `use_`) answers it.
+async fn metadata(
+    store: &RedisStore,
+    id: SessionId,
+    script: &'static LazyLock<redis::Script>,
+    use_: bool,
+) -> Result<SessionInfo> {
+    store
+        .run_here(move |c| async move { c.exec_any(script, &c.keys.session(&id), "", &[], use_).await?.info(id) })
+        .await
 }
 
 impl OnRedis for Destroy {
@@ -286,7 +328,7 @@ impl OnRedis for SessionsOf {
                     };
                     // The reply reads as a session's metadata under an id; the id never leaves here.
                     let id = c.keyring.tagged(random);
-                    match c.exec(&scripts::INFO, &c.keys.of_random(&random), "", &[]).await {
+                    match c.exec_any(&scripts::INFO, &c.keys.of_random(&random), "", &[], false).await {
                         Ok(r) => match r.info(id) {
                             Ok(info) if info.userid == userid => {
                                 let (label, ip) = c.device(&random).await?;

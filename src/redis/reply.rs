@@ -25,6 +25,10 @@ pub(super) enum Status {
     Exists,
     /// Not done: the caller takes its general path (`create_counter.lua`, `increment.lua`).
     Fallback,
+    /// `swap.lua`: the field no longer holds what the caller read; nothing was written.
+    Changed,
+    /// The session is in another layout than the caller's (`sealed.rs`): migrate, run again.
+    Stale,
     /// No such live session.
     Gone,
     /// Remember-me asked of an anonymous session.
@@ -51,6 +55,8 @@ impl Status {
             "new" => Self::New,
             "exists" => Self::Exists,
             "fallback" => Self::Fallback,
+            "changed" => Self::Changed,
+            "stale" => Self::Stale,
             "gone" => Self::Gone,
             "notloggedin" => Self::NotLoggedIn,
             "full" => Self::Full,
@@ -64,8 +70,9 @@ impl Status {
     }
 }
 
-// The "ok" answer, built by the prelude's `reply(...)`: {"ok", userid, persistent, created,
-// last_access, expires, previous_access, extra...}, times in ms.
+// The "ok" answer, built by `reply(...)` (`load.lua`): {"ok", userid, persistent, created,
+// last_access, expires, previous_access, layout mark, extra...}, times in ms. The user id as
+// stored (sealed or not, see `sealed.rs`) is turned into its number by `Reply::parse_with`.
 const USERID: usize = 1;
 const PERSISTENT: usize = 2;
 const CREATED: usize = 3;
@@ -73,20 +80,24 @@ const LAST_ACCESS: usize = 4;
 const EXPIRES: usize = 5;
 /// `last_access` before this script's use of the session.
 const PREVIOUS_ACCESS: usize = 6;
+/// The session's layout mark `k` ("" when plain).
+const FORM: usize = 7;
 /// Where the script's own items begin.
-const EXTRA: usize = 7;
+const EXTRA: usize = 8;
 
 /// `get.lua`, `lock_read.lua`: the field's value, nil when absent.
 const VALUE: usize = EXTRA;
 /// `remove.lua`: how many fields it deleted (0 or 1).
 const REMOVED: usize = EXTRA;
-/// `keys.lua`: the names, an array.
+/// `keys.lua`: the names (plain layout) or the fields and values (sealed), an array;
+/// `lock_all.lua`: every field and value.
 const NAMES: usize = EXTRA;
 /// `increment.lua`: the new value, as text.
 const COUNTER: usize = EXTRA;
-/// `rotate.lua`: the user id before the rotation, as text.
+/// `rotate.lua`: the user id before the rotation, as stored.
 const PREVIOUS_USER: usize = EXTRA;
-/// `destroy.lua`: {"done", userid}, nil when it deleted nothing.
+/// `destroy.lua`: {"done", userid} (as stored; its number after `parse_with`), nil when it
+/// deleted nothing.
 const DELETED_USER: usize = 1;
 /// `create*.lua`: {"new", now}.
 const NEW_AT: usize = 1;
@@ -101,6 +112,8 @@ pub(super) struct Reply {
     items: Vec<Value>,
     /// The user id and time (ms) its index must last to, when the script asks for it.
     index: Option<(u64, u64)>,
+    /// An "ok" answer's user id as stored.
+    stored_user: Option<Vec<u8>>,
 }
 
 /// The metadata of an "ok" answer, kept after the rest of it is dropped: its user id,
@@ -109,9 +122,19 @@ pub(super) struct Reply {
 pub(super) struct Metadata(Option<(u64, bool, u64, u64, u64)>);
 
 impl Reply {
-    /// Errors on anything but an array starting with a known status (and ending with the
-    /// index deadline, or false).
+    /// [`parse_with`](Self::parse_with) for answers whose user ids are plain numbers.
+    #[cfg(test)]
     pub(super) fn parse(value: Value) -> Result<Self> {
+        Self::parse_with(value, |u| {
+            std::str::from_utf8(u).ok().and_then(|t| t.parse().ok()).ok_or(SessionError::Internal)
+        })
+    }
+
+    /// Errors on anything but an array starting with a known status (and ending with the
+    /// index deadline, or false). The user ids an answer holds as stored (an "ok" answer's,
+    /// a deletion's, the index deadline's) are turned into numbers by `user` (`sealed.rs`),
+    /// whose error is the answer's.
+    pub(super) fn parse_with(value: Value, user: impl Fn(&[u8]) -> Result<u64>) -> Result<Self> {
         let Value::Array(mut items) = value else {
             return Err(SessionError::internal("unexpected reply from Redis (not an array)"));
         };
@@ -122,13 +145,49 @@ impl Reply {
         };
         let status = Status::parse(status)?;
         let index = match items.pop() {
-            Some(Value::Array(pair)) => match (str_at(&pair, 0).and_then(|u| u.parse().ok()), ms(&pair, 1)) {
-                (Some(userid), Some(until)) => Some((userid, until)),
+            Some(Value::Array(pair)) => match (bytes(&pair, 0), ms(&pair, 1)) {
+                (Some(stored), Some(until)) => Some((user(&stored)?, until)),
                 _ => None,
             },
             _ => None,
         };
-        Ok(Self { status, items, index })
+        let mut stored_user = None;
+        let at = match status {
+            Status::Ok => Some(USERID),
+            Status::Done => Some(DELETED_USER),
+            _ => None,
+        };
+        if let Some(at) = at
+            && let Some(stored) = bytes(&items, at)
+        {
+            items[at] = Value::BulkString(user(&stored)?.to_string().into_bytes());
+            stored_user = Some(stored);
+        }
+        Ok(Self { status, items, index, stored_user })
+    }
+
+    /// An "ok" answer's layout mark (`sealed.rs`): empty for the plain layout.
+    pub(super) fn form(&self) -> &[u8] {
+        match self.items.get(FORM) {
+            Some(Value::BulkString(b)) => b,
+            _ => b"",
+        }
+    }
+
+    /// An "ok" answer's user id; 0 when it has none.
+    pub(super) fn userid(&self) -> u64 {
+        str_at(&self.items, USERID).and_then(|t| t.parse().ok()).unwrap_or(0)
+    }
+
+    /// An "ok" answer's user id as stored.
+    pub(super) fn stored_user(&self) -> Option<&[u8]> {
+        self.stored_user.as_deref()
+    }
+
+    /// The (name, value) pairs of a sealed `keys.lua` answer or of `lock_all.lua`'s.
+    pub(super) fn pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let Some(Value::Array(items)) = self.items.get(NAMES) else { return Vec::new() };
+        items.chunks_exact(2).filter_map(|pair| Some((bytes(pair, 0)?, bytes(pair, 1)?))).collect()
     }
 
     /// The user whose index must last to a time (ms, the engine's clock), and that time: asked
@@ -235,9 +294,9 @@ impl Reply {
             .ok_or_else(|| SessionError::internal("unexpected increment reply from Redis"))
     }
 
-    /// The user before a login or logout ([`PREVIOUS_USER`]); 0 (anonymous) when unreadable.
-    pub(super) fn previous_user(&self) -> u64 {
-        text(&self.items, PREVIOUS_USER).and_then(|t| t.parse().ok()).unwrap_or(0)
+    /// The user before a login or logout ([`PREVIOUS_USER`]), as stored.
+    pub(super) fn previous_user(&self) -> Option<Vec<u8>> {
+        bytes(&self.items, PREVIOUS_USER)
     }
 
     /// Whose session was deleted ([`DELETED_USER`]): `None` when none was, else its user (0
@@ -335,7 +394,7 @@ mod tests {
 
     fn ok(extra: Vec<Value>) -> Value {
         let mut items = vec![bulk("ok"), bulk("42"), bulk("1"), Value::Int(1_000), Value::Int(3_000)];
-        items.extend([Value::Int(9_000), Value::Int(2_000)]);
+        items.extend([Value::Int(9_000), Value::Int(2_000), bulk("")]);
         items.extend(extra);
         items.push(Value::Nil);
         Value::Array(items)
@@ -364,7 +423,8 @@ mod tests {
         assert_eq!(reply.metadata().info_before(id).unwrap().last_access, to_system_time(2_000));
         assert_eq!(reply.value().as_deref(), Some(&b"17"[..]));
         assert_eq!(reply.counter().unwrap(), 17);
-        assert_eq!(reply.previous_user(), 17);
+        assert_eq!(reply.previous_user().as_deref(), Some(&b"17"[..]));
+        assert_eq!((reply.form(), reply.stored_user()), (&b""[..], Some(&b"42"[..])));
         assert!(Reply::parse(ok(vec![Value::Int(1)])).unwrap().removed());
         let names = Reply::parse(ok(vec![Value::Array(vec![bulk("b"), bulk("a")])])).unwrap().names();
         assert_eq!(names, ["b", "a"]);
@@ -388,7 +448,7 @@ mod tests {
         assert_eq!(reply.index_deadline(), None);
         assert_eq!(reply.value().as_deref(), Some(&b"17"[..]));
         let mut items = vec![bulk("ok"), bulk("42"), bulk("1"), Value::Int(1_000), Value::Int(3_000)];
-        items.extend([Value::Int(9_000), Value::Int(2_000), bulk("17"), pair]);
+        items.extend([Value::Int(9_000), Value::Int(2_000), bulk("k1"), bulk("17"), pair]);
         let reply = Reply::parse(Value::Array(items)).unwrap();
         assert_eq!((reply.index_deadline(), reply.counter().unwrap()), (Some((42, 90_000)), 17));
     }

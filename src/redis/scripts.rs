@@ -13,7 +13,9 @@
 //! (ms, the engine's clock), `ARGV[2..4]` the volatile, persistent and absolute lifetimes (ms,
 //! absolute 0 = none), `ARGV[5]` the caller's lock token (`""` = holds none), `ARGV[6..8]` the
 //! times at or before which a session is gone (see [`Core::common_args`]). Op arguments follow
-//! from `ARGV[9]`. Answers are read by `reply.rs`; each ends with the user-index deadline the
+//! from `ARGV[9]`, and the caller's layout is always the last argument (`sealed.rs`: a script
+//! on values answers "stale" for a session in another layout, which the caller migrates before
+//! running it again). Answers are read by `reply.rs`; each ends with the user-index deadline the
 //! script asks for (see `slide` in `lua/prelude.lua`), which [`Core::exec_keys`] ensures.
 
 use std::cell::RefCell;
@@ -25,7 +27,7 @@ use super::keys::SessionKeys;
 use super::lock::{self, Backoff};
 use super::reply::{Metadata, Reply, Status};
 use super::store::Core;
-use crate::error::{Result, SessionError};
+use crate::error::{Result, SessionError, Unavailable};
 
 /// A script: `lua/prelude.lua`, then the helper files it names and its own file, run as a
 /// function whose answer gets one more item: the prelude's `index` (false when nil), read by
@@ -108,6 +110,19 @@ script!(
     /// Update abandoned: releases the lock (see `lock.rs`).
     UNLOCK = "unlock.lua"
 );
+script!(
+    /// A sealed counter's increment: writes the value only if the field still holds what the
+    /// caller read (see `ops.rs`).
+    SWAP = "load.lua", "sizes.lua", "values.lua", "swap.lua"
+);
+script!(
+    /// Migration, step 1: takes the update lock and reads every field (see `sealed.rs`).
+    LOCK_ALL = "load.lua", "lock_all.lua"
+);
+script!(
+    /// Migration, step 2: writes the session in the caller's layout and releases the lock.
+    MIGRATE = "load.lua", "migrate.lua"
+);
 
 tokio::task_local! {
     /// Set around an operation by [`watching`]: the metadata of the first "ok" answer of a
@@ -147,21 +162,63 @@ impl Core {
         time(cmd, if l.absolute_ms == 0 { None } else { now.checked_sub(l.absolute_ms) });
     }
 
-    /// Runs `script` on one session; waits out another caller's update lock; maps the
-    /// statuses every script shares to errors, so only "ok", "done", "new", "exists" and "fallback"
-    /// come back.
+    /// Runs `script` on one session in this engine's layout; waits out another caller's update
+    /// lock; migrates a session found in another layout first (`sealed.rs`); maps the statuses
+    /// every script shares to errors, so only "ok", "done", "new", "exists", "fallback" and
+    /// "changed" come back.
     pub(super) async fn exec(&self, script: &Script, k: &SessionKeys, token: &str, args: &[&[u8]]) -> Result<Reply> {
         self.exec_keys(script, &[&k.session, &k.lock], token, args).await
     }
 
     /// As [`exec`](Self::exec), on `keys` (the session's, then any more the script takes).
     pub(super) async fn exec_keys(&self, script: &Script, keys: &[&str], token: &str, args: &[&[u8]]) -> Result<Reply> {
+        self.run_script(script, keys, token, args, false, false).await
+    }
+
+    /// As [`exec`](Self::exec), for a script that works on a session in any layout (metadata,
+    /// rotation, deletion, the lock and migration's own steps); with `settle`, a session its
+    /// answer shows in another layout is migrated after it (a failure is logged: the answer
+    /// stands).
+    pub(super) async fn exec_any(
+        &self,
+        script: &Script,
+        k: &SessionKeys,
+        token: &str,
+        args: &[&[u8]],
+        settle: bool,
+    ) -> Result<Reply> {
+        self.run_script(script, &[&k.session, &k.lock], token, args, true, settle).await
+    }
+
+    /// As [`exec_any`](Self::exec_any), on `keys`.
+    pub(super) async fn exec_any_keys(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        token: &str,
+        args: &[&[u8]],
+        settle: bool,
+    ) -> Result<Reply> {
+        self.run_script(script, keys, token, args, true, settle).await
+    }
+
+    async fn run_script(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        token: &str,
+        args: &[&[u8]],
+        any: bool,
+        settle: bool,
+    ) -> Result<Reply> {
+        let form = if any { "*" } else { self.seal.form() };
         let mut backoff = Backoff::new();
+        let mut migrations = 0;
         loop {
             // EVALSHA built here, in one buffer (a `ScriptInvocation` copies every argument
             // twice); `Link::invoke` loads the script when Redis does not have it.
             let size = keys.iter().map(|k| k.len()).sum::<usize>() + args.iter().map(|a| a.len()).sum::<usize>();
-            let mut cmd = Cmd::with_capacity(3 + keys.len() + 8 + args.len(), size + 160);
+            let mut cmd = Cmd::with_capacity(3 + keys.len() + 9 + args.len(), size + 170);
             cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
             for key in keys {
                 cmd.arg(*key);
@@ -170,7 +227,9 @@ impl Core {
             for arg in args {
                 cmd.arg(*arg);
             }
-            let reply = Reply::parse(self.link.invoke(script, &cmd).await?)?.with_expiry(&self.lifetimes);
+            cmd.arg(form);
+            let answer = self.link.invoke(script, &cmd).await?;
+            let reply = Reply::parse_with(answer, |u| self.seal.user_of(u))?.with_expiry(&self.lifetimes);
             if let Some((userid, until)) = reply.index_deadline() {
                 self.keep_index(userid, until).await;
             }
@@ -180,9 +239,27 @@ impl Core {
                     let _ = LOOKUP.try_with(|first| {
                         first.borrow_mut().get_or_insert_with(|| reply.metadata());
                     });
+                    if settle && self.seal.unsettled(reply.form(), reply.stored_user()) {
+                        let (session, lock) = (keys[0], keys.get(1).copied().unwrap_or_default());
+                        if let Err(e) = Box::pin(self.migrate(session, lock)).await {
+                            log::warn!("session {session} left in its earlier layout: {e}");
+                        }
+                    }
                     return Ok(reply);
                 }
-                Status::Done | Status::New | Status::Exists | Status::Fallback => return Ok(reply),
+                Status::Done | Status::New | Status::Exists | Status::Fallback | Status::Changed => return Ok(reply),
+                Status::Stale => {
+                    // Instances that disagree on `storage.encrypt` or the secret would move a
+                    // session back and forth: give up after a few rounds.
+                    migrations += 1;
+                    if migrations > 3 {
+                        return Err(Unavailable::Busy {
+                            what: "the session keeps changing layout (do all instances share storage.encrypt and session.secret?)",
+                        }
+                        .into());
+                    }
+                    Box::pin(self.migrate(keys[0], keys[1])).await?;
+                }
                 Status::Gone => return Err(SessionError::SessionGone),
                 Status::NotLoggedIn => return Err(SessionError::NotLoggedIn),
                 Status::Full => return Err(SessionError::Full { limit: limits.max_sessions }),

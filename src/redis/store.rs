@@ -9,6 +9,7 @@ use super::conn::{IoRuntime, Link};
 use super::keys::{self, SessionKeys};
 use super::reply::Status;
 use super::scripts;
+use super::sealed::{Counters, Seal};
 use crate::clock::Clock;
 use crate::config::{Config, LimitsConfig};
 use crate::error::{Result, SessionError, StartError, Unavailable};
@@ -34,6 +35,10 @@ pub(super) struct Core {
     pub(super) limits: LimitsConfig,
     /// The names of its keys (`storage.redis_prefix`).
     pub(super) keys: keys::KeySpace,
+    /// How it seals what it stores (`storage.encrypt`, see `sealed.rs`).
+    pub(super) seal: Seal,
+    /// Sealed counters' increments waiting for a batch (`sealed.rs`).
+    pub(super) counters: Counters,
     /// `session.logout_clears_data`.
     logout_clears_data: bool,
     /// The server's URL as configured (with any password: never shown), for the event
@@ -71,6 +76,7 @@ impl RedisStore {
         })?;
         let kind = if cluster { "Redis Cluster" } else { "Redis" };
         log::info!("session engine: sessions live in {kind} at {shown}");
+        let seal = Seal::new(&keyring, config.storage.encrypt);
         let core = Core {
             link,
             keyring,
@@ -78,6 +84,8 @@ impl RedisStore {
             lifetimes: Lifetimes::from_config(&config.session),
             limits: config.limits.clone(),
             keys: keys::KeySpace::new(&config.storage.redis_prefix),
+            seal,
+            counters: Counters::default(),
             logout_clears_data: config.session.logout_clears_data,
             url: url.to_owned(),
             stream_len: events.redis_stream_len,
@@ -158,8 +166,7 @@ impl RedisStore {
         if by.unsigned_abs() >= 1 << 52 {
             return Ok(None);
         }
-        let field = keys::field(scope, key);
-        self.run_here(move |c| async move { c.create_counter(field, by).await }).await
+        self.run_here(move |c| async move { c.create_counter(scope, key, by).await }).await
     }
 
     /// Runs one operation (see `ops.rs`).
@@ -204,19 +211,21 @@ impl Core {
         Ok(String::new())
     }
 
-    /// `create` then `increment` by `by` of `field`, as one script; `None` when the limits
+    /// `create` then `increment` by `by` of `scope`/`key`, as one script; `None` when the limits
     /// refuse the value (checked here, as the memory backend would): then it is left to those
     /// two steps, which report the error the same way as always.
-    pub(super) async fn create_counter(&self, field: Vec<u8>, by: i64) -> Result<Option<(SessionInfo, i64)>> {
+    pub(super) async fn create_counter(&self, scope: &str, key: &str, by: i64) -> Result<Option<(SessionInfo, i64)>> {
         let value = itoa::Buffer::new().format(by).as_bytes().to_vec();
-        // What `b` counts: the scope and key (the field but its "d<len>:" prefix), the value.
-        let bytes = keys::names_len(&field) + value.len();
+        // What `b` counts: the scope, the key, the value.
+        let bytes = scope.len() + key.len() + value.len();
         let l = &self.limits;
         // A new session is anonymous: held to `max_anonymous_session_bytes`.
         if l.max_keys < 1 || value.len() > l.max_value_bytes || bytes > l.session_bytes_of(0) {
             return Ok(None);
         }
         let bytes = itoa::Buffer::new().format(bytes).as_bytes().to_vec();
+        let field = self.seal.field(scope, key);
+        let value = self.seal.value(&field, scope, key, &value)?;
         loop {
             let cap = self.cap_arg().await?;
             let new = self.keyring.generate();
@@ -288,11 +297,13 @@ impl Core {
             if userid != 0 {
                 self.index(userid, &new.member, ttl).await?;
             }
-            let uid = userid.to_string();
+            let uid = self.seal.user(userid);
             let clear: &[u8] = if userid == 0 && self.logout_clears_data { b"1" } else { b"0" };
             let keys: [&str; 3] = [&old.session, &old.lock, &new.session];
-            let args: [&[u8]; 3] = [uid.as_bytes(), clear, until.as_bytes()];
-            let result = self.exec_keys(&scripts::ROTATE, &keys, "", &args).await;
+            let whos = if userid == 0 { Vec::new() } else { self.seal.whos(userid) };
+            let mut args: Vec<&[u8]> = vec![&uid, clear, until.as_bytes()];
+            args.extend(whos.iter().map(Vec::as_slice));
+            let result = self.exec_any_keys(&scripts::ROTATE, &keys, "", &args, false).await;
             let reply = match result {
                 Ok(r) if r.status() == Status::Ok => r,
                 other => {
@@ -305,7 +316,10 @@ impl Core {
                     }
                 }
             };
-            let previous = reply.previous_user();
+            let previous = match reply.previous_user() {
+                Some(stored) => self.seal.user_of(&stored)?,
+                None => 0,
+            };
             if previous != 0 {
                 self.unindex(previous, &old.member).await;
             }
@@ -323,10 +337,12 @@ impl Core {
         }
     }
 
-    /// Deletes a session (only if it belongs to `only_user`, when given); whether it did.
+    /// Deletes a session (only if it belongs to `only_user`, when given, stored in any form);
+    /// whether it did.
     pub(super) async fn delete_session(&self, k: &SessionKeys, only_user: Option<u64>) -> Result<bool> {
-        let only = only_user.map(|u| u.to_string()).unwrap_or_default();
-        let r = self.exec(&scripts::DESTROY, k, "", &[only.as_bytes()]).await?;
+        let whos = only_user.map(|u| self.seal.whos(u)).unwrap_or_else(|| vec![Vec::new()]);
+        let args: Vec<&[u8]> = whos.iter().map(Vec::as_slice).collect();
+        let r = self.exec_any(&scripts::DESTROY, k, "", &args, false).await?;
         let Some(userid) = r.deleted_user() else { return Ok(false) };
         self.destroyed.fetch_add(1, Ordering::Relaxed);
         if only_user.is_none() && userid != 0 {

@@ -16,6 +16,7 @@ mod identity;
 mod lifecycle;
 mod limits;
 mod placement;
+mod sealed;
 mod server_threads;
 mod shared_redis;
 mod users;

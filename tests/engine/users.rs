@@ -221,13 +221,20 @@ mod redis_index {
     async fn a_session_used_daily_keeps_its_user_index_alive(b: Backend) {
         let mut c = config(2);
         c.session.persistent_ttl = 10 * DAY;
+        let user = b.user(7);
+        // A prefix of this test's own: its user's index is the one index key under it (named
+        // by a keyed digest of the user id, which only the engine knows).
+        c.storage.redis_prefix = format!("index-lifetime-{user}");
         let c = b.configure(c);
         let clock = draco_session::ManualClock::new(1_700_000_000_000);
         let e = start_configured(c.clone(), Some(clock.clone())).await;
         let mut raw = Raw::open(&c).await;
-        let user = b.user(7);
-        let index = format!("{}:u:{{{user}}}", c.storage.redis_prefix);
         let s = e.login(&e.create().await.unwrap().id, user).await.unwrap().id;
+        let indexes: Vec<String> = raw.query(::redis::cmd("KEYS").arg(format!("{}:u:*", c.storage.redis_prefix))).await;
+        let [index] = &indexes[..] else { panic!("one index for the user: {indexes:?}") };
+        let name = &index[index.find(":u:").unwrap()..];
+        assert!(!name.contains(&format!("{{{user}}}")), "the index names the user by a digest only: {index}");
+        let index = index.clone();
         e.set_persistent(&s, true).await.unwrap();
         let at_login = raw.pttl(&index).await;
         assert!(at_login > 0 && at_login <= i64::try_from((10 * DAY).as_millis()).unwrap() + 60_000);

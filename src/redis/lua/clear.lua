@@ -1,11 +1,12 @@
--- CLEAR: deletes every field starting with ARGV[9] (a scope's prefix, or "d" for all).
--- Answers "ok" and the metadata; {"gone"}, {"locked"}.
-if not load(true, 'b') then return {'gone'} end
+-- CLEAR: deletes every field starting with ARGV[9] (a scope's prefix, or that of every value:
+-- "d" plain, "e" sealed).
+-- Answers "ok" and the metadata; {"gone"}, {"stale"}, {"locked"}.
+if not load(true, 'b') then return missing end
 if busy() then
   save()
   return {'locked'}
 end
-local p, b, dropped = ARGV[9], m[6], 0
+local p, b, dropped = ARGV[9], m[7], 0
 for _, f in ipairs(redis.call('HKEYS', key)) do
   if string.sub(f, 1, #p) == p then
     local n

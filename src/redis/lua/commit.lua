@@ -3,19 +3,19 @@
 -- ARGV[12], max keys, or grows the session past ARGV[13] bytes, ARGV[14] for an anonymous
 -- one), "0" removes it.
 -- Answers "ok" and the metadata; {"lost"} when the lock expired or passed to another caller
--- (nothing written); {"gone"}, {"toomany"}, {"toobig", size, cap}.
+-- (nothing written); {"gone"}, {"stale"}, {"toomany"}, {"toobig", size, cap}.
 if redis.call('GET', lock) ~= token then return {'lost'} end
 redis.call('DEL', lock)
-if not load(true, 'b') then return {'gone'} end
+if not load(true, 'b') then return missing end
 if ARGV[10] == '1' then
-  local refused, after = fits(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[6], length(ARGV[9]))
+  local refused, after = fits(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[7], length(ARGV[9]))
   if refused then
     slide()
     return refused
   end
   slide(ARGV[9], ARGV[11], 'b', after)
 else
-  local n, b = drop(ARGV[9], m[6])
+  local n, b = drop(ARGV[9], m[7])
   if n == 1 then
     slide('b', b)
   else

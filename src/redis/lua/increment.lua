@@ -1,18 +1,18 @@
--- INCREMENT: adds ARGV[10] to the integer in field ARGV[9] (absent = 0); ARGV[11] max keys,
+-- INCREMENT (the plain layout; a sealed counter takes swap.lua): adds ARGV[10] to the integer in field ARGV[9] (absent = 0); ARGV[11] max keys,
 -- ARGV[12] max value bytes, ARGV[13] max session bytes, ARGV[14] that of an anonymous session.
--- Answers "ok", the metadata and the new value (an integer); {"gone"}, {"locked"},
+-- Answers "ok", the metadata and the new value (an integer); {"gone"}, {"stale"}, {"locked"},
 -- {"toomany"}, {"toolarge", size}, {"toobig", size, cap}; {"fallback"} when the stored value or the
 -- sum is not an integer Lua adds exactly: the caller then uses the general update path, which
 -- decodes with serde like the memory backend.
 -- A counter that keeps its number of digits takes five commands: HMGET (metadata, the value),
 -- GET (the lock), HINCRBY, HSET (the last access), PEXPIRE; `b` is read only when the size
 -- changes.
-if not load(true, ARGV[9]) then return {'gone'} end
+if not load(true, ARGV[9]) then return missing end
 if busy() then
   save()
   return {'locked'}
 end
-local v = m[6]
+local v = m[7]
 local n = 0
 if v then
   if not (v == '0' or string.match(v, '^-?[1-9]%d*$')) or #v > 15 then

@@ -9,10 +9,13 @@
 -- numbers by `older` and turned into expiry times by the caller (reply.rs); every helper is a
 -- closure made again on each run, so there are few.
 --
--- `m` holds {userid, persistent, created, last_access, i} as text (see `slide`), then the
--- fields `load` was asked for. Common arguments: see scripts.rs.
+-- `m` holds {userid, persistent, created, last_access, i, k} as text (see `slide`; `k` the
+-- layout mark, see redis/sealed.rs), then the fields `load` was asked for. Common arguments: see scripts.rs.
 local key, lock = KEYS[1], KEYS[2]
 local now, token = ARGV[1], ARGV[5]
+-- The caller's layout, always the last argument (see redis/sealed.rs): the names key's id, '' for
+-- the plain layout, '*' for a script that works on any (metadata, rotation, migration).
+local form = ARGV[#ARGV]
 local m
 -- The last access before this script's use (nil: a new session); whether the use moved it.
 local before, touched

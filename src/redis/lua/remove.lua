@@ -1,11 +1,11 @@
 -- REMOVE: deletes field ARGV[9].
--- Answers "ok", the metadata and 1 when the field was there (else 0); {"gone"}, {"locked"}.
-if not load(true, 'b') then return {'gone'} end
+-- Answers "ok", the metadata and 1 when the field was there (else 0); {"gone"}, {"stale"}, {"locked"}.
+if not load(true, 'b') then return missing end
 if busy() then
   save()
   return {'locked'}
 end
-local n, b = drop(ARGV[9], m[6])
+local n, b = drop(ARGV[9], m[7])
 if n == 1 then
   slide('b', b)
 else

@@ -1,6 +1,6 @@
 -- SET_PERSISTENT: sets remember-me to ARGV[9] ("1" or "0"); only a logged-in session may have it.
 -- Answers "ok" and the metadata; {"gone"}, {"locked"}, {"notloggedin"}.
-if not load(true) then return {'gone'} end
+if not load(true) then return missing end
 if busy() then
   save()
   return {'locked'}

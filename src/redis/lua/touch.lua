@@ -1,5 +1,5 @@
 -- TOUCH: a use, sliding the expiry.
 -- Answers "ok" and the metadata; {"gone"}.
-if not load(true) then return {'gone'} end
+if not load(true) then return missing end
 slide()
 return reply()

@@ -8,13 +8,14 @@ local function length(f)
 end
 -- Whether value field f = v fits: not when that adds a key past max_keys or grows the session
 -- past its byte cap (`cap`, see sizes.lua; a write that does not grow it always fits); `old`
--- is the stored value's length (nil: no such field). Answers nil and the session's size after
--- the write (for `b`), else the refusal: {"toomany"} or {"toobig", size it would have, cap}.
+-- is the stored value's length (nil: no such field). Sizes are as limits count them (`weight`).
+-- Answers nil and the session's size after the write (for `b`), else the refusal:
+-- {"toomany"} or {"toobig", size it would have, cap}.
 local function fits(f, v, max_keys, max_bytes, max_anonymous, b, old)
   if not old and data_len(b) >= max_keys then return {'toomany'} end
-  old = old or -names(f)
-  local after = size(b) - old + #v
-  if #v > old then
+  local was, will = old and weight(f, old) or 0, weight(f, #v)
+  local after = size(b) - was + will
+  if will > was then
     local limit = cap(max_bytes, max_anonymous)
     if after > limit then return {'toobig', after, limit} end
   end
@@ -25,5 +26,5 @@ local function drop(f, b)
   local n = length(f)
   if not n then return 0, b end
   redis.call('HDEL', key, f)
-  return 1, size(b) - names(f) - n
+  return 1, size(b) - weight(f, n)
 end
