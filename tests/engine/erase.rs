@@ -128,6 +128,9 @@ mod raw {
         let b = Backend::Redis;
         let mut c = b.configure(config(1));
         c.limits.max_sessions_per_user = 0;
+        // Stored plain, so that every copy of the data is visible to this check (sealed, the
+        // erasure deletes the same keys: the next test).
+        c.storage.encrypt = false;
         let e = start_configured(c.clone(), None).await;
         let mut conn = ::redis::Client::open(c.storage.redis_url.as_str())
             .unwrap()
@@ -164,6 +167,46 @@ mod raw {
             entries.ids.iter().filter(|e| field(e, "u") == user.to_string()).map(|e| field(e, "k")).collect();
         assert_eq!(of_user, vec!["revoked".to_owned(); mine.len()]);
         assert!(entries.ids.iter().any(|e| field(e, "u") == other_user.to_string() && field(e, "k") == "login"));
+        e.shutdown().await;
+    }
+
+    /// Sealed (the default): the user's index (named by a pseudonym) and every key naming
+    /// one of the user's sessions are gone; the other user's index and sessions stay.
+    #[actix_rt::test]
+    async fn on_redis_sealed_no_key_names_the_erased_users_sessions_or_index() {
+        let mut c = Backend::Redis.configure(config(1));
+        c.limits.max_sessions_per_user = 0;
+        let e = start_configured(c.clone(), None).await;
+        let mut conn = ::redis::Client::open(c.storage.redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let prefix = c.storage.redis_prefix.clone();
+        let indexes = |conn: &mut MultiplexedConnection| {
+            let pattern = format!("{prefix}:u:*");
+            let mut conn = conn.clone();
+            async move { cmd("KEYS").arg(pattern).query_async::<Vec<String>>(&mut conn).await.unwrap() }
+        };
+        sessions_of(&e, 7, 2, OTHER_CANARY).await;
+        let theirs = indexes(&mut conn).await;
+        assert_eq!(theirs.len(), 1);
+        let mine = sessions_of(&e, 8, 4, CANARY).await;
+        let both = indexes(&mut conn).await;
+        assert_eq!(both.len(), 2);
+        let my_index: Vec<&String> = both.iter().filter(|k| !theirs.contains(k)).collect();
+        let members: Vec<String> = cmd("SMEMBERS").arg(my_index[0]).query_async(&mut conn).await.unwrap();
+        assert_eq!(members.len(), mine.len());
+
+        assert_eq!(e.erase_user(8).await.unwrap(), mine.len());
+        assert_eq!(indexes(&mut conn).await, theirs, "the erased user's index is gone, the other's stays");
+        let keys: Vec<String> = cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+        for key in &keys {
+            for member in &members {
+                assert!(!key.contains(member.as_str()), "{key} names an erased session");
+            }
+        }
+        assert!(keys.iter().filter(|k| !k.contains(":u:") && !k.ends_with(":events")).count() >= 2, "{keys:?}");
         e.shutdown().await;
     }
 }
