@@ -329,9 +329,9 @@ mod tests {
         assert_eq!(salts.len(), 1);
         // Another thread, or another engine, seals under a subkey of its own.
         let there = std::thread::scope(|s| s.spawn(|| sealer.seal(b"", b"same")).join().unwrap());
-        assert!(!salts.contains(&there[5..5 + SALT_LEN].to_vec()));
+        assert!(!salts.contains(&there[5..5 + SALT_LEN]));
         let other = Sealer::new(&ring(A, &[]), true).seal(b"", b"same");
-        assert!(!salts.contains(&other[5..5 + SALT_LEN].to_vec()));
+        assert!(!salts.contains(&other[5..5 + SALT_LEN]));
         assert_eq!(sealer.open(b"", &there).unwrap(), b"same");
         assert_eq!(sealer.open(b"", &other).unwrap(), b"same");
     }
