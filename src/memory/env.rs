@@ -1,5 +1,5 @@
 //! [`Env`]: all a [`Shard`](super::shard::Shard) sees of the engine around it — time, the
-//! session lifetimes and limits, the keys, the shard count and every shard's live count.
+//! session lifetimes and limits, the keys (and the sealer they make), the shard count and every shard's live count.
 //! Nothing here moves a shard, writes a file or publishes anything: the router, the home
 //! threads, the snapshot writer, the log and the event hub stay with the hosts
 //! ([`Hosting`](super::Hosting)), and what a shard changed reaches the log and the hub through
@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::{Config, LimitsConfig};
 use crate::events::Listeners;
 use crate::id::{Keyring, SessionId};
+use crate::seal::Sealer;
 use crate::state::Lifetimes;
 
 /// What every shard of one engine reads, and the live counts they keep together.
@@ -30,6 +31,8 @@ pub(crate) struct Env {
     pub live: Vec<AtomicUsize>,
     /// Whether anyone subscribes to events: a shard describes an event only then.
     pub listeners: Listeners,
+    /// Seals snapshot runs' chunks (`storage.encrypt`).
+    pub sealer: Sealer,
 }
 
 impl Env {
@@ -39,11 +42,12 @@ impl Env {
             clock,
             lifetimes: Lifetimes::from_config(&config.session),
             limits: config.limits.clone(),
-            keyring,
             logout_clears_data: config.session.logout_clears_data,
             shards,
             live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             listeners,
+            sealer: Sealer::new(&keyring, config.storage.encrypt),
+            keyring,
         }
     }
 

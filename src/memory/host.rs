@@ -148,7 +148,12 @@ impl Core {
         let log_from = self.log.rotate();
         let no = self.schedule.next_run();
         let erase = self.schedule.begin_erasure();
-        self.shard.run = Some(Run::new(self.shard.index(), no, self.shard.changes(), log_from).for_erasure(erase));
+        let sealer = self.shard.env.sealer.sealing();
+        self.shard.run = Some(
+            Run::new(self.shard.index(), no, self.shard.changes(), log_from)
+                .for_erasure(erase)
+                .sealed_by(sealer, self.shard.env.shards),
+        );
     }
 
     /// An erasure wants this shard rewritten (see `snapshot/erase.rs`): a run being encoded is

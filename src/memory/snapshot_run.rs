@@ -59,6 +59,9 @@ pub(crate) struct Run {
     longest_turn: Duration,
     /// An erasure's run: written as one (`Snapshots::erase`), older files deleted.
     erase: bool,
+    /// With `storage.encrypt`: seals each chunk as it fills, here on the shard's thread (shards
+    /// seal in parallel; the writer thread only writes).
+    sealing: Option<format::BlockSealer>,
 }
 
 /// The mark of run number `no` (counted from 1): never 0, which is a slot's "no run yet".
@@ -84,7 +87,15 @@ impl Run {
             turns: 0,
             longest_turn: Duration::ZERO,
             erase: false,
+            sealing: None,
         }
+    }
+
+    /// Seals what this run encodes, for a file of `shards` shards (`storage.encrypt`).
+    pub fn sealed_by(mut self, sealer: Option<&crate::seal::Sealer>, shards: usize) -> Self {
+        self.sealing = sealer
+            .map(|s| format::BlockSealer::new(s, crate::fsutil::as_u32(self.shard), crate::fsutil::as_u32(shards)));
+        self
     }
 
     /// This run is an erasure's: once encoded, the writer writes it twice and deletes every
@@ -135,7 +146,13 @@ impl Run {
             Err(e) => log::error!("shard {}: session left out of the snapshot, cannot encode: {e}", self.shard),
         }
         if self.chunk.len() >= CHUNK_BYTES {
-            self.chunks.push(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES + 4096)));
+            match &mut self.sealing {
+                Some(blocks) => {
+                    blocks.seal(&self.chunk);
+                    self.chunk.clear();
+                }
+                None => self.chunks.push(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES + 4096))),
+            }
         }
     }
 
@@ -164,9 +181,18 @@ impl Run {
     /// False when the writer thread is gone (then `done` is dropped unanswered).
     pub fn hand_over(mut self, snapshots: &Snapshots, done: WriteDone) -> bool {
         let shard = self.shard;
-        if !self.chunk.is_empty() {
-            self.chunks.push(self.chunk);
-        }
+        let body = match self.sealing.take() {
+            Some(mut blocks) => {
+                blocks.seal(&self.chunk);
+                blocks.finish()
+            }
+            None => {
+                if !self.chunk.is_empty() {
+                    self.chunks.push(std::mem::take(&mut self.chunk));
+                }
+                format::Body::plain(std::mem::take(&mut self.chunks))
+            }
+        };
         log::debug!(
             "shard {shard}: snapshot of {} sessions encoded in {} turns over {:?} (longest turn {:?})",
             self.entries,
@@ -175,9 +201,9 @@ impl Run {
             self.longest_turn
         );
         if self.erase {
-            snapshots.erase(shard, self.entries, self.log_from, self.chunks, done)
+            snapshots.erase(shard, self.entries, self.log_from, body, done)
         } else {
-            snapshots.write(shard, self.entries, self.log_from, self.chunks, done)
+            snapshots.write(shard, self.entries, self.log_from, body, done)
         }
     }
 }

@@ -154,8 +154,9 @@ pub(crate) fn finish<I: SnapshotIo>(
         for (id, state) in records {
             format::encode_record(&mut chunk, id, state).map_err(|e| storage(&dir, format!("cannot encode: {e}")))?;
         }
+        let body = writer.body(shard, &[chunk]);
         writer
-            .erase(shard, records.len() as u64, loaded.next_lsn[shard], u64::MAX, &[chunk])
+            .erase(shard, records.len() as u64, loaded.next_lsn[shard], u64::MAX, &body)
             .map_err(|e| storage(&dir, format!("cannot finish an interrupted erasure in shard {shard}: {e}")))?;
     }
     for intent in intents {

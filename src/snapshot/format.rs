@@ -22,10 +22,10 @@
 //! encoding of `(Locator, SessionState)` (see [`crate::wire`]): a session is named by its locator, a one-way digest
 //! of its id (see [`crate::id`]), so a copied snapshot yields no id that opens a session.
 //!
-//! A sealed body (`storage.encrypt`, the default) is a sequence of blocks, each a u32 length
-//! and a box of [`crate::seal`] (AES-256-GCM) bound to the file's shard, shard count,
-//! generation and the block's index; the blocks' plaintexts, end to end, are the records
-//! above. Only the header stays plain: counts, sizes, times and checksums. A block that does
+//! A sealed body (`storage.encrypt`, the default) is the file's random 16-byte id, then a
+//! sequence of blocks, each a u32 length and a box of [`crate::seal`] (AES-256-GCM) bound to
+//! the file's shard, shard count and id and the block's index; the blocks' plaintexts, end to
+//! end, are the records above. Only the header stays plain: counts, sizes, times and checksums. A block that does
 //! not open is damage like a checksum mismatch (the previous generation is loaded); a body
 //! sealed under a key the engine does not hold stops start-up with an error saying so.
 //!
@@ -123,40 +123,77 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, locator: &Locator, state: &Sessio
 }
 
 /// The header of a file whose body is `chunks` concatenated.
-/// What a sealed block of a file is bound to: the file's place and the block's index.
-fn block_aad(shard: u32, shards: u32, generation: u64, index: u64) -> [u8; 32] {
-    let mut aad = [0u8; 32];
+/// A file's body as the writer writes it: plain chunks of records (key id 0), or a sealed
+/// body's parts — the file's random id, then its blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Body {
+    pub key_id: u32,
+    pub parts: Vec<Vec<u8>>,
+}
+
+impl Body {
+    /// A plain body of chunks of encoded records.
+    pub fn plain(chunks: Vec<Vec<u8>>) -> Self {
+        Self { key_id: 0, parts: chunks }
+    }
+}
+
+/// Length of a sealed body's random id, its first bytes.
+const FILE_ID_LEN: usize = 16;
+
+/// What a sealed block is bound to: the file's shard, layout and random id, and the block's
+/// index. The id is drawn for each file, so a block cannot move to another file (another
+/// generation included), nor to another place in its own.
+fn block_aad(shard: u32, shards: u32, id: &[u8], index: u64) -> [u8; 40] {
+    let mut aad = [0u8; 40];
     aad[..8].copy_from_slice(b"DRACOSNP");
     aad[8..12].copy_from_slice(&shard.to_le_bytes());
     aad[12..16].copy_from_slice(&shards.to_le_bytes());
-    aad[16..24].copy_from_slice(&generation.to_le_bytes());
-    aad[24..32].copy_from_slice(&index.to_le_bytes());
+    aad[16..32].copy_from_slice(id);
+    aad[32..40].copy_from_slice(&index.to_le_bytes());
     aad
 }
 
-/// Seals the chunks of encoded records of one file (shard `shard` of `shards`, generation
-/// `generation`) into its body's blocks, one per chunk: each a u32 length and a box.
-pub(crate) fn seal_chunks(
-    sealer: &Sealer,
+/// Seals one file's chunks of encoded records into blocks as they come (a shard's snapshot
+/// run seals each chunk as it fills, on the shard's own thread, so shards seal in parallel and
+/// the writer thread only writes).
+pub(crate) struct BlockSealer {
+    sealer: Sealer,
     shard: u32,
     shards: u32,
-    generation: u64,
-    chunks: &[Vec<u8>],
-) -> Vec<Vec<u8>> {
-    let mut index = 0u64;
-    chunks
-        .iter()
-        .filter(|c| !c.is_empty())
-        .map(|chunk| {
-            let mut block = Vec::with_capacity(4 + chunk.len() + crate::seal::OVERHEAD);
-            block.extend_from_slice(&[0; 4]);
-            sealer.seal_into(&block_aad(shard, shards, generation, index), chunk, &mut block);
-            index += 1;
-            let len = u32::try_from(block.len() - 4).expect("a chunk is about 1 MiB");
-            block[..4].copy_from_slice(&len.to_le_bytes());
-            block
-        })
-        .collect()
+    id: [u8; FILE_ID_LEN],
+    blocks: Vec<Vec<u8>>,
+}
+
+impl BlockSealer {
+    /// For a file of shard `shard` of `shards`, under a fresh random id.
+    pub fn new(sealer: &Sealer, shard: u32, shards: u32) -> Self {
+        let mut id = [0u8; FILE_ID_LEN];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+        Self { sealer: sealer.clone(), shard, shards, id, blocks: Vec::new() }
+    }
+
+    /// Seals the next chunk (an empty one is skipped).
+    pub fn seal(&mut self, chunk: &[u8]) {
+        if chunk.is_empty() {
+            return;
+        }
+        let index = self.blocks.len() as u64;
+        let mut block = Vec::with_capacity(4 + chunk.len() + crate::seal::OVERHEAD);
+        block.extend_from_slice(&[0; 4]);
+        self.sealer.seal_into(&block_aad(self.shard, self.shards, &self.id, index), chunk, &mut block);
+        let len = u32::try_from(block.len() - 4).expect("a chunk is about 1 MiB");
+        block[..4].copy_from_slice(&len.to_le_bytes());
+        self.blocks.push(block);
+    }
+
+    /// The sealed body.
+    pub fn finish(self) -> Body {
+        let mut parts = Vec::with_capacity(self.blocks.len() + 1);
+        parts.push(self.id.to_vec());
+        parts.extend(self.blocks);
+        Body { key_id: self.sealer.key_id(), parts }
+    }
 }
 
 /// The plaintext of a sealed body: its blocks opened, end to end.
@@ -164,17 +201,18 @@ fn open_body(sealer: &Sealer, header: &Header, body: &[u8]) -> Result<Vec<u8>, F
     if !sealer.holds(header.key_id) {
         return Err(FormatError::UnknownKey);
     }
+    let malformed = |index| FormatError::Sealed { index, why: crate::seal::OpenError::Malformed };
+    let id = body.get(..FILE_ID_LEN).ok_or(malformed(0))?;
     let mut plain = Vec::with_capacity(body.len());
-    let (mut at, mut index) = (0usize, 0u64);
+    let (mut at, mut index) = (FILE_ID_LEN, 0u64);
     while at < body.len() {
-        let damaged = |why| FormatError::Sealed { index, why };
         let len = body
             .get(at..at + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-            .ok_or(damaged(crate::seal::OpenError::Malformed))?;
-        let block = body.get(at + 4..at + 4 + len).ok_or(damaged(crate::seal::OpenError::Malformed))?;
-        let aad = block_aad(header.shard, header.shards, header.generation, index);
-        plain.extend_from_slice(&sealer.open(&aad, block).map_err(damaged)?);
+            .ok_or(malformed(index))?;
+        let block = body.get(at + 4..at + 4 + len).ok_or(malformed(index))?;
+        let aad = block_aad(header.shard, header.shards, id, index);
+        plain.extend_from_slice(&sealer.open(&aad, block).map_err(|why| FormatError::Sealed { index, why })?);
         at += 4 + len;
         index += 1;
     }
@@ -381,10 +419,12 @@ mod tests {
         for (i, (locator, state)) in records.iter().enumerate() {
             encode_record(&mut chunks[i % blocks], locator, state).unwrap();
         }
-        let sealed = seal_chunks(sealer, 3, 8, 42, &chunks);
-        let header = header_for(3, 8, 42, 1, records.len() as u64, 0, sealer.key_id(), &sealed);
+        let mut blocks = BlockSealer::new(sealer, 3, 8);
+        chunks.iter().for_each(|c| blocks.seal(c));
+        let body = blocks.finish();
+        let header = header_for(3, 8, 42, 1, records.len() as u64, 0, body.key_id, &body.parts);
         let mut file = header.to_bytes().to_vec();
-        sealed.iter().for_each(|b| file.extend_from_slice(b));
+        body.parts.iter().for_each(|b| file.extend_from_slice(b));
         file
     }
 
@@ -403,11 +443,17 @@ mod tests {
         // A block may not move: blocks of another file, or swapped, do not open.
         let two = sealed_file(&sealer, &records[..2], 2);
         let (h, _) = decode(&two, &sealer).unwrap();
-        let body = &two[HEADER_LEN..];
+        let (id, body) = two[HEADER_LEN..].split_at(16);
         let first = 4 + u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
-        let swapped = [&body[first..], &body[..first]].concat();
+        let swapped = [id, &body[first..], &body[..first]].concat();
         let header = Header { body_hash: xxh3_64(&swapped), ..h };
         let file = [&header.to_bytes()[..], &swapped].concat();
+        assert!(matches!(decode(&file, &sealer), Err(FormatError::Sealed { index: 0, .. })));
+        // Nor can a block move from another file of the same shard (another generation).
+        let again = sealed_file(&sealer, &records[..2], 2);
+        let mixed = [&two[..HEADER_LEN + 16], &again[HEADER_LEN + 16..]].concat();
+        let header = Header { body_hash: xxh3_64(&mixed[HEADER_LEN..]), ..h };
+        let file = [&header.to_bytes()[..], &mixed[HEADER_LEN..]].concat();
         assert!(matches!(decode(&file, &sealer), Err(FormatError::Sealed { index: 0, .. })));
     }
 

@@ -37,14 +37,14 @@ pub(crate) struct Snapshots {
 
 impl Snapshots {
     /// Queues a write; false when the writer thread is gone (then `done` is never called).
-    pub fn write(&self, shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone) -> bool {
-        self.jobs.send(Job::Write { shard, entries, log_from, chunks, done }).is_ok()
+    pub fn write(&self, shard: usize, entries: u64, log_from: u64, body: format::Body, done: WriteDone) -> bool {
+        self.jobs.send(Job::Write { shard, entries, log_from, body, done }).is_ok()
     }
 
     /// Queues the write of an erasure's snapshot ([`writer::Writer::erase`]); false when the
     /// writer thread is gone.
-    pub fn erase(&self, shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone) -> bool {
-        self.jobs.send(Job::Erase { shard, entries, log_from, chunks, done }).is_ok()
+    pub fn erase(&self, shard: usize, entries: u64, log_from: u64, body: format::Body, done: WriteDone) -> bool {
+        self.jobs.send(Job::Erase { shard, entries, log_from, body, done }).is_ok()
     }
 
     /// Queues a reload of one shard; false when the writer thread is gone.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 
 use super::files::{FileName, Kind, SnapshotIo};
-use super::format;
+use super::format::{self, Body};
 use super::loader::{self, Recovered};
 use crate::clock::Clock;
 use crate::fsutil;
@@ -24,9 +24,9 @@ pub(crate) type LoadDone = Box<dyn FnOnce(Recovered) + Send>;
 pub(crate) enum Job {
     /// Write one shard's snapshot from encoded records; it holds every log record before
     /// `log_from`.
-    Write { shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone },
+    Write { shard: usize, entries: u64, log_from: u64, body: Body, done: WriteDone },
     /// Write one shard's snapshot for an erasure ([`Writer::erase`]).
-    Erase { shard: usize, entries: u64, log_from: u64, chunks: Vec<Vec<u8>>, done: WriteDone },
+    Erase { shard: usize, entries: u64, log_from: u64, body: Body, done: WriteDone },
     /// Read one shard's newest good snapshot back (its worker was restarted).
     Load { shard: usize, done: LoadDone },
     /// Finish the queued jobs, then end the thread.
@@ -84,20 +84,31 @@ impl<I: SnapshotIo> Writer<I> {
     /// drops generations older than the previous one. On any failure the earlier generations
     /// are untouched.
     pub fn write(&mut self, shard: usize, entries: u64, log_from: u64, chunks: &[Vec<u8>]) -> io::Result<Written> {
+        let body = self.body(shard, chunks);
+        self.write_body(shard, entries, log_from, &body)
+    }
+
+    /// The body of plain `chunks` of shard `shard`: sealed when `storage.encrypt` is on.
+    pub fn body(&self, shard: usize, chunks: &[Vec<u8>]) -> Body {
+        match self.sealer.sealing() {
+            Some(sealer) => {
+                let mut blocks = format::BlockSealer::new(sealer, fsutil::as_u32(shard), fsutil::as_u32(self.shards));
+                chunks.iter().for_each(|c| blocks.seal(c));
+                blocks.finish()
+            }
+            None => Body::plain(chunks.to_vec()),
+        }
+    }
+
+    /// [`write`](Self::write) of a body already made (a snapshot run seals its own).
+    pub fn write_body(&mut self, shard: usize, entries: u64, log_from: u64, body: &Body) -> io::Result<Written> {
         let generation = self.next_generation;
         self.next_generation += 1;
         let name = FileName::snap(self.shards, shard, generation);
         let (index, shards) = (fsutil::as_u32(shard), fsutil::as_u32(self.shards));
-        let sealed;
-        let (key_id, chunks) = match self.sealer.sealing() {
-            Some(sealer) => {
-                sealed = format::seal_chunks(sealer, index, shards, generation, chunks);
-                (sealer.key_id(), &sealed[..])
-            }
-            None => (0, chunks),
-        };
+        let chunks = &body.parts[..];
         let header =
-            format::header_for(index, shards, generation, self.clock.now_ms(), entries, log_from, key_id, chunks);
+            format::header_for(index, shards, generation, self.clock.now_ms(), entries, log_from, body.key_id, chunks);
         let head = header.to_bytes();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
         parts.push(&head);
@@ -169,10 +180,10 @@ impl<I: SnapshotIo> Writer<I> {
         entries: u64,
         log_from: u64,
         keep_log: u64,
-        chunks: &[Vec<u8>],
+        body: &Body,
     ) -> io::Result<Written> {
-        self.write(shard, entries, log_from, chunks)?;
-        let written = self.write(shard, entries, log_from, chunks)?;
+        self.write_body(shard, entries, log_from, body)?;
+        let written = self.write_body(shard, entries, log_from, body)?;
         let (shards, index) = (fsutil::as_u32(self.shards), fsutil::as_u32(shard));
         let kept = [written.generation - 1, written.generation];
         for name in super::files::list(&self.dir)? {
@@ -208,10 +219,10 @@ impl<I: SnapshotIo> Writer<I> {
         let mut failing: Option<String> = None;
         while let Ok(job) = jobs.recv() {
             match job {
-                Job::Write { shard, entries, log_from, chunks, done } => {
+                Job::Write { shard, entries, log_from, body, done } => {
                     let started = std::time::Instant::now();
-                    let result = self.write(shard, entries, log_from, &chunks);
-                    drop(chunks);
+                    let result = self.write_body(shard, entries, log_from, &body);
+                    drop(body);
                     match &result {
                         Ok(w) => {
                             metrics.duration.record(started.elapsed());
@@ -240,8 +251,8 @@ impl<I: SnapshotIo> Writer<I> {
                     }
                     done(result);
                 }
-                Job::Erase { shard, entries, log_from, chunks, done } => {
-                    let result = self.erase(shard, entries, log_from, log_from, &chunks);
+                Job::Erase { shard, entries, log_from, body, done } => {
+                    let result = self.erase(shard, entries, log_from, log_from, &body);
                     if let Err(e) = &result {
                         log::error!("shard {shard}: the snapshot of an erasure failed: {e}");
                     }
