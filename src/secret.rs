@@ -60,7 +60,7 @@ impl Keyring {
         if storage.encrypt && storage.backend == StorageBackend::Memory {
             log::info!(
                 "storage.encrypt: session data is sealed under the key file {}, which lives in the data directory \
-                 it protects; a copy of the whole directory opens it. Set ${SECRET_ENV} (or session.secret) to keep \
+                 it protects; a copy of the whole directory opens it. Setting ${SECRET_ENV} (or session.secret) keeps \
                  the key apart",
                 path.display()
             );
