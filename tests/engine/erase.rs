@@ -5,37 +5,21 @@
 
 use std::collections::HashSet;
 
-use draco_session::{SessionError, SessionId};
+use draco_session::SessionError;
 
+use crate::support::canary::canary_sessions;
 use crate::support::*;
 
 const CANARY: &str = "erase-canary-of-the-user-5c1f";
 const OTHER_CANARY: &str = "erase-canary-of-another-user-9b2e";
-
-/// `n` sessions of `user` spread over the shards, each holding `canary`, every other one
-/// persistent.
-async fn sessions_of(e: &draco_session::SessionEngine, user: u64, n: usize, canary: &str) -> Vec<SessionId> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = e.create().await.unwrap().id;
-        e.insert(&id, "profile", "note", &format!("{canary} #{i}")).await.unwrap();
-        let id = e.login(&id, user).await.unwrap().id;
-        e.insert(&id, "cart", "items", &[canary]).await.unwrap();
-        if i % 2 == 0 {
-            e.set_persistent(&id, true).await.unwrap();
-        }
-        ids.push(id);
-    }
-    ids
-}
 
 async fn erase_user_ends_every_session_of_the_user_and_no_one_elses(b: Backend) {
     let mut c = config(4);
     c.limits.max_sessions_per_user = 0;
     let e = b.engine_with_clock(c).await.0;
     let (user, other_user, nobody) = (b.user(31), b.user(32), b.user(33));
-    let mine = sessions_of(&e, user, 9, CANARY).await;
-    let theirs = sessions_of(&e, other_user, 3, OTHER_CANARY).await;
+    let mine = canary_sessions(&e, user, 9, CANARY).await;
+    let theirs = canary_sessions(&e, other_user, 3, OTHER_CANARY).await;
     let anonymous = e.create().await.unwrap().id;
     e.insert(&anonymous, "a", "b", &1).await.unwrap();
 
@@ -93,6 +77,11 @@ mod raw {
         hay.windows(needle.len()).any(|w| w == needle.as_bytes())
     }
 
+    /// A connection of the test's own to the engine's Redis server.
+    async fn connect(c: &draco_session::Config) -> MultiplexedConnection {
+        ::redis::Client::open(c.storage.redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
     /// Every key of the database with everything it holds, read by its type.
     async fn dump(conn: &mut MultiplexedConnection) -> Vec<(String, Vec<u8>)> {
         let keys: Vec<String> = cmd("KEYS").arg("*").query_async(conn).await.unwrap();
@@ -132,14 +121,10 @@ mod raw {
         // erasure deletes the same keys: the next test).
         c.storage.encrypt = false;
         let e = start_configured(c.clone(), None).await;
-        let mut conn = ::redis::Client::open(c.storage.redis_url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut conn = connect(&c).await;
         let (user, other_user) = (41, 42);
-        let mine = sessions_of(&e, user, 5, CANARY).await;
-        sessions_of(&e, other_user, 2, OTHER_CANARY).await;
+        let mine = canary_sessions(&e, user, 5, CANARY).await;
+        canary_sessions(&e, other_user, 2, OTHER_CANARY).await;
         let index = format!("{}:u:{{{user}}}", c.storage.redis_prefix);
         let members: Vec<String> = cmd("SMEMBERS").arg(&index).query_async(&mut conn).await.unwrap();
         assert_eq!(members.len(), mine.len());
@@ -177,21 +162,17 @@ mod raw {
         let mut c = Backend::Redis.configure(config(1));
         c.limits.max_sessions_per_user = 0;
         let e = start_configured(c.clone(), None).await;
-        let mut conn = ::redis::Client::open(c.storage.redis_url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut conn = connect(&c).await;
         let prefix = c.storage.redis_prefix.clone();
         let indexes = |conn: &mut MultiplexedConnection| {
             let pattern = format!("{prefix}:u:*");
             let mut conn = conn.clone();
             async move { cmd("KEYS").arg(pattern).query_async::<Vec<String>>(&mut conn).await.unwrap() }
         };
-        sessions_of(&e, 7, 2, OTHER_CANARY).await;
+        canary_sessions(&e, 7, 2, OTHER_CANARY).await;
         let theirs = indexes(&mut conn).await;
         assert_eq!(theirs.len(), 1);
-        let mine = sessions_of(&e, 8, 4, CANARY).await;
+        let mine = canary_sessions(&e, 8, 4, CANARY).await;
         let both = indexes(&mut conn).await;
         assert_eq!(both.len(), 2);
         let my_index: Vec<&String> = both.iter().filter(|k| !theirs.contains(k)).collect();

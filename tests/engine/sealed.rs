@@ -21,30 +21,7 @@ const LABEL: &str = "Canary Browser 77 on CanaryOS";
 const USER_BASE: u64 = 8_734_512_093_000;
 const OTHER_SECRET: &str = "a second engine secret, at least 32 bytes";
 
-/// A connection of the test's own to the engine's Redis or Redis Cluster.
-enum Raw {
-    One(::redis::aio::MultiplexedConnection),
-    Cluster(::redis::cluster_async::ClusterConnection),
-}
-
 impl Raw {
-    async fn open(c: &Config) -> Self {
-        let url = &c.storage.redis_url;
-        if c.storage.redis_cluster {
-            let client = ::redis::cluster::ClusterClient::new(url.split(',').collect::<Vec<_>>()).unwrap();
-            Raw::Cluster(client.get_async_connection().await.unwrap())
-        } else {
-            Raw::One(::redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap())
-        }
-    }
-
-    async fn query<T: ::redis::FromRedisValue>(&mut self, cmd: &::redis::Cmd) -> T {
-        match self {
-            Raw::One(conn) => cmd.query_async(conn).await.unwrap(),
-            Raw::Cluster(conn) => cmd.query_async(conn).await.unwrap(),
-        }
-    }
-
     /// Every key of the engine (its own prefix; on one server, every key of its database).
     async fn keys(&mut self, c: &Config) -> Vec<String> {
         let pattern = if c.storage.redis_cluster { format!("{}:*", c.storage.redis_prefix) } else { "*".into() };

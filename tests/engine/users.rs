@@ -167,35 +167,10 @@ cluster!(
 /// Redis only: the per-user index, a key with its own expiry, lasts as long as its sessions.
 #[cfg(feature = "redis")]
 mod redis_index {
-    use ::redis::aio::MultiplexedConnection;
-    use ::redis::cluster_async::ClusterConnection;
-
     use super::{Backend, DAY, SessionError, config, start_configured};
-
-    /// A connection of the test's own to the engine's Redis or Redis Cluster.
-    enum Raw {
-        One(MultiplexedConnection),
-        Cluster(ClusterConnection),
-    }
+    use crate::support::Raw;
 
     impl Raw {
-        async fn open(c: &draco_session::Config) -> Self {
-            let url = &c.storage.redis_url;
-            if c.storage.redis_cluster {
-                let client = ::redis::cluster::ClusterClient::new(url.split(',').collect::<Vec<_>>()).unwrap();
-                Raw::Cluster(client.get_async_connection().await.unwrap())
-            } else {
-                Raw::One(::redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap())
-            }
-        }
-
-        async fn query<T: ::redis::FromRedisValue>(&mut self, cmd: &::redis::Cmd) -> T {
-            match self {
-                Raw::One(conn) => cmd.query_async(conn).await.unwrap(),
-                Raw::Cluster(conn) => cmd.query_async(conn).await.unwrap(),
-            }
-        }
-
         async fn pttl(&mut self, key: &str) -> i64 {
             self.query(::redis::cmd("PTTL").arg(key)).await
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use draco_session::{ManualClock, SessionEngine, SessionError, SessionId, config::LogMode};
 
-use crate::support::canary::{files_holding, forms};
+use crate::support::canary::{canary_sessions, files_holding, forms};
 use crate::support::*;
 
 const EVERY: LogMode = LogMode::Every(Duration::from_secs(1));
@@ -37,34 +37,18 @@ fn start_logging(dir: &Path, shards: usize, clock: &ManualClock, log: LogMode) -
     SessionEngine::builder(c).clock(clock.clone()).start().expect("engine starts")
 }
 
-/// `n` sessions of `user`, each holding `canary` in two scopes, every other one persistent.
-async fn sessions(e: &SessionEngine, user: u64, n: usize, canary: &str) -> Vec<SessionId> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = e.create().await.unwrap().id;
-        e.insert(&id, "profile", "note", &format!("{canary} before login {i}")).await.unwrap();
-        let id = e.login(&id, user).await.unwrap().id;
-        e.insert(&id, "cart", "items", &[canary]).await.unwrap();
-        if i % 2 == 0 {
-            e.set_persistent(&id, true).await.unwrap();
-        }
-        ids.push(id);
-    }
-    ids
-}
-
 /// The erased user's and the kept user's sessions, with the canaries in both snapshot
 /// generations and in the log: written, snapshotted, changed, snapshotted again, changed once
 /// more (in the log only). Answers the two users' sessions and the others' expectations.
 async fn history(e: &SessionEngine) -> (Vec<SessionId>, Vec<SessionId>, Vec<Expected>) {
     let others = populate(e, 12).await;
-    let mut erased = sessions(e, ERASED, 3, CANARY).await;
-    let kept = sessions(e, KEPT, 3, OTHER).await;
+    let mut erased = canary_sessions(e, ERASED, 3, CANARY).await;
+    let kept = canary_sessions(e, KEPT, 3, OTHER).await;
     e.snapshot().await.unwrap();
-    erased.extend(sessions(e, ERASED, 2, CANARY).await);
+    erased.extend(canary_sessions(e, ERASED, 2, CANARY).await);
     e.insert(&erased[0], "profile", "again", &format!("{CANARY} in the second generation")).await.unwrap();
     e.snapshot().await.unwrap();
-    erased.extend(sessions(e, ERASED, 2, CANARY).await);
+    erased.extend(canary_sessions(e, ERASED, 2, CANARY).await);
     e.insert(&erased[1], "profile", "late", &format!("{CANARY} in the log only")).await.unwrap();
     (erased, kept, others)
 }

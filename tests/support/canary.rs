@@ -1,6 +1,8 @@
 //! Looking for a canary in stored bytes: the forms a value can take in a file or a Redis key
 //! (its text, hex in either case, base64 at each of the three alignments, standard and
-//! URL-safe), and every file of a directory tree that holds one of them.
+//! URL-safe), and every file of a directory tree that holds one of them; and a user's
+//! sessions holding a canary, for the erasure's tests.
+#![allow(dead_code, reason = "three test binaries (engine, persistence, process) each use their own part")]
 
 use std::path::{Path, PathBuf};
 
@@ -58,4 +60,26 @@ pub fn file_count(dir: &Path) -> usize {
         }
     }
     n
+}
+
+/// `n` sessions of `user`, each holding `canary` in two scopes (one written before the login,
+/// carried across it), every other one remembered.
+pub async fn canary_sessions(
+    e: &draco_session::SessionEngine,
+    user: u64,
+    n: usize,
+    canary: &str,
+) -> Vec<draco_session::SessionId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = e.create().await.unwrap().id;
+        e.insert(&id, "profile", "note", &format!("{canary} before login {i}")).await.unwrap();
+        let id = e.login(&id, user).await.unwrap().id;
+        e.insert(&id, "cart", "items", &[canary]).await.unwrap();
+        if i % 2 == 0 {
+            e.set_persistent(&id, true).await.unwrap();
+        }
+        ids.push(id);
+    }
+    ids
 }

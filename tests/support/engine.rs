@@ -18,6 +18,8 @@
 //! Declared once, by `tests/engine/main.rs`, as `#[macro_use] #[path = "../support/engine.rs"]
 //! mod support;`; each module then has `use crate::support::*;`.
 
+#[path = "canary.rs"]
+pub mod canary;
 #[cfg(feature = "redis")]
 #[path = "redis_server.rs"]
 pub mod redis_server;
@@ -176,4 +178,34 @@ macro_rules! cluster {
             )*
         }
     };
+}
+
+/// A connection of the test's own to the engine's Redis or Redis Cluster, to read and write
+/// its keys raw (tests add the reads they need in `impl Raw` blocks of their own).
+#[cfg(feature = "redis")]
+pub enum Raw {
+    One(::redis::aio::MultiplexedConnection),
+    Cluster(::redis::cluster_async::ClusterConnection),
+}
+
+#[cfg(feature = "redis")]
+impl Raw {
+    /// To the Redis (or Cluster) of engine config `c`.
+    pub async fn open(c: &Config) -> Self {
+        let url = &c.storage.redis_url;
+        if c.storage.redis_cluster {
+            let client = ::redis::cluster::ClusterClient::new(url.split(',').collect::<Vec<_>>()).unwrap();
+            Raw::Cluster(client.get_async_connection().await.unwrap())
+        } else {
+            Raw::One(::redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap())
+        }
+    }
+
+    /// Runs `cmd`; panics on an error.
+    pub async fn query<T: ::redis::FromRedisValue>(&mut self, cmd: &::redis::Cmd) -> T {
+        match self {
+            Raw::One(conn) => cmd.query_async(conn).await.unwrap(),
+            Raw::Cluster(conn) => cmd.query_async(conn).await.unwrap(),
+        }
+    }
 }
