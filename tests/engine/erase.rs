@@ -33,7 +33,7 @@ async fn erase_user_ends_every_session_of_the_user_and_no_one_elses(b: Backend) 
     for (i, id) in theirs.iter().enumerate() {
         assert_eq!(e.info(id).await.unwrap().userid, other_user);
         let note: String = e.get(id, "profile", "note").await.unwrap().unwrap();
-        assert_eq!(note, format!("{OTHER_CANARY} #{i}"));
+        assert_eq!(note, format!("{OTHER_CANARY} before login {i}"));
     }
     assert_eq!(e.sessions_of(other_user).await.unwrap().len(), theirs.len());
     assert_eq!(e.get::<i32>(&anonymous, "a", "b").await.unwrap(), Some(1));
