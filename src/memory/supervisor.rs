@@ -259,6 +259,9 @@ impl Handler<Shutdown> for Supervisor {
             if let Some(wal) = &supervisor.hosting.wal {
                 wal.stop();
             }
+            if let Some(snapshots) = &supervisor.hosting.snapshots {
+                snapshots.release_lock();
+            }
             actix::ActorContext::stop(ctx);
         }))
     }

@@ -33,6 +33,8 @@ pub(crate) use writer::{Job, LoadDone, WriteDone, Written};
 #[derive(Debug)]
 pub(crate) struct Snapshots {
     jobs: Sender<Job>,
+    /// The exclusive lock on `<storage.dir>/lock` ([`lock_dir`]), held until the engine stops.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl Snapshots {
@@ -55,6 +57,44 @@ impl Snapshots {
     /// Lets the writer thread end once the jobs queued so far are done.
     pub fn stop(&self) {
         let _ = self.jobs.send(Job::Stop);
+    }
+
+    /// Lets another engine (or a writing tool) open the data directory: at shutdown, once every
+    /// final write is durable.
+    pub fn release_lock(&self) {
+        drop(self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+    }
+}
+
+/// Name of the lock file inside `storage.dir`.
+pub(crate) const LOCK_FILE: &str = "lock";
+
+/// Takes the exclusive lock on `<data_dir>/lock`, so no second engine (nor a tool that writes)
+/// opens a directory this engine writes; the lock ends with the file (or the process).
+///
+/// # Errors
+/// [`StartError::Storage`] when another engine holds it, or the file cannot be opened.
+pub(crate) fn lock_dir(data_dir: &Path) -> Result<std::fs::File, StartError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| storage(&path, format!("cannot open the data directory's lock file: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(storage(
+            data_dir,
+            format!(
+                "{} is in use by another draco-session engine (lock {}); stop it or use another storage.dir",
+                data_dir.display(),
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(storage(&path, format!("cannot lock the data directory's lock file: {e}")))
+        }
     }
 }
 
@@ -82,6 +122,7 @@ pub(crate) fn open(
     fsutil::private_dir(data_dir).and_then(|()| fsutil::private_dir(&dir)).map_err(|e| {
         storage(&dir, format!("cannot create the snapshot directory: {e}; fix its permissions or change storage.dir"))
     })?;
+    let lock = lock_dir(data_dir)?;
     // Find out now, not at the first snapshot 30 seconds in, that the directory is unusable.
     let probe = dir.join(".write-probe");
     Fs.write_synced(&probe, &[b"draco-session"])
@@ -151,7 +192,7 @@ pub(crate) fn open(
             replayed: if rewritten { 0 } else { replayed },
         })
         .collect();
-    Ok((Snapshots { jobs }, recovered))
+    Ok((Snapshots { jobs, lock: std::sync::Mutex::new(Some(lock)) }, recovered))
 }
 
 /// The shard count changed, or plain files must become sealed: writes the current layout in

@@ -1,7 +1,8 @@
 //! Durable sessions across a restart in the same process: everything written comes back after
 //! shutdown and restart (metadata, values, the per-user index; dead ids stay dead), under a
 //! different shard count too (old files never resurrect sessions), even when the actix system
-//! stops before `shutdown()` is called; sessions that expired while down are dropped on load.
+//! stops before `shutdown()` is called; sessions that expired while down are dropped on load. A second engine on a directory in use
+//! does not start.
 
 use draco_session::{ManualClock, SessionError, SessionId};
 use serde_json::Value;
@@ -133,4 +134,26 @@ async fn expired_sessions_are_dropped_on_load() {
     assert_eq!(b.info(&volatile).await, Err(SessionError::SessionGone));
     assert!(b.info(&remembered).await.unwrap().persistent);
     b.shutdown().await;
+}
+
+/// The engine locks `<storage.dir>/lock` from start to shutdown: a second engine (or, later, a
+/// `draco-session` command that writes) cannot work on the same files meanwhile.
+#[actix_rt::test]
+async fn a_second_engine_on_a_directory_in_use_does_not_start_until_the_first_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let first = start(dir.path(), 2, &clock);
+    let second = draco_session::SessionEngine::builder(config(dir.path(), 2)).clock(clock.clone()).start();
+    match second {
+        Err(e @ draco_session::error::StartError::Storage { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("is in use by another draco-session engine"), "{text}");
+            assert!(text.contains(&dir.path().join("lock").display().to_string()), "{text}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a second engine started on a directory in use"),
+    }
+    first.shutdown().await;
+    let third = start(dir.path(), 2, &clock);
+    third.shutdown().await;
 }
