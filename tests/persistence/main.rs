@@ -6,6 +6,8 @@
 mod support;
 
 mod budget;
+#[cfg(feature = "cli")]
+mod cli;
 mod damage;
 mod erase;
 mod format;
