@@ -2,12 +2,12 @@
 //! a data directory: [`inspect`] it and [`verify`] it, reading only.
 //!
 //! **Not part of the API**: hidden from the docs, exempt from semver. Both read the files with
-//! the engine's own decoders ([`crate::snapshot::format::decode`],
-//! [`crate::wal::format::read_segment`]) and recover a shard as start-up would (its newest good
-//! snapshot generation, then its log replayed over it with [`crate::wal::replay::apply`]), but
+//! the engine's own decoders (`snapshot::format::decode`,
+//! `wal::format::read_segment`) and recover a shard as start-up would (its newest good
+//! snapshot generation, then its log replayed over it with `wal::replay::apply`), but
 //! write nothing: no torn tail is cut, no damaged file set aside, no key file created. Reading
 //! while an engine runs is safe (files are replaced by rename, logs only appended to), so
-//! neither takes the directory's lock; both say when an engine holds it.
+//! neither takes the directory's lock; `inspect` says when an engine holds it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
