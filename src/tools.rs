@@ -49,8 +49,12 @@ fn io_error(path: &Path, e: &std::io::Error) -> ToolError {
 /// the engine it never creates the key file.
 ///
 /// # Errors
-/// [`ToolError::Secret`] when none of them gives a secret of 32 bytes or more.
+/// [`ToolError::Io`] when `dir` is not a directory; [`ToolError::Secret`] when none of them
+/// gives a secret of 32 bytes or more.
 pub fn keyring(dir: &Path, config: Option<&Config>) -> Result<Keyring, ToolError> {
+    if !dir.is_dir() {
+        return Err(ToolError::Io { path: dir.to_owned(), message: "not a directory".into() });
+    }
     let mut config = config.cloned().unwrap_or_default();
     config.storage.dir = dir.to_owned();
     let env = std::env::var_os(crate::SECRET_ENV).is_some_and(|v| !v.is_empty());

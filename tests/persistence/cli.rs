@@ -115,6 +115,9 @@ async fn verify_names_a_damaged_snapshot() {
     let without = run(&["verify", image.path().to_str().unwrap()], None);
     assert_eq!(without.status.code(), Some(2), "{without:?}");
     assert!(String::from_utf8_lossy(&without.stderr).contains("no secret"), "{without:?}");
+    let missing = verify(&image.path().join("nowhere"));
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not a directory"), "{missing:?}");
 
     let snapshot = snap_files(image.path()).into_iter().next_back().unwrap();
     let path = snapshot_dir(image.path()).join(&snapshot);
