@@ -3,8 +3,8 @@
 //! `verify` exits 0 on good files, 1 naming a damaged snapshot or log segment (and offset), 2
 //! when it has no secret; `erase-user` erases a user's sessions offline (no file holds their
 //! data after, another user's sessions read back) and refuses a directory an engine holds.
-//! (The engine's lock on its directory is tested in restart.rs; `erase-user` on Redis is not
-//! tested here: this test binary has no Redis server.)
+//! (The engine's lock on its directory is tested in restart.rs.) With the `redis` feature too,
+//! `erase-user` on a throwaway redis-server.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -288,4 +288,39 @@ fn stable(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn holding_canary(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
     use crate::support::canary::{files_holding, forms};
     files_holding(dir, &forms(CANARY.as_bytes()))
+}
+
+#[cfg(feature = "redis")]
+#[actix_rt::test]
+async fn erase_user_on_redis() {
+    let server = crate::redis_server::RedisServer::start();
+    let url = server.fresh_db_url();
+    let mut c = draco_session::Config::default();
+    c.session.secret = Some(SECRET.into());
+    c.storage.backend = draco_session::config::StorageBackend::Redis;
+    c.storage.redis_url.clone_from(&url);
+    let engine = SessionEngine::start_async(c.clone()).await.unwrap();
+    let mut ids = Vec::new();
+    for user in [7, 7, 8] {
+        let id = engine.create().await.unwrap().id;
+        let id = engine.login(&id, user).await.unwrap().id;
+        engine.insert(&id, "profile", "note", &format!("user {user}")).await.unwrap();
+        ids.push(id);
+    }
+    engine.shutdown().await;
+
+    let without = run(&["erase-user", &url, "7"], None);
+    assert_eq!(without.status.code(), Some(2), "no secret: {without:?}");
+    let output = run(&["erase-user", &url, "7"], Some(SECRET));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout(&output).contains("erased 2 sessions of user 7"), "{output:?}");
+
+    let engine = SessionEngine::start_async(c).await.unwrap();
+    for id in &ids[..2] {
+        assert!(matches!(engine.info(id).await, Err(draco_session::SessionError::SessionGone)), "{id:?}");
+    }
+    assert_eq!(engine.info(&ids[2]).await.unwrap().userid, 8);
+    let note: Option<String> = engine.get(&ids[2], "profile", "note").await.unwrap();
+    assert_eq!(note.as_deref(), Some("user 8"));
+    engine.shutdown().await;
 }
