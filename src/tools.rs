@@ -30,6 +30,9 @@ pub enum ToolError {
     /// No usable secret: none given, and no readable `<dir>/secret.key`.
     #[error("{0}")]
     Secret(String),
+    /// The command cannot do what it was asked (e.g. a Redis URL in a build without Redis).
+    #[error("{0}")]
+    Usage(String),
     /// A directory or file could not be read.
     #[error("{path}: {message}")]
     Io {

@@ -6,18 +6,24 @@
 //! - `draco-session verify DIR`: reads every snapshot file and log segment; exit 0 when all are
 //!   good, 1 naming each damaged file and offset, 2 when it cannot run (usage, secret, I/O).
 //!
+//! - `draco-session erase-user DIR|REDIS_URL USERID`: ends every session of the user and
+//!   rewrites the files so no copy of their data remains (`SessionEngine::erase_user`), with an
+//!   engine started for the purpose and shut down after. On a data directory it refuses (exit 1)
+//!   while a running engine holds it; a `redis://` or `rediss://` URL needs the `redis` feature.
+//!
 //! The secret comes from `$DRACO_SESSION_SECRET`, else the `--config` file's `session.secret`
-//! (and `previous_secrets`), else `DIR/secret.key`, as the engine finds it. Both commands only
-//! read, and are safe on a directory a running engine holds.
+//! (and `previous_secrets`), else `DIR/secret.key`, as the engine finds it; none of the commands
+//! creates a key file. `inspect` and `verify` only read, and are safe on a directory a running
+//! engine holds.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use draco_session::Config;
 use draco_session::tools::{self, Problem, Report, ToolError};
+use draco_session::{Config, SessionEngine};
 
-/// Looks into a draco-session data directory (storage.dir), reading only.
+/// Looks into a draco-session data directory (storage.dir); erases a user's sessions offline.
 #[derive(Debug, Parser)]
 #[command(name = "draco-session", version)]
 struct Cli {
@@ -43,6 +49,15 @@ enum Command {
     Verify {
         /// The data directory (storage.dir).
         dir: PathBuf,
+    },
+    /// Ends every session of a user and rewrites the files so none of their data remains; refuses
+    /// a data directory a running engine holds.
+    EraseUser {
+        /// The data directory (storage.dir), or a Redis URL (redis://HOST:PORT[/DB], rediss://...).
+        target: PathBuf,
+        /// The user id (a positive integer).
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        userid: u64,
     },
 }
 
@@ -80,7 +95,68 @@ fn run(cli: &Cli) -> Result<ExitCode, ToolError> {
             let problems = tools::verify(dir, &ring)?;
             Ok(print_problems(dir, &problems))
         }
+        Command::EraseUser { target, userid } => erase_user(target, *userid, config),
     }
+}
+
+/// Where `erase-user` works: a data directory or a Redis server.
+fn erase_config(target: &Path, config: Option<Config>) -> Result<(Config, Option<draco_session::Keyring>), ToolError> {
+    let redis = target.to_str().filter(|t| t.starts_with("redis://") || t.starts_with("rediss://"));
+    let given = config.is_some();
+    let mut config = config.unwrap_or_default();
+    if let Some(url) = redis {
+        if !cfg!(feature = "redis") {
+            return Err(ToolError::Usage("this build has no Redis support: build with --features cli,redis".into()));
+        }
+        let env = std::env::var_os(draco_session::SECRET_ENV).is_some_and(|v| !v.is_empty());
+        if !env && config.session.secret.is_none() {
+            return Err(ToolError::Secret(format!(
+                "no secret: ${} is not set and no --config gives session.secret",
+                draco_session::SECRET_ENV
+            )));
+        }
+        config.storage.backend = draco_session::config::StorageBackend::Redis;
+        url.clone_into(&mut config.storage.redis_url);
+        return Ok((config, None));
+    }
+    // The keyring found as the other commands find it, handed to the engine so that it never
+    // creates a key file in the directory.
+    let ring = tools::keyring(target, given.then_some(&config))?;
+    config.storage.backend = draco_session::config::StorageBackend::Memory;
+    config.storage.dir = target.to_owned();
+    config.storage.persist = true;
+    Ok((config, Some(ring)))
+}
+
+fn erase_user(target: &Path, userid: u64, config: Option<Config>) -> Result<ExitCode, ToolError> {
+    let (config, ring) = erase_config(target, config)?;
+    let system = actix::System::new();
+    let code = system.block_on(async move {
+        let mut builder = SessionEngine::builder(config);
+        if let Some(ring) = ring {
+            builder = builder.keyring(ring);
+        }
+        let engine = match builder.start_async().await {
+            Ok(engine) => engine,
+            Err(e) => {
+                eprintln!("draco-session: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let erased = engine.erase_user(userid).await;
+        engine.shutdown().await;
+        match erased {
+            Ok(n) => {
+                println!("erased {n} sessions of user {userid}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("draco-session: erasing user {userid}: {e}");
+                ExitCode::from(1)
+            }
+        }
+    });
+    Ok(code)
 }
 
 fn print_report(dir: &Path, report: &Report) {

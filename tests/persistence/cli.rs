@@ -1,7 +1,10 @@
 //! The `draco-session` command (cargo feature `cli`) run as a real process on data directories
 //! an engine wrote: `inspect --json` counts exactly what the engine holds, and writes nothing;
 //! `verify` exits 0 on good files, 1 naming a damaged snapshot or log segment (and offset), 2
-//! when it has no secret. (The engine's lock on its directory is tested in restart.rs.)
+//! when it has no secret; `erase-user` erases a user's sessions offline (no file holds their
+//! data after, another user's sessions read back) and refuses a directory an engine holds.
+//! (The engine's lock on its directory is tested in restart.rs.) With the `redis` feature too,
+//! `erase-user` on a throwaway redis-server.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -178,4 +181,146 @@ async fn verify_names_a_damaged_log_segment_and_offset_and_notes_a_torn_tail() {
         serde_json::from_slice(&run(&["inspect", image.path().to_str().unwrap(), "--json"], Some(SECRET)).stdout)
             .unwrap();
     assert_eq!(report["shards"][0]["log_records"].as_u64(), Some(2), "the two records before the damage: {report}");
+}
+
+const CANARY: &str = "canary-of-the-user-erase-user-erases-7d21c9";
+
+/// A config file with the secret, and session data unsealed (`storage.encrypt = false`) so the
+/// canary would be visible in any file still holding it.
+fn unsealed_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!("[session]\nsecret = {SECRET:?}\n\n[storage]\nencrypt = false\nsnapshot_interval = \"1h\"\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn engine_config(dir: &Path) -> draco_session::Config {
+    let mut c = config(dir, 2);
+    c.storage.encrypt = false;
+    c
+}
+
+/// User 7 with three sessions holding the canary, user 8 with two: the ids, engine shut down.
+async fn users_written(dir: &Path) -> (Vec<draco_session::SessionId>, Vec<draco_session::SessionId>) {
+    let engine = SessionEngine::start(engine_config(dir)).unwrap();
+    let mut ids = (Vec::new(), Vec::new());
+    for (user, n) in [(7, 3), (8, 2)] {
+        for i in 0..n {
+            let id = engine.create().await.unwrap().id;
+            let id = engine.login(&id, user).await.unwrap().id;
+            let value = if user == 7 { format!("{CANARY} {i}") } else { format!("user 8 session {i}") };
+            engine.insert(&id, "profile", "note", &value).await.unwrap();
+            if user == 7 { ids.0.push(id) } else { ids.1.push(id) }
+        }
+    }
+    engine.snapshot().await.unwrap();
+    engine.shutdown().await;
+    ids
+}
+
+#[actix_rt::test]
+async fn erase_user_erases_offline_and_refuses_a_directory_an_engine_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let config = unsealed_config(dir.path());
+    let (erased, kept) = users_written(&data).await;
+    assert!(!holding_canary(&data).is_empty(), "the canary is on disk before the erasure");
+    let (data_arg, config_arg) = (data.to_str().unwrap(), config.to_str().unwrap());
+
+    // While an engine holds the directory: refused, nothing changed.
+    // (The running engine writes its own log meanwhile: the snapshots and the file names are
+    // compared.)
+    let engine = SessionEngine::start(engine_config(&data)).unwrap();
+    let before = stable(&data);
+    let refused = run(&["--config", config_arg, "erase-user", data_arg, "7"], None);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in use by another"), "{refused:?}");
+    assert!(stable(&data) == before, "a refused erase-user writes nothing");
+    engine.shutdown().await;
+
+    // Bad input: usage errors, exit 2.
+    for bad in ["seven", "0", "-1"] {
+        let output = run(&["--config", config_arg, "erase-user", data_arg, bad], None);
+        assert_eq!(output.status.code(), Some(2), "{bad}: {output:?}");
+    }
+    let missing = run(&["erase-user", dir.path().join("nowhere").to_str().unwrap(), "7"], Some(SECRET));
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+
+    let output = run(&["--config", config_arg, "erase-user", data_arg, "7"], None);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout(&output).contains("erased 3 sessions of user 7"), "{output:?}");
+    assert!(holding_canary(&data).is_empty(), "no file holds the canary: {:?}", holding_canary(&data));
+    assert!(!data.join("secret.key").exists(), "erase-user creates no key file");
+
+    let engine = SessionEngine::start(engine_config(&data)).unwrap();
+    for id in &erased {
+        assert!(matches!(engine.info(id).await, Err(draco_session::SessionError::SessionGone)), "{id:?}");
+    }
+    for (i, id) in kept.iter().enumerate() {
+        assert_eq!(engine.info(id).await.unwrap().userid, 8);
+        let note: Option<String> = engine.get(id, "profile", "note").await.unwrap();
+        assert_eq!(note, Some(format!("user 8 session {i}")));
+    }
+    engine.shutdown().await;
+
+    // The secret from the environment instead; a directory without a key file and no secret: 2.
+    let again = run(&["erase-user", data_arg, "7"], Some(SECRET));
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert!(stdout(&again).contains("erased 0 sessions of user 7"), "{again:?}");
+    let no_secret = run(&["erase-user", data_arg, "7"], None);
+    assert_eq!(no_secret.status.code(), Some(2), "{no_secret:?}");
+    assert!(String::from_utf8_lossy(&no_secret.stderr).contains("no secret"), "{no_secret:?}");
+    assert!(!data.join("secret.key").exists(), "erase-user creates no key file");
+}
+
+/// Every file's name under `dir`, with the bytes of the snapshot files.
+fn stable(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = contents(dir);
+    for (name, bytes) in &mut files {
+        if !name.contains("/snapshots/") {
+            bytes.clear();
+        }
+    }
+    files
+}
+
+fn holding_canary(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    use crate::support::canary::{files_holding, forms};
+    files_holding(dir, &forms(CANARY.as_bytes()))
+}
+
+#[cfg(feature = "redis")]
+#[actix_rt::test]
+async fn erase_user_on_redis() {
+    let server = crate::redis_server::RedisServer::start();
+    let url = server.fresh_db_url();
+    let mut c = draco_session::Config::default();
+    c.session.secret = Some(SECRET.into());
+    c.storage.backend = draco_session::config::StorageBackend::Redis;
+    c.storage.redis_url.clone_from(&url);
+    let engine = SessionEngine::start_async(c.clone()).await.unwrap();
+    let mut ids = Vec::new();
+    for user in [7, 7, 8] {
+        let id = engine.create().await.unwrap().id;
+        let id = engine.login(&id, user).await.unwrap().id;
+        engine.insert(&id, "profile", "note", &format!("user {user}")).await.unwrap();
+        ids.push(id);
+    }
+    engine.shutdown().await;
+
+    let without = run(&["erase-user", &url, "7"], None);
+    assert_eq!(without.status.code(), Some(2), "no secret: {without:?}");
+    let output = run(&["erase-user", &url, "7"], Some(SECRET));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout(&output).contains("erased 2 sessions of user 7"), "{output:?}");
+
+    let engine = SessionEngine::start_async(c).await.unwrap();
+    for id in &ids[..2] {
+        assert!(matches!(engine.info(id).await, Err(draco_session::SessionError::SessionGone)), "{id:?}");
+    }
+    assert_eq!(engine.info(&ids[2]).await.unwrap().userid, 8);
+    let note: Option<String> = engine.get(&ids[2], "profile", "note").await.unwrap();
+    assert_eq!(note.as_deref(), Some("user 8"));
+    engine.shutdown().await;
 }

@@ -5,6 +5,11 @@
 #[path = "../support/persistence.rs"]
 mod support;
 
+/// A throwaway redis-server, for `erase-user` on Redis (cli.rs).
+#[cfg(all(feature = "cli", feature = "redis"))]
+#[path = "../support/redis_server.rs"]
+mod redis_server;
+
 mod budget;
 #[cfg(feature = "cli")]
 mod cli;
