@@ -31,12 +31,19 @@ pub(crate) struct Env {
     pub live: Vec<AtomicUsize>,
     /// Whether anyone subscribes to events: a shard describes an event only then.
     pub listeners: Listeners,
-    /// Seals snapshot runs' chunks (`storage.encrypt`).
-    pub sealer: Sealer,
+    /// Seals snapshot runs' chunks (`storage.encrypt`); the engine's one sealer, which its
+    /// log and snapshot writer share.
+    pub sealer: Arc<Sealer>,
 }
 
 impl Env {
-    pub fn new(config: &Config, keyring: Keyring, clock: Arc<dyn Clock>, listeners: Listeners) -> Self {
+    pub fn new(
+        config: &Config,
+        keyring: Keyring,
+        sealer: Arc<Sealer>,
+        clock: Arc<dyn Clock>,
+        listeners: Listeners,
+    ) -> Self {
         let shards = config.session.effective_shards();
         Self {
             clock,
@@ -46,7 +53,7 @@ impl Env {
             shards,
             live: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
             listeners,
-            sealer: Sealer::new(&keyring, config.storage.encrypt),
+            sealer,
             keyring,
         }
     }

@@ -110,13 +110,14 @@ impl Hosting {
     pub fn new(
         config: Config,
         keyring: Keyring,
+        sealer: Arc<Sealer>,
         clock: Arc<dyn Clock>,
         placement: Placement,
         snapshots: Option<Snapshots>,
         wal: Option<Arc<Wal>>,
     ) -> Self {
         let events = crate::events::EventHub::new(config.events.capacity);
-        let env = Arc::new(Env::new(&config, keyring, clock, events.listeners()));
+        let env = Arc::new(Env::new(&config, keyring, sealer, clock, events.listeners()));
         let shards = env.shards;
         Self {
             engine: ENGINES.fetch_add(1, Ordering::Relaxed),
@@ -170,9 +171,9 @@ impl MemoryBackend {
         let wal = match config.storage.log {
             crate::config::LogMode::Off => None,
             _ if !config.storage.persist => None,
-            _ => Some(crate::wal::start(&config.storage, shards, log_io, sealer)?),
+            _ => Some(crate::wal::start(&config.storage, shards, log_io, sealer.clone())?),
         };
-        let hosting = Arc::new(Hosting::new(config, keyring, clock, placement, snapshots, wal));
+        let hosting = Arc::new(Hosting::new(config, keyring, sealer, clock, placement, snapshots, wal));
         let supervisor = Supervisor::launch(hosting.clone(), sessions);
         Ok(Self { hosting, supervisor })
     }

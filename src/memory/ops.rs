@@ -513,7 +513,8 @@ mod tests {
         config.limits.max_sessions = max_sessions;
         config.session.shards = shards;
         let keyring = Keyring::from_secrets(b"shard unit test secret, 32 bytes or more", &[]).unwrap();
-        (Arc::new(Hosting::new(config, keyring, clock.clone(), Placement::default(), None, None)), clock)
+        let sealer = Arc::new(crate::seal::Sealer::new(&keyring, config.storage.encrypt));
+        (Arc::new(Hosting::new(config, keyring, sealer, clock.clone(), Placement::default(), None, None)), clock)
     }
 
     /// Shard 0 of such an engine and what moves with it.
@@ -847,7 +848,8 @@ mod budget_tests {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let keyring = Keyring::from_secrets(b"budget unit test secret, 32 bytes or more", &[]).unwrap();
         let listeners = crate::events::EventHub::new(config.events.capacity).listeners();
-        (Shard::new(0, Arc::new(Env::new(&config, keyring, clock.clone(), listeners))), clock)
+        let sealer = Arc::new(crate::seal::Sealer::new(&keyring, config.storage.encrypt));
+        (Shard::new(0, Arc::new(Env::new(&config, keyring, sealer, clock.clone(), listeners))), clock)
     }
 
     fn create(s: &mut Shard) -> Result<SessionId> {

@@ -198,8 +198,8 @@ pub(crate) fn open(
 /// The shard count changed, or plain files must become sealed: writes the current layout in
 /// full, then deletes the files of the old one, so they can never bring back sessions that
 /// later end. Plain files of the current layout go too: each shard is written twice (both
-/// generations kept are sealed) and its log segments, all before the snapshot's position, are
-/// removed (no shard appends to them yet).
+/// generations kept are sealed) and its other files and log segments, all before the
+/// snapshot's position, are removed (no shard appends to them yet), as an erasure does.
 fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> Result<(), StartError> {
     let (shards, stale) = (&loaded.shards, &loaded.stale);
     let dir = writer.dir().to_owned();
@@ -208,14 +208,18 @@ fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> R
         for (id, state) in records {
             format::encode_record(&mut chunk, id, state).map_err(|e| storage(&dir, format!("cannot encode: {e}")))?;
         }
-        for _ in 0..if loaded.unsealed { 2 } else { 1 } {
-            writer
-                .write(shard, records.len() as u64, loaded.next_lsn[shard], std::slice::from_ref(&chunk))
-                .map_err(|e| storage(&dir, format!("cannot write snapshot of shard {shard}: {e}")))?;
-        }
+        let (entries, log_from) = (records.len() as u64, loaded.next_lsn[shard]);
+        let written = if loaded.unsealed {
+            // As an erasure rewrites a shard: twice, then every other file of the shard and
+            // every log segment (all before `log_from`) deleted.
+            let body = writer.body(shard, std::slice::from_ref(&chunk));
+            writer.erase(shard, entries, log_from, u64::MAX, &body)
+        } else {
+            writer.write(shard, entries, log_from, std::slice::from_ref(&chunk))
+        };
+        written.map_err(|e| storage(&dir, format!("cannot write snapshot of shard {shard}: {e}")))?;
     }
     if loaded.unsealed {
-        remove_current_log(&dir, shards.len())?;
         log::info!(
             "snapshots: sessions stored unsealed were rewritten sealed (storage.encrypt); the plain files removed"
         );
@@ -249,25 +253,6 @@ fn rewrite_layout(writer: &mut writer::Writer<Fs>, loaded: &loader::Loaded) -> R
         );
     }
     Ok(())
-}
-
-/// Removes every log segment of the current layout (`shards` shards): at start-up, once the
-/// snapshots just written hold every record in them.
-fn remove_current_log(snap_dir: &Path, shards: usize) -> Result<(), StartError> {
-    let log_dir = crate::wal::dir_of(snap_dir.parent().unwrap_or(snap_dir));
-    let names = crate::wal::io::list(&log_dir)
-        .map_err(|e| storage(&log_dir, format!("cannot list the write-ahead log directory: {e}")))?;
-    let current: Vec<_> = names.iter().filter(|n| n.shards as usize == shards).collect();
-    if current.is_empty() {
-        return Ok(());
-    }
-    for name in current {
-        let path = name.path(&log_dir);
-        std::fs::remove_file(&path)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-            .map_err(|e| storage(&path, format!("cannot remove a log segment the new snapshot holds: {e}")))?;
-    }
-    fsutil::sync_dir(&log_dir).map_err(|e| storage(&log_dir, format!("cannot sync: {e}")))
 }
 
 #[cfg(test)]

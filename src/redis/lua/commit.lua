@@ -8,18 +8,9 @@ if redis.call('GET', lock) ~= token then return {'lost'} end
 redis.call('DEL', lock)
 if not load(true, 'b') then return missing end
 if ARGV[10] == '1' then
-  local refused, after = fits(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[7], length(ARGV[9]))
-  if refused then
-    slide()
-    return refused
-  end
-  slide(ARGV[9], ARGV[11], 'b', after)
+  local refused = put(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[7], length(ARGV[9]))
+  if refused then return refused end
 else
-  local n, b = drop(ARGV[9], m[7])
-  if n == 1 then
-    slide('b', b)
-  else
-    slide()
-  end
+  take(ARGV[9], m[7])
 end
 return reply()

@@ -5,10 +5,4 @@ if busy() then
   save()
   return {'locked'}
 end
-local n, b = drop(ARGV[9], m[7])
-if n == 1 then
-  slide('b', b)
-else
-  slide()
-end
-return reply(n)
+return reply(take(ARGV[9], m[7]))

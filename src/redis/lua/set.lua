@@ -6,10 +6,4 @@ if busy() then
   save()
   return {'locked'}
 end
-local refused, after = fits(ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13], m[7], length(ARGV[9]))
-if refused then
-  slide()
-  return refused
-end
-slide(ARGV[9], ARGV[10], 'b', after)
-return reply()
+return put(ARGV[9], ARGV[10], tonumber(ARGV[11]), ARGV[12], ARGV[13], m[7], length(ARGV[9])) or reply()

@@ -14,10 +14,4 @@ if (v or '') ~= ARGV[10] then
   save()
   return {'changed'}
 end
-local refused, after = fits(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[8], v and #v)
-if refused then
-  slide()
-  return refused
-end
-slide(ARGV[9], ARGV[11], 'b', after)
-return reply()
+return put(ARGV[9], ARGV[11], tonumber(ARGV[12]), ARGV[13], ARGV[14], m[8], v and #v) or reply()

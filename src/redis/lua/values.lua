@@ -28,3 +28,24 @@ local function drop(f, b)
   redis.call('HDEL', key, f)
   return 1, size(b) - weight(f, n)
 end
+-- Writes value field f = v when it fits (`fits`), and slides the expiry either way (with `b`
+-- after the write when it happens). Answers the refusal, or nil.
+local function put(f, v, max_keys, max_bytes, max_anonymous, b, old)
+  local refused, after = fits(f, v, max_keys, max_bytes, max_anonymous, b, old)
+  if refused then
+    slide()
+    return refused
+  end
+  slide(f, v, 'b', after)
+end
+-- Deletes value field f (`drop`) and slides the expiry (with `b` when it changed). Answers 1
+-- when the field was there, else 0.
+local function take(f, b)
+  local n, after = drop(f, b)
+  if n == 1 then
+    slide('b', after)
+  else
+    slide()
+  end
+  return n
+end
