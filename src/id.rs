@@ -107,13 +107,6 @@ impl SessionId {
         shard_of(&self.locator, shards)
     }
 
-    /// The id's Redis slot group, 0..16384: its first 14 random bits. The Redis backend's
-    /// hash tag, shared by every id a session is rotated to.
-    #[cfg(test)]
-    pub(crate) fn slot_group(&self) -> u16 {
-        slot_group_of(&self.random)
-    }
-
     /// The keyed tag.
     #[cfg(test)]
     pub(crate) fn tag(&self) -> &[u8; TAG_LEN] {
@@ -138,7 +131,8 @@ impl SessionId {
     }
 }
 
-/// The Redis slot group of the random part `random` (see [`SessionId::slot_group`]).
+/// The Redis slot group of the random part `random` in the key names of earlier versions
+/// (its first 14 bits), which the Redis backend still reads and moves to its own names.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn slot_group_of(random: &[u8; RANDOM_LEN]) -> u16 {
     u16::from_be_bytes([random[0], random[1]]) >> 2
@@ -272,28 +266,22 @@ impl Keyring {
     /// still faces at least 118 bits (`session.shards` is at most 1024). Each draw costs one
     /// locator digest.
     pub(crate) fn generate_in_shard(&self, shard: usize, shards: usize) -> SessionId {
+        self.generate_matching(|locator| shard_of(locator, shards) == shard)
+    }
+
+    /// A fresh id whose locator `accept`s: random parts drawn until one does, and only that one
+    /// tagged. What the condition fixes of the locator is what it costs of the 128 random bits
+    /// (the Redis backend keeps a session in its slot group, 10 bits, across a login).
+    pub(crate) fn generate_matching(&self, accept: impl Fn(&Locator) -> bool) -> SessionId {
         let mut rng = rand::rng();
         let mut random = [0u8; RANDOM_LEN];
         loop {
             rng.fill_bytes(&mut random);
             let locator = locator_of(&random);
-            if shard_of(&locator, shards) == shard {
+            if accept(&locator) {
                 return SessionId { random, tag: tag(&self.current, &random), locator };
             }
         }
-    }
-
-    /// A fresh id in the same Redis slot group as `of` (see [`SessionId::slot_group`]): its
-    /// first 14 bits are `of`'s, the other 114 are fresh CSPRNG output. Login rotation under
-    /// Redis Cluster moves a session to its new key atomically only when both keys hash to
-    /// one slot.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn generate_sibling(&self, of: &SessionId) -> SessionId {
-        let mut random = [0u8; RANDOM_LEN];
-        rand::rng().fill_bytes(&mut random);
-        random[0] = of.random[0];
-        random[1] = (of.random[1] & 0xFC) | (random[1] & 0x03);
-        SessionId::from_parts(random, tag(&self.current, &random))
     }
 
     /// The handle of the session whose locator is `locator`: what a devices page shows in
@@ -328,13 +316,6 @@ impl Keyring {
         level: u8,
     ) -> bool {
         ct_eq(&self.auth_marker(locator, userid, at_ms, level), marker)
-    }
-
-    /// The id whose random part is `random`, tagged with the current key (the Redis backend
-    /// reads a session it found by its random part).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn tagged(&self, random: [u8; RANDOM_LEN]) -> SessionId {
-        SessionId::from_parts(random, tag(&self.current, &random))
     }
 
     /// Whether one of our keys tagged `id`. Constant time in the id's content.
@@ -559,19 +540,6 @@ mod tests {
         let mut non_ascii = good.as_bytes().to_vec();
         non_ascii[3] = 0xff;
         assert_eq!(k.parse(&non_ascii), Err(SessionError::InvalidId));
-    }
-
-    #[test]
-    fn siblings_share_the_slot_group_and_nothing_else_predictable() {
-        let ring = ring();
-        for _ in 0..200 {
-            let a = ring.generate();
-            let b = ring.generate_sibling(&a);
-            assert_eq!(a.slot_group(), b.slot_group());
-            assert!(a.slot_group() < 16384);
-            assert!(ring.verify(&b));
-            assert_ne!(a.random[2..], b.random[2..]);
-        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ use super::sealed::Seal;
 use super::store::{Core, RedisStore};
 use crate::error::Result;
 use crate::events::{EventKind, SessionEvent, Subscription, at_ms};
-use crate::id::{SessionHandle, locator_of};
+use crate::id::{Locator, SessionHandle};
 
 /// How long one `XREAD` waits for entries before the reader looks at its subscribers again.
 const BLOCK_MS: u64 = 500;
@@ -43,14 +43,14 @@ const BLOCK_MS: u64 = 500;
 const BATCH: usize = 256;
 
 impl Core {
-    /// Appends an event of the session whose id has the random part `random`.
-    pub(super) async fn publish(&self, kind: EventKind, userid: u64, random: &[u8; 16]) {
+    /// Appends an event of the session whose locator is `locator`.
+    pub(super) async fn publish(&self, kind: EventKind, userid: u64, locator: &Locator) {
         if self.stream_len == 0 {
             return;
         }
         let mut cmd = redis::cmd("XADD");
         cmd.arg(self.keys.stream()).arg("MAXLEN").arg("~").arg(self.stream_len).arg("*");
-        let (handle, at) = (self.keyring.handle(&locator_of(random)).to_string(), self.clock.now_ms().to_string());
+        let (handle, at) = (self.keyring.handle(locator).to_string(), self.clock.now_ms().to_string());
         let label = match &kind {
             EventKind::LoggedIn { label, .. } => label.as_deref(),
             _ => None,

@@ -101,12 +101,12 @@ impl Core {
     /// The session's device label and address (see `names::DEVICE_SCOPE`), in one command: in
     /// this engine's layout, else the plain one (a session not migrated yet; one sealed under
     /// a previous secret shows none until its next use migrates it).
-    pub(super) async fn device(&self, random: &[u8; 16]) -> Result<(Option<String>, Option<String>)> {
+    pub(super) async fn device(&self, k: &keys::SessionKeys) -> Result<(Option<String>, Option<String>)> {
         use crate::names::{DEVICE_SCOPE, IP_KEY, LABEL_KEY};
         let fields = [self.seal.field(DEVICE_SCOPE, LABEL_KEY), self.seal.field(DEVICE_SCOPE, IP_KEY)];
         let plain = [keys::field(DEVICE_SCOPE, LABEL_KEY), keys::field(DEVICE_SCOPE, IP_KEY)];
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(self.keys.of_random(random).session).arg(&fields[0]).arg(&fields[1]).arg(&plain[0]).arg(&plain[1]);
+        cmd.arg(&k.session).arg(&fields[0]).arg(&fields[1]).arg(&plain[0]).arg(&plain[1]);
         let values: Vec<Option<Vec<u8>>> = self.link.query(&cmd).await?;
         let text = |i: usize, key: &str| -> Result<Option<String>> {
             let (field, stored) = match (values.get(i).cloned().flatten(), values.get(i + 2).cloned().flatten()) {
@@ -123,7 +123,7 @@ impl Core {
     /// Drops the index entry of a session of `userid` Redis has expired, and reports the
     /// expiry: the instance whose `SREM` removed the entry does, so it is reported once.
     /// (A session that a failed login left in the index unused is reported so too.)
-    pub(super) async fn expired(&self, userid: u64, member: &str, random: &[u8; 16]) {
+    pub(super) async fn expired(&self, userid: u64, member: &str, locator: &crate::id::Locator) {
         let mut removed = false;
         for name in self.seal.index_names(userid) {
             let mut cmd = redis::cmd("SREM");
@@ -135,7 +135,7 @@ impl Core {
             }
         }
         if removed {
-            self.publish(crate::events::EventKind::Expired, userid, random).await;
+            self.publish(crate::events::EventKind::Expired, userid, locator).await;
         }
     }
 }

@@ -13,7 +13,7 @@ use super::scripts;
 use super::store::RedisStore;
 use crate::error::{Result, SessionError};
 use crate::events::EventKind;
-use crate::id::{SessionId, locator_of};
+use crate::id::SessionId;
 use crate::message::op::Op;
 use crate::message::*;
 
@@ -204,7 +204,7 @@ impl OnRedis for SetPersistent {
                 let flag: &[u8] = if persistent { b"1" } else { b"0" };
                 let k = c.keys.session(&id);
                 let info = c.exec_any(&scripts::SET_PERSISTENT, &k, "", &[flag], true).await?.info(id)?;
-                c.publish(EventKind::RememberMe { on: persistent }, info.userid, id.random()).await;
+                c.publish(EventKind::RememberMe { on: persistent }, info.userid, id.locator()).await;
                 Ok(info)
             })
             .await
@@ -252,8 +252,8 @@ impl OnRedis for LogoutUser {
                 let members = c.members(userid).await?;
                 let mut ended = 0;
                 for member in &members {
-                    if let Some(random) = keys::of_member(member)
-                        && c.delete_session(&c.keys.of_random(&random), Some(userid)).await?
+                    if let Some(k) = c.keys.of_member(member)
+                        && c.delete_session(&k, Some(userid)).await?
                     {
                         ended += 1;
                     }
@@ -278,8 +278,7 @@ impl OnRedis for EraseUser {
                 c.forget_events(userid).await?;
                 let mut ended = 0;
                 for member in c.members(userid).await? {
-                    let Some(random) = keys::of_member(&member) else { continue };
-                    let k = c.keys.of_random(&random);
+                    let Some(k) = c.keys.of_member(&member) else { continue };
                     if c.delete_session(&k, Some(userid)).await? {
                         ended += 1;
                         c.link.query::<redis::Value>(redis::cmd("DEL").arg(&k.lock)).await?;
@@ -298,10 +297,10 @@ impl OnRedis for Revoke {
         store
             .run(false, move |c| async move {
                 for member in c.members(userid).await? {
-                    if let Some(random) = keys::of_member(&member)
-                        && c.keyring.handle(&locator_of(&random)) == handle
+                    if let Some(k) = c.keys.of_member(&member)
+                        && c.keyring.handle(&k.locator) == handle
                     {
-                        let ended = c.delete_session(&c.keys.of_random(&random), Some(userid)).await?;
+                        let ended = c.delete_session(&k, Some(userid)).await?;
                         c.unindex(userid, &member).await;
                         return Ok(ended);
                     }
@@ -322,18 +321,19 @@ impl OnRedis for SessionsOf {
                 let mut live = Vec::new();
                 let mut stale = Vec::new();
                 for member in c.members(userid).await? {
-                    let Some(random) = keys::of_member(&member) else {
+                    let Some(k) = c.keys.of_member(&member) else {
                         stale.push(member);
                         continue;
                     };
-                    // The reply reads as a session's metadata under an id; the id never leaves here.
-                    let id = c.keyring.tagged(random);
-                    match c.exec_any(&scripts::INFO, &c.keys.of_random(&random), "", &[], false).await {
+                    // The reply reads as a session's metadata under an id: the index holds none
+                    // (and the answer none), so a placeholder stands in for it.
+                    let id = SessionId::from_parts([0; 16], [0; 8]);
+                    match c.exec_any(&scripts::INFO, &k, "", &[], false).await {
                         Ok(r) => match r.info(id) {
                             Ok(info) if info.userid == userid => {
-                                let (label, ip) = c.device(&random).await?;
+                                let (label, ip) = c.device(&k).await?;
                                 live.push(UserSession {
-                                    handle: c.keyring.handle(id.locator()),
+                                    handle: c.keyring.handle(&k.locator),
                                     userid,
                                     label,
                                     ip,
@@ -345,7 +345,7 @@ impl OnRedis for SessionsOf {
                             }
                             _ => stale.push(member),
                         },
-                        Err(SessionError::SessionGone) => c.expired(userid, &member, &random).await,
+                        Err(SessionError::SessionGone) => c.expired(userid, &member, &k.locator).await,
                         Err(e) => return Err(e),
                     }
                 }

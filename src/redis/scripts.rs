@@ -167,12 +167,12 @@ impl Core {
     /// every script shares to errors, so only "ok", "done", "new", "exists", "fallback" and
     /// "changed" come back.
     pub(super) async fn exec(&self, script: &Script, k: &SessionKeys, token: &str, args: &[&[u8]]) -> Result<Reply> {
-        self.exec_keys(script, &[&k.session, &k.lock], token, args).await
+        self.run_script(script, &[&k.session, &k.lock], Some(k), token, args, false, false).await
     }
 
     /// As [`exec`](Self::exec), on `keys` (the session's, then any more the script takes).
     pub(super) async fn exec_keys(&self, script: &Script, keys: &[&str], token: &str, args: &[&[u8]]) -> Result<Reply> {
-        self.run_script(script, keys, token, args, false, false).await
+        self.run_script(script, keys, None, token, args, false, false).await
     }
 
     /// As [`exec`](Self::exec), for a script that works on a session in any layout (metadata,
@@ -187,25 +187,30 @@ impl Core {
         args: &[&[u8]],
         settle: bool,
     ) -> Result<Reply> {
-        self.run_script(script, &[&k.session, &k.lock], token, args, true, settle).await
+        self.run_script(script, &[&k.session, &k.lock], Some(k), token, args, true, settle).await
     }
 
-    /// As [`exec_any`](Self::exec_any), on `keys`.
+    /// As [`exec_any`](Self::exec_any), on `keys` (the session's, then any more the script
+    /// takes); `k`, when given, names the session's keys, so one found only under its earlier
+    /// name is moved first (`keys.rs`).
     pub(super) async fn exec_any_keys(
         &self,
         script: &Script,
         keys: &[&str],
+        k: Option<&SessionKeys>,
         token: &str,
         args: &[&[u8]],
         settle: bool,
     ) -> Result<Reply> {
-        self.run_script(script, keys, token, args, true, settle).await
+        self.run_script(script, keys, k, token, args, true, settle).await
     }
 
+    #[allow(clippy::too_many_arguments, reason = "the forms above, in one place")]
     async fn run_script(
         &self,
         script: &Script,
         keys: &[&str],
+        k: Option<&SessionKeys>,
         token: &str,
         args: &[&[u8]],
         any: bool,
@@ -214,6 +219,7 @@ impl Core {
         let form = if any { "*" } else { self.seal.form() };
         let mut backoff = Backoff::new();
         let mut migrations = 0;
+        let mut adopted = false;
         loop {
             // EVALSHA built here, in one buffer (a `ScriptInvocation` copies every argument
             // twice); `Link::invoke` loads the script when Redis does not have it.
@@ -260,7 +266,16 @@ impl Core {
                     }
                     Box::pin(self.migrate(keys[0], keys[1])).await?;
                 }
-                Status::Gone => return Err(SessionError::SessionGone),
+                Status::Gone => {
+                    // Found under its earlier name: moved, and the script runs again.
+                    if !adopted && let Some(k) = k {
+                        adopted = true;
+                        if Box::pin(self.adopt(k)).await? {
+                            continue;
+                        }
+                    }
+                    return Err(SessionError::SessionGone);
+                }
                 Status::NotLoggedIn => return Err(SessionError::NotLoggedIn),
                 Status::Full => return Err(SessionError::Full { limit: limits.max_sessions }),
                 Status::TooMany => return Err(SessionError::TooManyKeys { limit: limits.max_keys }),

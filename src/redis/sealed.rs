@@ -421,7 +421,7 @@ impl Core {
         let keys = [session, lock];
         let token = lock::token();
         let lock_ms = lock::LOCK_MS.to_string();
-        let r = match self.exec_any_keys(&scripts::LOCK_ALL, &keys, &token, &[lock_ms.as_bytes()], false).await {
+        let r = match self.exec_any_keys(&scripts::LOCK_ALL, &keys, None, &token, &[lock_ms.as_bytes()], false).await {
             Ok(r) => r,
             Err(e) => {
                 // Taken, but its answer's user did not open: released at once.
@@ -448,7 +448,8 @@ impl Core {
         // A logged-in session whose user was stored in another form moves to the index of this
         // engine's form: added to it before, taken out of the others after (see `index.rs`);
         // an index whose last entry goes is gone, and with it the name it had.
-        let member = session.rsplit(":s:").next().unwrap_or_default();
+        let member = self.keys.of_session_key(session).map(|k| k.member).unwrap_or_default();
+        let member = member.as_str();
         if moved {
             self.index(user, member, self.index_ttl_ms()).await?;
             if let Some(until) = deadline {
@@ -461,7 +462,7 @@ impl Core {
         for (field, value) in &written {
             args.extend([field.as_slice(), value.as_slice()]);
         }
-        self.exec_any_keys(&scripts::MIGRATE, &keys, &token, &args, false).await?;
+        self.exec_any_keys(&scripts::MIGRATE, &keys, None, &token, &args, false).await?;
         if moved {
             for name in self.seal.index_names(user).iter().skip(1) {
                 let mut cmd = redis::cmd("SREM");
@@ -480,7 +481,7 @@ impl Core {
 
     /// Releases the lock of `keys` if `token` holds it; a failure leaves it to expire.
     async fn unlock(&self, keys: &[&str; 2], token: &str) {
-        if let Err(e) = self.exec_any_keys(&scripts::UNLOCK, keys, token, &[], false).await {
+        if let Err(e) = self.exec_any_keys(&scripts::UNLOCK, keys, None, token, &[], false).await {
             log::debug!("update lock left to expire: {e}");
         }
     }

@@ -57,7 +57,15 @@ pub(super) struct Core {
     pub(super) destroyed: AtomicU64,
     pub(super) operations: AtomicU64,
     pub(super) panics: AtomicU64,
+    /// Whether sessions may remain under the key names of earlier versions (`keys.rs`): true
+    /// until a scan at start finds none (one server; a cluster keeps looking).
+    pub(super) legacy: AtomicBool,
 }
+
+/// Restores a session hash (`DUMP`ed from its earlier name) under `KEYS[1]` unless a session
+/// is there already (another request moved it first). `ARGV[1]`: its remaining ms, 0 for none.
+const ADOPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end \
+redis.call('RESTORE', KEYS[1], ARGV[1], ARGV[2]) return 1";
 
 impl RedisStore {
     /// Connects to `storage.redis_url` and checks the server answers (bounded, see
@@ -97,8 +105,14 @@ impl RedisStore {
             destroyed: AtomicU64::new(0),
             operations: AtomicU64::new(0),
             panics: AtomicU64::new(0),
+            legacy: AtomicBool::new(true),
         };
-        Ok(Self { runtime, core: Arc::new(core) })
+        let (runtime, core) = (runtime, Arc::new(core));
+        if !cluster {
+            let core = core.clone();
+            runtime.detach(async move { core.look_for_legacy().await });
+        }
+        Ok(Self { runtime, core })
     }
 
     /// `Unavailable` once the engine is shut down.
@@ -245,7 +259,7 @@ impl Core {
                     self.operations.fetch_add(1, Ordering::Relaxed);
                     let info = r.new_session(new, &self.lifetimes)?;
                     if event.is_none() {
-                        self.publish(EventKind::Created, 0, new.random()).await;
+                        self.publish(EventKind::Created, 0, new.locator()).await;
                     }
                     return Ok(Some((info, by)));
                 }
@@ -275,7 +289,7 @@ impl Core {
                     self.created.fetch_add(1, Ordering::Relaxed);
                     let info = r.new_session(new, &self.lifetimes)?;
                     if event.is_none() {
-                        self.publish(EventKind::Created, 0, new.random()).await;
+                        self.publish(EventKind::Created, 0, new.locator()).await;
                     }
                     return Ok(info);
                 }
@@ -289,7 +303,8 @@ impl Core {
     pub(super) async fn rotate(&self, id: SessionId, userid: u64) -> Result<SessionInfo> {
         let old = self.keys.session(&id);
         loop {
-            let new_id = self.keyring.generate_sibling(&id);
+            let group = keys::group_of(id.locator());
+            let new_id = self.keyring.generate_matching(|l| keys::group_of(l) == group);
             let new = self.keys.session(&new_id);
             let ttl = self.index_ttl_ms();
             // Taken before the index's expiry is set, so the index lasts at least until then.
@@ -303,7 +318,7 @@ impl Core {
             let whos = if userid == 0 { Vec::new() } else { self.seal.whos(userid) };
             let mut args: Vec<&[u8]> = vec![&uid, clear, until.as_bytes()];
             args.extend(whos.iter().map(Vec::as_slice));
-            let result = self.exec_any_keys(&scripts::ROTATE, &keys, "", &args, false).await;
+            let result = self.exec_any_keys(&scripts::ROTATE, &keys, Some(&old), "", &args, false).await;
             let reply = match result {
                 Ok(r) if r.status() == Status::Ok => r,
                 other => {
@@ -327,12 +342,12 @@ impl Core {
             let before = self.keyring.handle(id.locator());
             let event = if userid != 0 {
                 // The label the web layer recorded before the login (see `state::DEVICE_SCOPE`).
-                let label = self.device(new_id.random()).await.ok().and_then(|(label, _)| label);
+                let label = self.device(&new).await.ok().and_then(|(label, _)| label);
                 (EventKind::LoggedIn { label, previous: before }, userid)
             } else {
                 (EventKind::LoggedOut { previous: before }, previous)
             };
-            self.publish(event.0, event.1, new_id.random()).await;
+            self.publish(event.0, event.1, new_id.locator()).await;
             return Ok(info);
         }
     }
@@ -342,7 +357,10 @@ impl Core {
     pub(super) async fn delete_session(&self, k: &SessionKeys, only_user: Option<u64>) -> Result<bool> {
         let whos = only_user.map(|u| self.seal.whos(u)).unwrap_or_else(|| vec![Vec::new()]);
         let args: Vec<&[u8]> = whos.iter().map(Vec::as_slice).collect();
-        let r = self.exec_any(&scripts::DESTROY, k, "", &args, false).await?;
+        let mut r = self.exec_any(&scripts::DESTROY, k, "", &args, false).await?;
+        if r.deleted_user().is_none() && self.adopt(k).await? {
+            r = self.exec_any(&scripts::DESTROY, k, "", &args, false).await?;
+        }
         let Some(userid) = r.deleted_user() else { return Ok(false) };
         self.destroyed.fetch_add(1, Ordering::Relaxed);
         if only_user.is_none() && userid != 0 {
@@ -350,10 +368,59 @@ impl Core {
         }
         // Ended for a user from elsewhere (revoke, log out everywhere), or destroyed by its own.
         let kind = if only_user.is_some() { EventKind::Revoked } else { EventKind::Destroyed };
-        if let Some(random) = keys::of_member(&k.member) {
-            self.publish(kind, userid, &random).await;
+        self.publish(kind, userid, &k.locator).await;
+        Ok(true)
+    }
+
+    /// Moves the session `k` names from its earlier name, if it is there (see `keys.rs`):
+    /// whether it did. Its hash moves whole (`DUMP`, `RESTORE`) with its expiry; its update
+    /// lock is left to expire. Answers false at once when no earlier name is known or none
+    /// remains.
+    pub(super) async fn adopt(&self, k: &SessionKeys) -> Result<bool> {
+        let Some(old) = k.legacy.as_deref() else { return Ok(false) };
+        if !self.legacy.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("DUMP").arg(&old.session).cmd("PTTL").arg(&old.session);
+        let (dump, ttl): (Option<Vec<u8>>, i64) = self.link.query_pipeline(&pipe).await?;
+        let Some(dump) = dump else { return Ok(false) };
+        if ttl == -2 {
+            return Ok(false);
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ADOPT).arg(1).arg(&k.session).arg(ttl.max(0)).arg(dump);
+        let moved: i64 = self.link.query(&cmd).await?;
+        self.link.query::<i64>(redis::cmd("DEL").arg(&old.session)).await?;
+        if moved == 1 {
+            log::debug!("session moved from {} to {}", old.session, k.session);
         }
         Ok(true)
+    }
+
+    /// At start (one server): whether any session remains under the earlier key names; when
+    /// none does, operations stop looking for them. A failure leaves them looking.
+    async fn look_for_legacy(&self) {
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor).arg("MATCH").arg(self.keys.legacy_pattern()).arg("COUNT").arg(1000);
+            match self.link.query::<(u64, Vec<String>)>(&cmd).await {
+                Ok((_, found)) if !found.is_empty() => {
+                    log::info!("sessions under earlier Redis key names found: each moves on its next use");
+                    return;
+                }
+                Ok((0, _)) => {
+                    self.legacy.store(false, Ordering::Relaxed);
+                    return;
+                }
+                Ok((next, _)) => cursor = next,
+                Err(e) => {
+                    log::debug!("scan for earlier Redis key names stopped: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     pub(super) async fn count_sessions(&self) -> Result<usize> {

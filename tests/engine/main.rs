@@ -13,6 +13,7 @@ mod erase;
 mod events;
 mod expiry;
 mod identity;
+mod legacy_keys;
 mod lifecycle;
 mod limits;
 mod placement;

@@ -70,7 +70,7 @@ impl Raw {
 
     /// The session hashes (one server: the engine's database holds only its own).
     async fn sessions(&mut self, c: &Config) -> Vec<String> {
-        self.keys(c).await.into_iter().filter(|k| k.contains("}:s:")).collect()
+        self.keys(c).await.into_iter().filter(|k| k.contains("}:S:")).collect()
     }
 }
 
@@ -151,7 +151,7 @@ async fn a_canary_is_nowhere_in_redis_and_reads_back(b: Backend) {
     assert_eq!(e.increment(&s, SCOPE, "visits", 5).await.unwrap(), 5);
     let mut raw = Raw::open(&c).await;
     let keys = raw.keys(&c).await;
-    assert!(keys.iter().any(|k| k.contains("}:s:")) && keys.iter().any(|k| k.contains(":u:")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("}:S:")) && keys.iter().any(|k| k.contains(":u:")), "{keys:?}");
     assert_eq!(found(&mut raw, &c, &canaries(user)).await, Vec::<String>::new());
 
     // Everything reads back through the API, on this engine and after a restart.
@@ -278,9 +278,9 @@ async fn tampered_fields_are_errors_never_data(b: Backend) {
     let _: i64 = raw.query(::redis::cmd("COPY").arg(&hash).arg(&theirs).arg("REPLACE")).await;
     assert!(matches!(o.get::<String>(&t, SCOPE, KEY).await, Err(SessionError::Damaged(_))));
     assert!(matches!(o.info(&t).await, Err(SessionError::Damaged(_))));
-    // The failed migration left no update lock behind (`<p>:{gggg}:l:<random>`, the session
+    // The failed migration left no update lock behind (`<p>:{ggg}:L:<locator>`, the session
     // hash's name with `l` for `s`): the next write is refused as damaged, not as busy.
-    let lock = theirs.replacen(":s:", ":l:", 1);
+    let lock = theirs.replacen(":S:", ":L:", 1);
     assert_ne!(lock, theirs);
     let held: i64 = raw.query(::redis::cmd("EXISTS").arg(&lock)).await;
     assert_eq!(held, 0, "{lock} is still held");
