@@ -1,20 +1,24 @@
-//! `draco-session`: looks into an engine's data directory (cargo feature `cli`).
+//! `draco-session`: looks into an engine's data directory or Redis server, and moves sessions
+//! between the two (cargo feature `cli`; Redis URLs need `redis` too).
 //!
-//! - `draco-session inspect DIR [--json]`: what start-up would load — sessions, logged in,
-//!   persistent, users, bytes (total and largest), per shard — and every snapshot file and log
-//!   segment with its size.
+//! - `draco-session inspect DIR|REDIS_URL [--json]`: what start-up would load — sessions,
+//!   logged in, persistent, users, bytes (total and largest), per shard — and every snapshot
+//!   file and log segment with its size; of a Redis server, its sessions counted.
 //! - `draco-session verify DIR`: reads every snapshot file and log segment; exit 0 when all are
 //!   good, 1 naming each damaged file and offset, 2 when it cannot run (usage, secret, I/O).
-//!
+//! - `draco-session migrate --from DIR|REDIS_URL --to DIR|REDIS_URL`: copies every live
+//!   session, so that every cookie opens it on the destination (the same secret); can be run
+//!   again after an interruption. A progress line on a terminal, a summary at the end.
 //! - `draco-session erase-user DIR|REDIS_URL USERID`: ends every session of the user and
 //!   rewrites the files so no copy of their data remains (`SessionEngine::erase_user`), with an
 //!   engine started for the purpose and shut down after. On a data directory it refuses (exit 1)
-//!   while a running engine holds it; a `redis://` or `rediss://` URL needs the `redis` feature.
+//!   while a running engine holds it.
 //!
 //! The secret comes from `$DRACO_SESSION_SECRET`, else the `--config` file's `session.secret`
 //! (and `previous_secrets`), else `DIR/secret.key`, as the engine finds it; none of the commands
-//! creates a key file. `inspect` and `verify` only read, and are safe on a directory a running
-//! engine holds.
+//! creates a key file (but `migrate` into a directory copies the one the secret came from).
+//! `inspect` and `verify` only read, and are safe on a directory a running engine holds;
+//! `migrate` refuses to read one (stop the engine first) or to write into one.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -39,7 +43,7 @@ struct Cli {
 enum Command {
     /// Sessions, logged in, persistent, users and bytes, per shard; snapshot files and log segments.
     Inspect {
-        /// The data directory (storage.dir).
+        /// The data directory (storage.dir), or a Redis URL (redis://HOST:PORT[/DB], rediss://...).
         dir: PathBuf,
         /// One JSON object instead of a table.
         #[arg(long)]
@@ -49,6 +53,15 @@ enum Command {
     Verify {
         /// The data directory (storage.dir).
         dir: PathBuf,
+    },
+    /// Copies every live session from one store to another: cookies keep working with the same secret.
+    Migrate {
+        /// Where the sessions are: a data directory (its engine stopped), or a Redis URL.
+        #[arg(long)]
+        from: String,
+        /// Where they go: an empty data directory, or a Redis URL.
+        #[arg(long)]
+        to: String,
     },
     /// Ends every session of a user and rewrites the files so none of their data remains; refuses
     /// a data directory a running engine holds.
@@ -79,8 +92,13 @@ fn run(cli: &Cli) -> Result<ExitCode, ToolError> {
     };
     match &cli.command {
         Command::Inspect { dir, json } => {
-            let ring = tools::keyring(dir, config.as_ref())?;
-            let report = tools::inspect(dir, &ring, config.as_ref())?;
+            let report = match tools::Place::parse(&dir.to_string_lossy()) {
+                tools::Place::Redis(url) => tools::inspect_redis(&url, config.as_ref())?,
+                tools::Place::Dir(dir) => {
+                    let ring = tools::keyring(&dir, config.as_ref())?;
+                    tools::inspect(&dir, &ring, config.as_ref())?
+                }
+            };
             if *json {
                 let text = serde_json::to_string_pretty(&report)
                     .map_err(|e| ToolError::Io { path: dir.clone(), message: e.to_string() })?;
@@ -96,7 +114,51 @@ fn run(cli: &Cli) -> Result<ExitCode, ToolError> {
             Ok(print_problems(dir, &problems))
         }
         Command::EraseUser { target, userid } => erase_user(target, *userid, config),
+        Command::Migrate { from, to } => migrate(&tools::Place::parse(from), &tools::Place::parse(to), config.as_ref()),
     }
+}
+
+fn migrate(from: &tools::Place, to: &tools::Place, config: Option<&Config>) -> Result<ExitCode, ToolError> {
+    use std::io::{IsTerminal as _, Write as _};
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = std::time::Instant::now();
+    let mut progress = |what: &str, n: u64, total: Option<u64>| {
+        let done = total == Some(n);
+        if !terminal || (!done && last.elapsed() < std::time::Duration::from_millis(100)) {
+            return;
+        }
+        last = std::time::Instant::now();
+        let line = match total {
+            Some(total) if total > 0 => {
+                let width = 30;
+                let filled = usize::try_from(n * width / total).unwrap_or(0).min(30);
+                format!("[{}{}] {n}/{total} sessions {what}", "#".repeat(filled), " ".repeat(30 - filled))
+            }
+            _ => format!("{n} sessions {what}"),
+        };
+        eprint!("\r{line}");
+        let _ = std::io::stderr().flush();
+    };
+    let summary = tools::migrate(from, to, config, &mut progress);
+    if terminal {
+        eprintln!();
+    }
+    let summary = summary?;
+    for p in &summary.problems {
+        eprintln!("{}: {}", if p.damage { "damaged, skipped" } else { "note" }, describe(p));
+    }
+    let c = &summary.counts;
+    println!(
+        "migrated {} sessions from {from} to {to}: logged in {}, persistent {}, users {}, bytes {}; {} past their lifetime not copied",
+        c.sessions, c.logged_in, c.persistent, summary.users, c.bytes, summary.expired
+    );
+    if let (Some(key), tools::Place::Redis(_)) = (&summary.key_file, to) {
+        println!(
+            "the secret came from {}: give every instance the same one ($DRACO_SESSION_SECRET or session.secret)",
+            key.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where `erase-user` works: a data directory or a Redis server.

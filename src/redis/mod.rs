@@ -92,7 +92,8 @@
 //! runtime, time bounds, outage logging), `scripts.rs` and `lua/*.lua` (the scripts, and running
 //! one), `reply.rs` (a script's answer, typed), `lock.rs` (the update lock), `index.rs` (the
 //! per-user index), `keys.rs` (key and field names), `sealed.rs` (what is sealed and how,
-//! migration between layouts, sealed counters).
+//! migration between layouts, sealed counters), `transfer.rs` (whole sessions read and written,
+//! for the `draco-session` command).
 
 mod conn;
 mod events;
@@ -104,6 +105,8 @@ mod reply;
 mod scripts;
 mod sealed;
 mod store;
+#[cfg(feature = "cli")]
+mod transfer;
 
 pub(crate) use ops::OnRedis;
 pub(crate) use store::RedisStore;

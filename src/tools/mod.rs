@@ -24,6 +24,9 @@ use crate::wal::format::{Stop, read_segment};
 use crate::wal::io::{self as wal_io, SegmentName};
 use crate::wal::replay::apply;
 
+mod migrate;
+pub use migrate::{Place, Summary, inspect_redis, migrate};
+
 /// Why a tool could not run at all (damage is not this: it is a [`Problem`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -43,7 +46,7 @@ pub enum ToolError {
     },
 }
 
-fn io_error(path: &Path, e: &std::io::Error) -> ToolError {
+pub(crate) fn io_error(path: &Path, e: &std::io::Error) -> ToolError {
     ToolError::Io { path: path.to_owned(), message: e.to_string() }
 }
 
@@ -78,7 +81,7 @@ pub fn keyring(dir: &Path, config: Option<&Config>) -> Result<Keyring, ToolError
 }
 
 /// The sealer that opens the files of a keyring.
-fn sealer(ring: &Keyring) -> Sealer {
+pub(crate) fn sealer(ring: &Keyring) -> Sealer {
     Sealer::new(ring, false)
 }
 
@@ -176,14 +179,14 @@ pub fn engine_running(dir: &Path) -> bool {
 }
 
 /// Names in the snapshot and log directories.
-struct Listing {
+pub(crate) struct Listing {
     snap_dir: PathBuf,
     log_dir: PathBuf,
     snaps: Vec<FileName>,
     logs: Vec<SegmentName>,
 }
 
-fn list(dir: &Path) -> Result<Listing, ToolError> {
+pub(crate) fn list(dir: &Path) -> Result<Listing, ToolError> {
     if !dir.is_dir() {
         return Err(ToolError::Io { path: dir.to_owned(), message: "not a directory".into() });
     }
@@ -273,14 +276,25 @@ pub fn verify(dir: &Path, ring: &Keyring) -> Result<Vec<Problem>, ToolError> {
     Ok(problems)
 }
 
-/// A shard recovered as start-up would, without writing.
-struct Recovered {
-    generation: Option<u64>,
-    log_records: u64,
-    sessions: HashMap<Locator, SessionState>,
+/// Every (layout, shard) that has a snapshot file or a log segment.
+pub(crate) fn groups(listing: &Listing) -> BTreeSet<(u32, u32)> {
+    listing
+        .snaps
+        .iter()
+        .filter(|n| n.kind == Kind::Snap)
+        .map(|n| (n.shards, n.shard))
+        .chain(listing.logs.iter().map(|n| (n.shards, n.shard)))
+        .collect()
 }
 
-fn recover(
+/// A shard recovered as start-up would, without writing.
+pub(crate) struct Recovered {
+    generation: Option<u64>,
+    log_records: u64,
+    pub(crate) sessions: HashMap<Locator, SessionState>,
+}
+
+pub(crate) fn recover(
     listing: &Listing,
     (layout, shard): (u32, u32),
     sealer: &Sealer,
@@ -335,7 +349,7 @@ fn recover(
     Ok(out)
 }
 
-fn count(sessions: &HashMap<Locator, SessionState>, lifetimes: &Lifetimes, now_ms: u64) -> Counts {
+pub(crate) fn count(sessions: &HashMap<Locator, SessionState>, lifetimes: &Lifetimes, now_ms: u64) -> Counts {
     let mut counts = Counts::default();
     let mut record = Vec::new();
     for (locator, state) in sessions {
@@ -366,15 +380,8 @@ pub fn inspect(dir: &Path, ring: &Keyring, config: Option<&Config>) -> Result<Re
     let lifetimes = Lifetimes::from_config(&config.cloned().unwrap_or_default().session);
     let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
     let mut report = Report { engine_running: engine_running(dir), ..Report::default() };
-    let groups: BTreeSet<(u32, u32)> = listing
-        .snaps
-        .iter()
-        .filter(|n| n.kind == Kind::Snap)
-        .map(|n| (n.shards, n.shard))
-        .chain(listing.logs.iter().map(|n| (n.shards, n.shard)))
-        .collect();
     let mut users = BTreeSet::new();
-    for group in groups {
+    for group in groups(&listing) {
         let recovered = recover(&listing, group, &sealer, &mut report.problems)?;
         users.extend(recovered.sessions.values().map(|s| s.userid).filter(|&u| u != 0));
         let counts = count(&recovered.sessions, &lifetimes, now_ms);
