@@ -122,7 +122,11 @@ pub(crate) fn load_dir(
 
 /// A Redis store for the command, and the runtime its calls are made on.
 #[cfg(feature = "redis")]
-fn redis(url: &str, config: &Config, ring: &Keyring) -> Result<(tokio::runtime::Runtime, crate::redis::RedisStore), ToolError> {
+fn redis(
+    url: &str,
+    config: &Config,
+    ring: &Keyring,
+) -> Result<(tokio::runtime::Runtime, crate::redis::RedisStore), ToolError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

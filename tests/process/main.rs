@@ -19,6 +19,7 @@ mod browser;
 mod crash_loop;
 mod header;
 mod metrics;
+mod migrate;
 mod persistence;
 mod redis;
 mod redis_tls;
