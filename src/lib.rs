@@ -56,7 +56,7 @@
 //! | [`error`] | every error type ([`error::StartError`], [`error::ConfigError`], [`error::Unavailable`], …) and the [`error::Result`] shorthand |
 //! | [`limits`] | fixed names and bounds: Draco's default namespace, the name, id and flash limits, the scope names kept for the crate's own data |
 //! | [`architecture`] | the design, as documentation |
-//! | `tools` | not for users: hidden, and only with the `cli` cargo feature, what the `draco-session` command (`inspect`, `verify`) runs |
+//! | `tools` | not for users: hidden, and only with the `cli` cargo feature, what the `draco-session` command (`inspect`, `verify`, `migrate`) runs |
 //! | `fuzzing` | not for users: hidden, and only with the `fuzzing` cargo feature (off by default; `fuzz/`, the corpus replay test and two benches turn it on), the parsers' entry points |
 //!
 //! Everything else (the shard, its worker actor and supervisor, the Redis store, the snapshot

@@ -26,8 +26,8 @@
 //!   the script); `b` and every stored length (the size limits are checked in the script:
 //!   a sealed field's length is its plaintext's and 49 bytes), and so the number of values;
 //!   which values share a scope (the scope digest prefixes its fields, for `clear` and `keys`);
-//!   key names, which hold the session's random part (never its tag: no id verifies without
-//!   the secret) and the user's pseudonym, which links a user's sessions as the index must;
+//!   key names, which hold the session's locator (a one-way digest of the id's random part,
+//!   as the memory backend keys it: no id verifies without the secret) and the user's pseudonym, which links a user's sessions as the index must;
 //!   in the event stream the kind, the session handles (keyed digests), the time and the
 //!   remember-me flag. None of these is a name, a value, a user id or a device label.
 //!   Every operation is one Lua script on that session's keys, so it is atomic.
@@ -44,8 +44,11 @@
 //!   `EXISTS`, `HSET`, `PEXPIRE` and the created event's `XADD` (the first value sealed by the
 //!   caller), which answers only the time (`{"new", now}`: the rest of a new session's
 //!   metadata is known).
-//! - **Cluster.** A session's keys carry the hash tag `{gggg}`, the id's 14-bit slot group,
-//!   and login/logout draw the new id from the same group, so the rotation script (rename to
+//! - **Key names** (`keys.rs`): `<p>:{ggg}:S:<locator hex>`, keyed by the locator as the memory
+//!   backend is, so `draco-session migrate` moves sessions between the two; sessions under
+//!   the names of earlier versions (the id's random part) are moved on their next use.
+//! - **Cluster.** A session's keys carry the hash tag `{ggg}`, its locator's 10-bit slot group,
+//!   and login/logout draw the new id until its locator is in the same group, so the rotation script (rename to
 //!   the new key, old key gone in the same step) touches one slot only. The per-user index
 //!   `<p>:u:{uid}` lives in its own slot and is only ever changed by separate commands
 //!   (`index.rs`: added to before a login's rotation, stale entries skipped and removed).

@@ -105,7 +105,7 @@ impl Core {
             return Err(bad("a metadata field is missing"));
         };
         let named = entries.iter().map(|e| (e.scope.as_str(), e.key.as_str(), e.value.as_slice()));
-        SessionState::from_entries(userid, persistent, created, access, named).map_err(|e| bad(e))
+        SessionState::from_entries(userid, persistent, created, access, named).map_err(bad)
     }
 
     async fn import(self: Arc<Self>, sessions: &[(Locator, SessionState, u64)]) -> Result<()> {
