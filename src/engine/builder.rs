@@ -33,6 +33,9 @@ impl std::fmt::Debug for LogIoHandle {
     }
 }
 
+/// Locks the engine keeps for users' logins (see `Inner::logins`).
+const LOGIN_STRIPES: usize = 64;
+
 impl EngineBuilder {
     pub(super) fn new(config: Config, clock: Arc<dyn Clock>, placement: Placement) -> Self {
         Self { config, clock, keyring: None, placement, log_io: LogIoHandle(Arc::new(Disk)) }
@@ -80,7 +83,9 @@ impl EngineBuilder {
     fn engine(self, robots: RobotDetector, keyring: Keyring, backend: AnyBackend) -> SessionEngine {
         let create_limiter = CreateLimiter::from_config(&self.config.limits);
         let metrics = crate::telemetry::Metrics::resolve(&crate::message::OpKind::names());
-        let inner = Inner { config: self.config, robots, keyring, clock: self.clock, backend, create_limiter, metrics };
+        let logins = (0..LOGIN_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        let inner =
+            Inner { config: self.config, robots, keyring, clock: self.clock, backend, create_limiter, metrics, logins };
         SessionEngine { inner: Arc::new(inner) }
     }
 

@@ -175,16 +175,23 @@ impl<'a> Door<'a> {
         })
     }
 
-    /// Ends the sessions of `info`'s user past the `limits.max_sessions_per_user` most
-    /// recently used, the one just logged in excepted. Two logins at once each see the other
-    /// as the more recent, so neither ends the other. A failure here is logged: the login
-    /// itself has succeeded.
+    /// Keeps `info`'s user to `limits.max_sessions_per_user` sessions: the one just logged in
+    /// and the most recently used others, the rest ended. One user's logins do this one at a
+    /// time — in this engine (a lock per user), and on Redis across every instance (a lock of
+    /// the user's there) — so two logins at the same moment leave at most the limit, and with
+    /// a limit of two or more neither ends the other (each is among the other's most recent).
+    /// A failure here is logged: the login itself has succeeded.
     async fn keep_newest(self, info: &SessionInfo) {
         let limit = self.0.config().limits.max_sessions_per_user;
         if limit == 0 {
             return;
         }
-        match self.end_others(info.userid, &self.0.handle_of(&info.id), limit).await {
+        let logins = &self.0.inner.logins;
+        #[allow(clippy::cast_possible_truncation, reason = "the remainder is below the stripe count")]
+        let _mine = logins[(info.userid % logins.len() as u64) as usize].lock().await;
+        let current = self.0.handle_of(&info.id);
+        let ended = self.0.inner.backend.exclusive_for_user(info.userid, self.end_others(info.userid, &current, limit));
+        match ended.await {
             Ok(0) => {}
             Ok(n) => log::info!(
                 "user {}: {n} least recently used sessions ended (limits.max_sessions_per_user)",
@@ -194,11 +201,17 @@ impl<'a> Door<'a> {
         }
     }
 
-    /// Ends the sessions of `userid` past its `keep` most recently used, except `current`;
-    /// how many ended.
+    /// Ends the sessions of `userid` but `current` and, when `keep` is 1 or more, the `keep - 1`
+    /// most recently used others: `keep` sessions at most are left. How many ended.
     pub async fn end_others(self, userid: u64, current: &SessionHandle, keep: usize) -> Result<usize> {
         let mut ended = 0;
-        for s in self.exec(SessionsOf { userid }).await?.iter().skip(keep).filter(|s| s.handle != *current) {
+        let sessions = self.exec(SessionsOf { userid }).await?;
+        // A login's own session ended meanwhile by another login's turn (a limit of one): it
+        // ends nothing, or two logins would end each other.
+        if keep > 0 && !sessions.iter().any(|s| s.handle == *current) {
+            return Ok(0);
+        }
+        for s in sessions.iter().filter(|s| s.handle != *current).skip(keep.saturating_sub(1)) {
             ended += usize::from(self.exec(Revoke { userid, handle: s.handle }).await?);
         }
         Ok(ended)

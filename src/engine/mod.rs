@@ -57,6 +57,9 @@ struct Inner {
     create_limiter: Option<CreateLimiter>,
     /// Metric handles, resolved as the engine started (`src/telemetry.rs`).
     metrics: crate::telemetry::Metrics,
+    /// One user's logins apply `limits.max_sessions_per_user` one at a time (`Door`): locks
+    /// by user id, striped.
+    logins: Box<[tokio::sync::Mutex<()>]>,
 }
 
 impl std::fmt::Debug for SessionEngine {

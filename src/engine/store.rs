@@ -140,6 +140,19 @@ impl AnyBackend {
         }
     }
 
+    /// Runs `op` (the login policy's list-and-end of one user's sessions) while no other
+    /// instance on the same Redis runs it for `userid` (a lock of the user's, see
+    /// `redis/index.rs`); on the memory backend, `op` as it is (the engine's own per-user lock
+    /// in `Door` is enough: every session is in this process).
+    #[cfg_attr(not(feature = "redis"), expect(unused_variables, reason = "only Redis needs the user"))]
+    pub async fn exclusive_for_user<T>(&self, userid: u64, op: impl Future<Output = T>) -> T {
+        match self {
+            Self::Memory(_) => op.await,
+            #[cfg(feature = "redis")]
+            Self::Redis(b) => b.exclusive_for_user(userid, op).await,
+        }
+    }
+
     /// A fresh id for a session about to be created on this thread.
     pub fn new_id(&self, keyring: &Keyring) -> SessionId {
         match self {

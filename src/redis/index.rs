@@ -21,7 +21,10 @@
 use redis::ToRedisArgs;
 
 use super::keys;
-use super::store::Core;
+use std::future::Future;
+use std::time::Duration;
+
+use super::store::{Core, RedisStore};
 use crate::error::Result;
 
 /// Extends `KEYS[1]`'s expiry to `ARGV[1]` ms from now, never shortening it; a key without
@@ -31,7 +34,69 @@ const EXTEND: &str = "local t = redis.call('PTTL', KEYS[1]) \
 if t == -2 or (t >= 0 and t >= tonumber(ARGV[1])) then return 0 end \
 redis.call('PEXPIRE', KEYS[1], ARGV[1]) return 1";
 
+/// How long a user's login lock lasts unless released (its list and ends take far less).
+const LOGIN_LOCK_MS: u64 = 10_000;
+/// How long a login waits for another's lock before it goes on without (a warning): within
+/// the store's bound on one operation.
+const LOGIN_WAIT: Duration = Duration::from_secs(2);
+/// Deletes `KEYS[1]` if it still holds `ARGV[1]`.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+impl RedisStore {
+    /// Runs `op` holding the lock of `userid`'s logins, `<p>:u:{W}:login` (`W` as the index's
+    /// name): one instance at a time applies `limits.max_sessions_per_user` to the user (see
+    /// `Door::keep_newest`). A lock not taken within [`LOGIN_WAIT`] (an instance that died
+    /// holding it: it expires) or Redis failing lets `op` run without it, with a warning.
+    pub(crate) async fn exclusive_for_user<T>(&self, userid: u64, op: impl Future<Output = T>) -> T {
+        let key = format!("{}:login", self.core.keys.user(&self.core.seal.index_names(userid)[0]));
+        let token = super::lock::token();
+        let taken = {
+            let (key, token) = (key.clone(), token.clone());
+            self.run(false, move |c| async move { c.take_login_lock(&key, &token).await }).await
+        };
+        match &taken {
+            Ok(true) => {}
+            Ok(false) => log::warn!("user {userid}: another login held the user's lock for {LOGIN_WAIT:?}; going on"),
+            Err(e) => log::warn!("user {userid}: the user's login lock not taken ({e}); going on"),
+        }
+        let out = op.await;
+        if matches!(taken, Ok(true)) {
+            let released = self
+                .run(false, move |c| async move {
+                    let mut cmd = redis::cmd("EVAL");
+                    cmd.arg(RELEASE).arg(1).arg(&key).arg(&token);
+                    c.link.query::<i64>(&cmd).await
+                })
+                .await;
+            if let Err(e) = released {
+                log::debug!("user {userid}: login lock left to expire: {e}");
+            }
+        }
+        out
+    }
+}
+
 impl Core {
+    /// Takes `key` for `token` (`SET NX PX`), trying again with short pauses for at most
+    /// [`LOGIN_WAIT`]: whether it did.
+    async fn take_login_lock(&self, key: &str, token: &str) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + LOGIN_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(token).arg("NX").arg("PX").arg(LOGIN_LOCK_MS);
+            if self.link.query::<Option<String>>(&cmd).await?.is_some() {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            let jitter = Duration::from_micros(rand::RngExt::random_range(&mut rand::rng(), 0..1000));
+            tokio::time::sleep(pause + jitter).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
     /// The longest session lifetime and a minute: how long a login makes its user's index last.
     pub(super) fn index_ttl_ms(&self) -> u64 {
         self.lifetimes.persistent_ms.max(self.lifetimes.volatile_ms).saturating_add(60_000)

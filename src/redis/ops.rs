@@ -186,7 +186,15 @@ impl OnRedis for Login {
         if self.userid == 0 {
             return Err(SessionError::InvalidUserId);
         }
-        store.run(true, move |c| async move { c.rotate(self.id, self.userid).await }).await
+        let (id, userid) = (self.id, self.userid);
+        let login = store.run(true, move |c| async move { c.rotate(id, userid).await });
+        // Under the user's lock when logins are limited: the limit's list (`Door`) then never
+        // sees a login half done (in the index, not yet rotated), which it would take for a
+        // stale entry and drop.
+        if store.core.limits.max_sessions_per_user == 0 {
+            return login.await;
+        }
+        store.exclusive_for_user(userid, login).await
     }
 }
 

@@ -113,6 +113,52 @@ async fn past_max_sessions_per_user_a_login_ends_the_least_recently_used(b: Back
     assert!(e.info(&first).await.is_ok() && e.info(&again).await.is_ok());
 }
 
+/// Logins of one user at the same moment — on one engine, and on Redis on two engines sharing
+/// the store — leave at most `limits.max_sessions_per_user`: with a limit of 3 neither new
+/// session ends the other; with a limit of 1 exactly one of the two is left (never both ended).
+async fn logins_at_the_same_moment_keep_the_limit(b: Backend) {
+    let (mut c, user, single) = (b.configure(config(4)), b.user(51), b.user(52));
+    c.limits.max_sessions_per_user = 3;
+    let clock = draco_session::ManualClock::new(1_700_000_000_000);
+    // Two engines on one store (Redis), or the same engine twice (memory).
+    let two = |c: draco_session::Config| {
+        let clock = clock.clone();
+        async move {
+            let e = start_configured(c.clone(), Some(clock.clone())).await;
+            let other = if b.is_memory() { e.clone() } else { start_configured(c, Some(clock)).await };
+            (e, other)
+        }
+    };
+    let (e, other) = two(c.clone()).await;
+    let mut one = c.clone();
+    one.limits.max_sessions_per_user = 1;
+    let (e1, other1) = two(one).await;
+    let pair = |a: &draco_session::SessionEngine, b: &draco_session::SessionEngine, user| {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let (x, y) = (a.create().await.unwrap().id, b.create().await.unwrap().id);
+            let (x, y) = futures_util::join!(a.login(&x, user), b.login(&y, user));
+            (x.unwrap().id, y.unwrap().id)
+        }
+    };
+    e.login(&e.create().await.unwrap().id, user).await.unwrap();
+    for round in 0..15 {
+        clock.advance(Duration::from_secs(1));
+        let (x, y) = pair(&e, &other, user).await;
+        assert_eq!(e.info(&x).await.map(|i| i.userid), Ok(user), "round {round}: the first login ended");
+        assert_eq!(e.info(&y).await.map(|i| i.userid), Ok(user), "round {round}: the second login ended");
+        let n = e.sessions_of(user).await.unwrap().len();
+        assert!(n <= 3, "round {round}: {n} sessions past the limit of 3");
+    }
+    for round in 0..15 {
+        clock.advance(Duration::from_secs(1));
+        let (x, y) = pair(&e1, &other1, single).await;
+        let alive = [e1.info(&x).await.is_ok(), e1.info(&y).await.is_ok()];
+        assert_eq!(alive.iter().filter(|a| **a).count(), 1, "round {round}: {alive:?} with a limit of 1");
+        assert_eq!(e1.sessions_of(single).await.unwrap().len(), 1, "round {round}");
+    }
+}
+
 async fn without_max_sessions_per_user_logins_end_nothing(b: Backend) {
     let mut c = config(2);
     c.limits.max_sessions_per_user = 0;
@@ -149,6 +195,7 @@ async fn logout_others_ends_every_other_session_of_the_user(b: Backend) {
 }
 
 both!(
+    logins_at_the_same_moment_keep_the_limit,
     logout_others_ends_every_other_session_of_the_user,
     past_max_sessions_per_user_a_login_ends_the_least_recently_used,
     without_max_sessions_per_user_logins_end_nothing,
@@ -158,6 +205,7 @@ both!(
 );
 
 cluster!(
+    logins_at_the_same_moment_keep_the_limit,
     logout_others_ends_every_other_session_of_the_user,
     logout_user_ends_the_users_sessions_on_every_shard,
     sessions_of_lists_live_sessions_with_their_info,
