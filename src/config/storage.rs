@@ -27,7 +27,10 @@ pub struct StorageConfig {
     /// Defaults to `"memory"`.
     pub backend: StorageBackend,
     /// The Redis server for `backend = "redis"`: `redis://[[user]:password@]host[:port][/db]`,
-    /// or `rediss://` for TLS. A password never appears in messages, logs or `Debug` output
+    /// or `rediss://` for TLS; or the primary that Redis Sentinel names,
+    /// `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/<master name>[/db]` (the
+    /// sentinels, port 26379 by default; the password is the primary's; failovers followed).
+    /// A password never appears in messages, logs or `Debug` output
     /// (`redis://user:****@host`). Defaults to `"redis://127.0.0.1:6379"`.
     pub redis_url: String,
     /// `redis_url` names Redis Cluster nodes (one or more, comma-separated) rather than one
@@ -178,6 +181,20 @@ impl StorageConfig {
                 "is \"redis\" but draco-session was built without its `redis` cargo feature: \
                  enable the feature, or use backend = \"memory\"",
             );
+        }
+        if self.redis_url.starts_with("redis+sentinel://") || self.redis_url.starts_with("rediss+sentinel://") {
+            let shown = redact_redis_url(&self.redis_url);
+            if self.redis_cluster {
+                return bad("storage.redis_url", format!("{shown:?} names sentinels: redis_cluster must be false"));
+            }
+            if self.redis_url.starts_with("rediss+") {
+                return bad("storage.redis_url", format!("{shown:?}: TLS through Sentinel is not supported"));
+            }
+            #[cfg(feature = "redis")]
+            if let Err(e) = crate::redis::sentinel::parse(&self.redis_url) {
+                return bad("storage.redis_url", format!("{shown:?} is not a valid Sentinel URL: {e}"));
+            }
+            return Ok(());
         }
         let urls: Vec<&str> = if self.redis_cluster {
             self.redis_url.split(',').map(str::trim).collect()

@@ -22,12 +22,16 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, Value};
 use tokio::time::error::Elapsed;
 
+use super::sentinel::SentinelConn;
 use crate::error::{Result, SessionError, Unavailable};
 
 /// Bound on connecting at start-up and on each reconnection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on each command: past it the caller gets `Unavailable` (HTTP 503), never a hang.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on each command to a primary found through Sentinel: below [`COMMAND_TIMEOUT`], so
+/// the connection sees the silence itself and asks the sentinels again.
+const SENTINEL_RESPONSE: Duration = Duration::from_millis(900);
 /// Bound on a whole operation (some take two or three commands, or wait for a lock).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -38,6 +42,8 @@ enum Conn {
     Cluster(ClusterConnection),
     /// A caller runtime's own connection (see [`Local`]).
     Local(MultiplexedConnection),
+    /// The primary Redis Sentinel names, found again after a failover (`sentinel.rs`).
+    Sentinel(SentinelConn),
 }
 
 impl ConnectionLike for Conn {
@@ -46,6 +52,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Local(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -59,6 +66,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Local(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -67,6 +75,7 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
             Conn::Local(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -174,6 +183,12 @@ impl Dedicated {
     /// [`CONNECT_TIMEOUT`]. Errs with what went wrong.
     pub(super) async fn open(url: &str, cluster: bool, timeout: Duration) -> std::result::Result<Self, String> {
         let connect = async {
+            if url.starts_with(super::sentinel::SCHEME) {
+                let conn = SentinelConn::open(url, CONNECT_TIMEOUT, timeout).await;
+                return conn
+                    .map(Conn::Sentinel)
+                    .map_err(|e| redis::RedisError::from((redis::ErrorKind::IoError, "", e)));
+            }
             if cluster {
                 let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
                 let client = ClusterClientBuilder::new(nodes)
@@ -266,7 +281,13 @@ impl Link {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the Redis I/O threads: {e}"))?;
-        let connect = if cluster {
+        let connect = if url.starts_with(super::sentinel::SCHEME) {
+            let url = url.to_owned();
+            futures_util::future::Either::Left(futures_util::future::Either::Left(async move {
+                let conn = SentinelConn::open(&url, CONNECT_TIMEOUT, SENTINEL_RESPONSE).await;
+                conn.map(Conn::Sentinel).map_err(|e| redis::RedisError::from((redis::ErrorKind::IoError, "", e)))
+            }))
+        } else if cluster {
             let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
             let client = ClusterClientBuilder::new(nodes)
                 .connection_timeout(CONNECT_TIMEOUT)
@@ -274,7 +295,9 @@ impl Link {
                 .retries(2)
                 .build()
                 .map_err(|e| e.to_string())?;
-            futures_util::future::Either::Left(async move { client.get_async_connection().await.map(Conn::Cluster) })
+            futures_util::future::Either::Left(futures_util::future::Either::Right(async move {
+                client.get_async_connection().await.map(Conn::Cluster)
+            }))
         } else {
             let client = redis::Client::open(url).map_err(|e| e.to_string())?;
             let config = ConnectionManagerConfig::new()

@@ -107,6 +107,7 @@ mod ops;
 mod reply;
 mod scripts;
 mod sealed;
+pub(crate) mod sentinel;
 mod store;
 #[cfg(feature = "cli")]
 mod transfer;

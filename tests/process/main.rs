@@ -23,3 +23,4 @@ mod migrate;
 mod persistence;
 mod redis;
 mod redis_tls;
+mod sentinel;
