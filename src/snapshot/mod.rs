@@ -68,6 +68,9 @@ impl Snapshots {
 
 /// Name of the lock file inside `storage.dir`.
 pub(crate) const LOCK_FILE: &str = "lock";
+/// The mark of a `draco-session migrate` into `<storage.dir>` that has not finished: the engine
+/// does not start on a directory that has it.
+pub(crate) const MIGRATING: &str = "migrating";
 
 /// Takes the exclusive lock on `<data_dir>/lock`, so no second engine (nor a tool that writes)
 /// opens a directory this engine writes; the lock ends with the file (or the process).
@@ -123,6 +126,16 @@ pub(crate) fn open(
         storage(&dir, format!("cannot create the snapshot directory: {e}; fix its permissions or change storage.dir"))
     })?;
     let lock = lock_dir(data_dir)?;
+    if data_dir.join(MIGRATING).exists() {
+        return Err(storage(
+            data_dir,
+            format!(
+                "{} holds an unfinished `draco-session migrate` (its mark {MIGRATING:?}): run the migration again, \
+                 or delete the mark to start with what it wrote",
+                data_dir.display()
+            ),
+        ));
+    }
     // Find out now, not at the first snapshot 30 seconds in, that the directory is unusable.
     let probe = dir.join(".write-probe");
     Fs.write_synced(&probe, &[b"draco-session"])

@@ -14,8 +14,9 @@
 //! - **To a data directory**: one snapshot generation per shard (`session.shards` of the
 //!   config), written by the engine's snapshot writer (sealed with `storage.encrypt`), under the
 //!   directory's lock. The directory must hold no sessions, unless an earlier `migrate` into it
-//!   was interrupted (its mark `<dir>/migrating` is there): then its files are replaced. A key
-//!   file the secret came from goes with the sessions.
+//!   was interrupted (its mark `<dir>/migrating` is there, and an engine refuses to start on
+//!   the directory until the migration is run again): then its files are replaced. A key file
+//!   the secret came from goes with the sessions.
 //! - **To Redis**: each session's hash replaced whole (`redis/transfer.rs`), so a run that
 //!   stopped half way can be run again.
 
@@ -28,8 +29,6 @@ use crate::config::Config;
 use crate::id::{Keyring, Locator};
 use crate::state::{Lifetimes, SessionState};
 
-/// The mark of a migration into a data directory that has not finished.
-const MARK: &str = "migrating";
 /// Sessions written to Redis per round trip.
 #[cfg(feature = "redis")]
 const BATCH: usize = 200;
@@ -293,7 +292,7 @@ fn write_dir(
 ) -> Result<(), ToolError> {
     crate::fsutil::private_dir(dir).map_err(|e| io_error(dir, &e))?;
     let _lock = crate::snapshot::lock_dir(dir).map_err(|e| ToolError::Usage(e.to_string()))?;
-    let mark = dir.join(MARK);
+    let mark = dir.join(crate::snapshot::MIGRATING);
     let listing = super::list(dir)?;
     let held = listing.snaps.len() + listing.logs.len();
     if held > 0 && !mark.exists() {

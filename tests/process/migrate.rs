@@ -3,7 +3,8 @@
 //! on the memory demo → demo stopped → `migrate` to a real redis-server → the demo on Redis with
 //! the same secret: every cookie has the same user, data and remember-me flag; then back to a
 //! new data directory and the memory demo, the same. Run again after it finished, `migrate`
-//! gives the same result (it can be rerun after an interruption); it refuses a directory a
+//! gives the same result (it can be rerun after an interruption; an interrupted one into a
+//! directory keeps the engine from starting there until it is); it refuses a directory a
 //! running engine holds and one that already holds sessions; `inspect` counts the sessions on
 //! Redis.
 //!
@@ -175,6 +176,16 @@ fn a_hundred_sessions_move_to_redis_and_back_and_every_cookie_keeps_working() {
     let out = migrate(&back, &url, second.to_str().unwrap());
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("migrated 100 sessions"), "{}", text(&out));
+    // An interrupted run (its mark left, half its files written) keeps the engine from
+    // starting on the directory, and is finished by running it again.
+    std::fs::write(second.join("migrating"), b"").unwrap();
+    let mut refused = crate::demo::spawn(&back);
+    let status = refused.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success() && err.contains("unfinished `draco-session migrate`"), "{err}");
+    let out = migrate(&back, &url, second.to_str().unwrap());
+    assert!(out.status.success() && !second.join("migrating").exists(), "{}", text(&out));
     // A directory that holds sessions now is not written into again.
     let again = migrate(&back, &url, second.to_str().unwrap());
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
