@@ -228,6 +228,21 @@ fn print_report(dir: &Path, report: &Report) {
         "sessions {}  logged in {}  persistent {}  users {}  expired {}  bytes {}  largest {}",
         c.sessions, c.logged_in, c.persistent, report.users, c.expired, c.bytes, c.largest
     );
+    if !report.shards.is_empty() {
+        print_shards(report);
+    }
+    if !report.files.is_empty() {
+        println!();
+    }
+    for f in &report.files {
+        println!("{:>12}  {:<8} {}", f.size, f.kind, f.path);
+    }
+    for p in &report.problems {
+        println!("{}: {}", if p.damage { "damaged" } else { "note" }, describe(p));
+    }
+}
+
+fn print_shards(report: &Report) {
     println!();
     println!(
         "{:>13} {:>12} {:>8} {:>9} {:>9} {:>10} {:>12} {:>10}",
@@ -241,13 +256,6 @@ fn print_report(dir: &Path, report: &Report) {
             "{shard:>13} {generation:>12} {:>8} {:>9} {:>9} {:>10} {:>12} {:>10}",
             s.log_records, k.sessions, k.logged_in, k.persistent, k.bytes, k.largest
         );
-    }
-    println!();
-    for f in &report.files {
-        println!("{:>12}  {:<8} {}", f.size, f.kind, f.path);
-    }
-    for p in &report.problems {
-        println!("{}: {}", if p.damage { "damaged" } else { "note" }, describe(p));
     }
 }
 
