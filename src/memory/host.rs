@@ -107,6 +107,10 @@ impl Core {
             self.shard.outbox.set_refusing(self.log.refusing());
         }
         let result = self.shard.guarded(|s| op.apply(s));
+        if let Err(crate::error::SessionError::Unavailable(Unavailable::Storage { .. })) = &result {
+            // Refused by the shard's outbox: the `"always"` log cannot take a change now.
+            self.log.refused(1);
+        }
         // Also after a panic: what the operation changed before it is changed.
         self.settle(op.names());
         match self.log.commit() {

@@ -11,7 +11,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,6 +22,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, Val
 use tokio::time::error::Elapsed;
 
 use crate::error::{Result, SessionError, Unavailable};
+use crate::outage::Outage;
 
 /// Bound on connecting at start-up and on each reconnection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -247,8 +247,9 @@ pub(super) struct Link {
     local: Option<Arc<Local>>,
     /// The server's URL with any password hidden, for messages.
     url: String,
-    /// Whether the last command reached Redis: outage and recovery are logged once each.
-    healthy: AtomicBool,
+    /// Outages: logged once as they start, summed up every 10 s, once as they end; each
+    /// failed command is an operation refused.
+    outage: Outage,
 }
 
 impl Link {
@@ -314,7 +315,14 @@ impl Link {
             },
             _ => None,
         };
-        Ok((runtime, Self { shared, local, url: shown, healthy: AtomicBool::new(true) }))
+        let outage = Outage::new(
+            format!("session engine: Redis at {shown}"),
+            "session operations are refused (503 with Retry-After) until it answers again",
+            "redis",
+            Arc::new(crate::clock::SystemClock),
+        )
+        .back("answers again");
+        Ok((runtime, Self { shared, local, url: shown, outage }))
     }
 
     /// The server's URL, password hidden.
@@ -397,23 +405,24 @@ impl Link {
     }
 
     fn unavailable(&self, what: impl std::fmt::Display) -> SessionError {
-        if self.healthy.swap(false, Ordering::Relaxed) {
-            log::warn!("session engine: Redis at {} unavailable: {what}", self.url);
-        }
-        Unavailable::BackendUnreachable { message: what.to_string() }.into()
+        let message = what.to_string();
+        self.refuse(&message);
+        Unavailable::BackendUnreachable { message }.into()
     }
 
     fn timed_out(&self) -> SessionError {
-        if self.healthy.swap(false, Ordering::Relaxed) {
-            log::warn!("session engine: Redis at {} gave no answer within {COMMAND_TIMEOUT:?}", self.url);
-        }
+        self.refuse(format_args!("no answer within {COMMAND_TIMEOUT:?}"));
         Unavailable::BackendTimeout { after: COMMAND_TIMEOUT }.into()
     }
 
+    /// A command failed: the outage starts or goes on, and its operation is refused.
+    fn refuse(&self, cause: impl std::fmt::Display) {
+        let _ = self.outage.failed(cause);
+        let _ = self.outage.refused();
+    }
+
     fn reached(&self) {
-        if !self.healthy.load(Ordering::Relaxed) && !self.healthy.swap(true, Ordering::Relaxed) {
-            log::info!("session engine: Redis at {} reachable again", self.url);
-        }
+        let _ = self.outage.recovered();
     }
 
     /// The outcome of a request on `conn`: logs an outage or a recovery, maps a failure to

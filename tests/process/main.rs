@@ -13,12 +13,15 @@ mod demo;
 mod redis_server;
 #[path = "../support/routing.rs"]
 mod routing;
+#[path = "../support/tmpfs.rs"]
+mod tmpfs;
 
 mod audit;
 mod browser;
 mod crash_loop;
 mod header;
 mod metrics;
+mod outage;
 mod persistence;
 mod redis;
 mod redis_tls;
