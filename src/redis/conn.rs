@@ -114,11 +114,15 @@ thread_local! {
 }
 
 /// The store's own I/O threads: the shared connection's driver tasks live here.
-pub(super) struct IoRuntime(Option<tokio::runtime::Runtime>);
+pub(super) struct IoRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The [`Link`]'s outages: each operation refused for one is counted here.
+    outage: Arc<Outage>,
+}
 
 impl IoRuntime {
     fn get(&self) -> &tokio::runtime::Runtime {
-        self.0.as_ref().expect("runtime lives as long as the store")
+        self.runtime.as_ref().expect("runtime lives as long as the store")
     }
 
     /// Runs `op` on the store's threads, bounded by [`OPERATION_TIMEOUT`], and waits for it
@@ -130,7 +134,7 @@ impl IoRuntime {
         &self,
         op: impl Future<Output = Result<T>> + Send + 'static,
     ) -> impl Future<Output = Result<T>> + Send {
-        let task = self.get().spawn(bounded(op));
+        let task = self.get().spawn(bounded(op, self.outage.clone()));
         async move {
             match task.await {
                 Ok(result) => result,
@@ -153,7 +157,7 @@ impl IoRuntime {
         local: Option<LocalUse>,
         op: impl Future<Output = Result<T>>,
     ) -> impl Future<Output = Result<T>> {
-        InStore { handle: self.get().handle().clone(), local, fut: Box::pin(bounded(op)) }
+        InStore { handle: self.get().handle().clone(), local, fut: Box::pin(bounded(op, self.outage.clone())) }
     }
 }
 
@@ -205,16 +209,25 @@ impl Drop for IoRuntime {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which is not allowed inside the async code that usually
         // drops the last engine handle.
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
 }
 
-async fn bounded<T>(op: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(OPERATION_TIMEOUT, op)
-        .await
-        .unwrap_or_else(|_| Err(Unavailable::BackendTimeout { after: OPERATION_TIMEOUT }.into()))
+/// `op`, bounded by [`OPERATION_TIMEOUT`]; an operation refused because Redis cannot be reached
+/// or did not answer is counted in the outage.
+async fn bounded<T>(op: impl Future<Output = Result<T>>, outage: Arc<Outage>) -> Result<T> {
+    let result = tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
+        let _ = outage.failed(format_args!("an operation took longer than {OPERATION_TIMEOUT:?}"));
+        Err(Unavailable::BackendTimeout { after: OPERATION_TIMEOUT }.into())
+    });
+    if let Err(SessionError::Unavailable(Unavailable::BackendUnreachable { .. } | Unavailable::BackendTimeout { .. })) =
+        &result
+    {
+        let _ = outage.refused();
+    }
+    result
 }
 
 /// A future polled inside the store runtime's context (see [`IoRuntime::here`]).
@@ -247,9 +260,9 @@ pub(super) struct Link {
     local: Option<Arc<Local>>,
     /// The server's URL with any password hidden, for messages.
     url: String,
-    /// Outages: logged once as they start, summed up every 10 s, once as they end; each
-    /// failed command is an operation refused.
-    outage: Outage,
+    /// Outages: logged once as they start, summed up every 10 s, once as they end (each
+    /// failed command is a failed attempt; [`IoRuntime`] counts the operations refused).
+    outage: Arc<Outage>,
 }
 
 impl Link {
@@ -287,7 +300,16 @@ impl Link {
                 ConnectionManager::new_with_config(client, config).await.map(Conn::Single)
             })
         };
-        let runtime = IoRuntime(Some(threads));
+        let outage = Arc::new(
+            Outage::new(
+                format!("session engine: Redis at {shown}"),
+                "session operations are refused (503 with Retry-After) meanwhile",
+                "redis",
+                Arc::new(crate::clock::SystemClock),
+            )
+            .back("answers again"),
+        );
+        let runtime = IoRuntime { runtime: Some(threads), outage: outage.clone() };
         let connecting = runtime.get().spawn(async move {
             let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
@@ -315,13 +337,6 @@ impl Link {
             },
             _ => None,
         };
-        let outage = Outage::new(
-            format!("session engine: Redis at {shown}"),
-            "session operations are refused (503 with Retry-After) until it answers again",
-            "redis",
-            Arc::new(crate::clock::SystemClock),
-        )
-        .back("answers again");
         Ok((runtime, Self { shared, local, url: shown, outage }))
     }
 
@@ -415,10 +430,9 @@ impl Link {
         Unavailable::BackendTimeout { after: COMMAND_TIMEOUT }.into()
     }
 
-    /// A command failed: the outage starts or goes on, and its operation is refused.
+    /// A command failed: the outage starts or goes on.
     fn refuse(&self, cause: impl std::fmt::Display) {
         let _ = self.outage.failed(cause);
-        let _ = self.outage.refused();
     }
 
     fn reached(&self) {
