@@ -197,7 +197,9 @@ impl Outage {
     }
 }
 
-/// The reporter of the disk under `dir` (`storage.dir`): snapshot and log writes.
+/// The reporter of the disk under `dir` (`storage.dir`): snapshot and log writes fail into it;
+/// only a snapshot written ends it (a log resumes with its shard's next snapshot, and a small
+/// append that fits where the file already has room proves nothing about a full disk).
 pub(crate) fn disk(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Outage {
     Outage::new(
         format!("session engine: the disk under storage.dir {}", dir.display()),

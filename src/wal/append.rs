@@ -298,9 +298,6 @@ impl ShardLog {
             self.failing = false;
             log::debug!("shard {}: the write-ahead log works again", self.shard);
         }
-        if let Some(wal) = &self.wal {
-            let _ = wal.outage.recovered();
-        }
         segment.dirty.store(true, Ordering::Release);
         self.since_rotation += len;
         self.bytes += len;
@@ -400,9 +397,6 @@ impl ShardLog {
         if self.resuming_from.is_some_and(|from| log_from >= from) {
             self.resuming_from = None;
             log::info!("shard {}: snapshot durable; the write-ahead log takes changes again", self.shard);
-            if let Some(wal) = &self.wal {
-                let _ = wal.outage.recovered();
-            }
         }
     }
 

@@ -171,9 +171,8 @@ impl Syncer {
                 s.failed.store(true, Ordering::Release);
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 log::debug!("write-ahead log: {e}; the shard leaves this segment until its next snapshot");
+                // Its end is told by the snapshot writer: a shard's log resumes with a snapshot.
                 let _ = self.outage.failed(format_args!("write-ahead log: {e}"));
-            } else {
-                let _ = self.outage.recovered();
             }
             results.push((s, result));
         }

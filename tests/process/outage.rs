@@ -21,6 +21,15 @@ fn loud(log: &str) -> Vec<&str> {
     log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect()
 }
 
+/// The `N` of "N operations refused" in an outage's line.
+fn refusals_in(line: &str) -> usize {
+    line.split(" operations refused")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {line:?}"))
+}
+
 /// Increments `cookie`'s counter; answers the status and, on 200, the new value.
 fn incr(demo: &Demo, cookie: &str) -> (u16, Option<i64>) {
     let (status, _, body) = demo.request("POST", "/api/incr/n", Some(cookie), None);
@@ -32,6 +41,8 @@ fn incr(demo: &Demo, cookie: &str) -> (u16, Option<i64>) {
 struct Counters {
     acked: HashMap<String, i64>,
     attempted: HashMap<String, i64>,
+    /// Increments refused (503) so far.
+    refused: usize,
 }
 
 impl Counters {
@@ -45,6 +56,7 @@ impl Counters {
             self.acked.insert(cookie.to_owned(), value);
         } else {
             assert_eq!(status, 503, "a change refused while the disk is full is a 503");
+            self.refused += 1;
         }
         status
     }
@@ -63,14 +75,13 @@ impl Counters {
     }
 }
 
-/// Increments every client until one is refused (the disk is full), within 30 s; answers how
-/// many were refused.
-fn until_refused(demo: &Demo, counters: &mut Counters, cookies: &[String]) -> usize {
+/// Increments every client until one is refused (the disk is full), within 30 s.
+fn until_refused(demo: &Demo, counters: &mut Counters, cookies: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let refused = cookies.iter().filter(|c| counters.bump(demo, c) == 503).count();
         if refused > 0 {
-            return refused;
+            return;
         }
         assert!(Instant::now() < deadline, "no change refused 30 s into a full disk with log = \"always\"");
         std::thread::sleep(Duration::from_millis(20));
@@ -87,6 +98,19 @@ fn until_taken(demo: &Demo, counters: &mut Counters, cookies: &[String]) -> Dura
         }
         assert!(started.elapsed() < Duration::from_secs(40), "changes still refused 40 s after space returned");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Increments every client (each must be taken) until the demo told the end of `n` disk
+/// outages: a snapshot written a second after the last failure ends one. Within 30 s.
+fn until_end_told(demo: &Demo, counters: &mut Counters, cookies: &[String], n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while demo.stderr().matches("writes work again").count() < n {
+        for c in cookies {
+            assert_eq!(counters.bump(demo, c), 200, "changes are taken once space is back");
+        }
+        assert!(Instant::now() < deadline, "the disk outage's end is not told:\n{}", demo.stderr());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -132,26 +156,25 @@ fn a_full_disk_never_keeps_the_demo_down_and_a_kill_9_after_recovery_loses_nothi
     // The log segments the shards open again under their names are truncated, which frees the
     // zeros the last run wrote ahead of its records: full again.
     fs.fill();
-    let refused_at_start = until_refused(&demo, &mut counters, &cookies);
+    until_refused(&demo, &mut counters, &cookies);
     fs.unfill();
     let first_recovery = until_taken(&demo, &mut counters, &cookies);
+    let refused_at_start = counters.refused;
+
+    until_end_told(&demo, &mut counters, &cookies, 1);
 
     // Filling up while serving, then space returns again.
-    for c in &cookies {
-        assert_eq!(counters.bump(&demo, c), 200);
-    }
     fs.fill();
-    let refused_serving = until_refused(&demo, &mut counters, &cookies);
+    until_refused(&demo, &mut counters, &cookies);
     fs.unfill();
     let second_recovery = until_taken(&demo, &mut counters, &cookies);
-    for _ in 0..5 {
-        for c in &cookies {
-            assert_eq!(counters.bump(&demo, c), 200, "changes are taken once space is back");
-        }
-    }
+    let refused_serving = counters.refused - refused_at_start;
+    until_end_told(&demo, &mut counters, &cookies, 2);
 
     let log = demo.stderr();
     let disk_lines: Vec<&str> = loud(&log).into_iter().filter(|l| l.contains("the disk under storage.dir")).collect();
+    let ends: Vec<&str> = log.lines().filter(|l| l.contains("writes work again")).collect();
+    eprintln!("the disk's outages in the demo's log:\n{}\n{}", disk_lines.join("\n"), ends.join("\n"));
     let per_request = log.lines().filter(|l| l.contains("session operation refused")).count();
     drop(demo); // kill -9
     let after = Demo::start_logging(&config, "info");
@@ -171,7 +194,13 @@ fn a_full_disk_never_keeps_the_demo_down_and_a_kill_9_after_recovery_loses_nothi
         disk_lines.len(),
         disk_lines.join("\n")
     );
-    assert!(log.matches("writes work again").count() >= 2, "each outage's end is told:\n{log}");
+    assert!(ends.len() >= 2, "each outage's end is told:\n{log}");
+    let counted: usize = ends.iter().map(|l| refusals_in(l)).sum();
+    assert!(
+        counted >= refused_at_start + refused_serving,
+        "the ends count every refusal ({counted} < {refused_at_start} + {refused_serving}):\n{}",
+        ends.join("\n")
+    );
 }
 
 #[cfg(feature = "redis")]
@@ -235,11 +264,6 @@ fn a_redis_outage_is_told_in_a_few_lines_however_many_requests_it_refuses() {
     assert!(lines.iter().any(|l| l.contains("unavailable")), "the start is told with its cause:\n{log}");
     assert!(lines.len() <= 3, "{} warning lines for {refused} refused requests:\n{log}", lines.len());
     let end = log.lines().find(|l| l.contains(" answers again after ")).unwrap();
-    let counted: u64 = end
-        .split(" operations refused")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a count in {end:?}"));
+    let counted = refusals_in(end) as u64;
     assert!(counted >= refused, "the end line counts the refusals ({counted} < {refused}): {end}");
 }
