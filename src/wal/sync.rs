@@ -178,6 +178,12 @@ impl Syncer {
         }
         for (segment, txs) in waits {
             let answer = results.iter().find(|(s, _)| Arc::ptr_eq(s, &segment)).map_or(Ok(()), |(_, r)| r.clone());
+            if answer.is_err() {
+                // Each waiter's change is answered as not durable: refused.
+                txs.iter().for_each(|_| {
+                    let _ = self.outage.refused();
+                });
+            }
             for tx in txs {
                 let _ = tx.send(answer.clone());
             }
