@@ -19,7 +19,7 @@ import sys
 # Lowest first; a module may use modules of its own row (no cycle) or below.
 LAYERS = [
     # foundations
-    ["clock", "error", "names", "id", "seal", "secret", "robot", "config", "redis_url", "telemetry", "fsutil", "rate"],
+    ["clock", "error", "names", "id", "seal", "secret", "robot", "config", "redis_url", "telemetry", "fsutil", "rate", "outage"],
     # session data, and what the engine answers
     ["state", "message", "events"],
     # a session's bytes in persistence

@@ -69,3 +69,44 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Whether `e` says the file system is out of room: no space left (`ENOSPC`) or the user's
+/// quota is used up (`EDQUOT`). Unlike a permission error, this passes once space returns.
+pub(crate) fn out_of_space(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `file` (`fstatvfs`:
+/// available blocks times their size); `None` where it cannot be told.
+pub(crate) fn free_space(file: &File) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::fs::fstatvfs(file).ok().map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_space_is_told_from_permissions() {
+        assert!(out_of_space(&io::Error::from_raw_os_error(28)));
+        assert!(out_of_space(&io::Error::from(io::ErrorKind::StorageFull)));
+        assert!(out_of_space(&io::Error::from(io::ErrorKind::QuotaExceeded)));
+        assert!(!out_of_space(&io::Error::from(io::ErrorKind::PermissionDenied)));
+        assert!(!out_of_space(&io::Error::from_raw_os_error(13)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn free_space_is_known_for_a_temporary_file() {
+        let file = tempfile::tempfile().unwrap();
+        assert!(free_space(&file).is_some());
+    }
+}

@@ -81,6 +81,7 @@ mod id;
 mod memory;
 pub mod message;
 mod names;
+mod outage;
 mod rate;
 #[cfg(feature = "redis")]
 mod redis;

@@ -58,6 +58,10 @@ pub(crate) const LOG_BYTES: &str = "draco_session_log_bytes_total";
 pub(crate) const SNAPSHOT_FAILURES: &str = "draco_session_snapshot_failures_total";
 /// Write-ahead log writes or fsyncs that failed. Counter.
 pub(crate) const LOG_FAILURES: &str = "draco_session_log_failures_total";
+/// Operations refused during an outage of what they need, label `cause`: `"redis"` (the
+/// server cannot be reached or did not answer), `"disk"` (with `storage.log = "always"`, a
+/// change while the log cannot be written). Counter.
+pub(crate) const REFUSED: &str = "draco_session_refused_total";
 /// Messages sent to a shard's worker and not answered yet, per shard. Gauge, label `shard`.
 pub(crate) const MAILBOX_DEPTH: &str = "draco_session_mailbox_depth";
 

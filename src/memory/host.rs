@@ -105,8 +105,13 @@ impl Core {
         }
         if self.log.always() {
             self.shard.outbox.set_refusing(self.log.refusing());
+            self.shard.outbox.take_refused();
         }
         let result = self.shard.guarded(|s| op.apply(s));
+        if self.log.always() && self.shard.outbox.take_refused() {
+            // The `"always"` log cannot take a change now: counted in the disk's outage.
+            self.log.refused(1);
+        }
         // Also after a panic: what the operation changed before it is changed.
         self.settle(op.names());
         match self.log.commit() {

@@ -161,9 +161,11 @@ impl MemoryBackend {
         let shards = config.session.effective_shards();
         let lifetimes = Lifetimes::from_config(&config.session);
         let sealer = Arc::new(Sealer::new(&keyring, config.storage.encrypt));
+        // The disk's outages, told in a few lines by the snapshot writer and the log alike.
+        let disk = Arc::new(crate::outage::disk(&config.storage.dir, Arc::new(crate::clock::SystemClock)));
         let (snapshots, sessions) = if config.storage.persist {
             let (snapshots, sessions) =
-                snapshot::open(&config.storage.dir, shards, clock.clone(), lifetimes, sealer.clone())?;
+                snapshot::open(&config.storage.dir, shards, clock.clone(), lifetimes, sealer.clone(), disk.clone())?;
             (Some(snapshots), sessions)
         } else {
             (None, (0..shards).map(|_| Recovered::default()).collect())
@@ -171,7 +173,7 @@ impl MemoryBackend {
         let wal = match config.storage.log {
             crate::config::LogMode::Off => None,
             _ if !config.storage.persist => None,
-            _ => Some(crate::wal::start(&config.storage, shards, log_io, sealer.clone())?),
+            _ => Some(crate::wal::start(&config.storage, shards, log_io, sealer.clone(), disk)?),
         };
         let hosting = Arc::new(Hosting::new(config, keyring, sealer, clock, placement, snapshots, wal));
         let supervisor = Supervisor::launch(hosting.clone(), sessions);

@@ -81,6 +81,8 @@ pub(crate) struct Outbox {
     logging: bool,
     /// `storage.log = "always"` and the log cannot take a change now: changes are refused.
     refusing: bool,
+    /// The operation under way was refused for it (counted once per operation by its host).
+    refused: std::cell::Cell<bool>,
     changes: Vec<Change>,
     events: Vec<Happened>,
     /// Sessions expired (the metric).
@@ -101,6 +103,11 @@ impl Outbox {
         self.logging = on;
     }
 
+    /// Whether the operation that ran was refused by [`accepting`](Self::accepting); clears it.
+    pub fn take_refused(&mut self) -> bool {
+        self.refused.take()
+    }
+
     /// Whether the next operation's changes are refused (its host asks its log first).
     pub fn set_refusing(&mut self, refusing: bool) {
         self.refusing = refusing;
@@ -108,7 +115,12 @@ impl Outbox {
 
     /// Whether a change may be made now: not while an `"always"` log cannot take it.
     pub fn accepting(&self) -> Result<()> {
-        if self.refusing { Err(ShardLog::refusal()) } else { Ok(()) }
+        if self.refusing {
+            self.refused.set(true);
+            Err(ShardLog::refusal())
+        } else {
+            Ok(())
+        }
     }
 
     fn change(&mut self, change: Change) {

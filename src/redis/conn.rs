@@ -11,7 +11,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,6 +23,7 @@ use tokio::time::error::Elapsed;
 
 use super::sentinel::SentinelConn;
 use crate::error::{Result, SessionError, Unavailable};
+use crate::outage::Outage;
 
 /// Bound on connecting at start-up and on each reconnection attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -123,11 +123,15 @@ thread_local! {
 }
 
 /// The store's own I/O threads: the shared connection's driver tasks live here.
-pub(super) struct IoRuntime(Option<tokio::runtime::Runtime>);
+pub(super) struct IoRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The [`Link`]'s outages: each operation refused for one is counted here.
+    outage: Arc<Outage>,
+}
 
 impl IoRuntime {
     fn get(&self) -> &tokio::runtime::Runtime {
-        self.0.as_ref().expect("runtime lives as long as the store")
+        self.runtime.as_ref().expect("runtime lives as long as the store")
     }
 
     /// Runs `op` on the store's threads, bounded by [`OPERATION_TIMEOUT`], and waits for it
@@ -139,7 +143,7 @@ impl IoRuntime {
         &self,
         op: impl Future<Output = Result<T>> + Send + 'static,
     ) -> impl Future<Output = Result<T>> + Send {
-        let task = self.get().spawn(bounded(op));
+        let task = self.get().spawn(bounded(op, self.outage.clone()));
         async move {
             match task.await {
                 Ok(result) => result,
@@ -162,7 +166,7 @@ impl IoRuntime {
         local: Option<LocalUse>,
         op: impl Future<Output = Result<T>>,
     ) -> impl Future<Output = Result<T>> {
-        InStore { handle: self.get().handle().clone(), local, fut: Box::pin(bounded(op)) }
+        InStore { handle: self.get().handle().clone(), local, fut: Box::pin(bounded(op, self.outage.clone())) }
     }
 }
 
@@ -220,16 +224,25 @@ impl Drop for IoRuntime {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which is not allowed inside the async code that usually
         // drops the last engine handle.
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
 }
 
-async fn bounded<T>(op: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(OPERATION_TIMEOUT, op)
-        .await
-        .unwrap_or_else(|_| Err(Unavailable::BackendTimeout { after: OPERATION_TIMEOUT }.into()))
+/// `op`, bounded by [`OPERATION_TIMEOUT`]; an operation refused because Redis cannot be reached
+/// or did not answer is counted in the outage.
+async fn bounded<T>(op: impl Future<Output = Result<T>>, outage: Arc<Outage>) -> Result<T> {
+    let result = tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
+        let _ = outage.failed(format_args!("an operation took longer than {OPERATION_TIMEOUT:?}"));
+        Err(Unavailable::BackendTimeout { after: OPERATION_TIMEOUT }.into())
+    });
+    if let Err(SessionError::Unavailable(Unavailable::BackendUnreachable { .. } | Unavailable::BackendTimeout { .. })) =
+        &result
+    {
+        let _ = outage.refused();
+    }
+    result
 }
 
 /// A future polled inside the store runtime's context (see [`IoRuntime::here`]).
@@ -262,8 +275,9 @@ pub(super) struct Link {
     local: Option<Arc<Local>>,
     /// The server's URL with any password hidden, for messages.
     url: String,
-    /// Whether the last command reached Redis: outage and recovery are logged once each.
-    healthy: AtomicBool,
+    /// Outages: logged once as they start, summed up every 10 s, once as they end (each
+    /// failed command is a failed attempt; [`IoRuntime`] counts the operations refused).
+    outage: Arc<Outage>,
 }
 
 impl Link {
@@ -309,7 +323,16 @@ impl Link {
                 ConnectionManager::new_with_config(client, config).await.map(Conn::Single)
             })
         };
-        let runtime = IoRuntime(Some(threads));
+        let outage = Arc::new(
+            Outage::new(
+                format!("session engine: Redis at {shown}"),
+                "session operations are refused (503 with Retry-After) meanwhile",
+                "redis",
+                Arc::new(crate::clock::SystemClock),
+            )
+            .back("answers again"),
+        );
+        let runtime = IoRuntime { runtime: Some(threads), outage: outage.clone() };
         let connecting = runtime.get().spawn(async move {
             let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
@@ -337,7 +360,7 @@ impl Link {
             },
             _ => None,
         };
-        Ok((runtime, Self { shared, local, url: shown, healthy: AtomicBool::new(true) }))
+        Ok((runtime, Self { shared, local, url: shown, outage }))
     }
 
     /// The server's URL, password hidden.
@@ -420,23 +443,23 @@ impl Link {
     }
 
     fn unavailable(&self, what: impl std::fmt::Display) -> SessionError {
-        if self.healthy.swap(false, Ordering::Relaxed) {
-            log::warn!("session engine: Redis at {} unavailable: {what}", self.url);
-        }
-        Unavailable::BackendUnreachable { message: what.to_string() }.into()
+        let message = what.to_string();
+        self.refuse(&message);
+        Unavailable::BackendUnreachable { message }.into()
     }
 
     fn timed_out(&self) -> SessionError {
-        if self.healthy.swap(false, Ordering::Relaxed) {
-            log::warn!("session engine: Redis at {} gave no answer within {COMMAND_TIMEOUT:?}", self.url);
-        }
+        self.refuse(format_args!("no answer within {COMMAND_TIMEOUT:?}"));
         Unavailable::BackendTimeout { after: COMMAND_TIMEOUT }.into()
     }
 
+    /// A command failed: the outage starts or goes on.
+    fn refuse(&self, cause: impl std::fmt::Display) {
+        let _ = self.outage.failed(cause);
+    }
+
     fn reached(&self) {
-        if !self.healthy.load(Ordering::Relaxed) && !self.healthy.swap(true, Ordering::Relaxed) {
-            log::info!("session engine: Redis at {} reachable again", self.url);
-        }
+        let _ = self.outage.recovered();
     }
 
     /// The outcome of a request on `conn`: logs an outage or a recovery, maps a failure to

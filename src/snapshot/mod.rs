@@ -23,6 +23,7 @@ use crossbeam_channel::Sender;
 use crate::clock::Clock;
 use crate::error::StartError;
 use crate::fsutil;
+use crate::outage::Outage;
 use crate::seal::Sealer;
 use crate::state::Lifetimes;
 use files::{Fs, SnapshotIo};
@@ -118,6 +119,7 @@ pub(crate) fn open(
     clock: Arc<dyn Clock>,
     lifetimes: Lifetimes,
     sealer: Arc<Sealer>,
+    outage: Arc<Outage>,
 ) -> Result<(Snapshots, Vec<Recovered>), StartError> {
     let started = Instant::now();
     let dir = data_dir.join(files::SUBDIR);
@@ -138,16 +140,29 @@ pub(crate) fn open(
     }
     // Find out now, not at the first snapshot 30 seconds in, that the directory is unusable.
     let probe = dir.join(".write-probe");
-    Fs.write_synced(&probe, &[b"draco-session"])
+    // A full disk is no reason to stay down: its sessions are served, and the writes resume
+    // once space returns, as when it fills up at run time.
+    match Fs
+        .write_synced(&probe, &[b"draco-session"])
         .and_then(|()| Fs.remove(&probe))
         .and_then(|()| fsutil::sync_dir(&dir))
         .and_then(|()| fsutil::sync_dir(data_dir))
-        .map_err(|e| {
-            storage(
+    {
+        Ok(()) => {}
+        Err(e) if fsutil::out_of_space(&e) => {
+            let _ = std::fs::remove_file(&probe);
+            let _ = outage.failed(format_args!(
+                "no space left at start-up: {} cannot be written ({e}); starting anyway with the sessions on disk",
+                dir.display()
+            ));
+        }
+        Err(e) => {
+            return Err(storage(
                 &dir,
                 format!("the snapshot directory is not writable: {e}; fix its permissions or change storage.dir"),
-            )
-        })?;
+            ));
+        }
+    }
 
     let erasing = data_dir.join(erase::SUBDIR);
     let intents = erase::pending(data_dir)
@@ -191,7 +206,7 @@ pub(crate) fn open(
     let metrics = crate::telemetry::Io::snapshot();
     std::thread::Builder::new()
         .name("draco-snapshot-writer".into())
-        .spawn(move || writer.run(queue, metrics))
+        .spawn(move || writer.run(queue, metrics, &outage))
         .map_err(|e| storage(&dir, format!("cannot start the snapshot writer thread: {e}")))?;
     let recovered = loaded
         .shards
@@ -280,6 +295,10 @@ mod tests {
 
     const SHARDS: usize = 4;
 
+    fn disk() -> Arc<Outage> {
+        Arc::new(crate::outage::disk(Path::new("/test"), Arc::new(ManualClock::new(0))))
+    }
+
     fn lifetimes() -> Lifetimes {
         Lifetimes { volatile_ms: 3_600_000, persistent_ms: 3_600_000, absolute_ms: 0 }
     }
@@ -334,7 +353,7 @@ mod tests {
 
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(2_000));
         let (_, recovered) =
-            open(data.path(), SHARDS, clock.clone(), lifetimes(), Arc::new(Sealer::for_tests())).unwrap();
+            open(data.path(), SHARDS, clock.clone(), lifetimes(), Arc::new(Sealer::for_tests()), disk()).unwrap();
         let mut seen = 0;
         for (shard, r) in recovered.iter().enumerate() {
             assert!(r.records.iter().all(|(l, _)| shard_of(l, SHARDS) == shard));
@@ -357,7 +376,7 @@ mod tests {
         assert_eq!(all, expected);
 
         // The next start finds nothing to rewrite.
-        let (_, again) = open(data.path(), SHARDS, clock, lifetimes(), Arc::new(Sealer::for_tests())).unwrap();
+        let (_, again) = open(data.path(), SHARDS, clock, lifetimes(), Arc::new(Sealer::for_tests()), disk()).unwrap();
         assert_eq!(again.iter().map(|r| r.records.len()).sum::<usize>(), ids.len());
         assert_eq!(on_disk(data.path()).len(), 2 * SHARDS);
     }

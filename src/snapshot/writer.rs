@@ -213,10 +213,10 @@ impl<I: SnapshotIo> Writer<I> {
     }
 
     /// Serves jobs until [`Job::Stop`] or until every sender is gone.
-    pub fn run(mut self, jobs: Receiver<Job>, metrics: crate::telemetry::Io) {
-        // The error of the last failed write: a directory that stays unwritable fails every
-        // shard at every interval, and one clear line says so better than a flood.
-        let mut failing: Option<String> = None;
+    ///
+    /// A directory that stays unwritable fails every shard at every interval: the disk's
+    /// `outage` tells it in a few lines rather than a flood.
+    pub fn run(mut self, jobs: Receiver<Job>, metrics: crate::telemetry::Io, outage: &crate::outage::Outage) {
         while let Ok(job) = jobs.recv() {
             match job {
                 Job::Write { shard, entries, log_from, body, done } => {
@@ -231,22 +231,15 @@ impl<I: SnapshotIo> Writer<I> {
                         Err(_) => metrics.failures.increment(1),
                     }
                     match &result {
-                        Err(e) if failing.as_deref() == Some(&e.to_string()) => {
-                            log::debug!("shard {shard}: snapshot write failed again: {e}");
-                        }
                         Err(e) => {
-                            log::error!(
-                                "shard {shard}: snapshot write to {} failed, the previous generation stays in \
-                                 place; sessions are kept in memory and the write is retried every \
-                                 storage.snapshot_interval (repeats of this error are logged at debug level): {e}",
+                            log::debug!("shard {shard}: snapshot write failed, the previous generation stays: {e}");
+                            let _ = outage.failed(format_args!(
+                                "snapshot write to {} failed (the previous generation stays in place): {e}",
                                 self.dir.display()
-                            );
-                            failing = Some(e.to_string());
+                            ));
                         }
                         Ok(_) => {
-                            if let Some(e) = failing.take() {
-                                log::info!("snapshot writes to {} work again (last error: {e})", self.dir.display());
-                            }
+                            let _ = outage.recovered();
                         }
                     }
                     done(result);

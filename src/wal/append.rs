@@ -150,7 +150,22 @@ impl ShardLog {
 
     /// Whether a change may be made now: with `"always"`, not while the log cannot take it.
     pub fn accepting(&self) -> Result<()> {
-        if self.refusing() { Err(Self::refusal()) } else { Ok(()) }
+        if self.refusing() {
+            self.refused(1);
+            Err(Self::refusal())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `n` changes were refused because the log cannot take them: counted in the disk's
+    /// outage.
+    pub fn refused(&self, n: usize) {
+        if let Some(wal) = &self.wal {
+            (0..n).for_each(|_| {
+                let _ = wal.outage.refused();
+            });
+        }
     }
 
     /// With `"always"`, the log cannot take a change now (see [`accepting`](Self::accepting)).
@@ -255,6 +270,9 @@ impl ShardLog {
         let always = self.always();
         let Some(segment) = self.segment.clone() else {
             self.batch.clear();
+            if always {
+                self.refused(waiters.len());
+            }
             answer(waiters, if always { Err("the log cannot be written (see the error log)".into()) } else { Ok(()) });
             return;
         };
@@ -270,12 +288,15 @@ impl ShardLog {
             }
             self.fail(&segment, &e.to_string());
             let failed = format!("{} cannot be written: {e}", segment.path.display());
+            if always {
+                self.refused(waiters.len());
+            }
             answer(waiters, if always { Err(failed) } else { Ok(()) });
             return;
         }
         if self.failing {
             self.failing = false;
-            log::info!("shard {}: the write-ahead log works again", self.shard);
+            log::debug!("shard {}: the write-ahead log works again", self.shard);
         }
         segment.dirty.store(true, Ordering::Release);
         self.since_rotation += len;
@@ -301,15 +322,16 @@ impl ShardLog {
         self.segment = None;
         // Records written to the segment after the failure may be lost: a hole says so.
         self.lsn += 1;
-        if !self.failing {
-            self.failing = true;
-            log::error!(
-                "shard {}: write-ahead log {} failed ({why}); changes are kept in memory{}, and the log resumes \
-                 with the shard's next snapshot (retried every second)",
-                self.shard,
-                segment.path.display(),
-                if self.always() { " but refused (storage.log = \"always\")" } else { "" },
-            );
+        self.failing = true;
+        log::debug!(
+            "shard {}: write-ahead log {} failed ({why}); changes are kept in memory{}, and the log resumes with \
+             the shard's next snapshot",
+            self.shard,
+            segment.path.display(),
+            if self.always() { " but refused (storage.log = \"always\")" } else { "" },
+        );
+        if let Some(wal) = &self.wal {
+            let _ = wal.outage.failed(format_args!("write-ahead log {}: {why}", segment.path.display()));
         }
     }
 
@@ -362,15 +384,10 @@ impl ShardLog {
             }
             Err(e) => {
                 self.segment = None;
-                if !self.failing {
-                    self.failing = true;
-                    log::error!(
-                        "shard {}: cannot create write-ahead log segment {}: {e}; changes are kept in memory and \
-                         the log resumes with the shard's next snapshot",
-                        self.shard,
-                        path.display()
-                    );
-                }
+                self.failing = true;
+                log::debug!("shard {}: cannot create write-ahead log segment {}: {e}", self.shard, path.display());
+                let _ =
+                    wal.outage.failed(format_args!("cannot create write-ahead log segment {}: {e}", path.display()));
             }
         }
     }

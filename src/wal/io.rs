@@ -100,20 +100,46 @@ impl DiskSegment {
 
     /// Keeps between half of `ahead` and `ahead` bytes of zeros written past the records (on
     /// the syncer thread, before an fsync), a step at a time, never where a record is or goes.
+    /// Never more than [`ahead_allowed`] of the free space: zeros must not be what fills a disk
+    /// (on a nearly full one there are none), and running out of room while writing them is no
+    /// failure of the log (the records are written; the next fsync simply commits the size).
     #[cfg(unix)]
     fn zero_ahead(&self) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         let zeros = [0u8; ZEROS];
+        let mut ahead = None;
         loop {
             let mut ends = self.ends();
             let (next, written) = *ends;
             if written >= next + self.ahead / 2 {
                 return Ok(());
             }
+            // Asked once per call, only when zeros are due (once per half of `ahead` appended).
+            let ahead = *ahead.get_or_insert_with(|| ahead_allowed(self.ahead, crate::fsutil::free_space(&self.file)));
+            if written >= next + ahead / 2 {
+                return Ok(());
+            }
             let from = written.max(next);
-            self.file.write_all_at(&zeros, from)?;
-            ends.1 = from + ZEROS as u64;
+            match self.file.write_all_at(&zeros, from) {
+                Ok(()) => ends.1 = from + ZEROS as u64,
+                Err(e) if crate::fsutil::out_of_space(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
+    }
+}
+
+/// Free space below which a segment writes no zeros ahead at all.
+pub(crate) const AHEAD_MIN_FREE: u64 = 4 << 20;
+
+/// How many zeros a segment may keep ahead of its records, given the configured `ahead` and
+/// the file system's `free` bytes (`None`: unknown, the configured amount): at most an eighth
+/// of the free space, and none below [`AHEAD_MIN_FREE`].
+pub(crate) fn ahead_allowed(ahead: u64, free: Option<u64>) -> u64 {
+    match free {
+        None => ahead,
+        Some(free) if free < AHEAD_MIN_FREE => 0,
+        Some(free) => ahead.min(free / 8),
     }
 }
 
@@ -152,6 +178,17 @@ impl LogIo for Disk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeros_ahead_take_a_small_share_of_the_free_space() {
+        let ahead = 4 << 20;
+        assert_eq!(ahead_allowed(ahead, None), ahead);
+        assert_eq!(ahead_allowed(ahead, Some(u64::MAX)), ahead);
+        assert_eq!(ahead_allowed(ahead, Some(16 << 20)), 2 << 20);
+        assert_eq!(ahead_allowed(ahead, Some(AHEAD_MIN_FREE)), AHEAD_MIN_FREE / 8);
+        assert_eq!(ahead_allowed(ahead, Some(AHEAD_MIN_FREE - 1)), 0);
+        assert_eq!(ahead_allowed(ahead, Some(0)), 0);
+    }
 
     #[test]
     fn names_round_trip_and_sort_by_base() {

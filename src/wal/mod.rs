@@ -27,6 +27,7 @@ use crossbeam_channel::Sender;
 
 use crate::config::{LogMode, StorageConfig};
 use crate::error::StartError;
+use crate::outage::Outage;
 use crate::seal::Sealer;
 use io::LogIo;
 use sync::{SyncJob, SyncStats, Syncer};
@@ -46,6 +47,8 @@ pub(crate) struct Wal {
     pub stats: Arc<SyncStats>,
     /// Seals records (`storage.encrypt`).
     pub sealer: Arc<Sealer>,
+    /// The disk's outages, reported in a few lines (shared with the snapshot writer).
+    pub outage: Arc<Outage>,
     /// The syncer thread, joined by [`stop`](Self::stop).
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -90,6 +93,7 @@ pub(crate) fn start(
     shards: usize,
     io: Arc<dyn LogIo>,
     sealer: Arc<Sealer>,
+    outage: Arc<Outage>,
 ) -> Result<Arc<Wal>, StartError> {
     let dir = dir_of(&storage.dir);
     let fail = |message: String| StartError::Storage { path: dir.clone(), message };
@@ -103,7 +107,7 @@ pub(crate) fn start(
     };
     let stats = Arc::new(SyncStats { metrics: crate::telemetry::Io::log(), ..SyncStats::default() });
     let (jobs, queue) = crossbeam_channel::unbounded();
-    let syncer = Syncer::new(io.clone(), dir.clone(), interval, stats.clone());
+    let syncer = Syncer::new(io.clone(), dir.clone(), interval, stats.clone(), outage.clone());
     let thread = std::thread::Builder::new()
         .name("draco-log-sync".into())
         .spawn(move || syncer.run(queue))
@@ -121,6 +125,7 @@ pub(crate) fn start(
         ahead: (budget / 4).min(4 << 20),
         stats,
         sealer,
+        outage,
         thread: std::sync::Mutex::new(Some(thread)),
     }))
 }

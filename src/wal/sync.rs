@@ -54,13 +54,19 @@ pub(crate) struct Syncer {
     pub stats: Arc<SyncStats>,
     /// Open segments (the syncer drops one once its shard left it and it is clean).
     pub open: Vec<Arc<Segment>>,
-    /// The error of the last failed fsync, so a failing disk logs one line, not one per round.
-    failing: Option<String>,
+    /// The disk's outages: a failing disk logs a few lines, not one per round.
+    outage: Arc<crate::outage::Outage>,
 }
 
 impl Syncer {
-    pub fn new(io: Arc<dyn LogIo>, dir: std::path::PathBuf, interval: Duration, stats: Arc<SyncStats>) -> Self {
-        Self { io, dir, interval, stats, open: Vec::new(), failing: None }
+    pub fn new(
+        io: Arc<dyn LogIo>,
+        dir: std::path::PathBuf,
+        interval: Duration,
+        stats: Arc<SyncStats>,
+        outage: Arc<crate::outage::Outage>,
+    ) -> Self {
+        Self { io, dir, interval, stats, open: Vec::new(), outage }
     }
 
     /// Serves jobs until [`SyncJob::Stop`] or until every sender is gone.
@@ -164,20 +170,20 @@ impl Syncer {
             if let Err(e) = &result {
                 s.failed.store(true, Ordering::Release);
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                if self.failing.as_deref() != Some(e) {
-                    log::error!(
-                        "write-ahead log: {e}; the shard leaves this segment, changes stay in memory and the log \
-                         resumes after the shard's next snapshot"
-                    );
-                    self.failing = Some(e.clone());
-                }
-            } else if let Some(e) = self.failing.take() {
-                log::info!("write-ahead log: fsync works again (last error: {e})");
+                log::debug!("write-ahead log: {e}; the shard leaves this segment until its next snapshot");
+                // Its end is told by the snapshot writer: a shard's log resumes with a snapshot.
+                let _ = self.outage.failed(format_args!("write-ahead log: {e}"));
             }
             results.push((s, result));
         }
         for (segment, txs) in waits {
             let answer = results.iter().find(|(s, _)| Arc::ptr_eq(s, &segment)).map_or(Ok(()), |(_, r)| r.clone());
+            if answer.is_err() {
+                // Each waiter's change is answered as not durable: refused.
+                txs.iter().for_each(|_| {
+                    let _ = self.outage.refused();
+                });
+            }
             for tx in txs {
                 let _ = tx.send(answer.clone());
             }

@@ -257,22 +257,35 @@ async fn a_failed_write_in_scheduled_mode_keeps_serving_and_the_next_snapshot_re
 }
 
 /// Failed log writes and fsyncs are counted (`draco_session_log_failures_total`), once per
-/// failed I/O: the changes refused afterwards are not failures of the disk.
+/// failed I/O: the changes refused afterwards are not failures of the disk. Every change
+/// refused is counted in `draco_session_refused_total{cause="disk"}`, whether its own write or
+/// fsync failed or the log refused it before it was made.
 #[test]
 fn failed_writes_and_fsyncs_are_counted_once_each() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let recorder = DebuggingRecorder::new();
     let seen = recorder.snapshotter();
     // A snapshot consumes what it reports: add up.
-    let total = std::cell::Cell::new(0);
-    let failures = || {
+    let totals = std::cell::Cell::new((0, 0));
+    let counts = || {
         for (k, _, _, v) in seen.snapshot().into_vec() {
-            if let (true, DebugValue::Counter(n)) = (k.key().name() == "draco_session_log_failures_total", v) {
-                total.set(total.get() + n);
+            let DebugValue::Counter(n) = v else { continue };
+            let (mut failed, mut refused) = totals.get();
+            match k.key().name() {
+                "draco_session_log_failures_total" => failed += n,
+                "draco_session_refused_total"
+                    if k.key().labels().any(|l| (l.key(), l.value()) == ("cause", "disk")) =>
+                {
+                    refused += n;
+                }
+                _ => {}
             }
+            totals.set((failed, refused));
         }
-        total.get()
+        totals.get()
     };
+    let failures = || counts().0;
+    let refused = || counts().1;
     metrics::with_local_recorder(&recorder, || {
         actix_rt::System::new().block_on(async {
             let dir = tempfile::tempdir().unwrap();
@@ -282,16 +295,21 @@ fn failed_writes_and_fsyncs_are_counted_once_each() {
             e.insert(&id, "c", "v", &1).await.unwrap();
             assert_eq!(failures(), 0);
             faults.fail_syncs.store(true, Ordering::SeqCst);
+            assert_eq!(refused(), 0);
             assert!(is_storage_error(&e.insert(&id, "c", "v", &2).await));
             assert_eq!(failures(), 1, "the failed fsync");
+            assert_eq!(refused(), 1, "the change whose fsync failed");
             assert!(is_storage_error(&e.insert(&id, "c", "v", &3).await));
             assert_eq!(failures(), 1, "a refused change is no failure of the disk");
+            assert_eq!(refused(), 2, "a change refused before it is made");
             faults.fail_syncs.store(false, Ordering::SeqCst);
             assert!(eventually(async || e.insert(&id, "c", "v", &4).await.is_ok()).await, "the log resumes");
             assert_eq!(failures(), 1);
+            let before = refused();
             faults.fail_appends.store(true, Ordering::SeqCst);
             assert!(is_storage_error(&e.insert(&id, "c", "v", &5).await));
             assert_eq!(failures(), 2, "the failed write");
+            assert_eq!(refused(), before + 1, "the change whose write failed");
             faults.fail_appends.store(false, Ordering::SeqCst);
             e.shutdown().await;
         });

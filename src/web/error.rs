@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::error::{SessionError, WebError};
+use crate::error::{SessionError, Unavailable, WebError};
 
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
@@ -58,7 +58,7 @@ impl ResponseError for WebError {
         };
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             log::error!("session operation failed: {self}");
-        } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        } else if status == StatusCode::SERVICE_UNAVAILABLE && !self.in_outage() {
             log::warn!("session operation refused: {self}");
         } else {
             log::debug!("session operation refused: {self}");
@@ -73,6 +73,21 @@ impl ResponseError for WebError {
             response.insert_header((header::RETRY_AFTER, secs.max(1)));
         }
         response.content_type("text/plain; charset=utf-8").body(body)
+    }
+}
+
+impl WebError {
+    /// A refusal the engine reports as part of an outage (Redis unreachable or silent, the disk
+    /// failing): a few lines per outage there, so none per request here.
+    fn in_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::Engine(SessionError::Unavailable(
+                Unavailable::BackendUnreachable { .. }
+                    | Unavailable::BackendTimeout { .. }
+                    | Unavailable::Storage { .. }
+            ))
+        )
     }
 }
 

@@ -16,6 +16,7 @@ mod cli;
 mod damage;
 mod erase;
 mod format;
+mod full_disk;
 mod log;
 mod model;
 mod restart;

@@ -13,6 +13,8 @@ mod demo;
 mod redis_server;
 #[path = "../support/routing.rs"]
 mod routing;
+#[path = "../support/tmpfs.rs"]
+mod tmpfs;
 
 mod audit;
 mod browser;
@@ -20,6 +22,7 @@ mod crash_loop;
 mod header;
 mod metrics;
 mod migrate;
+mod outage;
 mod persistence;
 mod redis;
 mod redis_tls;

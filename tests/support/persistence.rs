@@ -11,6 +11,9 @@ pub mod routing;
 #[path = "canary.rs"]
 pub mod canary;
 
+#[path = "tmpfs.rs"]
+pub mod tmpfs;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
