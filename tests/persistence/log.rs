@@ -5,7 +5,7 @@
 //! tests/process/crash_loop.rs; fsync schedules and disk faults are unit tests in src/wal/tests.rs.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use draco_session::{ManualClock, SessionEngine, SessionError, SessionId, config::LogMode};
 use serde_json::Value;
@@ -250,21 +250,44 @@ async fn old_segments_are_deleted_and_a_large_log_triggers_a_snapshot() {
     for i in 0..64 {
         a.insert(&id, "c", "big", &format!("{i}{big}")).await.unwrap();
     }
-    let mut waited = Duration::ZERO;
-    while snap_files(dir.path()) == snaps_before && waited < Duration::from_secs(10) {
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-        waited += Duration::from_millis(100);
-    }
-    assert_ne!(snap_files(dir.path()), snaps_before, "an early snapshot");
+    // Waits for the events themselves, with generous deadlines: an early snapshot after each
+    // burst of writes (the interval is an hour: only the log's size can trigger one), then the
+    // log back within its budget once the last snapshots are durable.
+    let new_snapshot = async |before: &Vec<String>, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while snap_files(dir.path()) == *before {
+            assert!(Instant::now() < deadline, "{what}: no early snapshot within 60 s");
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    new_snapshot(&snaps_before, "after 1 MiB of writes").await;
+    let mut before = snap_files(dir.path());
     for i in 64..256 {
         a.insert(&id, "c", "big", &format!("{i}{big}")).await.unwrap();
-        if i % 32 == 0 {
-            actix_rt::time::sleep(Duration::from_millis(1100)).await;
+        if (i - 64) % 32 == 31 {
+            // 512 KiB since the last wait: past a segment's 256 KiB share.
+            new_snapshot(&before, &format!("after write {i}")).await;
+            before = snap_files(dir.path());
         }
     }
-    actix_rt::time::sleep(Duration::from_millis(2500)).await;
-    let total: u64 =
-        log_files(dir.path()).iter().map(|n| std::fs::metadata(log_dir(dir.path()).join(n)).unwrap().len()).sum();
+    let log_bytes = || -> u64 {
+        log_files(dir.path())
+            .iter()
+            .filter_map(|n| std::fs::metadata(log_dir(dir.path()).join(n)).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_bytes() > 1 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "{} bytes of log kept 60 s after the writes: {:?}",
+            log_bytes(),
+            log_files(dir.path())
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = log_bytes();
     // 4 MiB written; what stays is within log_max.
     assert!(total <= 1 << 20, "{total} bytes of log kept: {:?}", log_files(dir.path()));
     let image = crash_image(dir.path());
