@@ -135,7 +135,13 @@ async fn a_key_past_max_keys_is_a_413_and_changes_nothing(b: Backend) {
     assert_eq!(call(&app, other.set_json(json!(1))).await.status, 413);
     // Replacing a key adds none; removing one makes room.
     assert_eq!(call(&app, put(&sid, "k1", json!("again"))).await.status, 200);
-    let delete = with_sid(TestRequest::delete().uri("/api/ns/a/k1").insert_header(("user-agent", BROWSER)), &sid);
+    let delete = with_sid(
+        TestRequest::delete()
+            .uri("/api/ns/a/k1")
+            .insert_header(("user-agent", BROWSER))
+            .insert_header(("content-type", "application/json")),
+        &sid,
+    );
     assert_eq!(call(&app, delete).await.status, 200);
     assert_eq!(call(&app, put(&sid, "k4", json!(4))).await.status, 200);
     assert_eq!(call(&app, with_sid(get("/api/ns/a/k4"), &sid)).await.json()["value"], json!(4));

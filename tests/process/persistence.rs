@@ -184,8 +184,10 @@ fn a_damaged_only_generation_is_set_aside_and_the_log_says_so() {
     assert!(!damaged.is_empty(), "the final snapshot wrote no file");
 
     let demo = Demo::start_logging(&config, "warn");
-    let (status, _, _) = demo.request("GET", "/api/session", Some(&cookie), None);
-    assert_eq!(status, 404, "alice's session was only in a damaged snapshot");
+    let (status, _, body) = demo.request("GET", "/api/session", Some(&cookie), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["userid"].as_u64(), body["visits"].as_u64()), (Some(0), Some(1)), "a new session: {body}");
+    assert_ne!(body["session_id"].as_str(), Some(cookie.as_str()), "alice's session was only in a damaged snapshot");
     let log = demo.stderr();
     for name in &damaged {
         let said = log.lines().any(|l| {
