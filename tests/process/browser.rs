@@ -61,15 +61,36 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `GET /status` of the WebDriver server on `port`: its body when it answers 200.
+/// `GET /status` of the WebDriver server on `port`: its body when it answers 200. (Read by its
+/// `Content-Length`: chromedriver keeps the connection open.)
 fn webdriver_status(port: u16) -> Option<String> {
-    let mut stream =
+    let stream =
         TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    stream.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut raw).ok()?;
-    raw.starts_with("HTTP/1.1 200").then_some(raw)
+    (&stream).write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(&mut reader, &mut body).ok()?;
+    String::from_utf8(body).ok()
 }
 
 /// Starts chromedriver on a free port and waits until it is our chromedriver that answers
