@@ -3,7 +3,7 @@
 # demo's RSS sampled from /proc, latency per interval from the load generator, then checks.
 #
 #   scripts/soak.sh                  # the full run: 600 s, 2000 sessions, 60 s intervals
-#   PROFILE=debug DURATION=45 REPORT=10 POOL=500 RSS_GROWTH=off P99_FACTOR=off RSS_MAX_MB=1024 \
+#   PROFILE=debug DURATION=45 REPORT=10 POOL=500 RSS_GROWTH=off P99_FACTOR=off RSS_MAX_MB=256 \
 #     SAMPLE=2 scripts/soak.sh       # CI: correctness only
 #
 # Environment: DURATION (s, 600), POOL (live sessions, 2000), CONCURRENCY (32), REPORT (latency
