@@ -136,7 +136,7 @@ async fn forged_and_foreign_ids_are_rejected_before_any_shard(b: Backend) {
     let other = b.start(other_config, None).await;
     assert_eq!(other.info(&real).await, Err(SessionError::InvalidId));
     let ops_before = e.stats().await.unwrap().shards.iter().map(|s| s.operations).sum::<u64>();
-    let _ = e.destroy(&forged).await;
+    assert_eq!(e.destroy(&forged).await, Err(SessionError::InvalidId));
     let ops_after = e.stats().await.unwrap().shards.iter().map(|s| s.operations).sum::<u64>();
     assert_eq!(ops_before, ops_after, "a forged id must not reach a worker");
 }

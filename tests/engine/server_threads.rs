@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use actix::Arbiter;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use draco_session::config::LogMode;
 use draco_session::{Config, Session, SessionEngine, SessionError, SessionId};
 use futures_util::future::join_all;
 use tokio::sync::oneshot;
@@ -161,6 +162,54 @@ async fn count(session: Session) -> HttpResponse {
     }
 }
 
+/// One HTTP/1.1 connection kept open for every request of a client.
+struct KeptConnection {
+    reader: std::io::BufReader<std::net::TcpStream>,
+    port: u16,
+}
+
+impl KeptConnection {
+    fn open(port: u16) -> Self {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Self { reader: std::io::BufReader::new(stream), port }
+    }
+
+    /// `GET /` on this connection: the status, the `Set-Cookie` pair (`name=value`) if any,
+    /// and the body. Panics if the server closed the connection.
+    fn get(&mut self, cookie: Option<&str>) -> (u16, Option<String>, String) {
+        use std::io::{BufRead, Read, Write};
+        let mut head = format!("GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUser-Agent: {BROWSER}\r\n", self.port);
+        if let Some(c) = cookie {
+            head += &format!("Cookie: {c}\r\n");
+        }
+        head += "\r\n";
+        self.reader.get_mut().write_all(head.as_bytes()).unwrap();
+        let mut status_line = String::new();
+        self.reader.read_line(&mut status_line).unwrap();
+        assert!(!status_line.is_empty(), "the server closed a kept connection");
+        let status = status_line.get(9..12).and_then(|s| s.parse().ok()).expect("a status line");
+        let (mut length, mut set_cookie) = (0, None);
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("a header line");
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            } else if name.eq_ignore_ascii_case("set-cookie") {
+                set_cookie = value.trim().split(';').next().map(str::to_owned);
+            }
+        }
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).unwrap();
+        (status, set_cookie, String::from_utf8(body).unwrap())
+    }
+}
+
 /// A real server with two workers: each worker hosts a shard, a client keeping its connection
 /// is served on its session's thread, and a graceful stop (as on SIGTERM) sends the shards
 /// home before `run()` returns, so the shutdown snapshot holds every answered request.
@@ -178,32 +227,30 @@ async fn a_server_hosts_shards_on_its_workers_and_stops_without_losing_a_write()
     let handle = server.handle();
     let running = actix_rt::spawn(server);
 
-    // Five clients, each on a connection of its own, 40 requests each.
-    let clients = (0..5).map(|_| async move {
-        let client = awc::Client::default();
-        let mut cookie: Option<String> = None;
-        let mut last = 0;
-        for _ in 0..40 {
-            let mut req = client.get(format!("http://127.0.0.1:{port}/")).insert_header(("user-agent", BROWSER));
-            if let Some(c) = &cookie {
-                req = req.insert_header(("cookie", c.clone()));
+    // Five clients, each on a connection of its own that it keeps (HTTP/1.1 keep-alive, a
+    // raw socket: no pool that could open a second one), 40 requests each.
+    let clients = (0..5).map(|_| {
+        actix_rt::task::spawn_blocking(move || {
+            let mut connection = KeptConnection::open(port);
+            let mut cookie: Option<String> = None;
+            let mut last = 0;
+            for _ in 0..40 {
+                let (status, set, body) = connection.get(cookie.as_deref());
+                assert_eq!(status, 200, "{body}");
+                if let Some(set) = set {
+                    cookie = Some(set);
+                }
+                last = body.parse::<i64>().unwrap();
             }
-            let mut resp = req.send().await.unwrap();
-            assert!(resp.status().is_success(), "{:?}: {:?}", resp.status(), resp.body().await);
-            if let Some(set) = resp.headers().get("set-cookie") {
-                let set = set.to_str().unwrap();
-                cookie = Some(set.split(';').next().unwrap().to_owned());
-            }
-            last = std::str::from_utf8(&resp.body().await.unwrap()).unwrap().parse::<i64>().unwrap();
-        }
-        (cookie.unwrap(), last)
+            (cookie.unwrap(), last)
+        })
     });
-    let sessions = join_all(clients).await;
+    let sessions: Vec<(String, i64)> = join_all(clients).await.into_iter().map(Result::unwrap).collect();
     assert!(sessions.iter().all(|(_, n)| *n == 40), "{sessions:?}");
     let stats = e.stats().await.unwrap();
     let (local, all) = stats.shards.iter().fold((0, 0), |(l, a), s| (l + s.local_operations, a + s.operations));
-    // Each connection's session is born on the worker serving it, so only a few operations
-    // (if any) cross threads.
+    // Each connection's session is born on the worker serving it, and every request of a
+    // connection is served by that worker, so only a few operations (if any) cross threads.
     assert!(local * 10 >= all * 9, "locality {local}/{all}: {stats:?}");
 
     handle.stop(true).await;
@@ -249,11 +296,27 @@ async fn host_here_without_an_arbiter_or_with_another_placement_hosts_nothing() 
 
 /// A shard moves while its snapshot is being encoded and written, both ways: the snapshot
 /// under way finishes on the new host (its waiters, marks and the writer's answer move with
-/// the shard), and what it wrote loads back whole.
+/// the shard), and what it wrote loads back whole. Without a log, so that only the snapshots
+/// can bring the sessions back; and with the default log (its twin).
 #[actix_rt::test]
 async fn a_shard_moves_in_the_middle_of_a_snapshot_and_the_snapshot_completes() {
+    a_shard_moves_in_the_middle_of_a_snapshot(LogMode::Off).await;
+}
+
+/// As above, with the default log beside the snapshots.
+#[actix_rt::test]
+async fn a_shard_moves_in_the_middle_of_a_snapshot_and_the_snapshot_completes_with_the_log() {
+    a_shard_moves_in_the_middle_of_a_snapshot(Config::default().storage.log).await;
+}
+
+async fn a_shard_moves_in_the_middle_of_a_snapshot(log: LogMode) {
     let dir = tempfile::tempdir().unwrap();
-    let e = SessionEngine::start(config(dir.path(), 1)).unwrap();
+    let with_log = |path: &std::path::Path| {
+        let mut c = config(path, 1);
+        c.storage.log = log;
+        c
+    };
+    let e = SessionEngine::start(with_log(dir.path())).unwrap();
     // Enough sessions that a snapshot takes many steps (256 sessions per step).
     let mut ids = Vec::new();
     for i in 0..20_000i64 {
@@ -283,7 +346,11 @@ async fn a_shard_moves_in_the_middle_of_a_snapshot_and_the_snapshot_completes() 
     let copy = tempfile::tempdir().unwrap();
     copy_dir(dir.path(), copy.path());
     drop(e);
-    let e = SessionEngine::start(config(copy.path(), 1)).unwrap();
+    if log == LogMode::Off {
+        let logged = std::fs::read_dir(copy.path().join("log")).map_or(0, Iterator::count);
+        assert_eq!(logged, 0, "no log files: only the snapshots hold the sessions");
+    }
+    let e = SessionEngine::start(with_log(copy.path())).unwrap();
     assert_eq!(e.stats().await.unwrap().sessions, 20_000);
     assert_eq!(e.get::<i64>(&ids[0], "a", "n").await.unwrap(), Some(-1));
     assert_eq!(e.get::<i64>(&ids[19_999], "a", "n").await.unwrap(), Some(19_999));

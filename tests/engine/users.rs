@@ -206,6 +206,8 @@ both!(
 
 cluster!(
     logins_at_the_same_moment_keep_the_limit,
+    past_max_sessions_per_user_a_login_ends_the_least_recently_used,
+    without_max_sessions_per_user_logins_end_nothing,
     logout_others_ends_every_other_session_of_the_user,
     logout_user_ends_the_users_sessions_on_every_shard,
     sessions_of_lists_live_sessions_with_their_info,

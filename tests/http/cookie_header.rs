@@ -27,7 +27,11 @@ async fn with_duplicate_sid_cookies_the_first_valid_one_wins(b: Backend) {
     let a = new_session(&app).await;
     let b = new_session(&app).await;
     let dead = new_session(&app).await;
-    let _ = login(&app, Some(&dead), false).await; // rotates `dead` away
+    let rotated = login(&app, Some(&dead), false).await; // rotates `dead` away
+    assert_eq!(rotated.status, 200);
+    assert_ne!(rotated.sid(), dead, "the login rotated the id");
+    let r = call(&app, with_sid(get("/api/session"), &dead)).await;
+    assert_ne!(r.json()["session_id"], dead.as_str(), "the old id is dead");
     let forged = "A".repeat(32);
     let cookie = |value: String| get("/api/session").insert_header(("cookie", value));
     let visit = |r: Reply| r.json()["session_id"].as_str().unwrap().to_owned();

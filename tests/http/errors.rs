@@ -1,7 +1,8 @@
-//! Error statuses of the web layer: 401, 409, 413 and 400 from the demo's routes; internal
-//! errors an opaque 500 whose text never reaches the body (also without the middleware); a
-//! stopped or full engine a 503 (full: for new visitors only). Every test runs on the memory
-//! backend and on Redis.
+//! Error statuses of the web layer: 401, 409, 413 and 400 from the demo's routes (413 also for
+//! one key too many); internal errors an opaque 500 whose text never reaches the body (also
+//! without the middleware); a stopped or full engine a 503 (full: for new visitors only). Every
+//! test runs on the memory backend and on Redis; the full engine also on a Redis Cluster of its
+//! own (`max_sessions` has its own code path there).
 
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, web};
@@ -89,13 +90,61 @@ async fn missing_middleware_is_an_opaque_500(_: Backend) {
 
 async fn a_full_engine_is_a_503_for_new_visitors_only(b: Backend) {
     let f = fixture_with(b, |c| c.limits.max_sessions = 1, None).await;
-    let app = app!(f.engine);
+    full_engine_is_a_503_for_new_visitors_only(&f.engine).await;
+}
+
+/// The checks of [`a_full_engine_is_a_503_for_new_visitors_only`] on `engine`, started with
+/// `limits.max_sessions = 1` on an empty store.
+async fn full_engine_is_a_503_for_new_visitors_only(engine: &draco_session::SessionEngine) {
+    let app = app!(engine);
     let sid = new_session(&app).await;
     let r = call(&app, get("/api/session")).await;
     assert_eq!(r.status, 503);
     assert!(r.set_cookies.is_empty());
     assert!(!r.body.contains("max_sessions"), "{}", r.body);
     assert_eq!(call(&app, with_sid(get("/api/session"), &sid)).await.json()["visits"], 2);
+}
+
+/// One key more than `limits.max_keys` (over all scopes, the demo's own visit counter
+/// included) is a 413 that names no limit and changes nothing; replacing a key adds none, and
+/// a removed key makes room.
+async fn a_key_past_max_keys_is_a_413_and_changes_nothing(b: Backend) {
+    const MAX_KEYS: usize = 4;
+    let f = fixture_with(b, |c| c.limits.max_keys = MAX_KEYS, None).await;
+    let app = app!(f.engine);
+    let put = |sid: &str, key: &str, body: Value| {
+        with_sid(TestRequest::put().uri(&format!("/api/ns/a/{key}")).insert_header(("user-agent", BROWSER)), sid)
+            .set_json(body)
+    };
+    let sid = new_session(&app).await;
+    // The visit counter is the session's first key: three more fit.
+    for k in 1..MAX_KEYS {
+        let r = call(&app, put(&sid, &format!("k{k}"), json!(k))).await;
+        assert_eq!(r.status, 200, "key {k} of {MAX_KEYS}: {}", r.body);
+    }
+    let r = call(&app, put(&sid, "k4", json!(4))).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
+    assert!(!r.body.contains("max_keys"), "{}", r.body);
+    assert_eq!(call(&app, with_sid(get("/api/ns/a/k4"), &sid)).await.status, 404, "nothing written");
+    for k in 1..MAX_KEYS {
+        assert_eq!(call(&app, with_sid(get(&format!("/api/ns/a/k{k}")), &sid)).await.json()["value"], json!(k));
+    }
+    // A key of another scope counts as well.
+    let other = with_sid(TestRequest::put().uri("/api/ns/b/k").insert_header(("user-agent", BROWSER)), &sid);
+    assert_eq!(call(&app, other.set_json(json!(1))).await.status, 413);
+    // Replacing a key adds none; removing one makes room.
+    assert_eq!(call(&app, put(&sid, "k1", json!("again"))).await.status, 200);
+    let delete = with_sid(
+        TestRequest::delete()
+            .uri("/api/ns/a/k1")
+            .insert_header(("user-agent", BROWSER))
+            .insert_header(("content-type", "application/json")),
+        &sid,
+    );
+    assert_eq!(call(&app, delete).await.status, 200);
+    assert_eq!(call(&app, put(&sid, "k4", json!(4))).await.status, 200);
+    assert_eq!(call(&app, with_sid(get("/api/ns/a/k4"), &sid)).await.json()["value"], json!(4));
 }
 
 async fn a_session_over_max_session_bytes_is_a_413_and_keeps_its_values(b: Backend) {
@@ -169,6 +218,7 @@ async fn new_sessions_past_create_rate_are_a_429(b: Backend) {
 }
 
 both!(
+    a_key_past_max_keys_is_a_413_and_changes_nothing,
     a_session_over_max_session_bytes_is_a_413_and_keeps_its_values,
     new_sessions_past_create_rate_are_a_429,
     statuses_401_409_413_400,
@@ -177,3 +227,21 @@ both!(
     missing_middleware_is_an_opaque_500,
     a_full_engine_is_a_503_for_new_visitors_only
 );
+
+/// The engine-wide cap on a Redis Cluster: there the engine sums `DBSIZE` over the primaries
+/// before a creating script runs (on one server the script checks it), so it has a test of its
+/// own. On a cluster of its own: the shared one's keyspace holds every other test's sessions.
+#[cfg(feature = "redis")]
+mod redis_cluster {
+    #[actix_web::test]
+    async fn a_full_engine_is_a_503_for_new_visitors_only() {
+        let cluster = crate::support::redis_server::RedisCluster::start();
+        let (mut config, _dir) = crate::support::config(|c| c.limits.max_sessions = 1);
+        config.storage.backend = draco_session::config::StorageBackend::Redis;
+        config.storage.redis_cluster = true;
+        config.storage.redis_url = cluster.urls();
+        let engine = draco_session::SessionEngine::start_async(config).await.unwrap();
+        super::full_engine_is_a_503_for_new_visitors_only(&engine).await;
+        engine.shutdown().await;
+    }
+}

@@ -1,7 +1,7 @@
 //! The header transport (`[header] name`) over HTTP, as a client without cookies uses it: the
 //! id of a new session comes back in the header, a login or logout rotates it there, `destroy()`
 //! answers an empty value, a forged id logs nobody in, a header wins over a cookie (the
-//! documented precedence), `[cookie] enabled = false` never sends a `Set-Cookie`, and robots
+//! documented precedence; a dead header id too), `[cookie] enabled = false` never sends a `Set-Cookie`, and robots
 //! and `limits.create_rate` apply as with cookies. Every test runs on the memory backend and on
 //! Redis.
 
@@ -228,6 +228,35 @@ async fn the_header_wins_over_the_cookie(b: Backend) {
     assert_eq!((r.json()["userid"].as_u64(), r.header()), (Some(1), None));
 }
 
+/// A genuine id of a session that is gone (destroyed, or rotated away by a login) in the
+/// header, beside a cookie naming a live session: the header still decides, so there is no
+/// session (a read finds nothing; a write makes a new anonymous one), never the cookie's.
+async fn a_dead_header_id_beside_a_live_cookie_is_no_session(b: Backend) {
+    let f = fixture_with(b, |c| c.header.name = HEADER.into(), None).await;
+    let app = app!(f.engine);
+    let alice = send(&app, with_id(post("/api/login"), "").set_json(credentials())).await.id();
+    let destroyed = send(&app, with_id(get("/api/session"), "")).await.id();
+    let r = send(&app, with_id(post("/test/destroy"), &destroyed)).await;
+    assert_eq!(r.body, "true");
+    let rotated = send(&app, with_id(get("/api/session"), "")).await.id();
+    let r = send(&app, with_id(login_request(), &rotated)).await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.id(), rotated, "the login rotated the id away");
+    for dead in [&destroyed, &rotated] {
+        let r = send(&app, with_sid(with_id(get("/api/ns/stats/visits"), dead), &alice)).await;
+        assert_eq!(r.status, 404, "a read through a dead header id finds no session: {}", r.body);
+        assert!(r.header().is_none() && r.set_cookies().is_empty(), "{:?}", r.headers);
+        let r = send(&app, with_sid(with_id(get("/api/session"), dead), &alice)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["userid"], 0, "not the cookie's session");
+        let fresh = r.id();
+        assert!(fresh != alice && &fresh != dead, "a new anonymous session");
+    }
+    // The cookie's session is untouched.
+    let r = send(&app, with_id(get("/api/session"), &alice)).await;
+    assert_eq!((r.json()["userid"].as_u64(), r.json()["session_id"].as_str()), (Some(1), Some(alice.as_str())));
+}
+
 fn login_request() -> TestRequest {
     post("/api/login").set_json(credentials())
 }
@@ -286,5 +315,6 @@ both!(
     with_cookies_off_no_set_cookie_is_ever_sent,
     a_forged_header_hijacks_nothing,
     the_header_wins_over_the_cookie,
+    a_dead_header_id_beside_a_live_cookie_is_no_session,
     robots_and_the_create_rate_apply_to_the_header
 );

@@ -47,7 +47,11 @@ fn config_debug_shows_no_secret_and_no_redis_password() {
 #[cfg(feature = "redis")]
 #[actix_web::test]
 async fn an_unreachable_redis_start_up_error_hides_the_password() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port this test holds, whose listener closes every connection at once: nobody else's
+    // server can be there (a port found free and released could be taken meanwhile).
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = closer.local_addr().unwrap().port();
+    std::thread::spawn(move || closer.incoming().map_while(Result::ok).for_each(drop));
     for url in [format!("redis://user:hunter2@127.0.0.1:{closed}/0"), format!("rediss://:hunter2@127.0.0.1:{closed}")] {
         let (mut config, _dir) = config(|_| {});
         config.storage.backend = draco_session::config::StorageBackend::Redis;

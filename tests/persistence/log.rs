@@ -5,7 +5,7 @@
 //! tests/process/crash_loop.rs; fsync schedules and disk faults are unit tests in src/wal/tests.rs.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use draco_session::{ManualClock, SessionEngine, SessionError, SessionId, config::LogMode};
 use serde_json::Value;
@@ -250,22 +250,45 @@ async fn old_segments_are_deleted_and_a_large_log_triggers_a_snapshot() {
     for i in 0..64 {
         a.insert(&id, "c", "big", &format!("{i}{big}")).await.unwrap();
     }
-    let mut waited = Duration::ZERO;
-    while snap_files(dir.path()) == snaps_before && waited < Duration::from_secs(10) {
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-        waited += Duration::from_millis(100);
+    // Waits for the events themselves, with generous deadlines (the shard checks its log's
+    // size once a second, on its own clock): an early snapshot (the interval is an hour: only
+    // the log's size can trigger one), then, after each burst of 512 KiB, the log settled back
+    // within its bound: the newest segment within its 256 KiB share (no early snapshot still
+    // due) and all of them within log_max (the ones before the older kept snapshot deleted;
+    // the unpaced first 1 MiB sits in one segment until the next snapshot lets it go).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while snap_files(dir.path()) == snaps_before {
+        assert!(Instant::now() < deadline, "no early snapshot within 60 s of 1 MiB of writes");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_ne!(snap_files(dir.path()), snaps_before, "an early snapshot");
+    let segments = || -> Vec<(String, u64)> {
+        log_files(dir.path())
+            .into_iter()
+            .filter(|n| n.ends_with(".log"))
+            .filter_map(|n| Some((n.clone(), std::fs::metadata(log_dir(dir.path()).join(&n)).ok()?.len())))
+            .collect()
+    };
+    let settled = async |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = segments();
+            let newest = now.last().map_or(0, |(_, len)| *len);
+            let total: u64 = now.iter().map(|(_, len)| len).sum();
+            if newest <= 256 << 10 && total <= 1 << 20 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: the log did not settle within 60 s: {now:?}");
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
     for i in 64..256 {
         a.insert(&id, "c", "big", &format!("{i}{big}")).await.unwrap();
-        if i % 32 == 0 {
-            actix_rt::time::sleep(Duration::from_millis(1100)).await;
+        if (i - 64) % 32 == 31 {
+            settled(&format!("after write {i}")).await;
         }
     }
-    actix_rt::time::sleep(Duration::from_millis(2500)).await;
-    let total: u64 =
-        log_files(dir.path()).iter().map(|n| std::fs::metadata(log_dir(dir.path()).join(n)).unwrap().len()).sum();
     // 4 MiB written; what stays is within log_max.
+    let total: u64 = segments().iter().map(|(_, len)| len).sum();
     assert!(total <= 1 << 20, "{total} bytes of log kept: {:?}", log_files(dir.path()));
     let image = crash_image(dir.path());
     a.shutdown().await;

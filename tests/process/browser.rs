@@ -57,21 +57,76 @@ fn find_program(env: &str, names: &[&str]) -> PathBuf {
     );
 }
 
-/// target/<profile>/examples/remember_me, next to this test's own binary in target/<profile>/deps.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Guard) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            panic!("{what} exited before listening on {addr}: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr} within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
+/// `GET /status` of the WebDriver server on `port`: its body when it answers 200. (Read by its
+/// `Content-Length`: chromedriver keeps the connection open.)
+fn webdriver_status(port: u16) -> Option<String> {
+    let stream =
+        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    (&stream).write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return None;
     }
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(&mut reader, &mut body).ok()?;
+    String::from_utf8(body).ok()
+}
+
+/// Starts chromedriver on a free port and waits until it is our chromedriver that answers
+/// there (`GET /status`: ChromeDriver, ready). A port taken between finding it free and the
+/// driver's bind makes the driver exit: it starts again on another port.
+fn start_chromedriver(chromedriver: &Path) -> (Guard, u16) {
+    let mut exits = Vec::new();
+    for _ in 0..10 {
+        let port = free_port();
+        let mut driver = Guard(
+            Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = driver.0.try_wait() {
+                exits.push(format!("port {port}: exited with {status}"));
+                break;
+            }
+            // Ours: a server that is not chromedriver, or another chromedriver (ours would have
+            // failed to bind and exited, seen above), does not pass both checks.
+            if webdriver_status(port)
+                .is_some_and(|body| body.contains("ChromeDriver") && body.contains("\"ready\":true"))
+                && driver.0.try_wait().is_ok_and(|s| s.is_none())
+            {
+                return (driver, port);
+            }
+            assert!(Instant::now() < deadline, "chromedriver was not ready on port {port} within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("chromedriver did not start on any of 10 free ports: {exits:?}");
 }
 
 struct World {
@@ -102,16 +157,7 @@ fn start() -> World {
     let demo = Demo::start(&config);
     let port = demo.port;
 
-    let driver_port = free_port();
-    let mut driver = Guard(
-        Command::new(chromedriver)
-            .arg(format!("--port={driver_port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    wait_for_port(driver_port, "chromedriver", &mut driver);
+    let (driver, driver_port) = start_chromedriver(&chromedriver);
     World {
         demo,
         _driver: driver,

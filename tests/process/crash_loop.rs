@@ -31,8 +31,9 @@
 //!   old id is dead, its unchecked changes count as "in doubt", not lost. Each loop prints its
 //!   cycles, changes acknowledged, found after restart, lost (must be 0) and in doubt.
 //!
-//! **Unwritable directory**: the snapshot directory is made immutable (`chattr +i`; as root,
-//! `chmod` stops nothing) while load continues: the log says clearly that snapshots fail,
+//! **Unwritable directory**: the snapshot directory is made unwritable (`chattr +i`; or, as
+//! root where the file system has no immutable attribute, a read-only bind mount of it; `chmod`
+//! for other users; the test fails if none works) while load continues: the log says clearly that snapshots fail,
 //! requests keep being served from memory, and once the directory is writable again snapshots
 //! resume (new generations appear, and a `kill -9` afterwards loses nothing they cover).
 //!
@@ -783,42 +784,116 @@ fn kill_9_with_log_every_second_loses_no_acknowledged_change() {
 
 // ----- an unwritable snapshot directory -----
 
+/// How [`Unwritable`] stops writes to its directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Freeze {
+    /// `chattr +i`: the immutable attribute, which stops root too (not every file system has it:
+    /// overlayfs, the usual container root, refuses it).
+    Immutable,
+    /// As root: the directory bind-mounted onto itself, then remounted read-only (needs
+    /// `CAP_SYS_ADMIN`, which a root CI container has; any file system).
+    ReadOnlyBind,
+    /// Not root: `chmod 555` (permission bits stop no one but root).
+    Permissions,
+}
+
 /// Makes a directory unwritable for as long as it lives; writable again when dropped, even
 /// when the test fails (else the temporary directory could not be removed).
 struct Unwritable {
     dir: PathBuf,
-    how: &'static str,
+    how: Freeze,
+}
+
+/// Whether a file can be created in `dir` (removed again at once).
+fn writable(dir: &Path) -> bool {
+    let probe = dir.join(".probe");
+    let ok = std::fs::write(&probe, b"x").is_ok();
+    if ok {
+        std::fs::remove_file(probe).unwrap();
+    }
+    ok
+}
+
+fn run_quietly(program: &str, args: &[&std::ffi::OsStr]) -> bool {
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 impl Unwritable {
-    /// `chattr +i` (root ignores permission bits); else, for other users, `chmod 555`.
-    /// `None` when neither works here.
-    fn new(dir: &Path) -> Option<Self> {
-        let chattr = Command::new("chattr").arg("+i").arg(dir).stderr(Stdio::null()).status();
-        if chattr.is_ok_and(|s| s.success()) {
-            return Some(Self { dir: dir.to_owned(), how: "chattr +i" });
+    /// The first of [`Freeze`]'s ways that works here, checked by a write that must fail.
+    /// Panics when none does: a test that cannot make its directory unwritable fails, it does
+    /// not pass without testing anything.
+    fn new(dir: &Path) -> Self {
+        let mut tried = Vec::new();
+        for how in [Freeze::Immutable, Freeze::ReadOnlyBind, Freeze::Permissions] {
+            let frozen = Self { dir: dir.to_owned(), how };
+            if frozen.apply() && !writable(dir) {
+                return frozen;
+            }
+            tried.push(format!("{how:?}"));
+            drop(frozen); // undoes whatever part took effect
+            assert!(writable(dir), "{} stayed unwritable after undoing {how:?}", dir.display());
         }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).ok()?;
-        let probe = dir.join(".probe");
-        if std::fs::write(&probe, b"x").is_ok() {
-            // Root without chattr: permissions stop nothing.
-            let _ = std::fs::remove_file(probe);
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).ok()?;
-            return None;
+        panic!(
+            "cannot make {} unwritable here (tried {}): as root, this test needs chattr or \
+             CAP_SYS_ADMIN for a read-only bind mount",
+            dir.display(),
+            tried.join(", ")
+        );
+    }
+
+    fn apply(&self) -> bool {
+        let dir = self.dir.as_os_str();
+        match self.how {
+            Freeze::Immutable => run_quietly("chattr", &["+i".as_ref(), dir]),
+            Freeze::ReadOnlyBind => {
+                run_quietly("mount", &["--bind".as_ref(), dir, dir])
+                    && run_quietly("mount", &["-o".as_ref(), "remount,bind,ro".as_ref(), dir])
+            }
+            Freeze::Permissions => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).is_ok()
+            }
         }
-        Some(Self { dir: dir.to_owned(), how: "chmod 555" })
     }
 }
 
 impl Drop for Unwritable {
     fn drop(&mut self) {
-        if self.how == "chattr +i" {
-            let _ = Command::new("chattr").arg("-i").arg(&self.dir).status();
-        } else {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755));
+        let dir = self.dir.as_os_str();
+        match self.how {
+            Freeze::Immutable => {
+                run_quietly("chattr", &["-i".as_ref(), dir]);
+            }
+            Freeze::ReadOnlyBind => {
+                // Unmounts the bind mount if there is one (the directory itself is no mount
+                // point otherwise: `umount` then fails and changes nothing).
+                run_quietly("umount", &[dir]);
+            }
+            Freeze::Permissions => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
         }
+    }
+}
+
+/// Waits (up to `within`) until at least `count` snapshot generations newer than its newest in
+/// `since` have been seen for every shard (older files are deleted as new ones land, so the
+/// directory is watched, and what it showed is kept).
+fn wait_for_new_generations(dir: &Path, since: &BTreeSet<(usize, u64)>, count: usize, within: Duration) {
+    let newest = |shard: usize| since.iter().filter(|(s, _)| *s == shard).map(|(_, g)| *g).max().unwrap_or(0);
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + within;
+    loop {
+        seen.extend(snapshot_files(dir).into_iter().filter(|(s, g)| *g > newest(*s)));
+        if (0..SHARDS).all(|shard| seen.iter().filter(|(s, _)| *s == shard).count() >= count) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {count} new snapshot generations per shard within {within:?}: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -832,29 +907,40 @@ fn an_unwritable_snapshot_directory_is_reported_and_snapshots_resume() {
     let clients = run_load(demo.port, 2, 0x5eed, &flags);
     std::thread::sleep(Duration::from_millis(500));
 
-    let Some(frozen) = Unwritable::new(&snapshots) else {
-        flags.stop();
-        eprintln!("SKIPPED: cannot make a directory unwritable here (no chattr, running as root)");
-        return;
-    };
+    let frozen = Unwritable::new(&snapshots);
     let frozen_at = snapshot_files(&snapshots);
-    std::thread::sleep(Duration::from_millis(1_500)); // several snapshot intervals
-    let log = demo.stderr();
-    let failures = log.lines().filter(|l| l.contains("ERROR") && l.contains("snapshot write to")).count();
-    assert!(failures >= 1, "no clear error while {} is unwritable ({}):\n{log}", snapshots.display(), frozen.how);
-    assert!(failures <= 2 * SHARDS, "{failures} error lines for one unwritable directory: a flood, not a report");
-    assert_eq!(snapshot_files(&snapshots), frozen_at, "nothing could be written meanwhile");
-    let still_served = demo.request("POST", "/api/incr/n", None, None);
-    assert_eq!(still_served.0, 200, "requests are served from memory meanwhile");
-
-    drop(frozen);
-    let poller = Poller::start(snapshots.clone());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !demo.stderr().contains("work again") {
-        assert!(Instant::now() < deadline, "snapshots did not resume within 10 s of the directory being writable");
+    // Waits for the writer's report itself (several snapshot intervals on an idle machine).
+    let failed = |log: &str| log.lines().filter(|l| l.contains("ERROR") && l.contains("snapshot write to")).count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failed(&demo.stderr()) == 0 {
+        let log = demo.stderr();
+        assert!(
+            Instant::now() < deadline,
+            "no clear error within 30 s while {} is unwritable ({:?}):\n{log}",
+            snapshots.display(),
+            frozen.how
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(1_000));
+    // More snapshot intervals while frozen, to see no flood of reports: a busy machine only
+    // makes for fewer attempts, never for a failure of a correct build.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let still_served = demo.request("POST", "/api/incr/n", None, None);
+    assert_eq!(still_served.0, 200, "requests are served from memory meanwhile");
+    assert_eq!(snapshot_files(&snapshots), frozen_at, "nothing could be written meanwhile");
+    let failures = failed(&demo.stderr());
+    assert!(failures <= 2 * SHARDS, "{failures} error lines for one unwritable directory: a flood, not a report");
+
+    let how = frozen.how;
+    drop(frozen);
+    let poller = Poller::start(snapshots.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !demo.stderr().contains("work again") {
+        assert!(Instant::now() < deadline, "snapshots did not resume within 30 s of the directory being writable");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Acknowledgements after the resume, then two generations after them, cover them.
+    wait_for_new_generations(&snapshots, &frozen_at, 3, Duration::from_secs(30));
     let polls = poller.finish();
     flags.kill(&mut demo);
     let mut attempted = HashMap::new();
@@ -866,6 +952,7 @@ fn an_unwritable_snapshot_directory_is_reported_and_snapshots_resume() {
     assert_no_corrupt(&dir.path().join("data"), &demo, 1);
     let checked = verify(&demo, &expected, &attempted, 1);
     eprintln!(
-        "unwritable directory: {failures} error line(s) while frozen; {checked} sessions intact after resume + kill -9"
+        "unwritable directory ({how:?}): {failures} error line(s) while frozen; {checked} sessions intact after \
+         resume + kill -9"
     );
 }

@@ -186,7 +186,8 @@ pub fn try_request(
 ) -> std::io::Result<(u16, Option<String>, Value)> {
     let malformed = |what: &str| std::io::Error::other(format!("{what} response"));
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // Generous: a hang fails, a slow answer on a busy machine does not.
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n");
     if let Some(c) = cookie {
