@@ -331,7 +331,12 @@ async fn a_shard_moves_in_the_middle_of_a_snapshot(log: LogMode) {
     })
     .await;
     assert_eq!(adopted, Some(0));
-    assert_eq!(snapshot.unwrap(), 20_000, "the snapshot that was under way as the shard moved");
+    // A snapshot writes the whole shard; with the log on, the log's own early snapshot (its
+    // size past a share of `log_max`) may have just written it, and then this one finds
+    // nothing changed. Either way it completes.
+    let whole = |written: usize| written == 20_000 || (log != LogMode::Off && written == 0);
+    let written = snapshot.unwrap();
+    assert!(whole(written), "the snapshot that was under way as the shard moved wrote {written}");
 
     // And back: a change, a snapshot asked for, the adopting thread stopped meanwhile.
     e.insert(&ids[0], "a", "n", &-1).await.unwrap();
@@ -339,7 +344,8 @@ async fn a_shard_moves_in_the_middle_of_a_snapshot(log: LogMode) {
         a.stop();
     })
     .await;
-    assert_eq!(snapshot.unwrap(), 20_000);
+    let written = snapshot.unwrap();
+    assert!(whole(written), "the snapshot asked for as the thread stopped wrote {written}");
 
     // No shutdown: what loads is what the snapshots wrote. The first engine's workers still
     // run (and hold the directory's lock), so the second starts on a copy of its files.
