@@ -3,6 +3,7 @@
 //! `support/engine.rs`); what the memory backend leaves on disk is in
 //! `tests/persistence/erase.rs`.
 
+#[cfg(feature = "redis")]
 use std::collections::HashSet;
 
 use draco_session::SessionError;

@@ -7,6 +7,7 @@ use crate::support;
 
 use support::*;
 
+#[cfg_attr(not(feature = "redis"), allow(clippy::needless_return, reason = "the Redis half is compiled out"))]
 async fn without_a_secret_or_persistence_the_memory_backend_writes_no_key_file(b: Backend) {
     let (mut config, dir) = config(|c| c.session.secret = None);
     config.storage.dir = dir.path().join("data");

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::demo::{self, Demo};
+use crate::demo::Demo;
 use crate::tmpfs::Tmpfs;
 
 /// Lines of `log` at warning or error level.
@@ -234,7 +234,7 @@ fn a_redis_outage_is_told_in_a_few_lines_however_many_requests_it_refuses() {
             std::thread::spawn(move || {
                 let mut refused = 0u64;
                 while refused == 0 || stopped.elapsed() < Duration::from_secs(5) {
-                    let (status, _, _) = demo::request(port, "POST", "/api/incr/n", Some(&cookie), None);
+                    let (status, _, _) = crate::demo::request(port, "POST", "/api/incr/n", Some(&cookie), None);
                     assert_eq!(status, 503, "a request that needs the session while Redis is down");
                     refused += 1;
                 }
@@ -247,7 +247,7 @@ fn a_redis_outage_is_told_in_a_few_lines_however_many_requests_it_refuses() {
     assert!(refused >= 16, "{refused} requests refused in {outage:?}");
     server.resume();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while demo::request(demo.port, "GET", "/api/session", None, None).0 != 200 {
+    while crate::demo::request(demo.port, "GET", "/api/session", None, None).0 != 200 {
         assert!(Instant::now() < deadline, "service did not resume within 15 s");
         std::thread::sleep(Duration::from_millis(100));
     }
