@@ -9,7 +9,7 @@
 
 use crate::support::{app, config};
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::App;
 use actix_web::body::MessageBody;
@@ -120,7 +120,6 @@ async fn forged_ids_at_a_high_rate_never_reach_a_shard_nor_create_sessions() {
     }
     let elapsed = started.elapsed();
     eprintln!("{N} forged-id requests in {elapsed:?} ({:.0} req/s, unoptimised)", N as f64 / elapsed.as_secs_f64());
-    assert!(elapsed < Duration::from_secs(120), "{elapsed:?}");
     // Only the legitimate visits (a lookup and an increment each) reached the workers.
     let asked = operations(&engine).await - ops_before;
     assert!(asked <= 3 * 10 + 2, "forged ids reached the shards: {asked} operations");
@@ -197,7 +196,9 @@ async fn huge_cookies_and_thousands_of_cookies_in_one_header() {
     let req = TestRequest::get().uri("/api/ns/a/b").insert_header(("user-agent", BROWSER));
     let r = call(&app, req.insert_header(("cookie", forged))).await;
     assert_eq!(r.status, 404);
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Bounded work is what the operation count shows (the time is printed, not judged: a busy
+    // machine must not fail a correct build).
+    eprintln!("5,000 forged ids in {:?}", t.elapsed());
     assert_eq!(operations(&engine).await - ops_before, 0, "no forged id reached a shard");
     // Many `Cookie` headers in one request.
     let mut req = TestRequest::get().uri("/api/session").insert_header(("user-agent", BROWSER));
@@ -209,7 +210,6 @@ async fn huge_cookies_and_thousands_of_cookies_in_one_header() {
     person.visits += 1;
     assert_eq!(r.body["visits"], person.visits);
     eprintln!("cookie attacks in {:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(60));
     // The big-cookie visitors each got one session, nothing more.
     assert_eq!(engine.stats().await.unwrap().sessions, 4);
     person.visit(&app, None).await;
