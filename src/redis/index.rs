@@ -112,10 +112,15 @@ impl Core {
     /// Adds `member` to `userid`'s index, before the rotation that logs it in, and makes the
     /// index last at least `ttl_ms` more.
     pub(super) async fn index(&self, userid: u64, member: &str, ttl_ms: u64) -> Result<()> {
-        let user = self.keys.user(&self.seal.index_names(userid)[0]);
         let mut pipe = redis::pipe();
-        pipe.sadd(&user, member).ignore().add_command(Self::extend(&user, ttl_ms)).ignore();
+        self.index_into(&mut pipe, userid, member, ttl_ms);
         self.link.query_pipeline(&pipe).await
+    }
+
+    /// [`index`](Self::index)'s commands, added to `pipe` (answers ignored).
+    pub(super) fn index_into(&self, pipe: &mut redis::Pipeline, userid: u64, member: &str, ttl_ms: u64) {
+        let user = self.keys.user(&self.seal.index_names(userid)[0]);
+        pipe.sadd(&user, member).ignore().add_command(Self::extend(&user, ttl_ms)).ignore();
     }
 
     /// Makes `userid`'s index last until `until` (ms, the engine's clock), as a script asked

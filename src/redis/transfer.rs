@@ -6,9 +6,10 @@
 //!   this prefix's session hashes, under either key name, and opens each one: its user, times,
 //!   remember-me flag and every value, in either layout.
 //! - **Writing** replaces a session's hash whole in one script (`DEL`, `HSET` of its metadata
-//!   and values in this engine's layout, `PEXPIRE` to what is left of its lifetime), then adds
-//!   a logged-in one to its user's index and makes the index last. So writing the same
-//!   sessions again gives the same data: an interrupted migration can be run again.
+//!   and values in this engine's layout, `PEXPIRE` to what is left of its lifetime) and a
+//!   logged-in one added to its user's index, which is made to last; a batch in one round
+//!   trip. So writing the same sessions again gives the same data: an interrupted migration
+//!   can be run again.
 
 use std::sync::Arc;
 
@@ -112,8 +113,8 @@ impl Core {
         self.refuse_cluster()?;
         let index_ttl = self.index_ttl_ms();
         let until = self.clock.now_ms().saturating_add(index_ttl).to_string();
+        // Each session and, logged in, its index entry: one round trip for them all.
         let mut pipe = redis::pipe();
-        let mut logged_in = Vec::new();
         for (locator, state, ttl_ms) in sessions {
             let k = self.keys.of_locator(locator);
             let mut cmd = redis::cmd("EVAL");
@@ -121,14 +122,10 @@ impl Core {
             self.fields(state, &until, &mut cmd)?;
             pipe.add_command(cmd).ignore();
             if state.userid != 0 {
-                logged_in.push((state.userid, k.member));
+                self.index_into(&mut pipe, state.userid, &k.member, index_ttl);
             }
         }
-        self.link.query_pipeline::<()>(&pipe).await?;
-        for (userid, member) in logged_in {
-            self.index(userid, &member, index_ttl).await?;
-        }
-        Ok(())
+        self.link.query_pipeline::<()>(&pipe).await
     }
 
     /// Appends the hash of `state` in this engine's layout to `cmd`: metadata (`i`, for a

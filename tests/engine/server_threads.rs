@@ -350,7 +350,7 @@ async fn a_shard_moves_in_the_middle_of_a_snapshot(log: LogMode) {
     // No shutdown: what loads is what the snapshots wrote. The first engine's workers still
     // run (and hold the directory's lock), so the second starts on a copy of its files.
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
+    crate::support::canary::copy_tree(dir.path(), copy.path());
     drop(e);
     if log == LogMode::Off {
         let logged = std::fs::read_dir(copy.path().join("log")).map_or(0, Iterator::count);
@@ -361,18 +361,4 @@ async fn a_shard_moves_in_the_middle_of_a_snapshot(log: LogMode) {
     assert_eq!(e.get::<i64>(&ids[0], "a", "n").await.unwrap(), Some(-1));
     assert_eq!(e.get::<i64>(&ids[19_999], "a", "n").await.unwrap(), Some(19_999));
     e.shutdown().await;
-}
-
-/// Copies the files of `from` (and its subdirectories) into `to`.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }

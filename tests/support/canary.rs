@@ -1,7 +1,8 @@
 //! Looking for a canary in stored bytes: the forms a value can take in a file or a Redis key
 //! (its text, hex in either case, base64 at each of the three alignments, standard and
 //! URL-safe), and every file of a directory tree that holds one of them; and a user's
-//! sessions holding a canary, for the erasure's tests.
+//! sessions holding a canary, for the erasure's tests. Also a directory tree copied whole
+//! (`copy_tree`: what a `kill -9` leaves, or a copy for a second engine).
 #![allow(dead_code, reason = "three test binaries (engine, persistence, process) each use their own part")]
 
 use std::path::{Path, PathBuf};
@@ -82,4 +83,18 @@ pub async fn canary_sessions(
         ids.push(id);
     }
     ids
+}
+
+/// Copies the files of `from` and its subdirectories into `to` (created).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

@@ -135,20 +135,8 @@ pub async fn populate(engine: &SessionEngine, n: usize) -> Vec<Expected> {
 /// Every acknowledged change's log record was written (to the kernel) before its answer, so
 /// reading the files now sees exactly what a crashed process leaves behind.
 pub fn crash_image(dir: &Path) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
-    }
     let image = tempfile::tempdir().unwrap();
-    copy(dir, image.path());
+    canary::copy_tree(dir, image.path());
     image
 }
 
